@@ -1,0 +1,164 @@
+"""`BertBackbone` and `DistilBertBackbone`: keras-hub's backbone objects as thin holders of (config, params).
+
+They call the linen encoders in `flaxbert.models` in inference mode and add no math of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+
+from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
+from flaxbert.models.abstract import count_params, dummy_inputs
+from flaxbert.models.inputs import check_inputs
+from flaxbert.presets import hf_checkpoint
+
+
+class Backbone:
+    """Base class: a frozen config, a params tree and a jitted inference call."""
+
+    config_cls: type
+    encoder_cls: type
+    architecture: str
+
+    @classmethod
+    def from_config(cls, config, params=None, *, seed: int = 0) -> Backbone:
+        """Builds a backbone from a config, with the given params or freshly initialised ones (seeded)."""
+        if not isinstance(config, cls.config_cls):
+            raise TypeError(f"{cls.__name__} needs a {cls.config_cls.__name__}, got {type(config).__name__}.")
+        self = cls.__new__(cls)
+        self._build(config, params, seed)
+        return self
+
+    def _build(self, config, params, seed: int) -> None:
+        self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
+        if params is None:
+            init = jax.jit(lambda key: self.encoder.init(key, dummy_inputs(config))["params"])
+            params = nn.unbox(init(jax.random.key(seed)))
+        self.params = params
+        self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))
+
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0) -> Backbone:
+        """Loads a backbone from a local Hugging Face transformers checkpoint directory.
+
+        Args:
+            preset: a directory with config.json and model.safetensors (single or sharded) or pytorch_model.bin.
+            load_weights: False builds the architecture with random weights and reads no weight file.
+            dtype: compute dtype override, e.g. "bfloat16"; params stay float32.
+            seed: the init seed when `load_weights=False`.
+        """
+        if not load_weights:
+            return cls.from_config(hf_checkpoint.load_config(preset, dtype, cls.architecture), seed=seed)
+        config, params = hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
+        return cls.from_config(config, params)
+
+    def __call__(self, inputs: dict) -> dict[str, jax.Array] | jax.Array:
+        """Runs the encoder in inference mode on a dict of [batch, length] int arrays."""
+        return self._apply(self.params, check_inputs(inputs, self.config))
+
+    def count_params(self) -> int:
+        return count_params(self.params)
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def __getattr__(self, name):
+        # keras-hub exposes its constructor arguments as attributes (backbone.hidden_dim, backbone.num_layers, ...).
+        config = self.__dict__.get("config")
+        if config is not None and name in {f.name for f in dataclasses.fields(config)}:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config}, params={self.count_params():,})"
+
+
+class BertBackbone(Backbone):
+    """keras-hub's `BertBackbone`: returns `{"sequence_output": [B, L, D], "pooled_output": [B, D]}`.
+
+    Example:
+        >>> backbone = flaxbert.BertBackbone(vocabulary_size=30552, num_layers=4, num_heads=4, hidden_dim=256,
+        ...                                  intermediate_dim=512, max_sequence_length=128)
+        >>> out = backbone({"token_ids": np.ones((1, 12), "int32"), "segment_ids": np.zeros((1, 12), "int32"),
+        ...                 "padding_mask": np.ones((1, 12), "int32")})
+        >>> out["pooled_output"].shape
+        (1, 256)
+    """
+
+    config_cls, encoder_cls, architecture = BertConfig, BertEncoder, "bert"
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        dropout: float = 0.1,
+        max_sequence_length: int = 512,
+        num_segments: int = 2,
+        dtype=None,
+        *,
+        activation: str = "gelu_approximate",
+        layer_norm_epsilon: float = 1e-12,
+        seed: int = 0,
+    ):
+        config = BertConfig(
+            vocabulary_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+            dropout,
+            max_sequence_length,
+            num_segments,
+            activation,
+            layer_norm_epsilon,
+            compute_dtype(dtype),
+        )
+        self._build(config, None, seed)
+
+
+class DistilBertBackbone(Backbone):
+    """keras-hub's `DistilBertBackbone`: takes `token_ids` and `padding_mask`, returns the sequence output [B, L, D].
+
+    Example:
+        >>> backbone = flaxbert.DistilBertBackbone(vocabulary_size=30552, num_layers=4, num_heads=4, hidden_dim=256,
+        ...                                        intermediate_dim=512, max_sequence_length=128)
+        >>> backbone({"token_ids": np.ones((1, 12), "int32"), "padding_mask": np.ones((1, 12), "int32")}).shape
+        (1, 12, 256)
+    """
+
+    config_cls, encoder_cls, architecture = DistilBertConfig, DistilBertEncoder, "distil_bert"
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        dropout: float = 0.1,
+        max_sequence_length: int = 512,
+        dtype=None,
+        *,
+        activation: str = "gelu",
+        layer_norm_epsilon: float = 1e-12,
+        seed: int = 0,
+    ):
+        config = DistilBertConfig(
+            vocabulary_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            intermediate_dim,
+            dropout,
+            max_sequence_length,
+            activation,
+            layer_norm_epsilon,
+            compute_dtype(dtype),
+        )
+        self._build(config, None, seed)

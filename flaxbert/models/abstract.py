@@ -1,0 +1,52 @@
+"""A model's parameter structure without materialising it: abstract init, dummy inputs, and structure checks."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flaxbert.models.config import BertConfig
+
+
+def dummy_inputs(cfg, batch_size: int = 1, length: int = 1) -> dict[str, jax.Array]:
+    """The smallest valid input batch for a backbone config (params do not depend on its shape)."""
+    inputs = {
+        "token_ids": jnp.zeros((batch_size, length), jnp.int32),
+        "padding_mask": jnp.ones((batch_size, length), jnp.int32),
+    }
+    if isinstance(cfg, BertConfig):
+        inputs["segment_ids"] = jnp.zeros((batch_size, length), jnp.int32)
+    return inputs
+
+
+def abstract_params(module: nn.Module, cfg) -> dict:
+    """`jax.eval_shape` of `module.init`: the boxed params (shapes, dtypes and logical axis names), no memory used."""
+    init = lambda key: module.init(key, dummy_inputs(cfg))["params"]  # noqa: E731
+    return jax.eval_shape(init, jax.random.key(0))
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nn.unbox(params))))
+
+
+def _flatten(tree) -> dict[str, object]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        flat["/".join(str(getattr(k, "key", k)) for k in path)] = leaf
+    return flat
+
+
+def check_params(params, abstract, source: str) -> None:
+    """Raises naming every parameter of `abstract` that `params` lacks, has in another shape, or adds."""
+    got, want = _flatten(params), _flatten(nn.unbox(abstract))
+    problems = [f"missing {name} {tuple(w.shape)}" for name, w in want.items() if name not in got]
+    problems += [
+        f"{name} has shape {tuple(np.shape(got[name]))}, expected {tuple(w.shape)}"
+        for name, w in want.items()
+        if name in got and tuple(np.shape(got[name])) != tuple(w.shape)
+    ]
+    problems += [f"unexpected {name}" for name in got if name not in want]
+    if problems:
+        raise ValueError(f"{source}: the weights do not fit the model: " + "; ".join(problems[:10]))

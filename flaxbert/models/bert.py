@@ -1,0 +1,31 @@
+"""The BERT encoder (REFERENCE §1.3): token + position + segment embeddings, post-norm layers, tanh pooler."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaxbert.models.config import BertConfig
+from flaxbert.models.layers import PositionEmbedding, TransformerLayer, check_length, dense, embed, layer_norm
+
+
+class BertEncoder(nn.Module):
+    """Maps `{"token_ids", "segment_ids", "padding_mask"}` ([B, L] ints) to `{"sequence_output", "pooled_output"}`."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> dict[str, jax.Array]:
+        cfg = self.cfg
+        token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]  # [B, L]
+        check_length(cfg, token_ids.shape[-1])
+        x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
+        x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
+        x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)
+        x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
+        x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
+        for i in range(cfg.num_layers):
+            x = TransformerLayer(cfg, name=f"transformer_layer_{i}")(x, inputs["padding_mask"], train)
+        pooled = jnp.tanh(dense(cfg, cfg.hidden_dim, ("embed", "pooled"), "pooled_dense")(x[:, 0, :]))  # [B, D]
+        return {"sequence_output": x, "pooled_output": pooled}

@@ -1,0 +1,143 @@
+"""Frozen architecture configs: keras-hub's argument names and defaults, plus the numerics a checkpoint needs.
+
+A config fully describes a network's structure and numerics; train vs eval is a call-time argument, never a field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+# keras dtype policies name the compute dtype after "mixed_"; params stay float32 either way.
+_DTYPE_ALIASES = {None: "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def compute_dtype(dtype) -> str:
+    """Normalises a user's `dtype` (None, a name, a keras policy name, or a numpy/jax dtype) to a compute dtype name."""
+    name = _DTYPE_ALIASES.get(dtype, dtype)
+    name = getattr(name, "__name__", None) or getattr(name, "name", None) or str(name)
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; use one of {COMPUTE_DTYPES} (params always stay float32).")
+    return name
+
+
+def _check_common(cfg) -> None:
+    for field in (
+        "vocabulary_size",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "max_sequence_length",
+    ):
+        value = getattr(cfg, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{type(cfg).__name__}.{field} must be a positive integer, got {value!r}.")
+    if cfg.hidden_dim % cfg.num_heads:
+        raise ValueError(
+            f"hidden_dim={cfg.hidden_dim} must be divisible by num_heads={cfg.num_heads} "
+            f"(each head gets hidden_dim // num_heads dimensions)."
+        )
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}.")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation={cfg.activation!r} is not supported; use one of {ACTIVATIONS}.")
+    if cfg.layer_norm_epsilon <= 0:
+        raise ValueError(f"layer_norm_epsilon must be positive, got {cfg.layer_norm_epsilon!r}.")
+    compute_dtype(cfg.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """keras-hub `BertBackbone`'s arguments (REFERENCE §1.1) plus the activation and LayerNorm epsilon.
+
+    `activation` is "gelu_approximate" (tanh form) for keras-hub presets, which were converted from Google's TF
+    checkpoints, and "gelu" (exact erf form) for Hugging Face `bert` checkpoints. `dtype` is the compute dtype.
+    """
+
+    vocabulary_size: int
+    num_layers: int
+    num_heads: int
+    hidden_dim: int
+    intermediate_dim: int
+    dropout: float = 0.1
+    max_sequence_length: int = 512
+    num_segments: int = 2
+    activation: str = "gelu_approximate"
+    layer_norm_epsilon: float = 1e-12
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _check_common(self)
+        if not isinstance(self.num_segments, int) or self.num_segments < 1:
+            raise ValueError(f"BertConfig.num_segments must be a positive integer, got {self.num_segments!r}.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_dim // self.num_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class DistilBertConfig:
+    """keras-hub `DistilBertBackbone`'s arguments (REFERENCE §2); DistilBERT always uses exact GELU."""
+
+    vocabulary_size: int
+    num_layers: int
+    num_heads: int
+    hidden_dim: int
+    intermediate_dim: int
+    dropout: float = 0.1
+    max_sequence_length: int = 512
+    activation: str = "gelu"
+    layer_norm_epsilon: float = 1e-12
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _check_common(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_dim // self.num_heads
+
+
+def _check_head(cfg) -> None:
+    if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {cfg.num_classes!r}.")
+    if cfg.activation not in (None, "softmax"):
+        raise ValueError(
+            f"activation={cfg.activation!r} is not supported for a classifier head; "
+            "use None for logits or 'softmax' for probabilities."
+        )
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertHeadConfig:
+    """keras-hub `BertTextClassifier`'s head: pooled output -> dropout -> dense(num_classes)."""
+
+    num_classes: int
+    activation: str | None = None
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        _check_head(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistilBertHeadConfig:
+    """keras-hub `DistilBertTextClassifier`'s head: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes).
+
+    `hidden_dim=None` uses the backbone's hidden size.
+    """
+
+    num_classes: int
+    activation: str | None = None
+    hidden_dim: int | None = None
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        _check_head(self)
+        if self.hidden_dim is not None and (not isinstance(self.hidden_dim, int) or self.hidden_dim < 1):
+            raise ValueError(f"hidden_dim must be a positive integer or None, got {self.hidden_dim!r}.")

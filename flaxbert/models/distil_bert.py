@@ -1,0 +1,28 @@
+"""The DistilBERT encoder (REFERENCE §2): token + position embeddings and post-norm layers; no segments, no pooler."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from flaxbert.models.config import DistilBertConfig
+from flaxbert.models.layers import PositionEmbedding, TransformerLayer, check_length, embed, layer_norm
+
+
+class DistilBertEncoder(nn.Module):
+    """Maps `{"token_ids", "padding_mask"}` ([B, L] ints) to the sequence output [B, L, D]."""
+
+    cfg: DistilBertConfig
+
+    @nn.compact
+    def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
+        cfg = self.cfg
+        token_ids = inputs["token_ids"]  # [B, L]
+        check_length(cfg, token_ids.shape[-1])
+        x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
+        x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
+        x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
+        x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
+        for i in range(cfg.num_layers):
+            x = TransformerLayer(cfg, name=f"transformer_layer_{i}")(x, inputs["padding_mask"], train)
+        return x

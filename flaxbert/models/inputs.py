@@ -1,0 +1,60 @@
+"""Checks a batch of model inputs at the boundary, so bad input fails in the user's words, not deep inside jax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flaxbert.models.config import BertConfig
+
+
+def input_keys(cfg) -> tuple[str, ...]:
+    return (
+        ("token_ids", "segment_ids", "padding_mask") if isinstance(cfg, BertConfig) else ("token_ids", "padding_mask")
+    )
+
+
+def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
+    """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32.
+
+    Raises:
+        ValueError: a key is missing or unexpected, shapes differ, values are not integers, the length exceeds
+            `max_sequence_length`, or an id is outside the vocabulary / segment range.
+    """
+    keys = input_keys(cfg)
+    if not isinstance(inputs, dict):
+        raise ValueError(f"inputs must be a dict with keys {list(keys)}, got {type(inputs).__name__}.")
+    missing = [k for k in keys if k not in inputs]
+    extra = [k for k in inputs if k not in keys]
+    if missing or extra:
+        raise ValueError(
+            f"inputs must have exactly the keys {list(keys)}; missing {missing}, unexpected {extra}."
+            + (" DistilBERT takes no segment_ids." if "segment_ids" in extra else "")
+        )
+    arrays = {k: np.asarray(inputs[k]) for k in keys}
+    shape = arrays["token_ids"].shape
+    for key, array in arrays.items():
+        if array.dtype == bool and key == "padding_mask":
+            array = arrays[key] = array.astype(np.int32)
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"inputs[{key!r}] must hold integers, got dtype {array.dtype}.")
+        if array.ndim != 2 or array.shape != shape:
+            raise ValueError(
+                f"inputs[{key!r}] has shape {array.shape}; every input must be [batch, length] like token_ids {shape}."
+            )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"inputs are empty (shape {shape}); pass at least one token in one example.")
+    if shape[1] > cfg.max_sequence_length:
+        raise ValueError(
+            f"token_ids has length {shape[1]}, longer than max_sequence_length={cfg.max_sequence_length}; "
+            f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
+        )
+    _check_range(arrays["token_ids"], cfg.vocabulary_size, "token_ids", "vocabulary_size")
+    if "segment_ids" in arrays:
+        _check_range(arrays["segment_ids"], cfg.num_segments, "segment_ids", "num_segments")
+    return {k: a.astype(np.int32) for k, a in arrays.items()}
+
+
+def _check_range(array: np.ndarray, size: int, key: str, field: str) -> None:
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= size:
+        raise ValueError(f"{key} must be in [0, {size}) ({field}={size}); found values from {low} to {high}.")

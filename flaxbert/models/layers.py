@@ -1,0 +1,147 @@
+"""Layers shared by BERT and DistilBERT: the post-norm transformer block and the dtype-keeping factories.
+
+Every parameter carries logical axis names (vocab, embed, positions, segments, norm, heads, kv, mlp, pooled, classes);
+`flaxbert.parallel` maps them to the device mesh with one rules table. Params are float32; `cfg.dtype` is the compute
+dtype. Attention logits, softmax and LayerNorm statistics always run in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
+_TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
+
+ACTIVATION_FNS = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # erf form: HF BERT, all DistilBERT
+    "gelu_approximate": functools.partial(jax.nn.gelu, approximate=True),  # tanh form: keras-hub BERT presets
+    "relu": jax.nn.relu,
+}
+
+
+def _partitioned(init, axes):
+    return nn.with_logical_partitioning(init, axes)
+
+
+def dense(cfg, features: int, axes: tuple[str, str], name: str) -> nn.Dense:
+    """A Dense layer with float32 params, `cfg.dtype` compute and truncated-normal(0.02) kernels."""
+    return nn.Dense(
+        features,
+        dtype=cfg.dtype,
+        param_dtype=jnp.float32,
+        kernel_init=_partitioned(_TRUNCATED_NORMAL, axes),
+        bias_init=_partitioned(nn.initializers.zeros_init(), axes[-1:]),
+        name=name,
+    )
+
+
+def layer_norm(cfg, name: str) -> nn.LayerNorm:
+    """LayerNorm with keras-hub's epsilon; statistics in float32 and the exact (two-pass) variance for parity."""
+    return nn.LayerNorm(
+        epsilon=cfg.layer_norm_epsilon,
+        dtype=cfg.dtype,
+        param_dtype=jnp.float32,
+        use_fast_variance=False,
+        scale_init=_partitioned(nn.initializers.ones_init(), ("norm",)),
+        bias_init=_partitioned(nn.initializers.zeros_init(), ("norm",)),
+        name=name,
+    )
+
+
+def embed(num_embeddings: int, features: int, axes: tuple[str, str], name: str) -> nn.Embed:
+    """An embedding table; lookups stay float32 so the embedding sum is exact before the first LayerNorm."""
+    return nn.Embed(
+        num_embeddings,
+        features,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        embedding_init=_partitioned(_TRUNCATED_NORMAL, axes),
+        name=name,
+    )
+
+
+class PositionEmbedding(nn.Module):
+    """A learned position table [max_sequence_length, D]; returns its first L rows."""
+
+    max_sequence_length: int
+    features: int
+
+    @nn.compact
+    def __call__(self, length: int) -> jax.Array:
+        table = self.param(
+            "embedding",
+            _partitioned(_TRUNCATED_NORMAL, ("positions", "embed")),
+            (self.max_sequence_length, self.features),
+            jnp.float32,
+        )
+        return table[:length]  # [L, D]
+
+
+def check_length(cfg, length: int) -> None:
+    """Rejects sequences the position table cannot hold (the shape is static, so this runs at trace time)."""
+    if length > cfg.max_sequence_length:
+        raise ValueError(
+            f"token_ids has length {length}, longer than max_sequence_length={cfg.max_sequence_length}; "
+            f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
+        )
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; padding masks keys only, dropout hits the attention probabilities."""
+
+    cfg: object
+
+    @nn.compact
+    def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
+        cfg = self.cfg
+
+        def projection(name):
+            return nn.DenseGeneral(
+                (cfg.num_heads, cfg.head_dim),
+                dtype=cfg.dtype,
+                param_dtype=jnp.float32,
+                kernel_init=_partitioned(_TRUNCATED_NORMAL, ("embed", "heads", "kv")),
+                bias_init=_partitioned(nn.initializers.zeros_init(), ("heads", "kv")),
+                name=name,
+            )
+
+        q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
+        scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
+        scores = scores / math.sqrt(cfg.head_dim)  # [B, H, L, L]
+        keep = padding_mask[:, None, None, :].astype(bool)
+        scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(cfg.dropout)(probs, deterministic=not train)
+        context = jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, L, H, K]
+        return nn.DenseGeneral(
+            cfg.hidden_dim,
+            axis=(-2, -1),
+            dtype=cfg.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=_partitioned(_TRUNCATED_NORMAL, ("heads", "kv", "embed")),
+            bias_init=_partitioned(nn.initializers.zeros_init(), ("embed",)),
+            name="output",
+        )(context)  # [B, L, D]
+
+
+class TransformerLayer(nn.Module):
+    """keras-hub's post-norm `TransformerEncoder` block (REFERENCE §1.4), used by BERT and DistilBERT."""
+
+    cfg: object
+
+    @nn.compact
+    def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
+        cfg = self.cfg
+        attended = SelfAttention(cfg, name="self_attention")(x, padding_mask, train)
+        attended = nn.Dropout(cfg.dropout)(attended, deterministic=not train)
+        x = layer_norm(cfg, "self_attention_layer_norm")(x + attended)
+        h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, L, F]
+        h = ACTIVATION_FNS[cfg.activation](h)
+        h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, L, D]
+        h = nn.Dropout(cfg.dropout)(h, deterministic=not train)
+        return layer_norm(cfg, "feedforward_layer_norm")(x + h)

@@ -1,0 +1,1 @@
+"""Presets: the built-in registry and the readers of checkpoint formats."""

@@ -1,0 +1,144 @@
+"""Reads a Hugging Face transformers checkpoint directory: config.json and its weight files, into flaxbert params.
+
+Weights are read from `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), `pytorch_model.bin`
+or sharded `.bin` files, with or without the `bert.` / `distilbert.` prefix. Arrays go from the file straight into
+the params tree: nothing is randomly initialised first, and the tree is checked against `jax.eval_shape` of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+from safetensors import SafetensorError, safe_open
+
+from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
+from flaxbert.models.abstract import abstract_params, check_params
+from flaxbert.models.config import BertConfig, DistilBertConfig, compute_dtype
+from flaxbert.presets import hf_convert, torch_pickle
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_HEAD_KEYS = ("classifier.weight",)
+
+
+def read_config(directory) -> dict:
+    """The parsed config.json of a checkpoint directory, or an error that says what is missing where."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory; from_preset expects a checkpoint directory.")
+    path = directory / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} has no config.json; a preset directory needs config.json next to its weights "
+            "(a Hugging Face transformers checkpoint, a keras-hub preset or a flaxbert preset)."
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt.") from e
+
+
+def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupt: download it again."
+        ) from e
+
+
+def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is listed in the checkpoint's index but does not exist.")
+    return _read_safetensors(path) if path.suffix == ".safetensors" else torch_pickle.load_state_dict(path)
+
+
+def read_state_dict(directory) -> dict[str, np.ndarray]:
+    """All weights of a checkpoint directory as `{hf_key: array}`."""
+    directory = pathlib.Path(directory)
+    for name in _WEIGHT_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return _read_file(path)
+        try:
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ValueError(f"{path} is not a valid shard index (it needs a 'weight_map'): {e}") from e
+        state = {}
+        for shard in shards:
+            state.update(_read_file(directory / shard))
+        return state
+    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
+
+
+def _has_head(state: dict) -> bool:
+    return any(key.endswith(_HEAD_KEYS) for key in state)
+
+
+def _to_arrays(params):
+    # Host arrays move to the default device once; sharded placement is the caller's (training, presets) concern.
+    return {k: _to_arrays(v) if isinstance(v, dict) else jnp.asarray(v, jnp.float32) for k, v in params.items()}
+
+
+def load_backbone(directory, dtype=None, expected: str | None = None):
+    """Reads a transformers BERT/DistilBERT checkpoint's encoder.
+
+    Args:
+        directory: a local checkpoint directory (config.json + weights).
+        dtype: the compute dtype (params stay float32).
+        expected: "bert" or "distil_bert" to reject the other architecture with a message naming the right class.
+
+    Returns:
+        `(config, params)` where params is the encoder's tree (float32 arrays).
+    """
+    cfg = load_config(directory, dtype, expected)
+    source = str(directory)
+    state = read_state_dict(directory)
+    params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source)
+    encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
+    check_params(params, abstract_params(encoder, cfg), source)
+    return cfg, _to_arrays(params)
+
+
+def load_classifier(directory, dtype=None, expected: str | None = None):
+    """Reads a `BertForSequenceClassification` / `DistilBertForSequenceClassification` checkpoint with its head.
+
+    Returns:
+        `(backbone_config, head_config, params)`; params is `{"backbone": ..., <head params>}`.
+    """
+    cfg = load_config(directory, dtype, expected)
+    source = str(directory)
+    head = hf_convert.head_config(read_config(directory), source)
+    state = read_state_dict(directory)
+    if not _has_head(state):
+        raise ValueError(
+            f"{source} has no classification head (no 'classifier.weight'); it is a bare encoder: "
+            "load it as a backbone and attach a new head instead."
+        )
+    params = hf_convert.params_from_state_dict(state, cfg, with_head=True, source=source)
+    model = BertClassifier(cfg, head) if isinstance(cfg, BertConfig) else DistilBertClassifier(cfg, head)
+    check_params(params, abstract_params(model, cfg), source)
+    return cfg, head, _to_arrays(params)
+
+
+def load_config(directory, dtype=None, expected: str | None = None) -> BertConfig | DistilBertConfig:
+    """The backbone config of a checkpoint directory; `expected` ("bert" / "distil_bert") rejects the other one."""
+    hf, source = read_config(directory), str(directory)
+    arch = hf_convert.architecture(hf, source)
+    if expected is not None and arch != expected:
+        names = {
+            "bert": "BertBackbone / BertTextClassifier",
+            "distil_bert": "DistilBertBackbone / DistilBertTextClassifier",
+        }
+        raise ValueError(f"{source} holds a {arch} checkpoint; load it with {names[arch]}.")
+    return hf_convert.backbone_config(hf, source, compute_dtype(dtype))

@@ -1,0 +1,208 @@
+"""The one file that knows Hugging Face transformers' names: config fields and state-dict keys (REFERENCE §7.4).
+
+Weights map through an explicit table of `(hf_key, flaxbert_path, transform)` rows built per layer, so the same table
+serves reading (HF -> flaxbert) and, later, writing (flaxbert -> HF). torch `Linear.weight` is [out, in]; flax
+kernels are [in, out]; attention kernels split their hidden axis into (heads, head_dim) row-major, as HF's
+`view(..., heads, head_dim)` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
+
+MODEL_TYPES = {"bert": "bert", "distilbert": "distil_bert"}
+# HF's activation names -> flaxbert's. The tanh-form variants all compute 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))).
+_HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_approximate",
+    "gelu_pytorch_tanh": "gelu_approximate",
+    "gelu_fast": "gelu_approximate",
+    "relu": "relu",
+}
+_PREFIXES = {"bert": "bert.", "distil_bert": "distilbert."}
+
+
+def architecture(hf_config: dict, source: str) -> str:
+    """'bert' or 'distil_bert' from a transformers config.json, or a clear error for anything else."""
+    model_type = hf_config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(
+            f"{source}: model_type {model_type!r} is not supported; flaxbert reads transformers checkpoints with "
+            f"model_type {sorted(MODEL_TYPES)}."
+        )
+    return MODEL_TYPES[model_type]
+
+
+def _activation(name, source):
+    if name not in _HF_ACTIVATIONS:
+        raise ValueError(f"{source}: activation {name!r} is not supported; expected one of {sorted(_HF_ACTIVATIONS)}.")
+    return _HF_ACTIVATIONS[name]
+
+
+def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig | DistilBertConfig:
+    """Maps a transformers config.json dict to a flaxbert backbone config."""
+    if architecture(hf, source) == "distil_bert":
+        return DistilBertConfig(
+            vocabulary_size=hf["vocab_size"],
+            num_layers=hf["n_layers"],
+            num_heads=hf["n_heads"],
+            hidden_dim=hf["dim"],
+            intermediate_dim=hf["hidden_dim"],
+            dropout=hf.get("dropout", 0.1),
+            max_sequence_length=hf.get("max_position_embeddings", 512),
+            activation=_activation(hf.get("activation", "gelu"), source),
+            dtype=dtype,
+        )
+    position_type = hf.get("position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"{source}: position_embedding_type {position_type!r} is not supported (only 'absolute').")
+    return BertConfig(
+        vocabulary_size=hf["vocab_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        hidden_dim=hf["hidden_size"],
+        intermediate_dim=hf["intermediate_size"],
+        dropout=hf.get("hidden_dropout_prob", 0.1),
+        max_sequence_length=hf.get("max_position_embeddings", 512),
+        num_segments=hf.get("type_vocab_size", 2),
+        activation=_activation(hf.get("hidden_act", "gelu"), source),
+        layer_norm_epsilon=hf.get("layer_norm_eps", 1e-12),
+        dtype=dtype,
+    )
+
+
+def num_labels(hf: dict) -> int:
+    return len(hf["id2label"]) if "id2label" in hf else hf.get("num_labels", 2)
+
+
+def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
+    """The classifier head of a `*ForSequenceClassification` checkpoint."""
+    problem = hf.get("problem_type")
+    if problem not in (None, "single_label_classification"):
+        raise ValueError(f"{source}: problem_type {problem!r} is not supported; flaxbert heads are single-label.")
+    if architecture(hf, source) == "distil_bert":
+        return DistilBertHeadConfig(num_classes=num_labels(hf), dropout=hf.get("seq_classif_dropout", 0.2))
+    dropout = hf.get("classifier_dropout")
+    return BertHeadConfig(
+        num_classes=num_labels(hf), dropout=hf.get("hidden_dropout_prob", 0.1) if dropout is None else dropout
+    )
+
+
+def _linear(hf_name, path):
+    return [(f"{hf_name}.weight", (*path, "kernel"), "linear"), (f"{hf_name}.bias", (*path, "bias"), "copy")]
+
+
+def _norm(hf_name, path):
+    return [(f"{hf_name}.weight", (*path, "scale"), "copy"), (f"{hf_name}.bias", (*path, "bias"), "copy")]
+
+
+def _attention(hf_names, path):
+    rows = []
+    for hf_name, name in zip(hf_names[:3], ("query", "key", "value"), strict=True):
+        rows += [
+            (f"{hf_name}.weight", (*path, name, "kernel"), "split_out"),
+            (f"{hf_name}.bias", (*path, name, "bias"), "split_bias"),
+        ]
+    return rows + [
+        (f"{hf_names[3]}.weight", (*path, "output", "kernel"), "split_in"),
+        (f"{hf_names[3]}.bias", (*path, "output", "bias"), "copy"),
+    ]
+
+
+def _bert_rows(cfg: BertConfig):
+    rows = [
+        ("embeddings.word_embeddings.weight", ("token_embedding", "embedding"), "copy"),
+        ("embeddings.position_embeddings.weight", ("position_embedding", "embedding"), "copy"),
+        ("embeddings.token_type_embeddings.weight", ("segment_embedding", "embedding"), "copy"),
+        *_norm("embeddings.LayerNorm", ("embeddings_layer_norm",)),
+    ]
+    for i in range(cfg.num_layers):
+        hf, ours = f"encoder.layer.{i}.", f"transformer_layer_{i}"
+        qkvo = [f"{hf}attention.self.{n}" for n in ("query", "key", "value")] + [f"{hf}attention.output.dense"]
+        rows += _attention(qkvo, (ours, "self_attention"))
+        rows += _norm(f"{hf}attention.output.LayerNorm", (ours, "self_attention_layer_norm"))
+        rows += _linear(f"{hf}intermediate.dense", (ours, "feedforward_intermediate_dense"))
+        rows += _linear(f"{hf}output.dense", (ours, "feedforward_output_dense"))
+        rows += _norm(f"{hf}output.LayerNorm", (ours, "feedforward_layer_norm"))
+    return rows + _linear("pooler.dense", ("pooled_dense",))
+
+
+def _distil_bert_rows(cfg: DistilBertConfig):
+    rows = [
+        ("embeddings.word_embeddings.weight", ("token_embedding", "embedding"), "copy"),
+        ("embeddings.position_embeddings.weight", ("position_embedding", "embedding"), "copy"),
+        *_norm("embeddings.LayerNorm", ("embeddings_layer_norm",)),
+    ]
+    for i in range(cfg.num_layers):
+        hf, ours = f"transformer.layer.{i}.", f"transformer_layer_{i}"
+        rows += _attention(
+            [f"{hf}attention.{n}" for n in ("q_lin", "k_lin", "v_lin", "out_lin")], (ours, "self_attention")
+        )
+        rows += _norm(f"{hf}sa_layer_norm", (ours, "self_attention_layer_norm"))
+        rows += _linear(f"{hf}ffn.lin1", (ours, "feedforward_intermediate_dense"))
+        rows += _linear(f"{hf}ffn.lin2", (ours, "feedforward_output_dense"))
+        rows += _norm(f"{hf}output_layer_norm", (ours, "feedforward_layer_norm"))
+    return rows
+
+
+def weight_rows(cfg, with_head: bool) -> list[tuple[str, tuple[str, ...], str]]:
+    """The full HF-key <-> flaxbert-path table; with a head, backbone paths sit under "backbone"."""
+    is_bert = isinstance(cfg, BertConfig)
+    rows = _bert_rows(cfg) if is_bert else _distil_bert_rows(cfg)
+    if not with_head:
+        return rows
+    prefix = _PREFIXES["bert" if is_bert else "distil_bert"]
+    rows = [(prefix + hf, ("backbone", *path), kind) for hf, path, kind in rows]
+    head = _linear("classifier", ("logits",))
+    return rows + (head if is_bert else _linear("pre_classifier", ("pooled_dense",)) + head)
+
+
+def _to_flax(kind: str, w: np.ndarray, cfg) -> np.ndarray:
+    heads, head_dim = cfg.num_heads, cfg.head_dim
+    if kind == "linear":
+        return w.T
+    if kind == "split_out":  # [out=D, in=D] -> [D, H, K]
+        return w.T.reshape(w.shape[1], heads, head_dim)
+    if kind == "split_bias":  # [D] -> [H, K]
+        return w.reshape(heads, head_dim)
+    if kind == "split_in":  # [out=D, in=D] -> [H, K, D]
+        return w.T.reshape(heads, head_dim, w.shape[0])
+    return w
+
+
+def normalize_keys(state: dict[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
+    """Old checkpoints name LayerNorm params gamma/beta; some omit or add the `bert.` / `distilbert.` prefix."""
+    renamed = {}
+    for key, value in state.items():
+        if "LayerNorm" in key or "layer_norm" in key:
+            key = key.removesuffix(".gamma") + ".weight" if key.endswith(".gamma") else key
+            key = key.removesuffix(".beta") + ".bias" if key.endswith(".beta") else key
+        renamed[key] = value
+    prefix = _PREFIXES[arch]
+    return {k.removeprefix(prefix): v for k, v in renamed.items()}
+
+
+def params_from_state_dict(state: dict[str, np.ndarray], cfg, with_head: bool, source: str) -> dict:
+    """Builds flaxbert's nested params from a transformers state dict; a missing key raises naming both names."""
+    arch = "bert" if isinstance(cfg, BertConfig) else "distil_bert"
+    state = normalize_keys(state, arch)
+    params: dict = {}
+    for hf_key, path, kind in weight_rows(cfg, with_head):
+        key = hf_key.removeprefix(_PREFIXES[arch])
+        if key not in state:
+            raise ValueError(f"{source}: weight {hf_key!r} (flaxbert parameter {'/'.join(path)}) is missing.")
+        weight = np.asarray(state[key])
+        try:
+            converted = _to_flax(kind, weight, cfg)
+        except ValueError as e:
+            raise ValueError(
+                f"{source}: weight {hf_key!r} has shape {weight.shape}, which does not fit flaxbert parameter "
+                f"{'/'.join(path)} of a model with {cfg.num_heads} heads of size {cfg.head_dim}."
+            ) from e
+        node = params
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = converted
+    return params

@@ -1,0 +1,138 @@
+"""Bad input and bad checkpoints fail with flaxbert's own message, naming what is wrong and how to fix it."""
+
+import json
+
+import numpy as np
+import pytest
+from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, random_model, save
+
+import flaxbert
+from flaxbert.presets import hf_checkpoint
+
+SMALL = BERT_SHAPES["h48_heads3_l1_seg3"]
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save(random_model("bert", SMALL), tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="module")
+def backbone(bert_dir):
+    return flaxbert.BertBackbone.from_preset(bert_dir)
+
+
+def _inputs(length=5, **overrides):
+    batch = {
+        "token_ids": np.ones((2, length), int),
+        "segment_ids": np.zeros((2, length), int),
+        "padding_mask": np.ones((2, length), int),
+    }
+    return {**batch, **overrides}
+
+
+def test_directory_without_config_json(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+
+
+def test_unsupported_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ValueError, match="model_type 'roberta' is not supported"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+
+
+def test_distil_bert_checkpoint_given_to_bert_backbone(tmp_path):
+    path = save(random_model("distil_bert", DISTIL_BERT_SHAPES["h48_heads3_l1"]), tmp_path / "d")
+    with pytest.raises(ValueError, match="holds a distil_bert checkpoint; load it with DistilBertBackbone"):
+        flaxbert.BertBackbone.from_preset(path)
+
+
+def test_missing_weight_is_named(tmp_path):
+    model = random_model("bert", SMALL)
+    path = save(model, tmp_path / "ckpt", "bin")
+    import torch
+
+    state = torch.load(path / "pytorch_model.bin")
+    del state["encoder.layer.0.intermediate.dense.weight"]
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(
+        ValueError,
+        match=r"'encoder.layer.0.intermediate.dense.weight' \(flaxbert parameter "
+        r"transformer_layer_0/feedforward_intermediate_dense/kernel\) is missing",
+    ):
+        flaxbert.BertBackbone.from_preset(path)
+
+
+def test_weight_of_the_wrong_shape_is_named(tmp_path):
+    model = random_model("bert", SMALL)
+    path = save(model, tmp_path / "ckpt", "bin")
+    import torch
+
+    state = torch.load(path / "pytorch_model.bin")
+    state["pooler.dense.bias"] = torch.zeros(47)
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"pooled_dense/bias has shape \(47,\), expected \(48,\)"):
+        flaxbert.BertBackbone.from_preset(path)
+
+
+def test_truncated_weight_file_is_named(tmp_path, bert_dir):
+    path = tmp_path / "ckpt"
+    path.mkdir()
+    (path / "config.json").write_text((bert_dir / "config.json").read_text())
+    data = (bert_dir / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="model.safetensors is not a readable safetensors file"):
+        flaxbert.BertBackbone.from_preset(path)
+    (path / "model.safetensors").unlink()
+    (path / "pytorch_model.bin").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="pytorch_model.bin is not a readable PyTorch checkpoint"):
+        flaxbert.BertBackbone.from_preset(path)
+
+
+def test_directory_without_weights(tmp_path, bert_dir):
+    (tmp_path / "config.json").write_text((bert_dir / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="has no weights: looked for model.safetensors"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+    # ... unless no weights are wanted: then only config.json is read.
+    assert flaxbert.BertBackbone.from_preset(tmp_path, load_weights=False).config.num_segments == 3
+
+
+def test_bare_encoder_has_no_classifier_head(bert_dir):
+    with pytest.raises(ValueError, match="has no classification head"):
+        hf_checkpoint.load_classifier(bert_dir)
+
+
+def test_token_ids_longer_than_max_sequence_length(backbone):
+    with pytest.raises(ValueError, match="length 41, longer than max_sequence_length=40"):
+        backbone(_inputs(length=41))
+
+
+def test_missing_and_unexpected_input_keys(backbone):
+    with pytest.raises(ValueError, match=r"missing \['segment_ids'\]"):
+        backbone({"token_ids": np.ones((1, 3), int), "padding_mask": np.ones((1, 3), int)})
+    with pytest.raises(ValueError, match=r"unexpected \['mask'\]"):
+        backbone(_inputs(mask=np.ones((2, 5), int)))
+
+
+def test_ids_out_of_range_and_bad_shapes(backbone):
+    with pytest.raises(ValueError, match=r"token_ids must be in \[0, 99\)"):
+        backbone(_inputs(token_ids=np.full((2, 5), 99)))
+    with pytest.raises(ValueError, match=r"segment_ids must be in \[0, 3\)"):
+        backbone(_inputs(segment_ids=np.full((2, 5), 3)))
+    with pytest.raises(ValueError, match=r"inputs\['padding_mask'\] has shape \(2, 4\)"):
+        backbone(_inputs(padding_mask=np.ones((2, 4), int)))
+    with pytest.raises(ValueError, match=r"inputs\['token_ids'\] must hold integers"):
+        backbone(_inputs(token_ids=np.ones((2, 5), np.float32)))
+    with pytest.raises(ValueError, match="inputs are empty"):
+        backbone(_inputs(length=0))
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="hidden_dim=10 must be divisible by num_heads=3"):
+        flaxbert.BertBackbone(10, 1, 3, 10, 20)
+    with pytest.raises(ValueError, match="dtype='int8' is not supported"):
+        flaxbert.BertBackbone(10, 1, 2, 10, 20, dtype="int8")
+    with pytest.raises(ValueError, match="activation='swish' is not supported"):
+        flaxbert.DistilBertBackbone(10, 1, 2, 10, 20, activation="swish")

@@ -1,0 +1,96 @@
+"""fp32 parity with Hugging Face transformers on random-init checkpoints of unusual shapes, in every file format."""
+
+import numpy as np
+import pytest
+from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
+
+import flaxbert
+from flaxbert.models import BertClassifier, DistilBertClassifier
+from flaxbert.presets import hf_checkpoint
+
+pytestmark = pytest.mark.parity
+ATOL = 1e-5
+
+
+def _max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "sharded", "bin", "sharded_bin"])
+@pytest.mark.parametrize("shape", list(BERT_SHAPES))
+def test_bert_backbone_matches_transformers(tmp_path, shape, fmt):
+    model = random_model("bert", BERT_SHAPES[shape])
+    path = save(model, tmp_path / "ckpt", fmt, legacy_names=(fmt == "bin"))
+    batch = padded_batch(model.config.vocab_size, model.config.type_vocab_size)
+    want = torch_outputs(model, batch)
+    backbone = flaxbert.BertBackbone.from_preset(path)
+    got = backbone(batch)
+    assert _max_diff(got["sequence_output"], want.last_hidden_state.numpy()) <= ATOL
+    assert _max_diff(got["pooled_output"], want.pooler_output.numpy()) <= ATOL
+    assert backbone.count_params() == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+@pytest.mark.parametrize("shape", list(DISTIL_BERT_SHAPES))
+def test_distil_bert_backbone_matches_transformers(tmp_path, shape, fmt):
+    model = random_model("distil_bert", DISTIL_BERT_SHAPES[shape])
+    path = save(model, tmp_path / "ckpt", fmt)
+    batch = padded_batch(model.config.vocab_size, 1)
+    del batch["segment_ids"]
+    want = torch_outputs(model, batch).last_hidden_state.numpy()
+    got = flaxbert.DistilBertBackbone.from_preset(path)(batch)
+    assert _max_diff(got, want) <= ATOL
+
+
+@pytest.mark.parametrize("shape", list(BERT_SHAPES))
+def test_bert_classifier_head_matches_transformers(tmp_path, shape):
+    model = random_model("bert_classifier", BERT_SHAPES[shape], num_labels=3)
+    path = save(model, tmp_path / "ckpt", "safetensors")
+    batch = padded_batch(model.config.vocab_size, model.config.type_vocab_size)
+    want = torch_outputs(model, batch).logits.numpy()
+    cfg, head, params = hf_checkpoint.load_classifier(path)
+    assert head.num_classes == 3 and head.dropout == model.config.hidden_dropout_prob
+    got = BertClassifier(cfg, head).apply({"params": params}, batch)
+    assert got.shape == (3, 3)
+    assert _max_diff(got, want) <= ATOL
+    # The same directory (weights under the `bert.` prefix) also loads as a bare backbone.
+    pooled = flaxbert.BertBackbone.from_preset(path)(batch)["pooled_output"]
+    assert _max_diff(pooled, model.bert(**_torch_kwargs(batch)).pooler_output.detach().numpy()) <= ATOL
+
+
+@pytest.mark.parametrize("shape", list(DISTIL_BERT_SHAPES))
+def test_distil_bert_classifier_head_matches_transformers(tmp_path, shape):
+    model = random_model("distil_bert_classifier", DISTIL_BERT_SHAPES[shape], num_labels=4)
+    path = save(model, tmp_path / "ckpt", "bin")
+    batch = padded_batch(model.config.vocab_size, 1)
+    del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    cfg, head, params = hf_checkpoint.load_classifier(path)
+    assert (head.num_classes, head.dropout) == (4, model.config.seq_classif_dropout)
+    got = DistilBertClassifier(cfg, head).apply({"params": params}, batch)
+    assert _max_diff(got, want) <= ATOL
+
+
+def test_softmax_head_returns_probabilities(tmp_path):
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=3)
+    path = save(model, tmp_path / "ckpt")
+    batch = padded_batch(model.config.vocab_size, 3)
+    cfg, head, params = hf_checkpoint.load_classifier(path)
+    import dataclasses
+
+    import torch
+
+    probs = BertClassifier(cfg, dataclasses.replace(head, activation="softmax")).apply({"params": params}, batch)
+    want = torch.softmax(torch_outputs(model, batch).logits, -1).numpy()
+    assert _max_diff(probs, want) <= ATOL
+    np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-6)
+
+
+def _torch_kwargs(batch):
+    import torch
+
+    return {
+        "input_ids": torch.as_tensor(batch["token_ids"], dtype=torch.long),
+        "attention_mask": torch.as_tensor(batch["padding_mask"], dtype=torch.long),
+        "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long),
+    }

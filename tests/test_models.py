@@ -1,0 +1,156 @@
+"""The functional core on tiny dims: parameter counts of every preset, logical axes, masks, dropout, dtypes."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flaxbert
+from flaxbert.models import (
+    BertClassifier,
+    BertConfig,
+    BertEncoder,
+    BertHeadConfig,
+    DistilBertClassifier,
+    DistilBertConfig,
+    DistilBertEncoder,
+    DistilBertHeadConfig,
+)
+from flaxbert.models.abstract import abstract_params, count_params, dummy_inputs
+from flaxbert.presets.registry import PRESETS
+
+TINY_BERT = BertConfig(
+    vocabulary_size=101,
+    num_layers=2,
+    num_heads=2,
+    hidden_dim=16,
+    intermediate_dim=24,
+    max_sequence_length=20,
+    num_segments=3,
+)
+TINY_DISTIL = DistilBertConfig(
+    vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=24, max_sequence_length=20
+)
+
+
+def _keras_hub_count(cfg) -> int:
+    """REFERENCE §1.7's closed form for keras-hub's parameter count."""
+    v, h, i, n = cfg.vocabulary_size, cfg.hidden_dim, cfg.intermediate_dim, cfg.num_layers
+    segments = cfg.num_segments if isinstance(cfg, BertConfig) else 0
+    pooler = h * h + h if isinstance(cfg, BertConfig) else 0
+    per_layer = 4 * (h * h + h) + 4 * h + h * i + i + i * h + h
+    return v * h + cfg.max_sequence_length * h + segments * h + 2 * h + n * per_layer + pooler
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_counts_equal_keras_hub(name):
+    preset = PRESETS[name]
+    encoder = BertEncoder(preset.backbone) if preset.architecture == "bert" else DistilBertEncoder(preset.backbone)
+    count = count_params(abstract_params(encoder, preset.backbone))
+    assert count == preset.params == _keras_hub_count(preset.backbone)
+
+
+def test_every_parameter_has_logical_axes_of_its_rank():
+    head = BertHeadConfig(num_classes=3)
+    boxed = abstract_params(BertClassifier(TINY_BERT, head), TINY_BERT)
+    leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+    assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+    assert all(len(x.names) == x.value.ndim for x in leaves)
+    specs = nn.get_partition_spec(boxed)
+    attention = specs["backbone"]["transformer_layer_0"]["self_attention"]
+    assert tuple(attention["query"]["kernel"]) == ("embed", "heads", "kv")
+    assert tuple(attention["output"]["kernel"]) == ("heads", "kv", "embed")
+    assert tuple(specs["backbone"]["token_embedding"]["embedding"]) == ("vocab", "embed")
+    assert tuple(specs["logits"]["kernel"]) == ("embed", "classes")
+
+
+def _init(module, cfg):
+    return nn.unbox(module.init(jax.random.key(1), dummy_inputs(cfg))["params"])
+
+
+def _batch(cfg, lengths=(9, 4, 1), length=9, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = (np.arange(length)[None] < np.array(lengths)[:, None]).astype(np.int32)
+    batch = {"token_ids": rng.integers(1, cfg.vocabulary_size, (len(lengths), length)) * mask, "padding_mask": mask}
+    if isinstance(cfg, BertConfig):
+        batch["segment_ids"] = rng.integers(0, cfg.num_segments, (len(lengths), length)) * mask
+    return {k: jnp.asarray(v, jnp.int32) for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_padding_does_not_change_unpadded_positions(cfg):
+    encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
+    params = _init(encoder, cfg)
+    short = _batch(cfg, length=9)
+    long = {k: jnp.pad(v, ((0, 0), (0, 7))) for k, v in short.items()}
+    out_short, out_long = encoder.apply({"params": params}, short), encoder.apply({"params": params}, long)
+    if isinstance(cfg, BertConfig):
+        np.testing.assert_allclose(out_long["pooled_output"], out_short["pooled_output"], atol=1e-6)
+        out_short, out_long = out_short["sequence_output"], out_long["sequence_output"]
+    real = np.asarray(short["padding_mask"], bool)
+    np.testing.assert_allclose(np.asarray(out_long)[:, :9][real], np.asarray(out_short)[real], atol=1e-6)
+    # and a padded key really is ignored: changing the token under it changes nothing
+    poked = dict(short, token_ids=short["token_ids"].at[2, 5].set(7))
+    poked_out = encoder.apply({"params": params}, poked)
+    poked_out = poked_out["sequence_output"] if isinstance(cfg, BertConfig) else poked_out
+    np.testing.assert_allclose(np.asarray(poked_out)[real], np.asarray(out_short)[real], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "model,cfg",
+    [
+        (BertClassifier(TINY_BERT, BertHeadConfig(3)), TINY_BERT),
+        (DistilBertClassifier(TINY_DISTIL, DistilBertHeadConfig(3, hidden_dim=8)), TINY_DISTIL),
+    ],
+    ids=["bert", "distil_bert"],
+)
+def test_dropout_only_in_training_and_keyed(model, cfg):
+    params, batch = _init(model, cfg), _batch(cfg)
+    eval_out = model.apply({"params": params}, batch)
+    eval_again = model.apply({"params": params}, batch, train=False)
+    np.testing.assert_array_equal(eval_out, eval_again)
+    train = [model.apply({"params": params}, batch, train=True, rngs={"dropout": jax.random.key(k)}) for k in (0, 0, 1)]
+    np.testing.assert_array_equal(train[0], train[1])
+    assert not np.allclose(train[0], eval_out) and not np.allclose(train[0], train[2])
+    assert eval_out.shape == (3, 3) and eval_out.dtype == jnp.float32
+
+
+def test_distil_bert_head_hidden_dim_defaults_to_backbone_width():
+    params = _init(DistilBertClassifier(TINY_DISTIL, DistilBertHeadConfig(5)), TINY_DISTIL)
+    assert params["pooled_dense"]["kernel"].shape == (16, 16) and params["logits"]["kernel"].shape == (16, 5)
+    params = _init(DistilBertClassifier(TINY_DISTIL, DistilBertHeadConfig(5, hidden_dim=8)), TINY_DISTIL)
+    assert params["pooled_dense"]["kernel"].shape == (16, 8) and params["logits"]["kernel"].shape == (8, 5)
+
+
+def test_initialisers_follow_keras_hub():
+    params = _init(BertEncoder(TINY_BERT), TINY_BERT)
+    kernel = np.asarray(params["transformer_layer_0"]["feedforward_intermediate_dense"]["kernel"])
+    assert np.abs(kernel).max() <= 0.04 + 1e-7 and 0.01 < kernel.std() < 0.02  # truncated normal(0.02) at 2 sigma
+    np.testing.assert_array_equal(params["transformer_layer_0"]["feedforward_intermediate_dense"]["bias"], 0)
+    np.testing.assert_array_equal(params["embeddings_layer_norm"]["scale"], 1)
+
+
+def test_backbone_object_is_seeded_and_exposes_config():
+    kwargs = dict(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=12
+    )
+    a, b, c = flaxbert.BertBackbone(**kwargs), flaxbert.BertBackbone(**kwargs), flaxbert.BertBackbone(**kwargs, seed=1)
+    same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a.params, b.params)
+    assert all(jax.tree.leaves(same))
+    assert not np.array_equal(a.params["pooled_dense"]["kernel"], c.params["pooled_dense"]["kernel"])
+    assert (a.hidden_dim, a.num_segments, a.dropout, a.config.activation) == (8, 2, 0.1, "gelu_approximate")
+    assert a.count_params() == _keras_hub_count(a.config)
+    assert a.get_config()["vocabulary_size"] == 50
+    out = a(
+        {"token_ids": np.ones((2, 5), int), "segment_ids": np.zeros((2, 5), int), "padding_mask": np.ones((2, 5), bool)}
+    )
+    assert out["sequence_output"].shape == (2, 5, 8) and out["pooled_output"].shape == (2, 8)
+
+
+def test_keras_dtype_policies_map_to_compute_dtypes():
+    backbone = flaxbert.DistilBertBackbone(50, 1, 2, 8, 16, max_sequence_length=12, dtype="mixed_bfloat16")
+    assert backbone.config.dtype == "bfloat16"
+    assert backbone.params["token_embedding"]["embedding"].dtype == jnp.float32
+    out = backbone({"token_ids": np.ones((1, 4), int), "padding_mask": np.ones((1, 4), int)})
+    assert out.dtype == jnp.bfloat16
