@@ -1,0 +1,67 @@
+"""One device mesh ("data", "fsdp") and one table of logical-axis rules.
+
+Data parallel is `fsdp=1`, FSDP is `data=1`, and any 2-D mix is both: the code path is the same. Activations shard
+their batch over both axes; params (which have no batch dim) shard their `embed` dim over `fsdp`.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp")
+RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("vocab", None),
+    ("positions", None),
+    ("segments", None),
+    ("norm", None),
+    ("heads", None),
+    ("kv", None),
+    ("mlp", None),
+    ("pooled", None),
+    ("classes", None),
+)
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
+    """A ("data", "fsdp") mesh over `devices` (default: every device); `data=-1` takes what `fsdp` leaves."""
+    devices = list(jax.devices() if devices is None else devices)
+    if fsdp < 1 or len(devices) % fsdp:
+        raise ValueError(f"fsdp={fsdp} must divide the number of devices ({len(devices)}).")
+    data = len(devices) // fsdp if data == -1 else data
+    if data * fsdp != len(devices):
+        raise ValueError(
+            f"mesh ({data}, {fsdp}) needs {data * fsdp} devices but {len(devices)} are in use; "
+            f"use data=-1 to fill the mesh, or pass that many devices."
+        )
+    # Auto axes: the compiler propagates shardings through the model (no sharding-in-types annotations needed).
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh((data, fsdp), MESH_AXES, axis_types=auto, devices=devices)
+
+
+def check_hidden_dim(mesh: Mesh, hidden_dim: int) -> None:
+    fsdp = mesh.shape["fsdp"]
+    if hidden_dim % fsdp:
+        raise ValueError(f"hidden_dim={hidden_dim} is not divisible by the fsdp mesh axis ({fsdp}); pick a divisor.")
+
+
+def param_shardings(boxed_abstract, mesh: Mesh):
+    """NamedShardings for a tree of logically partitioned (boxed) abstract params, from the rules table."""
+    return nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed_abstract), mesh, RULES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dim over every mesh axis; the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(MESH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_multiple(mesh: Mesh) -> int:
+    """Global batches must be a multiple of this to split evenly over the mesh."""
+    return mesh.size

@@ -1,0 +1,155 @@
+"""fit / evaluate / predict as functions over jitted pure steps, on any mesh, with progress and checkpoints."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import flax.linen as nn
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from flaxbert import checkpoint
+from flaxbert.models.abstract import abstract_params
+from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
+from flaxbert.training import steps
+from flaxbert.training.batches import ArrayData, epoch_order, make_batch, num_batches
+from flaxbert.training.preemption import watch_sigterm
+from flaxbert.training.state import TrainState
+
+
+def state_shardings(model, cfg, tx, mesh):
+    """The abstract train state and its shardings, derived from the params' logical axes and the rules table."""
+    boxed = jax.eval_shape(lambda p: TrainState.create(p, tx), abstract_params(model, cfg))
+    return nn.unbox(boxed), nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
+
+
+def create_state(params, tx, shardings) -> TrainState:
+    """Places `params` onto their shardings and builds the optimizer state there (jitted, born sharded)."""
+    params = jax.device_put(params, shardings.params)
+    return jax.jit(lambda p: TrainState.create(p, tx), out_shardings=shardings)(params)
+
+
+def jit_train_step(model, mesh, shardings, *, seed: int, from_logits: bool):
+    step = functools.partial(steps.train_step, model=model, seed=seed, from_logits=from_logits)
+    return jax.jit(
+        step,
+        donate_argnums=0,
+        in_shardings=(shardings, batch_sharding(mesh)),
+        out_shardings=(shardings, replicated(mesh)),
+    )
+
+
+def jit_eval_step(model, mesh, param_shardings, *, from_logits: bool):
+    step = functools.partial(steps.eval_step, model=model, from_logits=from_logits)
+    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=replicated(mesh))
+
+
+def jit_predict_step(model, mesh, param_shardings):
+    step = functools.partial(steps.predict_step, model=model)
+    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=batch_sharding(mesh))
+
+
+def _feed(batch, mesh):
+    """This process's rows of a global numpy batch, as global arrays sharded over the mesh."""
+    rows = process_slice(len(batch["label"]))
+    local = jax.tree.map(lambda x: x[rows], batch)
+    return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], local)
+
+
+def _add(a, b):
+    return b if a is None else jax.tree.map(lambda x, y: x + y, a, b)
+
+
+def fit(
+    state,
+    train_fn,
+    data: ArrayData,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    shuffle: bool,
+    mesh,
+    buckets=None,
+    ckpt=None,
+    ckpt_every: int | None = None,
+    validate=None,
+    verbose: int = 1,
+):
+    """Trains from `state.step` to the end of `epochs`; returns (state, history of per-epoch metrics).
+
+    The data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the
+    batches an uninterrupted run would have fed after s. On SIGTERM it saves a checkpoint and exits with status 0.
+    """
+    per_epoch = num_batches(len(data), batch_size)
+    start = int(state.step)  # the only sync before the loop
+    history = {}
+    with watch_sigterm() as preemption:
+        for epoch in range(start // per_epoch, epochs):
+            order, sums, began = epoch_order(len(data), seed, epoch, shuffle), None, time.perf_counter()
+            first = start - epoch * per_epoch if epoch == start // per_epoch else 0
+            bar = tqdm(
+                total=per_epoch,
+                initial=first,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="step",
+                disable=verbose == 0,
+                dynamic_ncols=True,
+            )
+            for i in range(first, per_epoch):
+                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size, buckets)
+                state, metrics = train_fn(state, _feed(batch, mesh))
+                sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
+                if verbose and (i + 1) % 10 == 0 or i + 1 == per_epoch:
+                    _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
+                bar.update(1)
+                if ckpt is not None and (ckpt_every and step % ckpt_every == 0 or preemption.requested):
+                    checkpoint.save(ckpt, step, state, {"step": step, "epoch": epoch, "batch": i + 1, "seed": seed})
+                if preemption.requested:
+                    bar.close()
+                    raise SystemExit(0)
+            bar.close()
+            for key, value in steps.summarize(jax.device_get(sums)).items():
+                history.setdefault(key, []).append(value)
+            if ckpt is not None:
+                checkpoint.save(
+                    ckpt,
+                    (epoch + 1) * per_epoch,
+                    state,
+                    {"step": (epoch + 1) * per_epoch, "epoch": epoch + 1, "batch": 0, "seed": seed},
+                )
+            if validate is not None:
+                for key, value in validate(state.params).items():
+                    history.setdefault(f"val_{key}", []).append(value)
+    return state, history
+
+
+def _show(bar, sums, examples_per_second):
+    shown = steps.summarize(jax.device_get(sums))
+    bar.set_postfix(
+        loss=f"{shown['loss']:.4f}",
+        accuracy=f"{shown['accuracy']:.4f}",
+        ex_s=f"{examples_per_second:,.0f}",
+        refresh=False,
+    )
+
+
+def evaluate(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, buckets=None, verbose: int = 1):
+    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
+    sums, order = None, np.arange(len(data))
+    for i in tqdm(range(num_batches(len(data), batch_size)), desc="evaluate", unit="step", disable=verbose == 0):
+        batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size, buckets)
+        sums = _add(sums, eval_fn(params, _feed(batch, mesh)))
+    return steps.summarize(jax.device_get(sums))
+
+
+def predict(params, predict_fn, data: ArrayData, *, batch_size: int, mesh, buckets=None, verbose: int = 1):
+    """Model outputs for every example as one numpy array, in input order."""
+    outputs, order = [], np.arange(len(data))
+    for i in tqdm(range(num_batches(len(data), batch_size)), desc="predict", unit="step", disable=verbose == 0):
+        rows = order[i * batch_size : (i + 1) * batch_size]
+        batch = make_batch(data, rows, batch_size, buckets)
+        outputs.append(to_host(predict_fn(params, _feed(batch, mesh)["inputs"]))[: len(rows)])
+    return np.concatenate(outputs)

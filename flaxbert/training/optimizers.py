@@ -1,0 +1,57 @@
+"""Optimizer recipes: keras-hub's compile default, the recommended fine-tuning recipe, and backbone freezing."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+
+def keras_default(learning_rate: float = 5e-5) -> optax.GradientTransformation:
+    """keras-hub's `compile()` default: Keras Adam(5e-5), whose epsilon is 1e-7 (REFERENCE §6.1)."""
+    return optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
+
+
+def weight_decay_mask(params):
+    """Decay kernels and embeddings; never biases or LayerNorm scales (the standard BERT fine-tuning recipe)."""
+
+    def decays(path, _):
+        # The last dict key names the parameter (boxed abstract params add an attribute key after it).
+        names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        return names[-1] in ("kernel", "embedding")
+
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def recommended(
+    num_steps: int,
+    learning_rate: float = 5e-5,
+    warmup_fraction: float = 0.1,
+    weight_decay: float = 0.01,
+    clipnorm: float = 1.0,
+) -> optax.GradientTransformation:
+    """AdamW with decoupled weight decay (masked), linear warmup then linear decay to 0, and global-norm clipping.
+
+    This is the recipe keras-hub's GLUE benchmark used (REFERENCE §6.1), with a warmup added.
+    """
+    warmup = max(1, int(num_steps * warmup_fraction))
+    schedule = optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, learning_rate, warmup),
+            optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - warmup)),
+        ],
+        [warmup],
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(clipnorm),
+        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-6, weight_decay=weight_decay, mask=weight_decay_mask),
+    )
+
+
+def freeze_backbone(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Applies `tx` to the head and zero updates to the `backbone` subtree (which keeps no optimizer state)."""
+
+    def labels(params):
+        label = {k: "frozen" if k == "backbone" else "train" for k in params}
+        return {k: jax.tree.map(lambda _, name=label[k]: name, v) for k, v in params.items()}
+
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

@@ -1,0 +1,61 @@
+"""Pure, jittable steps. A batch is `{"inputs": {...}, "label": [B], "weight": [B]}`.
+
+`weight` is the sample weight times 1 for real rows and 0 for padding rows, so a padded last batch is exact: metrics
+are sums plus counts, reduced over the whole global batch by the compiler.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def per_example_loss(outputs: jax.Array, labels: jax.Array, from_logits: bool) -> jax.Array:
+    """Sparse categorical cross-entropy, in float32; on probabilities it clips like Keras does."""
+    outputs = outputs.astype(jnp.float32)
+    if from_logits:
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+    probs = jnp.clip(outputs, 1e-7, 1.0 - 1e-7)
+    return -jnp.log(jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0])
+
+
+def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]:
+    real = (batch["weight"] > 0).astype(jnp.float32)
+    correct = (jnp.argmax(outputs, -1) == batch["label"]).astype(jnp.float32)
+    return {
+        "loss_sum": jnp.sum(loss * batch["weight"]),
+        "count": jnp.sum(real),
+        "correct": jnp.sum(correct * batch["weight"]),
+        "weight_sum": jnp.sum(batch["weight"]),
+    }
+
+
+def train_step(state, batch, *, model, seed: int, from_logits: bool):
+    """One optimizer step. Dropout keys come from `fold_in(seed, step)`, so a resumed run draws the same masks."""
+    key = jax.random.fold_in(jax.random.key(seed), state.step)
+
+    def loss_fn(params):
+        outputs = model.apply({"params": params}, batch["inputs"], train=True, rngs={"dropout": key})
+        loss = per_example_loss(outputs, batch["label"], from_logits)
+        # Keras' "sum over batch size": the weighted sum divided by the number of real examples.
+        real = jnp.maximum(jnp.sum((batch["weight"] > 0).astype(jnp.float32)), 1.0)
+        return jnp.sum(loss * batch["weight"]) / real, (loss, outputs)
+
+    (_, (loss, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads), _metrics(loss, outputs, batch)
+
+
+def eval_step(params, batch, *, model, from_logits: bool) -> dict[str, jax.Array]:
+    outputs = model.apply({"params": params}, batch["inputs"])
+    return _metrics(per_example_loss(outputs, batch["label"], from_logits), outputs, batch)
+
+
+def predict_step(params, inputs, *, model) -> jax.Array:
+    return model.apply({"params": params}, inputs)
+
+
+def summarize(sums: dict) -> dict[str, float]:
+    """Per-example loss and accuracy from summed metrics (host numbers)."""
+    count, weight = float(sums["count"]), float(sums["weight_sum"])
+    return {"loss": float(sums["loss_sum"]) / max(count, 1.0), "accuracy": float(sums["correct"]) / max(weight, 1e-12)}
