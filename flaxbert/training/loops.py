@@ -72,17 +72,22 @@ def fit(
     seed: int,
     shuffle: bool,
     mesh,
+    rows: int | None = None,
     buckets=None,
     ckpt=None,
     ckpt_every: int | None = None,
+    record: dict | None = None,
     validate=None,
     verbose: int = 1,
 ):
     """Trains from `state.step` to the end of `epochs`; returns (state, history of per-epoch metrics).
 
-    The data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the
-    batches an uninterrupted run would have fed after s. On SIGTERM it saves a checkpoint and exits with status 0.
+    Each step takes `batch_size` examples, padded with weight-0 rows to `rows` (a multiple of the mesh size). The
+    data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
+    an uninterrupted run would have fed after s. On SIGTERM it saves a checkpoint and exits with status 0.
+    `record` (JSON-able) is saved with every checkpoint, beside the data position.
     """
+    rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     history = {}
@@ -90,23 +95,17 @@ def fit(
         for epoch in range(start // per_epoch, epochs):
             order, sums, began = epoch_order(len(data), seed, epoch, shuffle), None, time.perf_counter()
             first = start - epoch * per_epoch if epoch == start // per_epoch else 0
-            bar = tqdm(
-                total=per_epoch,
-                initial=first,
-                desc=f"epoch {epoch + 1}/{epochs}",
-                unit="step",
-                disable=verbose == 0,
-                dynamic_ncols=True,
-            )
+            bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
+                       disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
             for i in range(first, per_epoch):
-                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size, buckets)
+                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, buckets)
                 state, metrics = train_fn(state, _feed(batch, mesh))
                 sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
-                if verbose and (i + 1) % 10 == 0 or i + 1 == per_epoch:
+                if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
                     _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
                 bar.update(1)
-                if ckpt is not None and (ckpt_every and step % ckpt_every == 0 or preemption.requested):
-                    checkpoint.save(ckpt, step, state, {"step": step, "epoch": epoch, "batch": i + 1, "seed": seed})
+                if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or preemption.requested):
+                    checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
                 if preemption.requested:
                     bar.close()
                     raise SystemExit(0)
@@ -114,12 +113,8 @@ def fit(
             for key, value in steps.summarize(jax.device_get(sums)).items():
                 history.setdefault(key, []).append(value)
             if ckpt is not None:
-                checkpoint.save(
-                    ckpt,
-                    (epoch + 1) * per_epoch,
-                    state,
-                    {"step": (epoch + 1) * per_epoch, "epoch": epoch + 1, "batch": 0, "seed": seed},
-                )
+                end = (epoch + 1) * per_epoch
+                checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
             if validate is not None:
                 for key, value in validate(state.params).items():
                     history.setdefault(f"val_{key}", []).append(value)
@@ -128,28 +123,28 @@ def fit(
 
 def _show(bar, sums, examples_per_second):
     shown = steps.summarize(jax.device_get(sums))
-    bar.set_postfix(
-        loss=f"{shown['loss']:.4f}",
-        accuracy=f"{shown['accuracy']:.4f}",
-        ex_s=f"{examples_per_second:,.0f}",
-        refresh=False,
-    )
+    bar.set_postfix(loss=f"{shown['loss']:.4f}", accuracy=f"{shown['accuracy']:.4f}",
+                    ex_s=f"{examples_per_second:,.0f}", refresh=False)  # fmt: skip
 
 
-def evaluate(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, buckets=None, verbose: int = 1):
+def _batches(data: ArrayData, batch_size: int, rows: int | None, buckets, desc: str, verbose: int):
+    order = np.arange(len(data))
+    for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
+        indices = order[i * batch_size : (i + 1) * batch_size]
+        yield len(indices), make_batch(data, indices, rows or batch_size, buckets)
+
+
+def evaluate(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, buckets=None, verbose: int = 1):
     """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
-    sums, order = None, np.arange(len(data))
-    for i in tqdm(range(num_batches(len(data), batch_size)), desc="evaluate", unit="step", disable=verbose == 0):
-        batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size, buckets)
+    sums = None
+    for _, batch in _batches(data, batch_size, rows, buckets, "evaluate", verbose):
         sums = _add(sums, eval_fn(params, _feed(batch, mesh)))
     return steps.summarize(jax.device_get(sums))
 
 
-def predict(params, predict_fn, data: ArrayData, *, batch_size: int, mesh, buckets=None, verbose: int = 1):
+def predict(params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, buckets=None, verbose: int = 1):
     """Model outputs for every example as one numpy array, in input order."""
-    outputs, order = [], np.arange(len(data))
-    for i in tqdm(range(num_batches(len(data), batch_size)), desc="predict", unit="step", disable=verbose == 0):
-        rows = order[i * batch_size : (i + 1) * batch_size]
-        batch = make_batch(data, rows, batch_size, buckets)
-        outputs.append(to_host(predict_fn(params, _feed(batch, mesh)["inputs"]))[: len(rows)])
+    outputs = []
+    for real, batch in _batches(data, batch_size, rows, buckets, "predict", verbose):
+        outputs.append(to_host(predict_fn(params, _feed(batch, mesh)["inputs"]))[:real])
     return np.concatenate(outputs)
