@@ -1,0 +1,77 @@
+"""Turning what users pass as text (a string, a batch, a tuple of batches) into lists of `str`.
+
+The errors raised here are the pipeline's boundary checks: they name the offending item in the caller's terms,
+so a wrong input fails here rather than deep inside the Rust tokenizer.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def as_texts(batch, what: str = "the batch") -> list[str]:
+    """Checks a 1-D batch of texts (list, tuple or numpy array) and returns it as a list of `str`.
+
+    Args:
+        batch: the texts.
+        what: how error messages name this batch, e.g. "segment 1".
+
+    Returns:
+        The texts as a new list.
+
+    Raises:
+        TypeError: an item is not a string.
+        ValueError: the batch is not 1-D (for example a 2-D list given for sentence pairs) or is empty.
+    """
+    if isinstance(batch, np.ndarray):
+        if batch.ndim != 1:
+            raise ValueError(
+                f"{what} must be a 1-D batch of strings, got a numpy array of shape {batch.shape}. "
+                "For sentence pairs pass a tuple of two batches: (first_texts, second_texts)."
+            )
+        batch = batch.tolist()
+    elif not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
+        raise TypeError(f"{what} must be a string or a list of strings, got {type(batch).__name__}.")
+    texts = list(batch)
+    if not texts:
+        raise ValueError(f"{what} is empty: there is nothing to tokenize.")
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            continue
+        if isinstance(text, (list, tuple, np.ndarray)):
+            raise ValueError(
+                f"{what} is a 2-D list (item {i} is a {type(text).__name__}). "
+                "For sentence pairs pass a tuple of batches, (first_texts, second_texts), not a list."
+            )
+        raise TypeError(f"item {i} of {what} is {type(text).__name__} ({text!r:.40}), expected str.")
+    return texts
+
+
+def as_segments(x) -> tuple[list[list[str]], bool]:
+    """Reads a preprocessor input: one string, a batch, or a tuple with one entry per segment.
+
+    Args:
+        x: a `str`; a 1-D batch of strings (list or numpy array); a tuple of such batches of equal size, one per
+            segment, e.g. `(premises, hypotheses)`; or a tuple of strings (one unbatched example, several segments).
+
+    Returns:
+        `(segments, batched)`: one list of texts per segment, all of the same length, and whether the input was batched.
+
+    Raises:
+        TypeError, ValueError: the input is none of the above; the messages say which part is wrong.
+    """
+    if isinstance(x, str):
+        return [[x]], False
+    if not isinstance(x, tuple):
+        return [as_texts(x)], True
+    if not x:
+        raise ValueError("got an empty tuple: pass one batch of strings per segment, e.g. (first_texts, second_texts).")
+    if all(isinstance(part, str) for part in x):
+        return [[part] for part in x], False
+    if any(isinstance(part, str) for part in x):
+        raise TypeError("a tuple input mixes strings and batches: give one string per segment or one batch each.")
+    segments = [as_texts(part, f"segment {i}") for i, part in enumerate(x)]
+    sizes = [len(texts) for texts in segments]
+    if len(set(sizes)) > 1:
+        raise ValueError(f"the segments of a tuple input must have the same number of texts, got sizes {sizes}.")
+    return segments, True

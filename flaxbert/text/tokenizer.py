@@ -1,0 +1,203 @@
+"""WordPiece tokenizers for BERT and DistilBERT, built on the Rust `tokenizers` library (no TensorFlow).
+
+Semantics: flaxbert follows Hugging Face `tokenizers` (`BertNormalizer` + `BertPreTokenizer` + `WordPiece`), so its ids
+equal transformers' `BertTokenizer` configured the same way. keras-hub tokenizes with tf-text instead; the two agree on
+ordinary text (all of SST-2), but differ at these edges (REFERENCE.md §4.4):
+
+- lower-casing: HF lower-cases each character; tf-text applies NFKC and Unicode case folding first, so keras-hub maps
+  "ß" to "ss", ligatures such as "ﬁ" to "fi", full-width letters to ASCII, and composes decomposed accents.
+- control and format characters (Cc, Cf: e.g. U+0007, zero-width space U+200B): HF deletes them, joining their
+  neighbours into one word; tf-text treats them as word breaks.
+- the longest word: HF turns a word of more than 100 characters into `[UNK]`; tf-text counts 100 UTF-8 bytes.
+- accents when lower-casing: keras-hub presets keep them (`strip_accents=False`, this class's default); HF
+  checkpoints follow their `tokenizer_config.json`, where `strip_accents=None` strips them whenever lower-casing.
+- transformers' pure-Python `BertTokenizerLegacy` applies NFC before splitting, so on decomposed accents with
+  `strip_accents=False` it differs from transformers' default (Rust) `BertTokenizer` and from flaxbert.
+"""
+
+import os
+import pathlib
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from flaxbert.text.inputs import as_texts
+from flaxbert.text.vocabulary import read_hf_tokenizer, read_vocabulary, write_vocabulary
+
+MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
+SUFFIX_INDICATOR = "##"
+OOV_TOKEN = "[UNK]"
+
+
+def build_wordpiece(
+    vocabulary: list[str], *, lowercase: bool, strip_accents: bool | None, special_tokens: list[str]
+) -> Tokenizer:
+    """Builds the Rust WordPiece pipeline: BERT normalisation, whitespace/punctuation/CJK split, greedy WordPiece.
+
+    Args:
+        vocabulary: tokens in id order; a token listed twice keeps its last id, as HF's `load_vocab` does.
+        lowercase: lower-case the text before WordPiece.
+        strip_accents: delete combining marks after NFD; `None` strips exactly when `lowercase` (HF semantics).
+        special_tokens: strings matched whole in raw text before normalisation and never split; empty to split them
+            like any other text (keras-hub's default).
+    """
+    model = models.WordPiece(
+        {token: i for i, token in enumerate(vocabulary)},
+        unk_token=OOV_TOKEN,
+        continuing_subword_prefix=SUFFIX_INDICATOR,
+        max_input_chars_per_word=MAX_WORD_CHARS,
+    )
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # No cleanup: like keras-hub, detokenize joins words with single spaces ("fox ." stays "fox .").
+    tokenizer.decoder = decoders.WordPiece(prefix=SUFFIX_INDICATOR, cleanup=False)
+    if special_tokens:
+        tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens])
+    return tokenizer
+
+
+class BertTokenizer:
+    """BERT's WordPiece tokenizer: text to token ids, the same ids as transformers' `BertTokenizer`.
+
+    Args:
+        vocabulary: a list of tokens (the index is the id) or the path of a one-token-per-line file. It must hold
+            `[CLS]`, `[SEP]`, `[PAD]`, `[MASK]` and `[UNK]`; their ids are looked up by string.
+        lowercase: lower-case text first (`True` for `*_uncased` presets).
+        strip_accents: delete accents. `False` (keras-hub presets, even uncased ones), `True`, or `None` to strip
+            exactly when `lowercase` (HF and Google BERT uncased checkpoints).
+        special_tokens_in_strings: match the special token strings (`"[CLS]"`, ...) whole inside input text. Off by
+            default, as in keras-hub: "[SEP]" typed in a text is split like any other text.
+
+    Example:
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+        >>> tokenizer = BertTokenizer(vocabulary=vocab, lowercase=True)
+        >>> tokenizer("The quick brown fox.")
+        [5, 6, 7, 8, 9]
+        >>> tokenizer.detokenize([5, 6, 7, 8, 9])
+        'the quick brown fox .'
+    """
+
+    # attribute name -> token string; start/end are keras-hub's aliases for the packer.
+    SPECIAL_TOKENS = {
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "mask_token": "[MASK]",
+        "oov_token": OOV_TOKEN,
+    }
+
+    def __init__(
+        self,
+        vocabulary: list[str] | str | os.PathLike,
+        lowercase: bool = False,
+        strip_accents: bool | None = False,
+        special_tokens_in_strings: bool = False,
+    ):
+        if isinstance(vocabulary, (str, os.PathLike)):
+            vocabulary = read_vocabulary(vocabulary)
+        self._vocabulary = as_texts(vocabulary, "the vocabulary")
+        self._ids = {token: i for i, token in enumerate(self._vocabulary)}
+        missing = [token for token in self.SPECIAL_TOKENS.values() if token not in self._ids]
+        if missing:
+            raise ValueError(f"{type(self).__name__}'s vocabulary lacks the special token(s) {', '.join(missing)}.")
+        for name, token in self.SPECIAL_TOKENS.items():
+            setattr(self, name, token)
+            setattr(self, f"{name}_id", self._ids[token])
+        self.start_token, self.start_token_id = self.cls_token, self.cls_token_id
+        self.end_token, self.end_token_id = self.sep_token, self.sep_token_id
+        self.lowercase = bool(lowercase)
+        self.strip_accents = strip_accents
+        self.special_tokens_in_strings = bool(special_tokens_in_strings)
+        self._tokenizer = build_wordpiece(
+            self._vocabulary,
+            lowercase=self.lowercase,
+            strip_accents=strip_accents,
+            special_tokens=list(self.SPECIAL_TOKENS.values()) if special_tokens_in_strings else [],
+        )
+
+    @classmethod
+    def from_preset(cls, path: str | os.PathLike) -> "BertTokenizer":
+        """Loads the tokenizer of a local Hugging Face checkpoint folder with transformers' settings.
+
+        Reads vocab.txt (or tokenizer.json) and tokenizer_config.json: `do_lower_case`, `strip_accents` (null: strip
+        when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is the special token, as in
+        transformers). The ids then equal transformers' `BertTokenizer.from_pretrained(path)`.
+        """
+        vocabulary, settings = read_hf_tokenizer(path)
+        return cls(vocabulary, **settings)
+
+    def __call__(self, inputs: str | list[str]) -> list[int] | list[list[int]]:
+        """Tokenizes one string into a list of ids, or a batch (list or 1-D numpy array) into a list of lists.
+
+        No special tokens are added: packing into `[CLS] ... [SEP]` is the preprocessor's job.
+        """
+        if isinstance(inputs, str):
+            return self._tokenizer.encode(inputs, add_special_tokens=False).ids
+        texts = as_texts(inputs)
+        # encode_batch_fast runs in parallel in Rust and skips the character offsets nobody here reads.
+        return [encoding.ids for encoding in self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+
+    tokenize = __call__
+
+    def detokenize(self, ids) -> str | list[str]:
+        """Maps ids back to text: `##` pieces are glued to their word and words joined by single spaces.
+
+        Like keras-hub's, this is not an exact inverse (case, accents and spacing are lost). A 1-D sequence of ids
+        gives a string; a batch (list of lists or 2-D array) gives a list of strings. Special tokens are kept.
+        """
+        rows = [list(map(int, row)) for row in ids] if _is_batch_of_ids(ids) else None
+        if rows is None:
+            return self._tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
+        return self._tokenizer.decode_batch(rows, skip_special_tokens=False)
+
+    def vocabulary_size(self) -> int:
+        """The number of tokens in the vocabulary."""
+        return len(self._vocabulary)
+
+    def get_vocabulary(self) -> list[str]:
+        """The tokens in id order (a copy)."""
+        return list(self._vocabulary)
+
+    def id_to_token(self, id: int) -> str:
+        """The token string of `id`."""
+        if not 0 <= id < len(self._vocabulary):
+            raise ValueError(f"id {id} is out of range: the vocabulary has ids 0..{len(self._vocabulary) - 1}.")
+        return self._vocabulary[id]
+
+    def token_to_id(self, token: str) -> int:
+        """The id of a token string (a whole vocabulary entry, e.g. `"##ing"`)."""
+        if token not in self._ids:
+            raise ValueError(f"token {token!r} is not in the vocabulary.")
+        return self._ids[token]
+
+    def get_config(self) -> dict:
+        """The settings that, with the vocabulary, rebuild this tokenizer: `type(t)(vocab, **t.get_config())`."""
+        return {
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "special_tokens_in_strings": self.special_tokens_in_strings,
+        }
+
+    def save_vocabulary(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes the vocabulary to the file `path`, one token per line; returns the path."""
+        return write_vocabulary(self._vocabulary, path)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}(vocabulary_size={self.vocabulary_size()}, {settings})"
+
+
+class DistilBertTokenizer(BertTokenizer):
+    """DistilBERT's tokenizer: the same WordPiece tokenizer and special tokens as `BertTokenizer`.
+
+    Example:
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+        >>> DistilBertTokenizer(vocabulary=vocab, lowercase=True)(["The fox", "fox"])
+        [[5, 6], [6]]
+    """
+
+
+def _is_batch_of_ids(ids) -> bool:
+    return hasattr(next(iter(ids), None), "__iter__")

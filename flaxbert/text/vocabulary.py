@@ -1,0 +1,74 @@
+"""WordPiece vocabularies on disk: one-token-per-line files and Hugging Face checkpoint folders."""
+
+import json
+import os
+import pathlib
+
+
+def read_vocabulary(path: str | os.PathLike) -> list[str]:
+    """Reads a one-token-per-line vocabulary file; the line number is the token id.
+
+    Trailing whitespace (the newline included) is stripped from each line, as keras-hub's WordPieceTokenizer does.
+    """
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip() for line in f]
+
+
+def write_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> pathlib.Path:
+    """Writes `vocabulary` one token per line (the format `read_vocabulary` reads and HF's vocab.txt uses)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token in vocabulary)
+    return path
+
+
+def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
+    """Reads the vocabulary and case settings of a local Hugging Face BERT checkpoint folder.
+
+    The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`. The settings come from
+    `tokenizer_config.json` with transformers' `BertTokenizer` defaults where a key is absent: `do_lower_case=True`,
+    `strip_accents=None` (None: strip accents exactly when lower-casing, as HF and Google's BERT do), and special token
+    strings in text matched whole unless `split_special_tokens` is set, as transformers does.
+
+    Args:
+        directory: the checkpoint folder.
+
+    Returns:
+        `(vocabulary, settings)`: settings are `BertTokenizer` keyword arguments (`lowercase`, `strip_accents`,
+        `special_tokens_in_strings`).
+
+    Raises:
+        FileNotFoundError: the folder has neither vocab.txt nor tokenizer.json.
+        ValueError: the checkpoint asks for behaviour flaxbert does not implement.
+    """
+    directory = pathlib.Path(directory)
+    if (directory / "vocab.txt").is_file():
+        vocabulary = read_vocabulary(directory / "vocab.txt")
+    elif (directory / "tokenizer.json").is_file():
+        vocabulary = _vocabulary_from_tokenizer_json(directory / "tokenizer.json")
+    else:
+        raise FileNotFoundError(f"{directory} has no vocab.txt or tokenizer.json: it is not a BERT tokenizer folder.")
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("tokenize_chinese_chars", True) is False or config.get("do_basic_tokenize", True) is False:
+        raise ValueError(
+            f"{config_path} turns off tokenize_chinese_chars or do_basic_tokenize; flaxbert's BertTokenizer always "
+            "splits on whitespace, punctuation and CJK characters."
+        )
+    settings = {
+        "lowercase": config.get("do_lower_case", True),
+        "strip_accents": config.get("strip_accents"),
+        "special_tokens_in_strings": not config.get("split_special_tokens", False),
+    }
+    return vocabulary, settings
+
+
+def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:
+    model = json.loads(path.read_text(encoding="utf-8"))["model"]
+    if model.get("type") != "WordPiece":
+        raise ValueError(f"{path} holds a {model.get('type')} model, not WordPiece.")
+    by_id = sorted((i, token) for token, i in model["vocab"].items())
+    if [i for i, _ in by_id] != list(range(len(by_id))):
+        raise ValueError(f"the WordPiece ids in {path} are not 0..{len(by_id) - 1} without gaps.")
+    return [token for _, token in by_id]
