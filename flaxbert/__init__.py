@@ -1,7 +1,26 @@
 """flaxbert: keras-hub's BERT and DistilBERT text classifiers as a JAX/Flax functional library."""
 
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
+from flaxbert.tasks import BertTextClassifier, DistilBertTextClassifier, History, TextClassifier
+from flaxbert.text import (
+    BertTextClassifierPreprocessor,
+    BertTokenizer,
+    DistilBertTextClassifierPreprocessor,
+    DistilBertTokenizer,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["Backbone", "BertBackbone", "DistilBertBackbone"]
+__all__ = [
+    "Backbone",
+    "BertBackbone",
+    "BertTextClassifier",
+    "BertTextClassifierPreprocessor",
+    "BertTokenizer",
+    "DistilBertBackbone",
+    "DistilBertTextClassifier",
+    "DistilBertTextClassifierPreprocessor",
+    "DistilBertTokenizer",
+    "History",
+    "TextClassifier",
+]

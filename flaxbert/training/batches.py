@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from flaxbert.text.bucketing import bucket_length
+
 
 @dataclasses.dataclass(frozen=True)
 class ArrayData:
@@ -33,26 +35,19 @@ def epoch_order(size: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size) if shuffle else np.arange(size)
 
 
-def bucket_length(padding_mask: np.ndarray, buckets: tuple[int, ...] | None) -> int:
-    """The smallest bucket holding the longest row (the full length when bucketing is off)."""
-    full = padding_mask.shape[1]
-    if not buckets:
-        return full
-    longest = int(padding_mask.sum(axis=1).max(initial=1))
-    return min((b for b in buckets if b >= longest), default=full)
-
-
-def make_batch(data: ArrayData, indices: np.ndarray, batch_size: int, buckets=None) -> dict:
+def make_batch(data: ArrayData, indices: np.ndarray, batch_size: int, bucket: bool = False) -> dict:
     """Rows `indices` of `data`, padded to `batch_size` rows with weight 0 and trimmed to a bucket length."""
     real = len(indices)
     padded = np.concatenate([indices, np.zeros(batch_size - real, indices.dtype)]) if real < batch_size else indices
     inputs = {k: v[padded] for k, v in data.inputs.items()}
     inputs["padding_mask"] = inputs["padding_mask"].copy()
     inputs["padding_mask"][real:] = 0
-    length = bucket_length(inputs["padding_mask"], buckets)
+    full = inputs["padding_mask"].shape[1]
+    length = bucket_length(int(inputs["padding_mask"].sum(axis=1).max()), full) if bucket else full
     inputs = {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
     weight = np.ones(batch_size, np.float32) if data.sample_weight is None else data.sample_weight[padded]
     weight = weight.astype(np.float32)
     weight[real:] = 0.0
+    mask = (np.arange(batch_size) < real).astype(np.float32)
     labels = np.zeros(batch_size, np.int32) if data.labels is None else data.labels[padded].astype(np.int32)
-    return {"inputs": inputs, "label": labels, "weight": weight}
+    return {"inputs": inputs, "label": labels, "weight": weight, "mask": mask}

@@ -27,12 +27,13 @@ def state_shardings(model, cfg, tx, mesh):
 
 def create_state(params, tx, shardings) -> TrainState:
     """Places `params` onto their shardings and builds the optimizer state there (jitted, born sharded)."""
-    params = jax.device_put(params, shardings.params)
+    # A copy: train steps donate the state, and the caller's params must survive a failed or interrupted fit.
+    params = jax.device_put(params, shardings.params, may_alias=False)
     return jax.jit(lambda p: TrainState.create(p, tx), out_shardings=shardings)(params)
 
 
-def jit_train_step(model, mesh, shardings, *, seed: int, from_logits: bool):
-    step = functools.partial(steps.train_step, model=model, seed=seed, from_logits=from_logits)
+def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
+    step = functools.partial(steps.train_step, model=model, seed=seed, loss_fn=loss_fn)
     return jax.jit(
         step,
         donate_argnums=0,
@@ -41,8 +42,8 @@ def jit_train_step(model, mesh, shardings, *, seed: int, from_logits: bool):
     )
 
 
-def jit_eval_step(model, mesh, param_shardings, *, from_logits: bool):
-    step = functools.partial(steps.eval_step, model=model, from_logits=from_logits)
+def jit_eval_step(model, mesh, param_shardings, *, loss_fn):
+    step = functools.partial(steps.eval_step, model=model, loss_fn=loss_fn)
     return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=replicated(mesh))
 
 
@@ -73,7 +74,7 @@ def fit(
     shuffle: bool,
     mesh,
     rows: int | None = None,
-    buckets=None,
+    bucket: bool = False,
     ckpt=None,
     ckpt_every: int | None = None,
     record: dict | None = None,
@@ -98,7 +99,7 @@ def fit(
             bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                        disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
             for i in range(first, per_epoch):
-                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, buckets)
+                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket)
                 state, metrics = train_fn(state, _feed(batch, mesh))
                 sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
                 if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
@@ -127,24 +128,28 @@ def _show(bar, sums, examples_per_second):
                     ex_s=f"{examples_per_second:,.0f}", refresh=False)  # fmt: skip
 
 
-def _batches(data: ArrayData, batch_size: int, rows: int | None, buckets, desc: str, verbose: int):
+def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
     order = np.arange(len(data))
     for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
         indices = order[i * batch_size : (i + 1) * batch_size]
-        yield len(indices), make_batch(data, indices, rows or batch_size, buckets)
+        yield len(indices), make_batch(data, indices, rows or batch_size, bucket)
 
 
-def evaluate(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, buckets=None, verbose: int = 1):
+def evaluate(
+    params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
+):
     """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
     sums = None
-    for _, batch in _batches(data, batch_size, rows, buckets, "evaluate", verbose):
+    for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose):
         sums = _add(sums, eval_fn(params, _feed(batch, mesh)))
     return steps.summarize(jax.device_get(sums))
 
 
-def predict(params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, buckets=None, verbose: int = 1):
+def predict(
+    params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
+):
     """Model outputs for every example as one numpy array, in input order."""
     outputs = []
-    for real, batch in _batches(data, batch_size, rows, buckets, "predict", verbose):
+    for real, batch in _batches(data, batch_size, rows, bucket, "predict", verbose):
         outputs.append(to_host(predict_fn(params, _feed(batch, mesh)["inputs"]))[:real])
     return np.concatenate(outputs)

@@ -1,7 +1,7 @@
-"""Pure, jittable steps. A batch is `{"inputs": {...}, "label": [B], "weight": [B]}`.
+"""Pure, jittable steps. A batch is `{"inputs": {...}, "label": [B], "weight": [B], "mask": [B]}`.
 
-`weight` is the sample weight times 1 for real rows and 0 for padding rows, so a padded last batch is exact: metrics
-are sums plus counts, reduced over the whole global batch by the compiler.
+`mask` is 1 for real rows and 0 for padding rows, and `weight` is the sample weight (0 on padding rows), so a padded
+last batch is exact: metrics are sums plus counts, reduced over the whole global batch by the compiler.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import optax
 
 
-def per_example_loss(outputs: jax.Array, labels: jax.Array, from_logits: bool) -> jax.Array:
-    """Sparse categorical cross-entropy, in float32; on probabilities it clips like Keras does."""
+def sparse_categorical_crossentropy(outputs: jax.Array, labels: jax.Array, from_logits: bool = True) -> jax.Array:
+    """Per-example cross-entropy in float32; on probabilities it clips to [1e-7, 1 - 1e-7] like Keras."""
     outputs = outputs.astype(jnp.float32)
     if from_logits:
         return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
@@ -21,7 +21,7 @@ def per_example_loss(outputs: jax.Array, labels: jax.Array, from_logits: bool) -
 
 
 def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]:
-    real = (batch["weight"] > 0).astype(jnp.float32)
+    real = batch["mask"]
     correct = (jnp.argmax(outputs, -1) == batch["label"]).astype(jnp.float32)
     return {
         "loss_sum": jnp.sum(loss * batch["weight"]),
@@ -31,24 +31,24 @@ def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]
     }
 
 
-def train_step(state, batch, *, model, seed: int, from_logits: bool):
+def train_step(state, batch, *, model, seed: int, loss_fn):
     """One optimizer step. Dropout keys come from `fold_in(seed, step)`, so a resumed run draws the same masks."""
     key = jax.random.fold_in(jax.random.key(seed), state.step)
 
-    def loss_fn(params):
+    def objective(params):
         outputs = model.apply({"params": params}, batch["inputs"], train=True, rngs={"dropout": key})
-        loss = per_example_loss(outputs, batch["label"], from_logits)
+        loss = loss_fn(outputs, batch["label"])
         # Keras' "sum over batch size": the weighted sum divided by the number of real examples.
-        real = jnp.maximum(jnp.sum((batch["weight"] > 0).astype(jnp.float32)), 1.0)
+        real = jnp.maximum(jnp.sum(batch["mask"]), 1.0)
         return jnp.sum(loss * batch["weight"]) / real, (loss, outputs)
 
-    (_, (loss, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     return state.apply_gradients(grads), _metrics(loss, outputs, batch)
 
 
-def eval_step(params, batch, *, model, from_logits: bool) -> dict[str, jax.Array]:
+def eval_step(params, batch, *, model, loss_fn) -> dict[str, jax.Array]:
     outputs = model.apply({"params": params}, batch["inputs"])
-    return _metrics(per_example_loss(outputs, batch["label"], from_logits), outputs, batch)
+    return _metrics(loss_fn(outputs, batch["label"]), outputs, batch)
 
 
 def predict_step(params, inputs, *, model) -> jax.Array:

@@ -1,0 +1,81 @@
+"""Turns what a user passes to fit / evaluate / predict into checked, preprocessed arrays (`ArrayData`).
+
+Accepted `x`: raw strings (a list or 1-D array), sentence pairs as a tuple of two such batches (both need a
+preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Every check here runs before any
+device work, so a rejected call leaves the model untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flaxbert.models.inputs import check_inputs
+from flaxbert.training.batches import ArrayData
+
+
+def _is_text(x) -> bool:
+    return isinstance(x, (str, list, tuple)) or (isinstance(x, np.ndarray) and x.dtype.kind in "USO")
+
+
+def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool):
+    """Returns `(ArrayData, is_text)`.
+
+    Raises:
+        ValueError: empty input, strings without a preprocessor, wrong dict keys, labels that are missing, not
+            integers, out of range or of another length than `x`, bad sample weights.
+    """
+    if isinstance(x, dict):
+        inputs = check_inputs(x, backbone_config)
+        is_text = False
+    elif _is_text(x):
+        if preprocessor is None:
+            raise ValueError(
+                "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
+                "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
+            )
+        if isinstance(x, str):
+            raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
+        if len(x) == 0 or (isinstance(x, tuple) and any(len(part) == 0 for part in x)):
+            raise ValueError("x is empty: pass at least one example.")
+        inputs = check_inputs(preprocessor(x), backbone_config)
+        is_text = True
+    else:
+        raise ValueError(
+            f"x must be a list of strings, a tuple of two lists (sentence pairs) or a dict of int arrays; "
+            f"got {type(x).__name__}."
+        )
+    size = len(inputs["token_ids"])
+    labels = _labels(y, size, num_classes) if y is not None else None
+    if need_labels and labels is None:
+        raise ValueError("y is missing: pass integer class labels, one per example.")
+    return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
+
+
+def _labels(y, size: int, num_classes: int) -> np.ndarray:
+    labels = np.asarray(y)
+    if labels.ndim != 1:
+        raise ValueError(f"y must be a 1-D sequence of class ids, got shape {labels.shape}.")
+    if len(labels) != size:
+        raise ValueError(f"len(x) != len(y): {size} examples but {len(labels)} labels.")
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iu" or labels.dtype == bool:
+        raise ValueError(f"y must hold integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"y has labels outside [0, {num_classes}) (num_classes={num_classes}): e.g. {bad[:5].tolist()}; "
+            "fix the labels or build the classifier with more classes."
+        )
+    return labels.astype(np.int32)
+
+
+def _weights(sample_weight, size: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (size,):
+        raise ValueError(f"sample_weight must have one weight per example ({size}), got shape {weights.shape}.")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    return weights.astype(np.float32)

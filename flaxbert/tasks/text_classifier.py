@@ -1,0 +1,264 @@
+"""`TextClassifier`, `BertTextClassifier`, `DistilBertTextClassifier`: keras-hub's task objects over the pure core.
+
+An object holds a backbone (its config and params), the head's config and params, an optional preprocessor and the
+compile settings. `fit` / `evaluate` / `predict` check the input, build the jitted steps for the mesh once, and call
+the functional loops in `flaxbert.training`; the objects add no math of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+
+import flax.linen as nn
+import jax
+import optax
+from jax.sharding import Mesh
+
+from flaxbert import checkpoint
+from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
+from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
+from flaxbert.models.abstract import dummy_inputs
+from flaxbert.parallel import check_hidden_dim, make_mesh
+from flaxbert.tasks.data import prepare
+from flaxbert.text import BertTextClassifierPreprocessor, DistilBertTextClassifierPreprocessor
+from flaxbert.training import loops, optimizers, steps
+
+
+@dataclasses.dataclass
+class History:
+    """What `fit` returns, like Keras' History: `history` maps a metric name to one value per epoch."""
+
+    history: dict[str, list[float]]
+    epoch: list[int]
+
+
+class TextClassifier:
+    """Base class. Subclasses name their backbone, linen model, head config and preprocessor classes."""
+
+    backbone_cls: type[Backbone]
+    model_cls: type
+    head_cls: type
+    preprocessor_cls: type
+
+    def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, **head_kwargs):
+        if not isinstance(backbone, self.backbone_cls):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.backbone_cls.__name__}, got {type(backbone).__name__}."
+            )
+        if preprocessor is not None and not isinstance(preprocessor, self.preprocessor_cls):
+            raise TypeError(f"preprocessor must be a {self.preprocessor_cls.__name__} or None, got {preprocessor!r}.")
+        self.backbone, self.preprocessor = backbone, preprocessor
+        self.head = self.head_cls(**head_kwargs)
+        self.model = self.model_cls(backbone.config, self.head)
+        self.head_params = self._init_head(seed)
+        self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
+        self.compile()
+
+    def _init_head(self, seed: int) -> dict:
+        def init(key):
+            params = nn.unbox(self.model.init(key, dummy_inputs(self.backbone.config))["params"])
+            return {k: v for k, v in params.items() if k != "backbone"}
+
+        # Only the head comes out of this program, so XLA drops the backbone's (unused) random init.
+        return jax.jit(init)(jax.random.key(seed))
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def activation(self) -> str | None:
+        return self.head.activation
+
+    @property
+    def params(self) -> dict:
+        """The whole model's params: `{"backbone": ..., <head params>}` (the backbone object owns its subtree)."""
+        return {"backbone": self.backbone.params, **self.head_params}
+
+    def _set_params(self, params) -> None:
+        self.backbone.params = params["backbone"]
+        self.head_params = {k: v for k, v in params.items() if k != "backbone"}
+
+    def count_params(self) -> int:
+        return self.backbone.count_params() + sum(int(x.size) for x in jax.tree.leaves(self.head_params))
+
+    # -- compile -------------------------------------------------------------------------------------------------
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile: bool = True, *, mesh=None):
+        """Sets the optimizer, loss and device mesh for `fit` / `evaluate` (keras-hub's defaults with "auto").
+
+        Args:
+            optimizer: "auto" (Keras Adam 5e-5, eps 1e-7) or any `optax.GradientTransformation`.
+            loss: "auto" / "sparse_categorical_crossentropy" (from logits unless `activation="softmax"`), or a
+                callable `(outputs [B, C], labels [B]) -> per-example loss [B]`.
+            metrics: "auto" or ["accuracy"]; loss and accuracy are always reported.
+            jit_compile: must be True: every step runs under `jax.jit`.
+            mesh: None (every device, data parallel), a `(data, fsdp)` tuple such as `(1, 8)` for FSDP, or a
+                `jax.sharding.Mesh` with axes ("data", "fsdp").
+        """
+        if optimizer == "auto":
+            optimizer = optimizers.keras_default()
+        if not isinstance(optimizer, optax.GradientTransformation):
+            raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
+        if loss in ("auto", "sparse_categorical_crossentropy"):
+            loss = functools.partial(steps.sparse_categorical_crossentropy, from_logits=self.activation != "softmax")
+        if not callable(loss):
+            raise ValueError(f"loss must be 'auto', 'sparse_categorical_crossentropy' or a callable, got {loss!r}.")
+        if metrics not in ("auto", ["accuracy"], ("accuracy",), ["sparse_categorical_accuracy"]):
+            raise ValueError(
+                f"metrics must be 'auto' or ['accuracy'] (loss and accuracy are always reported), got {metrics!r}."
+            )
+        if not jit_compile:
+            raise ValueError("jit_compile=False is not supported: flaxbert always runs its steps under jax.jit.")
+        if mesh is None:
+            mesh = make_mesh()
+        elif not isinstance(mesh, Mesh):
+            mesh = make_mesh(*mesh)
+        check_hidden_dim(mesh, self.backbone.config.hidden_dim)
+        self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
+        self._jitted = {}
+
+    def _steps(self, kind: str, trainable: bool = True):
+        """The jitted step of `kind` for the current compile settings, built once and reused."""
+        key = (kind, trainable)
+        if key not in self._jitted:
+            tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
+            _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+            if kind == "train":
+                fn = loops.jit_train_step(self.model, self.mesh, shardings, seed=0, loss_fn=self.loss)
+            elif kind == "eval":
+                fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
+            else:
+                fn = loops.jit_predict_step(self.model, self.mesh, shardings.params)
+            self._jitted[key] = (fn, tx, shardings)
+        return self._jitted[key]
+
+    def _rows(self, batch_size: int) -> int:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        devices = self.mesh.size
+        rows = -(-batch_size // devices) * devices
+        if rows != batch_size:
+            warnings.warn(
+                f"batch_size={batch_size} does not split over {devices} devices: each step is padded to {rows} rows, "
+                "and the padding rows carry no weight (results are exact; use a multiple of the device count to "
+                "waste no compute).",
+                stacklevel=3,
+            )
+        return rows
+
+    def _prepare(self, x, y, sample_weight, need_labels: bool):
+        data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
+                                backbone_config=self.backbone.config, num_classes=self.num_classes,
+                                need_labels=need_labels)  # fmt: skip
+        return data, is_text and self.bucket
+
+    # -- fit / evaluate / predict ----------------------------------------------------------------------------------
+    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None, shuffle: bool = True,
+            sample_weight=None, verbose: int = 1, *, seed: int = 0, checkpoint_dir=None,
+            checkpoint_every: int | None = None) -> History:  # fmt: skip
+        """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
+
+        Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). The optimizer state
+        starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run: then training
+        resumes exactly where it stopped (same params, optimizer state and next batch). `checkpoint_every` also
+        saves every that many steps; an epoch's end always saves; SIGTERM saves and exits with status 0.
+        `backbone.trainable = False` freezes the encoder: only the head is updated.
+        """
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+        rows = self._rows(batch_size)
+        data, buckets = self._prepare(x, y, sample_weight, need_labels=True)
+        validate = None
+        if validation_data is not None:
+            val_data, val_buckets = self._prepare(*_unpack_validation(validation_data), need_labels=True)
+            val_step = self._steps("eval")[0]
+            validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_buckets)
+        train_fn, tx, shardings = self._steps("train", self.backbone.trainable)
+        record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable}
+        mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
+        state = self._initial_state(mngr, tx, shardings, record, seed)
+        state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
+                                   shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=buckets, ckpt=mngr,
+                                   ckpt_every=checkpoint_every, record=record, validate=validate,
+                                   verbose=verbose)  # fmt: skip
+        self._set_params(state.params)
+        if mngr is not None:
+            mngr.close()
+        first_epoch = epochs - len(next(iter(history.values()), []))
+        return History(history, list(range(first_epoch, epochs)))
+
+    def _initial_state(self, mngr, tx, shardings, record: dict, seed: int):
+        saved = checkpoint.latest_record(mngr) if mngr is not None else None
+        if saved is None:
+            return loops.create_state(self.params, tx, shardings)
+        expected = dict(record, seed=seed)
+        mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
+        if mismatched:
+            raise ValueError(
+                f"checkpoint_dir holds a different run (saved vs now: {mismatched}); resume with the same data, "
+                "batch_size, seed and trainable setting, or use a new checkpoint_dir."
+            )
+        abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+        return checkpoint.restore_latest(mngr, abstract, shardings)
+
+    def _evaluate_prepared(self, eval_fn, data, batch_size, rows, buckets, params, verbose=0):
+        return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
+                              bucket=buckets, verbose=verbose)  # fmt: skip
+
+    def evaluate(self, x, y=None, batch_size: int = 32, sample_weight=None, verbose: int = 1) -> dict[str, float]:
+        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh)."""
+        rows = self._rows(batch_size)
+        data, buckets = self._prepare(x, y, sample_weight, need_labels=True)
+        eval_fn, _, shardings = self._steps("eval")
+        params = jax.device_put(self.params, shardings.params)
+        return self._evaluate_prepared(eval_fn, data, batch_size, rows, buckets, params, verbose)
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 1):
+        """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
+        rows = self._rows(batch_size)
+        data, buckets = self._prepare(x, None, None, need_labels=False)
+        predict_fn, _, shardings = self._steps("predict")
+        params = jax.device_put(self.params, shardings.params)
+        return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
+                             bucket=buckets, verbose=verbose)  # fmt: skip
+
+
+def _unpack_validation(validation_data):
+    if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+        x, y, *weight = validation_data
+        return x, y, weight[0] if weight else None
+    raise ValueError("validation_data must be a tuple (x, y) or (x, y, sample_weight).")
+
+
+class BertTextClassifier(TextClassifier):
+    """keras-hub's `BertTextClassifier`: pooled output -> dropout -> dense(num_classes).
+
+    Example:
+        >>> classifier = flaxbert.BertTextClassifier(backbone, num_classes=4, preprocessor=preprocessor)
+        >>> classifier.fit(x=["The quick brown fox jumped.", "I forgot my homework."], y=[0, 3], batch_size=2)
+        >>> classifier.predict(["The quick brown fox jumped."]).shape
+        (1, 4)
+    """
+
+    backbone_cls, model_cls, head_cls = BertBackbone, BertClassifier, BertHeadConfig
+    preprocessor_cls = BertTextClassifierPreprocessor
+
+    def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
+                 dropout: float = 0.1, *, seed: int = 0):  # fmt: skip
+        super().__init__(backbone, preprocessor, seed=seed, num_classes=num_classes, activation=activation,
+                         dropout=dropout)  # fmt: skip
+
+
+class DistilBertTextClassifier(TextClassifier):
+    """keras-hub's `DistilBertTextClassifier`: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes)."""
+
+    backbone_cls, model_cls, head_cls = DistilBertBackbone, DistilBertClassifier, DistilBertHeadConfig
+    preprocessor_cls = DistilBertTextClassifierPreprocessor
+
+    def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
+                 hidden_dim: int | None = None, dropout: float = 0.2, *, seed: int = 0):  # fmt: skip
+        super().__init__(backbone, preprocessor, seed=seed, num_classes=num_classes, activation=activation,
+                         hidden_dim=hidden_dim, dropout=dropout)  # fmt: skip

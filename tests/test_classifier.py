@@ -1,0 +1,148 @@
+"""The keras-hub task API: the seed pages' examples, freezing, and clear errors that leave the model unchanged."""
+
+import warnings
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import flaxbert
+
+FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
+LABELS = [0, 3]
+VOCAB = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]", "The", "quick", "brown", "fox", "jumped", "."]
+PREPROCESSED = {
+    "token_ids": np.ones(shape=(2, 12), dtype="int32"),
+    "segment_ids": np.array([[0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0]] * 2),
+    "padding_mask": np.array([[1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]] * 2),
+}
+
+pytestmark = pytest.mark.filterwarnings("ignore:batch_size=2 does not split")
+
+
+def _small(cls, **kwargs):
+    # The seed pages' custom backbone, shrunk (hidden 32, 2 layers) to keep CI fast; same code path.
+    return cls(vocabulary_size=30552, num_layers=2, num_heads=4, hidden_dim=32, intermediate_dim=64,
+               max_sequence_length=128, **kwargs)  # fmt: skip
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
+
+
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_custom_backbone_and_vocabulary_example(arch):
+    bert = arch == "bert"
+    tokenizer = (flaxbert.BertTokenizer if bert else flaxbert.DistilBertTokenizer)(vocabulary=VOCAB)
+    preprocessor_cls = (
+        flaxbert.BertTextClassifierPreprocessor if bert else flaxbert.DistilBertTextClassifierPreprocessor
+    )
+    preprocessor = preprocessor_cls(tokenizer=tokenizer, sequence_length=128)
+    backbone = _small(flaxbert.BertBackbone if bert else flaxbert.DistilBertBackbone)
+    cls = flaxbert.BertTextClassifier if bert else flaxbert.DistilBertTextClassifier
+    classifier = cls(backbone=backbone, preprocessor=preprocessor, num_classes=4)
+    before = classifier.predict(x=FEATURES, batch_size=2, verbose=0)
+    history = classifier.fit(x=FEATURES, y=LABELS, batch_size=2, epochs=2, verbose=0)
+    after = classifier.predict(x=FEATURES, batch_size=2, verbose=0)
+    assert before.shape == after.shape == (2, 4) and np.all(np.isfinite(after))
+    assert not np.allclose(before, after)
+    assert set(history.history) == {"loss", "accuracy"} and len(history.history["loss"]) == 2
+    assert history.epoch == [0, 1]
+
+
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_preprocessed_integer_example(arch):
+    bert = arch == "bert"
+    backbone = _small(flaxbert.BertBackbone if bert else flaxbert.DistilBertBackbone)
+    features = dict(PREPROCESSED) if bert else {k: v for k, v in PREPROCESSED.items() if k != "segment_ids"}
+    cls = flaxbert.BertTextClassifier if bert else flaxbert.DistilBertTextClassifier
+    classifier = cls(backbone=backbone, num_classes=4, preprocessor=None)
+    before = classifier.predict(x=features, batch_size=2, verbose=0)
+    classifier.fit(x=features, y=LABELS, batch_size=2, verbose=0)
+    after = classifier.predict(x=features, batch_size=2, verbose=0)
+    assert after.shape == (2, 4) and np.all(np.isfinite(after)) and not np.allclose(before, after)
+
+
+def test_recompile_then_freeze_backbone():
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4)
+    classifier.compile(loss="sparse_categorical_crossentropy", optimizer=optax.adam(5e-5), jit_compile=True)
+    classifier.backbone.trainable = False
+    backbone_before = jax.tree.map(np.array, classifier.backbone.params)
+    head_before = jax.tree.map(np.array, classifier.head_params)
+    classifier.fit(x=PREPROCESSED, y=LABELS, batch_size=2, verbose=0)
+    assert _leaves_equal(backbone_before, classifier.backbone.params)
+    changed = jax.tree.map(lambda x, y: not np.array_equal(x, y), head_before, classifier.head_params)
+    assert all(jax.tree.leaves(changed))
+
+
+def test_softmax_activation_returns_probabilities_and_trains():
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, activation="softmax")
+    probs = classifier.predict(PREPROCESSED, batch_size=2, verbose=0)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    history = classifier.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0
+
+
+def test_evaluate_matches_predict():
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4)
+    logits = classifier.predict(PREPROCESSED, verbose=0)
+    metrics = classifier.evaluate(PREPROCESSED, LABELS, verbose=0)
+    loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, np.array(LABELS)).mean())
+    assert metrics["loss"] == pytest.approx(loss, abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == np.array(LABELS))))
+
+
+@pytest.fixture(scope="module")
+def text_classifier():
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
+    return flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(x=FEATURES, y=[0, 4]), r"labels outside \[0, 4\)"),
+        (dict(x=FEATURES, y=[0.5, 1.0]), "must hold integer class ids"),
+        (dict(x=FEATURES, y=[0, 1, 2]), r"len\(x\) != len\(y\): 2 examples but 3 labels"),
+        (dict(x=[], y=[]), "x is empty"),
+        (dict(x=FEATURES), "y is missing"),
+        (dict(x={"token_ids": np.ones((2, 4), int)}, y=LABELS), r"missing \['segment_ids', 'padding_mask'\]"),
+        (dict(x=FEATURES, y=LABELS, batch_size=0), "batch_size must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, epochs=0), "epochs must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, sample_weight=[1.0]), "one weight per example"),
+    ],
+)
+def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):
+    before = jax.tree.map(np.array, text_classifier.params)
+    with pytest.raises(ValueError, match=message):
+        text_classifier.fit(**{"batch_size": 2, "verbose": 0, **kwargs})
+    assert _leaves_equal(before, text_classifier.params)
+
+
+def test_strings_without_a_preprocessor():
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=2)
+    with pytest.raises(ValueError, match="raw strings but this classifier has preprocessor=None"):
+        classifier.predict(FEATURES)
+
+
+def test_batch_sizes_that_do_not_split_over_the_mesh_are_padded_and_said():
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4)
+    assert classifier.mesh.size == 8
+    with pytest.warns(UserWarning, match="padded to 8 rows"):
+        odd = classifier.predict(PREPROCESSED, batch_size=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        even = classifier.predict(PREPROCESSED, batch_size=8, verbose=0)
+    np.testing.assert_allclose(odd, even, atol=1e-6)
+
+
+def test_wrong_backbone_and_compile_settings():
+    distil = _small(flaxbert.DistilBertBackbone)
+    with pytest.raises(TypeError, match="BertTextClassifier needs a BertBackbone"):
+        flaxbert.BertTextClassifier(distil, num_classes=2)
+    classifier = flaxbert.DistilBertTextClassifier(distil, num_classes=2)
+    with pytest.raises(ValueError, match="jit_compile=False is not supported"):
+        classifier.compile(jit_compile=False)
+    with pytest.raises(ValueError, match="fsdp=3 must divide the number of devices"):
+        classifier.compile(mesh=(-1, 3))
