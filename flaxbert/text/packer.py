@@ -6,7 +6,8 @@ token and padding are 0; the tokens of segment i and the end token after them ar
 
 - "round_robin": take one token at a time from each segment that still has tokens, in segment order. Equivalently,
   token k of segment s has priority k * n + s and the `budget` lowest priorities are kept. For two segments this is
-  HF's `longest_first`.
+  HF's `longest_first` but for one token: with an odd budget and both segments overflowing half of it, round robin
+  gives the odd token to the first segment, HF to the longer one (the second on ties).
 - "waterfall": segment 0 keeps as much as fits, the rest of the budget goes to segment 1, and so on.
 
 Each segment always keeps a prefix of its tokens. Everything here is vectorised over the batch: no loop per token.

@@ -1,0 +1,124 @@
+"""BertTokenizer / DistilBertTokenizer: keras-hub's documented examples and the object's API."""
+
+import json
+
+import numpy as np
+import pytest
+
+from flaxbert.text import BertTokenizer, DistilBertTokenizer
+
+TOY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", ".", "jump", "##ed", "##s"]
+
+
+@pytest.fixture(scope="module")
+def uncased(minilm_dir):
+    """The real uncased BERT vocabulary with keras-hub's preset settings (lowercase, accents kept)."""
+    return BertTokenizer(minilm_dir / "vocab.txt", lowercase=True)
+
+
+def test_keras_hub_anchor_on_the_real_uncased_vocabulary(uncased):
+    # REFERENCE.md §4.4: BertTokenizer.from_preset("bert_tiny_en_uncased")(["The quick brown fox."])
+    assert uncased(["The quick brown fox."]) == [[1996, 4248, 2829, 4419, 1012]]
+    assert uncased("The quick brown fox.") == [1996, 4248, 2829, 4419, 1012]
+
+
+def test_special_token_ids_are_looked_up_by_string(uncased):
+    assert (uncased.pad_token_id, uncased.oov_token_id, uncased.cls_token_id) == (0, 100, 101)
+    assert (uncased.sep_token_id, uncased.mask_token_id) == (102, 103)
+    assert (uncased.start_token_id, uncased.end_token_id) == (101, 102)
+    shuffled = ["the", "[MASK]", "[SEP]", "fox", "[UNK]", "[CLS]", "[PAD]"]
+    tokenizer = DistilBertTokenizer(shuffled)
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id) == (5, 2, 6)
+    assert (tokenizer.mask_token_id, tokenizer.oov_token_id) == (1, 4)
+
+
+def test_missing_special_tokens_are_named():
+    with pytest.raises(ValueError, match=r"lacks the special token\(s\) \[SEP\], \[MASK\]"):
+        BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "the"])
+
+
+def test_wordpiece_on_a_toy_vocabulary():
+    tokenizer = BertTokenizer(TOY_VOCAB, lowercase=True)
+    assert tokenizer(["The fox jumped.", "the foxs jumps", "the foxes", "THE"]) == [
+        [5, 8, 10, 11, 9],
+        [5, 8, 12, 10, 12],
+        [5, 1],  # "foxes": "fox" then no "##es" -> the whole word is [UNK]
+        [5],
+    ]
+    assert BertTokenizer(TOY_VOCAB)("THE fox") == [1, 8]  # cased: "THE" is not in the vocabulary
+
+
+def test_batches_may_be_numpy_arrays(uncased):
+    texts = np.array(["a fox", "the quick brown fox."])
+    assert uncased(texts) == [uncased("a fox"), uncased("the quick brown fox.")]
+    assert uncased(np.array(["a fox"], dtype=object)) == [[1037, 4419]]
+
+
+def test_detokenize_joins_words_with_spaces(uncased):
+    assert uncased.detokenize([1996, 4248, 2829, 4419, 1012]) == "the quick brown fox ."
+    tokenizer = BertTokenizer(TOY_VOCAB)
+    assert tokenizer.detokenize(np.array([[2, 5, 8, 10, 11, 3], [5, 6, 0, 0, 0, 0]])) == [
+        "[CLS] the fox jumped [SEP]",
+        "the quick [PAD] [PAD] [PAD] [PAD]",
+    ]
+    assert tokenizer.detokenize([]) == ""
+
+
+def test_vocabulary_lookups(uncased):
+    assert uncased.vocabulary_size() == 30522
+    assert uncased.get_vocabulary()[1996] == "the"
+    assert uncased.id_to_token(4419) == "fox"
+    assert uncased.token_to_id("fox") == 4419
+    assert uncased.token_to_id("##ing") == 2075
+    with pytest.raises(ValueError, match="id 30522 is out of range"):
+        uncased.id_to_token(30522)
+    with pytest.raises(ValueError, match="'foxx' is not in the vocabulary"):
+        uncased.token_to_id("foxx")
+
+
+def test_special_tokens_in_strings():
+    text = "the [SEP] fox"
+    assert BertTokenizer(TOY_VOCAB)(text) == [5, 1, 1, 1, 8]  # "[", "sep", "]" are not in the vocabulary
+    assert BertTokenizer(TOY_VOCAB, special_tokens_in_strings=True)(text) == [5, 3, 8]
+
+
+def test_config_and_vocabulary_round_trip(tmp_path, uncased):
+    path = uncased.save_vocabulary(tmp_path / "assets" / "vocabulary.txt")
+    assert path.read_text(encoding="utf-8").splitlines()[:3] == ["[PAD]", "[unused0]", "[unused1]"]
+    rebuilt = BertTokenizer(path, **json.loads(json.dumps(uncased.get_config())))
+    assert rebuilt.get_config() == {"lowercase": True, "strip_accents": False, "special_tokens_in_strings": False}
+    assert rebuilt.get_vocabulary() == uncased.get_vocabulary()
+    texts = ["Crème brûlée [SEP] ĀĒĪ", "The quick brown fox."]
+    assert rebuilt(texts) == uncased(texts)
+
+
+def test_from_preset_reads_an_hf_checkpoint_folder(minilm_dir, uncased):
+    tokenizer = BertTokenizer.from_preset(minilm_dir)
+    # tokenizer_config.json: do_lower_case true, strip_accents null (-> strip when lower-casing, as HF does)
+    assert tokenizer.get_config() == {"lowercase": True, "strip_accents": None, "special_tokens_in_strings": True}
+    assert tokenizer("Crème [SEP]") == [13675, 21382, 102] == tokenizer("creme") + [102]
+    assert uncased("Crème [SEP]") == [100, 1031, 19802, 1033]  # keras-hub settings: accent kept, "[SEP]" split
+
+
+def test_from_preset_with_only_tokenizer_json(tmp_path, minilm_dir):
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((minilm_dir / name).read_bytes())
+    tokenizer = DistilBertTokenizer.from_preset(tmp_path)
+    assert isinstance(tokenizer, DistilBertTokenizer)
+    assert tokenizer.get_vocabulary() == BertTokenizer(minilm_dir / "vocab.txt").get_vocabulary()
+
+
+def test_from_preset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no vocab.txt or tokenizer.json"):
+        BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(TOY_VOCAB) + "\n", encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenize_chinese_chars": false}', encoding="utf-8")
+    with pytest.raises(ValueError, match="tokenize_chinese_chars"):
+        BertTokenizer.from_preset(tmp_path)
+
+
+def test_non_string_items_are_named(uncased):
+    with pytest.raises(TypeError, match=r"item 1 of the batch is int \(7\), expected str"):
+        uncased(["a fox", 7])
+    with pytest.raises(TypeError, match="must be a string or a list of strings, got int"):
+        uncased(7)
