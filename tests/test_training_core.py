@@ -9,8 +9,9 @@ from jax.sharding import PartitionSpec as P
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import make_mesh
-from flaxbert.training import loops, optimizers, steps
+from flaxbert.training import loops, optimizers
 from flaxbert.training.batches import ArrayData
+from flaxbert.training.steps import sparse_categorical_crossentropy
 
 CFG = BertConfig(
     vocabulary_size=97, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=24
@@ -41,7 +42,7 @@ def _train(mesh_shape, tx, steps=3, batch_size=8):
     mesh = make_mesh(*mesh_shape, devices=devices)
     _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
     state = loops.create_state(_params(), tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=steps.sparse_categorical_crossentropy)
+    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
     data = _data(n=steps * batch_size)
     state, history = loops.fit(
         state, train, data, batch_size=batch_size, epochs=1, seed=0, shuffle=True, mesh=mesh, verbose=0
@@ -91,7 +92,7 @@ def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape):
     outputs = loops.predict(params, predict, data, batch_size=8, mesh=mesh, verbose=0)
     direct = np.asarray(MODEL.apply({"params": _params()}, {k: v for k, v in data.inputs.items()}))
     np.testing.assert_allclose(outputs, direct, atol=1e-5)
-    evaluate = loops.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=steps.sparse_categorical_crossentropy)
+    evaluate = loops.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
     metrics = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=0)
     loss = optax.softmax_cross_entropy_with_integer_labels(direct, data.labels).mean()
     assert metrics["loss"] == pytest.approx(float(loss), abs=1e-5)

@@ -120,14 +120,14 @@ class TextClassifier:
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
         self._jitted = {}
 
-    def _steps(self, kind: str, trainable: bool = True):
+    def _steps(self, kind: str, trainable: bool = True, seed: int = 0):
         """The jitted step of `kind` for the current compile settings, built once and reused."""
-        key = (kind, trainable)
+        key = (kind, trainable, seed)
         if key not in self._jitted:
             tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
             _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
             if kind == "train":
-                fn = loops.jit_train_step(self.model, self.mesh, shardings, seed=0, loss_fn=self.loss)
+                fn = loops.jit_train_step(self.model, self.mesh, shardings, seed=seed, loss_fn=self.loss)
             elif kind == "eval":
                 fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
             else:
@@ -176,7 +176,7 @@ class TextClassifier:
             val_data, val_buckets = self._prepare(*_unpack_validation(validation_data), need_labels=True)
             val_step = self._steps("eval")[0]
             validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_buckets)
-        train_fn, tx, shardings = self._steps("train", self.backbone.trainable)
+        train_fn, tx, shardings = self._steps("train", self.backbone.trainable, seed)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable}
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         state = self._initial_state(mngr, tx, shardings, record, seed)
