@@ -1,0 +1,36 @@
+"""A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz`.
+
+The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
+"""
+
+import sys
+
+from flaxbert.parallel import initialize_distributed
+
+initialize_distributed()  # before any other jax call
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import flaxbert  # noqa: E402
+
+
+def main(output: str) -> None:
+    rng = np.random.default_rng(0)
+    n, length = 36, 12
+    mask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
+    x = {"token_ids": rng.integers(1, 100, (n, length)) * mask, "segment_ids": np.zeros((n, length), int),
+         "padding_mask": mask}  # fmt: skip
+    y = rng.integers(0, 2, n)
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(100, 1, 2, 16, 32, max_sequence_length=12),
+                                             num_classes=2)  # fmt: skip
+    classifier.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    logits = classifier.predict(x, batch_size=8, verbose=0)
+    if jax.process_index() == 0:
+        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.params))[0]
+        arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+        np.savez(output, logits=logits, devices=jax.device_count(), **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,46 @@
+"""Two processes on this machine (CPU, localhost coordinator) train to the same params as one process."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+JOB = pathlib.Path(__file__).with_name("distributed_job.py")
+
+
+def _env(**extra):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(JOB.parents[1]), **extra)
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_fit_equals_one_process(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(JOB), str(tmp_path / f"p{i}.npz")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()[-3000:]
+    single = subprocess.run([sys.executable, str(JOB), str(tmp_path / "single.npz")], env=_env(),
+                            capture_output=True, timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stdout.decode()[-3000:] + single.stderr.decode()[-3000:]
+    two, one = np.load(tmp_path / "p0.npz"), np.load(tmp_path / "single.npz")
+    assert int(two["devices"]) == 2 and int(one["devices"]) == 1
+    for key in one.files:
+        np.testing.assert_allclose(two[key], one[key], atol=1e-6, err_msg=key)
