@@ -21,8 +21,14 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh
+from flaxbert.presets import hf_checkpoint, hf_convert
 from flaxbert.tasks.data import prepare
-from flaxbert.text import BertTextClassifierPreprocessor, DistilBertTextClassifierPreprocessor
+from flaxbert.text import (
+    BertTextClassifierPreprocessor,
+    BertTokenizer,
+    DistilBertTextClassifierPreprocessor,
+    DistilBertTokenizer,
+)
 from flaxbert.training import loops, optimizers, steps
 
 
@@ -41,6 +47,7 @@ class TextClassifier:
     model_cls: type
     head_cls: type
     preprocessor_cls: type
+    tokenizer_cls: type
 
     def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, **head_kwargs):
         if not isinstance(backbone, self.backbone_cls):
@@ -63,6 +70,53 @@ class TextClassifier:
 
         # Only the head comes out of this program, so XLA drops the backbone's (unused) random init.
         return jax.jit(init)(jax.random.key(seed))
+
+    # -- presets ------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
+                    preprocessor="auto", sequence_length: int = 512, dtype=None, seed: int = 0,
+                    **head_kwargs) -> TextClassifier:  # fmt: skip
+        """Loads a classifier from a local Hugging Face transformers checkpoint directory.
+
+        A `*ForSequenceClassification` checkpoint keeps its trained head when `num_classes` is None or equals the
+        saved head's size; any other `num_classes` (or a bare encoder checkpoint) gets a fresh head, and says so.
+        `TextClassifier.from_preset` picks BERT or DistilBERT from the checkpoint's config.
+
+        Args:
+            preset: the checkpoint directory (config.json, weights, vocab.txt / tokenizer.json).
+            load_weights: False builds the architecture with random weights and reads no weight file.
+            num_classes: the number of classes; required when the checkpoint has no head.
+            preprocessor: "auto" builds one from the checkpoint's tokenizer; None for preprocessed inputs only.
+            sequence_length: the auto preprocessor's sequence length.
+            dtype: compute dtype, e.g. "bfloat16" (params stay float32).
+            **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
+        """
+        arch = hf_checkpoint.load_config(preset).__class__
+        cls = next(c for c in (BertTextClassifier, DistilBertTextClassifier) if c.backbone_cls.config_cls is arch) \
+            if cls is TextClassifier else cls  # fmt: skip
+        saved = _saved_head(preset) if load_weights else None
+        if saved is not None and num_classes not in (None, saved.num_classes):
+            warnings.warn(f"{preset} has a {saved.num_classes}-class head; num_classes={num_classes} gets a new, "
+                          "randomly initialised head.", stacklevel=2)  # fmt: skip
+            saved = None
+        if num_classes is None and saved is None:
+            raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+        if saved is not None:
+            config, head, params = hf_checkpoint.load_classifier(
+                preset, dtype=dtype, expected=cls.backbone_cls.architecture
+            )
+            backbone = cls.backbone_cls.from_config(config, params["backbone"])
+            head_kwargs = {**{f.name: getattr(head, f.name) for f in dataclasses.fields(head)}, **head_kwargs}
+        else:
+            backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
+            head_kwargs = dict(head_kwargs, num_classes=num_classes)
+        if preprocessor == "auto":
+            tokenizer = cls.tokenizer_cls.from_preset(preset)
+            preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length)
+        classifier = cls(backbone, preprocessor=preprocessor, seed=seed, **head_kwargs)
+        if saved is not None:
+            classifier.head_params = {k: v for k, v in params.items() if k != "backbone"}
+        return classifier
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
@@ -226,6 +280,14 @@ class TextClassifier:
                              bucket=buckets, verbose=verbose)  # fmt: skip
 
 
+def _saved_head(preset):
+    """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder."""
+    config = hf_checkpoint.read_config(preset)
+    if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
+        return None
+    return hf_convert.head_config(config, str(preset))
+
+
 def _unpack_validation(validation_data):
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         x, y, *weight = validation_data
@@ -244,7 +306,7 @@ class BertTextClassifier(TextClassifier):
     """
 
     backbone_cls, model_cls, head_cls = BertBackbone, BertClassifier, BertHeadConfig
-    preprocessor_cls = BertTextClassifierPreprocessor
+    preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
                  dropout: float = 0.1, *, seed: int = 0):  # fmt: skip
@@ -256,7 +318,7 @@ class DistilBertTextClassifier(TextClassifier):
     """keras-hub's `DistilBertTextClassifier`: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes)."""
 
     backbone_cls, model_cls, head_cls = DistilBertBackbone, DistilBertClassifier, DistilBertHeadConfig
-    preprocessor_cls = DistilBertTextClassifierPreprocessor
+    preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
                  hidden_dim: int | None = None, dropout: float = 0.2, *, seed: int = 0):  # fmt: skip
