@@ -13,7 +13,9 @@ flaxbert's (see benchmarks/TOKENIZE.md).
 """
 
 import argparse
+import contextlib
 import csv
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -25,6 +27,14 @@ import numpy as np
 from flaxbert.text import BertTextClassifierPreprocessor, BertTokenizer, bucket_lengths
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def versions() -> dict:
+    found = {}
+    for package in ("tokenizers", "numpy", "transformers", "keras-hub", "keras", "tensorflow", "tensorflow-text"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[package] = importlib.metadata.version(package)
+    return found
 
 
 def read_sentences(path: pathlib.Path) -> list[str]:
@@ -182,6 +192,7 @@ def main():
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
+        "versions": versions(),
         "peers": results,
         "wordpiece_tokens_per_sentence": length_stats(tokenizer, sentences),
         "bucketing": [
