@@ -4,12 +4,10 @@ Importing it does not import jax or flax.
 """
 
 from flaxbert.text.bucketing import bucket_lengths
-from flaxbert.text.packer import TRUNCATE_MODES
 from flaxbert.text.preprocessor import BertTextClassifierPreprocessor, DistilBertTextClassifierPreprocessor
 from flaxbert.text.tokenizer import BertTokenizer, DistilBertTokenizer
 
 __all__ = [
-    "TRUNCATE_MODES",
     "BertTextClassifierPreprocessor",
     "BertTokenizer",
     "DistilBertTextClassifierPreprocessor",

@@ -1,18 +1,23 @@
 """WordPiece tokenizers for BERT and DistilBERT, built on the Rust `tokenizers` library (no TensorFlow).
 
 Semantics: flaxbert follows Hugging Face `tokenizers` (`BertNormalizer` + `BertPreTokenizer` + `WordPiece`), so its ids
-equal transformers' `BertTokenizer` configured the same way. keras-hub tokenizes with tf-text instead; the two agree on
-ordinary text (all of SST-2), but differ at these edges (REFERENCE.md §4.4):
+equal transformers' `BertTokenizer` configured the same way. keras-hub tokenizes with tf-text instead. The two agree on
+ordinary text (every sentence of SST-2 train), but on a corpus of 70 hard cases (tests/text/test_tokenizer_parity.py)
+keras-hub 0.32 gave other ids for 14, all from these edges (REFERENCE.md §4.4):
 
 - lower-casing: HF lower-cases each character; tf-text applies NFKC and Unicode case folding first, so keras-hub maps
-  "ß" to "ss", ligatures such as "ﬁ" to "fi", full-width letters to ASCII, and composes decomposed accents.
-- control and format characters (Cc, Cf: e.g. U+0007, zero-width space U+200B): HF deletes them, joining their
-  neighbours into one word; tf-text treats them as word breaks.
+  "ß" to "ss", ligatures such as "ﬁ" to "fi", full-width and half-width forms to their plain ones, "…" to "...",
+  "①" to "1", and composes decomposed accents.
+- control and format characters (Cc, Cf: e.g. U+0007, zero-width space and joiner, soft hyphen, BOM): HF deletes them,
+  joining their neighbours into one word; tf-text treats them as word breaks. HF also deletes U+FFFD and private-use
+  characters, which keras-hub keeps as `[UNK]`, and treats U+2028/U+2029 as spaces, where keras-hub does not.
 - the longest word: HF turns a word of more than 100 characters into `[UNK]`; tf-text counts 100 UTF-8 bytes.
 - accents when lower-casing: keras-hub presets keep them (`strip_accents=False`, this class's default); HF
   checkpoints follow their `tokenizer_config.json`, where `strip_accents=None` strips them whenever lower-casing.
-- transformers' pure-Python `BertTokenizerLegacy` applies NFC before splitting, so on decomposed accents with
-  `strip_accents=False` it differs from transformers' default (Rust) `BertTokenizer` and from flaxbert.
+
+transformers' pure-Python `BertTokenizerLegacy` (the slow tokenizer) applies NFC first, so with `strip_accents=False`
+and a vocabulary that holds accented letters it can differ on decomposed accents ("cafe" + U+0301) from transformers'
+default (Rust) `BertTokenizer` and flaxbert. The uncased English vocabulary has no accented letters, so it never does.
 """
 
 import os
