@@ -146,3 +146,14 @@ def test_wrong_backbone_and_compile_settings():
         classifier.compile(jit_compile=False)
     with pytest.raises(ValueError, match="fsdp=3 must divide the number of devices"):
         classifier.compile(mesh=(-1, 3))
+
+
+def test_bfloat16_compute_trains_with_float32_params():
+    backbone = _small(flaxbert.DistilBertBackbone, dtype="bfloat16")
+    classifier = flaxbert.DistilBertTextClassifier(backbone, num_classes=4)
+    features = {k: v for k, v in PREPROCESSED.items() if k != "segment_ids"}
+    history = classifier.fit(features, LABELS, batch_size=8, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    dtypes = {x.dtype for x in jax.tree.leaves(classifier.params)}
+    assert dtypes == {np.dtype("float32")}
+    assert classifier.predict(features, batch_size=8, verbose=0).dtype == np.float32

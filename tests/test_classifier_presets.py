@@ -1,0 +1,70 @@
+"""Classifiers from local transformers checkpoints: heads kept or replaced, BERT/DistilBERT dispatch, real learning."""
+
+import csv
+import time
+import warnings
+
+import numpy as np
+import pytest
+from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
+
+import flaxbert
+
+
+@pytest.fixture(scope="module")
+def distil_dir(tmp_path_factory):
+    model = random_model("distil_bert_classifier", DISTIL_BERT_SHAPES["h48_heads3_l1"], num_labels=3)
+    path = save(model, tmp_path_factory.mktemp("distil"))
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                              [f"w{i}" for i in range(94)]) + "\n")  # fmt: skip
+    return path, model
+
+
+def test_text_classifier_dispatches_and_keeps_the_saved_head(distil_dir):
+    path, model = distil_dir
+    classifier = flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+    assert isinstance(classifier, flaxbert.DistilBertTextClassifier) and classifier.num_classes == 3
+    batch = padded_batch(99, 1)
+    del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    np.testing.assert_allclose(classifier.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same class count keeps the head silently
+        same = flaxbert.DistilBertTextClassifier.from_preset(path, num_classes=3, preprocessor=None)
+    np.testing.assert_allclose(same.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+
+
+def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
+    path, _ = distil_dir
+    with pytest.warns(UserWarning, match="3-class head; num_classes=5 gets a new"):
+        classifier = flaxbert.DistilBertTextClassifier.from_preset(path, num_classes=5, sequence_length=16)
+    assert classifier.head_params["logits"]["kernel"].shape == (48, 5)
+    assert classifier.preprocessor.sequence_length == 16
+    assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
+
+
+def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
+    path = save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path / "bert")
+    with pytest.raises(ValueError, match="holds a bert checkpoint; load it with BertBackbone / BertTextClassifier"):
+        flaxbert.DistilBertTextClassifier.from_preset(path, num_classes=2, preprocessor=None)
+    with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
+        flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
+
+
+def _sst2(shared_data, split):
+    with open(shared_data / "sst2" / f"{split}.tsv", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    return [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+
+
+@pytest.mark.slow
+def test_minilm_fine_tuned_on_4000_sst2_sentences_reaches_80_percent(minilm_dir, shared_data):
+    texts, labels = _sst2(shared_data, "train")
+    order = np.random.default_rng(0).permutation(len(texts))[:4000]
+    dev_texts, dev_labels = _sst2(shared_data, "dev")
+    classifier = flaxbert.BertTextClassifier.from_preset(minilm_dir, num_classes=2, sequence_length=128)
+    began = time.perf_counter()
+    classifier.fit([texts[i] for i in order], labels[order], batch_size=32, epochs=1, verbose=0)
+    metrics = classifier.evaluate(dev_texts, dev_labels, batch_size=64, verbose=0)
+    print(f"MiniLM SST-2 dev accuracy {metrics['accuracy']:.4f} in {time.perf_counter() - began:.0f} s")
+    assert metrics["accuracy"] >= 0.80
