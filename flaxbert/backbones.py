@@ -11,8 +11,9 @@ import flax.linen as nn
 import jax
 
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
-from flaxbert.models.abstract import count_params, dummy_inputs
+from flaxbert.models.abstract import abstract_params, count_params, dummy_inputs
 from flaxbert.models.inputs import check_inputs
+from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint
 
 
@@ -34,11 +35,36 @@ class Backbone:
 
     def _build(self, config, params, seed: int) -> None:
         self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
-        if params is None:
-            init = jax.jit(lambda key: self.encoder.init(key, dummy_inputs(config))["params"])
-            params = nn.unbox(init(jax.random.key(seed)))
-        self.params = params
+        self._params, self._seed = params, seed  # random params are created lazily, where they will live
         self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))
+
+    @property
+    def params(self) -> dict:
+        """The encoder's params (float32). Random ones are created on first use, on the default device."""
+        if self._params is None:
+            self.init_params()
+        return self._params
+
+    @params.setter
+    def params(self, value: dict) -> None:
+        self._params = value
+
+    def init_params(self, mesh=None) -> None:
+        """Creates the seeded random params if there are none yet, born sharded over `mesh` when one is given.
+
+        The init runs under `jax.jit` with the shardings the logical-axis rules give, so no device ever holds an
+        unsharded copy first.
+        """
+        if self._params is not None:
+            return
+        shardings = None if mesh is None else param_shardings(self.abstract_params(), mesh)
+        init = jax.jit(lambda key: nn.unbox(self.encoder.init(key, dummy_inputs(self.config))["params"]),
+                       out_shardings=shardings)  # fmt: skip
+        self._params = init(jax.random.key(self._seed))
+
+    def abstract_params(self):
+        """The encoder's params as boxed shapes with logical axis names (`jax.eval_shape`; no memory used)."""
+        return abstract_params(self.encoder, self.config)
 
     @classmethod
     def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0) -> Backbone:
@@ -60,7 +86,7 @@ class Backbone:
         return self._apply(self.params, check_inputs(inputs, self.config))
 
     def count_params(self) -> int:
-        return count_params(self.params)
+        return count_params(self.abstract_params())
 
     def get_config(self) -> dict:
         return dataclasses.asdict(self.config)

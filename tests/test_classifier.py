@@ -6,8 +6,10 @@ import jax
 import numpy as np
 import optax
 import pytest
+from jax.sharding import PartitionSpec
 
 import flaxbert
+from flaxbert.parallel import make_mesh
 
 FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
 LABELS = [0, 3]
@@ -157,3 +159,19 @@ def test_bfloat16_compute_trains_with_float32_params():
     dtypes = {x.dtype for x in jax.tree.leaves(classifier.params)}
     assert dtypes == {np.dtype("float32")}
     assert classifier.predict(features, batch_size=8, verbose=0).dtype == np.float32
+
+
+def test_random_params_are_born_sharded_on_the_mesh():
+    on_fsdp = _small(flaxbert.BertBackbone)
+    on_fsdp.init_params(make_mesh(2, 4))
+    kernel = on_fsdp.params["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    assert kernel.sharding.spec == PartitionSpec("fsdp", None, None)
+    assert kernel.addressable_shards[0].data.shape == (8, 4, 8)  # hidden 32 split over fsdp=4
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4)  # default: 8-way data
+    replicated = classifier.backbone.params["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    assert len(replicated.sharding.device_set) == 8 and replicated.addressable_shards[0].data.shape == (32, 4, 8)
+    assert classifier.head_params["logits"]["kernel"].sharding.mesh.shape == {"data": 8, "fsdp": 1}
+    # the same seed gives the same values wherever the params are born
+    on_one_device = _small(flaxbert.BertBackbone).params["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(on_one_device))
+    np.testing.assert_array_equal(np.asarray(replicated), np.asarray(on_one_device))

@@ -19,8 +19,8 @@ from jax.sharding import Mesh
 from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
-from flaxbert.models.abstract import dummy_inputs
-from flaxbert.parallel import check_hidden_dim, make_mesh
+from flaxbert.models.abstract import abstract_params, dummy_inputs
+from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_convert
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
@@ -59,17 +59,20 @@ class TextClassifier:
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
         self.model = self.model_cls(backbone.config, self.head)
-        self.head_params = self._init_head(seed)
+        self.head_params, self._seed = None, seed
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
         self.compile()
 
-    def _init_head(self, seed: int) -> dict:
+    def _init_head(self, mesh) -> None:
+        """Seeded random head params, born sharded over `mesh` (only the head comes out: XLA drops the rest)."""
+
         def init(key):
             params = nn.unbox(self.model.init(key, dummy_inputs(self.backbone.config))["params"])
             return {k: v for k, v in params.items() if k != "backbone"}
 
-        # Only the head comes out of this program, so XLA drops the backbone's (unused) random init.
-        return jax.jit(init)(jax.random.key(seed))
+        boxed = abstract_params(self.model, self.backbone.config)
+        shardings = param_shardings({k: v for k, v in boxed.items() if k != "backbone"}, mesh)
+        self.head_params = jax.jit(init, out_shardings=shardings)(jax.random.key(self._seed))
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
@@ -172,6 +175,10 @@ class TextClassifier:
             mesh = make_mesh(*mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
+        # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> jitted init.
+        self.backbone.init_params(mesh)
+        if self.head_params is None:
+            self._init_head(mesh)
         self._jitted = {}
 
     def _steps(self, kind: str, trainable: bool = True, seed: int = 0):
