@@ -175,3 +175,15 @@ def test_random_params_are_born_sharded_on_the_mesh():
     on_one_device = _small(flaxbert.BertBackbone).params["transformer_layer_0"]["self_attention"]["query"]["kernel"]
     np.testing.assert_array_equal(np.asarray(kernel), np.asarray(on_one_device))
     np.testing.assert_array_equal(np.asarray(replicated), np.asarray(on_one_device))
+
+
+def test_sentence_pairs_and_numpy_string_arrays():
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor)
+    pairs = (np.array(FEATURES), np.array(["The fox.", "jumped"]))
+    bucketed = classifier.predict(pairs, batch_size=8, verbose=0)  # raw text: padded to a length bucket
+    full = classifier.predict(preprocessor(pairs), batch_size=8, verbose=0)  # the same, padded to 16
+    assert preprocessor(pairs)["segment_ids"][0].max() == 1  # really packed as a pair
+    np.testing.assert_allclose(bucketed, full, atol=1e-5)
+    history = classifier.fit(pairs, LABELS, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -68,3 +68,21 @@ def test_minilm_fine_tuned_on_4000_sst2_sentences_reaches_80_percent(minilm_dir,
     metrics = classifier.evaluate(dev_texts, dev_labels, batch_size=64, verbose=0)
     print(f"MiniLM SST-2 dev accuracy {metrics['accuracy']:.4f} in {time.perf_counter() - began:.0f} s")
     assert metrics["accuracy"] >= 0.80
+
+
+def test_seed_page_raw_string_example_on_a_local_checkpoint(minilm_dir):
+    """keras-hub's first example, with the pretrained MiniLM directory in place of "bert_base_en_uncased"."""
+    features = ["The quick brown fox jumped.", "I forgot my homework."]
+    labels = [0, 3]
+    classifier = flaxbert.BertTextClassifier.from_preset(minilm_dir, num_classes=4, sequence_length=32)
+    before = classifier.predict(x=features, batch_size=8, verbose=0)
+    classifier.fit(x=features, y=labels, batch_size=8, verbose=0)
+    after = classifier.predict(x=features, batch_size=8, verbose=0)
+    assert after.shape == (2, 4) and np.all(np.isfinite(after)) and not np.allclose(before, after)
+    import optax
+
+    classifier.compile(optimizer=optax.adam(5e-5), loss="sparse_categorical_crossentropy", jit_compile=True)
+    classifier.backbone.trainable = False
+    encoder = np.asarray(classifier.backbone.params["pooled_dense"]["kernel"]).copy()
+    classifier.fit(x=features, y=labels, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(encoder, classifier.backbone.params["pooled_dense"]["kernel"])

@@ -21,7 +21,6 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
-from flaxbert.presets import hf_checkpoint, hf_convert
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -43,13 +42,13 @@ class History:
 class TextClassifier:
     """Base class. Subclasses name their backbone, linen model, head config and preprocessor classes."""
 
-    backbone_cls: type[Backbone]
+    backbone_cls: type[Backbone] | None = None  # None: the base class, which dispatches in from_preset
     model_cls: type
     head_cls: type
     preprocessor_cls: type
     tokenizer_cls: type
 
-    def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, **head_kwargs):
+    def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, head_params=None, **head_kwargs):
         if not isinstance(backbone, self.backbone_cls):
             raise TypeError(
                 f"{type(self).__name__} needs a {self.backbone_cls.__name__}, got {type(backbone).__name__}."
@@ -59,7 +58,7 @@ class TextClassifier:
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
         self.model = self.model_cls(backbone.config, self.head)
-        self.head_params, self._seed = None, seed
+        self.head_params, self._seed = head_params, seed
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
         self.compile()
 
@@ -76,50 +75,14 @@ class TextClassifier:
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
-                    preprocessor="auto", sequence_length: int = 512, dtype=None, seed: int = 0,
-                    **head_kwargs) -> TextClassifier:  # fmt: skip
-        """Loads a classifier from a local Hugging Face transformers checkpoint directory.
+    def from_preset(cls, preset, load_weights: bool = True, **kwargs) -> TextClassifier:
+        """Loads a classifier from a preset; see `flaxbert.tasks.loading.load_text_classifier` for the arguments.
 
-        A `*ForSequenceClassification` checkpoint keeps its trained head when `num_classes` is None or equals the
-        saved head's size; any other `num_classes` (or a bare encoder checkpoint) gets a fresh head, and says so.
-        `TextClassifier.from_preset` picks BERT or DistilBERT from the checkpoint's config.
-
-        Args:
-            preset: the checkpoint directory (config.json, weights, vocab.txt / tokenizer.json).
-            load_weights: False builds the architecture with random weights and reads no weight file.
-            num_classes: the number of classes; required when the checkpoint has no head.
-            preprocessor: "auto" builds one from the checkpoint's tokenizer; None for preprocessed inputs only.
-            sequence_length: the auto preprocessor's sequence length.
-            dtype: compute dtype, e.g. "bfloat16" (params stay float32).
-            **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
+        `TextClassifier.from_preset` picks BERT or DistilBERT from the preset's config.
         """
-        arch = hf_checkpoint.load_config(preset).__class__
-        cls = next(c for c in (BertTextClassifier, DistilBertTextClassifier) if c.backbone_cls.config_cls is arch) \
-            if cls is TextClassifier else cls  # fmt: skip
-        saved = _saved_head(preset) if load_weights else None
-        if saved is not None and num_classes not in (None, saved.num_classes):
-            warnings.warn(f"{preset} has a {saved.num_classes}-class head; num_classes={num_classes} gets a new, "
-                          "randomly initialised head.", stacklevel=2)  # fmt: skip
-            saved = None
-        if num_classes is None and saved is None:
-            raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
-        if saved is not None:
-            config, head, params = hf_checkpoint.load_classifier(
-                preset, dtype=dtype, expected=cls.backbone_cls.architecture
-            )
-            backbone = cls.backbone_cls.from_config(config, params["backbone"])
-            head_kwargs = {**{f.name: getattr(head, f.name) for f in dataclasses.fields(head)}, **head_kwargs}
-        else:
-            backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
-            head_kwargs = dict(head_kwargs, num_classes=num_classes)
-        if preprocessor == "auto":
-            tokenizer = cls.tokenizer_cls.from_preset(preset)
-            preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length)
-        classifier = cls(backbone, preprocessor=preprocessor, seed=seed, **head_kwargs)
-        if saved is not None:
-            classifier.head_params = {k: v for k, v in params.items() if k != "backbone"}
-        return classifier
+        from flaxbert.tasks.loading import load_text_classifier
+
+        return load_text_classifier(cls, preset, load_weights, **kwargs)
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
@@ -287,14 +250,6 @@ class TextClassifier:
                              bucket=buckets, verbose=verbose)  # fmt: skip
 
 
-def _saved_head(preset):
-    """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder."""
-    config = hf_checkpoint.read_config(preset)
-    if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
-        return None
-    return hf_convert.head_config(config, str(preset))
-
-
 def _unpack_validation(validation_data):
     if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
         x, y, *weight = validation_data
@@ -304,6 +259,15 @@ def _unpack_validation(validation_data):
 
 class BertTextClassifier(TextClassifier):
     """keras-hub's `BertTextClassifier`: pooled output -> dropout -> dense(num_classes).
+
+    Args:
+        backbone: a `BertBackbone`.
+        num_classes: the number of classes.
+        preprocessor: a `BertTextClassifierPreprocessor` for raw-text input, or None for preprocessed dicts.
+        activation: None for logits, "softmax" for probabilities (the default loss then works on probabilities).
+        dropout: the head's dropout rate.
+        seed: the seed of the randomly initialised head.
+        head_params: trained head params to use instead of a random head (`from_preset` passes them).
 
     Example:
         >>> classifier = flaxbert.BertTextClassifier(backbone, num_classes=4, preprocessor=preprocessor)
@@ -316,18 +280,23 @@ class BertTextClassifier(TextClassifier):
     preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
-                 dropout: float = 0.1, *, seed: int = 0):  # fmt: skip
-        super().__init__(backbone, preprocessor, seed=seed, num_classes=num_classes, activation=activation,
-                         dropout=dropout)  # fmt: skip
+                 dropout: float = 0.1, *, seed: int = 0, head_params=None):  # fmt: skip
+        super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
+                         activation=activation, dropout=dropout)  # fmt: skip
 
 
 class DistilBertTextClassifier(TextClassifier):
-    """keras-hub's `DistilBertTextClassifier`: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes)."""
+    """keras-hub's `DistilBertTextClassifier`: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes).
+
+    Arguments as `BertTextClassifier`, with a `DistilBertBackbone` and a `DistilBertTextClassifierPreprocessor`, plus
+    `hidden_dim` (the pre-classifier width; None: the backbone's) and a default `dropout` of 0.2.
+    """
 
     backbone_cls, model_cls, head_cls = DistilBertBackbone, DistilBertClassifier, DistilBertHeadConfig
     preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
-                 hidden_dim: int | None = None, dropout: float = 0.2, *, seed: int = 0):  # fmt: skip
-        super().__init__(backbone, preprocessor, seed=seed, num_classes=num_classes, activation=activation,
-                         hidden_dim=hidden_dim, dropout=dropout)  # fmt: skip
+                 hidden_dim: int | None = None, dropout: float = 0.2, *, seed: int = 0,
+                 head_params=None):  # fmt: skip
+        super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
+                         activation=activation, hidden_dim=hidden_dim, dropout=dropout)  # fmt: skip
