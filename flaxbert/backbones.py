@@ -12,9 +12,10 @@ import jax
 
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
 from flaxbert.models.abstract import abstract_params, count_params, dummy_inputs
+from flaxbert.models.config import check_architecture
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
-from flaxbert.presets import hf_checkpoint
+from flaxbert.presets import hf_checkpoint, native
 
 
 class Backbone:
@@ -76,10 +77,23 @@ class Backbone:
             dtype: compute dtype override, e.g. "bfloat16"; params stay float32.
             seed: the init seed when `load_weights=False`.
         """
+        saved = hf_checkpoint.read_config(preset)
+        if native.is_native(saved):
+            saved = native.read(preset)
+            check_architecture(saved["architecture"], cls.architecture, preset)
+            config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
+            if not load_weights:
+                return cls.from_config(config, seed=seed)
+            params = native.restore_params(preset, nn.unbox(native_abstract(saved, config)))
+            return cls.from_config(config, params["backbone"])
         if not load_weights:
             return cls.from_config(hf_checkpoint.load_config(preset, dtype, cls.architecture), seed=seed)
         config, params = hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
         return cls.from_config(config, params)
+
+    def save_to_preset(self, preset_dir) -> None:
+        """Writes this backbone as a flaxbert preset directory (config.json + Orbax params)."""
+        native.save(preset_dir, backbone_config=self.config, params={"backbone": self.params})
 
     def __call__(self, inputs: dict) -> dict[str, jax.Array] | jax.Array:
         """Runs the encoder in inference mode on a dict of [batch, length] int arrays."""
@@ -100,6 +114,18 @@ class Backbone:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config}, params={self.count_params():,})"
+
+
+def native_abstract(saved: dict, config) -> dict:
+    """The abstract (boxed) params tree a native preset holds: `{"backbone": ...}` plus its head, if any."""
+    from flaxbert.models import BertClassifier, DistilBertClassifier
+
+    head = native.head_config(saved)
+    if head is None:
+        encoder = BertEncoder(config) if isinstance(config, BertConfig) else DistilBertEncoder(config)
+        return {"backbone": abstract_params(encoder, config)}
+    model = BertClassifier(config, head) if isinstance(config, BertConfig) else DistilBertClassifier(config, head)
+    return abstract_params(model, config)
 
 
 class BertBackbone(Backbone):

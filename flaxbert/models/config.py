@@ -141,3 +141,12 @@ class DistilBertHeadConfig:
         _check_head(self)
         if self.hidden_dim is not None and (not isinstance(self.hidden_dim, int) or self.hidden_dim < 1):
             raise ValueError(f"hidden_dim must be a positive integer or None, got {self.hidden_dim!r}.")
+
+
+_CLASSES = {"bert": "BertBackbone / BertTextClassifier", "distil_bert": "DistilBertBackbone / DistilBertTextClassifier"}
+
+
+def check_architecture(found: str, expected: str | None, source) -> None:
+    """Rejects a checkpoint of the other architecture with a message that names the class to use instead."""
+    if expected is not None and found != expected:
+        raise ValueError(f"{source} holds a {found} checkpoint; load it with {_CLASSES[found]}.")

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 
 from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
 from flaxbert.models.abstract import abstract_params, check_params
-from flaxbert.models.config import BertConfig, DistilBertConfig, compute_dtype
+from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
 from flaxbert.presets import hf_convert, torch_pickle
 
 _WEIGHT_FILES = (
@@ -134,11 +134,5 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
 def load_config(directory, dtype=None, expected: str | None = None) -> BertConfig | DistilBertConfig:
     """The backbone config of a checkpoint directory; `expected` ("bert" / "distil_bert") rejects the other one."""
     hf, source = read_config(directory), str(directory)
-    arch = hf_convert.architecture(hf, source)
-    if expected is not None and arch != expected:
-        names = {
-            "bert": "BertBackbone / BertTextClassifier",
-            "distil_bert": "DistilBertBackbone / DistilBertTextClassifier",
-        }
-        raise ValueError(f"{source} holds a {arch} checkpoint; load it with {names[arch]}.")
+    check_architecture(hf_convert.architecture(hf, source), expected, source)
     return hf_convert.backbone_config(hf, source, compute_dtype(dtype))

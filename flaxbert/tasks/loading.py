@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import warnings
 
-from flaxbert.presets import hf_checkpoint, hf_convert
+import flax.linen as nn
+
+from flaxbert.backbones import native_abstract
+from flaxbert.models.config import check_architecture, compute_dtype
+from flaxbert.parallel import make_mesh, param_shardings
+from flaxbert.presets import hf_checkpoint, hf_convert, native
 
 
 def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
@@ -27,6 +33,8 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         seed: the seed of any randomly initialised params.
         **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
     """
+    if native.is_native(hf_checkpoint.read_config(preset)):
+        return _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
     cls = _class_for(cls, type(hf_checkpoint.load_config(preset)))
     saved = _saved_head(preset) if load_weights else None
     if saved is not None and num_classes not in (None, saved.num_classes):
@@ -48,6 +56,42 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         tokenizer = cls.tokenizer_cls.from_preset(preset)
         preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+
+
+def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs):
+    saved = native.read(preset)
+    config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
+    cls = _class_for(cls, type(config))
+    check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
+    head = native.head_config(saved)
+    if head is not None and num_classes not in (None, head.num_classes):
+        warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
+                      "randomly initialised head.", stacklevel=4)  # fmt: skip
+    keep_head = head is not None and num_classes in (None, head.num_classes)
+    if not keep_head and num_classes is None:
+        raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+    if keep_head:
+        head_kwargs = {**dataclasses.asdict(head), **head_kwargs}
+    else:
+        head_kwargs = dict(head_kwargs, num_classes=num_classes)
+    if preprocessor == "auto":
+        preprocessor = _native_preprocessor(cls, preset, saved)
+    if not load_weights:
+        return cls(cls.backbone_cls.from_config(config, seed=seed), preprocessor=preprocessor, seed=seed,
+                   **head_kwargs)  # fmt: skip
+    mesh = make_mesh()
+    boxed = native_abstract(saved, config)
+    params = native.restore_params(preset, nn.unbox(boxed), param_shardings(boxed, mesh))  # born on the mesh
+    backbone = cls.backbone_cls.from_config(config, params.pop("backbone"))
+    return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=params if keep_head else None,
+               **head_kwargs)  # fmt: skip
+
+
+def _native_preprocessor(cls, preset, saved):
+    if saved["tokenizer"] is None:
+        return None
+    tokenizer = cls.tokenizer_cls(pathlib.Path(preset) / "vocabulary.txt", **saved["tokenizer"])
+    return cls.preprocessor_cls(tokenizer, **(saved["preprocessor"] or {}))
 
 
 def _class_for(cls, config_type):

@@ -21,6 +21,7 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
+from flaxbert.presets import native
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -83,6 +84,12 @@ class TextClassifier:
         from flaxbert.tasks.loading import load_text_classifier
 
         return load_text_classifier(cls, preset, load_weights, **kwargs)
+
+    def save_to_preset(self, preset_dir) -> None:
+        """Writes a flaxbert preset: configs, tokenizer and params (Orbax); `from_preset` restores it exactly."""
+        tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
+        native.save(preset_dir, backbone_config=self.backbone.config, params=self.params,
+                    head_config=self.head, tokenizer=tokenizer, preprocessor=self.preprocessor)  # fmt: skip
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property

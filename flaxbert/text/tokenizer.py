@@ -189,6 +189,12 @@ class BertTokenizer:
         """Writes the vocabulary to the file `path`, one token per line; returns the path."""
         return write_vocabulary(self._vocabulary, path)
 
+    def save_tokenizer_json(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes the whole pipeline as a Hugging Face `tokenizers` JSON file (readable by `Tokenizer.from_file`)."""
+        path = pathlib.Path(path)
+        self._tokenizer.save(str(path))
+        return path
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}(vocabulary_size={self.vocabulary_size()}, {settings})"

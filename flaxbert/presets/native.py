@@ -1,0 +1,104 @@
+"""flaxbert's native preset format: what `save_to_preset` writes and what converted downloads are cached as.
+
+    <dir>/config.json        {"format": "flaxbert", "format_version": 1, "architecture", "backbone", "task",
+                              "tokenizer", "preprocessor"}: plain JSON of the frozen configs
+    <dir>/vocabulary.txt     the WordPiece vocabulary, one token per line (when there is a tokenizer)
+    <dir>/tokenizer.json     the same tokenizer in Hugging Face `tokenizers` format, for other tools
+    <dir>/params/            the params tree as an Orbax checkpoint
+
+A preset is written into a temporary sibling directory and renamed into place at the end, so an interrupted save
+never leaves a directory that looks complete. Params restore straight onto the shardings the caller names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import uuid
+
+import jax
+import orbax.checkpoint as ocp
+
+from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
+
+FORMAT, VERSION = "flaxbert", 1
+_BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
+_HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
+
+
+def is_native(config: dict) -> bool:
+    return config.get("format") == FORMAT
+
+
+def save(directory, *, backbone_config, params: dict, head_config=None, tokenizer=None, preprocessor=None):
+    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head)."""
+    directory = pathlib.Path(directory).absolute()
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
+    architecture = "bert" if isinstance(backbone_config, BertConfig) else "distil_bert"
+    config = {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "architecture": architecture,
+        "backbone": dataclasses.asdict(backbone_config),
+        "task": None if head_config is None else dataclasses.asdict(head_config),
+        "tokenizer": None if tokenizer is None else tokenizer.get_config(),
+        "preprocessor": None if preprocessor is None else preprocessor.get_config(),
+    }
+    staging = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        staging.mkdir(parents=True)
+        if tokenizer is not None:
+            tokenizer.save_vocabulary(staging / "vocabulary.txt")
+            tokenizer.save_tokenizer_json(staging / "tokenizer.json")
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(staging / "params", params)
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if directory.exists():
+            directory.rmdir()
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def read(directory) -> dict:
+    """The config.json of a native preset, checked for its format version."""
+    path = pathlib.Path(directory) / "config.json"
+    config = json.loads(path.read_text())
+    if config.get("format_version") != VERSION:
+        raise ValueError(
+            f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads version "
+            f"{VERSION}: upgrade flaxbert (or re-save the preset with this version)."
+        )
+    return config
+
+
+def backbone_config(config: dict, dtype: str | None = None):
+    fields = dict(config["backbone"], **({"dtype": dtype} if dtype else {}))
+    return _BACKBONES[config["architecture"]](**fields)
+
+
+def head_config(config: dict):
+    return None if config["task"] is None else _HEADS[config["architecture"]](**config["task"])
+
+
+def restore_params(directory, abstract, shardings=None) -> dict:
+    """The params tree restored onto `shardings` (a tree like `abstract`; None: the default device).
+
+    Raises:
+        ValueError: the saved params do not fit `abstract` (names the problem), or the files are unreadable.
+    """
+    path = pathlib.Path(directory).absolute() / "params"
+    if shardings is None:
+        shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            return checkpointer.restore(path, target)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as e:
+        raise ValueError(
+            f"{path} could not be restored into the model's params ({e}); the preset may be corrupt."
+        ) from e

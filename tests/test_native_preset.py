@@ -1,0 +1,93 @@
+"""flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
+
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import flaxbert
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
+TEXTS = ["The quick brown fox jumped.", "the fox", "brown"]
+PREPROCESSED = {
+    "token_ids": np.array([[2, 5, 6, 3, 0], [2, 8, 9, 10, 3]]),
+    "padding_mask": np.array([[1] * 4 + [0], [1] * 5]),
+}
+
+
+def _bert_classifier():
+    backbone = flaxbert.BertBackbone(50, 2, 2, 16, 32, max_sequence_length=32, seed=4)
+    tokenizer = flaxbert.BertTokenizer(VOCAB, lowercase=True)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=24, truncate="waterfall")
+    return flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor, dropout=0.2, seed=5)
+
+
+def test_bert_classifier_with_preprocessor_round_trips_bitwise(tmp_path):
+    classifier = _bert_classifier()
+    classifier.fit(TEXTS, [0, 1, 2], batch_size=8, verbose=0)  # trained params, not just the init
+    want = classifier.predict(TEXTS, batch_size=8, verbose=0)
+    classifier.save_to_preset(tmp_path / "preset")
+    loaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset")
+    assert isinstance(loaded, flaxbert.BertTextClassifier)
+    assert (loaded.head, loaded.backbone.config) == (classifier.head, classifier.backbone.config)
+    assert loaded.preprocessor.sequence_length == 24 and loaded.preprocessor.truncate == "waterfall"
+    assert loaded.preprocessor.tokenizer.get_vocabulary() == VOCAB and loaded.preprocessor.tokenizer.lowercase
+    np.testing.assert_array_equal(loaded.predict(TEXTS, batch_size=8, verbose=0), want)
+    # restored straight onto the default 8-device mesh
+    kernel = loaded.backbone.params["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    assert len(kernel.sharding.device_set) == 8
+    assert not list(tmp_path.glob(".preset.partial-*"))
+
+
+def test_distil_bert_classifier_without_preprocessor_round_trips_bitwise(tmp_path):
+    backbone = flaxbert.DistilBertBackbone(50, 1, 2, 16, 32, max_sequence_length=32, seed=1)
+    classifier = flaxbert.DistilBertTextClassifier(backbone, num_classes=2, hidden_dim=8, activation="softmax")
+    want = classifier.predict(PREPROCESSED, batch_size=8, verbose=0)
+    classifier.save_to_preset(tmp_path / "preset")
+    loaded = flaxbert.DistilBertTextClassifier.from_preset(tmp_path / "preset")
+    assert loaded.preprocessor is None and loaded.head == classifier.head
+    np.testing.assert_array_equal(loaded.predict(PREPROCESSED, batch_size=8, verbose=0), want)
+    with pytest.raises(ValueError, match="holds a distil_bert checkpoint; load it with DistilBertBackbone"):
+        flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
+
+
+def test_backbone_presets_and_heads(tmp_path):
+    classifier = _bert_classifier()
+    classifier.save_to_preset(tmp_path / "task")
+    backbone = flaxbert.BertBackbone.from_preset(tmp_path / "task")  # the encoder of a task preset
+    inputs = classifier.preprocessor(TEXTS)
+    np.testing.assert_array_equal(backbone(inputs)["pooled_output"], classifier.backbone(inputs)["pooled_output"])
+    backbone.save_to_preset(tmp_path / "backbone")
+    with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
+        flaxbert.BertTextClassifier.from_preset(tmp_path / "backbone")
+    fresh = flaxbert.BertTextClassifier.from_preset(tmp_path / "backbone", num_classes=4)
+    assert fresh.preprocessor is None and fresh.predict(inputs, batch_size=8, verbose=0).shape == (3, 4)
+    with pytest.warns(UserWarning, match="3-class head; num_classes=5 gets a new"):
+        other = flaxbert.BertTextClassifier.from_preset(tmp_path / "task", num_classes=5)
+    assert other.head_params["logits"]["kernel"].shape == (16, 5)
+
+
+def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
+    classifier = _bert_classifier()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        classifier.save_to_preset(tmp_path / "taken")
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    classifier.save_to_preset(tmp_path / "preset")
+    shutil.rmtree(tmp_path / "preset" / "params")
+    (tmp_path / "preset" / "params").mkdir()
+    with pytest.raises(ValueError, match="could not be restored into the model's params"):
+        flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
+
+
+def test_load_weights_false_reads_no_params(tmp_path):
+    classifier = _bert_classifier()
+    classifier.save_to_preset(tmp_path / "preset")
+    shutil.rmtree(tmp_path / "preset" / "params")
+    random = flaxbert.BertTextClassifier.from_preset(tmp_path / "preset", load_weights=False)
+    assert random.backbone.config == classifier.backbone.config
+    assert random.head == classifier.head and random.preprocessor.sequence_length == 24
+    saved_kernel = jax.device_get(classifier.backbone.params["pooled_dense"]["kernel"])
+    assert not np.array_equal(jax.device_get(random.backbone.params["pooled_dense"]["kernel"]), saved_kernel)
