@@ -16,6 +16,7 @@ from flaxbert.models.config import check_architecture
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, native
+from flaxbert.presets.resolve import resolve
 
 
 class Backbone:
@@ -69,14 +70,17 @@ class Backbone:
 
     @classmethod
     def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0) -> Backbone:
-        """Loads a backbone from a local Hugging Face transformers checkpoint directory.
+        """Loads a backbone from a flaxbert preset or a Hugging Face transformers checkpoint.
 
         Args:
-            preset: a directory with config.json and model.safetensors (single or sharded) or pytorch_model.bin.
+            preset: a local directory, an `hf://org/repo` handle (downloaded through the Hugging Face cache) or a
+                built-in name. Transformers checkpoints may hold model.safetensors (single or sharded) or
+                pytorch_model.bin.
             load_weights: False builds the architecture with random weights and reads no weight file.
             dtype: compute dtype override, e.g. "bfloat16"; params stay float32.
             seed: the init seed when `load_weights=False`.
         """
+        preset = resolve(preset, load_weights)
         saved = hf_checkpoint.read_config(preset)
         if native.is_native(saved):
             saved = native.read(preset)

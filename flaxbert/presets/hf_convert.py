@@ -27,6 +27,11 @@ _PREFIXES = {"bert": "bert.", "distil_bert": "distilbert."}
 def architecture(hf_config: dict, source: str) -> str:
     """'bert' or 'distil_bert' from a transformers config.json, or a clear error for anything else."""
     model_type = hf_config.get("model_type")
+    if "registered_name" in hf_config:
+        raise ValueError(
+            f"{source} is a keras-hub preset ({hf_config['registered_name']}); reading keras-hub's .weights.h5 "
+            "format is not implemented yet. Use a Hugging Face transformers checkpoint of the same model instead."
+        )
     if model_type not in MODEL_TYPES:
         raise ValueError(
             f"{source}: model_type {model_type!r} is not supported; flaxbert reads transformers checkpoints with "

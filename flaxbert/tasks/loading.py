@@ -1,4 +1,4 @@
-"""Building a text classifier from a preset: today a local Hugging Face transformers checkpoint directory."""
+"""Building a text classifier from a preset: a flaxbert preset or a Hugging Face transformers checkpoint."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flaxbert.backbones import native_abstract
 from flaxbert.models.config import check_architecture, compute_dtype
 from flaxbert.parallel import make_mesh, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_convert, native
+from flaxbert.presets.resolve import resolve
 
 
 def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
@@ -24,7 +25,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
 
     Args:
         cls: `TextClassifier` or one of its subclasses.
-        preset: the checkpoint directory (config.json, weights, vocab.txt / tokenizer.json).
+        preset: a local directory, an `hf://org/repo` handle or a built-in name (`flaxbert.presets.resolve`).
         load_weights: False builds the architecture with random weights and reads no weight file.
         num_classes: the number of classes; required when the checkpoint has no head.
         preprocessor: "auto" builds one from the checkpoint's tokenizer; None for preprocessed inputs only.
@@ -33,6 +34,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         seed: the seed of any randomly initialised params.
         **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
     """
+    preset = resolve(preset, load_weights)
     if native.is_native(hf_checkpoint.read_config(preset)):
         return _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
     cls = _class_for(cls, type(hf_checkpoint.load_config(preset)))

@@ -1,0 +1,62 @@
+"""Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
+
+import shutil
+import sys
+
+import huggingface_hub
+import numpy as np
+import pytest
+from hf_factory import BERT_SHAPES, padded_batch, random_model, save
+
+import flaxbert
+from flaxbert.presets.resolve import resolve
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache that stands in for the Hub: huggingface_hub serves repos from it."""
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def add(repo_id: str, source):
+        revision = "0123456789abcdef0123456789abcdef01234567"
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        shutil.copytree(source, repo / "snapshots" / revision)
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(revision)
+
+    return add
+
+
+def test_hf_handle_loads_from_the_cache_offline(tmp_path, hub_cache):
+    model = random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"])
+    hub_cache("someone/tiny-bert", save(model, tmp_path / "src"))
+    backbone = flaxbert.BertBackbone.from_preset("hf://someone/tiny-bert")
+    batch = padded_batch(99, 3)
+    np.testing.assert_allclose(backbone(batch)["pooled_output"],
+                               flaxbert.BertBackbone.from_preset(tmp_path / "src")(batch)["pooled_output"])  # fmt: skip
+
+
+def test_built_in_name_offline_with_nothing_cached_says_how_to_fix(hub_cache):
+    with pytest.raises(FileNotFoundError, match=r"'bert_tiny_en_uncased' \(hf://keras/bert_tiny_en_uncased\) is not "
+                                                r"in the Hugging Face cache .* Fix: run once with network"):  # fmt: skip
+        flaxbert.BertBackbone.from_preset("bert_tiny_en_uncased")
+
+
+def test_unknown_name_lists_the_closest_presets():
+    with pytest.raises(ValueError, match=r"Unknown preset 'bert_tiny_en_uncase'\. Did you mean 'bert_tiny_en_uncased'"):
+        resolve("bert_tiny_en_uncase")
+
+
+def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # kagglehub is an optional extra: as if not installed
+    with pytest.raises(ValueError, match="needs kagglehub.* use its Hugging Face mirror 'hf://keras/bert_base_en'"):
+        resolve("kaggle://keras/bert/keras/bert_base_en/3")
+    with pytest.raises(ValueError, match="mirror 'hf://keras/bert_base_en_uncased'"):
+        resolve("kaggle://keras/bert/keras/bert_base_en_uncased/2")
+
+
+def test_missing_local_directory():
+    with pytest.raises(FileNotFoundError, match="preset directory .*nowhere does not exist"):
+        resolve("./nowhere")
