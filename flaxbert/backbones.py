@@ -16,6 +16,7 @@ from flaxbert.models.config import check_architecture
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, native
+from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
 
 
@@ -145,6 +146,7 @@ class BertBackbone(Backbone):
     """
 
     config_cls, encoder_cls, architecture = BertConfig, BertEncoder, "bert"
+    presets = presets_for("bert")
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class DistilBertBackbone(Backbone):
     """
 
     config_cls, encoder_cls, architecture = DistilBertConfig, DistilBertEncoder, "distil_bert"
+    presets = presets_for("distil_bert")
 
     def __init__(
         self,

@@ -60,3 +60,14 @@ def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
 def test_missing_local_directory():
     with pytest.raises(FileNotFoundError, match="preset directory .*nowhere does not exist"):
         resolve("./nowhere")
+
+
+def test_presets_are_listed_per_class():
+    assert len(flaxbert.TextClassifier.presets) == 13
+    assert set(flaxbert.DistilBertTextClassifier.presets) == {
+        "distil_bert_base_en_uncased", "distil_bert_base_en", "distil_bert_base_multi"}  # fmt: skip
+    assert set(flaxbert.BertTextClassifier.presets) == set(flaxbert.BertBackbone.presets)
+    assert "bert_tiny_en_uncased_sst2" in flaxbert.BertTextClassifier.presets
+    preset = flaxbert.BertBackbone.presets["bert_tiny_en_uncased_sst2"]
+    assert (preset.num_classes, preset.hf_handle) == (2, "hf://keras/bert_tiny_en_uncased_sst2")
+    assert preset.kaggle_handle == "kaggle://keras/bert/keras/bert_tiny_en_uncased_sst2/5"

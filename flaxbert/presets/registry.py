@@ -202,3 +202,8 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def presets_for(architecture: str | None = None) -> dict[str, Preset]:
+    """The built-in presets of one architecture ("bert", "distil_bert"), or all of them."""
+    return {name: p for name, p in PRESETS.items() if architecture in (None, p.architecture)}

@@ -22,6 +22,7 @@ from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
 from flaxbert.presets import native
+from flaxbert.presets.registry import presets_for
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -44,6 +45,7 @@ class TextClassifier:
     """Base class. Subclasses name their backbone, linen model, head config and preprocessor classes."""
 
     backbone_cls: type[Backbone] | None = None  # None: the base class, which dispatches in from_preset
+    presets = presets_for()  # the built-in names, {name: Preset}
     model_cls: type
     head_cls: type
     preprocessor_cls: type
@@ -284,6 +286,7 @@ class BertTextClassifier(TextClassifier):
     """
 
     backbone_cls, model_cls, head_cls = BertBackbone, BertClassifier, BertHeadConfig
+    presets = BertBackbone.presets
     preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
@@ -300,6 +303,7 @@ class DistilBertTextClassifier(TextClassifier):
     """
 
     backbone_cls, model_cls, head_cls = DistilBertBackbone, DistilBertClassifier, DistilBertHeadConfig
+    presets = DistilBertBackbone.presets
     preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
