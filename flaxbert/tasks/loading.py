@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import warnings
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from flaxbert.backbones import native_abstract
-from flaxbert.models.config import check_architecture, compute_dtype
+from flaxbert.models.abstract import abstract_params, check_params
+from flaxbert.models.config import check_architecture, compute_dtype, config_architecture
 from flaxbert.parallel import make_mesh, param_shardings
-from flaxbert.presets import hf_checkpoint, hf_convert, native
+from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native
 from flaxbert.presets.resolve import resolve
 
 
@@ -35,8 +39,12 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
     """
     preset = resolve(preset, load_weights)
-    if native.is_native(hf_checkpoint.read_config(preset)):
+    saved_config = hf_checkpoint.read_config(preset)
+    if native.is_native(saved_config):
         return _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
+    if keras_format.is_keras(saved_config):
+        return _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
+                           head_kwargs)  # fmt: skip
     cls = _class_for(cls, type(hf_checkpoint.load_config(preset)))
     saved = _saved_head(preset) if load_weights else None
     if saved is not None and num_classes not in (None, saved.num_classes):
@@ -60,22 +68,59 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
+def _choose_head(preset, head, num_classes, head_kwargs):
+    """Keeps a saved head when `num_classes` is None or its size, and says when it drops one."""
+    if head is not None and num_classes not in (None, head.num_classes):
+        warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
+                      "randomly initialised head.", stacklevel=5)  # fmt: skip
+    keep = head is not None and num_classes in (None, head.num_classes)
+    if not keep and num_classes is None:
+        raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+    kwargs = {**dataclasses.asdict(head), **head_kwargs} if keep else dict(head_kwargs, num_classes=num_classes)
+    return keep, kwargs
+
+
+def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs):
+    config = keras_format.backbone_config(hf_checkpoint.read_config(preset), preset, dtype)
+    cls = _class_for(cls, type(config))
+    check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
+    task_path = pathlib.Path(preset) / "task.json"
+    head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
+    keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs)
+    if preprocessor == "auto":
+        preprocessor = _keras_preprocessor(cls, preset, sequence_length)
+    backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
+    head_params = None
+    if keep and load_weights:
+        head_params = keras_format.head_params(preset, head)
+        model = cls.model_cls(config, cls.head_cls(**head_kwargs))
+        boxed = abstract_params(model, config)
+        check_params({"backbone": backbone.params, **head_params}, boxed, str(preset))
+        head_params = jax.tree.map(jnp.asarray, head_params)
+    return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+
+
+def _keras_preprocessor(cls, preset, sequence_length):
+    preset = pathlib.Path(preset)
+    tokenizer_config = json.loads((preset / "tokenizer.json").read_text())["config"]
+    settings = {k: tokenizer_config[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings")
+                if k in tokenizer_config}  # fmt: skip
+    tokenizer = cls.tokenizer_cls(preset / "assets" / "tokenizer" / "vocabulary.txt", **settings)
+    saved = preset / "preprocessor.json"
+    kwargs = {"sequence_length": sequence_length}
+    if saved.is_file():
+        config = json.loads(saved.read_text())["config"]
+        kwargs = {"sequence_length": config.get("sequence_length", sequence_length),
+                  "truncate": config.get("truncate", "round_robin")}  # fmt: skip
+    return cls.preprocessor_cls(tokenizer, **kwargs)
+
+
 def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs):
     saved = native.read(preset)
     config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
     cls = _class_for(cls, type(config))
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
-    head = native.head_config(saved)
-    if head is not None and num_classes not in (None, head.num_classes):
-        warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
-                      "randomly initialised head.", stacklevel=4)  # fmt: skip
-    keep_head = head is not None and num_classes in (None, head.num_classes)
-    if not keep_head and num_classes is None:
-        raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
-    if keep_head:
-        head_kwargs = {**dataclasses.asdict(head), **head_kwargs}
-    else:
-        head_kwargs = dict(head_kwargs, num_classes=num_classes)
+    keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs)
     if preprocessor == "auto":
         preprocessor = _native_preprocessor(cls, preset, saved)
     if not load_weights:

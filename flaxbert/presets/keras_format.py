@@ -1,0 +1,153 @@
+"""Reads keras-hub presets (REFERENCE §7.1, §7.5): config.json / task.json, and `.weights.h5` files with h5py.
+
+Keras 3 stores each layer's variables at `<path>/vars/<i>` in creation order; layers reached through the model's
+layer list are named by snake-case class name plus a counter (`transformer_encoder`, `transformer_encoder_1`, ...).
+The reader walks the file, matches these patterns, maps each variable to its flaxbert path, and asserts every
+shape against `jax.eval_shape` of the model, so a renamed or missing variable fails loudly with its name.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import h5py
+import numpy as np
+
+from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig, compute_dtype
+
+_BACKBONES = {"BertBackbone": "bert", "DistilBertBackbone": "distil_bert"}
+_TASKS = {"BertTextClassifier": "bert", "BertClassifier": "bert", "DistilBertTextClassifier": "distil_bert",
+          "DistilBertClassifier": "distil_bert"}  # fmt: skip
+_LAYER = re.compile(r"transformer_encoder(?:_(\d+))?/(.+)$")
+_IN_LAYER = {
+    "_self_attention_layer/query_dense": ("self_attention", "query"),
+    "_self_attention_layer/key_dense": ("self_attention", "key"),
+    "_self_attention_layer/value_dense": ("self_attention", "value"),
+    "_self_attention_layer/output_dense": ("self_attention", "output"),
+    "_self_attention_layer_norm": ("self_attention_layer_norm",),
+    "_feedforward_intermediate_dense": ("feedforward_intermediate_dense",),
+    "_feedforward_output_dense": ("feedforward_output_dense",),
+    "_feedforward_layer_norm": ("feedforward_layer_norm",),
+}
+_TOP = {
+    "reversible_embedding": ("token_embedding",),
+    "token_and_position_embedding/token_embedding": ("token_embedding",),
+    "position_embedding": ("position_embedding",),
+    "token_and_position_embedding/position_embedding": ("position_embedding",),
+    "embedding": ("segment_embedding",),
+    "layer_normalization": ("embeddings_layer_norm",),
+    "dense": ("pooled_dense",),
+}
+_VAR_NAMES = {"embedding": ("embedding",), "norm": ("scale", "bias"), "dense": ("kernel", "bias")}
+
+
+def is_keras(config: dict) -> bool:
+    return "registered_name" in config and "class_name" in config
+
+
+def _class(config: dict) -> str:
+    return config["registered_name"].split(">")[-1] if config.get("registered_name") else config["class_name"]
+
+
+def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBertConfig:
+    """The flaxbert config of a keras-hub backbone config.json (keras BERT uses tanh GELU; DistilBERT exact)."""
+    name = _class(config)
+    if name not in _BACKBONES:
+        raise ValueError(f"{source}: keras-hub class {name!r} is not supported; flaxbert reads {sorted(_BACKBONES)}.")
+    c = config["config"]
+    saved_dtype = c.get("dtype")
+    if isinstance(saved_dtype, dict):
+        saved_dtype = saved_dtype.get("config", {}).get("name")
+    common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
+                  hidden_dim=c["hidden_dim"], intermediate_dim=c["intermediate_dim"], dropout=c.get("dropout", 0.1),
+                  max_sequence_length=c.get("max_sequence_length", 512),
+                  dtype=compute_dtype(dtype if dtype is not None else saved_dtype))  # fmt: skip
+    if _BACKBONES[name] == "bert":
+        return BertConfig(**common, num_segments=c.get("num_segments", 2), activation="gelu_approximate")
+    return DistilBertConfig(**common, activation="gelu")
+
+
+def head_config(task: dict, source) -> BertHeadConfig | DistilBertHeadConfig:
+    """The head config of a keras-hub task.json."""
+    name = _class(task)
+    if name not in _TASKS:
+        raise ValueError(f"{source}: keras-hub task {name!r} is not supported; flaxbert reads {sorted(_TASKS)}.")
+    c = task["config"]
+    activation = c.get("activation")
+    activation = None if activation in (None, "linear") else activation
+    if _TASKS[name] == "bert":
+        return BertHeadConfig(num_classes=c["num_classes"], activation=activation, dropout=c.get("dropout", 0.1))
+    return DistilBertHeadConfig(num_classes=c["num_classes"], activation=activation, hidden_dim=c.get("hidden_dim"),
+                                dropout=c.get("dropout", 0.2))  # fmt: skip
+
+
+def _variables(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Every dataset of a `.weights.h5` file, as `{group path: array}` (skipping optimizer state)."""
+    found = {}
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, item: found.__setitem__(name, np.asarray(item)) if isinstance(item, h5py.Dataset)
+                         and not name.startswith("optimizer") else None)  # fmt: skip
+    except OSError as e:
+        raise ValueError(f"{path} is not a readable .weights.h5 file ({e}); it may be truncated or corrupt.") from e
+    return found
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
+
+
+def _kind(layer_path: tuple[str, ...]) -> str:
+    last = layer_path[-1]
+    if last.endswith("embedding"):
+        return "embedding"
+    return "norm" if last.endswith("layer_norm") else "dense"
+
+
+def backbone_params(directory, source) -> dict:
+    """The backbone params tree of `model.weights.h5` (or its shards listed in `model.weights.json`)."""
+    directory = pathlib.Path(directory)
+    index = directory / "model.weights.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [directory / s for s in shards]
+    else:
+        files = [directory / "model.weights.h5"]
+    variables = {}
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{source}: {path.name} is missing; the preset is incomplete.")
+        variables.update(_variables(path))
+    params = {}
+    for name, value in variables.items():
+        match = re.fullmatch(r"(?:layers/)?(?:\w+_backbone/)?(?:layers/)?(.+)/vars/(\d+)", name)
+        if match is None:
+            raise ValueError(f"{source}: unexpected variable {name!r} in the weights file.")
+        layer, index_in_layer = match.group(1), int(match.group(2))
+        encoder = _LAYER.fullmatch(layer)
+        if encoder is not None:
+            if encoder.group(2) not in _IN_LAYER:
+                raise ValueError(f"{source}: unexpected variable {name!r} in a transformer layer.")
+            path = (f"transformer_layer_{int(encoder.group(1) or 0)}", *_IN_LAYER[encoder.group(2)])
+        elif layer in _TOP:
+            path = _TOP[layer]
+        else:
+            raise ValueError(f"{source}: unexpected variable {name!r} in the weights file.")
+        _set(params, (*path, _VAR_NAMES[_kind(path)][index_in_layer]), value)
+    return params
+
+
+def head_params(directory, head) -> dict:
+    """The head params of `task.weights.h5`: BERT `dense` -> logits; DistilBERT `dense` -> pooled_dense, `dense_1`."""
+    variables = _variables(pathlib.Path(directory) / "task.weights.h5")
+    names = {"dense": "logits"} if isinstance(head, BertHeadConfig) else {"dense": "pooled_dense", "dense_1": "logits"}
+    params = {}
+    for name, value in variables.items():
+        match = re.fullmatch(r"layers/(dense(?:_1)?)/vars/(\d)", name)
+        if match is not None and match.group(1) in names:
+            _set(params, (names[match.group(1)], ("kernel", "bias")[int(match.group(2))]), value)
+    return params
