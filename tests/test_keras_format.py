@@ -83,3 +83,26 @@ def test_corrupt_keras_weights_are_named(keras_hub, tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ValueError, match="model.weights.h5 is not a readable .weights.h5 file"):
         flaxbert.BertBackbone.from_preset(tmp_path / "preset")
+
+
+def test_task_preset_with_tokenizer_assets(keras_hub, tmp_path):
+    """keras-hub's tokenizer needs tensorflow-text, so its files are written here in keras-hub's layout (§7.1)."""
+    import json
+
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=12, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=8, max_sequence_length=16)  # fmt: skip
+    keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None).save_to_preset(str(tmp_path / "p"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    (tmp_path / "p" / "assets" / "tokenizer").mkdir(parents=True)
+    (tmp_path / "p" / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = {"class_name": "BertTokenizer", "config": {"lowercase": True, "strip_accents": False, "split": True,
+                                                           "special_tokens_in_strings": False}}  # fmt: skip
+    (tmp_path / "p" / "tokenizer.json").write_text(json.dumps(tokenizer))
+    preprocessor = {"class_name": "BertTextClassifierPreprocessor", "config": {"sequence_length": 9,
+                                                                               "truncate": "waterfall"}}  # fmt: skip
+    (tmp_path / "p" / "preprocessor.json").write_text(json.dumps(preprocessor))
+    loaded = flaxbert.BertTextClassifier.from_preset(tmp_path / "p")
+    assert (loaded.preprocessor.sequence_length, loaded.preprocessor.truncate) == (9, "waterfall")
+    x = loaded.preprocessor(["The quick brown fox."])
+    assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
+    assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)

@@ -102,6 +102,8 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
 
 def _keras_preprocessor(cls, preset, sequence_length):
     preset = pathlib.Path(preset)
+    if not (preset / "tokenizer.json").is_file():
+        return None  # saved with preprocessor=None
     tokenizer_config = json.loads((preset / "tokenizer.json").read_text())["config"]
     settings = {k: tokenizer_config[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings")
                 if k in tokenizer_config}  # fmt: skip
