@@ -106,3 +106,4 @@ def test_task_preset_with_tokenizer_assets(keras_hub, tmp_path):
     x = loaded.preprocessor(["The quick brown fox."])
     assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
     assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)
+    assert flaxbert.BertTextClassifier.from_preset(tmp_path / "p", sequence_length=6).preprocessor.sequence_length == 6

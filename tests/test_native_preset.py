@@ -33,6 +33,7 @@ def test_bert_classifier_with_preprocessor_round_trips_bitwise(tmp_path):
     assert (loaded.head, loaded.backbone.config) == (classifier.head, classifier.backbone.config)
     assert loaded.preprocessor.sequence_length == 24 and loaded.preprocessor.truncate == "waterfall"
     assert loaded.preprocessor.tokenizer.get_vocabulary() == VOCAB and loaded.preprocessor.tokenizer.lowercase
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "preset", sequence_length=8).preprocessor.sequence_length == 8
     np.testing.assert_array_equal(loaded.predict(TEXTS, batch_size=8, verbose=0), want)
     # restored straight onto the default 8-device mesh
     kernel = loaded.backbone.params["transformer_layer_0"]["self_attention"]["query"]["kernel"]

@@ -20,7 +20,7 @@ from flaxbert.presets.resolve import resolve
 
 
 def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
-                         preprocessor="auto", sequence_length: int = 512, dtype=None, seed: int = 0,
+                         preprocessor="auto", sequence_length: int | None = None, dtype=None, seed: int = 0,
                          **head_kwargs):  # fmt: skip
     """Loads a classifier of class `cls` (or the right subclass, for `TextClassifier`) from `preset`.
 
@@ -33,7 +33,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         load_weights: False builds the architecture with random weights and reads no weight file.
         num_classes: the number of classes; required when the checkpoint has no head.
         preprocessor: "auto" builds one from the checkpoint's tokenizer; None for preprocessed inputs only.
-        sequence_length: the auto preprocessor's sequence length.
+        sequence_length: overrides the auto preprocessor's sequence length (default: the preset's, else 512).
         dtype: compute dtype, e.g. "bfloat16" (params stay float32).
         seed: the seed of any randomly initialised params.
         **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
@@ -41,7 +41,10 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
     preset = resolve(preset, load_weights)
     saved_config = hf_checkpoint.read_config(preset)
     if native.is_native(saved_config):
-        return _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
+        classifier = _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
+        if sequence_length is not None and classifier.preprocessor is not None:
+            classifier.preprocessor.sequence_length = sequence_length
+        return classifier
     if keras_format.is_keras(saved_config):
         return _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
                            head_kwargs)  # fmt: skip
@@ -64,7 +67,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         head_kwargs = dict(head_kwargs, num_classes=num_classes)
     if preprocessor == "auto":
         tokenizer = cls.tokenizer_cls.from_preset(preset)
-        preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length)
+        preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length or 512)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
@@ -109,12 +112,9 @@ def _keras_preprocessor(cls, preset, sequence_length):
                 if k in tokenizer_config}  # fmt: skip
     tokenizer = cls.tokenizer_cls(preset / "assets" / "tokenizer" / "vocabulary.txt", **settings)
     saved = preset / "preprocessor.json"
-    kwargs = {"sequence_length": sequence_length}
-    if saved.is_file():
-        config = json.loads(saved.read_text())["config"]
-        kwargs = {"sequence_length": config.get("sequence_length", sequence_length),
-                  "truncate": config.get("truncate", "round_robin")}  # fmt: skip
-    return cls.preprocessor_cls(tokenizer, **kwargs)
+    config = json.loads(saved.read_text())["config"] if saved.is_file() else {}
+    length = sequence_length or config.get("sequence_length", 512)
+    return cls.preprocessor_cls(tokenizer, sequence_length=length, truncate=config.get("truncate", "round_robin"))
 
 
 def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs):
