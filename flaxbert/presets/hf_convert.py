@@ -1,7 +1,7 @@
 """The one file that knows Hugging Face transformers' names: config fields and state-dict keys (REFERENCE §7.4).
 
 Weights map through an explicit table of `(hf_key, flaxbert_path, transform)` rows built per layer, so the same table
-serves reading (HF -> flaxbert) and, later, writing (flaxbert -> HF). torch `Linear.weight` is [out, in]; flax
+serves reading (HF -> flaxbert) and writing (flaxbert -> HF). torch `Linear.weight` is [out, in]; flax
 kernels are [in, out]; attention kernels split their hidden axis into (heads, head_dim) row-major, as HF's
 `view(..., heads, head_dim)` does.
 """
@@ -22,6 +22,11 @@ _HF_ACTIVATIONS = {
     "relu": "relu",
 }
 _PREFIXES = {"bert": "bert.", "distil_bert": "distilbert."}
+# flaxbert's activation -> the transformers name that computes the same function. "gelu_new" is written out as
+# 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))), the very formula of jax.nn.gelu(approximate=True).
+_EXPORT_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
+# transformers hard-codes DistilBERT's LayerNorm epsilon; its config has no field for it.
+_DISTIL_BERT_EPSILON = 1e-12
 
 
 def architecture(hf_config: dict, source: str) -> str:
@@ -211,3 +216,130 @@ def params_from_state_dict(state: dict[str, np.ndarray], cfg, with_head: bool, s
             node = node.setdefault(name, {})
         node[path[-1]] = converted
     return params
+
+
+def _to_hf(kind: str, w: np.ndarray, cfg) -> np.ndarray:
+    """The inverse of `_to_flax`: a flaxbert array in transformers' layout."""
+    hidden = cfg.hidden_dim
+    if kind == "linear":
+        return w.T
+    if kind == "split_out":  # [D, H, K] -> [out=D, in=D]
+        return w.reshape(w.shape[0], hidden).T
+    if kind == "split_bias":  # [H, K] -> [D]
+        return w.reshape(hidden)
+    if kind == "split_in":  # [H, K, D] -> [out=D, in=D]
+        return w.reshape(hidden, w.shape[-1]).T
+    return w
+
+
+def _leaf_paths(tree, prefix=()):
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaf_paths(value, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def state_dict_from_params(params: dict, cfg, with_head: bool) -> dict[str, np.ndarray]:
+    """Builds a transformers state dict from flaxbert params: the inverse of `params_from_state_dict`.
+
+    Args:
+        params: the encoder's params, or with `with_head` a classifier's `{"backbone": ..., <head params>}`.
+        cfg: the backbone's `BertConfig` / `DistilBertConfig`.
+        with_head: write `*ForSequenceClassification` keys (`bert.` / `distilbert.` prefix plus the head).
+
+    Returns:
+        `{hf_key: array}` with contiguous float32 arrays in torch's layout.
+
+    Raises:
+        ValueError: a parameter of the table is missing from `params`, or `params` holds one the table lacks.
+    """
+    rows = weight_rows(cfg, with_head)
+    state = {}
+    for hf_key, path, kind in rows:
+        node = params
+        try:
+            for name in path:
+                node = node[name]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"params lack {'/'.join(path)}, which transformers needs as {hf_key!r}.") from e
+        array = _to_hf(kind, np.asarray(node, dtype=np.float32), cfg)
+        state[hf_key] = np.ascontiguousarray(array)
+    # A leaf outside the table would be silently dropped, and the export would not be the model the user trained.
+    extra = set(_leaf_paths(params)) - {path for _, path, _ in rows}
+    if extra:
+        raise ValueError(f"params hold {sorted('/'.join(p) for p in extra)}, which have no transformers name.")
+    return state
+
+
+def hf_config(backbone_cfg, head_cfg=None, pad_token_id: int = 0) -> dict:
+    """The transformers config.json dict that describes a flaxbert backbone, with or without a classifier head.
+
+    Args:
+        backbone_cfg: a `BertConfig` or `DistilBertConfig`.
+        head_cfg: a `BertHeadConfig` / `DistilBertHeadConfig` for a `*ForSequenceClassification` checkpoint.
+        pad_token_id: the id of `[PAD]` in the tokenizer's vocabulary.
+
+    Raises:
+        ValueError: the model cannot be expressed in transformers (a DistilBERT with a LayerNorm epsilon other than
+            1e-12, or a DistilBERT head whose hidden size differs from the backbone's).
+    """
+    cfg = backbone_cfg
+    activation = _EXPORT_ACTIVATIONS[cfg.activation]
+    common = {"vocab_size": cfg.vocabulary_size, "max_position_embeddings": cfg.max_sequence_length}
+    common |= {"pad_token_id": int(pad_token_id), "initializer_range": 0.02, "dtype": "float32"}
+    if isinstance(cfg, BertConfig):
+        config = {
+            "model_type": "bert",
+            "hidden_size": cfg.hidden_dim,
+            "num_hidden_layers": cfg.num_layers,
+            "num_attention_heads": cfg.num_heads,
+            "intermediate_size": cfg.intermediate_dim,
+            "type_vocab_size": cfg.num_segments,
+            "hidden_act": activation,
+            "layer_norm_eps": cfg.layer_norm_epsilon,
+            # keras-hub's one dropout rate also drops attention probabilities.
+            "hidden_dropout_prob": cfg.dropout,
+            "attention_probs_dropout_prob": cfg.dropout,
+            "position_embedding_type": "absolute",
+            **common,
+        }
+        name = "Bert"
+    else:
+        if cfg.layer_norm_epsilon != _DISTIL_BERT_EPSILON:
+            raise ValueError(
+                f"DistilBertConfig.layer_norm_epsilon={cfg.layer_norm_epsilon!r} cannot be exported: transformers' "
+                f"DistilBERT always uses {_DISTIL_BERT_EPSILON}, so the exported model would compute other outputs."
+            )
+        config = {
+            "model_type": "distilbert",
+            "dim": cfg.hidden_dim,
+            "n_layers": cfg.num_layers,
+            "n_heads": cfg.num_heads,
+            "hidden_dim": cfg.intermediate_dim,
+            "activation": activation,
+            "dropout": cfg.dropout,
+            "attention_dropout": cfg.dropout,
+            "sinusoidal_pos_embds": False,
+            **common,
+        }
+        name = "DistilBert"
+    if head_cfg is None:
+        return config | {"architectures": [f"{name}Model"]}
+    if name == "DistilBert":
+        if head_cfg.hidden_dim not in (None, cfg.hidden_dim):
+            raise ValueError(
+                f"DistilBertHeadConfig.hidden_dim={head_cfg.hidden_dim} cannot be exported: transformers' "
+                f"pre_classifier is dim x dim ({cfg.hidden_dim} x {cfg.hidden_dim}); use hidden_dim=None."
+            )
+        config["seq_classif_dropout"] = head_cfg.dropout
+    else:
+        config["classifier_dropout"] = head_cfg.dropout
+    labels = {i: f"LABEL_{i}" for i in range(head_cfg.num_classes)}
+    return config | {
+        "architectures": [f"{name}ForSequenceClassification"],
+        "num_labels": head_cfg.num_classes,
+        "id2label": {str(i): label for i, label in labels.items()},
+        "label2id": {label: i for i, label in labels.items()},
+        "problem_type": "single_label_classification",
+    }

@@ -1,0 +1,108 @@
+"""Writes a flaxbert model as a Hugging Face transformers checkpoint directory (REFERENCE §7.4, issue 5).
+
+The directory holds `config.json`, `model.safetensors` and, with a tokenizer, `vocab.txt`, `tokenizer.json`,
+`tokenizer_config.json` and `special_tokens_map.json`, so `AutoModel*.from_pretrained(dir)` and
+`AutoTokenizer.from_pretrained(dir)` rebuild the same model and the same token ids. Weight names come from the one
+table in `hf_convert`, the same one the reader uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import flax.linen as nn
+import jax
+import numpy as np
+from safetensors.numpy import save_file
+from tokenizers import AddedToken, Tokenizer, processors
+
+from flaxbert.models.config import BertConfig
+from flaxbert.presets import hf_convert
+
+
+def export_transformers(
+    directory: str | os.PathLike, backbone_config, params: dict, *, head_config=None, tokenizer=None
+) -> pathlib.Path:
+    """Exports a backbone or a classifier as a transformers checkpoint directory.
+
+    Args:
+        directory: where to write; it must not exist yet. Files go to a temporary sibling directory that is renamed
+            into place at the end, so a failed export leaves nothing at `directory`.
+        backbone_config: the `BertConfig` / `DistilBertConfig`.
+        params: the encoder's params, or with `head_config` the classifier's `{"backbone": ..., <head params>}`.
+        head_config: a `BertHeadConfig` / `DistilBertHeadConfig` to write a `*ForSequenceClassification` checkpoint;
+            `None` writes a bare `BertModel` / `DistilBertModel`.
+        tokenizer: a flaxbert `BertTokenizer` / `DistilBertTokenizer` to write alongside, or `None`.
+
+    Returns:
+        The path of the written directory.
+
+    Raises:
+        FileExistsError: `directory` already exists.
+        ValueError: the model cannot be expressed in transformers (see `hf_convert.hf_config`) or `params` do not
+            match `backbone_config`.
+    """
+    target = pathlib.Path(directory)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; export_transformers writes a new directory.")
+    pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
+    if tokenizer is not None and tokenizer.vocabulary_size() > backbone_config.vocabulary_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocabulary_size()} tokens but the model embeds only "
+            f"{backbone_config.vocabulary_size}; transformers would index past the embedding table."
+        )
+    # Everything that can fail on the user's input runs before anything touches the disk.
+    config = hf_convert.hf_config(backbone_config, head_config, pad_token_id=pad_id)
+    host = jax.tree_util.tree_map(np.asarray, nn.unbox(jax.device_get(params)))
+    state = hf_convert.state_dict_from_params(host, backbone_config, with_head=head_config is not None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            _write_tokenizer(staging, tokenizer, backbone_config)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> None:
+    settings = tokenizer.get_config()
+    specials = {name: getattr(tokenizer, name) for name in ("cls_token", "sep_token", "pad_token", "mask_token")}
+    specials["unk_token"] = tokenizer.oov_token
+    tokenizer.save_vocabulary(directory / "vocab.txt")
+    tokenizer.save_tokenizer_json(directory / "tokenizer.json")
+    # flaxbert's pipeline packs [CLS]/[SEP] itself, so its tokenizer.json has no post-processor and, unless special
+    # tokens are matched in text, no added tokens; transformers expects both in the file.
+    rust = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    rust.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
+    cls, sep = specials["cls_token"], specials["sep_token"]
+    rust.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.cls_token_id), (sep, tokenizer.sep_token_id)],
+    )
+    rust.save(str(directory / "tokenizer.json"))
+    is_bert = isinstance(backbone_config, BertConfig)
+    config = {
+        "tokenizer_class": "BertTokenizer" if is_bert else "DistilBertTokenizer",
+        "do_lower_case": settings["lowercase"],
+        "strip_accents": settings["strip_accents"],
+        "tokenize_chinese_chars": True,
+        # flaxbert by default splits "[SEP]" typed in text like any other text; transformers does so only when told.
+        "split_special_tokens": not settings["special_tokens_in_strings"],
+        "model_max_length": backbone_config.max_sequence_length,
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"]
+        if is_bert
+        else ["input_ids", "attention_mask"],
+        **specials,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")

@@ -1,0 +1,200 @@
+"""Export to Hugging Face transformers: transformers itself loads the directory and is the reference for every value."""
+
+import json
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+import transformers
+from hf_factory import padded_batch, torch_outputs
+
+from flaxbert.models import (
+    BertClassifier,
+    BertConfig,
+    BertEncoder,
+    BertHeadConfig,
+    DistilBertClassifier,
+    DistilBertConfig,
+    DistilBertEncoder,
+    DistilBertHeadConfig,
+)
+from flaxbert.models.abstract import dummy_inputs
+from flaxbert.presets import hf_checkpoint, hf_export
+from flaxbert.text.tokenizer import BertTokenizer, DistilBertTokenizer
+
+pytestmark = pytest.mark.parity
+ATOL = 1e-5
+# Head sizes 16 and 12, vocabularies that are not multiples of 8, a non-default epsilon, three segment types.
+BERT = dict(vocabulary_size=101, num_layers=2, num_heads=3, hidden_dim=48, intermediate_dim=37, max_sequence_length=40)
+DISTIL = dict(
+    vocabulary_size=203, num_layers=2, num_heads=5, hidden_dim=60, intermediate_dim=70, max_sequence_length=24
+)
+SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox", "cafe", "caf", "##e", "##é", ".", ",", "!"]
+SENTENCES = ["The café fox, naïve!", "Ünïcödé — résumé... (don't) [SEP] stop?", "the quick brown fox jumps."]
+
+
+def _random_params(module, cfg, seed=0):
+    """Random params of the module's shapes, every leaf (biases and LayerNorm too) non-trivial."""
+    # Shapes only, filled by numpy: compiling the module's init would cost seconds per model.
+    shapes = nn.unbox(jax.eval_shape(module.init, jax.random.key(0), dummy_inputs(cfg))["params"])
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        noise = rng.standard_normal(leaf.shape, np.float32)
+        return 1 + 0.1 * noise if path[-1].key == "scale" else 0.1 * noise
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _apply(module, params, batch):
+    return jax.jit(module.apply)({"params": params}, batch)
+
+
+def _max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _load(cls, directory):
+    model, info = cls.from_pretrained(directory, attn_implementation="eager", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    return model.eval()
+
+
+def _batch(cfg):
+    batch = padded_batch(cfg.vocabulary_size, getattr(cfg, "num_segments", 1))
+    return batch if isinstance(cfg, BertConfig) else {k: v for k, v in batch.items() if k != "segment_ids"}
+
+
+CLASSIFIERS = {
+    "bert_gelu_approximate": (
+        BertClassifier,
+        BertConfig(**BERT, layer_norm_epsilon=1e-6),
+        BertHeadConfig(3, dropout=0.3),
+    ),
+    "distil_bert": (DistilBertClassifier, DistilBertConfig(**DISTIL), DistilBertHeadConfig(4, dropout=0.15)),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_classifier_logits_match_transformers_and_round_trip(tmp_path, name):
+    model_cls, cfg, head = CLASSIFIERS[name]
+    model = model_cls(cfg, head)
+    params = _random_params(model, cfg)
+    path = hf_export.export_transformers(tmp_path / "export", cfg, params, head_config=head)
+    hf = _load(transformers.AutoModelForSequenceClassification, path)
+    assert type(hf).__name__ == (
+        "BertForSequenceClassification" if "distil" not in name else "DistilBertForSequenceClassification"
+    )
+    batch = _batch(cfg)
+    want = torch_outputs(hf, batch).logits.numpy()
+    got = _apply(model, params, batch)
+    assert want.shape == (3, head.num_classes) and _max_diff(got, want) <= ATOL
+    # flaxbert's own reader gets back the very same bits and configs.
+    cfg2, head2, params2 = hf_checkpoint.load_classifier(path)
+    assert (cfg2, head2) == (cfg, head)
+    flat, flat2 = (jax.tree_util.tree_flatten_with_path(p) for p in (params, params2))
+    assert flat[1] == flat2[1]
+    for (key, a), (_, b) in zip(flat[0], flat2[0], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), key
+
+
+BACKBONES = {
+    "bert_gelu_seg3": BertConfig(**BERT, num_segments=3, activation="gelu"),
+    "bert_gelu_approximate": BertConfig(**BERT, activation="gelu_approximate"),
+    "bert_relu": BertConfig(**BERT, activation="relu", layer_norm_epsilon=1e-5),
+    "distil_bert_gelu_approximate": DistilBertConfig(**DISTIL, activation="gelu_approximate"),
+}
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_backbone_outputs_match_transformers(tmp_path, name):
+    cfg = BACKBONES[name]
+    is_bert = isinstance(cfg, BertConfig)
+    encoder = BertEncoder(cfg) if is_bert else DistilBertEncoder(cfg)
+    params = _random_params(encoder, cfg, seed=3)
+    path = hf_export.export_transformers(tmp_path / "export", cfg, params)
+    written = json.loads((path / "config.json").read_text())
+    assert written["hidden_act" if is_bert else "activation"] == {"gelu_approximate": "gelu_new"}.get(
+        cfg.activation, cfg.activation
+    )
+    hf = _load(transformers.AutoModel, path)
+    batch = _batch(cfg)
+    want = torch_outputs(hf, batch)
+    got = _apply(encoder, params, batch)
+    if is_bert:
+        assert _max_diff(got["sequence_output"], want.last_hidden_state.numpy()) <= ATOL
+        assert _max_diff(got["pooled_output"], want.pooler_output.numpy()) <= ATOL
+    else:
+        assert _max_diff(got, want.last_hidden_state.numpy()) <= ATOL
+
+
+def _check_tokenizer(tmp_path, tokenizer, cfg):
+    encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
+    params = _random_params(encoder, cfg)
+    path = hf_export.export_transformers(tmp_path / "export", cfg, params, tokenizer=tokenizer)
+    hf = transformers.AutoTokenizer.from_pretrained(path)
+    special = {t: tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")}
+    assert {t: hf.convert_tokens_to_ids(t) for t in special} == special
+    assert (hf.cls_token, hf.sep_token, hf.pad_token, hf.unk_token, hf.mask_token) == tuple(special)
+    cls, sep = special["[CLS]"], special["[SEP]"]
+    for text in SENTENCES:
+        assert hf(text)["input_ids"] == [cls, *tokenizer(text), sep], text
+        assert hf(text, add_special_tokens=False)["input_ids"] == tokenizer(text), text
+    first, second = SENTENCES[:2]
+    assert hf(first, second)["input_ids"] == [cls, *tokenizer(first), sep, *tokenizer(second), sep]
+    return hf
+
+
+@pytest.mark.parametrize("strip_accents", [False, None])
+def test_tokenizer_small_vocabulary(tmp_path, strip_accents):
+    tokenizer = DistilBertTokenizer(SMALL_VOCAB, lowercase=True, strip_accents=strip_accents)
+    hf = _check_tokenizer(tmp_path, tokenizer, DistilBertConfig(**DISTIL))
+    assert type(hf).__name__ == "DistilBertTokenizer"
+    ids = tokenizer("The café")
+    assert ids == ([5, 8, 10] if strip_accents is False else [5, 7])  # kept: "caf ##é"; stripped: "cafe"
+
+
+def test_tokenizer_real_uncased_vocabulary(tmp_path, minilm_dir):
+    tokenizer = BertTokenizer.from_preset(minilm_dir)
+    assert tokenizer.vocabulary_size() == 30522
+    cfg = BertConfig(vocabulary_size=30522, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8)
+    _check_tokenizer(tmp_path, tokenizer, cfg)
+    reread = BertTokenizer.from_preset(tmp_path / "export")
+    assert reread.get_config() == tokenizer.get_config() and reread.get_vocabulary() == tokenizer.get_vocabulary()
+
+
+def test_unrepresentable_models_raise_and_leave_nothing(tmp_path):
+    target = tmp_path / "export"
+    cfg = DistilBertConfig(**DISTIL, layer_norm_epsilon=1e-6)
+    encoder_params = _random_params(DistilBertEncoder(cfg), cfg)
+    with pytest.raises(ValueError, match="always uses 1e-12"):
+        hf_export.export_transformers(target, cfg, encoder_params)
+    cfg, head = DistilBertConfig(**DISTIL), DistilBertHeadConfig(2, hidden_dim=32)
+    params = _random_params(DistilBertClassifier(cfg, head), cfg)
+    with pytest.raises(ValueError, match="pre_classifier is dim x dim"):
+        hf_export.export_transformers(target, cfg, params, head_config=head)
+    with pytest.raises(ValueError, match="params lack token_embedding/embedding"):  # a classifier's, as a backbone's
+        hf_export.export_transformers(target, cfg, params)
+    with pytest.raises(ValueError, match="logits/kernel.*no transformers name"):
+        hf_export.export_transformers(target, cfg, {**params["backbone"], "logits": params["logits"]})
+    tokenizer = BertTokenizer(SMALL_VOCAB)
+    with pytest.raises(ValueError, match="embeds only 13"):
+        hf_export.export_transformers(target, BertConfig(**{**BERT, "vocabulary_size": 13}), {}, tokenizer=tokenizer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    cfg = BertConfig(**BERT)
+    params = _random_params(BertEncoder(cfg), cfg)
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(hf_export, "save_file", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        hf_export.export_transformers(tmp_path / "export", cfg, params)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "export").mkdir()
+    with pytest.raises(FileExistsError):
+        hf_export.export_transformers(tmp_path / "export", cfg, params)
