@@ -16,7 +16,7 @@ from flaxbert.models.abstract import abstract_params, check_params, count_params
 from flaxbert.models.config import check_architecture, config_architecture
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
-from flaxbert.presets import hf_checkpoint, keras_format, native
+from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
 
@@ -104,6 +104,10 @@ class Backbone:
             return cls.from_config(hf_checkpoint.load_config(preset, dtype, cls.architecture), seed=seed)
         config, params = hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
         return cls.from_config(config, params)
+
+    def export_to_transformers(self, directory):
+        """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""
+        return hf_export.export_transformers(directory, self.config, {"backbone": self.params})
 
     def save_to_preset(self, preset_dir) -> None:
         """Writes this backbone as a flaxbert preset directory (config.json + Orbax params)."""

@@ -9,6 +9,7 @@ import pytest
 import transformers
 from hf_factory import padded_batch, torch_outputs
 
+import flaxbert
 from flaxbert.models import (
     BertClassifier,
     BertConfig,
@@ -198,3 +199,20 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "export").mkdir()
     with pytest.raises(FileExistsError):
         hf_export.export_transformers(tmp_path / "export", cfg, params)
+
+
+def test_classifier_object_exports_after_fine_tuning(tmp_path):
+    """The object-level export of a fine-tuned classifier, with its tokenizer, loads in transformers unchanged."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab, lowercase=True), 12)
+    backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor)
+    texts = ["The quick fox.", "brown fox", "the"]
+    classifier.fit(texts, [0, 1, 2], batch_size=8, epochs=2, verbose=0)
+    classifier.export_to_transformers(tmp_path / "hf")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "hf", attn_implementation="eager"
+    ).eval()
+    encoded = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(texts, padding=True, return_tensors="pt")
+    want = model(**encoded).logits.detach().numpy()
+    np.testing.assert_allclose(classifier.predict(texts, batch_size=8, verbose=0), want, atol=1e-5)

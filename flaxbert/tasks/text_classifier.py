@@ -21,7 +21,7 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
-from flaxbert.presets import native
+from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
@@ -92,6 +92,13 @@ class TextClassifier:
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
         native.save(preset_dir, backbone_config=self.backbone.config, params=self.params,
                     head_config=self.head, tokenizer=tokenizer, preprocessor=self.preprocessor)  # fmt: skip
+
+    def export_to_transformers(self, directory):
+        """Writes a Hugging Face transformers `*ForSequenceClassification` checkpoint (config, safetensors,
+        tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads."""
+        tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
+        return hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
+                                             tokenizer=tokenizer)  # fmt: skip
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
