@@ -10,7 +10,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
 
+import huggingface_hub  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,3 +57,24 @@ def keras_hub():
     except ImportError:
         _missing("keras-hub", "see .ci/run for the TensorFlow-free install of keras and keras-hub")
     return keras_hub
+
+
+HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache that stands in for the Hub: huggingface_hub serves repos from it."""
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("FLAXBERT_CACHE", str(tmp_path / "converted"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def add(repo_id: str, source):
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        shutil.copytree(source, repo / "snapshots" / HUB_REVISION)
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(HUB_REVISION)
+        return repo / "snapshots" / HUB_REVISION
+
+    return add

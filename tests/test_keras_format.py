@@ -107,3 +107,19 @@ def test_task_preset_with_tokenizer_assets(keras_hub, tmp_path):
     assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
     assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)
     assert flaxbert.BertTextClassifier.from_preset(tmp_path / "p", sequence_length=6).preprocessor.sequence_length == 6
+
+
+def test_built_in_name_downloads_keras_preset_and_converts_once(keras_hub, tmp_path, hub_cache):
+    """`bert_tiny_en_uncased_sst2` resolves to hf://keras/...; the Hub is a local cache holding a keras-hub save."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=8, max_sequence_length=16)  # fmt: skip
+    reference = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    _randomize(reference)
+    reference.save_to_preset(str(tmp_path / "src"))
+    snapshot = hub_cache("keras/bert_tiny_en_uncased_sst2", tmp_path / "src")
+    x = _inputs(True, 30)
+    loaded = flaxbert.TextClassifier.from_preset("bert_tiny_en_uncased_sst2", preprocessor=None)
+    assert _max_diff(loaded.predict(x, batch_size=8, verbose=0), np.asarray(reference(x))) <= ATOL
+    (snapshot / "model.weights.h5").unlink()  # the second load parses no h5: it reads the converted copy
+    again = flaxbert.BertTextClassifier.from_preset("bert_tiny_en_uncased_sst2", preprocessor=None)
+    np.testing.assert_array_equal(again.predict(x, batch_size=8, verbose=0), loaded.predict(x, batch_size=8, verbose=0))

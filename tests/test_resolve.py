@@ -1,41 +1,28 @@
 """Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
 
-import shutil
 import sys
 
-import huggingface_hub
 import numpy as np
 import pytest
+from conftest import HUB_REVISION as REVISION
 from hf_factory import BERT_SHAPES, padded_batch, random_model, save
 
 import flaxbert
 from flaxbert.presets.resolve import resolve
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline Hugging Face cache that stands in for the Hub: huggingface_hub serves repos from it."""
-    cache = tmp_path / "hub"
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-    def add(repo_id: str, source):
-        revision = "0123456789abcdef0123456789abcdef01234567"
-        repo = cache / f"models--{repo_id.replace('/', '--')}"
-        shutil.copytree(source, repo / "snapshots" / revision)
-        (repo / "refs").mkdir(parents=True)
-        (repo / "refs" / "main").write_text(revision)
-
-    return add
-
-
-def test_hf_handle_loads_from_the_cache_offline(tmp_path, hub_cache):
+def test_hf_handle_loads_from_the_cache_offline_and_is_converted_once(tmp_path, hub_cache):
     model = random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"])
-    hub_cache("someone/tiny-bert", save(model, tmp_path / "src"))
+    snapshot = hub_cache("someone/tiny-bert", save(model, tmp_path / "src"))
     backbone = flaxbert.BertBackbone.from_preset("hf://someone/tiny-bert")
     batch = padded_batch(99, 3)
-    np.testing.assert_allclose(backbone(batch)["pooled_output"],
-                               flaxbert.BertBackbone.from_preset(tmp_path / "src")(batch)["pooled_output"])  # fmt: skip
+    want = flaxbert.BertBackbone.from_preset(tmp_path / "src")(batch)["pooled_output"]
+    np.testing.assert_allclose(backbone(batch)["pooled_output"], want)
+    converted = tmp_path / "converted" / "someone--tiny-bert" / REVISION
+    assert (converted / "params").is_dir() and '"format": "flaxbert"' in (converted / "config.json").read_text()
+    (snapshot / "model.safetensors").unlink()  # later loads read only the converted native copy
+    again = flaxbert.BertBackbone.from_preset("hf://someone/tiny-bert")
+    np.testing.assert_array_equal(again(batch)["pooled_output"], backbone(batch)["pooled_output"])
 
 
 def test_built_in_name_offline_with_nothing_cached_says_how_to_fix(hub_cache):

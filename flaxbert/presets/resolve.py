@@ -3,7 +3,8 @@
 
 Built-in names resolve to keras-hub's own mirror on the Hugging Face Hub (`hf://keras/<name>`), which huggingface_hub
 downloads into its cache (`HF_HOME`, `HF_HUB_CACHE`) and serves from there offline (`HF_HUB_OFFLINE=1`). Only the
-files a load needs are fetched: configs and vocabularies, plus weights when weights are wanted.
+files a load needs are fetched: configs and vocabularies, plus weights when weights are wanted. A downloaded keras or
+transformers preset is converted once into flaxbert's native format (`conversion_cache`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import difflib
 import os
 import pathlib
 
+from flaxbert.presets import conversion_cache
 from flaxbert.presets.registry import PRESETS
 
 CONFIG_FILES = ["*.json", "*.txt", "assets/**"]
@@ -59,7 +61,7 @@ def _from_hub(handle: str, load_weights: bool, name: str) -> pathlib.Path:
     repo_id = handle.removeprefix("hf://").strip("/")
     patterns = CONFIG_FILES + (WEIGHT_FILES if load_weights else [])
     try:
-        return pathlib.Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns))
+        source = pathlib.Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
         cache = huggingface_hub.constants.HF_HUB_CACHE
         raise FileNotFoundError(
@@ -69,6 +71,8 @@ def _from_hub(handle: str, load_weights: bool, name: str) -> pathlib.Path:
         ) from e
     except RepositoryNotFoundError as e:
         raise FileNotFoundError(f"Preset {name!r}: no Hugging Face repository '{repo_id}' ({e}).") from e
+    # With weights, later loads use the converted native copy (converted now if this revision has none).
+    return conversion_cache.converted(source, repo_id) if load_weights else source
 
 
 def _from_kaggle(handle: str) -> pathlib.Path:

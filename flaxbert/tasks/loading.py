@@ -66,8 +66,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
         head_kwargs = dict(head_kwargs, num_classes=num_classes)
     if preprocessor == "auto":
-        tokenizer = cls.tokenizer_cls.from_preset(preset)
-        preprocessor = cls.preprocessor_cls(tokenizer, sequence_length=sequence_length or 512)
+        preprocessor = preset_preprocessor(cls, preset, saved_config, sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
@@ -91,7 +90,7 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
     head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs)
     if preprocessor == "auto":
-        preprocessor = _keras_preprocessor(cls, preset, sequence_length)
+        preprocessor = preset_preprocessor(cls, preset, hf_checkpoint.read_config(preset), sequence_length)
     backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
     head_params = None
     if keep and load_weights:
@@ -101,6 +100,16 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
         check_params({"backbone": backbone.params, **head_params}, boxed, str(preset))
         head_params = jax.tree.map(jnp.asarray, head_params)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+
+
+def preset_preprocessor(cls, preset, config: dict, sequence_length: int | None):
+    """The preprocessor a keras-hub or transformers preset directory describes, or None if it has no tokenizer."""
+    if keras_format.is_keras(config):
+        return _keras_preprocessor(cls, preset, sequence_length)
+    preset = pathlib.Path(preset)
+    if not ((preset / "vocab.txt").is_file() or (preset / "tokenizer.json").is_file()):
+        return None
+    return cls.preprocessor_cls(cls.tokenizer_cls.from_preset(preset), sequence_length=sequence_length or 512)
 
 
 def _keras_preprocessor(cls, preset, sequence_length):

@@ -1,0 +1,63 @@
+"""Downloaded keras-hub and transformers presets are converted once and kept in flaxbert's native format.
+
+The converted copy lives under `$FLAXBERT_CACHE` (default `~/.cache/flaxbert`), keyed by the Hub repository and the
+exact revision that was downloaded, so a new upstream revision converts again. Later loads read the native preset:
+no h5 or safetensors parsing, and params restore straight onto the target shardings.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from flaxbert.presets import hf_checkpoint, keras_format, native
+
+
+def cache_root() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("FLAXBERT_CACHE", pathlib.Path.home() / ".cache" / "flaxbert"))
+
+
+def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
+    """The native copy of a downloaded preset directory, converting it first if this revision has none yet."""
+    target = cache_root() / repo_id.replace("/", "--") / source.name  # the snapshot directory is named by revision
+    if (target / "config.json").is_file():
+        return target
+    config = hf_checkpoint.read_config(source)
+    if native.is_native(config):
+        return source
+    from flaxbert.backbones import BertBackbone, DistilBertBackbone
+    from flaxbert.tasks import TextClassifier
+
+    if _has_head(source, config):
+        TextClassifier.from_preset(source).save_to_preset(target)
+        return target
+    backbone_cls = BertBackbone if _is_bert(source, config) else DistilBertBackbone
+    backbone = backbone_cls.from_preset(source)
+    tokenizer, preprocessor = _tokenizer_and_preprocessor(source, config)
+    native.save(target, backbone_config=backbone.config, params={"backbone": backbone.params}, tokenizer=tokenizer,
+                preprocessor=preprocessor)  # fmt: skip
+    return target
+
+
+def _has_head(source: pathlib.Path, config: dict) -> bool:
+    if keras_format.is_keras(config):
+        return (source / "task.json").is_file()
+    return any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or [])
+
+
+def _is_bert(source: pathlib.Path, config: dict) -> bool:
+    from flaxbert.models.config import BertConfig
+
+    if keras_format.is_keras(config):
+        return isinstance(keras_format.backbone_config(config, source), BertConfig)
+    return isinstance(hf_checkpoint.load_config(source), BertConfig)
+
+
+def _tokenizer_and_preprocessor(source: pathlib.Path, config: dict):
+    """The preset's own tokenizer (and keras-hub preprocessor settings), via the classifier loader's rules."""
+    from flaxbert.tasks import BertTextClassifier, DistilBertTextClassifier
+    from flaxbert.tasks.loading import preset_preprocessor
+
+    cls = BertTextClassifier if _is_bert(source, config) else DistilBertTextClassifier
+    preprocessor = preset_preprocessor(cls, source, config, None)
+    return (None, None) if preprocessor is None else (preprocessor.tokenizer, preprocessor)
