@@ -92,3 +92,20 @@ def test_load_weights_false_reads_no_params(tmp_path):
     assert random.head == classifier.head and random.preprocessor.sequence_length == 24
     saved_kernel = jax.device_get(classifier.backbone.params["pooled_dense"]["kernel"])
     assert not np.array_equal(jax.device_get(random.backbone.params["pooled_dense"]["kernel"]), saved_kernel)
+
+
+def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minilm_dir):
+    classifier = _bert_classifier()
+    classifier.save_to_preset(tmp_path / "native")
+    tokenizer = flaxbert.BertTokenizer.from_preset(tmp_path / "native")
+    assert tokenizer.get_vocabulary() == VOCAB and tokenizer.lowercase
+    preprocessor = flaxbert.BertTextClassifierPreprocessor.from_preset(tmp_path / "native")
+    assert (preprocessor.sequence_length, preprocessor.truncate) == (24, "waterfall")
+    assert (
+        flaxbert.BertTextClassifierPreprocessor.from_preset(tmp_path / "native", sequence_length=9).sequence_length == 9
+    )
+    hf = flaxbert.DistilBertTextClassifierPreprocessor.from_preset(minilm_dir)  # a transformers folder: 512
+    assert hf.sequence_length == 512 and hf.tokenizer.strip_accents is None and "segment_ids" not in hf(["a b"])
+    classifier.backbone.save_to_preset(tmp_path / "bare")
+    with pytest.raises(ValueError, match="was saved without a tokenizer"):
+        flaxbert.BertTokenizer.from_preset(tmp_path / "bare")

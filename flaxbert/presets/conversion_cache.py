@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from flaxbert.presets import hf_checkpoint, keras_format, native
+from flaxbert.presets import hf_checkpoint, keras_format, native, text_assets
 
 
 def cache_root() -> pathlib.Path:
@@ -54,10 +54,8 @@ def _is_bert(source: pathlib.Path, config: dict) -> bool:
 
 
 def _tokenizer_and_preprocessor(source: pathlib.Path, config: dict):
-    """The preset's own tokenizer (and keras-hub preprocessor settings), via the classifier loader's rules."""
-    from flaxbert.tasks import BertTextClassifier, DistilBertTextClassifier
-    from flaxbert.tasks.loading import preset_preprocessor
+    from flaxbert.text import BertTextClassifierPreprocessor, BertTokenizer, DistilBertTokenizer
 
-    cls = BertTextClassifier if _is_bert(source, config) else DistilBertTextClassifier
-    preprocessor = preset_preprocessor(cls, source, config, None)
-    return (None, None) if preprocessor is None else (preprocessor.tokenizer, preprocessor)
+    tokenizer_cls = BertTokenizer if _is_bert(source, config) else DistilBertTokenizer
+    found = text_assets.preprocessor(BertTextClassifierPreprocessor, tokenizer_cls, source)
+    return (None, None) if found is None else (found.tokenizer, found)

@@ -15,7 +15,7 @@ from flaxbert.backbones import native_abstract
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.config import check_architecture, compute_dtype, config_architecture
 from flaxbert.parallel import make_mesh, param_shardings
-from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native
+from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 from flaxbert.presets.resolve import resolve
 
 
@@ -66,7 +66,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
         head_kwargs = dict(head_kwargs, num_classes=num_classes)
     if preprocessor == "auto":
-        preprocessor = preset_preprocessor(cls, preset, saved_config, sequence_length)
+        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
@@ -90,7 +90,7 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
     head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs)
     if preprocessor == "auto":
-        preprocessor = preset_preprocessor(cls, preset, hf_checkpoint.read_config(preset), sequence_length)
+        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
     head_params = None
     if keep and load_weights:
@@ -102,30 +102,6 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
-def preset_preprocessor(cls, preset, config: dict, sequence_length: int | None):
-    """The preprocessor a keras-hub or transformers preset directory describes, or None if it has no tokenizer."""
-    if keras_format.is_keras(config):
-        return _keras_preprocessor(cls, preset, sequence_length)
-    preset = pathlib.Path(preset)
-    if not ((preset / "vocab.txt").is_file() or (preset / "tokenizer.json").is_file()):
-        return None
-    return cls.preprocessor_cls(cls.tokenizer_cls.from_preset(preset), sequence_length=sequence_length or 512)
-
-
-def _keras_preprocessor(cls, preset, sequence_length):
-    preset = pathlib.Path(preset)
-    if not (preset / "tokenizer.json").is_file():
-        return None  # saved with preprocessor=None
-    tokenizer_config = json.loads((preset / "tokenizer.json").read_text())["config"]
-    settings = {k: tokenizer_config[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings")
-                if k in tokenizer_config}  # fmt: skip
-    tokenizer = cls.tokenizer_cls(preset / "assets" / "tokenizer" / "vocabulary.txt", **settings)
-    saved = preset / "preprocessor.json"
-    config = json.loads(saved.read_text())["config"] if saved.is_file() else {}
-    length = sequence_length or config.get("sequence_length", 512)
-    return cls.preprocessor_cls(tokenizer, sequence_length=length, truncate=config.get("truncate", "round_robin"))
-
-
 def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs):
     saved = native.read(preset)
     config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
@@ -133,7 +109,7 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, se
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
     keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs)
     if preprocessor == "auto":
-        preprocessor = _native_preprocessor(cls, preset, saved)
+        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset)
     if not load_weights:
         return cls(cls.backbone_cls.from_config(config, seed=seed), preprocessor=preprocessor, seed=seed,
                    **head_kwargs)  # fmt: skip
@@ -143,13 +119,6 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, se
     backbone = cls.backbone_cls.from_config(config, params.pop("backbone"))
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=params if keep_head else None,
                **head_kwargs)  # fmt: skip
-
-
-def _native_preprocessor(cls, preset, saved):
-    if saved["tokenizer"] is None:
-        return None
-    tokenizer = cls.tokenizer_cls(pathlib.Path(preset) / "vocabulary.txt", **saved["tokenizer"])
-    return cls.preprocessor_cls(tokenizer, **(saved["preprocessor"] or {}))
 
 
 def _class_for(cls, config_type):

@@ -1,6 +1,6 @@
 """flaxbert's text pipeline: WordPiece tokenizers and classifier preprocessors on HF `tokenizers` and numpy.
 
-Importing it does not import jax or flax.
+Its modules import neither jax nor flax (though importing the `flaxbert` package loads them for the models).
 """
 
 from flaxbert.text.bucketing import bucket_lengths

@@ -9,7 +9,7 @@ import numpy as np
 
 from flaxbert.text.inputs import as_segments
 from flaxbert.text.packer import check_truncate, pack
-from flaxbert.text.tokenizer import BertTokenizer
+from flaxbert.text.tokenizer import BertTokenizer, DistilBertTokenizer
 
 
 class BertTextClassifierPreprocessor:
@@ -40,6 +40,7 @@ class BertTextClassifierPreprocessor:
     """
 
     outputs = ("token_ids", "segment_ids", "padding_mask")
+    tokenizer_cls = BertTokenizer
 
     def __init__(
         self, tokenizer: BertTokenizer, sequence_length: int = 512, truncate: str = "round_robin", bucket: bool = False
@@ -86,6 +87,18 @@ class BertTextClassifierPreprocessor:
             return x
         return (x, y) if sample_weight is None else (x, y, sample_weight)
 
+    @classmethod
+    def from_preset(cls, preset, sequence_length: int | None = None):
+        """The preprocessor a preset describes (its tokenizer, sequence length and truncation); an explicit
+        `sequence_length` overrides the saved one. Presets as `BertTokenizer.from_preset`."""
+        from flaxbert.presets import text_assets  # imported here: preset resolution pulls in jax
+        from flaxbert.presets.resolve import resolve
+
+        found = text_assets.preprocessor(cls, cls.tokenizer_cls, resolve(preset, load_weights=False), sequence_length)
+        if found is None:
+            raise ValueError(f"preset {preset!r} was saved without a tokenizer.")
+        return found
+
     def get_config(self) -> dict:
         """The settings that, with the tokenizer, rebuild this preprocessor."""
         return {"sequence_length": self.sequence_length, "truncate": self.truncate, "bucket": self.bucket}
@@ -106,3 +119,4 @@ class DistilBertTextClassifierPreprocessor(BertTextClassifierPreprocessor):
     """
 
     outputs = ("token_ids", "padding_mask")
+    tokenizer_cls = DistilBertTokenizer

@@ -26,7 +26,7 @@ import pathlib
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from flaxbert.text.inputs import as_texts
-from flaxbert.text.vocabulary import read_hf_tokenizer, read_vocabulary, write_vocabulary
+from flaxbert.text.vocabulary import read_vocabulary, write_vocabulary
 
 MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
 SUFFIX_INDICATOR = "##"
@@ -123,15 +123,22 @@ class BertTokenizer:
         )
 
     @classmethod
-    def from_preset(cls, path: str | os.PathLike) -> "BertTokenizer":
-        """Loads the tokenizer of a local Hugging Face checkpoint folder with transformers' settings.
+    def from_preset(cls, preset) -> "BertTokenizer":
+        """The tokenizer of a preset: a local directory (flaxbert, keras-hub or transformers format), an
+        `hf://org/repo` handle or a built-in name.
 
-        Reads vocab.txt (or tokenizer.json) and tokenizer_config.json: `do_lower_case`, `strip_accents` (null: strip
-        when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is the special token, as in
-        transformers). The ids then equal transformers' `BertTokenizer.from_pretrained(path)`.
+        A transformers folder gives transformers' settings from tokenizer_config.json: `do_lower_case`,
+        `strip_accents` (null: strip when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is
+        the special token), so the ids equal `transformers.BertTokenizer.from_pretrained(path)`. keras-hub presets
+        keep their own settings (accents kept even when lower-casing).
         """
-        vocabulary, settings = read_hf_tokenizer(path)
-        return cls(vocabulary, **settings)
+        from flaxbert.presets import text_assets  # imported here: preset resolution pulls in jax
+        from flaxbert.presets.resolve import resolve
+
+        found = text_assets.tokenizer(cls, resolve(preset, load_weights=False))
+        if found is None:
+            raise ValueError(f"preset {preset!r} was saved without a tokenizer.")
+        return found
 
     def __call__(self, inputs: str | list[str]) -> list[int] | list[list[int]]:
         """Tokenizes one string into a list of ids, or a batch (list or 1-D numpy array) into a list of lists.

@@ -1,0 +1,63 @@
+"""A preset's tokenizer and preprocessor settings, from any format: flaxbert native, keras-hub, or transformers.
+
+- native: `vocabulary.txt` plus the "tokenizer" and "preprocessor" entries of config.json;
+- keras-hub: `assets/tokenizer/vocabulary.txt`, `tokenizer.json` (keras config) and `preprocessor.json`;
+- transformers: `vocab.txt` or `tokenizer.json` (HF tokenizers) with `tokenizer_config.json`; sequence length 512.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from flaxbert.presets import keras_format, native
+from flaxbert.text.vocabulary import read_hf_tokenizer
+
+
+def _config(directory: pathlib.Path) -> dict:
+    path = directory / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
+
+
+def tokenizer(tokenizer_cls, directory):
+    """The preset's tokenizer as `tokenizer_cls`, or None when the preset was saved without one."""
+    directory = pathlib.Path(directory)
+    config = _config(directory)
+    if native.is_native(config):
+        settings = native.read(directory)["tokenizer"]
+        return None if settings is None else tokenizer_cls(directory / "vocabulary.txt", **settings)
+    if keras_format.is_keras(config):
+        if not (directory / "tokenizer.json").is_file():
+            return None
+        saved = json.loads((directory / "tokenizer.json").read_text())["config"]
+        settings = {k: saved[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings") if k in saved}
+        return tokenizer_cls(directory / "assets" / "tokenizer" / "vocabulary.txt", **settings)
+    has_files = (directory / "vocab.txt").is_file() or (directory / "tokenizer.json").is_file()
+    if config and not has_files:
+        return None  # a model checkpoint saved without its tokenizer; an empty folder errors below
+    vocabulary, settings = read_hf_tokenizer(directory)
+    return tokenizer_cls(vocabulary, **settings)
+
+
+def preprocessor_settings(directory) -> dict:
+    """`sequence_length` and `truncate` as the preset saved them (transformers checkpoints: 512, round_robin)."""
+    directory = pathlib.Path(directory)
+    config = _config(directory)
+    if native.is_native(config):
+        return dict(native.read(directory)["preprocessor"] or {})
+    saved = directory / "preprocessor.json"
+    if keras_format.is_keras(config) and saved.is_file():
+        keras = json.loads(saved.read_text())["config"]
+        return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
+    return {}
+
+
+def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None):
+    """The preset's preprocessor (None without a tokenizer); an explicit `sequence_length` wins over the saved one."""
+    found = tokenizer(tokenizer_cls, directory)
+    if found is None:
+        return None
+    settings = {"sequence_length": 512, **preprocessor_settings(directory)}
+    if sequence_length is not None:
+        settings["sequence_length"] = sequence_length
+    return preprocessor_cls(found, **settings)
