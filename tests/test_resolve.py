@@ -58,3 +58,33 @@ def test_presets_are_listed_per_class():
     preset = flaxbert.BertBackbone.presets["bert_tiny_en_uncased_sst2"]
     assert (preset.num_classes, preset.hf_handle) == (2, "hf://keras/bert_tiny_en_uncased_sst2")
     assert preset.kaggle_handle == "kaggle://keras/bert/keras/bert_tiny_en_uncased_sst2/5"
+
+
+def test_only_the_needed_files_are_requested(tmp_path, monkeypatch, hub_cache):
+    """The download call alone is replaced: it records what flaxbert asks for and serves a local snapshot."""
+    import fnmatch
+
+    import huggingface_hub
+
+    snapshot = hub_cache("keras/bert_tiny_en_uncased", save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]),
+                                                            tmp_path / "src"))  # fmt: skip
+    asked = []
+
+    def snapshot_download(repo_id, allow_patterns):
+        asked.append((repo_id, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    flaxbert.BertBackbone.from_preset("bert_tiny_en_uncased", load_weights=False)
+    flaxbert.BertBackbone.from_preset("bert_tiny_en_uncased")
+    (repo, without), (_, with_weights) = asked
+    assert repo == "keras/bert_tiny_en_uncased"
+
+    def wanted(name, patterns):
+        return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+    assert wanted("config.json", without) and wanted("assets/tokenizer/vocabulary.txt", without)
+    assert not any(wanted(f, without) for f in ("model.weights.h5", "model.safetensors", "pytorch_model.bin"))
+    assert all(wanted(f, with_weights) for f in ("model.weights.h5", "task.weights.h5", "model.safetensors"))
+    assert not any(wanted(f, with_weights) for f in ("tf_model.h5", "flax_model.msgpack", "training_args.bin"))
+    assert flaxbert.BertTokenizer.presets["bert_tiny_en_uncased"].hf_handle == "hf://keras/bert_tiny_en_uncased"

@@ -17,7 +17,7 @@ from flaxbert.presets import conversion_cache
 from flaxbert.presets.registry import PRESETS
 
 CONFIG_FILES = ["*.json", "*.txt", "assets/**"]
-WEIGHT_FILES = ["*.safetensors", "*.bin", "*.h5", "params/**"]
+WEIGHT_FILES = ["*.safetensors", "pytorch_model*.bin", "*.weights.h5", "params/**"]  # not tf_model.h5 etc.
 
 
 def resolve(preset, load_weights: bool = True) -> pathlib.Path:

@@ -1,6 +1,6 @@
 """flaxbert's text pipeline: WordPiece tokenizers and classifier preprocessors on HF `tokenizers` and numpy.
 
-Its modules import neither jax nor flax (though importing the `flaxbert` package loads them for the models).
+It runs on numpy and the Rust `tokenizers` library: no jax or TensorFlow in the text path.
 """
 
 from flaxbert.text.bucketing import bucket_lengths

@@ -41,6 +41,7 @@ class BertTextClassifierPreprocessor:
 
     outputs = ("token_ids", "segment_ids", "padding_mask")
     tokenizer_cls = BertTokenizer
+    presets = BertTokenizer.presets
 
     def __init__(
         self, tokenizer: BertTokenizer, sequence_length: int = 512, truncate: str = "round_robin", bucket: bool = False
@@ -120,3 +121,4 @@ class DistilBertTextClassifierPreprocessor(BertTextClassifierPreprocessor):
 
     outputs = ("token_ids", "padding_mask")
     tokenizer_cls = DistilBertTokenizer
+    presets = DistilBertTokenizer.presets

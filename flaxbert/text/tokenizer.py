@@ -25,6 +25,7 @@ import pathlib
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from flaxbert.presets.registry import presets_for
 from flaxbert.text.inputs import as_texts
 from flaxbert.text.vocabulary import read_vocabulary, write_vocabulary
 
@@ -83,6 +84,8 @@ class BertTokenizer:
         >>> tokenizer.detokenize([5, 6, 7, 8, 9])
         'the quick brown fox .'
     """
+
+    presets = presets_for("bert")  # the built-in presets, {name: Preset}
 
     # attribute name -> token string; start/end are keras-hub's aliases for the packer.
     SPECIAL_TOKENS = {
@@ -215,6 +218,8 @@ class DistilBertTokenizer(BertTokenizer):
         >>> DistilBertTokenizer(vocabulary=vocab, lowercase=True)(["The fox", "fox"])
         [[5, 6], [6]]
     """
+
+    presets = presets_for("distil_bert")
 
 
 def _is_batch_of_ids(ids) -> bool:
