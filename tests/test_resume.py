@@ -66,10 +66,10 @@ def test_sigkill_then_resume_ends_with_the_same_params(tmp_path):
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc = _start(tmp_path / "ckpt", tmp_path / "out.npz")
     _wait_for_checkpoint(proc, tmp_path / "ckpt")
+    seen = _steps(tmp_path / "ckpt")[-1]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out.decode()[-3000:]
     saved = _steps(tmp_path / "ckpt")
-    assert saved[-1] < FINAL_STEP and not (tmp_path / "out.npz").exists()
-    # the preemption save lands on the step where the signal was seen, not only on the every-10 schedule
-    assert saved[-1] >= 10
+    # it stopped early, and its last checkpoint is at least as late as the step when the signal arrived
+    assert seen <= saved[-1] < FINAL_STEP and not (tmp_path / "out.npz").exists()

@@ -40,31 +40,21 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
     """
     preset = resolve(preset, load_weights)
     saved_config = hf_checkpoint.read_config(preset)
+    args = (preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs)
     if native.is_native(saved_config):
-        classifier = _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs)
-        if sequence_length is not None and classifier.preprocessor is not None:
-            classifier.preprocessor.sequence_length = sequence_length
-        return classifier
+        return _load_native(cls, *args)
     if keras_format.is_keras(saved_config):
-        return _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
-                           head_kwargs)  # fmt: skip
+        return _load_keras(cls, saved_config, *args)
     cls = _class_for(cls, type(hf_checkpoint.load_config(preset)))
-    saved = _saved_head(preset) if load_weights else None
-    if saved is not None and num_classes not in (None, saved.num_classes):
-        warnings.warn(f"{preset} has a {saved.num_classes}-class head; num_classes={num_classes} gets a new, "
-                      "randomly initialised head.", stacklevel=3)  # fmt: skip
-        saved = None
-    if num_classes is None and saved is None:
-        raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+    saved = _saved_head(saved_config, preset) if load_weights else None
+    keep, head_kwargs = _choose_head(preset, saved, num_classes, head_kwargs)
     head_params = None
-    if saved is not None:
-        config, head, params = hf_checkpoint.load_classifier(preset, dtype, cls.backbone_cls.architecture)
+    if keep:
+        config, _, params = hf_checkpoint.load_classifier(preset, dtype, cls.backbone_cls.architecture)
         backbone = cls.backbone_cls.from_config(config, params.pop("backbone"))
-        head_kwargs = {**{f.name: getattr(head, f.name) for f in dataclasses.fields(head)}, **head_kwargs}
         head_params = params
     else:
         backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
-        head_kwargs = dict(head_kwargs, num_classes=num_classes)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
@@ -74,7 +64,7 @@ def _choose_head(preset, head, num_classes, head_kwargs):
     """Keeps a saved head when `num_classes` is None or its size, and says when it drops one."""
     if head is not None and num_classes not in (None, head.num_classes):
         warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
-                      "randomly initialised head.", stacklevel=5)  # fmt: skip
+                      "randomly initialised head.", stacklevel=4)  # fmt: skip
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
         raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
@@ -82,8 +72,9 @@ def _choose_head(preset, head, num_classes, head_kwargs):
     return keep, kwargs
 
 
-def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs):
-    config = keras_format.backbone_config(hf_checkpoint.read_config(preset), preset, dtype)
+def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
+                head_kwargs):  # fmt: skip
+    config = keras_format.backbone_config(saved_config, preset, dtype)
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
     task_path = pathlib.Path(preset) / "task.json"
@@ -102,14 +93,14 @@ def _load_keras(cls, preset, load_weights, num_classes, preprocessor, sequence_l
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
-def _load_native(cls, preset, load_weights, num_classes, preprocessor, dtype, seed, head_kwargs):
+def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs):
     saved = native.read(preset)
     config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
     cls = _class_for(cls, type(config))
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
     keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs)
     if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset)
+        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     if not load_weights:
         return cls(cls.backbone_cls.from_config(config, seed=seed), preprocessor=preprocessor, seed=seed,
                    **head_kwargs)  # fmt: skip
@@ -128,9 +119,8 @@ def _class_for(cls, config_type):
     return next(sub for sub in cls.__subclasses__() if sub.backbone_cls.config_cls is config_type)
 
 
-def _saved_head(preset):
+def _saved_head(config: dict, preset):
     """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder."""
-    config = hf_checkpoint.read_config(preset)
     if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
         return None
     return hf_convert.head_config(config, str(preset))

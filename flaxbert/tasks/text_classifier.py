@@ -167,7 +167,8 @@ class TextClassifier:
             tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
             _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
             if kind == "train":
-                fn = loops.jit_train_step(self.model, self.mesh, shardings, seed=seed, loss_fn=self.loss)
+                fn = (loops.jit_train_step(self.model, self.mesh, shardings, seed=seed, loss_fn=self.loss),
+                      loops.jit_create_state(tx, shardings))  # fmt: skip
             elif kind == "eval":
                 fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
             else:
@@ -210,18 +211,18 @@ class TextClassifier:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
         rows = self._rows(batch_size)
-        data, buckets = self._prepare(x, y, sample_weight, need_labels=True)
+        data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         validate = None
         if validation_data is not None:
-            val_data, val_buckets = self._prepare(*_unpack_validation(validation_data), need_labels=True)
+            val_data, val_bucket = self._prepare(*_unpack_validation(validation_data), need_labels=True)
             val_step = self._steps("eval")[0]
-            validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_buckets)
-        train_fn, tx, shardings = self._steps("train", self.backbone.trainable, seed)
+            validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_bucket)
+        (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable, seed)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable}
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
-        state = self._initial_state(mngr, tx, shardings, record, seed)
+        state = self._initial_state(mngr, create_state, tx, shardings, record, seed)
         state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
-                                   shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=buckets, ckpt=mngr,
+                                   shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket, ckpt=mngr,
                                    ckpt_every=checkpoint_every, record=record, validate=validate,
                                    verbose=verbose)  # fmt: skip
         self._set_params(state.params)
@@ -230,10 +231,10 @@ class TextClassifier:
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
-    def _initial_state(self, mngr, tx, shardings, record: dict, seed: int):
+    def _initial_state(self, mngr, create_state, tx, shardings, record: dict, seed: int):
         saved = checkpoint.latest_record(mngr) if mngr is not None else None
         if saved is None:
-            return loops.create_state(self.params, tx, shardings)
+            return create_state(self.params)
         expected = dict(record, seed=seed)
         mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if mismatched:
@@ -244,26 +245,26 @@ class TextClassifier:
         abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
         return checkpoint.restore_latest(mngr, abstract, shardings)
 
-    def _evaluate_prepared(self, eval_fn, data, batch_size, rows, buckets, params, verbose=0):
+    def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0):
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
-                              bucket=buckets, verbose=verbose)  # fmt: skip
+                              bucket=bucket, verbose=verbose)  # fmt: skip
 
     def evaluate(self, x, y=None, batch_size: int = 32, sample_weight=None, verbose: int = 1) -> dict[str, float]:
         """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh)."""
         rows = self._rows(batch_size)
-        data, buckets = self._prepare(x, y, sample_weight, need_labels=True)
+        data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, _, shardings = self._steps("eval")
         params = jax.device_put(self.params, shardings.params)
-        return self._evaluate_prepared(eval_fn, data, batch_size, rows, buckets, params, verbose)
+        return self._evaluate_prepared(eval_fn, data, batch_size, rows, bucket, params, verbose)
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
         rows = self._rows(batch_size)
-        data, buckets = self._prepare(x, None, None, need_labels=False)
+        data, bucket = self._prepare(x, None, None, need_labels=False)
         predict_fn, _, shardings = self._steps("predict")
         params = jax.device_put(self.params, shardings.params)
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
-                             bucket=buckets, verbose=verbose)  # fmt: skip
+                             bucket=bucket, verbose=verbose)  # fmt: skip
 
 
 def _unpack_validation(validation_data):

@@ -25,11 +25,23 @@ def state_shardings(model, cfg, tx, mesh):
     return nn.unbox(boxed), nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
 
+def jit_create_state(tx, shardings):
+    """A function params -> TrainState that copies params onto their shardings and builds the optimizer state there.
+
+    Build it once per (optimizer, mesh) and reuse it: each call of this factory is a new program to compile.
+    """
+    create = jax.jit(lambda p: TrainState.create(p, tx), out_shardings=shardings)
+
+    def create_state(params) -> TrainState:
+        # A copy: train steps donate the state, and the caller's params must survive a failed or interrupted fit.
+        return create(jax.device_put(params, shardings.params, may_alias=False))
+
+    return create_state
+
+
 def create_state(params, tx, shardings) -> TrainState:
-    """Places `params` onto their shardings and builds the optimizer state there (jitted, born sharded)."""
-    # A copy: train steps donate the state, and the caller's params must survive a failed or interrupted fit.
-    params = jax.device_put(params, shardings.params, may_alias=False)
-    return jax.jit(lambda p: TrainState.create(p, tx), out_shardings=shardings)(params)
+    """One-off `jit_create_state(tx, shardings)(params)`."""
+    return jit_create_state(tx, shardings)(params)
 
 
 def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
