@@ -199,14 +199,15 @@ class TextClassifier:
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None, shuffle: bool = True,
             sample_weight=None, verbose: int = 1, *, seed: int = 0, checkpoint_dir=None,
-            checkpoint_every: int | None = None) -> History:  # fmt: skip
+            checkpoint_every: int | None = None, on_log=None, log_every: int = 50) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
         Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). The optimizer state
         starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run: then training
         resumes exactly where it stopped (same params, optimizer state and next batch). `checkpoint_every` also
         saves every that many steps; an epoch's end always saves; SIGTERM saves and exits with status 0.
-        `backbone.trainable = False` freezes the encoder: only the head is updated.
+        `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
+        called with a dict of training metrics every `log_every` steps and with each validation's metrics.
         """
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
@@ -224,7 +225,7 @@ class TextClassifier:
         state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
                                    shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket, ckpt=mngr,
                                    ckpt_every=checkpoint_every, record=record, validate=validate,
-                                   verbose=verbose)  # fmt: skip
+                                   verbose=verbose, log_every=log_every, on_log=on_log)  # fmt: skip
         self._set_params(state.params)
         if mngr is not None:
             mngr.close()

@@ -92,13 +92,17 @@ def fit(
     record: dict | None = None,
     validate=None,
     verbose: int = 1,
+    log_every: int = 0,
+    on_log=None,
 ):
     """Trains from `state.step` to the end of `epochs`; returns (state, history of per-epoch metrics).
 
     Each step takes `batch_size` examples, padded with weight-0 rows to `rows` (a multiple of the mesh size). The
     data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
     an uninterrupted run would have fed after s. On SIGTERM it saves a checkpoint and exits with status 0.
-    `record` (JSON-able) is saved with every checkpoint, beside the data position.
+    `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a row
+    of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps, and
+    a row per validation.
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
@@ -107,6 +111,7 @@ def fit(
     with watch_sigterm() as preemption:
         for epoch in range(start // per_epoch, epochs):
             order, sums, began = epoch_order(len(data), seed, epoch, shuffle), None, time.perf_counter()
+            window, window_began = None, began
             first = start - epoch * per_epoch if epoch == start // per_epoch else 0
             bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                        disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
@@ -114,6 +119,11 @@ def fit(
                 batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket)
                 state, metrics = train_fn(state, _feed(batch, mesh))
                 sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
+                window = _add(window, metrics)
+                if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
+                    now = time.perf_counter()
+                    on_log(_train_row(step, step / per_epoch, window, now - window_began))
+                    window, window_began = None, now
                 if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
                     _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
                 bar.update(1)
@@ -129,9 +139,19 @@ def fit(
                 end = (epoch + 1) * per_epoch
                 checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
             if validate is not None:
-                for key, value in validate(state.params).items():
+                scores = validate(state.params)
+                for key, value in scores.items():
                     history.setdefault(f"val_{key}", []).append(value)
+                if on_log is not None:
+                    on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
     return state, history
+
+
+def _train_row(step: int, epoch: float, sums, seconds: float) -> dict:
+    """Loss and accuracy over the steps since the last row, and their examples/s (one host sync)."""
+    sums = jax.device_get(sums)
+    rate = float(sums["count"]) / max(seconds, 1e-9)
+    return dict(split="train", step=step, epoch=round(epoch, 4), **steps.summarize(sums), examples_per_second=rate)
 
 
 def _show(bar, sums, examples_per_second):

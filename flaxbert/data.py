@@ -1,0 +1,229 @@
+"""Dataset readers: local TSV / CSV / JSONL / parquet / label-first text files, and dataset files on the Hugging Face
+Hub (GLUE SST-2 as parquet) -> texts and integer labels, checked at the boundary.
+
+A text column is one string per example; two text columns make sentence pairs. Labels are integers, or names mapped
+to integers through `label_names` (given, or the sorted names of the training file).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
+
+
+class DataError(ValueError):
+    """A dataset file that cannot be used as asked; the message names the file and the fix."""
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: `texts` (a list of strings, or a pair of lists for sentence pairs) and `labels` (int32, or None)."""
+
+    path: str
+    texts: list[str] | tuple[list[str], list[str]]
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.texts[0] if isinstance(self.texts, tuple) else self.texts)
+
+
+def read_rows(path) -> tuple[list[str], list[dict]]:
+    """The column names and rows of a TSV, CSV, JSONL or parquet file (or `label text` lines in .txt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist (paths are relative to {os.getcwd()}).")
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"cannot read {str(path)!r}: the file name must end in one of {', '.join(FORMATS)}.")
+    try:
+        if kind in ("tsv", "csv"):
+            return _read_delimited(path, kind)
+        if kind == "jsonl":
+            return _read_jsonl(path)
+        if kind == "parquet":
+            return _read_parquet(path)
+        return _read_label_first(path)
+    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as error:
+        raise DataError(f"cannot parse {str(path)!r} as {kind}: {error}") from None
+
+
+def _read_delimited(path: Path, kind: str):
+    with open(path, newline="", encoding="utf-8") as f:
+        # Sentences in GLUE TSVs carry bare quote characters (`` and ''): no quoting in TSV.
+        tsv = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+        reader = csv.DictReader(f, **(tsv if kind == "tsv" else {}))
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def _read_jsonl(path: Path):
+    rows, columns = [], {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise DataError(f"{str(path)!r} line {number} is not a JSON object; write one object per line.")
+            rows.append(row)
+            columns.update(dict.fromkeys(row))
+    return list(columns), rows
+
+
+def _read_parquet(path: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"reading {str(path)!r} needs pyarrow: pip install 'flaxbert[train]' (or pip install pyarrow)."
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises its own error types for corrupt files
+        raise DataError(f"cannot read {str(path)!r} as parquet: {error}") from None
+    return list(table.column_names), table.to_pylist()
+
+
+def _read_label_first(path: Path):
+    """SST-5's layout: one example a line, the label, one space, then the text."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            label, _, text = line.partition(" ")
+            if not text:
+                raise DataError(f"{str(path)!r} line {number} has no text after its label; expected 'LABEL text'.")
+            rows.append({"label": label, "text": text})
+    return ["label", "text"], rows
+
+
+def read_split(
+    path,
+    text_columns: tuple[str, ...],
+    label_column: str | None,
+    label_names: tuple[str, ...] = (),
+    limit: int = 0,
+) -> Split:
+    """Reads one split; `label_column=None` reads texts only (prediction input). `limit` > 0 keeps the first rows."""
+    columns, rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{str(path)!r} has no rows.")
+    if limit:
+        rows = rows[:limit]
+    if not 1 <= len(text_columns) <= 2:
+        raise DataError(f"text_columns must name one column, or two for sentence pairs; got {list(text_columns)}.")
+    wanted = [*text_columns, *([label_column] if label_column else [])]
+    for name in wanted:
+        if name not in columns:
+            raise DataError(
+                f"column {name!r} not found in {str(path)!r}; its columns are {columns}. "
+                "Choose with --text-column / --label-column."
+            )
+    texts = [[_text(row[name], path, name, i) for i, row in enumerate(rows)] for name in text_columns]
+    labels = None
+    if label_column:
+        labels = to_label_ids([row[label_column] for row in rows], label_names, path, label_column)
+    return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels)
+
+
+def _text(value, path, column: str, index: int) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{str(path)!r} row {index + 1}: column {column!r} holds {value!r}, not text.")
+    return value
+
+
+def _as_int(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) -> np.ndarray:
+    """Integer labels as they are, names through `label_names`."""
+    if label_names:
+        index = {name: i for i, name in enumerate(label_names)}
+        unknown = sorted({str(v) for v in values if str(v) not in index and _as_int(v) is None})
+        if unknown:
+            raise DataError(
+                f"{str(path)!r}: labels {unknown[:5]} in column {column!r} are not among "
+                f"label_names {list(label_names)}."
+            )
+        return np.asarray([index[str(v)] if str(v) in index else _as_int(v) for v in values], np.int32)
+    ids = [_as_int(v) for v in values]
+    if any(i is None for i in ids):
+        names = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None})
+        raise DataError(
+            f"{str(path)!r}: column {column!r} holds label names such as {names[:5]}; say which integer each name "
+            f"means with --label-names (e.g. --label-names {','.join(names[:5])})."
+        )
+    return np.asarray(ids, np.int32)
+
+
+def infer_label_names(path, label_column: str) -> tuple[str, ...]:
+    """The sorted distinct label names of a file whose labels are names (empty when they are integers)."""
+    _, rows = read_rows(path)
+    values = [row.get(label_column) for row in rows]
+    if all(_as_int(v) is not None for v in values):
+        return ()
+    return tuple(sorted({str(v) for v in values}))
+
+
+def check_labels(split: Split, num_classes: int, column: str) -> None:
+    """Every label in [0, num_classes); a one-line error names the file, the values and the fix."""
+    if split.labels is None:
+        return
+    low, high = int(split.labels.min()), int(split.labels.max())
+    if low < 0 or high >= num_classes:
+        hint = "" if low < 0 else f"; set --num-classes {high + 1} if the data really has {high + 1} classes"
+        raise DataError(
+            f"{split.path!r}: labels in column {column!r} range over {low}..{high}, but the model has "
+            f"num_classes={num_classes} (labels must be 0..{num_classes - 1}){hint}."
+        )
+
+
+def hub_file(repo: str, filename: str, revision: str | None, offline: bool) -> str:
+    """A dataset file from the Hugging Face Hub, through huggingface_hub's cache (HF_HOME / HF_HUB_CACHE)."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = offline or huggingface_hub.constants.HF_HUB_OFFLINE
+    try:
+        return huggingface_hub.hf_hub_download(
+            repo, filename, repo_type="dataset", revision=revision, local_files_only=offline
+        )
+    except LocalEntryNotFoundError as error:
+        raise HubUnavailable(repo, filename, offline) from error
+    except huggingface_hub.errors.EntryNotFoundError:
+        raise DataError(f"the Hub dataset {repo!r} has no file {filename!r}; check data.train / validation.") from None
+    except (huggingface_hub.errors.HfHubHTTPError, OSError) as error:
+        raise HubUnavailable(repo, filename, offline, str(error)) from error
+
+
+class HubUnavailable(DataError):
+    """A Hub dataset file that is neither cached nor downloadable (offline, or no network)."""
+
+    def __init__(self, repo: str, filename: str, offline: bool, detail: str = ""):
+        why = "offline mode is on" if offline else "the Hub could not be reached"
+        self.repo, self.filename = repo, filename
+        super().__init__(
+            f"{repo}/{filename} is not in the Hugging Face cache and {why}"
+            + (f" ({detail.splitlines()[0]})" if detail else "")
+        )

@@ -1,0 +1,1 @@
+"""What `train.py` runs: a config system, the run itself (data -> evaluate -> fit -> evaluate -> save), its logs."""

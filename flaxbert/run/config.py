@@ -1,0 +1,172 @@
+"""The config of a `train.py` run: frozen dataclasses, Python config files with `get_config()`, dotted overrides.
+
+A config names a preset and never repeats its architecture. Overrides such as `optimizer.learning_rate=3e-5` are
+parsed with the type of the field they set, and an unknown key fails with the closest known keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import typing
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key and what it accepts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from: files in a Hub dataset repository (`hub_repo` set) or local paths."""
+
+    hub_repo: str = "nyu-mll/glue"  # "" reads train / validation / test as local paths
+    hub_revision: str = "main"
+    train: str = "sst2/train-00000-of-00001.parquet"
+    validation: str = "sst2/validation-00000-of-00001.parquet"
+    test: str = ""  # GLUE's SST-2 test split has no labels; "" skips the test evaluation
+    text_columns: tuple[str, ...] = ("sentence",)  # two names make sentence pairs
+    label_column: str = "label"
+    label_names: tuple[str, ...] = ()  # for files whose labels are names; () infers them from the training file
+    train_limit: int = 0  # > 0 trains on the first that many examples (CPU-sized runs)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "keras_default"  # keras-hub's compile default (Adam, eps 1e-7), or "recommended"
+    learning_rate: float = 5e-5
+    warmup_fraction: float = 0.1  # recommended only
+    weight_decay: float = 0.01  # recommended only
+    clipnorm: float = 1.0  # recommended only
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int = -1  # -1: every device not used by fsdp
+    fsdp: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    preset: str = ""
+    num_classes: int = 2
+    sequence_length: int = 128
+    bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
+    precision: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    epochs: int = 3
+    seed: int = 0
+    log_every: int = 50  # steps between training-metric rows in metrics.jsonl
+    checkpoint_every: int = 0  # steps between checkpoints; 0 saves at each epoch's end only
+    output_dir: str = ""  # "" -> runs/<preset name>
+    offline: bool = False  # use only the Hugging Face cache (also set by HF_HUB_OFFLINE=1)
+    data: DataConfig = DataConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    mesh: MeshConfig = MeshConfig()
+
+
+PRECISIONS = ("float32", "bfloat16")
+OPTIMIZERS = ("keras_default", "recommended")
+
+
+def load(path) -> Config:
+    """Runs `get_config()` of a Python config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist (configs live in configs/*.py).")
+    spec = importlib.util.spec_from_file_location(f"flaxbert_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{str(path)!r} has no get_config() function.")
+    config = module.get_config()
+    if not isinstance(config, Config):
+        raise ConfigError(f"get_config() in {str(path)!r} must return a flaxbert.run.config.Config.")
+    return config
+
+
+def keys(config=Config()) -> list[str]:
+    """Every settable dotted key, e.g. `optimizer.learning_rate`."""
+    out = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            out += [f"{field.name}.{key}" for key in keys(value)]
+        else:
+            out.append(field.name)
+    return out
+
+
+def override(config: Config, key: str, text: str) -> Config:
+    """`config` with the dotted `key` set from its command-line text, parsed as the field's type."""
+    head, _, rest = key.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if head not in fields or bool(rest) != dataclasses.is_dataclass(getattr(config, head)):
+        close = difflib.get_close_matches(key, keys(config), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(keys(config))}"
+        raise ConfigError(f"unknown config key {key!r}{hint}")
+    if rest:
+        return dataclasses.replace(config, **{head: override(getattr(config, head), rest, text)})
+    hints = typing.get_type_hints(type(config))
+    return dataclasses.replace(config, **{head: _parse(text, hints[head], key)})
+
+
+def _parse(text: str, kind, key: str):
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes"):
+                return True
+            if text.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError
+        if kind in (int, float, str):
+            return kind(text)
+        if typing.get_origin(kind) is tuple:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+    except ValueError:
+        pass
+    name = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"config key {key!r} takes a {name}, got {text!r}.")
+
+
+def validate(config: Config) -> None:
+    """Checks values no type can express, before anything is loaded."""
+    checks = [
+        (bool(config.preset), "preset is empty: pass --preset NAME_OR_PATH (or set preset in the config)"),
+        (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
+        (config.sequence_length >= 8, f"sequence_length must be at least 8, got {config.sequence_length}"),
+        (config.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {config.precision!r}"),
+        (config.optimizer.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}"),
+        (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
+        (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),
+        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (config.log_every >= 1, "log_every must be at least 1"),
+        (config.checkpoint_every >= 0, "checkpoint_every must be 0 (epoch ends) or positive"),
+        (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),
+        (bool(config.data.train), "data.train is empty: pass --train-file or set data.train"),
+        (bool(config.data.validation), "data.validation is empty: pass --validation-file or set data.validation"),
+        (config.data.train_limit >= 0, "data.train_limit must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + ".")
+
+
+def to_dict(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(values: dict, config=Config()):
+    """The inverse of `to_dict` (used to compare a resumed run with the one in its output directory)."""
+    changes = {}
+    for field in dataclasses.fields(config):
+        value = values[field.name]
+        current = getattr(config, field.name)
+        if dataclasses.is_dataclass(current):
+            changes[field.name] = from_dict(value, current)
+        else:
+            changes[field.name] = tuple(value) if isinstance(current, tuple) else value
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,272 @@
+"""One `train.py` run, in named phases: data -> model -> evaluate -> fit -> evaluate -> save -> predict -> summary.
+
+Everything a run produces goes to its output directory: `config.json` (the config it ran with), `metrics.jsonl`,
+`curves.png`, `checkpoints/` (Orbax, for `--resume`), `model/` (the fine-tuned native preset), `summary.json` and,
+with a predict file, `predictions.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from flaxbert import data as datasets
+from flaxbert.run import curves
+from flaxbert.run.config import Config, ConfigError, from_dict, to_dict
+from flaxbert.run.metrics_log import MetricsLog, read
+from flaxbert.training import optimizers
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked (output directory, resume, data source); the message says how to fix it."""
+
+
+def output_dir(config: Config) -> Path:
+    return Path(config.output_dir or Path("runs") / Path(config.preset.rstrip("/")).name)
+
+
+def run(config: Config, *, resume: bool = False, eval_only: bool = False, predict_file: str = "") -> dict:
+    """Runs `config`; returns the summary (also written to summary.json and printed)."""
+    out = output_dir(config)
+    writer = jax.process_index() == 0
+    config = with_label_names(config, need_train=not eval_only)
+    _check_output(out, config, resume, eval_only)
+    splits = load_splits(config, need_train=not eval_only)
+    classifier = build_classifier(config)
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    summary = {"preset": config.preset, "output_dir": str(out), "examples": {k: len(v) for k, v in splits.items()}}
+    if eval_only:
+        log = MetricsLog(out / "metrics.jsonl", resume_step=None, enabled=writer)
+        summary["after"] = evaluate_splits(classifier, splits, config, log, step=0, epoch=0.0)
+    else:
+        summary.update(train(classifier, splits, config, out, resume, writer))
+    if predict_file:
+        summary["predictions"] = write_predictions(classifier, config, predict_file, out / "predictions.jsonl", writer)
+    if writer:
+        if not curves.plot(read(out / "metrics.jsonl"), out / "curves.png", title=f"{config.preset} ({out})"):
+            print("no curves.png: matplotlib is not installed (pip install 'flaxbert[train]').")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary))
+    return summary
+
+
+# -- phases ------------------------------------------------------------------------------------------------------------
+def load_splits(config: Config, need_train: bool = True) -> dict[str, datasets.Split]:
+    """train (unless evaluating only), validation and, when named, test; labels checked against num_classes."""
+    cfg = config.data
+    wanted = {"train": cfg.train if need_train else "", "validation": cfg.validation, "test": cfg.test}
+    paths = {split: _locate(config, name) for split, name in wanted.items() if name}
+    splits = {}
+    for split, path in paths.items():
+        limit = cfg.train_limit if split == "train" else 0
+        splits[split] = datasets.read_split(path, cfg.text_columns, cfg.label_column, cfg.label_names, limit)
+        if split == "test" and (splits[split].labels < 0).all():
+            del splits[split]  # an unlabelled test split (GLUE's) cannot be scored
+            continue
+        datasets.check_labels(splits[split], config.num_classes, cfg.label_column)
+    return splits
+
+
+def with_label_names(config: Config, need_train: bool) -> Config:
+    """`config` with `data.label_names` filled in from the training file when its labels are names."""
+    if config.data.label_names or not need_train:
+        return config
+    names = datasets.infer_label_names(_locate(config, config.data.train), config.data.label_column)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=names)) if names else config
+
+
+def _locate(config: Config, name: str) -> str:
+    if not config.data.hub_repo:
+        return name
+    try:
+        return datasets.hub_file(config.data.hub_repo, name, config.data.hub_revision, config.offline)
+    except datasets.HubUnavailable as error:
+        raise RunError(f"{error}. Train from local files instead: {local_files_command(config)}") from None
+
+
+def local_files_command(config: Config) -> str:
+    columns = ",".join(config.data.text_columns)
+    return (
+        f"python train.py --preset {config.preset} --train-file PATH/train.tsv --validation-file PATH/dev.tsv "
+        f"--text-column {columns} --label-column {config.data.label_column}"
+    )
+
+
+def build_classifier(config: Config):
+    from flaxbert.tasks import TextClassifier
+
+    classifier = TextClassifier.from_preset(
+        config.preset,
+        num_classes=config.num_classes,
+        sequence_length=config.sequence_length,
+        dtype=config.precision,
+        seed=config.seed,
+    )
+    if classifier.preprocessor is None:
+        raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")
+    classifier.bucket = config.bucket
+    return classifier
+
+
+def make_optimizer(config: Config, num_steps: int):
+    """The optax transformation and its learning-rate schedule (for the metrics rows)."""
+    opt = config.optimizer
+    if opt.name == "keras_default":
+        return optimizers.keras_default(opt.learning_rate), lambda step: opt.learning_rate
+    tx = optimizers.recommended(num_steps, opt.learning_rate, opt.warmup_fraction, opt.weight_decay, opt.clipnorm)
+    warmup = max(1, int(num_steps * opt.warmup_fraction))
+
+    def schedule(step):
+        if step < warmup:
+            return opt.learning_rate * step / warmup
+        return opt.learning_rate * max(0.0, (num_steps - step) / max(1, num_steps - warmup))
+
+    return tx, schedule
+
+
+def train(classifier, splits, config: Config, out: Path, resume: bool, writer: bool) -> dict:
+    train_split, validation = splits["train"], splits["validation"]
+    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    tx, schedule = make_optimizer(config, steps_per_epoch * config.epochs)
+    classifier.compile(optimizer=tx, mesh=_mesh(config))
+    resume_step = _resume_step(out / "checkpoints") if resume else None
+    log = MetricsLog(out / "metrics.jsonl", resume_step=resume_step, enabled=writer)
+
+    def on_log(row):
+        if row["split"] == "train":
+            row = dict(row, learning_rate=float(schedule(row["step"] - 1)))
+        log.write(row)
+
+    before = None
+    if resume_step is None:
+        before = evaluate_splits(classifier, {"validation": validation}, config, log, step=0, epoch=0.0)
+    else:
+        before = _logged(out / "metrics.jsonl", step=0)
+    began = time.perf_counter()
+    history = classifier.fit(
+        _x(train_split),
+        train_split.labels,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(_x(validation), validation.labels),
+        seed=config.seed,
+        checkpoint_dir=out / "checkpoints",
+        checkpoint_every=config.checkpoint_every or None,
+        on_log=on_log,
+        log_every=config.log_every,
+    )
+    seconds = time.perf_counter() - began
+    end_step = steps_per_epoch * config.epochs
+    if history.epoch:
+        last = {key: history.history[f"val_{key}"][-1] for key in ("loss", "accuracy")}
+        after = {"validation": last}
+    else:  # resumed after the last epoch had finished: its scores are in the log
+        after = {"validation": _logged(out / "metrics.jsonl", step=end_step)["validation"]}
+    if "test" in splits:
+        after.update(evaluate_splits(classifier, {"test": splits["test"]}, config, log, end_step, config.epochs))
+    classifier.save_to_preset(out / "model")
+    epochs_run = len(history.epoch)
+    return {
+        "before": before,
+        "after": after,
+        "epochs": config.epochs,
+        "epochs_this_run": epochs_run,
+        "train_seconds": seconds,
+        "seconds_per_epoch": seconds / max(epochs_run, 1),
+        "model": str(out / "model"),
+    }
+
+
+def evaluate_splits(classifier, splits, config: Config, log: MetricsLog, step: int, epoch: float) -> dict:
+    scores = {}
+    for name, split in splits.items():
+        scores[name] = classifier.evaluate(_x(split), split.labels, batch_size=config.eval_batch_size, verbose=0)
+        log.write(dict(split=name, step=step, epoch=float(epoch), **scores[name]))
+    return scores
+
+
+def write_predictions(classifier, config: Config, path: str, target: Path, writer: bool) -> dict:
+    """Labels and class probabilities for every row of `path` (labels in it, if any, are ignored)."""
+    split = datasets.read_split(path, config.data.text_columns, None)
+    logits = classifier.predict(_x(split), batch_size=config.eval_batch_size, verbose=0)
+    probs = np.asarray(logits if classifier.activation == "softmax" else jax.nn.softmax(logits, axis=-1))
+    names = config.data.label_names
+    if writer:
+        texts = split.texts if not isinstance(split.texts, tuple) else list(zip(*split.texts, strict=True))
+        with open(target, "w") as f:
+            for text, p in zip(texts, probs, strict=True):
+                label = int(np.argmax(p))
+                row = {"text": text, "label": names[label] if names else label, "probabilities": p.tolist()}
+                f.write(json.dumps(row) + "\n")
+    return {"file": str(target), "rows": len(split)}
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------------
+def _x(split: datasets.Split):
+    return split.texts
+
+
+def _mesh(config: Config):
+    fsdp = config.mesh.fsdp
+    data = config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // fsdp)
+    if data * fsdp != jax.device_count():
+        raise ConfigError(
+            f"mesh data={data} x fsdp={fsdp} needs {data * fsdp} devices, but {jax.device_count()} are visible; "
+            "set --mesh DATA,FSDP with DATA x FSDP equal to the device count (or DATA=-1)."
+        )
+    return (data, fsdp)
+
+
+def _resume_step(directory: Path) -> int | None:
+    from flaxbert import checkpoint
+
+    if not directory.exists():
+        return None
+    mngr = checkpoint.manager(directory)
+    step = mngr.latest_step()
+    mngr.close()
+    return step
+
+
+def _logged(path: Path, step: int) -> dict:
+    return {row["split"]: {"loss": row["loss"], "accuracy": row["accuracy"]}
+            for row in read(path) if row["step"] == step and row["split"] != "train"}  # fmt: skip
+
+
+def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> None:
+    saved = out / "config.json"
+    if eval_only:
+        return
+    if resume:
+        if not saved.exists():
+            raise RunError(f"--resume: {str(out)!r} holds no run (no config.json); start it without --resume.")
+        before = from_dict(json.loads(saved.read_text()))
+        if before != config:
+            changed = [k for k, v in to_dict(config).items() if to_dict(before).get(k) != v]
+            raise RunError(f"--resume: the config differs from the run in {str(out)!r} (keys: {changed}).")
+    elif (out / "checkpoints").exists():
+        raise RunError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --output-dir."
+        )
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"\n{'split':<12}{'phase':<8}{'loss':>10}{'accuracy':>10}"]
+    for phase in ("before", "after"):
+        for split, scores in (summary.get(phase) or {}).items():
+            lines.append(f"{split:<12}{phase:<8}{scores['loss']:>10.4f}{scores['accuracy']:>10.4f}")
+    if "train_seconds" in summary:
+        lines.append(
+            f"trained {summary['epochs_this_run']} epoch(s) on {summary['examples']['train']:,} examples in "
+            f"{summary['train_seconds']:.1f} s ({summary['seconds_per_epoch']:.1f} s/epoch); model: {summary['model']}"
+        )
+    lines.append(f"outputs: {summary['output_dir']}")
+    return "\n".join(lines)

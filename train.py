@@ -1,0 +1,137 @@
+"""Fine-tune a BERT-family text classifier: `python train.py --preset bert_tiny_en_uncased_sst2`.
+
+Flags -> config -> `flaxbert.run.job.run`. Start from a recipe with `--config configs/<recipe>.py` (default:
+configs/sst2.py, GLUE SST-2 with keras-hub's defaults), override any field with `--config.KEY=VALUE` (e.g.
+`--config.optimizer.name=recommended`) or with the common flags below. See README.md, "Training from the command line".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--config", default=str(HERE / "configs" / "sst2.py"), help="a Python config file with get_config()")
+    p.add_argument("--preset", help="a built-in name, hf://org/repo, kaggle:// handle or local directory")
+    data = p.add_argument_group("local data (instead of the config's Hub dataset)")
+    data.add_argument("--train-file", help="TSV, CSV, JSONL, parquet, or .txt with 'LABEL text' lines")
+    data.add_argument("--validation-file")
+    data.add_argument("--test-file")
+    data.add_argument("--text-column", help="the text column; two comma-separated names for sentence pairs")
+    data.add_argument("--label-column")
+    data.add_argument("--label-names", help="comma-separated class names, in class-id order, for labels given as names")
+    data.add_argument("--num-classes", type=int)
+    common = p.add_argument_group("common overrides")
+    common.add_argument("--epochs", type=int)
+    common.add_argument("--batch-size", type=int)
+    common.add_argument("--learning-rate", type=float)
+    common.add_argument("--sequence-length", type=int)
+    common.add_argument("--precision", choices=["float32", "bfloat16"])
+    common.add_argument("--mesh", help="DATA,FSDP device-mesh shape, e.g. 1,8 for FSDP over 8 devices (-1: the rest)")
+    common.add_argument("--seed", type=int)
+    common.add_argument("--output-dir")
+    run = p.add_argument_group("what to run")
+    run.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    run.add_argument("--eval-only", action="store_true", help="evaluate the preset on validation (and test) only")
+    run.add_argument("--predict-file", help="write labels and probabilities for this file's texts to predictions.jsonl")
+    run.add_argument("--offline", action="store_true", help="use only the Hugging Face cache (like HF_HUB_OFFLINE=1)")
+    run.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first (multi-host)")
+    return p
+
+
+FLAG_KEYS = {  # flag -> config key
+    "preset": "preset",
+    "num_classes": "num_classes",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate": "optimizer.learning_rate",
+    "sequence_length": "sequence_length",
+    "precision": "precision",
+    "seed": "seed",
+    "output_dir": "output_dir",
+    "text_column": "data.text_columns",
+    "label_column": "data.label_column",
+    "label_names": "data.label_names",
+}
+
+
+def build_config(args, extra: list[str]):
+    from flaxbert.run import config as cfg
+
+    config = cfg.load(args.config)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            config = cfg.override(config, key, str(value))
+    if args.mesh is not None:
+        data, _, fsdp = args.mesh.partition(",")
+        config = cfg.override(cfg.override(config, "mesh.data", data), "mesh.fsdp", fsdp or "1")
+    if args.offline:
+        config = dataclasses.replace(config, offline=True)
+    if args.train_file or args.validation_file or args.test_file:
+        if not (args.validation_file and (args.train_file or args.eval_only)):
+            raise cfg.ConfigError("local data needs --validation-file, and --train-file unless --eval-only")
+        files = (args.train_file or "", args.validation_file, args.test_file or "")
+        local = dict(zip(("train", "validation", "test"), files, strict=True), hub_repo="")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **local))
+    for key, value in _dotted(extra):
+        config = cfg.override(config, key, value)
+    if args.eval_only and not config.data.train:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train="(not used)"))
+    cfg.validate(config)
+    return config
+
+
+def _dotted(extra: list[str]):
+    """`--config.a.b=v` or `--config.a.b v` pairs; anything else is an unknown flag."""
+    from flaxbert.run.config import ConfigError
+
+    items, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--config."):
+            raise ConfigError(f"unknown flag {arg!r} (see python train.py --help; config fields: --config.KEY=VALUE)")
+        key, eq, value = arg[len("--config.") :].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
+            value, i = extra[i + 1], i + 1
+        items.append((key, value))
+        i += 1
+    return items
+
+
+def main(argv=None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    # Multi-host: jax.distributed must start before any other jax call.
+    if args.distributed:
+        os.environ["FLAXBERT_DISTRIBUTED"] = "1"
+    from flaxbert.parallel import initialize_distributed
+
+    initialize_distributed()
+    from flaxbert.data import DataError
+    from flaxbert.run import job
+    from flaxbert.run.config import ConfigError
+
+    try:
+        config = build_config(args, extra)
+        job.run(config, resume=args.resume, eval_only=args.eval_only, predict_file=args.predict_file or "")
+    except (ConfigError, DataError, job.RunError, ValueError, FileNotFoundError) as error:
+        if os.environ.get("FLAXBERT_TRACEBACK"):
+            traceback.print_exc()
+        message = " ".join(str(error).split())
+        print(f"train.py: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
