@@ -11,6 +11,7 @@ def get_config() -> Config:
         preset="",
         num_classes=2,
         sequence_length=64,
+        bucket=False,  # one compiled step shape: on CPU compiling each bucket costs more than the padding
         batch_size=16,
         eval_batch_size=64,
         epochs=2,
@@ -18,6 +19,6 @@ def get_config() -> Config:
         checkpoint_every=8,
         output_dir="runs/tiny",
         data=DataConfig(hub_repo="", train="", validation="", text_columns=("sentence",), label_column="label"),
-        optimizer=OptimizerConfig(name="keras_default", learning_rate=1e-3),
+        optimizer=OptimizerConfig(name="keras_default", learning_rate=2e-3),
         mesh=MeshConfig(data=-1, fsdp=1),
     )

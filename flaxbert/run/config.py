@@ -88,13 +88,13 @@ def load(path) -> Config:
     return config
 
 
-def keys(config=Config()) -> list[str]:
+def config_keys(config=Config()) -> list[str]:
     """Every settable dotted key, e.g. `optimizer.learning_rate`."""
     out = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
-            out += [f"{field.name}.{key}" for key in keys(value)]
+            out += [f"{field.name}.{key}" for key in config_keys(value)]
         else:
             out.append(field.name)
     return out
@@ -102,14 +102,17 @@ def keys(config=Config()) -> list[str]:
 
 def override(config: Config, key: str, text: str) -> Config:
     """`config` with the dotted `key` set from its command-line text, parsed as the field's type."""
-    head, _, rest = key.partition(".")
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    if head not in fields or bool(rest) != dataclasses.is_dataclass(getattr(config, head)):
-        close = difflib.get_close_matches(key, keys(config), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(keys(config))}"
+    if key not in config_keys(config):
+        close = difflib.get_close_matches(key, config_keys(config), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(config_keys(config))}"
         raise ConfigError(f"unknown config key {key!r}{hint}")
+    return _set(config, key, text, key)
+
+
+def _set(config, path: str, text: str, key: str):
+    head, _, rest = path.partition(".")
     if rest:
-        return dataclasses.replace(config, **{head: override(getattr(config, head), rest, text)})
+        return dataclasses.replace(config, **{head: _set(getattr(config, head), rest, text, key)})
     hints = typing.get_type_hints(type(config))
     return dataclasses.replace(config, **{head: _parse(text, hints[head], key)})
 
