@@ -97,8 +97,8 @@ def versions() -> dict[str, str]:
 
 
 def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
@@ -112,13 +112,12 @@ def flaxbert_classifier(model: str, precision: str, backbone=None):
     import flaxbert
 
     arch, layers, heads, hidden, inter = MODELS[model]
+    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision)
     if arch == "bert":
-        backbone = backbone or flaxbert.BertBackbone(VOCAB, layers, heads, hidden, inter, dropout=DROPOUT,
-                                                     max_sequence_length=MAX_POSITIONS, dtype=precision)  # fmt: skip
+        backbone = backbone or flaxbert.BertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
         classifier = flaxbert.BertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)
     else:
-        backbone = backbone or flaxbert.DistilBertBackbone(VOCAB, layers, heads, hidden, inter, dropout=DROPOUT,
-                                                           max_sequence_length=MAX_POSITIONS, dtype=precision)  # fmt: skip
+        backbone = backbone or flaxbert.DistilBertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
         classifier = flaxbert.DistilBertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)
     classifier.compile(optimizer=optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY))
     return classifier

@@ -106,8 +106,9 @@ def _failed(framework, model, batch, precision, error):
 
 def _run_worker(args, framework, model, precision, batches, left):
     """One subprocess for (framework, model, precision); its rows, or an error row for each batch it did not finish."""
+    shapes = ",".join(f"{model}:{b}:{precision}" for b in batches)
     command = [sys.executable, "-u", __file__, "--worker", framework, "--device", args.device, "--seq", str(args.seq),
-               "--steps", str(args.steps), "--shapes", ",".join(f"{model}:{b}:{precision}" for b in batches)]  # fmt: skip
+               "--steps", str(args.steps), "--shapes", shapes]  # fmt: skip
     if args.compilation_cache:
         command += ["--compilation-cache", args.compilation_cache]
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1")

@@ -11,7 +11,6 @@ import time
 import traceback
 
 import numpy as np
-
 import peers
 
 
@@ -253,4 +252,3 @@ def _torch_batches(x, y, batch_size, pin):
             chunk = {k: v.pin_memory() for k, v in chunk.items()}
         out.append((chunk, None if y is None else y[start : start + batch_size]))
     return out
-
