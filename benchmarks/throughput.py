@@ -51,6 +51,7 @@ def main():
     parser.add_argument("--shapes", default=None, help="model:batch:precision,... (default depends on --device)")
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=None, help="timed train steps / predict batches (cpu 30, gpu 20)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed passes, the best counts (cpu 3, gpu 1)")
     parser.add_argument("--budget-s", type=float, default=None, help="start no new subprocess after this many seconds")
     parser.add_argument("--timeout-s", type=float, default=600, help="limit for one subprocess")
     parser.add_argument("--compilation-cache", default=None, help="jax persistent compilation cache dir (default off)")
@@ -58,6 +59,7 @@ def main():
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.steps = args.steps or (30 if args.device == "cpu" else 20)
+    args.repeats = args.repeats or (3 if args.device == "cpu" else 1)
     if args.worker:
         from throughput_worker import run_group
 
@@ -82,6 +84,7 @@ def main():
         "versions": peers.versions(),
         "seq": args.seq,
         "steps": args.steps,
+        "repeats": args.repeats,
         "flops_formula": peers.FLOPS_FORMULA,
         "peak_flops": peers.PEAK_FLOPS,
         "wall_s": time.perf_counter() - began,
@@ -108,7 +111,7 @@ def _run_worker(args, framework, model, precision, batches, left):
     """One subprocess for (framework, model, precision); its rows, or an error row for each batch it did not finish."""
     shapes = ",".join(f"{model}:{b}:{precision}" for b in batches)
     command = [sys.executable, "-u", __file__, "--worker", framework, "--device", args.device, "--seq", str(args.seq),
-               "--steps", str(args.steps), "--shapes", shapes]  # fmt: skip
+               "--steps", str(args.steps), "--repeats", str(args.repeats), "--shapes", shapes]  # fmt: skip
     if args.compilation_cache:
         command += ["--compilation-cache", args.compilation_cache]
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1")
@@ -165,7 +168,7 @@ def _memory(row):
 def print_report(report):
     device = report["device"]
     where = ", ".join(device.get("accelerators", [])) or f"{device['cpu']} ({device['cpu_count']} CPUs)"
-    print(f"\nseq {report['seq']}, {report['steps']} timed steps, on {where}; versions: "
+    print(f"\nseq {report['seq']}, {report['steps']} timed steps (best of {report['repeats']}), on {where}; versions: "
           + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))  # fmt: skip
     print("\n| framework | model | batch | precision | train ex/s | train tokens/s | predict ex/s (batch) "
           "| first step s | peak memory | TFLOP/s | MFU |")  # fmt: skip

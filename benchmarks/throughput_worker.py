@@ -20,7 +20,7 @@ def run_group(args) -> None:
     for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
         common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
         try:
-            for row in measure(shape, args.seq, args.steps, backend):
+            for row in measure(shape, args.seq, args.steps, args.repeats, backend):
                 _emit(dict(common, **row), shape, args.seq, backend)
         except Exception as error:  # one failing shape must not stop the others
             traceback.print_exc()
@@ -73,7 +73,7 @@ class _Backend:
         self.jax_device = jax.local_devices()[0]
         self.device_name = self.jax_device.device_kind if device == "gpu" else f"cpu: {peers.cpu_name()}"
 
-    def sync(self, tree=None):
+    def sync(self, tree=None):  # the argument is what jax must wait for; torch syncs the whole device
         if self.torch:
             import torch
 
@@ -105,15 +105,18 @@ def _predict_batch(shape) -> int:
     return max(256, shape.batch)
 
 
-def _timed(fn, sync):
-    began = time.perf_counter()
-    out = fn()
-    sync(out)
-    return time.perf_counter() - began, out
+def _best(fn, sync, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `fn` (each ends with a device sync), in seconds."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - began)
+    return min(times)
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, backend):
+def _flaxbert(shape, seq, steps, repeats, backend):
     import jax
 
     from flaxbert.parallel import batch_sharding
@@ -126,9 +129,9 @@ def _flaxbert(shape, seq, steps, backend):
     first = {k: v[: shape.batch] for k, v in x.items()}
     classifier.fit(first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
     first_step = time.perf_counter() - began  # fit returns after a device_get of its metrics: synced
-    train_s, _ = _timed(lambda: classifier.fit(x, y, batch_size=shape.batch, epochs=1, verbose=0), backend.sync)
+    train_s = _best(lambda: classifier.fit(x, y, batch_size=shape.batch, epochs=1, verbose=0), backend.sync, repeats)
     classifier.predict(px, batch_size=pb, verbose=0)  # compiles
-    predict_s, _ = _timed(lambda: classifier.predict(px, batch_size=pb, verbose=0), backend.sync)
+    predict_s = _best(lambda: classifier.predict(px, batch_size=pb, verbose=0), backend.sync, repeats)
     public = {"path": "classifier.fit / classifier.predict", "train_examples_per_s": len(y) / train_s,
               "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
               "first_step_s": first_step}  # fmt: skip
@@ -140,31 +143,29 @@ def _flaxbert(shape, seq, steps, backend):
     batch = {"inputs": first, "label": y[: shape.batch], "weight": np.ones(shape.batch, np.float32),
              "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
     batch = jax.device_put(batch, sharding)
-    state = create_state(classifier.params)
-    for _ in range(2):
-        state, metrics = train_fn(state, batch)
-    backend.sync(metrics)
-    began = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = train_fn(state, batch)
-    backend.sync((state, metrics))
-    step_s = time.perf_counter() - began
-    del state
+    state = [create_state(classifier.params)]
+
+    def train_steps(count):
+        for _ in range(count):
+            state[0], metrics = train_fn(state[0], batch)
+        return metrics
+
+    backend.sync(train_steps(2))
+    step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
+    state.clear()  # frees the device copy of the train state before predicting
     predict_fn, _, shardings = classifier._steps("predict")
     params = jax.device_put(classifier.params, shardings.params)
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, sharding)
     backend.sync(predict_fn(params, inputs))
-    began = time.perf_counter()
-    outs = [predict_fn(params, inputs) for _ in range(steps)]
-    backend.sync(outs)
+    raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)
     raw = {"path": "the jitted train / predict step on a device-resident batch", "first_step_s": None,
            "train_examples_per_s": steps * shape.batch / step_s, "predict_batch": pb,
-           "predict_examples_per_s": steps * pb / (time.perf_counter() - began)}  # fmt: skip
+           "predict_examples_per_s": steps * pb / raw_predict_s}  # fmt: skip
     return [dict(public, peak_memory_bytes=peak), dict(raw, framework="flaxbert, jitted step")]
 
 
 # -- keras-hub -----------------------------------------------------------------------------------------------------
-def _keras_hub(shape, seq, steps, backend):
+def _keras_hub(shape, seq, steps, repeats, backend):
     import keras
 
     x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
@@ -175,18 +176,17 @@ def _keras_hub(shape, seq, steps, backend):
     first = {k: v[: shape.batch] for k, v in x.items()}
     keras.Model.fit(classifier, first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
     first_step = time.perf_counter() - began  # fit pulls its logs to the host at the epoch end: synced
-    train_s, _ = _timed(
-        lambda: keras.Model.fit(classifier, x, y, batch_size=shape.batch, epochs=1, verbose=0), backend.sync
-    )
+    fit = lambda: keras.Model.fit(classifier, x, y, batch_size=shape.batch, epochs=1, verbose=0)  # noqa: E731
+    train_s = _best(fit, backend.sync, repeats)
     keras.Model.predict(classifier, px, batch_size=pb, verbose=0)
-    predict_s, _ = _timed(lambda: keras.Model.predict(classifier, px, batch_size=pb, verbose=0), backend.sync)
+    predict_s = _best(lambda: keras.Model.predict(classifier, px, batch_size=pb, verbose=0), backend.sync, repeats)
     return [{"path": "keras.Model.fit / keras.Model.predict", "train_examples_per_s": len(y) / train_s,
              "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
              "first_step_s": first_step}]  # fmt: skip
 
 
 # -- transformers --------------------------------------------------------------------------------------------------
-def _transformers(shape, seq, steps, backend):
+def _transformers(shape, seq, steps, repeats, backend):
     import torch
 
     device = "cuda" if backend.device == "gpu" else "cpu"
@@ -220,12 +220,7 @@ def _transformers(shape, seq, steps, backend):
     first_step = time.perf_counter() - began
     for batch in batches[1:3]:
         train_step(batch)
-    backend.sync()
-    began = time.perf_counter()
-    for batch in batches:
-        train_step(batch)
-    backend.sync()
-    train_s = time.perf_counter() - began
+    train_s = _best(lambda: [train_step(batch) for batch in batches], backend.sync, repeats)
 
     model.eval()
     pbatches = _torch_batches(px, None, pb, pin=cuda)
@@ -237,7 +232,7 @@ def _transformers(shape, seq, steps, backend):
                     for c, _ in chunks]  # fmt: skip
 
     predict(pbatches[:1])
-    predict_s, _ = _timed(lambda: predict(pbatches), backend.sync)
+    predict_s = _best(lambda: predict(pbatches), backend.sync, repeats)
     return [{"path": "eager PyTorch loop / inference_mode predict", "train_examples_per_s": len(y) / train_s,
              "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
              "first_step_s": first_step}]  # fmt: skip
