@@ -1,6 +1,7 @@
 """flaxbert: keras-hub's BERT and DistilBERT text classifiers as a JAX/Flax functional library."""
 
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
+from flaxbert.compilation import enable_compilation_cache
 from flaxbert.tasks import BertTextClassifier, DistilBertTextClassifier, History, TextClassifier
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -22,5 +23,6 @@ __all__ = [
     "DistilBertTextClassifierPreprocessor",
     "DistilBertTokenizer",
     "History",
+    "enable_compilation_cache",
     "TextClassifier",
 ]

@@ -111,13 +111,13 @@ class SelfAttention(nn.Module):
             )
 
         q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
-        scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
-        scores = scores / math.sqrt(cfg.head_dim)  # [B, H, L, L]
-        keep = padding_mask[:, None, None, :].astype(bool)
-        scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1)
-        probs = nn.Dropout(cfg.dropout)(probs, deterministic=not train)
-        context = jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, L, H, K]
+        keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]: padding masks keys only
+        if train and cfg.dropout > 0:
+            context = _attention_with_dropout(q, k, v, keep, nn.Dropout(cfg.dropout), cfg.head_dim)
+        else:
+            # The same math (float32 logits and softmax, masked keys) as one op that XLA fuses better: +13% predict
+            # throughput for bert_tiny on CPU (benchmarks/RESULTS.md).
+            context = jax.nn.dot_product_attention(q, k, v, mask=keep, scale=1.0 / math.sqrt(cfg.head_dim))
         return nn.DenseGeneral(
             cfg.hidden_dim,
             axis=(-2, -1),
@@ -127,6 +127,15 @@ class SelfAttention(nn.Module):
             bias_init=_partitioned(nn.initializers.zeros_init(), ("embed",)),
             name="output",
         )(context)  # [B, L, D]
+
+
+def _attention_with_dropout(q, k, v, keep, dropout: nn.Dropout, head_dim: int) -> jax.Array:
+    """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers."""
+    scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
+    scores = scores / math.sqrt(head_dim)  # [B, H, L, L]
+    scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
+    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False)
+    return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, L, H, K]
 
 
 class TransformerLayer(nn.Module):

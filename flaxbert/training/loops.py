@@ -64,6 +64,9 @@ def jit_predict_step(model, mesh, param_shardings):
     return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=batch_sharding(mesh))
 
 
+_IN_FLIGHT = 4  # predict batches dispatched ahead of the one the host waits for
+
+
 def _feed(batch, mesh):
     """This process's rows of a global numpy batch, as global arrays sharded over the mesh."""
     rows = process_slice(len(batch["label"]))
@@ -180,8 +183,14 @@ def evaluate(
 def predict(
     params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
 ):
-    """Model outputs for every example as one numpy array, in input order."""
+    """Model outputs for every example as one numpy array, in input order.
+
+    Outputs stay on the device until the end and the host waits only on the batch `_IN_FLIGHT` steps back, so the
+    device computes while the host builds the next batches, and at most that many input batches are queued.
+    """
     outputs = []
     for real, batch in _batches(data, batch_size, rows, bucket, "predict", verbose):
-        outputs.append(to_host(predict_fn(params, _feed(batch, mesh)["inputs"]))[:real])
-    return np.concatenate(outputs)
+        outputs.append((real, predict_fn(params, _feed(batch, mesh)["inputs"])))
+        if len(outputs) > _IN_FLIGHT:
+            outputs[-_IN_FLIGHT - 1][1].block_until_ready()
+    return np.concatenate([to_host(out)[:real] for real, out in outputs])

@@ -1,0 +1,183 @@
+"""The three peers of the side-by-side benchmarks, built the same way: flaxbert, keras-hub (Keras 3 on JAX) and
+Hugging Face transformers (PyTorch), each a 2-class sequence classifier with dropout 0.1 everywhere, AdamW(5e-5,
+weight decay 0.01), random init, on the same random token data.
+
+Each peer module is imported only inside its own worker process (see throughput.py), so importing this file pulls in
+numpy and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import os
+import platform
+
+import numpy as np
+
+VOCAB = 30522
+NUM_CLASSES = 2
+DROPOUT = 0.1
+LEARNING_RATE = 5e-5
+WEIGHT_DECAY = 0.01
+MAX_POSITIONS = 512
+
+# name -> (architecture, num_layers, num_heads, hidden_dim, intermediate_dim); the keras-hub presets' dims.
+MODELS = {
+    "bert_tiny": ("bert", 2, 2, 128, 512),
+    "bert_small": ("bert", 4, 8, 512, 2048),
+    "bert_base": ("bert", 12, 12, 768, 3072),
+    "distil_bert_base": ("distil_bert", 6, 12, 768, 3072),
+}
+PRECISIONS = ("float32", "bfloat16")
+# Dense bf16 tensor-core peak of an H100 SXM (NVIDIA's datasheet, without sparsity); the MFU denominator.
+PEAK_FLOPS = {"H100": 989e12}
+FLOPS_FORMULA = (
+    "train FLOPs per example = 6 * N * L + 12 * layers * L^2 * hidden, N = non-embedding params "
+    "(encoder layers, pooler / pre-classifier, classifier), L = sequence length (PaLM appendix B)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    model: str
+    batch: int
+    precision: str
+
+    @classmethod
+    def parse(cls, text: str) -> Shape:
+        """`bert_tiny:32:float32` -> Shape."""
+        model, batch, precision = text.split(":")
+        if model not in MODELS or precision not in PRECISIONS:
+            raise ValueError(f"bad shape {text!r}: model in {sorted(MODELS)}, precision in {PRECISIONS}")
+        return cls(model, int(batch), precision)
+
+    @property
+    def dims(self):
+        return MODELS[self.model]
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.batch}:{self.precision}"
+
+
+def non_embedding_params(model: str) -> int:
+    arch, layers, _, hidden, inter = MODELS[model]
+    attention = 4 * hidden * hidden + 4 * hidden
+    mlp = 2 * hidden * inter + inter + hidden
+    norms = 4 * hidden
+    head = hidden * hidden + hidden + hidden * NUM_CLASSES + NUM_CLASSES  # pooler (BERT) or pre-classifier (DistilBERT)
+    return layers * (attention + mlp + norms) + head
+
+
+def train_flops_per_example(model: str, seq: int) -> float:
+    _, layers, _, hidden, _ = MODELS[model]
+    return 6.0 * non_embedding_params(model) * seq + 12.0 * layers * seq * seq * hidden
+
+
+def random_inputs(model: str, size: int, seq: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`size` rows of real tokens (no padding) and random labels; the same for every peer."""
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(1000, VOCAB, (size, seq), dtype=np.int32)
+    token_ids[:, 0] = 101  # [CLS]
+    inputs = {"token_ids": token_ids, "padding_mask": np.ones((size, seq), np.int32)}
+    if MODELS[model][0] == "bert":
+        inputs["segment_ids"] = np.zeros((size, seq), np.int32)
+    return inputs, rng.integers(0, NUM_CLASSES, size, dtype=np.int32)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    packages = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "numpy", "keras",
+                "keras-hub", "torch", "transformers", "tokenizers")  # fmt: skip
+    for package in packages:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[package] = importlib.metadata.version(package)
+    return found
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+# -- flaxbert ------------------------------------------------------------------------------------------------------
+def flaxbert_classifier(model: str, precision: str, backbone=None):
+    """A flaxbert classifier with random init (or around `backbone`), compiled with AdamW."""
+    import optax
+
+    import flaxbert
+
+    arch, layers, heads, hidden, inter = MODELS[model]
+    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision)
+    if arch == "bert":
+        backbone = backbone or flaxbert.BertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
+        classifier = flaxbert.BertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)
+    else:
+        backbone = backbone or flaxbert.DistilBertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
+        classifier = flaxbert.DistilBertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)
+    classifier.compile(optimizer=optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY))
+    return classifier
+
+
+# -- keras-hub -----------------------------------------------------------------------------------------------------
+def keras_hub_classifier(model: str, precision: str, dims=None):
+    """A keras-hub classifier (`preprocessor=None`), compiled with keras AdamW and jit_compile=True.
+
+    `dims` overrides MODELS[model] as (arch, layers, heads, hidden, inter, vocab).
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    import keras_hub
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    arch, layers, heads, hidden, inter, vocab = dims or (*MODELS[model], VOCAB)
+    common = dict(vocabulary_size=vocab, num_layers=layers, num_heads=heads, hidden_dim=hidden,
+                  intermediate_dim=inter, dropout=DROPOUT, max_sequence_length=MAX_POSITIONS)  # fmt: skip
+    if arch == "bert":
+        backbone = keras_hub.models.BertBackbone(**common)
+        classifier = keras_hub.models.BertTextClassifier(backbone, NUM_CLASSES, preprocessor=None, dropout=DROPOUT)
+    else:
+        backbone = keras_hub.models.DistilBertBackbone(**common)
+        classifier = keras_hub.models.DistilBertTextClassifier(
+            backbone, NUM_CLASSES, preprocessor=None, dropout=DROPOUT
+        )
+    classifier.compile(
+        optimizer=keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["sparse_categorical_accuracy"],
+        jit_compile=True,
+    )
+    return classifier
+
+
+# -- transformers --------------------------------------------------------------------------------------------------
+def transformers_classifier(model: str, device: str):
+    """A transformers `*ForSequenceClassification` with the keras-hub activations (BERT: tanh GELU; DistilBERT:
+    exact GELU), dropout 0.1 on hidden states, attention probabilities and the classifier."""
+    import transformers
+
+    arch, layers, heads, hidden, inter = MODELS[model]
+    if arch == "bert":
+        config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
+                                         num_attention_heads=heads, intermediate_size=inter,
+                                         hidden_act="gelu_pytorch_tanh", hidden_dropout_prob=DROPOUT,
+                                         attention_probs_dropout_prob=DROPOUT, classifier_dropout=DROPOUT,
+                                         max_position_embeddings=MAX_POSITIONS, num_labels=NUM_CLASSES)  # fmt: skip
+        return transformers.BertForSequenceClassification(config).to(device)
+    config = transformers.DistilBertConfig(vocab_size=VOCAB, dim=hidden, n_layers=layers, n_heads=heads,
+                                           hidden_dim=inter, activation="gelu", dropout=DROPOUT,
+                                           attention_dropout=DROPOUT, seq_classif_dropout=DROPOUT,
+                                           max_position_embeddings=MAX_POSITIONS, num_labels=NUM_CLASSES)  # fmt: skip
+    return transformers.DistilBertForSequenceClassification(config).to(device)
+
+
+def torch_inputs(inputs: dict[str, np.ndarray]) -> dict:
+    """flaxbert/keras-hub input names -> transformers keyword arguments (as CPU tensors)."""
+    import torch
+
+    names = {"token_ids": "input_ids", "segment_ids": "token_type_ids", "padding_mask": "attention_mask"}
+    return {names[k]: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}

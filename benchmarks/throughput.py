@@ -1,0 +1,211 @@
+"""Train and predict throughput, time to first step, peak memory and MFU: flaxbert vs keras-hub vs transformers.
+
+Same shapes, same random token data (every token real), dropout 0.1 everywhere, 2 classes, AdamW(5e-5, weight decay
+0.01), random init. Each (framework, model, precision) runs in its own subprocess, which isolates memory and thread
+pools; inside it the batch sizes run in ascending order, each on a freshly built model. A failing framework or shape
+shows its error in the table and the run goes on.
+
+    python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
+    python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
+
+What is timed (after warm-up, with a final device sync; every framework at verbose=0):
+- flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)` over `steps` batches, whole call timed;
+  then `classifier.predict(x, batch_size=predict_batch)`. The "jitted step" row drives the same compiled steps
+  directly on one batch placed on the device once, so the gap between the two rows is flaxbert's loop overhead.
+- keras-hub: `keras.Model.fit` / `keras.Model.predict` on the keras-hub classifier (Keras 3's own numpy array
+  adapter). keras-hub 0.32's `PipelineModel.fit` override wraps numpy input in grain or tf.data before calling the
+  same `keras.Model.fit`; neither is installed (no TensorFlow) and with `preprocessor=None` it adds no work.
+- transformers: an eager PyTorch loop (`model(**batch, labels=y)`, `loss.backward()`, `AdamW.step()`), host batches
+  moved to the device each step; predict under `torch.inference_mode()` with `model.eval()`. GPU: TF32 matmuls
+  enabled, bf16 rows under `torch.autocast(dtype=torch.bfloat16)`.
+Time to first step: from the start of model building (backend already initialised) to the end of the first
+training step, compilation included. Peak memory: GPU: device peak bytes (jax `memory_stats()['peak_bytes_in_use']`,
+`torch.cuda.max_memory_allocated`); CPU: the subprocess's peak RSS. Both are process-lifetime peaks except torch's
+GPU one (reset per row); batches run in ascending order, so a row's peak is its own unless a smaller batch before it
+needed more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import peers
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
+DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
+    f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)
+)}  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--shapes", default=None, help="model:batch:precision,... (default depends on --device)")
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=None, help="timed train steps / predict batches (cpu 30, gpu 20)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed passes, the best counts (cpu 3, gpu 1)")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no new subprocess after this many seconds")
+    parser.add_argument("--timeout-s", type=float, default=600, help="limit for one subprocess")
+    parser.add_argument("--compilation-cache", default=None, help="jax persistent compilation cache dir (default off)")
+    parser.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.steps = args.steps or (30 if args.device == "cpu" else 20)
+    args.repeats = args.repeats or (3 if args.device == "cpu" else 1)
+    if args.worker:
+        from throughput_worker import run_group
+
+        return run_group(args)
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    unknown = set(frameworks) - set(FRAMEWORKS)
+    if unknown:
+        parser.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS}")
+    shapes = [peers.Shape.parse(s) for s in (args.shapes or DEFAULT_SHAPES[args.device]).split(",")]
+    rows, began = [], time.perf_counter()
+    for (model, precision), batches in _groups(shapes).items():
+        for framework in frameworks:
+            left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - began)
+            if left is not None and left < 15:
+                rows += [_failed(framework, model, b, precision, "skipped: out of time budget") for b in batches]
+                continue
+            rows += _run_worker(args, framework, model, precision, batches, left)
+    report = {
+        "benchmark": "throughput",
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "device": _device_info(args.device, rows),
+        "versions": peers.versions(),
+        "seq": args.seq,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "flops_formula": peers.FLOPS_FORMULA,
+        "peak_flops": peers.PEAK_FLOPS,
+        "wall_s": time.perf_counter() - began,
+        "rows": rows,
+    }
+    print_report(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+def _groups(shapes):
+    groups = {}
+    for s in shapes:
+        groups.setdefault((s.model, s.precision), set()).add(s.batch)
+    return {k: sorted(v) for k, v in groups.items()}
+
+
+def _failed(framework, model, batch, precision, error):
+    return {"framework": framework, "model": model, "batch": batch, "precision": precision, "error": error}
+
+
+def _run_worker(args, framework, model, precision, batches, left):
+    """One subprocess for (framework, model, precision); its rows, or an error row for each batch it did not finish."""
+    shapes = ",".join(f"{model}:{b}:{precision}" for b in batches)
+    command = [sys.executable, "-u", __file__, "--worker", framework, "--device", args.device, "--seq", str(args.seq),
+               "--steps", str(args.steps), "--repeats", str(args.repeats), "--shapes", shapes]  # fmt: skip
+    if args.compilation_cache:
+        command += ["--compilation-cache", args.compilation_cache]
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1")
+    if args.device == "cpu":
+        env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+    timeout = args.timeout_s if left is None else min(args.timeout_s, left)
+    print(f"== {framework} {model} {precision} batches {batches} (limit {timeout:.0f}s)", flush=True)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr, status = done.stdout, done.stderr, f"exit status {done.returncode}"
+    except subprocess.TimeoutExpired as e:
+        stdout, stderr = _text(e.stdout), _text(e.stderr)
+        status = f"timed out after {timeout:.0f}s"
+    rows = [json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+    for row in rows:
+        print("   " + _short(row), flush=True)
+    finished = {r["batch"] for r in rows if r["framework"] == framework}
+    tail = " | ".join(line for line in stderr.strip().splitlines()[-3:])[-400:]
+    missing = [_failed(framework, model, b, precision, f"{status}: {tail}") for b in batches if b not in finished]
+    for row in missing:
+        print(f"   {framework} batch {row['batch']}: {row['error']}", flush=True)
+    return rows + missing
+
+
+def _text(out):
+    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+
+
+def _short(row):
+    if "error" in row:
+        return f"{row['framework']} batch {row['batch']}: ERROR {row['error']}"
+    return (f"{row['framework']} batch {row['batch']}: train {row['train_examples_per_s']:,.0f} ex/s, "
+            f"predict {row['predict_examples_per_s']:,.0f} ex/s")  # fmt: skip
+
+
+def _device_info(device, rows):
+    info = {"kind": device, "cpu": peers.cpu_name(), "cpu_count": os.cpu_count()}
+    names = sorted({r["device_name"] for r in rows if r.get("device_name")})
+    if names:
+        info["accelerators"] = names
+    return info
+
+
+# -- the report ----------------------------------------------------------------------------------------------------
+def _fmt(value, spec=",.0f"):
+    return "" if value is None else format(value, spec)
+
+
+def _memory(row):
+    peak = row.get("peak_memory_bytes")
+    return "" if peak is None else f"{peak / 2**20:,.0f} MiB {row['memory_kind']}"
+
+
+def print_report(report):
+    device = report["device"]
+    where = ", ".join(device.get("accelerators", [])) or f"{device['cpu']} ({device['cpu_count']} CPUs)"
+    print(f"\nseq {report['seq']}, {report['steps']} timed steps (best of {report['repeats']}), on {where}; versions: "
+          + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))  # fmt: skip
+    print("\n| framework | model | batch | precision | train ex/s | train tokens/s | predict ex/s (batch) "
+          "| first step s | peak memory | TFLOP/s | MFU |")  # fmt: skip
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in report["rows"]:
+        key = f"| {r['framework']} | {r['model']} | {r['batch']} | {r['precision']} |"
+        if "error" in r:
+            print(f"{key} error: {r['error']} | | | | | | |")
+            continue
+        mfu = "" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
+        print(f"{key} {_fmt(r['train_examples_per_s'])} | {_fmt(r['train_tokens_per_s'])} | "
+              f"{_fmt(r['predict_examples_per_s'])} ({r['predict_batch']}) | {_fmt(r.get('first_step_s'), '.1f')} | "
+              f"{_memory(r)} | {_fmt(r['train_tflops'], '.3g')} | {mfu} |")  # fmt: skip
+    print(f"\nFLOPs: {report['flops_formula']}. TFLOP/s = that x train examples/s. MFU = TFLOP/s / the dense bf16 "
+          f"peak ({', '.join(f'{k} {v / 1e12:.0f} TFLOP/s' for k, v in report['peak_flops'].items())}), "
+          "for fp32 rows too; on CPU no MFU is given.")  # fmt: skip
+    print_ratios(report["rows"])
+
+
+def print_ratios(rows):
+    ok = {(r["framework"], r["model"], r["batch"], r["precision"]): r for r in rows if "error" not in r}
+    others = [f for f in ("keras_hub", "transformers") if any(k[0] == f for k in ok)]
+    if not others:
+        return
+    print("\nflaxbert (public fit / predict) divided by each peer, same shape:\n")
+    print("| model | batch | precision | " + " | ".join(f"train vs {f} | predict vs {f}" for f in others) + " |")
+    print("|---|---:|---|" + "---:|---:|" * len(others))
+    for (framework, *shape), mine in ok.items():
+        if framework != "flaxbert":
+            continue
+        cells = []
+        for other in others:
+            peer = ok.get((other, *shape))
+            for key in ("train_examples_per_s", "predict_examples_per_s"):
+                cells.append(f"{mine[key] / peer[key]:.2f}x" if peer else "n/a")
+        print(f"| {shape[0]} | {shape[1]} | {shape[2]} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The subprocess side of throughput.py: measures one framework on some shapes and prints one `RESULT {json}` line
+per row. Only the framework being measured is imported."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import resource
+import time
+import traceback
+
+import numpy as np
+import peers
+
+
+def run_group(args) -> None:
+    measure = {"flaxbert": _flaxbert, "keras_hub": _keras_hub, "transformers": _transformers}[args.worker]
+    backend = _Backend(args.worker, args.device, args.compilation_cache)
+    for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
+        common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
+        try:
+            for row in measure(shape, args.seq, args.steps, args.repeats, backend):
+                _emit(dict(common, **row), shape, args.seq, backend)
+        except Exception as error:  # one failing shape must not stop the others
+            traceback.print_exc()
+            _emit(dict(common, error=f"{type(error).__name__}: {str(error)[:300]}"), shape, args.seq, backend)
+        gc.collect()
+        backend.release()
+
+
+def _emit(row, shape, seq, backend):
+    if "error" not in row:
+        flops = peers.train_flops_per_example(shape.model, seq)
+        row.update(seq=seq, train_tokens_per_s=row["train_examples_per_s"] * seq, flops_per_example=flops,
+                   train_tflops=flops * row["train_examples_per_s"] / 1e12)  # fmt: skip
+        peak = next((v for k, v in peers.PEAK_FLOPS.items() if k in backend.device_name), None)
+        row["mfu"] = None if peak is None or backend.device == "cpu" else row["train_tflops"] * 1e12 / peak
+        row.setdefault("peak_memory_bytes", backend.peak_memory())
+        row["memory_kind"] = "device peak" if backend.device == "gpu" else "peak RSS"
+    row["device_name"] = backend.device_name
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+class _Backend:
+    """Initialises jax or torch on the requested device before any timing, and reads peak memory."""
+
+    def __init__(self, framework: str, device: str, compilation_cache):
+        self.device, self.torch = device, framework == "transformers"
+        if self.torch:
+            import torch
+
+            if device == "gpu":
+                if not torch.cuda.is_available():
+                    raise RuntimeError("--device gpu but torch sees no CUDA device")
+                torch.backends.cuda.matmul.allow_tf32 = True
+                torch.backends.cudnn.allow_tf32 = True
+                torch.zeros(1, device="cuda").sum().item()
+                self.device_name = torch.cuda.get_device_name()
+            else:
+                self.device_name = f"cpu: {peers.cpu_name()}"
+            return
+        import jax
+
+        if compilation_cache:
+            import flaxbert
+
+            flaxbert.enable_compilation_cache(compilation_cache)
+        found = jax.default_backend()
+        if (device == "gpu") != (found == "gpu"):
+            raise RuntimeError(f"--device {device} but jax's default backend is {found}")
+        jax.numpy.zeros(1).block_until_ready()
+        self.jax_device = jax.local_devices()[0]
+        self.device_name = self.jax_device.device_kind if device == "gpu" else f"cpu: {peers.cpu_name()}"
+
+    def sync(self, tree=None):  # the argument is what jax must wait for; torch syncs the whole device
+        if self.torch:
+            import torch
+
+            if self.device == "gpu":
+                torch.cuda.synchronize()
+        else:
+            import jax
+
+            jax.block_until_ready(tree)
+
+    def peak_memory(self) -> int:
+        if self.device == "cpu":
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        if self.torch:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated())
+        return int(self.jax_device.memory_stats()["peak_bytes_in_use"])
+
+    def release(self):
+        if self.torch and self.device == "gpu":
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+
+def _predict_batch(shape) -> int:
+    return max(256, shape.batch)
+
+
+def _best(fn, sync, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `fn` (each ends with a device sync), in seconds."""
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+# -- flaxbert ------------------------------------------------------------------------------------------------------
+def _flaxbert(shape, seq, steps, repeats, backend):
+    import jax
+
+    from flaxbert.parallel import batch_sharding
+
+    x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
+    pb = _predict_batch(shape)
+    px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
+    began = time.perf_counter()
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision)
+    first = {k: v[: shape.batch] for k, v in x.items()}
+    classifier.fit(first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
+    first_step = time.perf_counter() - began  # fit returns after a device_get of its metrics: synced
+    train_s = _best(lambda: classifier.fit(x, y, batch_size=shape.batch, epochs=1, verbose=0), backend.sync, repeats)
+    classifier.predict(px, batch_size=pb, verbose=0)  # compiles
+    predict_s = _best(lambda: classifier.predict(px, batch_size=pb, verbose=0), backend.sync, repeats)
+    public = {"path": "classifier.fit / classifier.predict", "train_examples_per_s": len(y) / train_s,
+              "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
+              "first_step_s": first_step}  # fmt: skip
+    peak = backend.peak_memory()
+
+    # The same compiled steps, driven directly on one batch that crossed to the device once.
+    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    sharding = batch_sharding(classifier.mesh)
+    batch = {"inputs": first, "label": y[: shape.batch], "weight": np.ones(shape.batch, np.float32),
+             "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
+    batch = jax.device_put(batch, sharding)
+    state = [create_state(classifier.params)]
+
+    def train_steps(count):
+        for _ in range(count):
+            state[0], metrics = train_fn(state[0], batch)
+        return metrics
+
+    backend.sync(train_steps(2))
+    step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
+    state.clear()  # frees the device copy of the train state before predicting
+    predict_fn, _, shardings = classifier._steps("predict")
+    params = jax.device_put(classifier.params, shardings.params)
+    inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, sharding)
+    backend.sync(predict_fn(params, inputs))
+    raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)
+    raw = {"path": "the jitted train / predict step on a device-resident batch", "first_step_s": None,
+           "train_examples_per_s": steps * shape.batch / step_s, "predict_batch": pb,
+           "predict_examples_per_s": steps * pb / raw_predict_s}  # fmt: skip
+    return [dict(public, peak_memory_bytes=peak), dict(raw, framework="flaxbert, jitted step")]
+
+
+# -- keras-hub -----------------------------------------------------------------------------------------------------
+def _keras_hub(shape, seq, steps, repeats, backend):
+    import keras
+
+    x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
+    pb = _predict_batch(shape)
+    px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
+    began = time.perf_counter()
+    classifier = peers.keras_hub_classifier(shape.model, shape.precision)
+    first = {k: v[: shape.batch] for k, v in x.items()}
+    keras.Model.fit(classifier, first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
+    first_step = time.perf_counter() - began  # fit pulls its logs to the host at the epoch end: synced
+    fit = lambda: keras.Model.fit(classifier, x, y, batch_size=shape.batch, epochs=1, verbose=0)  # noqa: E731
+    train_s = _best(fit, backend.sync, repeats)
+    keras.Model.predict(classifier, px, batch_size=pb, verbose=0)
+    predict_s = _best(lambda: keras.Model.predict(classifier, px, batch_size=pb, verbose=0), backend.sync, repeats)
+    return [{"path": "keras.Model.fit / keras.Model.predict", "train_examples_per_s": len(y) / train_s,
+             "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
+             "first_step_s": first_step}]  # fmt: skip
+
+
+# -- transformers --------------------------------------------------------------------------------------------------
+def _transformers(shape, seq, steps, repeats, backend):
+    import torch
+
+    device = "cuda" if backend.device == "gpu" else "cpu"
+    x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
+    pb = _predict_batch(shape)
+    px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
+    cuda = device == "cuda"
+    batches = _torch_batches(x, torch.from_numpy(y.astype(np.int64)), shape.batch, pin=cuda)
+    autocast = (
+        (lambda: torch.autocast(device, dtype=torch.bfloat16))
+        if shape.precision == "bfloat16"
+        else contextlib.nullcontext
+    )
+
+    began = time.perf_counter()
+    model = peers.transformers_classifier(shape.model, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peers.LEARNING_RATE, weight_decay=peers.WEIGHT_DECAY)
+    model.train()
+
+    def train_step(batch):
+        inputs, labels = batch
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        with autocast():
+            loss = model(**inputs, labels=labels.to(device, non_blocking=True)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    train_step(batches[0])
+    backend.sync()
+    first_step = time.perf_counter() - began
+    for batch in batches[1:3]:
+        train_step(batch)
+    train_s = _best(lambda: [train_step(batch) for batch in batches], backend.sync, repeats)
+
+    model.eval()
+    pbatches = _torch_batches(px, None, pb, pin=cuda)
+
+    @torch.inference_mode()
+    def predict(chunks):
+        with autocast():
+            return [model(**{k: v.to(device, non_blocking=True) for k, v in c.items()}).logits.float().cpu()
+                    for c, _ in chunks]  # fmt: skip
+
+    predict(pbatches[:1])
+    predict_s = _best(lambda: predict(pbatches), backend.sync, repeats)
+    return [{"path": "eager PyTorch loop / inference_mode predict", "train_examples_per_s": len(y) / train_s,
+             "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
+             "first_step_s": first_step}]  # fmt: skip
+
+
+def _torch_batches(x, y, batch_size, pin):
+    inputs = peers.torch_inputs(x)
+    out = []
+    for start in range(0, len(x["token_ids"]), batch_size):
+        chunk = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        if pin:
+            chunk = {k: v.pin_memory() for k, v in chunk.items()}
+        out.append((chunk, None if y is None else y[start : start + batch_size]))
+    return out
