@@ -16,6 +16,7 @@ from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, 
 from flaxbert.training import steps
 from flaxbert.training.batches import ArrayData, epoch_order, make_batch, num_batches
 from flaxbert.training.preemption import watch_sigterm
+from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
 
 
@@ -118,11 +119,13 @@ def fit(
             first = start - epoch * per_epoch if epoch == start // per_epoch else 0
             bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                        disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
-            for i in range(first, per_epoch):
-                batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket)
-                state, metrics = train_fn(state, _feed(batch, mesh))
+            fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
+                   for i in range(first, per_epoch))  # fmt: skip
+            for i, batch in zip(range(first, per_epoch), prefetch(fed), strict=True):
+                state, metrics = train_fn(state, batch)
                 sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
-                window = _add(window, metrics)
+                if on_log is not None:
+                    window = _add(window, metrics)
                 if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                     now = time.perf_counter()
                     on_log(_train_row(step, step / per_epoch, window, now - window_began))

@@ -1,0 +1,47 @@
+"""Input prefetch: the next batches are built and copied to the devices in a background thread, so the device
+never waits for the host between steps."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+_DONE = object()
+
+
+def prefetch(items, depth: int = 2):
+    """Yields `items` in order, computing up to `depth` of them ahead in a daemon thread.
+
+    An exception raised while producing an item is re-raised here, at that item. Leaving the loop early (a break, an
+    exception, SystemExit on preemption) stops the producer at its next item.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((_DONE, None))
+        except BaseException as error:  # forwarded to the consumer
+            buffer.put((_DONE, error))
+
+    thread = threading.Thread(target=produce, daemon=True, name="flaxbert-prefetch")
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
