@@ -77,9 +77,17 @@ def main():
                 rows += [_failed(framework, model, b, precision, "skipped: out of time budget") for b in batches]
                 continue
             rows += _run_worker(args, framework, model, precision, batches, left)
+            _write(args, rows, began, partial=True)  # what finished survives if this process is killed
+    report = _write(args, rows, began, partial=False)
+    print_report(report)
+    print(f"\nwrote {args.json}")
+
+
+def _write(args, rows, began, partial: bool) -> dict:
     report = {
         "benchmark": "throughput",
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "partial": partial,
         "device": _device_info(args.device, rows),
         "versions": peers.versions(),
         "seq": args.seq,
@@ -90,10 +98,9 @@ def main():
         "wall_s": time.perf_counter() - began,
         "rows": rows,
     }
-    print_report(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.json}")
+    return report
 
 
 def _groups(shapes):
