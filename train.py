@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-only", action="store_true", help="evaluate the preset on validation (and test) only")
     run.add_argument("--predict-file", help="write labels and probabilities for this file's texts to predictions.jsonl")
     run.add_argument("--offline", action="store_true", help="use only the Hugging Face cache (like HF_HUB_OFFLINE=1)")
+    cache = "$FLAXBERT_COMPILATION_CACHE or ~/.cache/flaxbert/jax"
+    run.add_argument("--no-compilation-cache", action="store_true", help=f"skip the persistent XLA cache ({cache})")
     run.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first (multi-host)")
     return p
 
@@ -117,6 +119,10 @@ def main(argv=None) -> int:
     from flaxbert.parallel import initialize_distributed
 
     initialize_distributed()
+    if not args.no_compilation_cache:  # a rerun or --resume loads its compiled steps instead of compiling again
+        import flaxbert
+
+        flaxbert.enable_compilation_cache()
     from flaxbert.data import DataError
     from flaxbert.run import job
     from flaxbert.run.config import ConfigError

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,13 +20,14 @@ import pytest
 from tests.tiny_preset import sst2_vocabulary, write_tiny_preset
 
 REPO = Path(__file__).resolve().parents[1]
+CACHE = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")  # the runs share compiled steps, never the user's cache
 TRAIN_ROWS, DEV_ROWS = 2048, 200
 STEPS_PER_EPOCH, EPOCHS, LOG_EVERY = 2048 // 16, 2, 4  # configs/tiny.py: batch 16, 2 epochs, log every 4 steps
 
 
 def _train(*args, check=True, env=None, **popen):
     command = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / "tiny.py"), *map(str, args)]
-    env = dict(os.environ, **(env or {}))
+    env = dict(os.environ, FLAXBERT_COMPILATION_CACHE=CACHE, **(env or {}))
     if popen:
         return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
