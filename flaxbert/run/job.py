@@ -157,7 +157,7 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
         before = evaluate_splits(classifier, {"validation": validation}, config, log, step=0, epoch=0.0)
     else:
         before = _logged(out / "metrics.jsonl", step=0)
-    began = time.perf_counter()
+    began = clock[0] = time.perf_counter()
     history = classifier.fit(
         _x(train_split),
         train_split.labels,
