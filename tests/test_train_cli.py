@@ -165,3 +165,31 @@ def test_offline_with_nothing_cached_gives_the_local_files_command(files, tmp_pa
                      "--output-dir", tmp_path / "offline", env=env)  # fmt: skip
     assert "nyu-mll/glue/sst2/train-00000-of-00001.parquet is not in the Hugging Face cache" in message
     assert f"python train.py --preset {files['preset']} --train-file PATH/train.tsv --validation-file" in message
+
+
+def test_glue_from_the_hub_cache_as_parquet(files, tmp_path):
+    """The main command's data path: GLUE SST-2 parquet files resolved through huggingface_hub (here its offline
+    cache, laid out as a download leaves it), read with pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flaxbert import data
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "datasets--nyu-mll--glue"
+    snapshot = repo / "snapshots" / revision / "sst2"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for name, path, rows in (("train", files["train"], TRAIN_ROWS), ("validation", files["dev"], DEV_ROWS)):
+        split = data.read_split(path, ("sentence",), "label", limit=rows)
+        table = pa.table({"sentence": split.texts, "label": split.labels, "idx": list(range(len(split)))})
+        pq.write_table(table, snapshot / f"{name}-00000-of-00001.parquet")
+    out = tmp_path / "glue"
+    _train("--config", REPO / "configs" / "sst2.py", "--preset", files["preset"], "--offline", "--epochs", "2",
+           "--batch-size", "16", "--sequence-length", "64", "--learning-rate", "2e-3", "--config.bucket=false",
+           "--output-dir", out, env={"HF_HUB_CACHE": str(tmp_path / "hub")})  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["examples"] == {"train": TRAIN_ROWS, "validation": DEV_ROWS}
+    assert summary["after"]["validation"]["accuracy"] > 0.6
+    assert json.loads((out / "config.json").read_text())["data"]["hub_repo"] == "nyu-mll/glue"
