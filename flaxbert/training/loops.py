@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -121,23 +122,24 @@ def fit(
                        disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
             fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
                    for i in range(first, per_epoch))  # fmt: skip
-            for i, batch in zip(range(first, per_epoch), prefetch(fed), strict=True):
-                state, metrics = train_fn(state, batch)
-                sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
-                if on_log is not None:
-                    window = _add(window, metrics)
-                if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
-                    now = time.perf_counter()
-                    on_log(_train_row(step, step / per_epoch, window, now - window_began))
-                    window, window_began = None, now
-                if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
-                    _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
-                bar.update(1)
-                if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or preemption.requested):
-                    checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
-                if preemption.requested:
-                    bar.close()
-                    raise SystemExit(0)
+            with contextlib.closing(prefetch(fed)) as batches:
+                for i, batch in zip(range(first, per_epoch), batches, strict=True):
+                    state, metrics = train_fn(state, batch)
+                    sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
+                    if on_log is not None:
+                        window = _add(window, metrics)
+                    if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
+                        now = time.perf_counter()
+                        on_log(_train_row(step, step / per_epoch, window, now - window_began))
+                        window, window_began = None, now
+                    if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
+                        _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
+                    bar.update(1)
+                    if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or preemption.requested):
+                        checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
+                    if preemption.requested:
+                        bar.close()
+                        raise SystemExit(0)
             bar.close()
             for key, value in steps.summarize(jax.device_get(sums)).items():
                 history.setdefault(key, []).append(value)

@@ -12,8 +12,9 @@ _DONE = object()
 def prefetch(items, depth: int = 2):
     """Yields `items` in order, computing up to `depth` of them ahead in a daemon thread.
 
-    An exception raised while producing an item is re-raised here, at that item. Leaving the loop early (a break, an
-    exception, SystemExit on preemption) stops the producer at its next item.
+    An exception raised while producing an item is re-raised here, at that item. Closing the generator (callers use
+    `contextlib.closing`, so a break, an exception or SystemExit on preemption closes it at once) stops the producer
+    and waits for it: a thread still inside a device copy when the interpreter shuts down aborts the process.
     """
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -45,3 +46,4 @@ def prefetch(items, depth: int = 2):
             yield item
     finally:
         stop.set()
+        thread.join()
