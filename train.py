@@ -86,9 +86,7 @@ def build_config(args, extra: list[str]):
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, **local))
     for key, value in _dotted(extra):
         config = cfg.override(config, key, value)
-    if args.eval_only and not config.data.train:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train="(not used)"))
-    cfg.validate(config)
+    cfg.validate(config, training=not args.eval_only)
     return config
 
 

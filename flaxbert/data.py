@@ -24,11 +24,13 @@ class DataError(ValueError):
 
 @dataclasses.dataclass
 class Split:
-    """One split: `texts` (a list of strings, or a pair of lists for sentence pairs) and `labels` (int32, or None)."""
+    """One split: `texts` (a list of strings, or a pair of lists for sentence pairs), `labels` (int32, or None) and
+    the `label_names` the labels were mapped through (() when the file holds integers)."""
 
     path: str
     texts: list[str] | tuple[list[str], list[str]]
     labels: np.ndarray | None
+    label_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.texts[0] if isinstance(self.texts, tuple) else self.texts)
@@ -112,13 +114,17 @@ def read_split(
     label_column: str | None,
     label_names: tuple[str, ...] = (),
     limit: int = 0,
+    infer_label_names: bool = False,
 ) -> Split:
-    """Reads one split; `label_column=None` reads texts only (prediction input). `limit` > 0 keeps the first rows."""
-    columns, rows = read_rows(path)
-    if not rows:
+    """Reads one split; `label_column=None` reads texts only (prediction input). `limit` > 0 keeps the first rows.
+
+    Labels given as names need `label_names`; with `infer_label_names` (for a training file) they default to the
+    sorted distinct names of all the file's rows.
+    """
+    columns, all_rows = read_rows(path)
+    if not all_rows:
         raise DataError(f"{str(path)!r} has no rows.")
-    if limit:
-        rows = rows[:limit]
+    rows = all_rows[:limit] if limit else all_rows
     if not 1 <= len(text_columns) <= 2:
         raise DataError(f"text_columns must name one column, or two for sentence pairs; got {list(text_columns)}.")
     wanted = [*text_columns, *([label_column] if label_column else [])]
@@ -129,10 +135,12 @@ def read_split(
                 "Choose with --text-column / --label-column."
             )
     texts = [[_text(row[name], path, name, i) for i, row in enumerate(rows)] for name in text_columns]
+    if label_column and infer_label_names and not label_names:
+        label_names = _names_of([row[label_column] for row in all_rows])
     labels = None
     if label_column:
         labels = to_label_ids([row[label_column] for row in rows], label_names, path, label_column)
-    return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels)
+    return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels, label_names)
 
 
 def _text(value, path, column: str, index: int) -> str:
@@ -177,10 +185,8 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
     return np.asarray(ids, np.int32)
 
 
-def infer_label_names(path, label_column: str) -> tuple[str, ...]:
-    """The sorted distinct label names of a file whose labels are names (empty when they are integers)."""
-    _, rows = read_rows(path)
-    values = [row.get(label_column) for row in rows]
+def _names_of(values: list) -> tuple[str, ...]:
+    """The sorted distinct label names, or () when every label is an integer."""
     if all(_as_int(v) is not None for v in values):
         return ()
     return tuple(sorted({str(v) for v in values}))

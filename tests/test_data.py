@@ -63,7 +63,9 @@ def test_sentence_pairs_and_limit(tmp_path):
 
 def test_label_names(tmp_path):
     path = _write(tmp_path, "csv", label=lambda y: ["neg", "pos"][y])
-    assert data.infer_label_names(path, "label") == ("neg", "pos")
+    inferred = data.read_split(path, ("sentence",), "label", limit=1, infer_label_names=True)
+    assert inferred.label_names == ("neg", "pos")  # from every row, not only the first
+    np.testing.assert_array_equal(inferred.labels, [1])
     split = data.read_split(path, ("sentence",), "label", label_names=("neg", "pos"))
     np.testing.assert_array_equal(split.labels, [1, 0, 1])
     with pytest.raises(data.DataError, match="--label-names"):
@@ -78,8 +80,9 @@ def test_errors_name_file_and_fix(tmp_path):
         data.read_split(path, ("text",), "label")
     with pytest.raises(data.DataError, match="does not exist"):
         data.read_split(tmp_path / "missing.tsv", ("sentence",), "label")
+    (tmp_path / "split.csv.bak").write_text("x")
     with pytest.raises(data.DataError, match="must end in one of"):
-        data.read_rows(tmp_path / "split.csv.bak") if (tmp_path / "split.csv.bak").write_text("x") else None
+        data.read_rows(tmp_path / "split.csv.bak")
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(data.DataError, match="has no rows"):
         data.read_split(tmp_path / "empty.jsonl", ("sentence",), "label")

@@ -74,7 +74,7 @@ def test_outputs(finished_run, files):
         assert np.isfinite(r["loss"]) and 0.0 <= r["accuracy"] <= 1.0
     assert all(r["learning_rate"] == 2e-3 and r["examples_per_second"] > 0 for r in train)
     before, after = validation[0]["accuracy"], validation[-1]["accuracy"]
-    assert after > 0.6 > before - 0.1, (before, after)  # chance is 0.5 on this balanced slice
+    assert before <= 0.55 and after > 0.6, (before, after)  # chance: 0.475 / 0.525 on this slice
     summary = json.loads((out / "summary.json").read_text())
     assert summary["after"]["validation"]["accuracy"] == after and summary["examples"]["train"] == TRAIN_ROWS
     assert re.search(r"validation\s+after\s+[\d.]+\s+" + f"{after:.4f}", result.stdout)

@@ -135,8 +135,8 @@ def _parse(text: str, kind, key: str):
     raise ConfigError(f"config key {key!r} takes a {name}, got {text!r}.")
 
 
-def validate(config: Config) -> None:
-    """Checks values no type can express, before anything is loaded."""
+def validate(config: Config, training: bool = True) -> None:
+    """Checks values no type can express, before anything is loaded (`training=False`: no training file needed)."""
     checks = [
         (bool(config.preset), "preset is empty: pass --preset NAME_OR_PATH (or set preset in the config)"),
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
@@ -149,7 +149,7 @@ def validate(config: Config) -> None:
         (config.log_every >= 1, "log_every must be at least 1"),
         (config.checkpoint_every >= 0, "checkpoint_every must be 0 (epoch ends) or positive"),
         (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),
-        (bool(config.data.train), "data.train is empty: pass --train-file or set data.train"),
+        (bool(config.data.train) or not training, "data.train is empty: pass --train-file or set data.train"),
         (bool(config.data.validation), "data.validation is empty: pass --validation-file or set data.validation"),
         (config.data.train_limit >= 0, "data.train_limit must be >= 0"),
     ]

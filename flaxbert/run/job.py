@@ -35,9 +35,8 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     """Runs `config`; returns the summary (also written to summary.json and printed)."""
     out = output_dir(config)
     writer = jax.process_index() == 0
-    config = with_label_names(config, need_train=not eval_only)
+    config, splits = load_splits(config, need_train=not eval_only)
     _check_output(out, config, resume, eval_only)
-    splits = load_splits(config, need_train=not eval_only)
     classifier = build_classifier(config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
@@ -59,28 +58,28 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
 
 
 # -- phases ------------------------------------------------------------------------------------------------------------
-def load_splits(config: Config, need_train: bool = True) -> dict[str, datasets.Split]:
-    """train (unless evaluating only), validation and, when named, test; labels checked against num_classes."""
+def load_splits(config: Config, need_train: bool = True) -> tuple[Config, dict[str, datasets.Split]]:
+    """train (unless evaluating only), validation and, when named, test; labels checked against num_classes.
+
+    Returns the config with `data.label_names` filled in when the training file's labels are names (read once).
+    """
     cfg = config.data
     wanted = {"train": cfg.train if need_train else "", "validation": cfg.validation, "test": cfg.test}
-    paths = {split: _locate(config, name) for split, name in wanted.items() if name}
-    splits = {}
-    for split, path in paths.items():
-        limit = cfg.train_limit if split == "train" else 0
-        splits[split] = datasets.read_split(path, cfg.text_columns, cfg.label_column, cfg.label_names, limit)
-        if split == "test" and (splits[split].labels < 0).all():
-            del splits[split]  # an unlabelled test split (GLUE's) cannot be scored
+    names, splits = cfg.label_names, {}
+    for split, name in wanted.items():
+        if not name:
             continue
-        datasets.check_labels(splits[split], config.num_classes, cfg.label_column)
-    return splits
-
-
-def with_label_names(config: Config, need_train: bool) -> Config:
-    """`config` with `data.label_names` filled in from the training file when its labels are names."""
-    if config.data.label_names or not need_train:
-        return config
-    names = datasets.infer_label_names(_locate(config, config.data.train), config.data.label_column)
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=names)) if names else config
+        limit = cfg.train_limit if split == "train" else 0
+        read = datasets.read_split(_locate(config, name), cfg.text_columns, cfg.label_column, names, limit,
+                                   infer_label_names=split == "train")  # fmt: skip
+        names = read.label_names
+        if split == "test" and (read.labels < 0).all():
+            continue  # an unlabelled test split (GLUE's) cannot be scored
+        datasets.check_labels(read, config.num_classes, cfg.label_column)
+        splits[split] = read
+    if names != cfg.label_names:
+        config = dataclasses.replace(config, data=dataclasses.replace(cfg, label_names=names))
+    return config, splits
 
 
 def _locate(config: Config, name: str) -> str:
@@ -117,19 +116,12 @@ def build_classifier(config: Config):
 
 
 def make_optimizer(config: Config, num_steps: int):
-    """The optax transformation and its learning-rate schedule (for the metrics rows)."""
+    """The optax transformation and its learning-rate schedule (step -> rate, for the metrics rows)."""
     opt = config.optimizer
     if opt.name == "keras_default":
         return optimizers.keras_default(opt.learning_rate), lambda step: opt.learning_rate
     tx = optimizers.recommended(num_steps, opt.learning_rate, opt.warmup_fraction, opt.weight_decay, opt.clipnorm)
-    warmup = max(1, int(num_steps * opt.warmup_fraction))
-
-    def schedule(step):
-        if step < warmup:
-            return opt.learning_rate * step / warmup
-        return opt.learning_rate * max(0.0, (num_steps - step) / max(1, num_steps - warmup))
-
-    return tx, schedule
+    return tx, optimizers.warmup_linear_decay(num_steps, opt.learning_rate, opt.warmup_fraction)
 
 
 def train(classifier, splits, config: Config, out: Path, resume: bool, writer: bool) -> dict:
@@ -140,30 +132,30 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
     resume_step = _resume_step(out / "checkpoints") if resume else None
     log = MetricsLog(out / "metrics.jsonl", resume_step=resume_step, enabled=writer)
 
-    epoch_seconds, clock = [], [time.perf_counter()]
+    epoch_seconds, epoch_began = [], 0.0
 
     def on_log(row):
+        nonlocal epoch_began
         if row["split"] == "train":
             row = dict(row, learning_rate=float(schedule(row["step"] - 1)))
         else:  # a validation row closes an epoch: its wall time includes compiling new batch shapes and evaluating
             now = time.perf_counter()
-            epoch_seconds.append(now - clock[0])
-            clock[0] = now
+            epoch_seconds.append(now - epoch_began)
+            epoch_began = now
             row = dict(row, epoch_seconds=epoch_seconds[-1])
         log.write(row)
 
-    before = None
     if resume_step is None:
         before = evaluate_splits(classifier, {"validation": validation}, config, log, step=0, epoch=0.0)
     else:
         before = _logged(out / "metrics.jsonl", step=0)
-    began = clock[0] = time.perf_counter()
+    began = epoch_began = time.perf_counter()
     history = classifier.fit(
-        _x(train_split),
+        train_split.texts,
         train_split.labels,
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=(_x(validation), validation.labels),
+        validation_data=(validation.texts, validation.labels),
         seed=config.seed,
         checkpoint_dir=out / "checkpoints",
         checkpoint_every=config.checkpoint_every or None,
@@ -187,7 +179,6 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
         "epochs": config.epochs,
         "epochs_this_run": epochs_run,
         "train_seconds": seconds,
-        "seconds_per_epoch": seconds / max(epochs_run, 1),
         "epoch_seconds": epoch_seconds,
         "model": str(out / "model"),
     }
@@ -196,7 +187,7 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
 def evaluate_splits(classifier, splits, config: Config, log: MetricsLog, step: int, epoch: float) -> dict:
     scores = {}
     for name, split in splits.items():
-        scores[name] = classifier.evaluate(_x(split), split.labels, batch_size=config.eval_batch_size, verbose=0)
+        scores[name] = classifier.evaluate(split.texts, split.labels, batch_size=config.eval_batch_size, verbose=0)
         log.write(dict(split=name, step=step, epoch=float(epoch), **scores[name]))
     return scores
 
@@ -204,7 +195,7 @@ def evaluate_splits(classifier, splits, config: Config, log: MetricsLog, step: i
 def write_predictions(classifier, config: Config, path: str, target: Path, writer: bool) -> dict:
     """Labels and class probabilities for every row of `path` (labels in it, if any, are ignored)."""
     split = datasets.read_split(path, config.data.text_columns, None)
-    logits = classifier.predict(_x(split), batch_size=config.eval_batch_size, verbose=0)
+    logits = classifier.predict(split.texts, batch_size=config.eval_batch_size, verbose=0)
     probs = np.asarray(logits if classifier.activation == "softmax" else jax.nn.softmax(logits, axis=-1))
     names = config.data.label_names
     if writer:
@@ -218,10 +209,6 @@ def write_predictions(classifier, config: Config, path: str, target: Path, write
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------------
-def _x(split: datasets.Split):
-    return split.texts
-
-
 def _mesh(config: Config):
     fsdp = config.mesh.fsdp
     data = config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // fsdp)

@@ -33,17 +33,22 @@ def recommended(
 
     This is the recipe keras-hub's GLUE benchmark used (REFERENCE §6.1), with a warmup added.
     """
+    schedule = warmup_linear_decay(num_steps, learning_rate, warmup_fraction)
+    return optax.chain(
+        optax.clip_by_global_norm(clipnorm),
+        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-6, weight_decay=weight_decay, mask=weight_decay_mask),
+    )
+
+
+def warmup_linear_decay(num_steps: int, learning_rate: float, warmup_fraction: float) -> optax.Schedule:
+    """The recommended recipe's learning rate: linear from 0 to `learning_rate` over the warmup, then linear to 0."""
     warmup = max(1, int(num_steps * warmup_fraction))
-    schedule = optax.join_schedules(
+    return optax.join_schedules(
         [
             optax.linear_schedule(0.0, learning_rate, warmup),
             optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - warmup)),
         ],
         [warmup],
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(clipnorm),
-        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-6, weight_decay=weight_decay, mask=weight_decay_mask),
     )
 
 
