@@ -1,7 +1,15 @@
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import flaxbert
+from flaxbert import compilation
+from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
+from flaxbert.parallel import make_mesh
+from flaxbert.training import steps
 
 
 def test_enable_compilation_cache_writes_compiled_programs(tmp_path):
@@ -14,3 +22,25 @@ def test_enable_compilation_cache_writes_compiled_programs(tmp_path):
     finally:
         jax.config.update("jax_compilation_cache_dir", before[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+
+
+def test_cpu_inference_options_are_used_and_keep_the_numbers():
+    mesh = make_mesh()
+    options = compilation.inference_compiler_options(mesh)
+    assert options == {"xla_cpu_experimental_ynn_fusion_type": ""}  # this jaxlib knows the option
+    cfg = BertConfig(vocabulary_size=97, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64)
+    model = BertClassifier(cfg, BertHeadConfig(num_classes=3))
+    inputs = {"token_ids": jnp.arange(4 * 16).reshape(4, 16) % 97, "segment_ids": jnp.zeros((4, 16), jnp.int32),
+              "padding_mask": jnp.ones((4, 16), jnp.int32).at[1, 9:].set(0)}  # fmt: skip
+    params = nn.unbox(model.init(jax.random.key(0), inputs)["params"])
+    step = functools.partial(steps.predict_step, model=model)
+    plain = jax.jit(step)(params, inputs)
+    tuned = jax.jit(step, compiler_options=options)(params, inputs)
+    np.testing.assert_allclose(tuned, plain, rtol=1e-5, atol=1e-6)
+    assert "ynn" in jax.jit(step).lower(params, inputs).compile().as_text()  # default: YNNPACK fusions
+    assert "ynn" not in jax.jit(step, compiler_options=options).lower(params, inputs).compile().as_text()
+
+
+def test_unknown_compiler_options_fall_back_to_the_defaults(monkeypatch):
+    monkeypatch.setattr(compilation, "_CPU_INFERENCE_OPTIONS", {"xla_cpu_no_such_option_in_any_version": "1"})
+    assert compilation.inference_compiler_options(make_mesh()) is None

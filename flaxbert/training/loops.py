@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flaxbert import checkpoint
+from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
@@ -58,12 +59,14 @@ def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
 
 def jit_eval_step(model, mesh, param_shardings, *, loss_fn):
     step = functools.partial(steps.eval_step, model=model, loss_fn=loss_fn)
-    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=replicated(mesh))
+    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=replicated(mesh),
+                   compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
 def jit_predict_step(model, mesh, param_shardings):
     step = functools.partial(steps.predict_step, model=model)
-    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=batch_sharding(mesh))
+    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=batch_sharding(mesh),
+                   compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
 _IN_FLIGHT = 4  # predict batches dispatched ahead of the one the host waits for
