@@ -175,6 +175,7 @@ class BertBackbone(Backbone):
         *,
         activation: str = "gelu_approximate",
         layer_norm_epsilon: float = 1e-12,
+        scan_layers: bool = False,
         seed: int = 0,
     ):
         config = BertConfig(
@@ -189,6 +190,7 @@ class BertBackbone(Backbone):
             activation,
             layer_norm_epsilon,
             compute_dtype(dtype),
+            scan_layers,
         )
         self._build(config, None, seed)
 
@@ -219,6 +221,7 @@ class DistilBertBackbone(Backbone):
         *,
         activation: str = "gelu",
         layer_norm_epsilon: float = 1e-12,
+        scan_layers: bool = False,
         seed: int = 0,
     ):
         config = DistilBertConfig(
@@ -232,5 +235,6 @@ class DistilBertBackbone(Backbone):
             activation,
             layer_norm_epsilon,
             compute_dtype(dtype),
+            scan_layers,
         )
         self._build(config, None, seed)

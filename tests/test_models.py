@@ -1,5 +1,7 @@
 """The functional core on tiny dims: parameter counts of every preset, logical axes, masks, dropout, dtypes."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -154,3 +156,55 @@ def test_keras_dtype_policies_map_to_compute_dtypes():
     assert backbone.params["token_embedding"]["embedding"].dtype == jnp.float32
     out = backbone({"token_ids": np.ones((1, 4), int), "padding_mask": np.ones((1, 4), int)})
     assert out.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_scanned_layers_equal_the_unrolled_loop_in_values_and_gradients(cfg):
+    cfg = dataclasses.replace(cfg, num_layers=3)
+    encoder_cls = BertEncoder if isinstance(cfg, BertConfig) else DistilBertEncoder
+    inputs = dummy_inputs(cfg, batch_size=2, length=7)
+    inputs["token_ids"] = jnp.arange(14).reshape(2, 7) * 5
+    inputs["padding_mask"] = inputs["padding_mask"].at[1, 4:].set(0)
+    params = nn.unbox(encoder_cls(cfg).init(jax.random.key(0), inputs)["params"])
+    assert [k for k in params if k.startswith("transformer_layer")] == [f"transformer_layer_{i}" for i in range(3)]
+
+    def loss(params, scan):
+        outputs = encoder_cls(dataclasses.replace(cfg, scan_layers=scan)).apply({"params": params}, inputs)
+        return jnp.sum(jnp.sin(jax.tree.leaves(outputs)[-1]))
+
+    (scanned, scanned_grads), (looped, looped_grads) = (jax.value_and_grad(loss)(params, s) for s in (True, False))
+    np.testing.assert_allclose(scanned, looped, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(scanned_grads), jax.tree.leaves(looped_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))  # fp32 sums reordered
+
+
+def test_the_scanned_train_step_compiles_one_layer_whatever_the_depth():
+    """With scan_layers the lowered program's matmuls do not grow with num_layers; unrolled, they do."""
+
+    def matmuls(num_layers, scan):
+        cfg = dataclasses.replace(TINY_BERT, num_layers=num_layers, scan_layers=scan)
+        model = BertClassifier(cfg, BertHeadConfig(num_classes=2))
+        params = nn.unbox(abstract_params(model, cfg))
+        inputs = dummy_inputs(cfg, batch_size=2, length=8)
+
+        def loss(p):
+            return jnp.sum(model.apply({"params": p}, inputs, train=True, rngs={"dropout": jax.random.key(0)}))
+
+        return jax.jit(jax.grad(loss)).lower(params).as_text().count("dot_general")
+
+    assert matmuls(2, scan=True) == matmuls(6, scan=True) > 0
+    assert matmuls(6, scan=False) > matmuls(2, scan=False)
+
+
+def test_scanned_dropout_repeats_per_key_and_changes_with_it():
+    cfg = dataclasses.replace(TINY_BERT, dropout=0.5, scan_layers=True)
+    inputs = dummy_inputs(cfg, batch_size=1, length=6)
+    params = nn.unbox(BertEncoder(cfg).init(jax.random.key(0), inputs)["params"])
+
+    def run(key=None):
+        train = {"train": True, "rngs": {"dropout": key}} if key is not None else {}
+        return BertEncoder(cfg).apply({"params": params}, inputs, **train)["sequence_output"]
+
+    np.testing.assert_array_equal(run(jax.random.key(3)), run(jax.random.key(3)))
+    assert not np.allclose(run(jax.random.key(3)), run(jax.random.key(4)))
+    assert not np.allclose(run(jax.random.key(3)), run())

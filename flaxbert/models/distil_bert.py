@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 
 from flaxbert.models.config import DistilBertConfig
-from flaxbert.models.layers import PositionEmbedding, TransformerLayer, check_length, embed, layer_norm
+from flaxbert.models.layers import PositionEmbedding, check_length, embed, layer_norm, transformer_layers
 
 
 class DistilBertEncoder(nn.Module):
@@ -23,6 +23,5 @@ class DistilBertEncoder(nn.Module):
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
         x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
-        for i in range(cfg.num_layers):
-            x = TransformerLayer(cfg, name=f"transformer_layer_{i}")(x, inputs["padding_mask"], train)
+        x = transformer_layers(self, x, inputs["padding_mask"], train)
         return x

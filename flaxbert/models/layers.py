@@ -154,3 +154,34 @@ class TransformerLayer(nn.Module):
         h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, L, D]
         h = nn.Dropout(cfg.dropout)(h, deterministic=not train)
         return layer_norm(cfg, "feedforward_layer_norm")(x + h)
+
+
+def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:
+    """The encoder's `cfg.num_layers` TransformerLayers, whose params are `transformer_layer_0` ... `_{N-1}`.
+
+    Called from inside the encoder's compact `__call__`. Init builds the layers one by one (that is what creates and
+    names their params). With `cfg.scan_layers`, apply runs one `lax.scan` over the layers' params stacked on a new
+    leading axis, so XLA traces and compiles one layer instead of N (a BERT-base train step took 30-35 s to compile
+    on an H100 unrolled, a 1-layer one 4.3 s), while checkpoints and the sharding rules keep the per-layer tree.
+    There, layer i's dropout key is the i-th of `num_layers` keys split from the encoder's dropout stream, so the
+    masks, not the math, differ from an unrolled run.
+    """
+    cfg = encoder.cfg
+    if encoder.is_initializing() or cfg.num_layers == 1 or not cfg.scan_layers:
+        for i in range(cfg.num_layers):
+            x = TransformerLayer(cfg, name=f"transformer_layer_{i}")(x, padding_mask, train)
+        return x
+    params = nn.unbox(encoder.variables["params"])
+    stacked = jax.tree.map(
+        lambda *per_layer: jnp.stack(per_layer), *(params[f"transformer_layer_{i}"] for i in range(cfg.num_layers))
+    )
+    dropout = train and cfg.dropout > 0
+    keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
+    layer = TransformerLayer(cfg, parent=None)
+
+    def step(x, params_and_key):
+        layer_params, key = params_and_key
+        rngs = {"dropout": key} if dropout else None
+        return layer.apply({"params": layer_params}, x, padding_mask, train, rngs=rngs), None
+
+    return jax.lax.scan(step, x, (stacked, keys))[0]
