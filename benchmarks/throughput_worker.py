@@ -120,6 +120,7 @@ def _flaxbert(shape, seq, steps, repeats, backend):
     import jax
 
     from flaxbert.parallel import batch_sharding
+    from flaxbert.training import loops
 
     x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
     pb = _predict_batch(shape)
@@ -143,12 +144,12 @@ def _flaxbert(shape, seq, steps, repeats, backend):
     batch = {"inputs": first, "label": y[: shape.batch], "weight": np.ones(shape.batch, np.float32),
              "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
     batch = jax.device_put(batch, sharding)
-    state = [create_state(classifier.params)]
+    state, sums = [create_state(classifier.params)], [loops.zero_totals(classifier.mesh)]
 
     def train_steps(count):
         for _ in range(count):
-            state[0], metrics = train_fn(state[0], batch)
-        return metrics
+            state[0], sums[0] = train_fn(state[0], sums[0], batch)
+        return sums[0]
 
     backend.sync(train_steps(2))
     step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
