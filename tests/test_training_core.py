@@ -146,3 +146,16 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics():
     np.testing.assert_allclose([r["loss"] for r in rows], [loss for _, loss, _ in windows], rtol=1e-6)
     np.testing.assert_allclose([r["accuracy"] for r in rows], [acc for _, _, acc in windows], rtol=1e-6)
     assert all(r["examples_per_second"] > 0 for r in rows)
+
+
+def test_create_state_copies_the_params_so_donating_steps_leave_them_intact():
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    tx = optax.sgd(0.5)
+    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
+    params = jax.device_put(_params(), shardings.params)  # already in place: nothing for device_put to move
+    before = jax.tree.map(np.array, params)
+    state = loops.create_state(params, tx, shardings)
+    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
+    state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8))
+    assert int(state.step) == 1
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)  # readable, unchanged
