@@ -19,6 +19,7 @@ import numpy as np
 import peers
 
 from flaxbert.parallel import batch_sharding
+from flaxbert.training import loops
 
 
 def top_ops(run, steps: int, top: int) -> list[tuple[str, float]]:
@@ -65,14 +66,15 @@ def main():
     batch = {"inputs": {k: v[: shape.batch] for k, v in x.items()}, "label": y[: shape.batch],
              "weight": np.ones(shape.batch, np.float32), "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
     batch = jax.device_put(batch, sharding)
-    state = [create_state(classifier.params)]
+    state, sums = [create_state(classifier.params)], [loops.zero_totals(classifier.mesh)]
 
     def train():
         for _ in range(args.steps):
-            state[0], metrics = train_fn(state[0], batch)
-        jax.block_until_ready(metrics)
+            state[0], sums[0] = train_fn(state[0], sums[0], batch)
+        jax.block_until_ready(sums[0])
 
-    report(f"train step, batch {shape.batch}", train_fn.lower(state[0], batch).compile(), train, args.steps, args.top)
+    compiled = train_fn.lower(state[0], sums[0], batch).compile()
+    report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
     predict_fn, _, shardings = classifier._steps("predict")
     params = jax.device_put(classifier.params, shardings.params)

@@ -9,12 +9,16 @@ shows its error in the table and the run goes on.
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
 
 What is timed (after warm-up, with a final device sync; every framework at verbose=0):
-- flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)` over `steps` batches, whole call timed;
-  then `classifier.predict(x, batch_size=predict_batch)`. The "jitted step" row drives the same compiled steps
-  directly on one batch placed on the device once, so the gap between the two rows is flaxbert's loop overhead.
-- keras-hub: `keras.Model.fit` / `keras.Model.predict` on the keras-hub classifier (Keras 3's own numpy array
-  adapter). keras-hub 0.32's `PipelineModel.fit` override wraps numpy input in grain or tf.data before calling the
-  same `keras.Model.fit`; neither is installed (no TensorFlow) and with `preprocessor=None` it adds no work.
+- flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)` in its steady state: the train rate is
+  batch / the marginal cost of a step, (best time of a fit over 2 * `steps` batches - best over `steps`) / `steps`,
+  so what each call pays once (state creation, data preparation, the epoch-end sync; the row's `fit_fixed_s`) is
+  left out, as it is from any long fit. Then `classifier.predict(x, batch_size=predict_batch)`, whole call timed.
+  The "jitted step" row drives the same compiled steps directly on one batch placed on the device once, so the gap
+  between the two rows is flaxbert's per-step loop overhead.
+- keras-hub: `keras.Model.fit` (timed the same marginal way) / `keras.Model.predict` on the keras-hub classifier
+  (Keras 3's own numpy array adapter). keras-hub 0.32's `PipelineModel.fit` override wraps numpy input in grain or
+  tf.data before calling the same `keras.Model.fit`; neither is installed (no TensorFlow) and with
+  `preprocessor=None` it adds no work.
 - transformers: an eager PyTorch loop (`model(**batch, labels=y)`, `loss.backward()`, `AdamW.step()`), host batches
   moved to the device each step; predict under `torch.inference_mode()` with `model.eval()`. GPU: TF32 matmuls
   enabled, bf16 rows under `torch.autocast(dtype=torch.bfloat16)`.

@@ -1,5 +1,7 @@
 """The functional training core on 8 fake CPU devices: mesh invariance, golden shardings, exact padded metrics."""
 
+from functools import partial
+
 import jax
 import numpy as np
 import optax
@@ -9,8 +11,9 @@ from jax.sharding import PartitionSpec as P
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import make_mesh
-from flaxbert.training import loops, optimizers
-from flaxbert.training.batches import ArrayData
+from flaxbert.training import loops, optimizers, steps
+from flaxbert.training.batches import ArrayData, epoch_order, make_batch, num_batches
+from flaxbert.training.state import TrainState
 from flaxbert.training.steps import sparse_categorical_crossentropy
 
 CFG = BertConfig(
@@ -97,3 +100,62 @@ def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape):
     loss = optax.softmax_cross_entropy_with_integer_labels(direct, data.labels).mean()
     assert metrics["loss"] == pytest.approx(float(loss), abs=1e-5)
     assert metrics["accuracy"] == pytest.approx(float((direct.argmax(-1) == data.labels).mean()), abs=1e-7)
+
+
+def _reference_metrics(tx, data, batch_size, epochs, log_every):
+    """Per-epoch and per-window (loss, accuracy) from the pure step's own metrics, summed on the host in float64."""
+    step = jax.jit(partial(steps.train_step, model=MODEL, seed=0, loss_fn=sparse_categorical_crossentropy))
+    state = TrainState.create(_params(), tx)
+    per_epoch, epochs_out, windows = num_batches(len(data), batch_size), [], []
+
+    def summary(sums):
+        return sums["loss_sum"] / sums["count"], sums["correct"] / sums["weight_sum"]
+
+    for epoch in range(epochs):
+        order = epoch_order(len(data), 0, epoch, True)
+        total = window = None
+        for i in range(per_epoch):
+            batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size)
+            state, metrics = step(state, batch)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            total = metrics if total is None else {k: total[k] + v for k, v in metrics.items()}
+            window = metrics if window is None else {k: window[k] + v for k, v in metrics.items()}
+            at = epoch * per_epoch + i + 1
+            if at % log_every == 0 or i + 1 == per_epoch:
+                windows.append((at, *summary(window)))
+                window = None
+        epochs_out.append(summary(total))
+    return epochs_out, windows
+
+
+def test_fit_history_and_log_rows_equal_the_summed_step_metrics():
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    tx = optax.sgd(0.5)
+    rng = np.random.default_rng(1)
+    data = _data(n=37)  # batch 8: four full batches and a padded one of 5 per epoch
+    data = ArrayData(data.inputs, data.labels, rng.uniform(0.5, 2.0, 37).astype(np.float32))
+    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
+    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
+    rows = []
+    _, history = loops.fit(loops.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=2,
+                           seed=0, shuffle=True, mesh=mesh, verbose=1, log_every=3, on_log=rows.append)  # fmt: skip
+    epochs, windows = _reference_metrics(tx, data, batch_size=8, epochs=2, log_every=3)
+    np.testing.assert_allclose(history["loss"], [loss for loss, _ in epochs], rtol=1e-6)
+    np.testing.assert_allclose(history["accuracy"], [accuracy for _, accuracy in epochs], rtol=1e-6)
+    assert [r["step"] for r in rows] == [at for at, _, _ in windows] == [3, 5, 6, 9, 10]
+    np.testing.assert_allclose([r["loss"] for r in rows], [loss for _, loss, _ in windows], rtol=1e-6)
+    np.testing.assert_allclose([r["accuracy"] for r in rows], [acc for _, _, acc in windows], rtol=1e-6)
+    assert all(r["examples_per_second"] > 0 for r in rows)
+
+
+def test_create_state_copies_the_params_so_donating_steps_leave_them_intact():
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    tx = optax.sgd(0.5)
+    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
+    params = jax.device_put(_params(), shardings.params)  # already in place: nothing for device_put to move
+    before = jax.tree.map(np.array, params)
+    state = loops.create_state(params, tx, shardings)
+    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
+    state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8))
+    assert int(state.step) == 1
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)  # readable, unchanged

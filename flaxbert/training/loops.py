@@ -8,6 +8,7 @@ import time
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -33,11 +34,13 @@ def jit_create_state(tx, shardings):
 
     Build it once per (optimizer, mesh) and reuse it: each call of this factory is a new program to compile.
     """
-    create = jax.jit(lambda p: TrainState.create(p, tx), out_shardings=shardings)
+    # The params are copied: train steps donate the state, and the caller's params must survive a failed or
+    # interrupted fit. Copied inside the program that builds the optimizer state, not by a separate
+    # `device_put(may_alias=False)`: one dispatch, and on CPU ~4x less time per fit (bert_tiny 45 -> 12 ms).
+    create = jax.jit(lambda p: TrainState.create(jax.tree.map(jnp.copy, p), tx), out_shardings=shardings)
 
     def create_state(params) -> TrainState:
-        # A copy: train steps donate the state, and the caller's params must survive a failed or interrupted fit.
-        return create(jax.device_put(params, shardings.params, may_alias=False))
+        return create(jax.device_put(params, shardings.params))  # moves only the params not already in place
 
     return create_state
 
@@ -48,13 +51,20 @@ def create_state(params, tx, shardings) -> TrainState:
 
 
 def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
-    step = functools.partial(steps.train_step, model=model, seed=seed, loss_fn=loss_fn)
+    """The jitted `(state, sums, batch) -> (state, sums)` of `steps.train_step_summed`; the state is donated."""
+    step = functools.partial(steps.train_step_summed, model=model, seed=seed, loss_fn=loss_fn)
     return jax.jit(
         step,
-        donate_argnums=0,
-        in_shardings=(shardings, batch_sharding(mesh)),
+        donate_argnums=0,  # not the sums: fit passes the same zeros again whenever a total restarts
+        in_shardings=(shardings, replicated(mesh), batch_sharding(mesh)),
         out_shardings=(shardings, replicated(mesh)),
     )
+
+
+def zero_totals(mesh) -> dict:
+    """The running metric totals the train step adds into, before any step: the epoch's and the on_log window's."""
+    zeros = jax.device_put(steps.zero_sums(), replicated(mesh))
+    return {"epoch": zeros, "window": zeros}
 
 
 def jit_eval_step(model, mesh, param_shardings, *, loss_fn):
@@ -115,11 +125,11 @@ def fit(
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
-    history = {}
+    fresh, history = zero_totals(mesh), {}
     with watch_sigterm() as preemption:
         for epoch in range(start // per_epoch, epochs):
-            order, sums, began = epoch_order(len(data), seed, epoch, shuffle), None, time.perf_counter()
-            window, window_began = None, began
+            order, began = epoch_order(len(data), seed, epoch, shuffle), time.perf_counter()
+            totals, window_began = fresh, began
             first = start - epoch * per_epoch if epoch == start // per_epoch else 0
             bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                        disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
@@ -127,16 +137,14 @@ def fit(
                    for i in range(first, per_epoch))  # fmt: skip
             with contextlib.closing(prefetch(fed)) as batches:
                 for i, batch in zip(range(first, per_epoch), batches, strict=True):
-                    state, metrics = train_fn(state, batch)
-                    sums, step = _add(sums, metrics), epoch * per_epoch + i + 1
-                    if on_log is not None:
-                        window = _add(window, metrics)
+                    state, totals = train_fn(state, totals, batch)
+                    step = epoch * per_epoch + i + 1
                     if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                         now = time.perf_counter()
-                        on_log(_train_row(step, step / per_epoch, window, now - window_began))
-                        window, window_began = None, now
+                        on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began))
+                        totals, window_began = dict(totals, window=fresh["window"]), now
                     if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
-                        _show(bar, sums, (i + 1 - first) * batch_size / (time.perf_counter() - began))
+                        _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
                     bar.update(1)
                     if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or preemption.requested):
                         checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
@@ -144,7 +152,7 @@ def fit(
                         bar.close()
                         raise SystemExit(0)
             bar.close()
-            for key, value in steps.summarize(jax.device_get(sums)).items():
+            for key, value in steps.summarize(jax.device_get(totals["epoch"])).items():
                 history.setdefault(key, []).append(value)
             if ckpt is not None:
                 end = (epoch + 1) * per_epoch
