@@ -105,14 +105,14 @@ def cpu_name() -> str:
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def flaxbert_classifier(model: str, precision: str, backbone=None):
+def flaxbert_classifier(model: str, precision: str, backbone=None, scan_layers: bool = False):
     """A flaxbert classifier with random init (or around `backbone`), compiled with AdamW."""
     import optax
 
     import flaxbert
 
     arch, layers, heads, hidden, inter = MODELS[model]
-    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision)
+    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision, scan_layers=scan_layers)
     if arch == "bert":
         backbone = backbone or flaxbert.BertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
         classifier = flaxbert.BertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)

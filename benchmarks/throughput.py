@@ -7,6 +7,7 @@ shows its error in the table and the run goes on.
 
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
+    python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
 
 What is timed (after warm-up, with a final device sync; every framework at verbose=0):
 - flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)` in its steady state: the train rate is
@@ -43,6 +44,7 @@ import peers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
+VARIANTS = ("flaxbert_scan",)  # run only when named: flaxbert with BertBackbone(scan_layers=True)
 DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
     f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)
 )}  # fmt: skip
@@ -69,9 +71,9 @@ def main():
 
         return run_group(args)
     frameworks = [f for f in args.frameworks.split(",") if f]
-    unknown = set(frameworks) - set(FRAMEWORKS)
+    unknown = set(frameworks) - set(FRAMEWORKS + VARIANTS)
     if unknown:
-        parser.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS}")
+        parser.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS + VARIANTS}")
     shapes = [peers.Shape.parse(s) for s in (args.shapes or DEFAULT_SHAPES[args.device]).split(",")]
     rows, began = [], time.perf_counter()
     for (model, precision), batches in _groups(shapes).items():

@@ -4,6 +4,7 @@ per row. Only the framework being measured is imported."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import resource
@@ -15,7 +16,8 @@ import peers
 
 
 def run_group(args) -> None:
-    measure = {"flaxbert": _flaxbert, "keras_hub": _keras_hub, "transformers": _transformers}[args.worker]
+    measure = {"flaxbert": _flaxbert, "flaxbert_scan": functools.partial(_flaxbert, scan_layers=True),
+               "keras_hub": _keras_hub, "transformers": _transformers}[args.worker]  # fmt: skip
     backend = _Backend(args.worker, args.device, args.compilation_cache)
     for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
         common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
@@ -132,7 +134,7 @@ def _fit_step_s(fit, sync, steps: int, repeats: int) -> tuple[float, float]:
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, repeats, backend):
+def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False):
     import jax
 
     from flaxbert.parallel import batch_sharding
@@ -142,7 +144,7 @@ def _flaxbert(shape, seq, steps, repeats, backend):
     pb = _predict_batch(shape)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
     began = time.perf_counter()
-    classifier = peers.flaxbert_classifier(shape.model, shape.precision)
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision, scan_layers=scan_layers)
     first = {k: v[: shape.batch] for k, v in x.items()}
     classifier.fit(first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
     first_step = time.perf_counter() - began  # fit returns after a device_get of its metrics: synced
