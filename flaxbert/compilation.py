@@ -41,8 +41,9 @@ _CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 @functools.cache
 def _accepted(platform: str, options: tuple[tuple[str, str], ...]) -> bool:
     """Whether this jaxlib's compiler for `platform` knows every option (the option names change between versions)."""
+    probe = jax.device_put(jnp.zeros((), jnp.float32), jax.devices(platform)[0])  # compile for that platform
     try:
-        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(jnp.zeros((), jnp.float32)).compile()
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(probe).compile()
     except Exception:  # an unknown option or an invalid value: compile without them
         return False
     return True

@@ -61,16 +61,21 @@ def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
     )
 
 
+def _zeros(mesh) -> dict:
+    return jax.device_put(steps.zero_sums(), replicated(mesh))
+
+
 def zero_totals(mesh) -> dict:
     """The running metric totals the train step adds into, before any step: the epoch's and the on_log window's."""
-    zeros = jax.device_put(steps.zero_sums(), replicated(mesh))
+    zeros = _zeros(mesh)
     return {"epoch": zeros, "window": zeros}
 
 
 def jit_eval_step(model, mesh, param_shardings, *, loss_fn):
-    step = functools.partial(steps.eval_step, model=model, loss_fn=loss_fn)
-    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=replicated(mesh),
-                   compiler_options=inference_compiler_options(mesh))  # fmt: skip
+    """The jitted `(params, sums, batch) -> sums` of `steps.eval_step_summed`."""
+    step = functools.partial(steps.eval_step_summed, model=model, loss_fn=loss_fn)
+    return jax.jit(step, in_shardings=(param_shardings, replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=replicated(mesh), compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
 def jit_predict_step(model, mesh, param_shardings):
@@ -87,10 +92,6 @@ def _feed(batch, mesh):
     rows = process_slice(len(batch["label"]))
     local = jax.tree.map(lambda x: x[rows], batch)
     return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], local)
-
-
-def _add(a, b):
-    return b if a is None else jax.tree.map(lambda x, y: x + y, a, b)
 
 
 def fit(
@@ -190,9 +191,9 @@ def evaluate(
     params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
 ):
     """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
-    sums = None
+    sums = _zeros(mesh)
     for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose):
-        sums = _add(sums, eval_fn(params, _feed(batch, mesh)))
+        sums = eval_fn(params, sums, _feed(batch, mesh))
     return steps.summarize(jax.device_get(sums))
 
 

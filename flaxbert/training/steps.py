@@ -67,6 +67,11 @@ def eval_step(params, batch, *, model, loss_fn) -> dict[str, jax.Array]:
     return _metrics(loss_fn(outputs, batch["label"]), outputs, batch)
 
 
+def eval_step_summed(params, sums: dict, batch, **step_args) -> dict[str, jax.Array]:
+    """`eval_step`'s metrics added into the running total `sums`, for the same reason as `train_step_summed`."""
+    return jax.tree.map(jnp.add, sums, eval_step(params, batch, **step_args))
+
+
 def predict_step(params, inputs, *, model) -> jax.Array:
     return model.apply({"params": params}, inputs)
 
