@@ -111,6 +111,10 @@ def _dotted(extra: list[str]):
 
 def main(argv=None) -> int:
     args, extra = parser().parse_known_args(argv)
+    from flaxbert import host_memory
+
+    if not host_memory.accelerator_installed():  # CPU only: XLA's per-step buffers stop page-faulting (before jax runs)
+        host_memory.reuse_host_memory()
     # Multi-host: jax.distributed must start before any other jax call.
     if args.distributed:
         os.environ["FLAXBERT_DISTRIBUTED"] = "1"

@@ -1,4 +1,4 @@
-"""Train and predict throughput, time to first step, peak memory and MFU: flaxbert vs keras-hub vs transformers.
+r"""Train and predict throughput, time to first step, peak memory and MFU: flaxbert vs keras-hub vs transformers.
 
 Same shapes, same random token data (every token real), dropout 0.1 everywhere, 2 classes, AdamW(5e-5, weight decay
 0.01), random init. Each (framework, model, precision) runs in its own subprocess, which isolates memory and thread
@@ -8,6 +8,13 @@ shows its error in the table and the run goes on.
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
+    python benchmarks/throughput.py --frameworks \
+        flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers     # the CPU run
+
+On CPU the flaxbert worker first calls `flaxbert.reuse_host_memory()` (train.py does the same on a CPU-only host;
+a notebook calls it itself): XLA:CPU's per-step temporary buffers then stop page-faulting. The variants
+`flaxbert_default_malloc` (flaxbert without it) and `keras_hub_reuse_host_memory` (keras-hub with it) show what it
+is worth to each.
 
 What is timed (after warm-up, with a final device sync; every framework at verbose=0):
 - flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)` in its steady state: the train rate is
@@ -44,7 +51,9 @@ import peers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
-VARIANTS = ("flaxbert_scan",)  # run only when named: flaxbert with BertBackbone(scan_layers=True)
+# Run only when named: flaxbert with BertBackbone(scan_layers=True); flaxbert without reuse_host_memory() (glibc's
+# default malloc settings); keras-hub with reuse_host_memory()'s settings. See throughput_worker.REUSE_HOST_MEMORY.
+VARIANTS = ("flaxbert_scan", "flaxbert_default_malloc", "keras_hub_reuse_host_memory")
 DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
     f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)
 )}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.compilation import enable_compilation_cache
+from flaxbert.host_memory import reuse_host_memory
 from flaxbert.tasks import BertTextClassifier, DistilBertTextClassifier, History, TextClassifier
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -24,5 +25,6 @@ __all__ = [
     "DistilBertTokenizer",
     "History",
     "enable_compilation_cache",
+    "reuse_host_memory",
     "TextClassifier",
 ]
