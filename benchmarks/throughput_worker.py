@@ -33,7 +33,8 @@ def run_group(args) -> None:
         common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
         try:
             for row in measure(shape, args.seq, args.steps, args.repeats, backend):
-                _emit(dict(common, **row), shape, args.seq, backend)
+                label = f"{args.worker}, jitted step" if row.pop("jitted", False) else args.worker
+                _emit(dict(common, **row, framework=label), shape, args.seq, backend)
         except Exception as error:  # one failing shape must not stop the others
             traceback.print_exc()
             _emit(dict(common, error=f"{type(error).__name__}: {str(error)[:300]}"), shape, args.seq, backend)
@@ -195,7 +196,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False):
     raw = {"path": "the jitted train / predict step on a device-resident batch", "first_step_s": None,
            "train_examples_per_s": steps * shape.batch / step_s, "predict_batch": pb,
            "predict_examples_per_s": steps * pb / raw_predict_s}  # fmt: skip
-    return [dict(public, peak_memory_bytes=peak), dict(raw, framework="flaxbert, jitted step")]
+    return [dict(public, peak_memory_bytes=peak), dict(raw, jitted=True)]
 
 
 # -- keras-hub -----------------------------------------------------------------------------------------------------

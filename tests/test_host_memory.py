@@ -56,7 +56,7 @@ def _child(mode: str) -> dict:
 
 
 @glibc
-def test_reused_host_memory_stops_per_step_page_faults():
+def test_fit_steps_reuse_their_temporary_buffer_pages():
     """With the setting on, the train step's temporary buffer (bert_tiny's shape: 195 MB, beyond the 64 MB that glibc's
     thread arenas can hold, so by default each step maps it afresh and faults in all its pages) is reused."""
     reused = _child("reuse")
