@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from flaxbert.models.config import BertConfig
+from flaxbert.models.dropout import Dropout
 from flaxbert.models.layers import PositionEmbedding, check_length, dense, embed, layer_norm, transformer_layers
 
 
@@ -24,7 +25,7 @@ class BertEncoder(nn.Module):
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
+        x = Dropout(cfg.dropout)(x, deterministic=not train)
         x = transformer_layers(self, x, inputs["padding_mask"], train)
         pooled = jnp.tanh(dense(cfg, cfg.hidden_dim, ("embed", "pooled"), "pooled_dense")(x[:, 0, :]))  # [B, D]
         return {"sequence_output": x, "pooled_output": pooled}

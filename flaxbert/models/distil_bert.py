@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from flaxbert.models.config import DistilBertConfig
+from flaxbert.models.dropout import Dropout
 from flaxbert.models.layers import PositionEmbedding, check_length, embed, layer_norm, transformer_layers
 
 
@@ -22,6 +23,6 @@ class DistilBertEncoder(nn.Module):
         x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
+        x = Dropout(cfg.dropout)(x, deterministic=not train)
         x = transformer_layers(self, x, inputs["padding_mask"], train)
         return x

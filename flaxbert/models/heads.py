@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flaxbert.models.bert import BertEncoder
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.models.distil_bert import DistilBertEncoder
+from flaxbert.models.dropout import Dropout
 from flaxbert.models.layers import dense
 
 
@@ -30,7 +31,7 @@ class BertClassifier(nn.Module):
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
         pooled = BertEncoder(self.backbone, name="backbone")(inputs, train)["pooled_output"]  # [B, D]
-        pooled = nn.Dropout(self.head.dropout)(pooled, deterministic=not train)
+        pooled = Dropout(self.head.dropout)(pooled, deterministic=not train)
         logits = dense(self.backbone, self.head.num_classes, ("embed", "classes"), "logits")(pooled)  # [B, C]
         return _finish(logits, self.head.activation)
 
@@ -46,6 +47,6 @@ class DistilBertClassifier(nn.Module):
         x = DistilBertEncoder(self.backbone, name="backbone")(inputs, train)[:, 0, :]  # [B, D]
         hidden_dim = self.head.hidden_dim or self.backbone.hidden_dim
         x = jax.nn.relu(dense(self.backbone, hidden_dim, ("embed", "pooled"), "pooled_dense")(x))
-        x = nn.Dropout(self.head.dropout)(x, deterministic=not train)
+        x = Dropout(self.head.dropout)(x, deterministic=not train)
         logits = dense(self.backbone, self.head.num_classes, ("pooled", "classes"), "logits")(x)  # [B, C]
         return _finish(logits, self.head.activation)

@@ -1,0 +1,79 @@
+"""flaxbert's dropout: 16-bit threefry draws four per block, the drop rate, unbiased scaling, any mesh."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend.random import threefry_2x32
+from jax.sharding import NamedSharding, PartitionSpec
+
+from flaxbert.models.dropout import Dropout, drop_threshold, keep_mask
+from flaxbert.parallel import make_mesh
+
+
+def _reference_mask(key, shape, rate):
+    """The mask from jax's public threefry_2x32: block i of the flattened array is threefry(k, (0, i)), whose two
+    uint32 words give four little-endian 16-bit draws for elements 4i .. 4i+3 of the last axis."""
+    k = np.asarray(jax.random.bits(key, (2,), jnp.uint32))
+    rows, last = int(np.prod(shape[:-1])), shape[-1]
+    blocks = -(-last // 4)
+    counters = np.arange(rows * blocks, dtype=np.uint32)
+    words = np.asarray(threefry_2x32(k, np.concatenate([np.zeros_like(counters), counters])))
+    words = np.stack([words[: rows * blocks], words[rows * blocks :]], -1)  # [blocks, 2]: (first, second) output
+    draws = words.view(np.uint16).reshape(rows, blocks * 4)[:, :last]
+    return (draws >= drop_threshold(rate)).reshape(shape)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 8), (7,)])
+def test_mask_equals_the_reference_threefry_layout(shape):
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(keep_mask(key, shape, 0.3), _reference_mask(key, shape, 0.3))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropped_fraction_matches_the_rate_and_neighbours_are_independent(rate):
+    mask = np.asarray(keep_mask(jax.random.key(0), (256, 1024), rate))
+    p = drop_threshold(rate) / 2**16
+    assert abs(p - rate) <= 2**-17
+    sigma = np.sqrt(p * (1 - p) / mask.size)
+    assert abs((~mask).mean() - p) < 5 * sigma
+    for lag in (1, 2, 3, 4):  # draws inside a block and across the block boundary
+        both = (~mask[:, :-lag] & ~mask[:, lag:]).mean()
+        assert abs(both - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / mask[:, lag:].size)
+    rows = (~mask[:-1] & ~mask[1:]).mean()
+    assert abs(rows - p * p) < 5 * np.sqrt(p * p * (1 - p * p) / mask[1:].size)
+
+
+def test_masks_depend_on_the_key_only():
+    a, b, c = (keep_mask(jax.random.key(k), (4, 64), 0.5) for k in (1, 1, 2))
+    np.testing.assert_array_equal(a, b)
+    assert 0.3 < float(jnp.mean(a != c)) < 0.7  # another key: an independent mask
+    raw = keep_mask(jax.random.PRNGKey(1), (4, 64), 0.5)  # a legacy uint32 key works too
+    assert raw.shape == (4, 64) and raw.dtype == jnp.bool_
+
+
+def test_layer_scales_kept_values_by_the_inverse_keep_probability():
+    x = jnp.full((64, 512), 3.0)
+    out = Dropout(0.1).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+    kept = np.asarray(out) != 0
+    scale = 2**16 / (2**16 - drop_threshold(0.1))
+    np.testing.assert_allclose(np.asarray(out)[kept], np.float32(3.0) * np.float32(scale), rtol=0)
+    assert abs(float(out.mean()) - 3.0) < 0.02  # unbiased
+    np.testing.assert_array_equal(Dropout(0.1).apply({}, x, deterministic=True), x)
+    np.testing.assert_array_equal(Dropout(0.0).apply({}, x, deterministic=False), x)  # needs no rng at rate 0
+    half = Dropout(0.2).apply({}, x.astype(jnp.bfloat16), deterministic=False, rngs={"dropout": jax.random.key(0)})
+    assert half.dtype == jnp.bfloat16
+
+
+def test_mask_is_the_same_on_any_mesh():
+    mesh = make_mesh(data=4, fsdp=2)
+    x = jnp.ones((8, 16, 24))
+    layer = Dropout(0.5)
+
+    def drop(x):
+        return layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(7)})
+
+    sharded = jax.device_put(x, NamedSharding(mesh, PartitionSpec(("data", "fsdp"))))
+    out = jax.jit(drop)(sharded)
+    assert len(out.sharding.device_set) == 8
+    np.testing.assert_array_equal(out, jax.jit(drop)(x))
