@@ -5,6 +5,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -12,10 +13,11 @@ import pytest
 
 JOB = pathlib.Path(__file__).with_name("fit_job.py")
 FINAL_STEP = 120  # 320 examples / batch 8 x 3 epochs
+CACHE = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")  # the runs share compiled steps, never the user's cache
 
 
 def _env():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(JOB.parents[1]))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(JOB.parents[1]), FLAXBERT_COMPILATION_CACHE=CACHE)
     env.pop("XLA_FLAGS", None)  # one CPU device: the fastest here, and the same for every run
     return env
 
