@@ -14,7 +14,7 @@ from flaxbert.parallel import make_mesh
 def _reference_mask(key, shape, rate):
     """The mask from jax's public threefry_2x32: block i of the flattened array is threefry(k, (0, i)), whose two
     uint32 words give four little-endian 16-bit draws for elements 4i .. 4i+3 of the last axis."""
-    k = np.asarray(jax.random.bits(key, (2,), jnp.uint32))
+    k = np.asarray(jax.random.key_data(key))
     rows, last = int(np.prod(shape[:-1])), shape[-1]
     blocks = -(-last // 4)
     counters = np.arange(rows * blocks, dtype=np.uint32)
@@ -48,8 +48,9 @@ def test_masks_depend_on_the_key_only():
     a, b, c = (keep_mask(jax.random.key(k), (4, 64), 0.5) for k in (1, 1, 2))
     np.testing.assert_array_equal(a, b)
     assert 0.3 < float(jnp.mean(a != c)) < 0.7  # another key: an independent mask
-    raw = keep_mask(jax.random.PRNGKey(1), (4, 64), 0.5)  # a legacy uint32 key works too
-    assert raw.shape == (4, 64) and raw.dtype == jnp.bool_
+    np.testing.assert_array_equal(keep_mask(jax.random.PRNGKey(1), (4, 64), 0.5), a)  # a raw uint32 key: the same
+    rbg = keep_mask(jax.random.key(1, impl="rbg"), (4, 64), 0.5)  # another implementation's key works too
+    assert rbg.shape == (4, 64) and 0.3 < float(jnp.mean(rbg)) < 0.7
 
 
 def test_layer_scales_kept_values_by_the_inverse_keep_probability():

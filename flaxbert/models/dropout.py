@@ -32,14 +32,15 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     """A boolean array of `shape`, True where an element is kept: independent draws, each dropped with probability
     `drop_threshold(rate) / 2**16`.
 
-    `key` is any jax PRNG key (typed or raw uint32); two 32-bit words drawn from it key the threefry blocks.
+    `key` is any jax PRNG key, typed or raw. A threefry key's two words key the blocks, as in `jax.random.bits`;
+    other implementations' keys are first turned into two words by drawing them.
     """
     if not shape:
         return keep_mask(key, (1,), rate)[0]
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
     if math.prod(blocks_shape) >= 2**32:
         raise ValueError(f"dropout over an array of shape {shape} needs more than 2**32 threefry blocks.")
-    k1, k2 = jax.random.bits(key, (2,), jnp.uint32)
+    k1, k2 = _threefry_key(key)
     counter = jnp.zeros(blocks_shape, jnp.uint32)
     stride = 1
     for axis in reversed(range(len(blocks_shape))):  # the block's flat index in the global array
@@ -50,6 +51,13 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     draws = jax.lax.bitcast_convert_type(words, jnp.uint16)  # [..., blocks, 2, 2] uint16
     draws = draws.reshape(*shape[:-1], -1)[..., : shape[-1]]
     return draws >= jnp.uint16(drop_threshold(rate))
+
+
+def _threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    if data.shape != (2,):  # not a threefry key (e.g. "rbg"): draw two words from it
+        data = jax.random.bits(key, (2,), jnp.uint32)
+    return data[0], data[1]
 
 
 class Dropout(nn.Module):
