@@ -8,6 +8,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.compilation_cache import compilation_cache
 
 DEFAULT_DIR = pathlib.Path("~/.cache/flaxbert/jax")
 
@@ -27,6 +28,9 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 1.0) -> p
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time_s)
+    # jax opens its cache once, at the first compile; one opened earlier in this process (say from
+    # $JAX_COMPILATION_CACHE_DIR) would otherwise keep serving instead of `path`.
+    compilation_cache.reset_cache()
     return path
 
 

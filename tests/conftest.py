@@ -8,6 +8,15 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One persistent compilation cache for the whole run, shared by the xdist workers (they inherit this environment from
+# the controller, which imports this file first): tests that compile the same program reuse it. A temporary one,
+# removed at exit, unless $JAX_COMPILATION_CACHE_DIR is set.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit  # noqa: E402
+    import tempfile  # noqa: E402
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")
+    atexit.register(lambda path=os.environ["JAX_COMPILATION_CACHE_DIR"]: shutil.rmtree(path, ignore_errors=True))
 
 import pathlib  # noqa: E402
 import shutil  # noqa: E402

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 
 import flaxbert
 from flaxbert import compilation
@@ -15,13 +16,16 @@ from flaxbert.training import steps
 def test_enable_compilation_cache_writes_compiled_programs(tmp_path):
     before = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
     try:
+        first = flaxbert.enable_compilation_cache(tmp_path / "first", min_compile_time_s=0.0)
+        jax.jit(lambda x: jnp.cos(x) * 5.0 - 2.0)(jnp.arange(5.0)).block_until_ready()  # jax opens this cache
         path = flaxbert.enable_compilation_cache(tmp_path / "cache", min_compile_time_s=0.0)
-        assert path == tmp_path / "cache" and path.is_dir()
+        assert path == tmp_path / "cache" and path.is_dir() and any(first.iterdir())
         jax.jit(lambda x: jnp.sin(x) * 3.0 + 1.0)(jnp.arange(7.0)).block_until_ready()
-        assert any(path.iterdir())
+        assert any(path.iterdir())  # the second call switched caches
     finally:
         jax.config.update("jax_compilation_cache_dir", before[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+        compilation_cache.reset_cache()  # this worker's later compiles use the cache they used before
 
 
 def test_cpu_inference_options_are_used_and_keep_the_numbers():

@@ -5,7 +5,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 JOB = pathlib.Path(__file__).with_name("fit_job.py")
 FINAL_STEP = 120  # 320 examples / batch 8 x 3 epochs
-CACHE = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")  # the runs share compiled steps, never the user's cache
+CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the test run's cache (conftest.py), never the user's
 
 
 def _env():

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from tests.tiny_preset import sst2_vocabulary, write_tiny_preset
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")  # the runs share compiled steps, never the user's cache
+CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the test run's cache (conftest.py), never the user's
 TRAIN_ROWS, DEV_ROWS = 2048, 200
 STEPS_PER_EPOCH, EPOCHS, LOG_EVERY = 2048 // 16, 2, 4  # configs/tiny.py: batch 16, 2 epochs, log every 4 steps
 
