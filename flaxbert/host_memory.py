@@ -1,11 +1,11 @@
 """Keep freed host memory in the process, so XLA:CPU's per-step buffers stop faulting their pages in every step.
 
-XLA:CPU mallocs each execution's temporary buffer (195 MB for a bert_tiny train step at batch 32) and frees it when
+XLA:CPU mallocs each execution's temporary buffer (167 MB for a bert_tiny train step at batch 32) and frees it when
 the step ends. glibc serves a request that large from a fresh `mmap` when the calling thread is not on the main malloc
 arena (XLA's worker threads are not: other arenas cannot grow past 64 MB) and unmaps it on free, so each step faults
-all of its pages in again: about 49,000 minor page faults and 0.13 s of kernel time per bert_tiny step on a 2-core
-machine, a quarter of the step. With one malloc arena, no `mmap` for large chunks and no trimming of the heap top,
-the buffer comes from the heap and its pages are reused step after step.
+all of its pages in again: about 41,000-49,000 minor page faults and 0.13 s of kernel time per bert_tiny step on a
+2-core machine, a quarter of the step. With one malloc arena, no `mmap` for large chunks and no trimming of the heap
+top, the buffer comes from the heap and its pages are reused step after step.
 
 The cost: freed memory is kept by the process instead of going back to the system, and threads share one malloc
 arena, so malloc-heavy multi-threaded host code slows down (Rust tokenizers' batch encoding runs about 2x slower;

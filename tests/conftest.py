@@ -3,7 +3,10 @@
 Eight fake CPU devices are requested before jax is imported anywhere, so mesh tests can run on a laptop or in CI.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -12,14 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the controller, which imports this file first): tests that compile the same program reuse it. A temporary one,
 # removed at exit, unless $JAX_COMPILATION_CACHE_DIR is set.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import atexit  # noqa: E402
-    import tempfile  # noqa: E402
-
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flaxbert_test_xla_cache_")
     atexit.register(lambda path=os.environ["JAX_COMPILATION_CACHE_DIR"]: shutil.rmtree(path, ignore_errors=True))
 
 import pathlib  # noqa: E402
-import shutil  # noqa: E402
 
 import huggingface_hub  # noqa: E402
 import pytest  # noqa: E402

@@ -12,7 +12,6 @@ import flaxbert
 
 
 def main(checkpoint_dir: str, output: str) -> None:
-    flaxbert.enable_compilation_cache()  # $FLAXBERT_COMPILATION_CACHE: the test's runs share their compiled steps
     rng = np.random.default_rng(0)
     n, length = 320, 16
     mask = (np.arange(length)[None] < rng.integers(4, length + 1, n)[:, None]).astype(np.int32)

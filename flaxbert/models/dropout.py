@@ -29,14 +29,12 @@ def drop_threshold(rate: float) -> int:
 
 
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
-    """A boolean array of `shape`, True where an element is kept: independent draws, each dropped with probability
-    `drop_threshold(rate) / 2**16`.
+    """A boolean array of `shape` (at least 1-D), True where an element is kept: independent draws, each dropped
+    with probability `drop_threshold(rate) / 2**16`.
 
     `key` is any jax PRNG key, typed or raw. A threefry key's two words key the blocks, as in `jax.random.bits`;
     other implementations' keys are first turned into two words by drawing them.
     """
-    if not shape:
-        return keep_mask(key, (1,), rate)[0]
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
     if math.prod(blocks_shape) >= 2**32:
         raise ValueError(f"dropout over an array of shape {shape} needs more than 2**32 threefry blocks.")
