@@ -4,7 +4,8 @@
 #
 #     OUT=/path/to/out PYTHONPATH=/tmp/site bash benchmarks/gpu_run.sh      # /tmp/site: keras + keras-hub wheels
 #
-# FRAMEWORKS=flaxbert,flaxbert_scan compares unrolled and scanned encoder layers (time to first step, step rate).
+# FRAMEWORKS=flaxbert,flaxbert_scan compares unrolled and scanned encoder layers (time to first step, step rate);
+# FRAMEWORKS=flaxbert,flaxbert_pallas compares XLA attention with flaxbert's Pallas kernels.
 # Writes $OUT/throughput_gpu.json and $OUT/throughput_gpu.log. No new subprocess starts after BUDGET_S seconds (a
 # skipped shape shows as "skipped: out of time budget"); one subprocess may run for at most GROUP_TIMEOUT_S.
 set -uo pipefail

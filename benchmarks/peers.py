@@ -105,14 +105,17 @@ def cpu_name() -> str:
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def flaxbert_classifier(model: str, precision: str, backbone=None, scan_layers: bool = False):
+def flaxbert_classifier(
+    model: str, precision: str, backbone=None, scan_layers: bool = False, attention_kernel: str = "xla"
+):
     """A flaxbert classifier with random init (or around `backbone`), compiled with AdamW."""
     import optax
 
     import flaxbert
 
     arch, layers, heads, hidden, inter = MODELS[model]
-    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision, scan_layers=scan_layers)
+    dims = dict(dropout=DROPOUT, max_sequence_length=MAX_POSITIONS, dtype=precision, scan_layers=scan_layers,
+                attention_kernel=attention_kernel)  # fmt: skip
     if arch == "bert":
         backbone = backbone or flaxbert.BertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
         classifier = flaxbert.BertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)

@@ -16,11 +16,12 @@ import peers
 
 # Workers that call flaxbert.reuse_host_memory() on CPU: flaxbert as train.py runs it, and keras-hub given the same
 # glibc settings (XLA:CPU's per-step buffers page-fault the same way under Keras), so the gain is shown for both.
-REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "keras_hub_reuse_host_memory")
+REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "flaxbert_pallas", "keras_hub_reuse_host_memory")
 
 
 def run_group(args) -> None:
     measure = {"flaxbert": _flaxbert, "flaxbert_scan": functools.partial(_flaxbert, scan_layers=True),
+               "flaxbert_pallas": functools.partial(_flaxbert, attention_kernel="pallas"),
                "flaxbert_default_malloc": _flaxbert, "keras_hub": _keras_hub,
                "keras_hub_reuse_host_memory": _keras_hub, "transformers": _transformers}[args.worker]  # fmt: skip
     if args.device == "cpu" and args.worker in REUSE_HOST_MEMORY:  # before jax starts, as train.py does on CPU
@@ -145,7 +146,7 @@ def _fit_step_s(fit, sync, steps: int, repeats: int) -> tuple[float, float]:
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False):
+def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False, attention_kernel="xla"):
     import jax
 
     from flaxbert.parallel import batch_sharding
@@ -155,7 +156,8 @@ def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False):
     pb = _predict_batch(shape)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
     began = time.perf_counter()
-    classifier = peers.flaxbert_classifier(shape.model, shape.precision, scan_layers=scan_layers)
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision, scan_layers=scan_layers,
+                                           attention_kernel=attention_kernel)  # fmt: skip
     first = {k: v[: shape.batch] for k, v in x.items()}
     classifier.fit(first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
     first_step = time.perf_counter() - began  # fit returns after a device_get of its metrics: synced

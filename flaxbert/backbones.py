@@ -176,6 +176,7 @@ class BertBackbone(Backbone):
         activation: str = "gelu_approximate",
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
+        attention_kernel: str = "xla",
         seed: int = 0,
     ):
         config = BertConfig(
@@ -191,6 +192,7 @@ class BertBackbone(Backbone):
             layer_norm_epsilon,
             compute_dtype(dtype),
             scan_layers,
+            attention_kernel,
         )
         self._build(config, None, seed)
 
@@ -222,6 +224,7 @@ class DistilBertBackbone(Backbone):
         activation: str = "gelu",
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
+        attention_kernel: str = "xla",
         seed: int = 0,
     ):
         config = DistilBertConfig(
@@ -236,5 +239,6 @@ class DistilBertBackbone(Backbone):
             layer_norm_epsilon,
             compute_dtype(dtype),
             scan_layers,
+            attention_kernel,
         )
         self._build(config, None, seed)

@@ -9,6 +9,7 @@ import dataclasses
 
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_KERNELS = ("xla", "pallas")
 # keras dtype policies name the compute dtype after "mixed_"; params stay float32 either way.
 _DTYPE_ALIASES = {None: "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
@@ -48,6 +49,8 @@ def _check_common(cfg) -> None:
     compute_dtype(cfg.dtype)
     if not isinstance(cfg.scan_layers, bool):
         raise ValueError(f"scan_layers must be True or False, got {cfg.scan_layers!r}.")
+    if cfg.attention_kernel not in ATTENTION_KERNELS:
+        raise ValueError(f"attention_kernel={cfg.attention_kernel!r} is not supported; use one of {ATTENTION_KERNELS}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,9 @@ class BertConfig:
     `scan_layers` runs the layers as one `lax.scan` (one layer to compile; see `layers.transformer_layers`) instead of
     unrolling them; the params and the numbers are the same either way. Off by default: on CPU the scanned bert_tiny
     train step measured ~18% slower and compiled no faster; its effect on a GPU step is not measured yet.
+    `attention_kernel="pallas"` computes attention with flaxbert's Pallas kernels (`models/fused_attention.py`; same
+    function, dropout masks included) where the shape allows, instead of XLA's ops. For GPUs; on CPU the kernels only
+    run interpreted. "xla" (the default) until the kernels are measured faster on a GPU.
     """
 
     vocabulary_size: int
@@ -73,6 +79,7 @@ class BertConfig:
     layer_norm_epsilon: float = 1e-12
     dtype: str = "float32"
     scan_layers: bool = False
+    attention_kernel: str = "xla"
 
     def __post_init__(self):
         _check_common(self)
@@ -88,7 +95,7 @@ class BertConfig:
 class DistilBertConfig:
     """keras-hub `DistilBertBackbone`'s arguments (REFERENCE §2); DistilBERT always uses exact GELU.
 
-    `dtype` and `scan_layers` mean what they do in `BertConfig`.
+    `dtype`, `scan_layers` and `attention_kernel` mean what they do in `BertConfig`.
     """
 
     vocabulary_size: int
@@ -102,6 +109,7 @@ class DistilBertConfig:
     layer_norm_epsilon: float = 1e-12
     dtype: str = "float32"
     scan_layers: bool = False
+    attention_kernel: str = "xla"
 
     def __post_init__(self):
         _check_common(self)

@@ -28,6 +28,11 @@ def drop_threshold(rate: float) -> int:
     return min(round(rate * _LEVELS), _LEVELS - 1)
 
 
+def keep_scale(rate: float) -> float:
+    """What kept values are multiplied by: the inverse of the keep probability, `1 - drop_threshold(rate) / 2**16`."""
+    return _LEVELS / (_LEVELS - drop_threshold(rate))
+
+
 def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     """A boolean array of `shape` (at least 1-D), True where an element is kept: independent draws, each dropped
     with probability `drop_threshold(rate) / 2**16`.
@@ -63,11 +68,12 @@ class Dropout(nn.Module):
 
     rate: float
 
-    @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-        threshold = drop_threshold(self.rate)
-        if deterministic or threshold == 0:
+        if deterministic or drop_threshold(self.rate) == 0:
             return x
-        keep = keep_mask(self.make_rng("dropout"), x.shape, self.rate)
-        scale = _LEVELS / (_LEVELS - threshold)  # 1 / keep probability
-        return jnp.where(keep, x * jnp.asarray(scale, x.dtype), jnp.zeros((), x.dtype))
+        scale = jnp.asarray(keep_scale(self.rate), x.dtype)
+        return jnp.where(self.keep(x.shape), x * scale, jnp.zeros((), x.dtype))
+
+    def keep(self, shape: tuple[int, ...]) -> jax.Array:
+        """The mask `__call__` would apply to an array of `shape` (for kernels that apply it themselves)."""
+        return keep_mask(self.make_rng("dropout"), shape, self.rate)

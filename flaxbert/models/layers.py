@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaxbert.models.dropout import Dropout
+from flaxbert.models import fused_attention
+from flaxbert.models.dropout import Dropout, keep_scale
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
 _TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
@@ -114,7 +115,13 @@ class SelfAttention(nn.Module):
 
         q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
         keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]: padding masks keys only
-        if train and cfg.dropout > 0:
+        dropout = train and cfg.dropout > 0
+        if cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+            # The same function as the branches below, dropout mask included (drawn by the same submodule).
+            batch, length = x.shape[:2]
+            probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
+            context = fused_attention.attention(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout))
+        elif dropout:
             context = _attention_with_dropout(q, k, v, keep, Dropout(cfg.dropout), cfg.head_dim)
         else:
             # The same math (float32 logits and softmax, masked keys) as one op that XLA fuses better: +13% predict

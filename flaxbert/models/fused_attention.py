@@ -1,0 +1,204 @@
+"""Training-time attention as Pallas kernels: scores, key padding, softmax and dropout fused with both matmuls.
+
+XLA runs BERT's attention as separate passes over the [B, H, L, L] scores and probabilities, with transposes between
+the [B, L, H, D] projections and the per-head matmuls (on an H100, bert_base batch 256: most of the non-matmul half of
+the train step; benchmarks/RESULTS.md). These kernels read q, k and v in their projection layout, keep a block's
+scores on chip, and in the backward pass recompute them from the rows' log-sum-exp.
+
+The function is the XLA path's (`layers._attention_with_dropout`): float32 scores divided by sqrt(head_dim), masked
+keys replaced by the float32 minimum, softmax, dropout of the probabilities with a given keep mask and scale, and the
+probabilities cast to v's dtype for the second matmul. Sequences up to 512 tokens: each kernel holds whole rows (or
+columns) of a block's scores, so there is no online softmax. Lengths that are not a power of two are padded to one
+(Triton's block shapes must be); padded keys get exactly zero probability.
+
+On CPU the kernels run in Pallas's interpreter (slow: for the tests that compare them with the XLA path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+_ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the padding mask hides, length padding
+
+
+def supports(length: int, head_dim: int) -> bool:
+    """Whether the kernels handle this attention shape (longer sequences and odd head sizes use the XLA path)."""
+    return length <= 512 and head_dim >= 16 and head_dim & (head_dim - 1) == 0
+
+
+def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows: int | None = None):
+    """Softmax attention over [B, L, H, D] q, k, v; returns the [B, L, H, D] context in v's dtype.
+
+    Args:
+        padding_mask: [B, L], nonzero where a key is attended.
+        keep: optional [B, H, L, L] dropout keep mask for the probabilities (True keeps), e.g. `dropout.keep_mask`.
+        keep_scale: what kept probabilities are multiplied by (the inverse keep probability).
+        block_rows: queries (forward, dq) or keys (dk, dv) per program, a power of two >= 16; default: as many as
+            keep a block's scores within 8K float32s.
+    """
+    batch, length, heads, head_dim = q.shape
+    if not supports(length, head_dim):
+        raise ValueError(f"fused attention needs length <= 512 and a power-of-two head_dim >= 16; got {q.shape}.")
+    padded = max(16, pl.next_power_of_2(length))
+    codes = jnp.where(padding_mask.astype(bool), _ATTEND, _MASKED).astype(jnp.int32)
+    if padded != length:
+        extra = padded - length
+        q, k, v = (jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0))) for x in (q, k, v))
+        codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
+        keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
+    keep = None if keep is None else keep.astype(jnp.int8)
+    rows = block_rows or max(16, min(padded, 8192 // padded))
+    if rows < 16 or rows & (rows - 1) or rows > padded:
+        raise ValueError(f"block_rows must be a power of two from 16 to {padded} for length {length}, got {rows}.")
+    backend = jax.default_backend()
+    if backend not in ("cpu", "gpu"):
+        raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
+                         f"attention_kernel='xla'.")  # fmt: skip
+    static = _Static(rows, 4 if rows * padded <= 8192 else 8, float(keep_scale), backend == "cpu")
+    return _attention(q, k, v, codes, keep, static)[:, :length]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """The kernels' compile-time settings."""
+
+    rows: int  # queries or keys per program
+    warps: int
+    keep_scale: float
+    interpret: bool  # CPU: run the kernels in Pallas's interpreter
+
+
+def _scores(q, k, codes, scale):
+    """A block's float32 scores q k^T / scale with hidden keys at the float32 minimum and padding at -inf."""
+    s = jnp.dot(q, k.T, preferred_element_type=jnp.float32) / scale
+    hidden = jnp.where(codes == _MASKED, jnp.finfo(jnp.float32).min, -jnp.inf)
+    return jnp.where(codes[None, :] == _ATTEND, s, hidden[None, :])
+
+
+def _dropped(p, keep, keep_scale):
+    return p if keep is None else jnp.where(keep != 0, p * keep_scale, 0.0)
+
+
+def _forward_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout):
+    keep_ref, o_ref, lse_ref = refs if dropout else (None, *refs)
+    v = v_ref[...]
+    s = _scores(q_ref[...], k_ref[...], codes_ref[...], scale)
+    top = jnp.max(s, axis=1)
+    e = jnp.exp(s - top[:, None])
+    total = jnp.sum(e, axis=1)
+    p = _dropped(e / total[:, None], None if keep_ref is None else keep_ref[...], keep_scale)
+    o_ref[...] = jnp.dot(p.astype(v.dtype), v, preferred_element_type=jnp.float32).astype(o_ref.dtype)
+    lse_ref[...] = top + jnp.log(total)
+
+
+def _score_grads(q, k, v, codes, keep, do, lse, delta, scale, keep_scale):
+    """(p, dp dropped, ds) for a block: probabilities from the saved log-sum-exp, and the scores' gradient."""
+    p = jnp.exp(_scores(q, k, codes, scale) - lse[:, None])
+    dp = _dropped(jnp.dot(do, v.T, preferred_element_type=jnp.float32), keep, keep_scale)
+    ds = jnp.where(codes[None, :] == _ATTEND, p * (dp - delta[:, None]), 0.0) / scale
+    return p, ds
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout):
+    keep_ref, do_ref, lse_ref, delta_ref, dq_ref = refs if dropout else (None, *refs)
+    k = k_ref[...]
+    keep = None if keep_ref is None else keep_ref[...]
+    _, ds = _score_grads(q_ref[...], k, v_ref[...], codes_ref[...], keep, do_ref[...], lse_ref[...], delta_ref[...],
+                         scale, keep_scale)  # fmt: skip
+    dq_ref[...] = jnp.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32).astype(dq_ref.dtype)
+
+
+def _dkv_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout):
+    keep_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref = refs if dropout else (None, *refs)
+    q, do = q_ref[...], do_ref[...]
+    keep = None if keep_ref is None else keep_ref[...]
+    p, ds = _score_grads(q, k_ref[...], v_ref[...], codes_ref[...], keep, do, lse_ref[...], delta_ref[...], scale,
+                         keep_scale)  # fmt: skip
+    pd = _dropped(p, keep, keep_scale).astype(do.dtype)
+    dv_ref[...] = jnp.dot(pd.T, do, preferred_element_type=jnp.float32).astype(dv_ref.dtype)
+    dk_ref[...] = jnp.dot(ds.astype(q.dtype).T, q, preferred_element_type=jnp.float32).astype(dk_ref.dtype)
+
+
+def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args):
+    """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments bound."""
+    batch, padded, heads, head_dim = args[0].shape  # q
+    bound = functools.partial(kernel, scale=math.sqrt(head_dim), keep_scale=static.keep_scale, dropout=dropout)
+    return pl.pallas_call(
+        bound,
+        grid=(batch, heads, padded // static.rows),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        out_shape=out_shape,
+        compiler_params=None if static.interpret else _triton_params(static.warps),
+        interpret=static.interpret,
+    )(*args)
+
+
+def _triton_params(warps: int):
+    from jax.experimental.pallas import triton as pl_triton
+
+    return pl_triton.CompilerParams(num_warps=warps, num_stages=2)
+
+
+def _specs(padded: int, head_dim: int, rows: int, by: str, dropout: bool, backward: bool) -> list:
+    """BlockSpecs for q, k, v [B, L, H, D], codes [B, L], keep [B, H, L, L] and, backward, dO [B, L, H, D] and the
+    row statistics lse, delta [B, H, L].
+
+    by="query": a block of query rows sees every key; by="key": a block of keys sees every query.
+    """
+    full = pl.BlockSpec((None, padded, None, head_dim), lambda b, h, i: (b, 0, h, 0))
+    block = pl.BlockSpec((None, rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
+    if by == "query":
+        q, kv = block, full
+        codes = pl.BlockSpec((None, padded), lambda b, h, i: (b, 0))
+        keep = pl.BlockSpec((None, None, rows, padded), lambda b, h, i: (b, h, i, 0))
+        stats = pl.BlockSpec((None, None, rows), lambda b, h, i: (b, h, i))
+    else:
+        q, kv = full, block
+        codes = pl.BlockSpec((None, rows), lambda b, h, i: (b, i))
+        keep = pl.BlockSpec((None, None, padded, rows), lambda b, h, i: (b, h, 0, i))
+        stats = pl.BlockSpec((None, None, padded), lambda b, h, i: (b, h, 0))
+    return [q, kv, kv, codes] + ([keep] if dropout else []) + ([q, stats, stats] if backward else [])
+
+
+def _forward(q, k, v, codes, keep, static: _Static):
+    batch, padded, heads, head_dim = q.shape
+    dropout = keep is not None
+    in_specs = _specs(padded, head_dim, static.rows, "query", dropout, backward=False)
+    out_specs = [in_specs[0], pl.BlockSpec((None, None, static.rows), lambda b, h, i: (b, h, i))]
+    out_shape = [jax.ShapeDtypeStruct(q.shape, v.dtype), jax.ShapeDtypeStruct((batch, heads, padded), jnp.float32)]
+    args = (q, k, v, codes) + ((keep,) if dropout else ())
+    return _call(_forward_kernel, static, dropout, out_shape, in_specs, out_specs, *args)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _attention(q, k, v, codes, keep, static: _Static):
+    return _forward(q, k, v, codes, keep, static)[0]
+
+
+def _attention_fwd(q, k, v, codes, keep, static: _Static):
+    o, lse = _forward(q, k, v, codes, keep, static)
+    return o, (q, k, v, codes, keep, o, lse)
+
+
+def _attention_bwd(static: _Static, residuals, do):
+    q, k, v, codes, keep, o, lse = residuals
+    padded, head_dim = q.shape[1], q.shape[3]
+    delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), o.astype(jnp.float32))  # rowsum(dP * P), per head
+    dropout = keep is not None
+    args = (q, k, v, codes) + ((keep,) if dropout else ()) + (do.astype(v.dtype), lse, delta)
+    by_query = _specs(padded, head_dim, static.rows, "query", dropout, backward=True)
+    dq = _call(_dq_kernel, static, dropout, jax.ShapeDtypeStruct(q.shape, q.dtype), by_query, by_query[0], *args)
+    by_key = _specs(padded, head_dim, static.rows, "key", dropout, backward=True)
+    out_shape = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)]
+    dk, dv = _call(_dkv_kernel, static, dropout, out_shape, by_key, [by_key[1], by_key[2]], *args)
+    return dq, dk, dv, None, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)

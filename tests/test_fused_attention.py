@@ -1,0 +1,168 @@
+"""flaxbert's Pallas attention kernels compute the XLA path's function: values and gradients, dropout mask included.
+
+On CPU the kernels run in Pallas's interpreter, so these tests check the kernels' math (tiling, length padding, key
+masking, dropout, the recomputing backward pass); whether Triton compiles them and how fast they run is a GPU matter
+(benchmarks/throughput.py --frameworks flaxbert,flaxbert_pallas).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxbert.models import (
+    BertClassifier,
+    BertConfig,
+    BertHeadConfig,
+    DistilBertClassifier,
+    DistilBertConfig,
+    DistilBertHeadConfig,
+    fused_attention,
+)
+from flaxbert.models.abstract import dummy_inputs
+from flaxbert.models.dropout import keep_mask, keep_scale
+
+
+def _reference(q, k, v, padding_mask, keep, scale):
+    """The XLA path's math, written out: float32 scores, hidden keys at the float32 minimum, softmax, dropout."""
+    s = jnp.einsum("bqhd,bshd->bhqs", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
+    s = jnp.where(padding_mask[:, None, None, :].astype(bool), s, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(s, axis=-1)
+    if keep is not None:
+        p = jnp.where(keep, p * scale, 0.0)
+    return jnp.einsum("bhqs,bshd->bqhd", p.astype(v.dtype), v)
+
+
+def _inputs(batch, length, heads, head_dim, dtype=jnp.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    q, k, v, cotangent = (jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), dtype) for _ in range(4))
+    padding_mask = np.ones((batch, length), np.int32)
+    padding_mask[0, length - 5 :] = 0  # trailing padding
+    padding_mask[-1, 2] = 0  # and a hidden key in the middle
+    return q, k, v, cotangent, jnp.asarray(padding_mask)
+
+
+# A power of two in one block; 24 padded to 32; 40 padded to 64 and tiled in blocks of 16 queries (and keys).
+@pytest.mark.parametrize("length, block_rows", [(16, None), (24, None), (40, 16)])
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_values_and_gradients_match_the_xla_path(length, block_rows, rate):
+    q, k, v, cotangent, padding_mask = _inputs(2, length, 2, 16)
+    keep = keep_mask(jax.random.key(7), (2, 2, length, length), rate) if rate else None
+    scale = keep_scale(rate)
+
+    fused_fn = functools.partial(fused_attention.attention, block_rows=block_rows)
+
+    def loss(attention, q, k, v):
+        return jnp.sum(attention(q, k, v, padding_mask, keep, scale) * cotangent)
+
+    fused, fused_grads = jax.value_and_grad(functools.partial(loss, fused_fn), (0, 1, 2))(q, k, v)
+    ref, ref_grads = jax.value_and_grad(functools.partial(loss, _reference), (0, 1, 2))(q, k, v)
+    context = fused_fn(q, k, v, padding_mask, keep, scale)
+    np.testing.assert_allclose(context, _reference(q, k, v, padding_mask, keep, scale), atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(fused, ref, rtol=1e-5)
+    for name, a, b in zip("qkv", fused_grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-6 * np.abs(b).max(), rtol=1e-5, err_msg=f"d{name}")
+        assert np.abs(b).max() > 0.1  # the comparison is not between zeros
+
+
+def test_hidden_and_padded_keys_get_no_probability_or_gradient():
+    """A key the padding mask hides changes neither the output nor gets a gradient; padding to a power of two is
+    invisible (length 24 is computed as 32)."""
+    q, k, v, cotangent, padding_mask = _inputs(1, 24, 2, 16)
+    padding_mask = padding_mask.at[0, 3].set(0)
+
+    def loss(k, v):
+        return jnp.sum(fused_attention.attention(q, k, v, padding_mask) * cotangent)
+
+    dk, dv = jax.grad(loss, (0, 1))(k, v)
+    hidden = ~np.asarray(padding_mask[0], bool)
+    assert hidden.sum() == 7
+    np.testing.assert_array_equal(dk[0, hidden], 0.0)
+    np.testing.assert_array_equal(dv[0, hidden], 0.0)
+    changed = v.at[0, 3].set(100.0)
+    np.testing.assert_array_equal(
+        fused_attention.attention(q, k, changed, padding_mask), fused_attention.attention(q, k, v, padding_mask)
+    )
+
+
+def test_bfloat16_inputs_give_a_bfloat16_context_close_to_the_xla_path():
+    q, k, v, _, padding_mask = _inputs(2, 32, 2, 16, jnp.bfloat16)
+    keep = keep_mask(jax.random.key(1), (2, 2, 32, 32), 0.1)
+    fused = fused_attention.attention(q, k, v, padding_mask, keep, keep_scale(0.1))
+    assert fused.dtype == jnp.bfloat16
+    ref = _reference(q, k, v, padding_mask, keep, keep_scale(0.1))
+    np.testing.assert_allclose(np.asarray(fused, np.float32), np.asarray(ref, np.float32), atol=2e-2, rtol=2e-2)
+
+
+def test_supported_shapes():
+    assert fused_attention.supports(128, 64) and fused_attention.supports(512, 32) and fused_attention.supports(7, 16)
+    assert not fused_attention.supports(513, 64)  # longer than BERT's position table
+    assert not fused_attention.supports(128, 48)  # Triton needs power-of-two blocks
+    assert not fused_attention.supports(128, 8)  # the matmul units' minimum
+    with pytest.raises(ValueError, match="power-of-two head_dim"):
+        fused_attention.attention(*(jnp.zeros((1, 8, 1, 24)),) * 3, jnp.ones((1, 8)))
+    with pytest.raises(ValueError, match="block_rows must be a power of two from 16 to 32 for length 20, got 24"):
+        fused_attention.attention(*(jnp.zeros((1, 20, 1, 16)),) * 3, jnp.ones((1, 20)), block_rows=24)
+
+
+TINY_BERT = BertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+                       max_sequence_length=24, dropout=0.2)  # fmt: skip
+TINY_DISTIL = DistilBertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+                               max_sequence_length=24, dropout=0.2)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "model_cls, cfg, head",
+    [(BertClassifier, TINY_BERT, BertHeadConfig(3)), (DistilBertClassifier, TINY_DISTIL, DistilBertHeadConfig(3))],
+)
+def test_a_training_step_is_the_same_function_with_either_kernel(model_cls, cfg, head):
+    """Whole classifiers, dropout on: loss and every gradient agree, because the fused path draws the same masks."""
+    inputs = dummy_inputs(cfg, batch_size=2, length=12)
+    inputs = dict(inputs, token_ids=jnp.arange(24, dtype=jnp.int32).reshape(2, 12) % 101)
+    inputs["padding_mask"] = inputs["padding_mask"].at[1, 9:].set(0)
+    params = nn.unbox(model_cls(cfg, head).init(jax.random.key(0), inputs)["params"])
+
+    def loss(params, kernel):
+        model = model_cls(dataclasses.replace(cfg, attention_kernel=kernel), head)
+        logits = model.apply({"params": params}, inputs, train=True, rngs={"dropout": jax.random.key(5)})
+        return jnp.sum(jnp.sin(logits))
+
+    (fused, fused_grads), (xla, xla_grads) = (jax.value_and_grad(loss)(params, k) for k in ("pallas", "xla"))
+    np.testing.assert_allclose(fused, xla, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(xla_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
+
+
+def test_an_unknown_attention_kernel_is_rejected():
+    with pytest.raises(ValueError, match="attention_kernel='triton' is not supported; use one of"):
+        dataclasses.replace(TINY_BERT, attention_kernel="triton")
+
+
+@pytest.mark.parametrize(
+    "length, head_dim, dtype, dropout",
+    [(128, 64, jnp.bfloat16, True), (512, 64, jnp.bfloat16, False), (16, 16, jnp.float32, True)],
+)
+def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dropout):
+    """Cross-lowering for CUDA on this CPU host runs Pallas's Triton lowering of every kernel: an op without a Triton
+    rule or a block shape Triton cannot take fails here rather than on a GPU (compiling the Triton IR needs one)."""
+    rows = max(16, min(length, 8192 // length))
+    static = fused_attention._Static(rows, 4 if rows * length <= 8192 else 8, keep_scale(0.1), interpret=False)
+    qkv = jax.ShapeDtypeStruct((2, length, 12, head_dim), dtype)
+    codes = jax.ShapeDtypeStruct((2, length), jnp.int32)
+    keep = jax.ShapeDtypeStruct((2, 12, length, length), jnp.int8) if dropout else None
+
+    def grads(q, k, v, codes, keep):
+        def loss(q, k, v):
+            return jnp.sum(fused_attention._attention(q, k, v, codes, keep, static).astype(jnp.float32))
+
+        return jax.grad(loss, (0, 1, 2))(q, k, v)
+
+    lowered = jax.jit(grads).trace(qkv, qkv, qkv, codes, keep).lower(lowering_platforms=("cuda",)).as_text()
+    assert lowered.count("__gpu$xla.gpu.triton") == 3  # forward, dq, dk + dv
