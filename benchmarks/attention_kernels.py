@@ -4,8 +4,8 @@ For each shape: the largest difference between the two paths' outputs and q/k/v 
 mask), then the best time of each path. Run on the GPU before trusting a throughput A/B: it shows whether Triton
 compiles the kernels, whether they agree with XLA there, and what attention alone gains.
 
-    python benchmarks/attention_kernels.py      # GPU: bert_base heads, batch 32 and 256, block rows default and 32
-    python benchmarks/attention_kernels.py --shapes 2:24:2:16 --dtype float32 --steps 2 --block-rows 0 16  # CPU smoke
+    python benchmarks/attention_kernels.py      # GPU: bert_base heads, batch 32 and 256, 4 block/warp configurations
+    python benchmarks/attention_kernels.py --shapes 2:24:2:16 --dtype float32 --steps 2 --configs 0:0,16:0  # CPU
 """
 
 from __future__ import annotations
@@ -49,25 +49,22 @@ def best_time(fn, args, steps: int, repeats: int = 3) -> float:
     return best
 
 
-def paths(block_rows: list[int | None]):
-    """(label, attention function) for the XLA path and the kernels at each block size (None: the default)."""
+def paths(configs: list[tuple[int, int]]):
+    """(label, attention function) for the XLA path and the kernels at each (block rows, warps); 0: the default."""
     yield "xla", xla_attention
-    for rows in block_rows:
-        kernels = functools.partial(fused_attention.attention, block_rows=rows)
-        yield (
-            f"pallas, block_rows={rows or 'default'}",
-            lambda q, k, v, m, keep, scale, f=kernels: f(q, k, v, m, keep, scale),
-        )
+    for rows, warps in configs:  # attention(q, k, v, padding_mask, keep, keep_scale): the same positional arguments
+        kernels = functools.partial(fused_attention.attention, block_rows=rows or None, warps=warps or None)
+        yield f"pallas, block_rows={rows or 'default'}, warps={warps or 'default'}", kernels
 
 
-def measure(batch, length, heads, head_dim, dtype, rate, steps, block_rows) -> list[dict]:
+def measure(batch, length, heads, head_dim, dtype, rate, steps, configs) -> list[dict]:
     """One row per path: forward and forward + backward ms, and the largest differences from the XLA path."""
     rng = np.random.default_rng(0)
     q, k, v, cotangent = (jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), dtype) for _ in range(4))
     padding_mask = jnp.asarray(np.arange(length)[None, :] < rng.integers(length // 2, length + 1, (batch, 1)))
     keep = keep_mask(jax.random.key(0), (batch, heads, length, length), rate) if rate else None
     rows, reference = [], None
-    for label, attention in paths(block_rows):
+    for label, attention in paths(configs):
         forward = jax.jit(lambda q, k, v, m, f=attention: f(q, k, v, m, keep, keep_scale(rate)))
 
         def loss(q, k, v, forward=forward):
@@ -95,7 +92,7 @@ def main():
     parser.add_argument("--shapes", default="32:128:12:64,256:128:12:64", help="batch:length:heads:head_dim,...")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])
-    parser.add_argument("--block-rows", type=int, nargs="+", default=[0, 32], help="0: the default heuristic")
+    parser.add_argument("--configs", default="0:0,0:8,32:4,32:8", help="block_rows:warps,... (0: the default)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -106,8 +103,8 @@ def main():
     for shape in args.shapes.split(","):
         batch, length, heads, head_dim = (int(x) for x in shape.split(":"))
         for rate in args.dropout:
-            block_rows = [r or None for r in args.block_rows]
-            for row in measure(batch, length, heads, head_dim, args.dtype, rate, args.steps, block_rows):
+            configs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")]
+            for row in measure(batch, length, heads, head_dim, args.dtype, rate, args.steps, configs):
                 rows.append(row)
                 if "error" in row:
                     times, diffs = "failed |", row["error"][:120]

@@ -61,9 +61,9 @@ def test_values_and_gradients_match_the_xla_path(length, block_rows, rate):
     def loss(attention, q, k, v):
         return jnp.sum(attention(q, k, v, padding_mask, keep, scale) * cotangent)
 
-    fused, fused_grads = jax.value_and_grad(functools.partial(loss, fused_fn), (0, 1, 2))(q, k, v)
-    ref, ref_grads = jax.value_and_grad(functools.partial(loss, _reference), (0, 1, 2))(q, k, v)
-    context = fused_fn(q, k, v, padding_mask, keep, scale)
+    fused, fused_grads = jax.jit(jax.value_and_grad(functools.partial(loss, fused_fn), (0, 1, 2)))(q, k, v)
+    ref, ref_grads = jax.jit(jax.value_and_grad(functools.partial(loss, _reference), (0, 1, 2)))(q, k, v)
+    context = jax.jit(functools.partial(fused_fn, keep_scale=scale))(q, k, v, padding_mask, keep)
     np.testing.assert_allclose(context, _reference(q, k, v, padding_mask, keep, scale), atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(fused, ref, rtol=1e-5)
     for name, a, b in zip("qkv", fused_grads, ref_grads, strict=True):
@@ -80,7 +80,7 @@ def test_hidden_and_padded_keys_get_no_probability_or_gradient():
     def loss(k, v):
         return jnp.sum(fused_attention.attention(q, k, v, padding_mask) * cotangent)
 
-    dk, dv = jax.grad(loss, (0, 1))(k, v)
+    dk, dv = jax.jit(jax.grad(loss, (0, 1)))(k, v)
     hidden = ~np.asarray(padding_mask[0], bool)
     assert hidden.sum() == 7
     np.testing.assert_array_equal(dk[0, hidden], 0.0)
@@ -109,6 +109,8 @@ def test_supported_shapes():
         fused_attention.attention(*(jnp.zeros((1, 8, 1, 24)),) * 3, jnp.ones((1, 8)))
     with pytest.raises(ValueError, match="block_rows must be a power of two from 16 to 32 for length 20, got 24"):
         fused_attention.attention(*(jnp.zeros((1, 20, 1, 16)),) * 3, jnp.ones((1, 20)), block_rows=24)
+    with pytest.raises(ValueError, match="warps must be a power of two from 1 to 16"):
+        fused_attention.attention(*(jnp.zeros((1, 20, 1, 16)),) * 3, jnp.ones((1, 20)), warps=6)
 
 
 TINY_BERT = BertConfig(vocabulary_size=101, num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=24,
@@ -117,26 +119,40 @@ TINY_DISTIL = DistilBertConfig(vocabulary_size=101, num_layers=1, num_heads=2, h
                                max_sequence_length=24, dropout=0.2)  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "model_cls, cfg, head",
-    [(BertClassifier, TINY_BERT, BertHeadConfig(3)), (DistilBertClassifier, TINY_DISTIL, DistilBertHeadConfig(3))],
-)
-def test_a_training_step_is_the_same_function_with_either_kernel(model_cls, cfg, head):
-    """Whole classifiers, dropout on: loss and every gradient agree, because the fused path draws the same masks."""
+def _classifier(model_cls, cfg, head, kernel: str, params=None):
+    """(logits(params, train), params) of a whole classifier with the given attention kernel; train uses dropout."""
     inputs = dummy_inputs(cfg, batch_size=2, length=12)
     inputs = dict(inputs, token_ids=jnp.arange(24, dtype=jnp.int32).reshape(2, 12) % 101)
     inputs["padding_mask"] = inputs["padding_mask"].at[1, 9:].set(0)
-    params = nn.unbox(model_cls(cfg, head).init(jax.random.key(0), inputs)["params"])
+    model = model_cls(dataclasses.replace(cfg, attention_kernel=kernel), head)
+    params = params or nn.unbox(model.init(jax.random.key(0), inputs)["params"])
 
-    def loss(params, kernel):
-        model = model_cls(dataclasses.replace(cfg, attention_kernel=kernel), head)
-        logits = model.apply({"params": params}, inputs, train=True, rngs={"dropout": jax.random.key(5)})
-        return jnp.sum(jnp.sin(logits))
+    def logits(params, train=True):
+        return model.apply({"params": params}, inputs, train=train, rngs={"dropout": jax.random.key(5)})
 
-    (fused, fused_grads), (xla, xla_grads) = (jax.value_and_grad(loss)(params, k) for k in ("pallas", "xla"))
+    return logits, params
+
+
+def test_a_bert_training_step_is_the_same_function_with_either_kernel():
+    """Loss and every gradient of a whole classifier agree, dropout on: the fused path draws the same masks."""
+    fused_logits, params = _classifier(BertClassifier, TINY_BERT, BertHeadConfig(3), "pallas")
+    xla_logits, _ = _classifier(BertClassifier, TINY_BERT, BertHeadConfig(3), "xla", params)
+
+    def loss_and_grads(logits):
+        return jax.jit(jax.value_and_grad(lambda p: jnp.sum(jnp.sin(logits(p)))))(params)
+
+    (fused, fused_grads), (xla, xla_grads) = loss_and_grads(fused_logits), loss_and_grads(xla_logits)
     np.testing.assert_allclose(fused, xla, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(xla_grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
+
+
+def test_distil_bert_applies_the_same_dropout_masks_with_either_kernel():
+    fused_logits, params = _classifier(DistilBertClassifier, TINY_DISTIL, DistilBertHeadConfig(3), "pallas")
+    xla_logits, _ = _classifier(DistilBertClassifier, TINY_DISTIL, DistilBertHeadConfig(3), "xla", params)
+    fused = jax.jit(fused_logits)(params)
+    np.testing.assert_allclose(fused, jax.jit(xla_logits)(params), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fused, jax.jit(fused_logits, static_argnums=1)(params, False))  # dropout is on
 
 
 def test_an_unknown_attention_kernel_is_rejected():

@@ -32,7 +32,7 @@ def supports(length: int, head_dim: int) -> bool:
     return length <= 512 and head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
-def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows: int | None = None):
+def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None):
     """Softmax attention over [B, L, H, D] q, k, v; returns the [B, L, H, D] context in v's dtype.
 
     Args:
@@ -41,6 +41,7 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
         keep_scale: what kept probabilities are multiplied by (the inverse keep probability).
         block_rows: queries (forward, dq) or keys (dk, dv) per program, a power of two >= 16; default: as many as
             keep a block's scores within 8K float32s.
+        warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores.
     """
     batch, length, heads, head_dim = q.shape
     if not supports(length, head_dim):
@@ -60,7 +61,10 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
                          f"attention_kernel='xla'.")  # fmt: skip
-    static = _Static(rows, 4 if rows * padded <= 8192 else 8, float(keep_scale), backend == "cpu")
+    warps = warps or (4 if rows * padded <= 8192 else 8)
+    if warps not in (1, 2, 4, 8, 16):
+        raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
+    static = _Static(rows, warps, float(keep_scale), backend == "cpu")
     return _attention(q, k, v, codes, keep, static)[:, :length]
 
 
