@@ -65,7 +65,23 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
     if warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
     static = _Static(rows, warps, float(keep_scale), backend == "cpu")
-    return _attention(q, k, v, codes, keep, static)[:, :length]
+    return _sharded(q, k, v, codes, keep, static)[:, :length]
+
+
+def _sharded(q, k, v, codes, keep, static: _Static):
+    """The kernels on each device's rows when traced under a multi-device mesh (flaxbert's loops set it), with the
+    batch split over every mesh axis as flaxbert shards it; XLA cannot partition a Triton call by itself and would
+    otherwise gather the whole batch onto every device."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return _attention(q, k, v, codes, keep, static)
+    rows = jax.sharding.PartitionSpec(mesh.axis_names)
+    args = (q, k, v, codes) + (() if keep is None else (keep,))
+
+    def local(q, k, v, codes, keep=None):
+        return _attention(q, k, v, codes, keep, static)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(rows,) * len(args), out_specs=rows, check_vma=False)(*args)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,11 +50,23 @@ def create_state(params, tx, shardings) -> TrainState:
     return jit_create_state(tx, shardings)(params)
 
 
+def _traced_on(mesh, step):
+    """`step`, traced with `mesh` as the abstract mesh: model code that maps kernels over the mesh's shards (the
+    fused attention) reads it there."""
+
+    def traced(*args):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return step(*args)
+
+    traced.__name__ = traced.__qualname__ = step.func.__name__  # the program's name in profiles and logs
+    return traced
+
+
 def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
     """The jitted `(state, sums, batch) -> (state, sums)` of `steps.train_step_summed`; the state is donated."""
     step = functools.partial(steps.train_step_summed, model=model, seed=seed, loss_fn=loss_fn)
     return jax.jit(
-        step,
+        _traced_on(mesh, step),
         donate_argnums=0,  # not the sums: fit passes the same zeros again whenever a total restarts
         in_shardings=(shardings, replicated(mesh), batch_sharding(mesh)),
         out_shardings=(shardings, replicated(mesh)),
@@ -74,14 +86,14 @@ def zero_totals(mesh) -> dict:
 def jit_eval_step(model, mesh, param_shardings, *, loss_fn):
     """The jitted `(params, sums, batch) -> sums` of `steps.eval_step_summed`."""
     step = functools.partial(steps.eval_step_summed, model=model, loss_fn=loss_fn)
-    return jax.jit(step, in_shardings=(param_shardings, replicated(mesh), batch_sharding(mesh)),
+    return jax.jit(_traced_on(mesh, step), in_shardings=(param_shardings, replicated(mesh), batch_sharding(mesh)),
                    out_shardings=replicated(mesh), compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
 def jit_predict_step(model, mesh, param_shardings):
     step = functools.partial(steps.predict_step, model=model)
-    return jax.jit(step, in_shardings=(param_shardings, batch_sharding(mesh)), out_shardings=batch_sharding(mesh),
-                   compiler_options=inference_compiler_options(mesh))  # fmt: skip
+    return jax.jit(_traced_on(mesh, step), in_shardings=(param_shardings, batch_sharding(mesh)),
+                   out_shardings=batch_sharding(mesh), compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
 _IN_FLIGHT = 4  # predict batches dispatched ahead of the one the host waits for
