@@ -11,6 +11,7 @@ probabilities cast to v's dtype for the second matmul. Sequences up to 512 token
 columns) of a block's scores, so there is no online softmax. Lengths that are not a power of two are padded to one
 (Triton's block shapes must be); padded keys get exactly zero probability.
 
+On a multi-device mesh (flaxbert's loops trace their steps under it) each device runs the kernels on its own rows.
 On CPU the kernels run in Pallas's interpreter (slow: for the tests that compare them with the XLA path).
 """
 
@@ -118,7 +119,8 @@ def _forward_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dr
 
 
 def _score_grads(q, k, v, codes, keep, do, lse, delta, scale, keep_scale):
-    """(p, dp dropped, ds) for a block: probabilities from the saved log-sum-exp, and the scores' gradient."""
+    """(p, ds) for a block: the probabilities, recomputed from the saved log-sum-exp, and the gradient of the scores
+    before their 1/sqrt(D) scaling (delta = rowsum(dO * O) = rowsum(dP * P), dropout included)."""
     p = jnp.exp(_scores(q, k, codes, scale) - lse[:, None])
     dp = _dropped(jnp.dot(do, v.T, preferred_element_type=jnp.float32), keep, keep_scale)
     ds = jnp.where(codes[None, :] == _ATTEND, p * (dp - delta[:, None]), 0.0) / scale
