@@ -65,18 +65,19 @@ def measure(batch, length, heads, head_dim, dtype, rate, steps, configs) -> list
     keep = keep_mask(jax.random.key(0), (batch, heads, length, length), rate) if rate else None
     rows, reference = [], None
     for label, attention in paths(configs):
-        forward = jax.jit(lambda q, k, v, m, f=attention: f(q, k, v, m, keep, keep_scale(rate)))
+        # Every array is an argument (a closed-over one would be compiled into the program as a constant).
+        forward = jax.jit(lambda q, k, v, m, keep, f=attention: f(q, k, v, m, keep, keep_scale(rate)))
 
-        def loss(q, k, v, forward=forward):
-            return jnp.sum(forward(q, k, v, padding_mask).astype(jnp.float32) * cotangent.astype(jnp.float32))
+        def loss(q, k, v, m, keep, cotangent, forward=forward):
+            return jnp.sum(forward(q, k, v, m, keep).astype(jnp.float32) * cotangent.astype(jnp.float32))
 
         grads = jax.jit(jax.grad(loss, (0, 1, 2)))
         row = {"path": label, "batch": batch, "length": length, "heads": heads, "head_dim": head_dim, "dtype": dtype,
                "dropout": rate}  # fmt: skip
         try:
-            outputs = [forward(q, k, v, padding_mask), *grads(q, k, v)]
-            row["forward_ms"] = 1e3 * best_time(forward, (q, k, v, padding_mask), steps)
-            row["forward_backward_ms"] = 1e3 * best_time(grads, (q, k, v), steps)
+            outputs = [forward(q, k, v, padding_mask, keep), *grads(q, k, v, padding_mask, keep, cotangent)]
+            row["forward_ms"] = 1e3 * best_time(forward, (q, k, v, padding_mask, keep), steps)
+            row["forward_backward_ms"] = 1e3 * best_time(grads, (q, k, v, padding_mask, keep, cotangent), steps)
         except Exception as error:  # a kernel Triton cannot compile: show it and go on
             rows.append(dict(row, error=f"{type(error).__name__}: {str(error)[:300]}"))
             continue
