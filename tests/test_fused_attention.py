@@ -75,9 +75,8 @@ def test_values_and_gradients_match_the_xla_path(length, block_rows, rate):
         assert np.abs(b).max() > 0.1  # the comparison is not between zeros
 
 
-def test_hidden_and_padded_keys_get_no_probability_or_gradient():
-    """A key the padding mask hides changes neither the output nor gets a gradient; padding to a power of two is
-    invisible (length 24 is computed as 32)."""
+def test_hidden_keys_get_no_probability_or_gradient():
+    """A key the padding mask hides changes neither the output nor gets a gradient (at length 24, computed as 32)."""
     q, k, v, cotangent, padding_mask = _inputs(1, 24, 2, 16)
     padding_mask = padding_mask.at[0, 3].set(0)
 
@@ -157,8 +156,7 @@ def test_an_unknown_attention_kernel_is_rejected():
 def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dropout):
     """Cross-lowering for CUDA on this CPU host runs Pallas's Triton lowering of every kernel: an op without a Triton
     rule or a block shape Triton cannot take fails here rather than on a GPU (compiling the Triton IR needs one)."""
-    rows = max(16, min(length, 8192 // length))
-    static = fused_attention._Static(rows, 4 if rows * length <= 8192 else 8, keep_scale(0.1), interpret=False)
+    static = fused_attention._settings(length, length, keep_scale(0.1), interpret=False)  # attention()'s defaults
     qkv = jax.ShapeDtypeStruct((2, length, 12, head_dim), dtype)
     codes = jax.ShapeDtypeStruct((2, length), jnp.int32)
     keep = jax.ShapeDtypeStruct((2, 12, length, length), jnp.int8) if dropout else None

@@ -55,17 +55,11 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
         codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
         keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
     keep = None if keep is None else keep.astype(jnp.int8)
-    rows = block_rows or max(16, min(padded, 8192 // padded))
-    if rows < 16 or rows & (rows - 1) or rows > padded:
-        raise ValueError(f"block_rows must be a power of two from 16 to {padded} for length {length}, got {rows}.")
     backend = jax.default_backend()
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
                          f"attention_kernel='xla'.")  # fmt: skip
-    warps = warps or (4 if rows * padded <= 8192 else 8)
-    if warps not in (1, 2, 4, 8, 16):
-        raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
-    static = _Static(rows, warps, float(keep_scale), backend == "cpu")
+    static = _settings(length, padded, keep_scale, block_rows, warps, interpret=backend == "cpu")
     return _sharded(q, k, v, codes, keep, static)[:, :length]
 
 
@@ -83,6 +77,17 @@ def _sharded(q, k, v, codes, keep, static: _Static):
         return _attention(q, k, v, codes, keep, static)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(rows,) * len(args), out_specs=rows, check_vma=False)(*args)
+
+
+def _settings(length: int, padded: int, keep_scale: float, block_rows=None, warps=None, *, interpret: bool):
+    """The kernels' compile-time settings for a sequence of `length` padded to `padded`, defaults filled in."""
+    rows = block_rows or max(16, min(padded, 8192 // padded))
+    if rows < 16 or rows & (rows - 1) or rows > padded:
+        raise ValueError(f"block_rows must be a power of two from 16 to {padded} for length {length}, got {rows}.")
+    warps = warps or (4 if rows * padded <= 8192 else 8)
+    if warps not in (1, 2, 4, 8, 16):
+        raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
+    return _Static(rows, warps, float(keep_scale), interpret)
 
 
 @dataclasses.dataclass(frozen=True)
