@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
 from flaxbert.models.abstract import abstract_params, check_params, count_params, dummy_inputs
-from flaxbert.models.config import check_architecture, config_architecture
+from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
@@ -71,7 +71,8 @@ class Backbone:
         return abstract_params(self.encoder, self.config)
 
     @classmethod
-    def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0) -> Backbone:
+    def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0, scan_layers=None,
+                    attention_kernel=None) -> Backbone:  # fmt: skip
         """Loads a backbone from a flaxbert preset or a Hugging Face transformers checkpoint.
 
         Args:
@@ -81,7 +82,16 @@ class Backbone:
             load_weights: False builds the architecture with random weights and reads no weight file.
             dtype: compute dtype override, e.g. "bfloat16"; params stay float32.
             seed: the init seed when `load_weights=False`.
+            scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
         """
+        check_execution(scan_layers, attention_kernel)  # before reading any weights
+        config, params = cls._read_preset(preset, load_weights, dtype)
+        config = with_execution(config, scan_layers=scan_layers, attention_kernel=attention_kernel)
+        return cls.from_config(config, params, seed=seed)
+
+    @classmethod
+    def _read_preset(cls, preset, load_weights: bool, dtype) -> tuple:
+        """(config, params or None) of a preset of this backbone's architecture."""
         preset = resolve(preset, load_weights)
         saved = hf_checkpoint.read_config(preset)
         if native.is_native(saved):
@@ -89,21 +99,19 @@ class Backbone:
             check_architecture(saved["architecture"], cls.architecture, preset)
             config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
             if not load_weights:
-                return cls.from_config(config, seed=seed)
-            params = native.restore_params(preset, nn.unbox(native_abstract(saved, config)))
-            return cls.from_config(config, params["backbone"])
+                return config, None
+            return config, native.restore_params(preset, nn.unbox(native_abstract(saved, config)))["backbone"]
         if keras_format.is_keras(saved):
             config = keras_format.backbone_config(saved, preset, dtype)
             check_architecture(config_architecture(config), cls.architecture, preset)
             if not load_weights:
-                return cls.from_config(config, seed=seed)
+                return config, None
             params = keras_format.backbone_params(preset, preset)
             check_params(params, abstract_params(cls.encoder_cls(config), config), str(preset))
-            return cls.from_config(config, jax.tree.map(jnp.asarray, params))
+            return config, jax.tree.map(jnp.asarray, params)
         if not load_weights:
-            return cls.from_config(hf_checkpoint.load_config(preset, dtype, cls.architecture), seed=seed)
-        config, params = hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
-        return cls.from_config(config, params)
+            return hf_checkpoint.load_config(preset, dtype, cls.architecture), None
+        return hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
 
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""

@@ -43,6 +43,31 @@ def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
     assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
 
 
+def test_execution_options_override_the_preset_and_keep_the_numbers(distil_dir, tmp_path):
+    """`scan_layers` / `attention_kernel` change how the encoder runs, on every loading path, never the outputs."""
+    path, model = distil_dir
+    batch = padded_batch(99, 1)
+    del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    fused = flaxbert.TextClassifier.from_preset(path, preprocessor=None, scan_layers=True, attention_kernel="pallas")
+    assert (fused.backbone.config.scan_layers, fused.backbone.config.attention_kernel) == (True, "pallas")
+    np.testing.assert_allclose(fused.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    fused.save_to_preset(tmp_path / "native")  # a flaxbert preset keeps what it was saved with unless told otherwise
+    kept = flaxbert.TextClassifier.from_preset(tmp_path / "native", preprocessor=None)
+    assert (kept.backbone.config.scan_layers, kept.backbone.config.attention_kernel) == (True, "pallas")
+    plain = flaxbert.DistilBertTextClassifier.from_preset(tmp_path / "native", preprocessor=None, scan_layers=False,
+                                                          attention_kernel="xla")  # fmt: skip
+    assert (plain.backbone.config.scan_layers, plain.backbone.config.attention_kernel) == (False, "xla")
+    np.testing.assert_allclose(plain.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    backbone = flaxbert.DistilBertBackbone.from_preset(path, attention_kernel="pallas")
+    assert (backbone.config.scan_layers, backbone.config.attention_kernel) == (False, "pallas")
+    # Checked before the preset is read: these paths do not exist.
+    with pytest.raises(ValueError, match=r"attention_kernel='flash' is not supported; use one of \('xla', 'pallas'\)"):
+        flaxbert.TextClassifier.from_preset(tmp_path / "absent", attention_kernel="flash")
+    with pytest.raises(ValueError, match="scan_layers must be True or False, got 'yes'"):
+        flaxbert.DistilBertBackbone.from_preset(tmp_path / "absent", scan_layers="yes")
+
+
 def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
     path = save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path / "bert")
     with pytest.raises(ValueError, match="holds a bert checkpoint; load it with BertBackbone / BertTextClassifier"):

@@ -30,6 +30,15 @@ def test_unknown_keys_and_bad_values():
         cfg.override(cfg.Config(), "epochs", "three")
     with pytest.raises(cfg.ConfigError, match="precision must be one of"):
         cfg.validate(cfg.Config(preset="x", precision="float16"))
+    with pytest.raises(cfg.ConfigError, match=r"attention_kernel must be one of \('xla', 'pallas'\), got 'flash'"):
+        cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
+
+
+def test_attention_kernels_are_the_models():
+    """run.config repeats the kernel names so that train.py can reject a bad one before importing jax."""
+    from flaxbert.models.config import ATTENTION_KERNELS
+
+    assert cfg.ATTENTION_KERNELS == ATTENTION_KERNELS
 
 
 def test_every_recipe_loads_and_round_trips():

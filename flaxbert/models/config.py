@@ -23,6 +23,24 @@ def compute_dtype(dtype) -> str:
     return name
 
 
+def with_execution(config, *, scan_layers: bool | None = None, attention_kernel: str | None = None):
+    """`config` with how its encoder runs changed (`scan_layers`, `attention_kernel`; None keeps the config's own).
+
+    These fields change the compiled program, never the params or the numbers, so a preset loads with either.
+    """
+    check_execution(scan_layers, attention_kernel)
+    changes = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_execution(scan_layers, attention_kernel) -> None:
+    """Rejects `scan_layers` / `attention_kernel` values no config takes (None passes: it means "keep")."""
+    if scan_layers is not None and not isinstance(scan_layers, bool):
+        raise ValueError(f"scan_layers must be True or False, got {scan_layers!r}.")
+    if attention_kernel is not None and attention_kernel not in ATTENTION_KERNELS:
+        raise ValueError(f"attention_kernel={attention_kernel!r} is not supported; use one of {ATTENTION_KERNELS}.")
+
+
 def _check_common(cfg) -> None:
     for field in (
         "vocabulary_size",
@@ -47,10 +65,11 @@ def _check_common(cfg) -> None:
     if cfg.layer_norm_epsilon <= 0:
         raise ValueError(f"layer_norm_epsilon must be positive, got {cfg.layer_norm_epsilon!r}.")
     compute_dtype(cfg.dtype)
-    if not isinstance(cfg.scan_layers, bool):
-        raise ValueError(f"scan_layers must be True or False, got {cfg.scan_layers!r}.")
-    if cfg.attention_kernel not in ATTENTION_KERNELS:
-        raise ValueError(f"attention_kernel={cfg.attention_kernel!r} is not supported; use one of {ATTENTION_KERNELS}.")
+    if cfg.scan_layers is None:
+        raise ValueError("scan_layers must be True or False, got None.")
+    if cfg.attention_kernel is None:
+        raise ValueError(f"attention_kernel must be one of {ATTENTION_KERNELS}, got None.")
+    check_execution(cfg.scan_layers, cfg.attention_kernel)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,6 +55,8 @@ class Config:
     sequence_length: int = 128
     bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
     precision: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+    attention_kernel: str = "xla"  # "pallas": flaxbert's fused attention kernels (GPU; see BertConfig)
+    scan_layers: bool = False  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
     batch_size: int = 32
     eval_batch_size: int = 256
     epochs: int = 3
@@ -69,6 +71,7 @@ class Config:
 
 
 PRECISIONS = ("float32", "bfloat16")
+ATTENTION_KERNELS = ("xla", "pallas")  # as flaxbert.models.config's; repeated so that this module imports no jax
 OPTIMIZERS = ("keras_default", "recommended")
 
 
@@ -142,6 +145,10 @@ def validate(config: Config, training: bool = True) -> None:
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
         (config.sequence_length >= 8, f"sequence_length must be at least 8, got {config.sequence_length}"),
         (config.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {config.precision!r}"),
+        (
+            config.attention_kernel in ATTENTION_KERNELS,
+            f"attention_kernel must be one of {ATTENTION_KERNELS}, got {config.attention_kernel!r}",
+        ),
         (config.optimizer.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}"),
         (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
         (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),

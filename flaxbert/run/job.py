@@ -108,6 +108,8 @@ def build_classifier(config: Config):
         sequence_length=config.sequence_length,
         dtype=config.precision,
         seed=config.seed,
+        scan_layers=config.scan_layers,
+        attention_kernel=config.attention_kernel,
     )
     if classifier.preprocessor is None:
         raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")

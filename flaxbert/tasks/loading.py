@@ -13,7 +13,13 @@ import jax.numpy as jnp
 
 from flaxbert.backbones import native_abstract
 from flaxbert.models.abstract import abstract_params, check_params
-from flaxbert.models.config import check_architecture, compute_dtype, config_architecture
+from flaxbert.models.config import (
+    check_architecture,
+    check_execution,
+    compute_dtype,
+    config_architecture,
+    with_execution,
+)
 from flaxbert.parallel import make_mesh, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 from flaxbert.presets.resolve import resolve
@@ -21,6 +27,7 @@ from flaxbert.presets.resolve import resolve
 
 def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
                          preprocessor="auto", sequence_length: int | None = None, dtype=None, seed: int = 0,
+                         scan_layers: bool | None = None, attention_kernel: str | None = None,
                          **head_kwargs):  # fmt: skip
     """Loads a classifier of class `cls` (or the right subclass, for `TextClassifier`) from `preset`.
 
@@ -36,11 +43,14 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         sequence_length: overrides the auto preprocessor's sequence length (default: the preset's, else 512).
         dtype: compute dtype, e.g. "bfloat16" (params stay float32).
         seed: the seed of any randomly initialised params.
+        scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
         **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
     """
+    check_execution(scan_layers, attention_kernel)  # before reading any weights
+    execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
     preset = resolve(preset, load_weights)
     saved_config = hf_checkpoint.read_config(preset)
-    args = (preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs)
+    args = (preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, execution, head_kwargs)
     if native.is_native(saved_config):
         return _load_native(cls, *args)
     if keras_format.is_keras(saved_config):
@@ -51,10 +61,10 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
     head_params = None
     if keep:
         config, _, params = hf_checkpoint.load_classifier(preset, dtype, cls.backbone_cls.architecture)
-        backbone = cls.backbone_cls.from_config(config, params.pop("backbone"))
+        backbone = cls.backbone_cls.from_config(with_execution(config, **execution), params.pop("backbone"))
         head_params = params
     else:
-        backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
+        backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
@@ -73,7 +83,7 @@ def _choose_head(preset, head, num_classes, head_kwargs):
 
 
 def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
-                head_kwargs):  # fmt: skip
+                execution, head_kwargs):  # fmt: skip
     config = keras_format.backbone_config(saved_config, preset, dtype)
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
@@ -82,7 +92,7 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
-    backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed)
+    backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
     head_params = None
     if keep and load_weights:
         head_params = keras_format.head_params(preset, head)
@@ -93,9 +103,10 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
-def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, head_kwargs):
+def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, execution,
+                 head_kwargs):  # fmt: skip
     saved = native.read(preset)
-    config = native.backbone_config(saved, compute_dtype(dtype) if dtype else None)
+    config = with_execution(native.backbone_config(saved, compute_dtype(dtype) if dtype else None), **execution)
     cls = _class_for(cls, type(config))
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
     keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs)
