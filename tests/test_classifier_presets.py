@@ -43,6 +43,7 @@ def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
     assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
 
 
+@pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose
 def test_execution_options_override_the_preset_and_keep_the_numbers(distil_dir, tmp_path):
     """`scan_layers` / `attention_kernel` change how the encoder runs, on every loading path, never the outputs."""
     path, model = distil_dir

@@ -31,6 +31,9 @@ from flaxbert.models.dropout import keep_mask, keep_scale
 from flaxbert.parallel import batch_sharding
 from flaxbert.training import loops
 
+# Here the kernels run interpreted on purpose; test_on_cpu_the_interpreter_warns checks the warning itself.
+pytestmark = pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")
+
 _keep_mask = jax.jit(keep_mask, static_argnums=(1, 2))  # one program instead of many eager ops
 
 
@@ -142,6 +145,12 @@ def test_distil_bert_applies_the_same_dropout_masks_with_either_kernel():
     fused = jax.jit(fused_logits)(params)
     np.testing.assert_allclose(fused, jax.jit(xla_logits)(params), rtol=1e-5, atol=1e-6)
     assert not np.allclose(fused, jax.jit(fused_logits, static_argnums=1)(params, False))  # dropout is on
+
+
+def test_on_cpu_the_interpreter_warns():
+    q, k, v, _, padding_mask = _inputs(1, 16, 1, 16)
+    with pytest.warns(UserWarning, match=r"Pallas's interpreter on CPU, many times slower .* use 'xla' on CPU"):
+        fused_attention.attention(q, k, v, padding_mask)
 
 
 def test_an_unknown_attention_kernel_is_rejected():

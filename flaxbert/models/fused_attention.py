@@ -12,7 +12,8 @@ columns) of a block's scores, so there is no online softmax. Lengths that are no
 (Triton's block shapes must be); padded keys get exactly zero probability.
 
 On a multi-device mesh (flaxbert's loops trace their steps under it) each device runs the kernels on its own rows.
-On CPU the kernels run in Pallas's interpreter (slow: for the tests that compare them with the XLA path).
+On CPU the kernels run in Pallas's interpreter (slow: for the tests that compare them with the XLA path), with a
+warning that says so.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the padding mask hides, length padding
+
+
+CPU_WARNING = (
+    "attention_kernel='pallas' runs its GPU kernels in Pallas's interpreter on CPU, many times slower than "
+    "attention_kernel='xla' (the interpreter is there for tests); use 'xla' on CPU."
+)
 
 
 def supports(length: int, head_dim: int) -> bool:
@@ -59,6 +67,8 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
                          f"attention_kernel='xla'.")  # fmt: skip
+    if backend == "cpu":
+        warnings.warn(CPU_WARNING, stacklevel=2)
     static = _settings(length, padded, keep_scale, block_rows, warps, interpret=backend == "cpu")
     return _sharded(q, k, v, codes, keep, static)[:, :length]
 
