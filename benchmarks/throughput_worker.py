@@ -138,7 +138,7 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
     once (optimizer state, data adapter, the epoch-end sync) cancels out, as it does in a long fit; a GPU step is
     ~10 ms, and those costs would weigh on a short fit. Otherwise (CPU): the best whole fit(2 * steps) / (2 * steps).
     A CPU step is >= 100 ms, so the once-per-call costs are < 1% of a 2 * `steps` fit, while the difference of two
-    noisy timings is not: sessions 4-6 read once-per-call costs of -2.0 to +1.2 s from it (the true ones ~0), which
+    noisy timings is not: sessions 4-6 read once-per-call costs of -2.6 to +1.2 s from it (the true ones ~0), which
     moved the CPU train rates by up to 20% either way. The second value is the marginal estimate of the per-call cost.
     """
     best = {steps: float("inf"), 2 * steps: float("inf")}
@@ -198,17 +198,8 @@ def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False, attention_
     predict_fn, _, shardings = classifier._steps("predict")
     params = jax.device_put(classifier.params, shardings.params)
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, sharding)
-
-    def predict_steps(count):  # as `predict` does: wait on the batch `_IN_FLIGHT` back, so at most that many queue
-        outputs = []
-        for _ in range(count):
-            outputs.append(predict_fn(params, inputs))
-            if len(outputs) > loops._IN_FLIGHT:
-                outputs[-loops._IN_FLIGHT - 1].block_until_ready()
-        return outputs
-
-    backend.sync(predict_steps(2))
-    raw_predict_s = _best(lambda: predict_steps(steps), backend.sync, repeats)
+    backend.sync(predict_fn(params, inputs))
+    raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)
     raw = {"path": "the jitted train / predict step on a device-resident batch", "first_step_s": None,
            "train_examples_per_s": steps * shape.batch / step_s, "predict_batch": pb,
            "predict_examples_per_s": steps * pb / raw_predict_s}  # fmt: skip

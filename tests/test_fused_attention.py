@@ -153,9 +153,11 @@ def test_on_cpu_the_interpreter_warns():
         fused_attention.attention(q, k, v, padding_mask)
 
 
-def test_an_unknown_attention_kernel_is_rejected():
+def test_an_unknown_or_missing_attention_kernel_is_rejected():
     with pytest.raises(ValueError, match="attention_kernel='triton' is not supported; use one of"):
         dataclasses.replace(TINY_BERT, attention_kernel="triton")
+    with pytest.raises(ValueError, match=r"a config needs .*attention_kernel .*got False and None"):
+        dataclasses.replace(TINY_BERT, attention_kernel=None)  # None means "keep" in from_preset, not in a config
 
 
 @pytest.mark.parametrize(

@@ -26,9 +26,9 @@ def compute_dtype(dtype) -> str:
 def with_execution(config, *, scan_layers: bool | None = None, attention_kernel: str | None = None):
     """`config` with how its encoder runs changed (`scan_layers`, `attention_kernel`; None keeps the config's own).
 
-    These fields change the compiled program, never the params or the numbers, so a preset loads with either.
+    These fields change the compiled program, never the params or the numbers, so a preset loads with either. The
+    new config validates them (`check_execution` does the same before a preset's weights are read).
     """
-    check_execution(scan_layers, attention_kernel)
     changes = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
     return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
 
@@ -65,10 +65,9 @@ def _check_common(cfg) -> None:
     if cfg.layer_norm_epsilon <= 0:
         raise ValueError(f"layer_norm_epsilon must be positive, got {cfg.layer_norm_epsilon!r}.")
     compute_dtype(cfg.dtype)
-    if cfg.scan_layers is None:
-        raise ValueError("scan_layers must be True or False, got None.")
-    if cfg.attention_kernel is None:
-        raise ValueError(f"attention_kernel must be one of {ATTENTION_KERNELS}, got None.")
+    if cfg.scan_layers is None or cfg.attention_kernel is None:  # None means "keep" in from_preset only
+        raise ValueError(f"a config needs scan_layers (True or False) and attention_kernel (one of "
+                         f"{ATTENTION_KERNELS}); got {cfg.scan_layers!r} and {cfg.attention_kernel!r}.")  # fmt: skip
     check_execution(cfg.scan_layers, cfg.attention_kernel)
 
 
