@@ -1,5 +1,6 @@
 """The keras-hub task API: the seed pages' examples, freezing, and clear errors that leave the model unchanged."""
 
+import functools
 import warnings
 
 import jax
@@ -113,6 +114,8 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, batch_size=0), "batch_size must be a positive integer"),
         (dict(x=FEATURES, y=LABELS, epochs=0), "epochs must be a positive integer"),
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0]), "one weight per example"),
+        (dict(x=FEATURES, y=LABELS, group_by_length="yes"), "group_by_length must be True or False"),
+        (dict(x=PREPROCESSED, y=LABELS, group_by_length=True), "only helps length-bucketed.*x is preprocessed"),
     ],
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):
@@ -120,6 +123,25 @@ def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, k
     with pytest.raises(ValueError, match=message):
         text_classifier.fit(**{"batch_size": 2, "verbose": 0, **kwargs})
     assert _leaves_equal(before, text_classifier.params)
+
+
+def test_grouping_by_length_without_buckets_is_refused(text_classifier):
+    before = jax.tree.map(np.array, text_classifier.params)
+    text_classifier.bucket = False
+    try:
+        with pytest.raises(ValueError, match="only helps length-bucketed batches, and classifier.bucket is False"):
+            text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, group_by_length=True)
+    finally:
+        text_classifier.bucket = True
+    assert _leaves_equal(before, text_classifier.params)
+
+
+def test_a_run_grouped_by_length_resumes_only_as_one(text_classifier, tmp_path):
+    fit = functools.partial(text_classifier.fit, FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    assert fit(epochs=1, group_by_length=True).epoch == [0]
+    with pytest.raises(ValueError, match=r"different run .*'group_by_length': \(True, False\)"):
+        fit(epochs=2)
+    assert fit(epochs=2, group_by_length=True).epoch == [1]  # the saved run goes on
 
 
 def test_strings_without_a_preprocessor():

@@ -32,6 +32,8 @@ def test_unknown_keys_and_bad_values():
         cfg.validate(cfg.Config(preset="x", precision="float16"))
     with pytest.raises(cfg.ConfigError, match=r"attention_kernel must be one of \('xla', 'pallas'\), got 'flash'"):
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
+    with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
+        cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))
 
 
 def test_attention_kernels_are_the_models():

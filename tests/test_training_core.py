@@ -11,8 +11,9 @@ from jax.sharding import PartitionSpec as P
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import make_mesh
+from flaxbert.text.bucketing import bucket_length
 from flaxbert.training import loops, optimizers, steps
-from flaxbert.training.batches import ArrayData, epoch_order, make_batch, num_batches
+from flaxbert.training.batches import GROUP_WINDOW, ArrayData, epoch_order, longest_first, make_batch, num_batches
 from flaxbert.training.state import TrainState
 from flaxbert.training.steps import sparse_categorical_crossentropy
 
@@ -85,24 +86,61 @@ def test_param_shardings_follow_the_rules():
     assert layer["self_attention"]["query"]["kernel"].addressable_shards[0].data.shape == (4, 2, 8)
 
 
-@pytest.mark.parametrize("mesh_shape", [(1, 1), (8, 1), (2, 4)])
-def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape):
+@pytest.mark.parametrize("mesh_shape,bucket", [((1, 1), False), ((8, 1), False), ((2, 4), False), ((1, 1), True),
+                                               ((2, 4), True)])  # fmt: skip
+def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape, bucket):
     mesh = make_mesh(*mesh_shape, devices=jax.devices()[: mesh_shape[0] * mesh_shape[1]])
     _, shardings = loops.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
     params = jax.device_put(_params(), shardings.params)
-    data = _data(n=37)  # 37 = 4 full batches of 8 and a last batch of 5
+    # 37 = 4 full batches of 8 and a last batch of 5; bucketed, the rows go longest first and the shortest batches
+    # are cut to 16 of the 24 columns, and predict must still return them in input order
+    data = _data(n=37, length=24)
     predict = loops.jit_predict_step(MODEL, mesh, shardings.params)
-    outputs = loops.predict(params, predict, data, batch_size=8, mesh=mesh, verbose=0)
+    outputs = loops.predict(params, predict, data, batch_size=8, mesh=mesh, bucket=bucket, verbose=0)
     direct = np.asarray(MODEL.apply({"params": _params()}, {k: v for k, v in data.inputs.items()}))
     np.testing.assert_allclose(outputs, direct, atol=1e-5)
     evaluate = loops.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
-    metrics = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=0)
+    metrics = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, bucket=bucket, verbose=0)
     loss = optax.softmax_cross_entropy_with_integer_labels(direct, data.labels).mean()
     assert metrics["loss"] == pytest.approx(float(loss), abs=1e-5)
     assert metrics["accuracy"] == pytest.approx(float((direct.argmax(-1) == data.labels).mean()), abs=1e-7)
 
 
-def _reference_metrics(tx, data, batch_size, epochs, log_every):
+def test_evaluation_order_is_longest_first_with_ties_in_input_order():
+    data = _data(n=37, length=24)
+    lengths = data.inputs["padding_mask"].sum(axis=1)
+    order = longest_first(data)
+    assert sorted(order) == list(range(37))
+    assert list(zip(-lengths[order], order, strict=True)) == sorted(zip(-lengths, range(37), strict=True))
+    full = data.inputs["padding_mask"].shape[1]
+    widths = [bucket_length(int(lengths[order[i : i + 8]].max()), full) for i in range(0, 37, 8)]
+    assert widths == [24, 24, 16, 16, 16]  # in input order every batch of these rows has one longer than 16:
+    assert all(bucket_length(int(lengths[i : i + 8].max()), full) == 24 for i in range(0, 37, 8))
+
+
+def test_grouping_by_length_batches_similar_rows_and_keeps_the_plain_order_otherwise():
+    size, batch = 3 * GROUP_WINDOW * 8 + 13, 8  # three windows of 50 batches and a partial one
+    lengths = np.random.default_rng(3).integers(2, 129, size)
+    assert np.array_equal(epoch_order(size, 5, 1, True), np.random.default_rng([5, 1]).permutation(size))
+    grouped = epoch_order(size, 5, 1, True, lengths, batch)
+    assert sorted(grouped) == list(range(size))
+    assert np.array_equal(grouped, epoch_order(size, 5, 1, True, lengths, batch))  # resumable: (seed, epoch) alone
+    assert not np.array_equal(grouped, epoch_order(size, 5, 2, True, lengths, batch))
+    full = size // batch * batch
+
+    def spread(order):  # mean (longest - shortest) over full batches
+        return np.ptp(lengths[order[:full]].reshape(-1, batch), axis=1).mean()
+
+    assert spread(grouped) < 0.1 * spread(epoch_order(size, 5, 1, True))
+    plain = epoch_order(size, 5, 1, False, lengths, batch)  # no shuffle: each window sorted longest first, in place
+    window = GROUP_WINDOW * batch
+    for start in range(0, size, window):
+        chunk = plain[start : start + window]
+        assert sorted(chunk) == list(range(start, min(start + window, size)))
+        assert np.all(np.diff(lengths[chunk]) <= 0)
+
+
+def _reference_metrics(tx, data, batch_size, epochs, log_every, group_by_length=False):
     """Per-epoch and per-window (loss, accuracy) from the pure step's own metrics, summed on the host in float64."""
     step = jax.jit(partial(steps.train_step, model=MODEL, seed=0, loss_fn=sparse_categorical_crossentropy))
     state = TrainState.create(_params(), tx)
@@ -112,7 +150,8 @@ def _reference_metrics(tx, data, batch_size, epochs, log_every):
         return sums["loss_sum"] / sums["count"], sums["correct"] / sums["weight_sum"]
 
     for epoch in range(epochs):
-        order = epoch_order(len(data), 0, epoch, True)
+        lengths = data.inputs["padding_mask"].sum(axis=1) if group_by_length else None
+        order = epoch_order(len(data), 0, epoch, True, lengths, batch_size)
         total = window = None
         for i in range(per_epoch):
             batch = make_batch(data, order[i * batch_size : (i + 1) * batch_size], batch_size)
@@ -128,7 +167,8 @@ def _reference_metrics(tx, data, batch_size, epochs, log_every):
     return epochs_out, windows
 
 
-def test_fit_history_and_log_rows_equal_the_summed_step_metrics():
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_fit_history_and_log_rows_equal_the_summed_step_metrics(group_by_length):
     mesh = make_mesh(1, 1, devices=jax.devices()[:1])
     tx = optax.sgd(0.5)
     rng = np.random.default_rng(1)
@@ -138,8 +178,10 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics():
     train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
     rows = []
     _, history = loops.fit(loops.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=2,
-                           seed=0, shuffle=True, mesh=mesh, verbose=1, log_every=3, on_log=rows.append)  # fmt: skip
-    epochs, windows = _reference_metrics(tx, data, batch_size=8, epochs=2, log_every=3)
+                           seed=0, shuffle=True, mesh=mesh, verbose=1, log_every=3, on_log=rows.append,
+                           group_by_length=group_by_length)  # fmt: skip
+    epochs, windows = _reference_metrics(tx, data, batch_size=8, epochs=2, log_every=3,
+                                         group_by_length=group_by_length)  # fmt: skip
     np.testing.assert_allclose(history["loss"], [loss for loss, _ in epochs], rtol=1e-6)
     np.testing.assert_allclose(history["accuracy"], [accuracy for _, accuracy in epochs], rtol=1e-6)
     assert [r["step"] for r in rows] == [at for at, _, _ in windows] == [3, 5, 6, 9, 10]

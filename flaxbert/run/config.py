@@ -54,6 +54,7 @@ class Config:
     num_classes: int = 2
     sequence_length: int = 128
     bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
+    group_by_length: bool = False  # batch sentences of similar length together: buckets pad far less (needs bucket)
     precision: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
     attention_kernel: str = "xla"  # "pallas": flaxbert's fused attention kernels (GPU; see BertConfig)
     scan_layers: bool = False  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
@@ -144,6 +145,7 @@ def validate(config: Config, training: bool = True) -> None:
         (bool(config.preset), "preset is empty: pass --preset NAME_OR_PATH (or set preset in the config)"),
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
         (config.sequence_length >= 8, f"sequence_length must be at least 8, got {config.sequence_length}"),
+        (config.bucket or not config.group_by_length, "group_by_length=true needs bucket=true (it only helps buckets)"),
         (config.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {config.precision!r}"),
         (
             config.attention_kernel in ATTENTION_KERNELS,

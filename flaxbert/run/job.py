@@ -163,6 +163,7 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
         checkpoint_every=config.checkpoint_every or None,
         on_log=on_log,
         log_every=config.log_every,
+        group_by_length=config.group_by_length,
     )
     seconds = time.perf_counter() - began
     end_step = steps_per_epoch * config.epochs

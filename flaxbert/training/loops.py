@@ -17,7 +17,7 @@ from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
-from flaxbert.training.batches import ArrayData, epoch_order, make_batch, num_batches
+from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches
 from flaxbert.training.preemption import watch_sigterm
 from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
@@ -118,6 +118,7 @@ def fit(
     mesh,
     rows: int | None = None,
     bucket: bool = False,
+    group_by_length: bool = False,
     ckpt=None,
     ckpt_every: int | None = None,
     record: dict | None = None,
@@ -130,18 +131,20 @@ def fit(
 
     Each step takes `batch_size` examples, padded with weight-0 rows to `rows` (a multiple of the mesh size). The
     data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
-    an uninterrupted run would have fed after s. On SIGTERM it saves a checkpoint and exits with status 0.
-    `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a row
-    of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps, and
-    a row per validation.
+    an uninterrupted run would have fed after s; `group_by_length` puts rows of similar length in the same batch
+    (`batches.epoch_order`), which with `bucket` pads far less. On SIGTERM it saves a checkpoint and exits with
+    status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a
+    row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
+    and a row per validation.
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     fresh, history = zero_totals(mesh), {}
+    lengths = data.inputs["padding_mask"].sum(axis=1) if group_by_length else None
     with watch_sigterm() as preemption:
         for epoch in range(start // per_epoch, epochs):
-            order, began = epoch_order(len(data), seed, epoch, shuffle), time.perf_counter()
+            order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
             totals, window_began = fresh, began
             first = start - epoch * per_epoch if epoch == start // per_epoch else 0
             bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
@@ -192,8 +195,7 @@ def _show(bar, sums, examples_per_second):
                     ex_s=f"{examples_per_second:,.0f}", refresh=False)  # fmt: skip
 
 
-def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
-    order = np.arange(len(data))
+def _batches(data: ArrayData, order, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
     for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
         indices = order[i * batch_size : (i + 1) * batch_size]
         yield len(indices), make_batch(data, indices, rows or batch_size, bucket)
@@ -202,9 +204,13 @@ def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, d
 def evaluate(
     params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
 ):
-    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
+    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact).
+
+    With `bucket`, the examples are visited longest first, so that each batch pads only as far as its own rows.
+    """
     sums = _zeros(mesh)
-    for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose):
+    order = longest_first(data) if bucket else np.arange(len(data))
+    for _, batch in _batches(data, order, batch_size, rows, bucket, "evaluate", verbose):
         sums = eval_fn(params, sums, _feed(batch, mesh))
     return steps.summarize(jax.device_get(sums))
 
@@ -215,11 +221,17 @@ def predict(
     """Model outputs for every example as one numpy array, in input order.
 
     Outputs stay on the device until the end and the host waits only on the batch `_IN_FLIGHT` steps back, so the
-    device computes while the host builds the next batches, and at most that many input batches are queued.
+    device computes while the host builds the next batches, and at most that many input batches are queued. With
+    `bucket`, the examples are computed longest first (each batch pads only as far as its own rows) and returned in
+    input order.
     """
     outputs = []
-    for real, batch in _batches(data, batch_size, rows, bucket, "predict", verbose):
+    order = longest_first(data) if bucket else np.arange(len(data))
+    for real, batch in _batches(data, order, batch_size, rows, bucket, "predict", verbose):
         outputs.append((real, predict_fn(params, _feed(batch, mesh)["inputs"])))
         if len(outputs) > _IN_FLIGHT:
             outputs[-_IN_FLIGHT - 1][1].block_until_ready()
-    return np.concatenate([to_host(out)[:real] for real, out in outputs])
+    computed = np.concatenate([to_host(out)[:real] for real, out in outputs])
+    result = np.empty_like(computed)
+    result[order] = computed
+    return result
