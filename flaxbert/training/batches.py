@@ -59,10 +59,15 @@ def epoch_order(
     return np.concatenate([batches.ravel(), grouped[full * batch_size :]])
 
 
+def row_lengths(data: ArrayData) -> np.ndarray:
+    """Real tokens per row."""
+    return data.inputs["padding_mask"].sum(axis=1)
+
+
 def longest_first(data: ArrayData) -> np.ndarray:
     """The rows of `data` ordered by length, longest first (ties keep input order): the order in which evaluation
     visits them when bucketing, so each batch pads to little more than its own rows and the largest comes first."""
-    return np.argsort(-data.inputs["padding_mask"].sum(axis=1), kind="stable")
+    return np.argsort(-row_lengths(data), kind="stable")
 
 
 def make_batch(data: ArrayData, indices: np.ndarray, batch_size: int, bucket: bool = False) -> dict:

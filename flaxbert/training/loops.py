@@ -17,7 +17,7 @@ from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
-from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches
+from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches, row_lengths
 from flaxbert.training.preemption import watch_sigterm
 from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
@@ -141,7 +141,7 @@ def fit(
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     fresh, history = zero_totals(mesh), {}
-    lengths = data.inputs["padding_mask"].sum(axis=1) if group_by_length else None
+    lengths = row_lengths(data) if group_by_length else None
     with watch_sigterm() as preemption:
         for epoch in range(start // per_epoch, epochs):
             order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
@@ -195,22 +195,21 @@ def _show(bar, sums, examples_per_second):
                     ex_s=f"{examples_per_second:,.0f}", refresh=False)  # fmt: skip
 
 
-def _batches(data: ArrayData, order, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
+def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
+    """(row indices, batch) over every example; bucketed, longest first, so each batch pads only as far as its rows
+    (evaluation's results do not depend on which rows share a batch)."""
+    order = longest_first(data) if bucket else np.arange(len(data))
     for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
         indices = order[i * batch_size : (i + 1) * batch_size]
-        yield len(indices), make_batch(data, indices, rows or batch_size, bucket)
+        yield indices, make_batch(data, indices, rows or batch_size, bucket)
 
 
 def evaluate(
     params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
 ):
-    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact).
-
-    With `bucket`, the examples are visited longest first, so that each batch pads only as far as its own rows.
-    """
+    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
     sums = _zeros(mesh)
-    order = longest_first(data) if bucket else np.arange(len(data))
-    for _, batch in _batches(data, order, batch_size, rows, bucket, "evaluate", verbose):
+    for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose):
         sums = eval_fn(params, sums, _feed(batch, mesh))
     return steps.summarize(jax.device_get(sums))
 
@@ -222,16 +221,14 @@ def predict(
 
     Outputs stay on the device until the end and the host waits only on the batch `_IN_FLIGHT` steps back, so the
     device computes while the host builds the next batches, and at most that many input batches are queued. With
-    `bucket`, the examples are computed longest first (each batch pads only as far as its own rows) and returned in
-    input order.
+    `bucket`, the examples are computed longest first and put back in input order.
     """
     outputs = []
-    order = longest_first(data) if bucket else np.arange(len(data))
-    for real, batch in _batches(data, order, batch_size, rows, bucket, "predict", verbose):
-        outputs.append((real, predict_fn(params, _feed(batch, mesh)["inputs"])))
+    for indices, batch in _batches(data, batch_size, rows, bucket, "predict", verbose):
+        outputs.append((indices, predict_fn(params, _feed(batch, mesh)["inputs"])))
         if len(outputs) > _IN_FLIGHT:
             outputs[-_IN_FLIGHT - 1][1].block_until_ready()
-    computed = np.concatenate([to_host(out)[:real] for real, out in outputs])
+    computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
-    result[order] = computed
+    result[np.concatenate([indices for indices, _ in outputs])] = computed
     return result
