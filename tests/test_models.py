@@ -131,6 +131,20 @@ def test_initialisers_follow_keras_hub():
     assert np.abs(kernel).max() <= 0.04 + 1e-7 and 0.01 < kernel.std() < 0.02  # truncated normal(0.02) at 2 sigma
     np.testing.assert_array_equal(params["transformer_layer_0"]["feedforward_intermediate_dense"]["bias"], 0)
     np.testing.assert_array_equal(params["embeddings_layer_norm"]["scale"], 1)
+    other = np.asarray(params["transformer_layer_1"]["feedforward_intermediate_dense"]["kernel"])
+    assert np.corrcoef(kernel.ravel(), other.ravel())[0, 1] < 0.1  # each layer its own draw
+
+
+def test_the_random_init_draws_one_layer_whatever_the_depth():
+    """The layers' params come from one vmapped init, so the init program's random draws do not grow with depth
+    (unrolled, BERT-base's init was ~1,000 fusions for XLA to compile before the first step)."""
+
+    def draws(num_layers):
+        cfg = dataclasses.replace(TINY_BERT, num_layers=num_layers)
+        init = jax.jit(lambda key: BertEncoder(cfg).init(key, dummy_inputs(cfg))["params"])
+        return init.lower(jax.random.key(0)).as_text().count("call @")
+
+    assert draws(2) == draws(6) > 0
 
 
 def test_backbone_object_is_seeded_and_exposes_config():
