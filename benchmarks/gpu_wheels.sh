@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run here, on the CPU machine, before a GPU session: downloads the wheels the GPU image lacks (keras and keras-hub
+# for the keras-hub peer, with the few of their dependencies it does not have) into .whl/, which git ignores and the
+# device call carries (`carry: [".whl"]`, about 5 MB). benchmarks/gpu_session.sh installs them there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl \
+  "keras==3.15.1" "keras-hub==0.32.0" "kagglehub==1.0.3" "kagglesdk==0.1.28" "optree==0.20.0" "namex==0.1.0"
+ls -l .whl
