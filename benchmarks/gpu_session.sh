@@ -24,9 +24,9 @@ else
   echo "no .whl/: the keras-hub peer will fail (run benchmarks/gpu_wheels.sh here and carry .whl)"
   export PYTHONPATH="."
 fi
-CACHE=/tmp/jaxcache
+CACHE=/tmp/jaxcache SCAN_CACHE=/tmp/jaxcache_scan  # fresh on a fresh machine: the cold steps fill them
 SHAPES="${SHAPES:-bert_base:32:bfloat16,bert_base:256:bfloat16,distil_bert_base:32:bfloat16}"
-FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose time to first step steps 3a and 3b take
+FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose time to first step steps 3a-3c take
 DEVICE="${DEVICE:-gpu}"
 {
   date -u
@@ -46,9 +46,9 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
   echo "== 3b. time to first step, cold, scan_layers"
   timeout 80 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 10 --repeats 1 \
-    --frameworks flaxbert_scan --compilation-cache /tmp/jaxcache_scan --json "$OUT/throughput_gpu_scan.json"
+    --frameworks flaxbert_scan --compilation-cache "$SCAN_CACHE" --json "$OUT/throughput_gpu_scan.json"
   echo "== 3c. time to first step, warm cache, scan_layers"
   timeout 45 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
-    --frameworks flaxbert_scan --compilation-cache /tmp/jaxcache_scan --json "$OUT/throughput_gpu_scan_warm.json"
+    --frameworks flaxbert_scan --compilation-cache "$SCAN_CACHE" --json "$OUT/throughput_gpu_scan_warm.json"
   date -u
 } 2>&1 | tee "$OUT/session.log"

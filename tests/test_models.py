@@ -137,8 +137,8 @@ def test_initialisers_follow_keras_hub():
 
 
 def test_the_random_init_draws_one_layer_whatever_the_depth():
-    """The layers' params come from one vmapped init, so the init program's random draws do not grow with depth
-    (unrolled, BERT-base's init was ~1,000 fusions for XLA to compile before the first step)."""
+    """The layers' params come from one layer's init mapped over them, so the init program's random draws do not grow
+    with depth (unrolled, BERT-base's init was ~1,000 fusions for XLA to compile before the first step)."""
 
     def draws(num_layers):
         cfg = dataclasses.replace(TINY_BERT, num_layers=num_layers)

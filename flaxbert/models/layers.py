@@ -168,11 +168,12 @@ class TransformerLayer(nn.Module):
 def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:
     """The encoder's `cfg.num_layers` TransformerLayers, whose params are `transformer_layer_0` ... `_{N-1}`.
 
-    Called from inside the encoder's compact `__call__`. Init builds the layers one by one (that is what creates and
-    names their params). With `cfg.scan_layers`, apply runs one `lax.scan` over the layers' params stacked on a new
-    leading axis, so XLA traces and compiles one layer instead of N (a BERT-base train step took 30-35 s to compile
-    on an H100 unrolled, a 1-layer one 4.3 s), while checkpoints and the sharding rules keep the per-layer tree.
-    There, layer i's dropout key is the i-th of `num_layers` keys split from the encoder's dropout stream, so the
+    Called from inside the encoder's compact `__call__`. Init creates and names their params with one layer's init
+    mapped over the layers (`_init_layers`), whatever `cfg.scan_layers` says. With `cfg.scan_layers`, apply runs one
+    `lax.scan` over the layers' params stacked on a new leading axis, so XLA traces and compiles one layer instead of
+    N (a BERT-base train step took 30-35 s to compile on an H100 unrolled, a 1-layer one 4.3 s), while checkpoints
+    and the sharding rules keep the per-layer tree.
+    Scanned, layer i's dropout key is the i-th of `num_layers` keys split from the encoder's dropout stream, so the
     masks, not the math, differ from an unrolled run.
     """
     cfg = encoder.cfg
@@ -202,8 +203,8 @@ def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array
 def _init_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array) -> None:
     """Creates the params of `transformer_layer_0` ... `_{N-1}` as one layer's init mapped over N keys (`lax.map`).
 
-    Unrolled, the random init of BERT-base is ~1,000 fusions and 150 threefry loops for XLA to compile (7 s on a
-    2-core CPU, before the first step can run); mapped, one layer's worth (3.3 s), drawn one layer at a time, so its
+    Unrolled, the random init of BERT-base is ~1,000 fusions and 150 threefry loops for XLA to compile (6-7 s on a
+    2-core CPU, before the first step can run); mapped, one layer's worth (~3 s), drawn one layer at a time, so its
     temporary memory stays that of one layer's draws (a `vmap` took 3.6x the params). Layer i's params are the i-th
     slice, with their logical axis names, under the name the layers' apply looks them up by.
     """
