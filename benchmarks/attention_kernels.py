@@ -21,7 +21,7 @@ import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.dropout import keep_mask, keep_scale
-from flaxbert.models.layers import _attention_with_dropout
+from flaxbert.models.layers import attention_with_dropout
 
 
 def xla_attention(q, k, v, padding_mask, keep, scale):
@@ -34,7 +34,7 @@ def xla_attention(q, k, v, padding_mask, keep, scale):
     def given_mask(probs, deterministic):
         return jnp.where(keep, probs * scale, 0.0)
 
-    return _attention_with_dropout(q, k, v, padding_mask[:, None, None, :].astype(bool), given_mask, q.shape[-1])
+    return attention_with_dropout(q, k, v, padding_mask, given_mask, q.shape[-1])
 
 
 def best_time(fn, args, steps: int, repeats: int = 3) -> float:

@@ -30,10 +30,39 @@ def test_unknown_keys_and_bad_values():
         cfg.override(cfg.Config(), "epochs", "three")
     with pytest.raises(cfg.ConfigError, match="precision must be one of"):
         cfg.validate(cfg.Config(preset="x", precision="float16"))
-    with pytest.raises(cfg.ConfigError, match=r"attention_kernel must be one of \('xla', 'pallas'\), got 'flash'"):
+    with pytest.raises(cfg.ConfigError, match=r"attention_kernel must be one of \('xla', 'pallas'\).*, got 'flash'"):
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
     with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
         cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))
+
+
+def test_execution_fields_default_to_the_presets_and_parse_none():
+    c = cfg.Config()
+    assert (c.precision, c.attention_kernel, c.scan_layers) == (None, None, None)
+    c = cfg.override(cfg.override(c, "scan_layers", "true"), "precision", "bfloat16")
+    assert (c.scan_layers, c.precision) == (True, "bfloat16")
+    c = cfg.override(cfg.override(c, "scan_layers", "None"), "precision", "none")
+    assert (c.scan_layers, c.precision) == (None, None)
+    with pytest.raises(cfg.ConfigError, match="'scan_layers' takes a bool, got 'maybe'"):
+        cfg.override(c, "scan_layers", "maybe")
+    assert cfg.from_dict(cfg.to_dict(c)) == c
+
+
+def test_a_run_keeps_a_presets_execution_unless_told(tmp_path):
+    """train.py's defaults must not undo how a saved flaxbert preset runs (its dtype, scan_layers, kernel)."""
+    import flaxbert
+    from flaxbert.run import job
+
+    backbone = flaxbert.BertBackbone(50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                     max_sequence_length=16, dtype="bfloat16", scan_layers=True)  # fmt: skip
+    tokenizer = flaxbert.BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"], lowercase=True)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
+    flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor).save_to_preset(tmp_path / "p")
+    kept = job.build_classifier(cfg.Config(preset=str(tmp_path / "p"), sequence_length=16)).backbone.config
+    assert (kept.dtype, kept.scan_layers, kept.attention_kernel) == ("bfloat16", True, "xla")
+    told = cfg.Config(preset=str(tmp_path / "p"), sequence_length=16, precision="float32", scan_layers=False)
+    changed = job.build_classifier(told).backbone.config
+    assert (changed.dtype, changed.scan_layers) == ("float32", False)
 
 
 def test_attention_kernels_are_the_models():

@@ -5,7 +5,7 @@ the [B, L, H, D] projections and the per-head matmuls (on an H100, bert_base bat
 the train step; benchmarks/RESULTS.md). These kernels read q, k and v in their projection layout, keep a block's
 scores on chip, and in the backward pass recompute them from the rows' log-sum-exp.
 
-The function is the XLA path's (`layers._attention_with_dropout`): float32 scores divided by sqrt(head_dim), masked
+The function is the XLA path's (`layers.attention_with_dropout`): float32 scores divided by sqrt(head_dim), masked
 keys replaced by the float32 minimum, softmax, dropout of the probabilities with a given keep mask and scale, and the
 probabilities cast to v's dtype for the second matmul. Sequences up to 512 tokens: each kernel holds whole rows (or
 columns) of a block's scores, so there is no online softmax. Lengths that are not a power of two are padded to one

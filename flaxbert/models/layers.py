@@ -114,7 +114,6 @@ class SelfAttention(nn.Module):
             )
 
         q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
-        keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]: padding masks keys only
         dropout = train and cfg.dropout > 0
         if cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
@@ -122,10 +121,11 @@ class SelfAttention(nn.Module):
             probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
             context = fused_attention.attention(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout))
         elif dropout:
-            context = _attention_with_dropout(q, k, v, keep, Dropout(cfg.dropout), cfg.head_dim)
+            context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim)
         else:
             # The same math (float32 logits and softmax, masked keys) as one op that XLA fuses better: +13% predict
             # throughput for bert_tiny on CPU (benchmarks/RESULTS.md).
+            keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]: padding masks keys only
             context = jax.nn.dot_product_attention(q, k, v, mask=keep, scale=1.0 / math.sqrt(cfg.head_dim))
         return nn.DenseGeneral(
             cfg.hidden_dim,
@@ -138,8 +138,12 @@ class SelfAttention(nn.Module):
         )(context)  # [B, L, D]
 
 
-def _attention_with_dropout(q, k, v, keep, dropout: Dropout, head_dim: int) -> jax.Array:
-    """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers."""
+def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int) -> jax.Array:
+    """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers.
+
+    q, k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only); dropout: `dropout(probs, deterministic=False)`.
+    """
+    keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(head_dim)  # [B, H, L, L]
     scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import types
 import typing
 from pathlib import Path
 
@@ -55,9 +56,10 @@ class Config:
     sequence_length: int = 128
     bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
     group_by_length: bool = False  # batch sentences of similar length together: buckets pad far less (needs bucket)
-    precision: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
-    attention_kernel: str = "xla"  # "pallas": flaxbert's fused attention kernels (GPU; see BertConfig)
-    scan_layers: bool = False  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
+    # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, xla, False).
+    precision: str | None = None  # compute dtype: float32 or bfloat16 (params stay float32)
+    attention_kernel: str | None = None  # "xla", or "pallas": flaxbert's fused attention kernels (GPU; see BertConfig)
+    scan_layers: bool | None = None  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
     batch_size: int = 32
     eval_batch_size: int = 256
     epochs: int = 3
@@ -122,6 +124,10 @@ def _set(config, path: str, text: str, key: str):
 
 
 def _parse(text: str, kind, key: str):
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `T | None`: "none" (any case) is None
+        if text.lower() == "none":
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     try:
         if kind is bool:
             if text.lower() in ("1", "true", "yes"):
@@ -146,10 +152,14 @@ def validate(config: Config, training: bool = True) -> None:
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
         (config.sequence_length >= 8, f"sequence_length must be at least 8, got {config.sequence_length}"),
         (config.bucket or not config.group_by_length, "group_by_length=true needs bucket=true (it only helps buckets)"),
-        (config.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {config.precision!r}"),
         (
-            config.attention_kernel in ATTENTION_KERNELS,
-            f"attention_kernel must be one of {ATTENTION_KERNELS}, got {config.attention_kernel!r}",
+            config.precision in (*PRECISIONS, None),
+            f"precision must be one of {PRECISIONS} (or none: the preset's), got {config.precision!r}",
+        ),
+        (
+            config.attention_kernel in (*ATTENTION_KERNELS, None),
+            f"attention_kernel must be one of {ATTENTION_KERNELS} (or none: the preset's), "
+            f"got {config.attention_kernel!r}",
         ),
         (config.optimizer.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}"),
         (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
