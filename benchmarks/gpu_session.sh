@@ -12,7 +12,8 @@
 #    (scanned, the host traces one layer: bert_base's unrolled train step takes 1.9 s to trace on a CPU host).
 # SHAPES and FIRST override the shapes (a CPU smoke test: DEVICE=cpu SHAPES=bert_tiny:8:float32 FIRST=bert_tiny:8:float32).
 # Files: session.log, attention_kernels.json, throughput_gpu.json, throughput_gpu_warm.json,
-# throughput_gpu_scan.json, throughput_gpu_scan_warm.json.
+# throughput_gpu_scan.json, throughput_gpu_scan_warm.json (and their charts where the image has matplotlib; otherwise
+# here: python benchmarks/plot.py FILES_AT/throughput_gpu.json).
 set -uo pipefail
 : "${OUT:?set OUT to the output folder}"
 cd "$(dirname "$0")/.."

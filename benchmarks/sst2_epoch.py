@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 import peers
+import plot
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KERAS_HUB_TOKENIZE_RATE = 43_734.0  # sentences/s, keras-hub BertTextClassifierPreprocessor over tf.data (TOKENIZE.md)
@@ -175,6 +176,8 @@ def main():
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.json}")
+    png = plot.write_png(report, args.json)
+    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
 
 
 def print_report(report):

@@ -106,6 +106,14 @@ def main():
     report = _write(args, rows, began, partial=False)
     print_report(report)
     print(f"\nwrote {args.json}")
+    _write_png(report, args.json)
+
+
+def _write_png(report, json_path) -> None:
+    from plot import write_png  # plot reads this module's best_of_rounds
+
+    png = write_png(report, json_path)
+    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
 
 
 def _write(args, rows, began, partial: bool) -> dict:
