@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
 from flaxbert.models.abstract import abstract_params, check_params, count_params, dummy_inputs
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
@@ -63,7 +64,7 @@ class Backbone:
             return
         shardings = None if mesh is None else param_shardings(self.abstract_params(), mesh)
         init = jax.jit(lambda key: nn.unbox(self.encoder.init(key, dummy_inputs(self.config))["params"]),
-                       out_shardings=shardings)  # fmt: skip
+                       out_shardings=shardings, compiler_options=init_compiler_options(mesh))  # fmt: skip
         self._params = init(jax.random.key(self._seed))
 
     def abstract_params(self):

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
+from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
@@ -74,7 +75,8 @@ class TextClassifier:
 
         boxed = abstract_params(self.model, self.backbone.config)
         shardings = param_shardings({k: v for k, v in boxed.items() if k != "backbone"}, mesh)
-        self.head_params = jax.jit(init, out_shardings=shardings)(jax.random.key(self._seed))
+        init = jax.jit(init, out_shardings=shardings, compiler_options=init_compiler_options(mesh))
+        self.head_params = init(jax.random.key(self._seed))
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
