@@ -66,7 +66,7 @@ def test_random_init_is_compiled_lighter_on_cpu_and_draws_the_same_bits(monkeypa
 
     monkeypatch.setattr(backbones, "init_compiler_options", spy)
     monkeypatch.setattr(text_classifier, "init_compiler_options", spy)
-    backbone = flaxbert.BertBackbone(1000, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, seed=3)
+    backbone = flaxbert.BertBackbone(100, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, seed=3)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=3)
     assert used == [{"xla_backend_optimization_level": 1}] * 2  # the backbone's init and the head's
 

@@ -53,7 +53,7 @@ def test_a_run_keeps_a_presets_execution_unless_told(tmp_path):
     import flaxbert
     from flaxbert.run import job
 
-    backbone = flaxbert.BertBackbone(50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+    backbone = flaxbert.BertBackbone(50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
                                      max_sequence_length=16, dtype="bfloat16", scan_layers=True)  # fmt: skip
     tokenizer = flaxbert.BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"], lowercase=True)
     preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
