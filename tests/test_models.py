@@ -197,20 +197,25 @@ def test_scanned_layers_equal_the_unrolled_loop_in_values_and_gradients(cfg):
     params = nn.unbox(encoder_cls(cfg).init(jax.random.key(0), inputs)["params"])
     assert [k for k in params if k.startswith("transformer_layer")] == [f"transformer_layer_{i}" for i in range(3)]
 
-    def loss(params, scan):
-        outputs = encoder_cls(dataclasses.replace(cfg, scan_layers=scan)).apply({"params": params}, inputs)
+    def loss(params, scan, train):
+        encoder = encoder_cls(dataclasses.replace(cfg, scan_layers=scan, dropout=0.3))
+        outputs = encoder.apply({"params": params}, inputs, train=train, rngs={"dropout": jax.random.key(4)})
         return jnp.sum(jnp.sin(jax.tree.leaves(outputs)[-1]))
 
-    (scanned, scanned_grads), (looped, looped_grads) = (jax.value_and_grad(loss)(params, s) for s in (True, False))
-    np.testing.assert_allclose(scanned, looped, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(scanned_grads), jax.tree.leaves(looped_grads), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))  # fp32 sums reordered
+    for train in (False, True):  # training: the same dropout masks too
+        scanned, scanned_grads = jax.value_and_grad(loss)(params, True, train)
+        looped, looped_grads = jax.value_and_grad(loss)(params, False, train)
+        np.testing.assert_allclose(scanned, looped, rtol=1e-5, atol=1e-6)  # a sum of ~100 sines, reordered
+        for a, b in zip(jax.tree.leaves(scanned_grads), jax.tree.leaves(looped_grads), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))  # fp32 sums reordered
+    assert not np.isclose(loss(params, False, True), loss(params, False, False))  # dropout did apply
 
 
-def test_the_scanned_train_step_compiles_one_layer_whatever_the_depth():
-    """With scan_layers the lowered program's matmuls do not grow with num_layers; unrolled, they do."""
+def test_the_train_step_traces_one_layer_and_scanned_compiles_one_whatever_the_depth():
+    """The lowered program's matmuls do not grow with num_layers (one layer function, called or scanned); compiled,
+    the unrolled program's do (XLA inlines each layer's call), the scanned one's do not."""
 
-    def matmuls(num_layers, scan):
+    def matmuls(num_layers, scan, compiled=False):
         cfg = dataclasses.replace(TINY_BERT, num_layers=num_layers, scan_layers=scan)
         model = BertClassifier(cfg, BertHeadConfig(num_classes=2))
         params = nn.unbox(abstract_params(model, cfg))
@@ -219,10 +224,12 @@ def test_the_scanned_train_step_compiles_one_layer_whatever_the_depth():
         def loss(p):
             return jnp.sum(model.apply({"params": p}, inputs, train=True, rngs={"dropout": jax.random.key(0)}))
 
-        return jax.jit(jax.grad(loss)).lower(params).as_text().count("dot_general")
+        lowered = jax.jit(jax.grad(loss)).lower(params)
+        return lowered.compile().as_text().count(" dot(") if compiled else lowered.as_text().count("dot_general")
 
-    assert matmuls(2, scan=True) == matmuls(6, scan=True) > 0
-    assert matmuls(6, scan=False) > matmuls(2, scan=False)
+    assert matmuls(2, scan=True) == matmuls(6, scan=True) == matmuls(2, scan=False) == matmuls(6, scan=False) > 0
+    assert matmuls(2, scan=True, compiled=True) == matmuls(6, scan=True, compiled=True) > 0
+    assert matmuls(6, scan=False, compiled=True) > matmuls(2, scan=False, compiled=True)
 
 
 def test_scanned_dropout_repeats_per_key_and_changes_with_it():
