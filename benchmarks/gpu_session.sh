@@ -9,7 +9,7 @@
 # 2. throughput.py on the target shapes (bf16; bert_base batch 32 and 256, distil_bert_base batch 32) for flaxbert,
 #    flaxbert with the Pallas kernels, keras-hub and transformers, in one run, with a cold persistent compile cache.
 # 3. Time to first step with that cache warm (flaxbert, bert_base batch 32), and with scan_layers cold and warm
-#    (scanned, the host traces one layer: bert_base's unrolled train step takes 1.9 s to trace on a CPU host).
+#    (scanned, XLA compiles one layer; since session 10 the host traces one layer either way).
 # SHAPES and FIRST override the shapes (a CPU smoke test: DEVICE=cpu SHAPES=bert_tiny:8:float32 FIRST=bert_tiny:8:float32).
 # Files: session.log, attention_kernels.json, throughput_gpu.json, throughput_gpu_warm.json,
 # throughput_gpu_scan.json, throughput_gpu_scan_warm.json (and their charts where the image has matplotlib; otherwise
