@@ -2,7 +2,7 @@
 
     python benchmarks/plot.py benchmarks/results/throughput_cpu_session9.json   # -> throughput_cpu_session9.png
 
-`throughput.py` and `sst2_epoch.py` call `write_png` after writing their JSON. A throughput chart has one column per
+`throughput.py` and `sst2_epoch.py` call `write_and_say` after writing their JSON. A throughput chart has one column per
 shape (model, batch, precision) and two rows, train and predict examples/s, one bar per framework (each its best
 round), flaxbert's bars in blue, the peers' in grey; the dashed line is the target: on GPU the absolute rate the
 performance issue asks for, elsewhere 1.3x the faster of keras-hub and transformers. An SST-2 chart has one bar per
@@ -28,6 +28,12 @@ GPU_TARGETS = {  # examples/s, (model, batch, precision, "train" | "predict")
     ("distil_bert_base", 32, "bfloat16", "train"): 7000,
 }
 FLAXBERT, PEER = "tab:blue", "tab:gray"
+
+
+def write_and_say(report: dict, json_path) -> None:
+    """`write_png`, then one line saying what it wrote (the benchmarks call this after writing their JSON)."""
+    png = write_png(report, json_path)
+    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
 
 
 def write_png(report: dict, json_path) -> pathlib.Path | None:

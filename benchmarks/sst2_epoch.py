@@ -176,8 +176,7 @@ def main():
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.json}")
-    png = plot.write_png(report, args.json)
-    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
+    plot.write_and_say(report, args.json)
 
 
 def print_report(report):

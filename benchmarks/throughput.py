@@ -106,14 +106,9 @@ def main():
     report = _write(args, rows, began, partial=False)
     print_report(report)
     print(f"\nwrote {args.json}")
-    _write_png(report, args.json)
+    from plot import write_and_say  # here, not at the top: plot imports this module's best_of_rounds
 
-
-def _write_png(report, json_path) -> None:
-    from plot import write_png  # plot reads this module's best_of_rounds
-
-    png = write_png(report, json_path)
-    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
+    write_and_say(report, args.json)
 
 
 def _write(args, rows, began, partial: bool) -> dict:

@@ -197,14 +197,13 @@ def test_scanned_layers_equal_the_unrolled_loop_in_values_and_gradients(cfg):
     params = nn.unbox(encoder_cls(cfg).init(jax.random.key(0), inputs)["params"])
     assert [k for k in params if k.startswith("transformer_layer")] == [f"transformer_layer_{i}" for i in range(3)]
 
-    def loss(params, scan, train):
+    def loss(params, scan):
         encoder = encoder_cls(dataclasses.replace(cfg, scan_layers=scan, dropout=0.3))
-        outputs = encoder.apply({"params": params}, inputs, train=train, rngs={"dropout": jax.random.key(4)})
+        outputs = encoder.apply({"params": params}, inputs, train=True, rngs={"dropout": jax.random.key(4)})
         return jnp.sum(jnp.sin(jax.tree.leaves(outputs)[-1]))
 
     # Training, so that the dropout masks must match too (dropout 0.3 moves the loss by far more than the tolerance).
-    scanned, scanned_grads = jax.value_and_grad(loss)(params, True, True)
-    looped, looped_grads = jax.value_and_grad(loss)(params, False, True)
+    (scanned, scanned_grads), (looped, looped_grads) = (jax.value_and_grad(loss)(params, s) for s in (True, False))
     np.testing.assert_allclose(scanned, looped, rtol=1e-5, atol=1e-6)  # a sum of ~100 sines, reordered
     for a, b in zip(jax.tree.leaves(scanned_grads), jax.tree.leaves(looped_grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))  # fp32 sums reordered

@@ -184,8 +184,6 @@ def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array
     """
     cfg = encoder.cfg
     if encoder.is_initializing():
-        if cfg.num_layers == 1:
-            return TransformerLayer(cfg, name="transformer_layer_0")(x, padding_mask, train)
         _init_layers(encoder, x, padding_mask)
         return x  # init keeps only the params; the layers keep x's shape
     params = nn.unbox(encoder.variables["params"])
