@@ -1,5 +1,7 @@
 """What the parts of the bert_tiny CPU train step cost on their own: its matmul shapes under jax (XLA:CPU with its
-default, no-YNNPACK-fusion and oneDNN options), torch and numpy, and the AdamW update of its 4.4M params.
+default, no-YNNPACK-fusion and oneDNN options), torch and numpy, the AdamW update of its 4.4M params, and one layer's
+attention block in predict (batch 256) and training (batch 32, dropout 0.1, forward and backward): flaxbert's as it
+runs against torch's `scaled_dot_product_attention` (what transformers' BERT calls) and torch's unfused math.
 
 The step (batch 32, seq 128) does 11.9 GFLOP: 9.7 in dense [4096, 128|512] matmuls (forward, input gradient as
 "NT", weight gradient as "TN"), 1.6 in the attention's 64 batched [128, 64] x [64, 128] products per layer.
@@ -23,6 +25,10 @@ import torch
 from jax import lax
 
 import flaxbert
+from flaxbert.compilation import inference_compiler_options
+from flaxbert.models.dropout import keep_mask, keep_scale
+from flaxbert.models.layers import attention_with_dropout
+from flaxbert.parallel import make_mesh
 
 OPTIONS = {
     "default": None,
@@ -109,8 +115,65 @@ def adamw_update() -> None:
     print(f"\nAdamW update of bert_tiny's {count / 1e6:.1f}M params (jitted, donated): {best_ms(run):.1f} ms")
 
 
+def attention_blocks(heads: int = 2, head_dim: int = 64, seq: int = 128) -> None:
+    """ms per call of one layer's attention (scores, key mask, softmax, context) on random [B, L, H, K] inputs."""
+    rng = np.random.default_rng(0)
+    print(f"\n| attention block, {heads} heads of {head_dim}, seq {seq} | flaxbert (jax) | torch SDPA | torch unfused |"
+          "\n|---|---:|---:|---:|")  # fmt: skip
+    for batch, train in ((256, False), (32, True)):
+        q, k, v = (rng.standard_normal((batch, seq, heads, head_dim)).astype(np.float32) for _ in range(3))
+        mask = np.ones((batch, seq), np.int32)
+        jax_ms = best_ms(_jax_attention(train, head_dim, q, k, v, mask), number=10)
+        sdpa_ms, math_ms = (best_ms(_torch_attention(train, fused, q, k, v), number=10) for fused in (True, False))
+        what = f"predict, batch {batch}" if not train else f"train, batch {batch}, dropout {peers.DROPOUT}, fwd + bwd"
+        print(f"| {what} | {jax_ms:.1f} | {sdpa_ms:.1f} | {math_ms:.1f} |", flush=True)
+    print("(ms, best of 5 x 10 calls; flaxbert's predict path is `jax.nn.dot_product_attention` under its inference "
+          "compile options, its training path `attention_with_dropout`)")  # fmt: skip
+
+
+def _jax_attention(train: bool, head_dim: int, q, k, v, mask):
+    q, k, v, mask = map(jnp.asarray, (q, k, v, mask))
+    if not train:
+        keep = mask[:, None, None, :].astype(bool)
+        fn = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=keep, scale=head_dim**-0.5),
+                     compiler_options=inference_compiler_options(make_mesh()))  # fmt: skip
+        return lambda: fn(q, k, v)
+
+    def loss(q, k, v, key):
+        def drop(x, deterministic):  # flaxbert's Dropout, outside a module
+            return jnp.where(keep_mask(key, x.shape, peers.DROPOUT), x * keep_scale(peers.DROPOUT), 0.0)
+
+        return attention_with_dropout(q, k, v, mask, drop, head_dim).sum()
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    key = jax.random.key(0)
+    return lambda: grad(q, k, v, key)
+
+
+def _torch_attention(train: bool, fused: bool, q, k, v):
+    q, k, v = (torch.from_numpy(x).transpose(1, 2).contiguous().requires_grad_(train) for x in (q, k, v))  # [B,H,L,K]
+    mask = torch.ones(q.shape[0], 1, 1, q.shape[2], dtype=torch.bool)
+    p = peers.DROPOUT if train else 0.0
+
+    def forward():
+        if fused:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        scores = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~mask, torch.finfo(q.dtype).min)
+        return torch.nn.functional.dropout(scores.softmax(-1), p) @ v
+
+    if not train:
+        return lambda: _no_grad(forward)
+    return lambda: torch.autograd.grad(forward().sum(), (q, k, v))
+
+
+def _no_grad(fn):
+    with torch.inference_mode():
+        return fn()
+
+
 if __name__ == "__main__":
     flaxbert.reuse_host_memory()  # before jax computes anything
     print(f"jax {jax.__version__}, torch {torch.__version__}, numpy {np.__version__}; {jax.devices()[0]}")
     matmul_rates()
     adamw_update()
+    attention_blocks()
