@@ -30,7 +30,8 @@ def test_unknown_keys_and_bad_values():
         cfg.override(cfg.Config(), "epochs", "three")
     with pytest.raises(cfg.ConfigError, match="precision must be one of"):
         cfg.validate(cfg.Config(preset="x", precision="float16"))
-    with pytest.raises(cfg.ConfigError, match=r"attention_kernel must be one of \('xla', 'pallas'\).*, got 'flash'"):
+    kernels = r"attention_kernel must be one of \('xla', 'pallas', 'cudnn'\).*, got 'flash'"
+    with pytest.raises(cfg.ConfigError, match=kernels):
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
     with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
         cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))

@@ -9,7 +9,7 @@ import dataclasses
 
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_KERNELS = ("xla", "pallas")
+ATTENTION_KERNELS = ("xla", "pallas", "cudnn")
 # keras dtype policies name the compute dtype after "mixed_"; params stay float32 either way.
 _DTYPE_ALIASES = {None: "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
@@ -82,7 +82,10 @@ class BertConfig:
     train step measured ~18% slower and compiled no faster; its effect on a GPU step is not measured yet.
     `attention_kernel="pallas"` computes attention with flaxbert's Pallas kernels (`models/fused_attention.py`; same
     function, dropout masks included) where the shape allows, instead of XLA's ops. For GPUs; on CPU the kernels only
-    run interpreted. "xla" (the default) until the kernels are measured faster on a GPU.
+    run interpreted. `attention_kernel="cudnn"` runs cuDNN's fused attention where no probability dropout applies
+    (predict, evaluate, training at dropout 0) on an NVIDIA GPU in bfloat16 or float16 (`layers.cudnn_applies`);
+    training with dropout, float32 and other devices keep XLA's ops, so it is the same function everywhere. "xla"
+    (the default) until either is measured faster on a GPU.
     """
 
     vocabulary_size: int

@@ -58,7 +58,7 @@ class Config:
     group_by_length: bool = False  # batch sentences of similar length together: buckets pad far less (needs bucket)
     # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, xla, False).
     precision: str | None = None  # compute dtype: float32 or bfloat16 (params stay float32)
-    attention_kernel: str | None = None  # "xla", or "pallas": flaxbert's fused attention kernels (GPU; see BertConfig)
+    attention_kernel: str | None = None  # "xla"; GPU: "pallas" (flaxbert's kernels) or "cudnn" (see BertConfig)
     scan_layers: bool | None = None  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
     batch_size: int = 32
     eval_batch_size: int = 256
@@ -74,7 +74,8 @@ class Config:
 
 
 PRECISIONS = ("float32", "bfloat16")
-ATTENTION_KERNELS = ("xla", "pallas")  # as flaxbert.models.config's; repeated so that this module imports no jax
+# As flaxbert.models.config's; repeated so that this module imports no jax.
+ATTENTION_KERNELS = ("xla", "pallas", "cudnn")
 OPTIMIZERS = ("keras_default", "recommended")
 
 
