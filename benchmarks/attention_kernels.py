@@ -1,8 +1,10 @@
-"""Attention alone: flaxbert's Pallas kernels vs the XLA path, forward and forward + backward, with a correctness check.
+"""Attention alone: flaxbert's Pallas kernels and cuDNN's vs the XLA path, forward and forward + backward, checked.
 
-For each shape: the largest difference between the two paths' outputs and q/k/v gradients (same inputs, same dropout
-mask), then the best time of each path. Run on the GPU before trusting a throughput A/B: it shows whether Triton
-compiles the kernels, whether they agree with XLA there, and what attention alone gains.
+For each shape: the largest difference between each path's outputs and q/k/v gradients and the XLA path's (same
+inputs, same dropout mask), then the best time of each path. cuDNN's kernel (`attention_kernel="cudnn"`) runs only
+where no dropout applies, so it has rows at dropout 0 only; where it does not apply (CPU, float32) its row is the
+XLA path again. Run on the GPU before trusting a throughput A/B: it shows whether Triton compiles the kernels,
+whether they agree with XLA there, and what attention alone gains.
 
     python benchmarks/attention_kernels.py      # GPU: bert_base heads, batch 32 and 256, 4 block/warp configurations
     python benchmarks/attention_kernels.py --shapes 2:24:2:16 --dtype float32 --steps 2 --configs 0:0,16:0  # CPU
@@ -21,15 +23,13 @@ import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.dropout import keep_mask, keep_scale
-from flaxbert.models.layers import attention_with_dropout
+from flaxbert.models.layers import attention_with_dropout, attention_without_dropout
 
 
 def xla_attention(q, k, v, padding_mask, keep, scale):
     """The encoder's XLA path (`layers.SelfAttention`) with a given mask in place of its Dropout submodule."""
     if keep is None:
-        return jax.nn.dot_product_attention(
-            q, k, v, mask=padding_mask[:, None, None, :].astype(bool), scale=1.0 / np.sqrt(q.shape[-1])
-        )
+        return attention_without_dropout(q, k, v, padding_mask)
 
     def given_mask(probs, deterministic):
         return jnp.where(keep, probs * scale, 0.0)
@@ -49,9 +49,17 @@ def best_time(fn, args, steps: int, repeats: int = 3) -> float:
     return best
 
 
-def paths(configs: list[tuple[int, int]]):
-    """(label, attention function) for the XLA path and the kernels at each (block rows, warps); 0: the default."""
+def cudnn_attention(q, k, v, padding_mask, keep, scale):
+    assert keep is None, "cuDNN's path runs without dropout"
+    return attention_without_dropout(q, k, v, padding_mask, cudnn=True)
+
+
+def paths(configs: list[tuple[int, int]], rate: float):
+    """(label, attention function) for the XLA path, cuDNN's (without dropout) and the Pallas kernels at each
+    (block rows, warps); 0: the default."""
     yield "xla", xla_attention
+    if not rate:
+        yield "cudnn", cudnn_attention
     for rows, warps in configs:  # attention(q, k, v, padding_mask, keep, keep_scale): the same positional arguments
         kernels = functools.partial(fused_attention.attention, block_rows=rows or None, warps=warps or None)
         yield f"pallas, block_rows={rows or 'default'}, warps={warps or 'default'}", kernels
@@ -64,7 +72,7 @@ def measure(batch, length, heads, head_dim, dtype, rate, steps, configs) -> list
     padding_mask = jnp.asarray(np.arange(length)[None, :] < rng.integers(length // 2, length + 1, (batch, 1)))
     keep = keep_mask(jax.random.key(0), (batch, heads, length, length), rate) if rate else None
     rows, reference = [], None
-    for label, attention in paths(configs):
+    for label, attention in paths(configs, rate):
         # Every array is an argument (a closed-over one would be compiled into the program as a constant).
         forward = jax.jit(lambda q, k, v, m, keep, f=attention: f(q, k, v, m, keep, keep_scale(rate)))
 

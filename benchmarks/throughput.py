@@ -11,7 +11,7 @@ printed for every round alone and for the best rounds.
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
-    python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas  # attention kernels A/B
+    python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
     python benchmarks/throughput.py --rounds 2 --frameworks \
         flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers     # the CPU run
 
@@ -58,9 +58,11 @@ import peers
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
 # Run only when named: flaxbert with BertBackbone(scan_layers=True); flaxbert with attention_kernel="pallas" (GPU:
-# on CPU its kernels only run interpreted); flaxbert without reuse_host_memory() (glibc's default malloc settings);
-# keras-hub with reuse_host_memory()'s settings. See throughput_worker.REUSE_HOST_MEMORY.
-VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_default_malloc", "keras_hub_reuse_host_memory")
+# on CPU its kernels only run interpreted) or "cudnn" (GPU, bf16: cuDNN's fused attention in predict; elsewhere the
+# XLA path); flaxbert without reuse_host_memory() (glibc's default malloc settings); keras-hub with
+# reuse_host_memory()'s settings. See throughput_worker.REUSE_HOST_MEMORY.
+VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_default_malloc",
+            "keras_hub_reuse_host_memory")  # fmt: skip
 DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
     f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)
 )}  # fmt: skip
