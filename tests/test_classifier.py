@@ -116,6 +116,9 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0]), "one weight per example"),
         (dict(x=FEATURES, y=LABELS, group_by_length="yes"), "group_by_length must be True or False"),
         (dict(x=PREPROCESSED, y=LABELS, group_by_length=True), "only helps length-bucketed.*x is preprocessed"),
+        (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0])), r"validation_data: len\(x\) != len\(y\)"),
+        (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0, 9])), r"validation_data: y has labels outside"),
+        (dict(x=FEATURES, y=LABELS, validation_data=FEATURES), r"validation_data must be a tuple \(x, y\)"),
     ],
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):

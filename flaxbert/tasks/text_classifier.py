@@ -230,7 +230,11 @@ class TextClassifier:
             )
         validate = None
         if validation_data is not None:
-            val_data, val_bucket = self._prepare(*_unpack_validation(validation_data), need_labels=True)
+            val_x, val_y, val_weight = _unpack_validation(validation_data)
+            try:
+                val_data, val_bucket = self._prepare(val_x, val_y, val_weight, need_labels=True)
+            except ValueError as error:  # the checks speak of x and y: say which ones
+                raise ValueError(f"validation_data: {error}") from None
             val_step = self._steps("eval")[0]
             validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_bucket)
         (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable, seed)
