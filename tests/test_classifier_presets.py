@@ -43,6 +43,18 @@ def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
     assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
 
 
+def test_a_transformers_checkpoint_pads_to_its_position_count_when_under_512(distil_dir):
+    """transformers checkpoints save no sequence length; the default is 512, or the model's 40 positions here, so a
+    long sentence is truncated to what the model takes instead of failing at predict. A longer explicit one is refused
+    when the classifier is built, before any sentence is seen."""
+    path, _ = distil_dir
+    classifier = flaxbert.TextClassifier.from_preset(path)
+    assert classifier.preprocessor.sequence_length == 40
+    assert classifier.predict([" ".join(f"w{i}" for i in range(90))], verbose=0).shape == (1, 3)
+    with pytest.raises(ValueError, match=r"sequence_length=64 is longer than the backbone's max_sequence_length=40"):
+        flaxbert.TextClassifier.from_preset(path, sequence_length=64)
+
+
 @pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose
 def test_execution_options_override_the_preset_and_keep_the_numbers(distil_dir, tmp_path):
     """`scan_layers` / `attention_kernel` change how the encoder runs, on every loading path, never the outputs."""

@@ -109,3 +109,6 @@ def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minil
     classifier.backbone.save_to_preset(tmp_path / "bare")
     with pytest.raises(ValueError, match="was saved without a tokenizer"):
         flaxbert.BertTokenizer.from_preset(tmp_path / "bare")
+    (tmp_path / "native" / "vocabulary.txt").unlink()  # a preset copied in part
+    with pytest.raises(FileNotFoundError, match=r"native is incomplete: .* vocabulary.txt is missing"):
+        flaxbert.TextClassifier.from_preset(tmp_path / "native")

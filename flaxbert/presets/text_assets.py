@@ -2,7 +2,8 @@
 
 - native: `vocabulary.txt` plus the "tokenizer" and "preprocessor" entries of config.json;
 - keras-hub: `assets/tokenizer/vocabulary.txt`, `tokenizer.json` (keras config) and `preprocessor.json`;
-- transformers: `vocab.txt` or `tokenizer.json` (HF tokenizers) with `tokenizer_config.json`; sequence length 512.
+- transformers: `vocab.txt` or `tokenizer.json` (HF tokenizers) with `tokenizer_config.json`; sequence length 512,
+  or the model's position count where fewer.
 """
 
 from __future__ import annotations
@@ -19,19 +20,28 @@ def _config(directory: pathlib.Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
 
 
+def _vocabulary(directory: pathlib.Path, name: str) -> pathlib.Path:
+    """The vocabulary file a preset's config says it has, or an error naming it."""
+    path = directory / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is incomplete: its config has a tokenizer but {name} is missing. "
+                                "Copy or download the whole preset again.")  # fmt: skip
+    return path
+
+
 def tokenizer(tokenizer_cls, directory):
     """The preset's tokenizer as `tokenizer_cls`, or None when the preset was saved without one."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
         settings = native.read(directory)["tokenizer"]
-        return None if settings is None else tokenizer_cls(directory / "vocabulary.txt", **settings)
+        return None if settings is None else tokenizer_cls(_vocabulary(directory, "vocabulary.txt"), **settings)
     if keras_format.is_keras(config):
         if not (directory / "tokenizer.json").is_file():
             return None
         saved = json.loads((directory / "tokenizer.json").read_text())["config"]
         settings = {k: saved[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings") if k in saved}
-        return tokenizer_cls(directory / "assets" / "tokenizer" / "vocabulary.txt", **settings)
+        return tokenizer_cls(_vocabulary(directory, "assets/tokenizer/vocabulary.txt"), **settings)
     has_files = (directory / "vocab.txt").is_file() or (directory / "tokenizer.json").is_file()
     if config and not has_files:
         return None  # a model checkpoint saved without its tokenizer; an empty folder errors below
@@ -40,7 +50,8 @@ def tokenizer(tokenizer_cls, directory):
 
 
 def preprocessor_settings(directory) -> dict:
-    """`sequence_length` and `truncate` as the preset saved them (transformers checkpoints: 512, round_robin)."""
+    """`sequence_length` and `truncate` as the preset saved them. transformers checkpoints save neither: 512 (or the
+    model's `max_position_embeddings` where fewer) and round_robin."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
@@ -49,7 +60,8 @@ def preprocessor_settings(directory) -> dict:
     if keras_format.is_keras(config) and saved.is_file():
         keras = json.loads(saved.read_text())["config"]
         return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
-    return {}
+    positions = config.get("max_position_embeddings")
+    return {"sequence_length": min(512, positions)} if isinstance(positions, int) and positions >= 2 else {}
 
 
 def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None):

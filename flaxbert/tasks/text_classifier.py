@@ -59,6 +59,12 @@ class TextClassifier:
             )
         if preprocessor is not None and not isinstance(preprocessor, self.preprocessor_cls):
             raise TypeError(f"preprocessor must be a {self.preprocessor_cls.__name__} or None, got {preprocessor!r}.")
+        longest = backbone.config.max_sequence_length
+        if preprocessor is not None and preprocessor.sequence_length > longest:
+            raise ValueError(
+                f"preprocessor.sequence_length={preprocessor.sequence_length} is longer than the backbone's "
+                f"max_sequence_length={longest} (its position embeddings): use a sequence_length of at most {longest}."
+            )
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
         self.model = self.model_cls(backbone.config, self.head)
