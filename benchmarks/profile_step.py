@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import peers
 
+import flaxbert
 from flaxbert.parallel import batch_sharding
 from flaxbert.training import loops
 
@@ -87,4 +88,5 @@ def main():
 
 
 if __name__ == "__main__":
+    flaxbert.reuse_host_memory()  # as flaxbert runs on CPU (a no-op elsewhere); before jax computes anything
     main()
