@@ -58,7 +58,7 @@ def test_where_cudnn_does_not_apply_the_model_is_the_xla_path(train):
     assert not np.allclose(out, xla(params, not train)), "dropout is on in training and off in evaluation"
 
 
-def test_on_a_gpu_attention_without_dropout_calls_cudnn_with_a_mask_row_per_query(monkeypatch):
+def test_on_a_gpu_attention_without_dropout_calls_cudnn_with_a_mask_row_per_query(monkeypatch, request):
     """With cuDNN applying, attention without dropout (here evaluation and training at dropout 0) goes to
     `jax.nn.dot_product_attention(implementation="cudnn")` with the key mask spread to [B, 1, L, L]: cuDNN takes a
     mask only as a bias with the query length as its third dimension. The stand-in computes with XLA's ops, so the
@@ -72,7 +72,8 @@ def test_on_a_gpu_attention_without_dropout_calls_cudnn_with_a_mask_row_per_quer
 
     monkeypatch.setattr(layers, "cudnn_applies", lambda dtype, head_dim: True)
     monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
-    jax.clear_caches()  # the stand-in acts at trace time: no layer function traced by an earlier test may be reused
+    jax.clear_caches()  # the stand-in acts at trace time: no layer function traced by an earlier test may be reused,
+    request.addfinalizer(jax.clear_caches)  # and no later test may reuse one traced with it
     for dropout, train in ((0.2, False), (0.0, True)):
         calls.clear()
         cudnn, params = _model("cudnn", dropout)
