@@ -31,8 +31,9 @@ MODELS = {
     "distil_bert_base": ("distil_bert", 6, 12, 768, 3072),
 }
 PRECISIONS = ("float32", "bfloat16")
-# Dense bf16 tensor-core peak of an H100 SXM (NVIDIA's datasheet, without sparsity); the MFU denominator.
-PEAK_FLOPS = {"H100": 989e12}
+# Dense bf16 tensor-core peaks (NVIDIA's datasheets, without sparsity), matched against the device name; the MFU
+# denominator. The H200 has the H100 SXM's compute (and more memory bandwidth); the device tool lends H200s.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 FLOPS_FORMULA = (
     "train FLOPs per example = 6 * N * L + 12 * layers * L^2 * hidden, N = non-embedding params "
     "(encoder layers, pooler / pre-classifier, classifier), L = sequence length (PaLM appendix B)"
