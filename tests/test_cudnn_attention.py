@@ -39,11 +39,12 @@ def _model(kernel: str, dropout: float = 0.2):
 
 
 def test_cudnn_applies_to_sixteen_bit_attention_on_a_gpu(monkeypatch):
-    assert not layers.cudnn_applies(jnp.bfloat16, 64)  # this CPU
+    assert not layers.cudnn_applies(jnp.bfloat16, 64, 128)  # this CPU
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert layers.cudnn_applies(jnp.bfloat16, 64) and layers.cudnn_applies(jnp.float16, 128)
-    assert not layers.cudnn_applies(jnp.float32, 64)  # cuDNN's fused attention has no float32 form
-    assert not layers.cudnn_applies(jnp.bfloat16, 256) and not layers.cudnn_applies(jnp.bfloat16, 20)
+    assert layers.cudnn_applies(jnp.bfloat16, 64, 128) and layers.cudnn_applies(jnp.float16, 128, 24)
+    assert not layers.cudnn_applies(jnp.float32, 64, 128)  # cuDNN's fused attention has no float32 form
+    assert not layers.cudnn_applies(jnp.bfloat16, 256, 128) and not layers.cudnn_applies(jnp.bfloat16, 20, 128)
+    assert not layers.cudnn_applies(jnp.bfloat16, 64, 127)  # jax's cuDNN call refuses odd lengths with a mask
 
 
 def test_where_cudnn_does_not_apply_the_model_is_the_xla_path():
@@ -69,7 +70,7 @@ def test_on_a_gpu_attention_without_dropout_calls_cudnn_with_a_mask_row_per_quer
         calls.append((implementation, mask.shape, mask.dtype, q.shape))
         return real(q, k, v, mask=mask, scale=scale)
 
-    monkeypatch.setattr(layers, "cudnn_applies", lambda dtype, head_dim: True)
+    monkeypatch.setattr(layers, "cudnn_applies", lambda dtype, head_dim, length: True)
     monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
     jax.clear_caches()  # the stand-in acts at trace time: no layer function traced by an earlier test may be reused,
     request.addfinalizer(jax.clear_caches)  # and no later test may reuse one traced with it

@@ -147,18 +147,20 @@ def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> 
     batch, length, _, head_dim = q.shape
     keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scale = 1.0 / math.sqrt(head_dim)
-    if cudnn and cudnn_applies(q.dtype, head_dim):
+    if cudnn and cudnn_applies(q.dtype, head_dim, length):
         # cuDNN takes a mask as an additive bias with a row per query, so the key mask is spread over the queries.
         keep = jnp.broadcast_to(keep, (batch, 1, length, length))
         return jax.nn.dot_product_attention(q, k, v, mask=keep, scale=scale, implementation="cudnn")
     return jax.nn.dot_product_attention(q, k, v, mask=keep, scale=scale)
 
 
-def cudnn_applies(dtype, head_dim: int) -> bool:
+def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
     """Whether `attention_kernel="cudnn"` runs cuDNN's kernel: on a GPU backend, for 16-bit q/k/v (cuDNN's fused
-    attention has no float32 form) and a head size that is a multiple of 8 up to 128."""
+    attention has no float32 form), a head size that is a multiple of 8 up to 128 and an even length (what jax's
+    cuDNN flash attention takes on every GPU it supports, with a mask, in training too)."""
     sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    return jax.default_backend() == "gpu" and sixteen_bit and head_dim % 8 == 0 and head_dim <= 128
+    shape_ok = head_dim % 8 == 0 and head_dim <= 128 and length % 2 == 0
+    return jax.default_backend() == "gpu" and sixteen_bit and shape_ok
 
 
 def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int) -> jax.Array:
