@@ -22,12 +22,12 @@ import numpy as np
 import optax
 import peers
 import torch
+from attention_kernels import xla_attention
 from jax import lax
 
 import flaxbert
 from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.dropout import keep_mask, keep_scale
-from flaxbert.models.layers import attention_with_dropout
 from flaxbert.parallel import make_mesh
 
 OPTIONS = {
@@ -132,22 +132,21 @@ def attention_blocks(heads: int = 2, head_dim: int = 64, seq: int = 128) -> None
 
 
 def _jax_attention(train: bool, head_dim: int, q, k, v, mask):
+    """flaxbert's attention as its predict step or train step runs it: the XLA path of `attention_kernels.py`, the
+    dropout mask drawn inside the program as the model draws it. Every array is an argument (a closed-over one
+    would be compiled in as a constant, and an all-true mask folded away)."""
     q, k, v, mask = map(jnp.asarray, (q, k, v, mask))
     if not train:
-        keep = mask[:, None, None, :].astype(bool)
-        fn = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=keep, scale=head_dim**-0.5),
-                     compiler_options=inference_compiler_options(make_mesh()))  # fmt: skip
-        return lambda: fn(q, k, v)
+        fn = jax.jit(xla_attention, static_argnums=(4, 5), compiler_options=inference_compiler_options(make_mesh()))
+        return lambda: fn(q, k, v, mask, None, 1.0)
 
-    def loss(q, k, v, key):
-        def drop(x, deterministic):  # flaxbert's Dropout, outside a module
-            return jnp.where(keep_mask(key, x.shape, peers.DROPOUT), x * keep_scale(peers.DROPOUT), 0.0)
-
-        return attention_with_dropout(q, k, v, mask, drop, head_dim).sum()
+    def loss(q, k, v, mask, key):
+        keep = keep_mask(key, (q.shape[0], q.shape[2], q.shape[1], q.shape[1]), peers.DROPOUT)  # [B, H, L, L]
+        return xla_attention(q, k, v, mask, keep, keep_scale(peers.DROPOUT)).sum()
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
     key = jax.random.key(0)
-    return lambda: grad(q, k, v, key)
+    return lambda: grad(q, k, v, mask, key)
 
 
 def _torch_attention(train: bool, fused: bool, q, k, v):
