@@ -18,6 +18,7 @@ from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
 from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches, row_lengths
+from flaxbert.training.concurrent_steps import host_threads, in_order
 from flaxbert.training.preemption import watch_sigterm
 from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
@@ -207,11 +208,27 @@ def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, d
 def evaluate(
     params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
 ):
-    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact)."""
-    sums = _zeros(mesh)
-    for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose):
-        sums = eval_fn(params, sums, _feed(batch, mesh))
-    return steps.summarize(jax.device_get(sums))
+    """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact).
+
+    On one thread the totals are carried from step to step on the device. On several (`concurrent_steps`), each step
+    starts from zeros and the host adds its totals in batch order, the same float32 adds in the same order: the
+    same numbers.
+    """
+    batches = (_feed(batch, mesh) for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose))
+    threads = host_threads(mesh)
+    if threads == 1:
+        sums = _zeros(mesh)
+        for batch in batches:
+            sums = eval_fn(params, sums, batch)
+        return steps.summarize(jax.device_get(sums))
+    zeros, sums = _zeros(mesh), steps.zero_sums()
+
+    def step(batch):
+        return jax.device_get(eval_fn(params, zeros, batch))
+
+    for batch_sums in in_order(step, batches, threads=threads, ahead=2 * threads):
+        sums = jax.tree.map(np.add, sums, batch_sums)
+    return steps.summarize(sums)
 
 
 def predict(
@@ -219,15 +236,19 @@ def predict(
 ):
     """Model outputs for every example as one numpy array, in input order.
 
-    Outputs stay on the device until the end and the host waits only on the batch `_IN_FLIGHT` steps back, so the
-    device computes while the host builds the next batches, and at most that many input batches are queued. With
-    `bucket`, the examples are computed longest first and put back in input order.
+    Up to `_IN_FLIGHT` steps run ahead of the one the host waits for (`concurrent_steps.in_order`: on CPU from
+    several threads at once), so the device computes while the host builds the next batches. Outputs stay on the
+    device until the end. With `bucket`, the examples are computed longest first and put back in input order.
     """
-    outputs = []
-    for indices, batch in _batches(data, batch_size, rows, bucket, "predict", verbose):
-        outputs.append((indices, predict_fn(params, _feed(batch, mesh)["inputs"])))
-        if len(outputs) > _IN_FLIGHT:
-            outputs[-_IN_FLIGHT - 1][1].block_until_ready()
+    threads = host_threads(mesh)
+    fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in _batches(data, batch_size, rows, bucket,
+                                                                                   "predict", verbose))  # fmt: skip
+
+    def step(item):
+        indices, inputs = item
+        return indices, predict_fn(params, inputs)
+
+    outputs = list(in_order(step, fed, threads=threads, ahead=max(_IN_FLIGHT, 2 * threads)))
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
     result[np.concatenate([indices for indices, _ in outputs])] = computed
