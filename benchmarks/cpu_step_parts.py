@@ -1,7 +1,9 @@
 """What the parts of the bert_tiny CPU train step cost on their own: its matmul shapes under jax (XLA:CPU with its
 default, no-YNNPACK-fusion and oneDNN options), torch and numpy, the AdamW update of its 4.4M params, and one layer's
 attention block in predict (batch 256) and training (batch 32, dropout 0.1, forward and backward): flaxbert's as it
-runs against torch's `scaled_dot_product_attention` (what transformers' BERT calls) and torch's unfused math.
+runs against torch's `scaled_dot_product_attention` (what transformers' BERT calls) and torch's unfused math, and
+whether XLA spreads one batched product over the cores (the same product pinned to one core, and two at once from two
+threads, beside torch's `bmm` on one thread and on all).
 
 The step (batch 32, seq 128) does 11.9 GFLOP: 9.7 in dense [4096, 128|512] matmuls (forward, input gradient as
 "NT", weight gradient as "TN"), 1.6 in the attention's 64 batched [128, 64] x [64, 128] products per layer.
@@ -14,7 +16,11 @@ buffers' pages every call).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -170,9 +176,54 @@ def _no_grad(fn):
         return fn()
 
 
+# The attention scores of a batch-256 predict step: 256 rows x 2 heads of [128, 64] x [64, 128].
+BATCHED = ((512, 128, 64), (512, 128, 64), ((2,), (2,)), ((0,), (0,)))
+_GFLOP = 2 * 512 * 128 * 128 * 64 / 1e9
+
+
+def _batched_operands():
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(shape).astype(np.float32) for shape in BATCHED[:2]]
+
+
+def _xla_batched(calls_at_once: int = 1) -> float:
+    """GFLOP/s of XLA's batched product (inference compile options), `calls_at_once` calls from as many threads."""
+    a, b = map(jnp.asarray, _batched_operands())
+    dims = BATCHED[2:]
+    fn = jax.jit(lambda x, y: lax.dot_general(x, y, dims), compiler_options=inference_compiler_options(make_mesh()))
+    if calls_at_once == 1:
+        return _GFLOP * 1e3 / best_ms(lambda: fn(a, b))
+    with ThreadPoolExecutor(calls_at_once) as pool:
+        run = lambda: list(pool.map(lambda _: jax.block_until_ready(fn(a, b)), range(calls_at_once)))  # noqa: E731
+        return calls_at_once * _GFLOP * 1e3 / best_ms(run, number=10)
+
+
+def batched_matmul_cores() -> None:
+    """Whether XLA:CPU spreads one batched product over the cores: its rate on all of them, pinned to one (a child
+    process), and two calls at once from two threads (what `flaxbert.training.concurrent_steps` does with whole
+    predict steps), beside torch's `bmm` on one thread and on all."""
+    cores = len(os.sched_getaffinity(0))
+    child = [sys.executable, __file__, "--xla-batched-rate"]
+    pinned = subprocess.run(child, capture_output=True, text=True, check=True)
+    rows = {f"XLA, {cores} cores": _xla_batched(), "XLA, pinned to 1 core": float(pinned.stdout.split()[-1]),
+            "XLA, 2 calls at once from 2 threads, together": _xla_batched(2)}  # fmt: skip
+    a, b = map(torch.from_numpy, _batched_operands())
+    for threads in (1, cores):
+        torch.set_num_threads(threads)
+        rows[f"torch bmm, {threads} thread(s)"] = _GFLOP * 1e3 / best_ms(lambda: torch.bmm(a, b.transpose(1, 2)))
+    print("\n| attention scores at predict batch 256: 512 x [128,64]x[64,128] | GFLOP/s |\n|---|---:|")
+    for label, rate in rows.items():
+        print(f"| {label} | {rate:.0f} |")
+
+
 if __name__ == "__main__":
     flaxbert.reuse_host_memory()  # before jax computes anything
+    if sys.argv[1:] == ["--xla-batched-rate"]:  # the child of batched_matmul_cores: one core, before jax starts
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        print(_xla_batched())
+        raise SystemExit(0)
     print(f"jax {jax.__version__}, torch {torch.__version__}, numpy {np.__version__}; {jax.devices()[0]}")
     matmul_rates()
     adamw_update()
     attention_blocks()
+    batched_matmul_cores()

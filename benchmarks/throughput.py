@@ -14,6 +14,7 @@ printed for every round alone and for the best rounds.
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
     python benchmarks/throughput.py --rounds 2 --frameworks \
         flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers     # the CPU run
+    python benchmarks/throughput.py --rounds 3 --frameworks flaxbert,flaxbert_one_thread   # CPU predict threads A/B
 
 On CPU the flaxbert worker first calls `flaxbert.reuse_host_memory()` (train.py does the same on a CPU-only host;
 a notebook calls it itself): XLA:CPU's per-step temporary buffers then stop page-faulting. The variants
@@ -59,9 +60,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
 # Run only when named: flaxbert with BertBackbone(scan_layers=True); flaxbert with attention_kernel="pallas" (GPU:
 # on CPU its kernels only run interpreted) or "cudnn" (GPU, bf16: cuDNN's fused attention in predict; elsewhere the
-# XLA path); flaxbert without reuse_host_memory() (glibc's default malloc settings); keras-hub with
-# reuse_host_memory()'s settings. See throughput_worker.REUSE_HOST_MEMORY.
-VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_default_malloc",
+# XLA path); flaxbert without reuse_host_memory() (glibc's default malloc settings); flaxbert with predict's steps
+# from one host thread (CPU; `flaxbert.training.concurrent_steps`); keras-hub with reuse_host_memory()'s settings. See
+# throughput_worker.REUSE_HOST_MEMORY.
+VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_default_malloc", "flaxbert_one_thread",
             "keras_hub_reuse_host_memory")  # fmt: skip
 DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
     f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)

@@ -16,20 +16,25 @@ import peers
 
 # Workers that call flaxbert.reuse_host_memory() on CPU: flaxbert as train.py runs it, and keras-hub given the same
 # glibc settings (XLA:CPU's per-step buffers page-fault the same way under Keras), so the gain is shown for both.
-REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "keras_hub_reuse_host_memory")
+REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_one_thread",
+                     "keras_hub_reuse_host_memory")  # fmt: skip
 
 
 def run_group(args) -> None:
     measure = {"flaxbert": _flaxbert, "flaxbert_scan": functools.partial(_flaxbert, scan_layers=True),
                "flaxbert_pallas": functools.partial(_flaxbert, attention_kernel="pallas"),
                "flaxbert_cudnn": functools.partial(_flaxbert, attention_kernel="cudnn"),
-               "flaxbert_default_malloc": _flaxbert, "keras_hub": _keras_hub,
+               "flaxbert_default_malloc": _flaxbert, "flaxbert_one_thread": _flaxbert, "keras_hub": _keras_hub,
                "keras_hub_reuse_host_memory": _keras_hub, "transformers": _transformers}[args.worker]  # fmt: skip
     if args.device == "cpu" and args.worker in REUSE_HOST_MEMORY:  # before jax starts, as train.py does on CPU
         from flaxbert.host_memory import reuse_host_memory
 
         if not reuse_host_memory():
             raise RuntimeError("flaxbert.reuse_host_memory() did not take effect in this worker")
+    if args.worker == "flaxbert_one_thread":  # predict's steps from one host thread, as before concurrent_steps
+        from flaxbert.training import concurrent_steps
+
+        concurrent_steps.CPU_THREADS = 1
     backend = _Backend(args.worker, args.device, args.compilation_cache)
     for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
         common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}

@@ -5,8 +5,8 @@ CPU they do not overlap that way, and one execution leaves cores idle: XLA:CPU r
 [batch x heads] small products) on a single thread, at the same GFLOP/s on one core as on two, where torch's `bmm`
 uses both (`python benchmarks/cpu_step_parts.py`). Executions of one program on different batches are independent,
 so on a CPU flaxbert runs predict and evaluate steps from `CPU_THREADS` threads, each waiting on its own
-execution: bert_tiny predict at batch 256 went from 749-924 to 942-1,085 examples/s on a 2-core VM
-(benchmarks/RESULTS.md). Training steps depend on each other, so fit stays on one thread.
+execution: bert_tiny predict at batch 256 went from 780-864 to 913-1,047 examples/s on a 2-core VM, outputs bit for
+bit the same (benchmarks/RESULTS.md, session 12). Training steps depend on each other, so fit stays on one thread.
 """
 
 from __future__ import annotations
