@@ -228,13 +228,14 @@ def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array
     return x
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)
 def _layer_apply(cfg, train: bool):
     """`(params, x, padding_mask, dropout_key) -> x` of one TransformerLayer, under `jax.jit`.
 
     Called once per layer inside the step's trace, a jitted function with the same argument shapes is traced once:
     jax reuses its jaxpr, and its derivatives, for every layer, and lowers it to one function that each layer calls
-    (XLA inlines the calls, so the compiled step is the unrolled one).
+    (XLA inlines the calls, so the compiled step is the unrolled one). Bounded, so a process that builds many
+    configs (a sweep over dropout rates) does not keep every one's traces; an evicted config is traced again.
     """
     layer = TransformerLayer(cfg, parent=None)
     dropout = train and cfg.dropout > 0
