@@ -23,6 +23,7 @@
 # here: python benchmarks/plot.py FILES_AT/throughput_gpu_b256.json).
 set -uo pipefail
 : "${OUT:?set OUT to the output folder}"
+mkdir -p "$OUT"  # the device tool makes it; a smoke test here may name a new one
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
 if compgen -G ".whl/*.whl" >/dev/null; then
