@@ -58,6 +58,30 @@ def test_several_threads_run_steps_at_the_same_time():
     assert list(in_order(lambda i: barrier.wait() >= 0 and i, range(6), threads=2, ahead=4)) == list(range(6))
 
 
+class _Pending:
+    """A stand-in for a jax array still being computed: records when the host waits on it."""
+
+    def __init__(self, i, waited):
+        self.i, self._waited = i, waited
+
+    def block_until_ready(self):
+        self._waited.append(self.i)
+        return self
+
+
+def test_one_thread_dispatches_ahead_and_waits_only_on_the_step_ahead_back():
+    waited, dispatched_when_waiting = [], []
+
+    def step(i):
+        dispatched_when_waiting.append((i, list(waited)))
+        return _Pending(i, waited)
+
+    out = [pending.i for pending in in_order(step, range(10), threads=1, ahead=4)]
+    assert out == list(range(10))
+    assert waited == list(range(6))  # on dispatching step i >= 4 the host waits for step i - 4, no later one
+    assert dispatched_when_waiting[4] == (4, []) and dispatched_when_waiting[9] == (9, [0, 1, 2, 3, 4])
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_an_error_in_a_step_surfaces_at_that_step_and_stops_the_rest(threads):
     calls = []
@@ -73,7 +97,10 @@ def test_an_error_in_a_step_surfaces_at_that_step_and_stops_the_rest(threads):
         for value in in_order(step, range(100), threads=threads, ahead=4):
             got.append(value)
     assert got == [0, 1, 2]
-    assert max(calls) <= 3 + 4 + threads  # no step beyond the window ran
+    if threads == 1:
+        assert calls == [0, 1, 2, 3]  # dispatched here, so nothing after the failing step ran
+    else:
+        assert max(calls) <= 3 + 4  # submitted at most `ahead` past it; the queued rest were cancelled
 
 
 def test_threaded_predict_and_evaluate_give_one_threads_numbers_bit_for_bit(monkeypatch):

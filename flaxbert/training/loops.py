@@ -97,7 +97,7 @@ def jit_predict_step(model, mesh, param_shardings):
                    out_shardings=batch_sharding(mesh), compiler_options=inference_compiler_options(mesh))  # fmt: skip
 
 
-_IN_FLIGHT = 4  # predict batches dispatched ahead of the one the host waits for
+_IN_FLIGHT = 4  # evaluate / predict steps started ahead of the one the host waits for
 
 
 def _feed(batch, mesh):
@@ -226,7 +226,7 @@ def evaluate(
     def step(batch):
         return jax.device_get(eval_fn(params, zeros, batch))
 
-    for batch_sums in in_order(step, batches, threads=threads, ahead=2 * threads):
+    for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
         sums = jax.tree.map(np.add, sums, batch_sums)
     return steps.summarize(sums)
 
@@ -240,15 +240,14 @@ def predict(
     several threads at once), so the device computes while the host builds the next batches. Outputs stay on the
     device until the end. With `bucket`, the examples are computed longest first and put back in input order.
     """
-    threads = host_threads(mesh)
-    fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in _batches(data, batch_size, rows, bucket,
-                                                                                   "predict", verbose))  # fmt: skip
+    batches = _batches(data, batch_size, rows, bucket, "predict", verbose)
+    fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in batches)
 
     def step(item):
         indices, inputs = item
         return indices, predict_fn(params, inputs)
 
-    outputs = list(in_order(step, fed, threads=threads, ahead=max(_IN_FLIGHT, 2 * threads)))
+    outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
     result[np.concatenate([indices for indices, _ in outputs])] = computed
