@@ -1,11 +1,14 @@
 """What one train step's dropout masks cost: `flax.linen.Dropout`'s draws (`jax.random.bernoulli`) vs flaxbert's
-(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block), on the shapes a model's step masks.
+(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block), on the shapes a model's step masks, with
+the threefry cipher written out (flaxbert's) or as jax's `threefry2x32_p` primitive (which jax lowers to a loop on CPU).
 
     python benchmarks/dropout_masks.py                         # bert_tiny, batch 32, seq 128, on the default device
     python benchmarks/dropout_masks.py --model bert_base --batch 256
 
 Each variant is one jitted program that masks and scales every dropout site's activations of a train step (embeddings,
-attention probabilities, attention output and FFN output per layer, the head); best of 5 passes of 10 calls.
+attention probabilities, attention output and FFN output per layer, the head); best of 5 passes of 10 calls. A second
+table times compiling the model's whole train step (at batch 8) with each cipher, the share of time to first step
+that the masks' code takes.
 """
 
 from __future__ import annotations
@@ -15,9 +18,30 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import peers
+from jax.extend.random import threefry2x32_p
 
+from flaxbert.models import dropout, layers
 from flaxbert.models.dropout import keep_mask
+from flaxbert.training import loops
+
+
+def _primitive_cipher(k1, k2, x0, x1):
+    return tuple(threefry2x32_p.bind(k1, k2, x0, x1))
+
+
+def with_cipher(cipher, fn, *args):
+    """`fn(*args)` with flaxbert's masks drawn by `cipher` while it runs (so while it traces, for a jitted `fn`)."""
+    written_out = dropout.threefry2x32
+    dropout.threefry2x32 = cipher
+    try:
+        return fn(*args)
+    finally:
+        dropout.threefry2x32 = written_out
+
+
+CIPHERS = {"written out (flaxbert)": dropout.threefry2x32, "jax's threefry2x32_p": _primitive_cipher}
 
 
 def site_shapes(model: str, batch: int, seq: int) -> list[tuple[int, ...]]:
@@ -40,6 +64,9 @@ VARIANTS = {
         lambda key, shape: jax.random.bernoulli(key, 1 - peers.DROPOUT, shape)
     ),
     "flaxbert keep_mask": masks_from(lambda key, shape: keep_mask(key, shape, peers.DROPOUT)),
+    "flaxbert keep_mask, jax's threefry2x32_p": masks_from(
+        lambda key, shape: with_cipher(_primitive_cipher, keep_mask, key, shape, peers.DROPOUT)
+    ),
 }
 
 
@@ -53,6 +80,22 @@ def best_ms(apply, xs, passes: int = 5, calls: int = 10) -> float:
         jax.block_until_ready(outs)
         best = min(best, (time.perf_counter() - began) / calls)
     return best * 1e3
+
+
+def train_step_compile_s(model: str, seq: int, cipher, batch: int = 8) -> tuple[float, float]:
+    """(Seconds to lower, seconds to compile) flaxbert's train step for `model`, its masks drawn by `cipher`."""
+    x, y = peers.random_inputs(model, batch, seq)
+    data = {"inputs": x, "label": y, "weight": np.ones(batch, np.float32), "mask": np.ones(batch, np.float32)}
+    classifier = peers.flaxbert_classifier(model, "float32")
+    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
+    jax.clear_caches()  # trace again: the jitted layer function and the step are cached per function
+    layers._layer_apply.cache_clear()
+    began = time.perf_counter()
+    lowered = with_cipher(cipher, train_fn.lower, state, sums, data)
+    lowered_at = time.perf_counter()
+    lowered.compile()
+    return lowered_at - began, time.perf_counter() - lowered_at
 
 
 def main():
@@ -70,6 +113,12 @@ def main():
     for round_ in range(args.rounds):
         for name, apply in VARIANTS.items():
             print(f"| {round_ + 1} | {name} | {best_ms(apply, xs):.1f} |", flush=True)
+    print(f"\n{args.model}'s train step (batch 8, seq {args.seq}) traced, lowered and compiled, by cipher\n")
+    print("| round | cipher | lower s | compile s |\n|---|---|---:|---:|")
+    for round_ in range(args.rounds):
+        for name, cipher in CIPHERS.items():
+            lower_s, compile_s = train_step_compile_s(args.model, args.seq, cipher)
+            print(f"| {round_ + 1} | {name} | {lower_s:.2f} | {compile_s:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from jax.extend.random import threefry_2x32
 from jax.sharding import NamedSharding, PartitionSpec
 
-from flaxbert.models.dropout import Dropout, drop_threshold, keep_mask
+from flaxbert.models.dropout import Dropout, drop_threshold, keep_mask, threefry2x32
 from flaxbert.parallel import make_mesh
 
 
@@ -22,6 +22,20 @@ def _reference_mask(key, shape, rate):
     words = np.stack([words[: rows * blocks], words[rows * blocks :]], -1)  # [blocks, 2]: (first, second) output
     draws = words.view(np.uint16).reshape(rows, blocks * 4)[:, :last]
     return (draws >= drop_threshold(rate)).reshape(shape)
+
+
+def test_written_out_threefry_equals_jax_threefry_bit_for_bit():
+    rng = np.random.default_rng(0)
+    extremes = np.array([0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], np.uint32)
+    x0 = np.concatenate([extremes, np.repeat(extremes, 5), rng.integers(0, 2**32, 1000, dtype=np.uint32)])
+    x1 = np.concatenate([extremes[::-1], np.tile(extremes, 5), rng.integers(0, 2**32, 1000, dtype=np.uint32)])
+    keys = [np.array(k, np.uint32) for k in ((0, 0), (0xFFFFFFFF, 0xFFFFFFFF), (0x1BD11BDA, 0))]
+    keys += [rng.integers(0, 2**32, 2, dtype=np.uint32) for _ in range(3)]
+    for k in keys:
+        expected = np.asarray(threefry_2x32(k, np.concatenate([x0, x1])))
+        for fn in (threefry2x32, jax.jit(threefry2x32)):
+            got = np.concatenate([np.asarray(w) for w in fn(jnp.uint32(k[0]), jnp.uint32(k[1]), x0, x1)])
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (2, 3, 8), (7,)])

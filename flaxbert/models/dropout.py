@@ -7,7 +7,14 @@ multiple of 2**-16 (0.1 -> 0.1000061), and kept values are scaled by the exact i
 layer's output is unbiased. Masks are a pure function of (key, element index): the same on any mesh, since the block
 counters are iotas over the array's global shape.
 
-XLA:CPU, bert_tiny batch 32: the step's 4.7M mask draws take 8.5-9 ms instead of 20-24 ms (benchmarks/RESULTS.md).
+The cipher is written out here in uint32 arithmetic (`threefry2x32`), bit for bit jax's `threefry2x32_p`: on CPU jax
+lowers that primitive to a loop of five passes over whole arrays, each reading and writing every word, where the
+written-out rounds fuse with the counters and the comparison into one elementwise kernel (on GPU jax unrolls the
+rounds too, so there it compiles to the same thing).
+
+XLA:CPU, bert_tiny batch 32: the step's 4.7M mask draws take 7.5-8.3 ms, against 13.3-14.7 ms with the primitive and
+33-37 ms with `jax.random.bernoulli`, and the train step compiles in 3.0-3.2 s instead of 4.6-5.1 s
+(`benchmarks/dropout_masks.py`, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.extend.random import threefry2x32_p
 
 _LEVELS = 1 << 16  # a draw is a uniform integer in [0, 2**16)
 _DRAWS_PER_BLOCK = 4  # a threefry-2x32 block gives two uint32 words = four 16-bit draws
+# Threefry-2x32's rotation distances, four rounds at a time alternating (Salmon et al., SC'11, table 4), and the
+# constant its key schedule's third word is made with.
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_KEY_PARITY = 0x1BD11BDA
 
 
 def drop_threshold(rate: float) -> int:
@@ -49,11 +59,26 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
     for axis in reversed(range(len(blocks_shape))):  # the block's flat index in the global array
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
         stride *= blocks_shape[axis]
-    words = threefry2x32_p.bind(k1, k2, jnp.zeros(blocks_shape, jnp.uint32), counter)
+    words = threefry2x32(k1, k2, jnp.zeros(blocks_shape, jnp.uint32), counter)
     words = jnp.stack(words, axis=-1)  # [..., blocks, 2] uint32
     draws = jax.lax.bitcast_convert_type(words, jnp.uint16)  # [..., blocks, 2, 2] uint16
     draws = draws.reshape(*shape[:-1], -1)[..., : shape[-1]]
     return draws >= jnp.uint16(drop_threshold(rate))
+
+
+def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 with 20 rounds: the block cipher of the words (x0, x1) under the key (k1, k2), all uint32
+    (the key words scalars, the blocks any one shape); equal bit for bit to `jax.extend.random.threefry_2x32`."""
+    schedule = (k1, k2, k1 ^ k2 ^ jnp.uint32(_KEY_PARITY))
+    x0, x1 = x0 + schedule[0], x1 + schedule[1]
+    for group in range(5):  # five groups of four rounds, each group followed by a key injection
+        for distance in _ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(distance)) | (x1 >> jnp.uint32(32 - distance))
+            x1 = x1 ^ x0
+        x0 = x0 + schedule[(group + 1) % 3]
+        x1 = x1 + schedule[(group + 2) % 3] + jnp.uint32(group + 1)
+    return x0, x1
 
 
 def _threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
