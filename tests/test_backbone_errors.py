@@ -127,6 +127,8 @@ def test_ids_out_of_range_and_bad_shapes(backbone):
         backbone(_inputs(token_ids=np.ones((2, 5), np.float32)))
     with pytest.raises(ValueError, match="inputs are empty"):
         backbone(_inputs(length=0))
+    with pytest.raises(ValueError, match=r"inputs\['padding_mask'\] is not one rectangular array.*pad every example"):
+        backbone(_inputs(padding_mask=[[1, 1, 1, 1, 1], [1, 1]]))
 
 
 def test_bad_configs():

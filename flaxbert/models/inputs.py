@@ -13,6 +13,16 @@ def input_keys(cfg) -> tuple[str, ...]:
     )
 
 
+def as_array(value, name: str, fix: str, dtype=None) -> np.ndarray:
+    """`np.asarray(value, dtype)`, or a ValueError that names `name` and says how to `fix` it where numpy cannot make
+    one array of `value` (rows of different lengths, or items that are not numbers when `dtype` asks for them)."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (ValueError, TypeError) as error:
+        reason = str(error).split(". ")[0]  # numpy's first sentence, e.g. "setting an array element with a sequence"
+        raise ValueError(f"{name} is not one rectangular array of numbers (numpy: {reason}); {fix}") from None
+
+
 def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
     """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32.
 
@@ -30,7 +40,8 @@ def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
             f"inputs must have exactly the keys {list(keys)}; missing {missing}, unexpected {extra}."
             + (" DistilBERT takes no segment_ids." if "segment_ids" in extra else "")
         )
-    arrays = {k: np.asarray(inputs[k]) for k in keys}
+    pad = "pad every example to one length (the preprocessor does) and mark the padding with 0 in padding_mask."
+    arrays = {k: as_array(inputs[k], f"inputs[{k!r}]", pad) for k in keys}
     shape = arrays["token_ids"].shape
     for key, array in arrays.items():
         if array.dtype == bool and key == "padding_mask":

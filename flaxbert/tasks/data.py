@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from flaxbert.models.inputs import check_inputs
+from flaxbert.models.inputs import as_array, check_inputs
 from flaxbert.training.batches import ArrayData
 
 
 def _is_text(x) -> bool:
-    return isinstance(x, (str, list, tuple)) or (isinstance(x, np.ndarray) and x.dtype.kind in "USO")
+    return isinstance(x, (str, bytes, list, tuple)) or (isinstance(x, np.ndarray) and x.dtype.kind in "USO")
 
 
 def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool):
@@ -33,7 +33,7 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
                 "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
                 "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
             )
-        if isinstance(x, str):
+        if isinstance(x, (str, bytes)):
             raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
         if len(x) == 0 or (isinstance(x, tuple) and any(len(part) == 0 for part in x)):
             raise ValueError("x is empty: pass at least one example.")
@@ -52,7 +52,7 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
 
 
 def _labels(y, size: int, num_classes: int) -> np.ndarray:
-    labels = np.asarray(y)
+    labels = as_array(y, "y", "pass one integer class id per example.")
     if labels.ndim != 1:
         raise ValueError(f"y must be a 1-D sequence of class ids, got shape {labels.shape}.")
     if len(labels) != size:
@@ -73,7 +73,7 @@ def _labels(y, size: int, num_classes: int) -> np.ndarray:
 def _weights(sample_weight, size: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
-    weights = np.asarray(sample_weight, dtype=np.float64)
+    weights = as_array(sample_weight, "sample_weight", "pass one number per example.", dtype=np.float64)
     if weights.shape != (size,):
         raise ValueError(f"sample_weight must have one weight per example ({size}), got shape {weights.shape}.")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):

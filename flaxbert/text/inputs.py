@@ -1,5 +1,7 @@
 """Turning what users pass as text (a string, a batch, a tuple of batches) into lists of `str`.
 
+Bytes are text too, decoded as UTF-8: `tf.data` and TensorFlow Datasets yield strings as bytes.
+
 The errors raised here are the pipeline's boundary checks: they name the offending item in the caller's terms,
 so a wrong input fails here rather than deep inside the Rust tokenizer.
 """
@@ -17,10 +19,10 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
         what: how error messages name this batch, e.g. "segment 1".
 
     Returns:
-        The texts as a new list.
+        The texts as a new list, bytes decoded as UTF-8.
 
     Raises:
-        TypeError: an item is not a string.
+        TypeError: an item is not a string (`str`, or UTF-8 `bytes`).
         ValueError: the batch is not 1-D (for example a 2-D list given for sentence pairs) or is empty.
     """
     if isinstance(batch, np.ndarray):
@@ -38,6 +40,9 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
     for i, text in enumerate(texts):
         if isinstance(text, str):
             continue
+        if isinstance(text, bytes):
+            texts[i] = _decoded(text, f"item {i} of {what}")
+            continue
         if isinstance(text, (list, tuple, np.ndarray)):
             raise ValueError(
                 f"{what} is a 2-D list (item {i} is a {type(text).__name__}). "
@@ -47,12 +52,23 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
     return texts
 
 
+def _decoded(text: bytes, what: str) -> str:
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{what} is bytes that are not UTF-8 ({error.reason} at byte {error.start}: {text[:40]!r}); decode the "
+            "text to str yourself with its real encoding."
+        ) from None
+
+
 def as_segments(x) -> tuple[list[list[str]], bool]:
     """Reads a preprocessor input: one string, a batch, or a tuple with one entry per segment.
 
     Args:
         x: a `str`; a 1-D batch of strings (list or numpy array); a tuple of such batches of equal size, one per
             segment, e.g. `(premises, hypotheses)`; or a tuple of strings (one unbatched example, several segments).
+            A string may be UTF-8 `bytes` wherever a `str` may be.
 
     Returns:
         `(segments, batched)`: one list of texts per segment, all of the same length, and whether the input was batched.
@@ -60,15 +76,17 @@ def as_segments(x) -> tuple[list[list[str]], bool]:
     Raises:
         TypeError, ValueError: the input is none of the above; the messages say which part is wrong.
     """
+    if isinstance(x, bytes):
+        x = _decoded(x, "the input")
     if isinstance(x, str):
         return [[x]], False
     if not isinstance(x, tuple):
         return [as_texts(x)], True
     if not x:
         raise ValueError("got an empty tuple: pass one batch of strings per segment, e.g. (first_texts, second_texts).")
-    if all(isinstance(part, str) for part in x):
-        return [[part] for part in x], False
-    if any(isinstance(part, str) for part in x):
+    if all(isinstance(part, (str, bytes)) for part in x):
+        return [as_texts([part], f"segment {i}") for i, part in enumerate(x)], False
+    if any(isinstance(part, (str, bytes)) for part in x):
         raise TypeError("a tuple input mixes strings and batches: give one string per segment or one batch each.")
     segments = [as_texts(part, f"segment {i}") for i, part in enumerate(x)]
     sizes = [len(texts) for texts in segments]

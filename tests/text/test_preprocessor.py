@@ -99,7 +99,25 @@ def test_matches_transformers_pair_encoding_on_sst2(uncased, minilm_dir, shared_
     assert x["padding_mask"].tolist() == theirs["attention_mask"]
 
 
+def test_utf8_bytes_are_text_as_tf_data_yields_it(toy):
+    def same(a, b):
+        return all(np.array_equal(a[k], b[k]) for k in ("token_ids", "segment_ids", "padding_mask"))
+
+    batch = ["THE QUICK FOX", "BROWN FOX \u00e9"]
+    encoded = [text.encode("utf-8") for text in batch]
+    assert same(toy(encoded), toy(batch))
+    assert same(toy(np.array(encoded)), toy(batch))  # a numpy bytes array (dtype "S"), as tfds' as_numpy gives
+    assert same(toy(np.array(encoded, dtype=object)), toy(batch))
+    assert same(toy(b"THE FOX"), toy("THE FOX"))
+    assert same(toy((encoded, batch)), toy((batch, batch)))
+    assert same(toy((b"THE", "FOX")), toy(("THE", "FOX")))
+
+
 class TestErrors:
+    def test_bytes_that_are_not_utf8_are_named(self, toy):
+        with pytest.raises(ValueError, match=r"item 1 of segment 0 is bytes that are not UTF-8 .*at byte 3"):
+            toy((["THE", b"FOX\xff"], ["THE", "FOX"]))
+
     def test_2d_list_is_refused_as_ambiguous(self, toy):
         with pytest.raises(ValueError, match=r"2-D list .* pass a tuple of batches"):
             toy([["THE", "FOX"], ["QUICK", "BROWN"]])
