@@ -38,10 +38,8 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
     if not texts:
         raise ValueError(f"{what} is empty: there is nothing to tokenize.")
     for i, text in enumerate(texts):
-        if isinstance(text, str):
-            continue
-        if isinstance(text, bytes):
-            texts[i] = _decoded(text, f"item {i} of {what}")
+        if isinstance(text, (str, bytes)):
+            texts[i] = as_text(text, f"item {i} of {what}")
             continue
         if isinstance(text, (list, tuple, np.ndarray)):
             raise ValueError(
@@ -52,7 +50,10 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
     return texts
 
 
-def _decoded(text: bytes, what: str) -> str:
+def as_text(text: str | bytes, what: str = "the input") -> str:
+    """`text` as a `str`: itself, or UTF-8 `bytes` decoded (a ValueError naming `what` where they are not UTF-8)."""
+    if isinstance(text, str):
+        return text
     try:
         return text.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -76,10 +77,8 @@ def as_segments(x) -> tuple[list[list[str]], bool]:
     Raises:
         TypeError, ValueError: the input is none of the above; the messages say which part is wrong.
     """
-    if isinstance(x, bytes):
-        x = _decoded(x, "the input")
-    if isinstance(x, str):
-        return [[x]], False
+    if isinstance(x, (str, bytes)):
+        return [[as_text(x)]], False
     if not isinstance(x, tuple):
         return [as_texts(x)], True
     if not x:

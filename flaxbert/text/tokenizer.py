@@ -26,7 +26,7 @@ import pathlib
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from flaxbert.presets.registry import presets_for
-from flaxbert.text.inputs import as_texts
+from flaxbert.text.inputs import as_text, as_texts
 from flaxbert.text.vocabulary import read_vocabulary, write_vocabulary
 
 MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
@@ -144,12 +144,13 @@ class BertTokenizer:
         return found
 
     def __call__(self, inputs: str | list[str]) -> list[int] | list[list[int]]:
-        """Tokenizes one string into a list of ids, or a batch (list or 1-D numpy array) into a list of lists.
+        """Tokenizes one string into a list of ids, or a batch (list or 1-D numpy array) into a list of lists (any
+        string may be UTF-8 bytes).
 
         No special tokens are added: packing into `[CLS] ... [SEP]` is the preprocessor's job.
         """
-        if isinstance(inputs, str):
-            return self._tokenizer.encode(inputs, add_special_tokens=False).ids
+        if isinstance(inputs, (str, bytes)):
+            return self._tokenizer.encode(as_text(inputs), add_special_tokens=False).ids
         texts = as_texts(inputs)
         # encode_batch_fast runs in parallel in Rust and skips the character offsets nobody here reads.
         return [encoding.ids for encoding in self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)]

@@ -111,6 +111,7 @@ def test_utf8_bytes_are_text_as_tf_data_yields_it(toy):
     assert same(toy(b"THE FOX"), toy("THE FOX"))
     assert same(toy((encoded, batch)), toy((batch, batch)))
     assert same(toy((b"THE", "FOX")), toy(("THE", "FOX")))
+    assert toy.tokenizer(b"THE FOX") == toy.tokenizer("THE FOX")
 
 
 class TestErrors:
