@@ -94,6 +94,11 @@ def check_length(cfg, length: int) -> None:
         )
 
 
+def draws_dropout(cfg, train: bool) -> bool:
+    """Whether a pass of the encoder draws dropout masks (and so needs dropout keys): in training, at a rate above 0."""
+    return train and cfg.dropout > 0
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention; padding masks keys only, dropout hits the attention probabilities."""
 
@@ -114,7 +119,7 @@ class SelfAttention(nn.Module):
             )
 
         q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
-        dropout = train and cfg.dropout > 0
+        dropout = draws_dropout(cfg, train)
         if cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
@@ -213,7 +218,7 @@ def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array
         return x  # init keeps only the params; the layers keep x's shape
     params = nn.unbox(encoder.variables["params"])
     per_layer = [params[f"transformer_layer_{i}"] for i in range(cfg.num_layers)]
-    dropout = train and cfg.dropout > 0
+    dropout = draws_dropout(cfg, train)
     keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
     layer = _layer_apply(cfg, train)
     if cfg.scan_layers and cfg.num_layers > 1:
@@ -238,7 +243,7 @@ def _layer_apply(cfg, train: bool):
     configs (a sweep over dropout rates) does not keep every one's traces; an evicted config is traced again.
     """
     layer = TransformerLayer(cfg, parent=None)
-    dropout = train and cfg.dropout > 0
+    dropout = draws_dropout(cfg, train)
 
     def apply(params, x, padding_mask, key):
         return layer.apply({"params": params}, x, padding_mask, train, rngs={"dropout": key} if dropout else None)
