@@ -9,6 +9,7 @@ stretches; the table keeps each row's best round (as each pass within a round ke
 printed for every round alone and for the best rounds.
 
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
+    python benchmarks/throughput.py --predict-batch 32                  # predict at the train batch too
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
@@ -78,6 +79,7 @@ def main():
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=None, help="timed train steps / predict batches (cpu 30, gpu 20)")
     parser.add_argument("--repeats", type=int, default=None, help="timed passes, the best counts (cpu 3, gpu 1)")
+    parser.add_argument("--predict-batch", type=int, default=None, help="default: the larger of 256 and the batch")
     parser.add_argument("--rounds", type=int, default=1, help="run every subprocess this many times, round-robin")
     parser.add_argument("--budget-s", type=float, default=None, help="start no new subprocess after this many seconds")
     parser.add_argument("--timeout-s", type=float, default=600, help="limit for one subprocess")
@@ -152,6 +154,8 @@ def _run_worker(args, framework, model, precision, batches, left):
     shapes = ",".join(f"{model}:{b}:{precision}" for b in batches)
     command = [sys.executable, "-u", __file__, "--worker", framework, "--device", args.device, "--seq", str(args.seq),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--shapes", shapes]  # fmt: skip
+    if args.predict_batch:
+        command += ["--predict-batch", str(args.predict_batch)]
     if args.compilation_cache:
         command += ["--compilation-cache", args.compilation_cache]
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1")

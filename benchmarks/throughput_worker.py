@@ -39,7 +39,8 @@ def run_group(args) -> None:
     for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
         common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
         try:
-            for row in measure(shape, args.seq, args.steps, args.repeats, backend):
+            pb = _predict_batch(shape, args.predict_batch)
+            for row in measure(shape, args.seq, args.steps, args.repeats, backend, pb):
                 label = f"{args.worker}, jitted step" if row.pop("jitted", False) else args.worker
                 _emit(dict(common, **row, framework=label), shape, args.seq, backend)
         except Exception as error:  # one failing shape must not stop the others
@@ -121,8 +122,9 @@ class _Backend:
             torch.cuda.reset_peak_memory_stats()
 
 
-def _predict_batch(shape) -> int:
-    return max(256, shape.batch)
+def _predict_batch(shape, requested: int | None) -> int:
+    """The predict batch of a row: `--predict-batch`, else the larger of 256 and the train batch."""
+    return requested or max(256, shape.batch)
 
 
 def _timed(fn, sync) -> float:
@@ -157,14 +159,13 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False, attention_kernel="xla"):
+def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attention_kernel="xla"):
     import jax
 
     from flaxbert.parallel import batch_sharding
     from flaxbert.training import loops
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
-    pb = _predict_batch(shape)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
     began = time.perf_counter()
     classifier = peers.flaxbert_classifier(shape.model, shape.precision, scan_layers=scan_layers,
@@ -213,11 +214,10 @@ def _flaxbert(shape, seq, steps, repeats, backend, scan_layers=False, attention_
 
 
 # -- keras-hub -----------------------------------------------------------------------------------------------------
-def _keras_hub(shape, seq, steps, repeats, backend):
+def _keras_hub(shape, seq, steps, repeats, backend, pb):
     import keras
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
-    pb = _predict_batch(shape)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
     began = time.perf_counter()
     classifier = peers.keras_hub_classifier(shape.model, shape.precision)
@@ -239,12 +239,11 @@ def _keras_hub(shape, seq, steps, repeats, backend):
 
 
 # -- transformers --------------------------------------------------------------------------------------------------
-def _transformers(shape, seq, steps, repeats, backend):
+def _transformers(shape, seq, steps, repeats, backend, pb):
     import torch
 
     device = "cuda" if backend.device == "gpu" else "cpu"
     x, y = peers.random_inputs(shape.model, steps * shape.batch, seq)
-    pb = _predict_batch(shape)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
     cuda = device == "cuda"
     batches = _torch_batches(x, torch.from_numpy(y.astype(np.int64)), shape.batch, pin=cuda)
