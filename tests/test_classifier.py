@@ -107,6 +107,7 @@ def text_classifier():
     [
         (dict(x=FEATURES, y=[0, 4]), r"labels outside \[0, 4\)"),
         (dict(x=FEATURES, y=[0.5, 1.0]), "must hold integer class ids"),
+        (dict(x=FEATURES, y=["pos", "neg"]), r"y holds label names \(\['neg', 'pos'\]\), not class ids"),
         (dict(x=FEATURES, y=[0, 1, 2]), r"len\(x\) != len\(y\): 2 examples but 3 labels"),
         (dict(x=[], y=[]), "x is empty"),
         (dict(x=FEATURES), "y is missing"),
