@@ -59,8 +59,8 @@ def _labels(y, size: int, num_classes: int) -> np.ndarray:
         raise ValueError(f"len(x) != len(y): {size} examples but {len(labels)} labels.")
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
         labels = labels.astype(np.int64)
-    if labels.dtype.kind in "USO" and all(isinstance(label, (str, bytes)) for label in labels[:100].tolist()):
-        names = sorted({str(label) for label in labels.tolist()})
+    if labels.dtype.kind in "US" or (labels.dtype.kind == "O" and all(isinstance(n, str) for n in labels.tolist())):
+        names = sorted({n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()})
         raise ValueError(
             f"y holds label names ({names[:5]}{' ...' if len(names) > 5 else ''}), not class ids: map each name to an "
             f"integer in [0, {num_classes}) first, e.g. ids = {{name: i for i, name in enumerate(sorted(set(y)))}}; "

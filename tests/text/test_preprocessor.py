@@ -11,6 +11,7 @@ from flaxbert.text import (
     DistilBertTextClassifierPreprocessor,
     DistilBertTokenizer,
 )
+from flaxbert.text.inputs import as_texts
 
 TOY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "THE", "QUICK", "BROWN", "FOX"]
 
@@ -112,6 +113,7 @@ def test_utf8_bytes_are_text_as_tf_data_yields_it(toy):
     assert same(toy((encoded, batch)), toy((batch, batch)))
     assert same(toy((b"THE", "FOX")), toy(("THE", "FOX")))
     assert toy.tokenizer(b"THE FOX") == toy.tokenizer("THE FOX")
+    assert as_texts([b"FOX \xc3\xa9", "THE"]) == ["FOX \u00e9", "THE"]  # decoded as UTF-8, not Latin-1 ("Ã©")
 
 
 class TestErrors:
