@@ -1,9 +1,10 @@
 """What the parts of the bert_tiny CPU train step cost on their own: its matmul shapes under jax (XLA:CPU with its
-default, no-YNNPACK-fusion and oneDNN options), torch and numpy, the AdamW update of its 4.4M params, and one layer's
-attention block in predict (batch 256) and training (batch 32, dropout 0.1, forward and backward): flaxbert's as it
-runs against torch's `scaled_dot_product_attention` (what transformers' BERT calls) and torch's unfused math, and
-whether XLA spreads one batched product over the cores (the same product pinned to one core, and two at once from two
-threads, beside torch's `bmm` on one thread and on all).
+default, no-YNNPACK-fusion and oneDNN options), torch and numpy, the AdamW update of its 4.4M params, one layer's
+feed-forward block with its dense layers on 3-D and on flattened operands, and one layer's attention block in predict
+(batch 256) and training (batch 32, dropout 0.1, forward and backward): flaxbert's as it runs against torch's
+`scaled_dot_product_attention` (what transformers' BERT calls) and torch's unfused math, and whether XLA spreads one
+batched product over the cores (the same product pinned to one core, and two at once from two threads, beside torch's
+`bmm` on one thread and on all).
 
 The step (batch 32, seq 128) does 11.9 GFLOP: 9.7 in dense [4096, 128|512] matmuls (forward, input gradient as
 "NT", weight gradient as "TN"), 1.6 in the attention's 64 batched [128, 64] x [64, 128] products per layer.
@@ -22,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +36,7 @@ from jax import lax
 import flaxbert
 from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.dropout import keep_mask, keep_scale
+from flaxbert.models.layers import dense
 from flaxbert.parallel import make_mesh
 
 OPTIONS = {
@@ -119,6 +122,34 @@ def adamw_update() -> None:
 
     count = sum(p.size for p in jax.tree.leaves(params))
     print(f"\nAdamW update of bert_tiny's {count / 1e6:.1f}M params (jitted, donated): {best_ms(run):.1f} ms")
+
+
+def dense_layouts(batch: int = 32, seq: int = 128, hidden: int = 128, inter: int = 512) -> None:
+    """ms per forward + backward of bert_tiny's feed-forward block (dense, tanh GELU, dense; input and weight
+    gradients) as flax's `nn.Dense` computes it on [B, L, D] and as flaxbert's `Projection` does, on the arrays
+    flattened to [B * L, D] (what `BertBackbone` runs since session 14)."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, seq, hidden)), jnp.float32)
+    cfg = peers.flaxbert_classifier("bert_tiny", "float32").model.backbone
+    print(f"\n| feed-forward block [{batch}, {seq}, {hidden}] -> {inter} -> {hidden}, fwd + bwd | ms |\n|---|---:|")
+    blocks = {
+        "flax nn.Dense, 3-D operands": lambda n, name: nn.Dense(n, name=name),
+        "flaxbert Projection, flattened to 2-D": lambda n, name: dense(cfg, n, ("embed", "mlp"), name),
+    }
+    for label, layer in blocks.items():
+        block = _FeedForward(inter, hidden, layer)
+        params = block.init(jax.random.key(0), x)
+        grad = jax.jit(jax.grad(lambda p, x, block=block: (block.apply(p, x) ** 2).sum(), argnums=(0, 1)))
+        print(f"| {label} | {best_ms(lambda grad=grad, params=params: grad(params, x), number=10):.1f} |", flush=True)
+
+
+class _FeedForward(nn.Module):
+    inter: int
+    hidden: int
+    layer: object  # (features, name) -> a dense module
+
+    @nn.compact
+    def __call__(self, x):
+        return self.layer(self.hidden, "out")(jax.nn.gelu(self.layer(self.inter, "in")(x), approximate=True))
 
 
 def attention_blocks(heads: int = 2, head_dim: int = 64, seq: int = 128) -> None:
@@ -225,5 +256,6 @@ if __name__ == "__main__":
     print(f"jax {jax.__version__}, torch {torch.__version__}, numpy {np.__version__}; {jax.devices()[0]}")
     matmul_rates()
     adamw_update()
+    dense_layouts()
     attention_blocks()
     batched_matmul_cores()
