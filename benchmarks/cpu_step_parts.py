@@ -36,7 +36,7 @@ from jax import lax
 import flaxbert
 from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.dropout import keep_mask, keep_scale
-from flaxbert.models.layers import dense
+from flaxbert.models.layers import Projection
 from flaxbert.parallel import make_mesh
 
 OPTIONS = {
@@ -129,11 +129,12 @@ def dense_layouts(batch: int = 32, seq: int = 128, hidden: int = 128, inter: int
     gradients) as flax's `nn.Dense` computes it on [B, L, D] and as flaxbert's `Projection` does, on the arrays
     flattened to [B * L, D] (what `BertBackbone` runs since session 14)."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, seq, hidden)), jnp.float32)
-    cfg = peers.flaxbert_classifier("bert_tiny", "float32").model.backbone
     print(f"\n| feed-forward block [{batch}, {seq}, {hidden}] -> {inter} -> {hidden}, fwd + bwd | ms |\n|---|---:|")
     blocks = {
         "flax nn.Dense, 3-D operands": lambda n, name: nn.Dense(n, name=name),
-        "flaxbert Projection, flattened to 2-D": lambda n, name: dense(cfg, n, ("embed", "mlp"), name),
+        "flaxbert Projection, flattened to 2-D": lambda n, name: Projection(
+            (n,), ("embed", "mlp"), jnp.float32, name=name
+        ),
     }
     for label, layer in blocks.items():
         block = _FeedForward(inter, hidden, layer)

@@ -247,28 +247,42 @@ def test_scanned_dropout_repeats_per_key_and_changes_with_it():
 @pytest.mark.parametrize(
     ("features", "contract", "axes", "reference"),
     [
-        ((24,), 1, ("embed", "mlp"), lambda init: nn.Dense(24, kernel_init=init)),
-        ((2, 4), 1, ("embed", "heads", "kv"), lambda init: nn.DenseGeneral((2, 4), kernel_init=init)),
-        ((8,), 2, ("heads", "kv", "embed"), lambda init: nn.DenseGeneral(8, axis=(-2, -1), kernel_init=init)),
+        ((24,), 1, ("embed", "mlp"), lambda init, dtype: nn.Dense(24, dtype=dtype, kernel_init=init)),
+        (
+            (2, 4),
+            1,
+            ("embed", "heads", "kv"),
+            lambda init, dtype: nn.DenseGeneral((2, 4), dtype=dtype, kernel_init=init),
+        ),
+        (
+            (8,),
+            2,
+            ("heads", "kv", "embed"),
+            lambda init, dtype: nn.DenseGeneral(8, axis=(-2, -1), dtype=dtype, kernel_init=init),
+        ),
     ],
 )
-def test_projection_is_flax_dense_in_params_values_and_gradients(features, contract, axes, reference):
+@pytest.mark.parametrize(("dtype", "tolerance"), [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_projection_is_flax_dense_in_params_values_and_gradients(features, contract, axes, reference, dtype, tolerance):
     # The encoder's dense layers flatten their operands to one 2-D matmul (XLA:CPU runs the 3-D weight gradient far
-    # slower); they must stay flax's Dense / DenseGeneral: the same param tree and random draws, outputs, gradients.
+    # slower); they must stay flax's Dense / DenseGeneral: the same param tree and random draws, outputs (in the
+    # compute dtype, bfloat16 included), gradients.
     init = jax.nn.initializers.truncated_normal(0.02)
     x = jax.random.normal(jax.random.key(1), (3, 5, 8) if contract == 1 else (3, 5, 2, 4))
-    ours = Projection(features, axes, jnp.float32, contract=contract)
-    flax_layer = reference(init)
+    ours = Projection(features, axes, dtype, contract=contract)
+    flax_layer = reference(init, dtype)
     params = nn.unbox(ours.init(jax.random.key(0), x))
     flax_params = flax_layer.init(jax.random.key(0), x)
-    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_params)
+    assert jax.tree.map(lambda p: (p.shape, p.dtype), params) == jax.tree.map(lambda p: (p.shape, p.dtype), flax_params)
     np.testing.assert_array_equal(params["params"]["kernel"], flax_params["params"]["kernel"])
     params = jax.tree.map(lambda p: p + 0.1, params)  # a nonzero bias, so the bias path is compared too
 
     def loss(layer, params, x):
-        return jnp.sum(jnp.sin(layer.apply(params, x)))
+        return jnp.sum(jnp.sin(layer.apply(params, x).astype(jnp.float32)))
 
-    np.testing.assert_allclose(ours.apply(params, x), flax_layer.apply(params, x), rtol=1e-6, atol=1e-6)
+    out, flax_out = ours.apply(params, x), flax_layer.apply(params, x)
+    assert out.dtype == flax_out.dtype == dtype
+    np.testing.assert_allclose(out.astype(np.float32), flax_out.astype(np.float32), rtol=tolerance, atol=tolerance)
     grads = jax.grad(loss, argnums=(1, 2))(ours, params, x)
     flax_grads = jax.grad(loss, argnums=(1, 2))(flax_layer, params, x)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads, flax_grads)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=10 * tolerance, atol=tolerance), grads, flax_grads)

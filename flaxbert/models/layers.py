@@ -37,7 +37,7 @@ class Projection(nn.Module):
     The params are flax's `Dense` / `DenseGeneral`'s (`kernel` [*input axes, *features], `bias` [*features], the same
     random draws; `axes` names the kernel's axes), and so are the values. Flax contracts a [B, L, D] input as it is,
     and its weight gradient then contracts B and L of two 3-D arrays, which XLA:CPU computes after transposing
-    copies of both: bert_tiny's feed-forward block takes 35-38 ms forward and backward so against 25-27 ms flattened
+    copies of both: bert_tiny's feed-forward block takes 30-38 ms forward and backward so against 24-27 ms flattened
     to [B * L, D], and its whole train step ~11% less time (benchmarks/RESULTS.md, session 14). The reshapes are
     free (row-major bitcasts) on every backend.
     """
