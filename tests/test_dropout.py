@@ -44,6 +44,15 @@ def test_mask_equals_the_reference_threefry_layout(shape):
     np.testing.assert_array_equal(keep_mask(key, shape, 0.3), _reference_mask(key, shape, 0.3))
 
 
+@pytest.mark.parametrize(("shape", "within"), [((2, 1, 6), (2, 5, 6)), ((2, 3, 1, 9), (2, 3, 9, 9)), ((1, 3), (4, 7))])
+def test_a_corner_gets_the_larger_arrays_mask_there(shape, within):
+    key = jax.random.key(5)
+    corner = tuple(slice(0, n) for n in shape)
+    np.testing.assert_array_equal(keep_mask(key, shape, 0.3, within), _reference_mask(key, within, 0.3)[corner])
+    with pytest.raises(ValueError, match="not a leading corner of shape"):
+        keep_mask(key, within, 0.3, shape)
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_dropped_fraction_matches_the_rate_and_neighbours_are_independent(rate):
     mask = np.asarray(keep_mask(jax.random.key(0), (256, 1024), rate))

@@ -184,7 +184,7 @@ def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dro
 
 def _fit_on_a_mesh(kernel: str):
     """One fit step of a tiny classifier data-parallel over 4 x 2 devices; its history, params and lowered step."""
-    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=24,
+    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
                                      max_sequence_length=24, attention_kernel=kernel)  # fmt: skip
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3)
     classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
@@ -202,7 +202,8 @@ def _fit_on_a_mesh(kernel: str):
 
 def test_on_a_mesh_each_device_runs_the_kernels_on_its_own_rows():
     """A whole BERT classifier's train step (dropout on) gives the XLA path's loss and updated params; under fit's
-    4 x 2 mesh the kernels run in a shard_map over the batch (forward and backward: two manual regions)."""
+    4 x 2 mesh the kernels run in a shard_map over the batch (forward and backward of the first layer: two manual
+    regions; the last layer computes [CLS] alone, one query row, with XLA's ops)."""
     (fused_history, fused_params, lowered), (xla_history, xla_params, _) = map(_fit_on_a_mesh, ("pallas", "xla"))
     assert lowered.count("sdy.manual_computation") == 2
     np.testing.assert_allclose(fused_history.history["loss"], xla_history.history["loss"], rtol=1e-6)

@@ -210,6 +210,40 @@ def test_scanned_layers_equal_the_unrolled_loop_in_values_and_gradients(cfg):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))  # fp32 sums reordered
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["looped", "scanned"])
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_the_first_token_only_pass_is_the_whole_passes_first_row(cfg, scan):
+    """What the classifier heads run: the last layer at position 0 alone gives the whole output's first row, in
+    training too (the same dropout masks) and in its gradients; its pooled output is the whole pass's."""
+    cfg = dataclasses.replace(cfg, num_layers=3, dropout=0.3, scan_layers=scan)
+    encoder = (BertEncoder if isinstance(cfg, BertConfig) else DistilBertEncoder)(cfg)
+    inputs = dummy_inputs(cfg, batch_size=2, length=7)
+    inputs["token_ids"] = jnp.arange(14).reshape(2, 7) * 5
+    inputs["padding_mask"] = inputs["padding_mask"].at[1, 4:].set(0)
+    params = nn.unbox(encoder.init(jax.random.key(0), inputs)["params"])
+
+    def outputs(params, first_token_only, train):
+        rngs = {"dropout": jax.random.key(4)} if train else None
+        out = encoder.apply({"params": params}, inputs, train, first_token_only, rngs=rngs)
+        return out if isinstance(out, dict) else {"sequence_output": out}
+
+    for train in (False, True):
+        first, whole = (outputs(params, only, train) for only in (True, False))
+        assert first["sequence_output"].shape == (2, 1, cfg.hidden_dim)
+        np.testing.assert_allclose(first["sequence_output"], whole["sequence_output"][:, :1], rtol=1e-5, atol=1e-6)
+        if "pooled_output" in whole:
+            np.testing.assert_allclose(first["pooled_output"], whole["pooled_output"], rtol=1e-5, atol=1e-6)
+    dropped = outputs(params, True, True)["sequence_output"]  # dropout 0.3 moves it by far more than the tolerance
+    assert np.max(np.abs(dropped - outputs(params, True, False)["sequence_output"])) > 1e-2
+
+    def loss(params, first_token_only):
+        return jnp.sum(jnp.sin(outputs(params, first_token_only, True)["sequence_output"][:, 0]))
+
+    first_grads, whole_grads = (jax.grad(loss)(params, only) for only in (True, False))
+    for a, b in zip(jax.tree.leaves(first_grads), jax.tree.leaves(whole_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))
+
+
 def test_the_train_step_traces_one_layer_and_scanned_compiles_one_whatever_the_depth():
     """The lowered program's matmuls do not grow with num_layers (one layer function, called or scanned); compiled,
     the unrolled program has each layer's inlined, more than the scanned one's single loop body."""

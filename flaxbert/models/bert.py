@@ -12,12 +12,18 @@ from flaxbert.models.layers import PositionEmbedding, check_length, dense, embed
 
 
 class BertEncoder(nn.Module):
-    """Maps `{"token_ids", "segment_ids", "padding_mask"}` ([B, L] ints) to `{"sequence_output", "pooled_output"}`."""
+    """Maps `{"token_ids", "segment_ids", "padding_mask"}` ([B, L] ints) to `{"sequence_output", "pooled_output"}`.
+
+    `first_token_only=True` computes the last layer for position 0 alone, all the pooler reads: `pooled_output` is
+    the same, `sequence_output` is its first row only ([B, 1, D]; see `layers.transformer_layers`).
+    """
 
     cfg: BertConfig
 
     @nn.compact
-    def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> dict[str, jax.Array]:
+    def __call__(
+        self, inputs: dict[str, jax.Array], train: bool = False, first_token_only: bool = False
+    ) -> dict[str, jax.Array]:
         cfg = self.cfg
         token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]  # [B, L]
         check_length(cfg, token_ids.shape[-1])
@@ -26,6 +32,6 @@ class BertEncoder(nn.Module):
         x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
         x = Dropout(cfg.dropout)(x, deterministic=not train)
-        x = transformer_layers(self, x, inputs["padding_mask"], train)
+        x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         pooled = jnp.tanh(dense(cfg, cfg.hidden_dim, ("embed", "pooled"), "pooled_dense")(x[:, 0, :]))  # [B, D]
         return {"sequence_output": x, "pooled_output": pooled}

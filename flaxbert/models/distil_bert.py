@@ -11,12 +11,16 @@ from flaxbert.models.layers import PositionEmbedding, check_length, embed, layer
 
 
 class DistilBertEncoder(nn.Module):
-    """Maps `{"token_ids", "padding_mask"}` ([B, L] ints) to the sequence output [B, L, D]."""
+    """Maps `{"token_ids", "padding_mask"}` ([B, L] ints) to the sequence output [B, L, D].
+
+    `first_token_only=True` computes the last layer for position 0 alone: the output is then its first row, [B, 1, D]
+    (see `layers.transformer_layers`).
+    """
 
     cfg: DistilBertConfig
 
     @nn.compact
-    def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
+    def __call__(self, inputs: dict[str, jax.Array], train: bool = False, first_token_only: bool = False) -> jax.Array:
         cfg = self.cfg
         token_ids = inputs["token_ids"]  # [B, L]
         check_length(cfg, token_ids.shape[-1])
@@ -24,5 +28,5 @@ class DistilBertEncoder(nn.Module):
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
         x = Dropout(cfg.dropout)(x, deterministic=not train)
-        x = transformer_layers(self, x, inputs["padding_mask"], train)
+        x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         return x

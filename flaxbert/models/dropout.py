@@ -43,22 +43,30 @@ def keep_scale(rate: float) -> float:
     return _LEVELS / (_LEVELS - drop_threshold(rate))
 
 
-def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
+def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple[int, ...] | None = None) -> jax.Array:
     """A boolean array of `shape` (at least 1-D), True where an element is kept: independent draws, each dropped
     with probability `drop_threshold(rate) / 2**16`.
 
     `key` is any jax PRNG key, typed or raw. A threefry key's two words key the blocks, as in `jax.random.bits`;
     other implementations' keys are first turned into two words by drawing them.
+
+    `within`: the shape of a larger array whose leading corner (`[:shape[0], :shape[1], ...]`) this one is; the mask
+    is then that corner of the larger array's mask, bit for bit, drawn without the rest (a layer that computes only
+    its first positions drops what the whole layer would have dropped there).
     """
+    within = tuple(shape) if within is None else tuple(within)
+    if len(within) != len(shape) or any(n > m for n, m in zip(shape, within, strict=True)):
+        raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
-    if math.prod(blocks_shape) >= 2**32:
-        raise ValueError(f"dropout over an array of shape {shape} needs more than 2**32 threefry blocks.")
+    global_blocks = (*within[:-1], -(-within[-1] // _DRAWS_PER_BLOCK))
+    if math.prod(global_blocks) >= 2**32:
+        raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks.")
     k1, k2 = _threefry_key(key)
     counter = jnp.zeros(blocks_shape, jnp.uint32)
     stride = 1
-    for axis in reversed(range(len(blocks_shape))):  # the block's flat index in the global array
+    for axis in reversed(range(len(blocks_shape))):  # the block's flat index in the (larger) global array
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
-        stride *= blocks_shape[axis]
+        stride *= global_blocks[axis]
     words = threefry2x32(k1, k2, jnp.zeros(blocks_shape, jnp.uint32), counter)
     words = jnp.stack(words, axis=-1)  # [..., blocks, 2] uint32
     draws = jax.lax.bitcast_convert_type(words, jnp.uint16)  # [..., blocks, 2, 2] uint16
@@ -93,12 +101,13 @@ class Dropout(nn.Module):
 
     rate: float
 
-    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, deterministic: bool, within: tuple[int, ...] | None = None) -> jax.Array:
+        """`within`: the shape of the array `x` is the leading corner of, whose mask `x` gets (see `keep_mask`)."""
         if deterministic or drop_threshold(self.rate) == 0:
             return x
         scale = jnp.asarray(keep_scale(self.rate), x.dtype)
-        return jnp.where(self.keep(x.shape), x * scale, jnp.zeros((), x.dtype))
+        return jnp.where(self.keep(x.shape, within), x * scale, jnp.zeros((), x.dtype))
 
-    def keep(self, shape: tuple[int, ...]) -> jax.Array:
+    def keep(self, shape: tuple[int, ...], within: tuple[int, ...] | None = None) -> jax.Array:
         """The mask `__call__` would apply to an array of `shape` (for kernels that apply it themselves)."""
-        return keep_mask(self.make_rng("dropout"), shape, self.rate)
+        return keep_mask(self.make_rng("dropout"), shape, self.rate, within)

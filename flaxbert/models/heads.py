@@ -23,28 +23,29 @@ def _finish(logits: jax.Array, activation: str | None) -> jax.Array:
 
 
 class BertClassifier(nn.Module):
-    """pooled_output -> dropout -> dense(num_classes) named `logits`."""
+    """pooled_output -> dropout -> dense(num_classes) named `logits`; the encoder's last layer runs at [CLS] alone."""
 
     backbone: BertConfig
     head: BertHeadConfig
 
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
-        pooled = BertEncoder(self.backbone, name="backbone")(inputs, train)["pooled_output"]  # [B, D]
-        pooled = Dropout(self.head.dropout)(pooled, deterministic=not train)
+        encoded = BertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)  # what it reads
+        pooled = Dropout(self.head.dropout)(encoded["pooled_output"], deterministic=not train)  # [B, D]
         logits = dense(self.backbone, self.head.num_classes, ("embed", "classes"), "logits")(pooled)  # [B, C]
         return _finish(logits, self.head.activation)
 
 
 class DistilBertClassifier(nn.Module):
-    """[CLS] -> dense(hidden_dim, relu) named `pooled_dense` -> dropout -> dense(num_classes) named `logits`."""
+    """[CLS] -> dense(hidden_dim, relu) named `pooled_dense` -> dropout -> dense(num_classes) named `logits`; the
+    encoder's last layer runs at [CLS] alone."""
 
     backbone: DistilBertConfig
     head: DistilBertHeadConfig
 
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
-        x = DistilBertEncoder(self.backbone, name="backbone")(inputs, train)[:, 0, :]  # [B, D]
+        x = DistilBertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)[:, 0]  # [B, D]
         hidden_dim = self.head.hidden_dim or self.backbone.hidden_dim
         x = jax.nn.relu(dense(self.backbone, hidden_dim, ("embed", "pooled"), "pooled_dense")(x))
         x = Dropout(self.head.dropout)(x, deterministic=not train)

@@ -124,9 +124,14 @@ def draws_dropout(cfg, train: bool) -> bool:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention; padding masks keys only, dropout hits the attention probabilities."""
+    """Multi-head self-attention; padding masks keys only, dropout hits the attention probabilities.
+
+    With `first_token_only` only position 0 attends (keys and values still come from every position): the output is
+    [B, 1, D], the first row of the whole layer's output, dropout masks included.
+    """
 
     cfg: object
+    first_token_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
@@ -135,9 +140,12 @@ class SelfAttention(nn.Module):
         def projection(name):
             return Projection((cfg.num_heads, cfg.head_dim), ("embed", "heads", "kv"), cfg.dtype, name=name)
 
-        q, k, v = (projection(name)(x) for name in ("query", "key", "value"))  # [B, L, H, K]
+        queries = x[:, :1] if self.first_token_only else x
+        q = projection("query")(queries)  # [B, Q, H, K]
+        k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
         dropout = draws_dropout(cfg, train)
-        if cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+        whole = not self.first_token_only
+        if whole and cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
             probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
@@ -145,9 +153,9 @@ class SelfAttention(nn.Module):
         elif dropout:
             context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim)
         else:
-            context = attention_without_dropout(q, k, v, padding_mask, cudnn=cfg.attention_kernel == "cudnn")
+            context = attention_without_dropout(q, k, v, padding_mask, cudnn=whole and cfg.attention_kernel == "cudnn")
         output = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
-        return output(context)  # [B, L, D]
+        return output(context)  # [B, Q, D]
 
 
 def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> jax.Array:
@@ -157,12 +165,13 @@ def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> 
     `jax.nn.dot_product_attention`, which XLA fuses better (+13% bert_tiny predict on CPU, benchmarks/RESULTS.md).
     With `cudnn`, cuDNN's fused attention kernel where `cudnn_applies`; elsewhere XLA's ops.
 
-    q, k, v: [B, L, H, K]; padding_mask: [B, L], nonzero where a key is attended.
+    q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L], nonzero where a
+    key is attended.
     """
-    batch, length, _, head_dim = q.shape
+    batch, length, _, head_dim = k.shape
     keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scale = 1.0 / math.sqrt(head_dim)
-    if cudnn and cudnn_applies(q.dtype, head_dim, length):
+    if cudnn and q.shape[1] == length and cudnn_applies(q.dtype, head_dim, length):
         # cuDNN takes a mask as an additive bias with a row per query, so the key mask is spread over the queries.
         keep = jnp.broadcast_to(keep, (batch, 1, length, length))
         return jax.nn.dot_product_attention(q, k, v, mask=keep, scale=scale, implementation="cudnn")
@@ -181,35 +190,46 @@ def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
 def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int) -> jax.Array:
     """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers.
 
-    q, k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only); dropout: `dropout(probs, deterministic=False)`.
+    q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only);
+    dropout: a `Dropout`. The probabilities [B, H, Q, L] get the first Q query rows of the whole [B, H, L, L] mask.
     """
+    batch, length, heads, _ = k.shape
     keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
-    scores = scores / math.sqrt(head_dim)  # [B, H, L, L]
+    scores = scores / math.sqrt(head_dim)  # [B, H, Q, L]
     scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
-    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False)
-    return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, L, H, K]
+    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False, within=(batch, heads, length, length))
+    return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, Q, H, K]
 
 
 class TransformerLayer(nn.Module):
-    """keras-hub's post-norm `TransformerEncoder` block (REFERENCE §1.4), used by BERT and DistilBERT."""
+    """keras-hub's post-norm `TransformerEncoder` block (REFERENCE §1.4), used by BERT and DistilBERT.
+
+    With `first_token_only` the block computes its output for position 0 alone ([B, 1, D], the same numbers and
+    dropout masks as the first row of the whole block's): the keys and values need every position, nothing else does.
+    """
 
     cfg: object
+    first_token_only: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
         cfg = self.cfg
-        attended = SelfAttention(cfg, name="self_attention")(x, padding_mask, train)
-        attended = Dropout(cfg.dropout)(attended, deterministic=not train)
+        whole = x.shape  # what the dropouts' masks are the leading corner of
+        attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, train)
+        x = x[:, : attended.shape[1]]  # [B, Q, D]
+        attended = Dropout(cfg.dropout)(attended, deterministic=not train, within=whole)
         x = layer_norm(cfg, "self_attention_layer_norm")(x + attended)
-        h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, L, F]
+        h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
-        h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, L, D]
-        h = Dropout(cfg.dropout)(h, deterministic=not train)
+        h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
+        h = Dropout(cfg.dropout)(h, deterministic=not train, within=whole)
         return layer_norm(cfg, "feedforward_layer_norm")(x + h)
 
 
-def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:
+def transformer_layers(
+    encoder: nn.Module, x: jax.Array, padding_mask: jax.Array, train: bool, first_token_only: bool = False
+) -> jax.Array:
     """The encoder's `cfg.num_layers` TransformerLayers, whose params are `transformer_layer_0` ... `_{N-1}`.
 
     Called from inside the encoder's compact `__call__`. Init creates and names their params with one layer's init
@@ -221,30 +241,39 @@ def transformer_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array
     BERT-base train step took 30-35 s to compile on an H100 unrolled, a 1-layer one 4.3 s); checkpoints and the
     sharding rules keep the per-layer tree either way. Layer i's dropout key is the i-th of `num_layers` keys split
     from the encoder's dropout stream, scanned or not: the two compute the same numbers, masks included.
+
+    `first_token_only`: the last layer computes position 0 alone (the returned array is [B, 1, D], its values and
+    dropout masks those of the whole output's first row), for callers that read nothing else: the classifier heads.
+    Every earlier layer still runs on all positions (the last layer's keys and values need them). The last layer is
+    then a second traced function, after the scan or the loop over the others.
     """
     cfg = encoder.cfg
     if encoder.is_initializing():
         _init_layers(encoder, x, padding_mask)
-        return x  # init keeps only the params; the layers keep x's shape
+        return x[:, :1] if first_token_only else x  # init keeps only the params; the shape is what apply returns
     params = nn.unbox(encoder.variables["params"])
     per_layer = [params[f"transformer_layer_{i}"] for i in range(cfg.num_layers)]
     dropout = draws_dropout(cfg, train)
     keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
-    layer = _layer_apply(cfg, train)
-    if cfg.scan_layers and cfg.num_layers > 1:
-        stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *per_layer)
+    whole = len(per_layer) - 1 if first_token_only else len(per_layer)  # the layers that run on every position
+    layer = _layer_apply(cfg, train, first_token_only=False)
+    if cfg.scan_layers and whole > 1:
+        stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *per_layer[:whole])
 
         def step(x, params_and_key):
             return layer(params_and_key[0], x, padding_mask, params_and_key[1]), None
 
-        return jax.lax.scan(step, x, (stacked, keys))[0]
-    for layer_params, key in zip(per_layer, keys, strict=True):
-        x = layer(layer_params, x, padding_mask, key)
+        x = jax.lax.scan(step, x, (stacked, keys[:whole]))[0]
+    else:
+        for layer_params, key in zip(per_layer[:whole], keys[:whole], strict=True):
+            x = layer(layer_params, x, padding_mask, key)
+    if first_token_only:
+        x = _layer_apply(cfg, train, first_token_only=True)(per_layer[-1], x, padding_mask, keys[-1])
     return x
 
 
 @functools.lru_cache(maxsize=32)
-def _layer_apply(cfg, train: bool):
+def _layer_apply(cfg, train: bool, first_token_only: bool):
     """`(params, x, padding_mask, dropout_key) -> x` of one TransformerLayer, under `jax.jit`.
 
     Called once per layer inside the step's trace, a jitted function with the same argument shapes is traced once:
@@ -252,7 +281,7 @@ def _layer_apply(cfg, train: bool):
     (XLA inlines the calls, so the compiled step is the unrolled one). Bounded, so a process that builds many
     configs (a sweep over dropout rates) does not keep every one's traces; an evicted config is traced again.
     """
-    layer = TransformerLayer(cfg, parent=None)
+    layer = TransformerLayer(cfg, first_token_only, parent=None)
     dropout = draws_dropout(cfg, train)
 
     def apply(params, x, padding_mask, key):
