@@ -76,6 +76,17 @@ def train_flops_per_example(model: str, seq: int) -> float:
     return 6.0 * non_embedding_params(model) * seq + 12.0 * layers * seq * seq * hidden
 
 
+def first_token_saving(model: str, seq: int) -> float:
+    """The fraction of `train_flops_per_example` that flaxbert's classifiers do not execute: their last layer computes
+    [CLS] alone (`flaxbert.models.layers.transformer_layers`), its keys and values still at every position. The
+    formula, and so every framework's TFLOP/s and MFU, counts the whole model (model FLOPs)."""
+    _, _, _, hidden, inter = MODELS[model]
+    layer = 4 * hidden * hidden + 4 * hidden + 2 * hidden * inter + inter + hidden + 4 * hidden
+    keys_and_values = 2 * hidden * hidden + 2 * hidden
+    skipped = 6.0 * (layer - keys_and_values) * (seq - 1) + 12.0 * (seq * seq - seq) * hidden
+    return skipped / train_flops_per_example(model, seq)
+
+
 def random_inputs(model: str, size: int, seq: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """`size` rows of real tokens (no padding) and random labels; the same for every peer."""
     rng = np.random.default_rng(seed)
