@@ -245,8 +245,9 @@ def test_the_first_token_only_pass_is_the_whole_passes_first_row(cfg, scan):
 
 
 def test_the_train_step_traces_one_layer_and_scanned_compiles_one_whatever_the_depth():
-    """The lowered program's matmuls do not grow with num_layers (one layer function, called or scanned); compiled,
-    the unrolled program has each layer's inlined, more than the scanned one's single loop body."""
+    """The lowered program's matmuls do not grow with num_layers (one layer function, called or scanned, and the
+    classifier's [CLS]-only last layer); compiled, the unrolled program has each layer's inlined, more than the
+    scanned one's single loop body."""
 
     def matmuls(num_layers, scan, compiled=False):
         cfg = dataclasses.replace(TINY_BERT, num_layers=num_layers, scan_layers=scan)

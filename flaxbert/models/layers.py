@@ -144,8 +144,8 @@ class SelfAttention(nn.Module):
         q = projection("query")(queries)  # [B, Q, H, K]
         k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
         dropout = draws_dropout(cfg, train)
-        whole = not self.first_token_only
-        if whole and cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+        every_query = not self.first_token_only  # the kernels take square attention; one query row keeps XLA's ops
+        if every_query and cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
             probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
@@ -153,7 +153,7 @@ class SelfAttention(nn.Module):
         elif dropout:
             context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim)
         else:
-            context = attention_without_dropout(q, k, v, padding_mask, cudnn=whole and cfg.attention_kernel == "cudnn")
+            context = attention_without_dropout(q, k, v, padding_mask, cudnn=cfg.attention_kernel == "cudnn")
         output = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
         return output(context)  # [B, Q, D]
 
@@ -163,7 +163,8 @@ def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> 
 
     The math of `attention_with_dropout` without its dropout (float32 logits and softmax, padding masks keys) as
     `jax.nn.dot_product_attention`, which XLA fuses better (+13% bert_tiny predict on CPU, benchmarks/RESULTS.md).
-    With `cudnn`, cuDNN's fused attention kernel where `cudnn_applies`; elsewhere XLA's ops.
+    With `cudnn`, cuDNN's fused attention kernel where `cudnn_applies` and every position queries; elsewhere XLA's
+    ops.
 
     q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L], nonzero where a
     key is attended.
