@@ -31,7 +31,7 @@ def xla_attention(q, k, v, padding_mask, keep, scale):
     if keep is None:
         return attention_without_dropout(q, k, v, padding_mask)
 
-    def given_mask(probs, deterministic):
+    def given_mask(probs, deterministic, within):  # `Dropout`'s signature; `keep` is already the whole mask
         return jnp.where(keep, probs * scale, 0.0)
 
     return attention_with_dropout(q, k, v, padding_mask, given_mask, q.shape[-1])
