@@ -62,13 +62,19 @@ class Shape:
         return f"{self.model}:{self.batch}:{self.precision}"
 
 
-def non_embedding_params(model: str) -> int:
-    arch, layers, _, hidden, inter = MODELS[model]
+def layer_params(model: str) -> int:
+    """One encoder layer's params: attention (q, k, v, output), feed-forward, two LayerNorms."""
+    _, _, _, hidden, inter = MODELS[model]
     attention = 4 * hidden * hidden + 4 * hidden
     mlp = 2 * hidden * inter + inter + hidden
     norms = 4 * hidden
+    return attention + mlp + norms
+
+
+def non_embedding_params(model: str) -> int:
+    _, layers, _, hidden, _ = MODELS[model]
     head = hidden * hidden + hidden + hidden * NUM_CLASSES + NUM_CLASSES  # pooler (BERT) or pre-classifier (DistilBERT)
-    return layers * (attention + mlp + norms) + head
+    return layers * layer_params(model) + head
 
 
 def train_flops_per_example(model: str, seq: int) -> float:
@@ -80,10 +86,9 @@ def first_token_saving(model: str, seq: int) -> float:
     """The fraction of `train_flops_per_example` that flaxbert's classifiers do not execute: their last layer computes
     [CLS] alone (`flaxbert.models.layers.transformer_layers`), its keys and values still at every position. The
     formula, and so every framework's TFLOP/s and MFU, counts the whole model (model FLOPs)."""
-    _, _, _, hidden, inter = MODELS[model]
-    layer = 4 * hidden * hidden + 4 * hidden + 2 * hidden * inter + inter + hidden + 4 * hidden
+    hidden = MODELS[model][3]
     keys_and_values = 2 * hidden * hidden + 2 * hidden
-    skipped = 6.0 * (layer - keys_and_values) * (seq - 1) + 12.0 * (seq * seq - seq) * hidden
+    skipped = 6.0 * (layer_params(model) - keys_and_values) * (seq - 1) + 12.0 * (seq * seq - seq) * hidden
     return skipped / train_flops_per_example(model, seq)
 
 

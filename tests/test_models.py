@@ -244,6 +244,25 @@ def test_the_first_token_only_pass_is_the_whole_passes_first_row(cfg, scan):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))
 
 
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_the_classifiers_run_the_last_layer_at_cls_alone(cfg):
+    """A classifier's compiled forward pass, head included, costs well under its encoder's whole pass (XLA's count):
+    its last layer runs [CLS] alone (half of this 2-layer encoder's work, less the keys and values)."""
+    inputs = dummy_inputs(cfg, batch_size=2, length=16)
+    if isinstance(cfg, BertConfig):
+        encoder, classifier = BertEncoder(cfg), BertClassifier(cfg, BertHeadConfig(num_classes=2))
+    else:
+        encoder, classifier = DistilBertEncoder(cfg), DistilBertClassifier(cfg, DistilBertHeadConfig(num_classes=2))
+    params = nn.unbox(classifier.init(jax.random.key(0), inputs)["params"])
+
+    def flops(module, params, **kwargs):
+        apply = jax.jit(lambda p: module.apply({"params": p}, inputs, **kwargs))
+        return apply.lower(params).compile().cost_analysis()["flops"]
+
+    whole, first_token = (flops(encoder, params["backbone"], first_token_only=only) for only in (False, True))
+    assert first_token < 0.8 * whole and flops(classifier, params) < 0.8 * whole  # ~0.7 each; the head is tiny
+
+
 def test_the_train_step_traces_one_layer_and_scanned_compiles_one_whatever_the_depth():
     """The lowered program's matmuls do not grow with num_layers (one layer function, called or scanned, and the
     classifier's [CLS]-only last layer); compiled, the unrolled program has each layer's inlined, more than the

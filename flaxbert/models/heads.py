@@ -30,7 +30,7 @@ class BertClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
-        encoded = BertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)  # what it reads
+        encoded = BertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)  # [CLS] alone
         pooled = Dropout(self.head.dropout)(encoded["pooled_output"], deterministic=not train)  # [B, D]
         logits = dense(self.backbone, self.head.num_classes, ("embed", "classes"), "logits")(pooled)  # [B, C]
         return _finish(logits, self.head.activation)

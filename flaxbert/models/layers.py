@@ -216,15 +216,15 @@ class TransformerLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
         cfg = self.cfg
-        whole = x.shape  # what the dropouts' masks are the leading corner of
+        whole_shape = x.shape  # the dropouts' masks are this shape's masks' leading corner
         attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, train)
         x = x[:, : attended.shape[1]]  # [B, Q, D]
-        attended = Dropout(cfg.dropout)(attended, deterministic=not train, within=whole)
+        attended = Dropout(cfg.dropout)(attended, deterministic=not train, within=whole_shape)
         x = layer_norm(cfg, "self_attention_layer_norm")(x + attended)
         h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
         h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
-        h = Dropout(cfg.dropout)(h, deterministic=not train, within=whole)
+        h = Dropout(cfg.dropout)(h, deterministic=not train, within=whole_shape)
         return layer_norm(cfg, "feedforward_layer_norm")(x + h)
 
 
@@ -256,17 +256,17 @@ def transformer_layers(
     per_layer = [params[f"transformer_layer_{i}"] for i in range(cfg.num_layers)]
     dropout = draws_dropout(cfg, train)
     keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
-    whole = len(per_layer) - 1 if first_token_only else len(per_layer)  # the layers that run on every position
+    every_position = len(per_layer) - 1 if first_token_only else len(per_layer)  # the layers run on all positions
     layer = _layer_apply(cfg, train, first_token_only=False)
-    if cfg.scan_layers and whole > 1:
-        stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *per_layer[:whole])
+    if cfg.scan_layers and every_position > 1:
+        stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *per_layer[:every_position])
 
         def step(x, params_and_key):
             return layer(params_and_key[0], x, padding_mask, params_and_key[1]), None
 
-        x = jax.lax.scan(step, x, (stacked, keys[:whole]))[0]
+        x = jax.lax.scan(step, x, (stacked, keys[:every_position]))[0]
     else:
-        for layer_params, key in zip(per_layer[:whole], keys[:whole], strict=True):
+        for layer_params, key in zip(per_layer[:every_position], keys[:every_position], strict=True):
             x = layer(layer_params, x, padding_mask, key)
     if first_token_only:
         x = _layer_apply(cfg, train, first_token_only=True)(per_layer[-1], x, padding_mask, keys[-1])
