@@ -17,8 +17,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, as for every other bad command line (argparse prints its usage first)
+        self.exit(2, f"{self.prog}: error: {message} (see python train.py --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--config", default=str(HERE / "configs" / "sst2.py"), help="a Python config file with get_config()")
     p.add_argument("--preset", help="a built-in name, hf://org/repo, kaggle:// handle or local directory")
     data = p.add_argument_group("local data (instead of the config's Hub dataset)")

@@ -134,13 +134,25 @@ def read_split(
                 f"column {name!r} not found in {str(path)!r}; its columns are {columns}. "
                 "Choose with --text-column / --label-column."
             )
-    texts = [[_text(row[name], path, name, i) for i, row in enumerate(rows)] for name in text_columns]
+    texts = [[_text(_cell(row, name, path, i), path, name, i) for i, row in enumerate(rows)] for name in text_columns]
     if label_column and infer_label_names and not label_names:
-        label_names = _names_of([row[label_column] for row in all_rows])
+        label_names = _names_of([_cell(row, label_column, path, i, label=True) for i, row in enumerate(all_rows)])
     labels = None
     if label_column:
-        labels = to_label_ids([row[label_column] for row in rows], label_names, path, label_column)
+        values = [_cell(row, label_column, path, i, label=True) for i, row in enumerate(rows)]
+        labels = to_label_ids(values, label_names, path, label_column)
     return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels, label_names)
+
+
+def _cell(row: dict, column: str, path, index: int, label: bool = False):
+    """`row[column]`. A row without it (a short TSV / CSV line, a JSON object without the key, a parquet null, and for
+    labels an empty field) is a one-line error, never a label or a text of its own."""
+    value = row.get(column)
+    if value is None or (label and isinstance(value, str) and not value.strip()):
+        raise DataError(
+            f"{str(path)!r} row {index + 1} has no value in column {column!r}; fill it in or remove the row."
+        )
+    return value
 
 
 def _text(value, path, column: str, index: int) -> str:
@@ -208,9 +220,10 @@ def check_labels(split: Split, num_classes: int, column: str) -> None:
 def hub_file(repo: str, filename: str, revision: str | None, offline: bool) -> str:
     """A dataset file from the Hugging Face Hub, through huggingface_hub's cache (HF_HOME / HF_HUB_CACHE)."""
     import huggingface_hub
+    from huggingface_hub import constants  # a submodule: `import huggingface_hub` alone does not load it
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    offline = offline or huggingface_hub.constants.HF_HUB_OFFLINE
+    offline = offline or constants.HF_HUB_OFFLINE
     try:
         return huggingface_hub.hf_hub_download(
             repo, filename, repo_type="dataset", revision=revision, local_files_only=offline

@@ -92,3 +92,51 @@ def test_errors_name_file_and_fix(tmp_path):
     split = data.read_split(path, ("sentence",), "label")
     with pytest.raises(data.DataError, match=r"range over 0\.\.1, but the model has num_classes=1"):
         data.check_labels(split, 1, "label")
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "parquet"])
+def test_a_row_without_its_label_is_an_error_not_a_class(tmp_path, kind):
+    """A short TSV / CSV line, a JSON object without the key, a parquet null: the row is named, never read as a label
+    (they used to become the class name 'None', or a KeyError)."""
+    rows = [("a fine film .", "pos"), ("dull", None), ("good", "neg")]
+    path = _write(tmp_path, kind, rows)
+    if kind == "tsv":  # a line that ends before its label field
+        path.write_text("sentence\tlabel\na fine film .\tpos\ndull\ngood\tneg\n")
+    elif kind == "csv":
+        path.write_text("sentence,label\na fine film .,pos\ndull\ngood,neg\n")
+    elif kind == "jsonl":
+        path.write_text('{"sentence": "a fine film .", "label": "pos"}\n{"sentence": "dull"}\n'
+                        '{"sentence": "good", "label": "neg"}\n')  # fmt: skip
+    for names, infer in (((), True), (("neg", "pos"), False)):
+        with pytest.raises(data.DataError, match=r"row 2 has no value in column 'label'; fill it in or remove"):
+            data.read_split(path, ("sentence",), "label", names, infer_label_names=infer)
+
+
+def test_an_empty_label_or_a_missing_text_is_an_error(tmp_path):
+    empty = tmp_path / "empty_label.tsv"
+    empty.write_text("sentence\tlabel\na\t1\nb\t \n")
+    with pytest.raises(data.DataError, match=r"row 2 has no value in column 'label'"):
+        data.read_split(empty, ("sentence",), "label")
+    no_text = tmp_path / "no_text.jsonl"
+    no_text.write_text('{"sentence": "a", "label": 1}\n{"label": 1}\n')
+    with pytest.raises(data.DataError, match=r"row 2 has no value in column 'sentence'"):
+        data.read_split(no_text, ("sentence",), None)
+
+
+def test_the_hubs_offline_setting_is_read_in_a_fresh_process(tmp_path):
+    """HF_HUB_OFFLINE=1 with nothing cached: HubUnavailable, the error train.py turns into its local-files hint. In a
+    fresh interpreter, because `huggingface_hub.constants` is a submodule that `import huggingface_hub` does not load:
+    reading it as an attribute crashed until something else had imported it (this test process always has)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from flaxbert import data\n"
+            "try:\n    data.hub_file('nyu-mll/glue', 'sst2/train.parquet', None, offline=False)\n"
+            "except data.HubUnavailable as error:\n    print('unavailable:', error)\n")  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty"))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "unavailable: nyu-mll/glue/sst2/train.parquet is not in the Hugging Face cache and offline mode is on" in (
+        result.stdout
+    )

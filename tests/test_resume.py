@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -74,3 +75,46 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     saved = _steps(tmp_path / "ckpt")
     # it stopped early, and its last checkpoint is at least as late as the step when the signal arrived
     assert seen <= saved[-1] < FINAL_STEP and not (tmp_path / "out.npz").exists()
+
+
+def _tiny_classifier():
+    import flaxbert
+
+    backbone = flaxbert.BertBackbone(200, 1, 2, 16, 32, max_sequence_length=8, seed=1)
+    return flaxbert.BertTextClassifier(backbone, num_classes=2, seed=2)
+
+
+def test_sigterm_at_an_epochs_last_step_still_ends_that_epoch(tmp_path):
+    """Preempted during an epoch's last step, the run ends the epoch (validation included) before it exits, so the
+    resumed run is the uninterrupted one, validation rows and all (it used to resume past the validation)."""
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 200, (48, 8)), "segment_ids": np.zeros((48, 8), int),
+         "padding_mask": np.ones((48, 8), int)}  # fmt: skip
+    y, per_epoch = rng.integers(0, 2, 48), 48 // 8
+    val = ({k: v[:16] for k, v in x.items()}, y[:16])
+
+    def fit(classifier, rows, stop_at=None):
+        def on_log(row):
+            rows.append(row)
+            if row["split"] == "train" and row["step"] == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return classifier.fit(x, y, batch_size=8, epochs=2, seed=3, verbose=0, validation_data=val,
+                              checkpoint_dir=tmp_path / "ckpt", on_log=on_log, log_every=1)  # fmt: skip
+
+    reference_rows, resumed_rows = [], []
+    reference = _tiny_classifier()
+    fit(reference, reference_rows)
+    (tmp_path / "ckpt").rename(tmp_path / "reference_ckpt")
+    with pytest.raises(SystemExit) as stopped:
+        fit(_tiny_classifier(), resumed_rows, stop_at=per_epoch)
+    assert stopped.value.code == 0
+    assert resumed_rows[-1]["split"] == "validation" and resumed_rows[-1]["step"] == per_epoch  # epoch 1 ended
+    resumed = _tiny_classifier()
+    history = fit(resumed, resumed_rows)  # resumes at epoch 2's first step
+    assert history.epoch == [1]
+    assert [(r["split"], r["step"]) for r in resumed_rows] == [(r["split"], r["step"]) for r in reference_rows]
+    for a, b in zip(resumed_rows, reference_rows, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    leaves = zip(jax.tree.leaves(resumed.params), jax.tree.leaves(reference.params), strict=True)
+    assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in leaves) <= 1e-6

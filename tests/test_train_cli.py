@@ -133,14 +133,20 @@ def test_resume_after_kill_ends_the_same(finished_run, files):
     assert scores(_rows(out)) == scores(_rows(finished_run[0]))
     final = json.loads((out / "summary.json").read_text())["after"]
     assert final == json.loads((finished_run[0] / "summary.json").read_text())["after"]
+    # Resuming the finished run (to add predictions, say) keeps its model; it once failed on model/ existing.
+    model = sorted(p.name for p in (out / "model").rglob("*"))
+    _train(*_args(files, out, "--resume", "--predict-file", files["dev"]))
+    assert sorted(p.name for p in (out / "model").rglob("*")) == model
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == DEV_ROWS
+    assert json.loads((out / "summary.json").read_text())["after"] == final
 
 
 def _error(*args, env=None):
     result = _train(*args, check=False, env=env)
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error: "), result.stderr[-2000:]
-    return last
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: "), result.stderr[-2000:]
+    return lines[0]
 
 
 def test_bad_command_lines_fail_with_one_line(files, shared_data, tmp_path):
@@ -155,12 +161,18 @@ def test_bad_command_lines_fail_with_one_line(files, shared_data, tmp_path):
     sst5 = _error("--preset", files["preset"], "--train-file", sst5_dir / "train.txt", "--validation-file",
                   sst5_dir / "dev.txt", "--text-column", "text", "--output-dir", tmp_path / "bad")  # fmt: skip
     assert "range over 0..4, but the model has num_classes=2" in sst5 and "--num-classes 5" in sst5
+    bad_int = _error(*base, "--epochs", "abc")
+    assert "argument --epochs: invalid int value: 'abc' (see python train.py --help)" in bad_int
+    assert "seed must be a non-negative integer, got -1" in _error(*base, "--seed", "-1")
+    assert "nope.jsonl' does not exist" in _error(*base, "--predict-file", tmp_path / "nope.jsonl")
     assert not (tmp_path / "bad").exists()  # nothing was written by rejected runs
 
 
 def test_offline_with_nothing_cached_gives_the_local_files_command(files, tmp_path):
+    """HF_HUB_OFFLINE=1 alone, as a user sets it (no --offline: that flag is test_glue_from_the_hub_cache_as_parquet's;
+    this path once crashed on `huggingface_hub.constants`, a submodule that `import huggingface_hub` does not load)."""
     env = {"HF_HUB_CACHE": str(tmp_path / "empty_cache"), "HF_HUB_OFFLINE": "1"}
-    message = _error("--config", REPO / "configs" / "sst2.py", "--preset", files["preset"], "--offline",
+    message = _error("--config", REPO / "configs" / "sst2.py", "--preset", files["preset"],
                      "--output-dir", tmp_path / "offline", env=env)  # fmt: skip
     assert "nyu-mll/glue/sst2/train-00000-of-00001.parquet is not in the Hugging Face cache" in message
     assert f"python train.py --preset {files['preset']} --train-file PATH/train.tsv --validation-file" in message

@@ -56,6 +56,7 @@ def _local(preset) -> pathlib.Path:
 
 def _from_hub(handle: str, load_weights: bool, name: str) -> pathlib.Path:
     import huggingface_hub
+    from huggingface_hub import constants  # a submodule: `import huggingface_hub` alone does not load it
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     repo_id = handle.removeprefix("hf://").strip("/")
@@ -63,7 +64,7 @@ def _from_hub(handle: str, load_weights: bool, name: str) -> pathlib.Path:
     try:
         source = pathlib.Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-        cache = huggingface_hub.constants.HF_HUB_CACHE
+        cache = constants.HF_HUB_CACHE
         raise FileNotFoundError(
             f"Preset {name!r} ({handle}) is not in the Hugging Face cache ({cache}) and cannot be downloaded "
             f"(offline: {e.__class__.__name__}). Fix: run once with network access (HF_HUB_OFFLINE unset) to cache "

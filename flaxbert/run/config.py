@@ -166,6 +166,7 @@ def validate(config: Config, training: bool = True) -> None:
         (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
         (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),
         (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (config.seed >= 0, f"seed must be a non-negative integer, got {config.seed}"),
         (config.log_every >= 1, "log_every must be at least 1"),
         (config.checkpoint_every >= 0, "checkpoint_every must be 0 (epoch ends) or positive"),
         (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),

@@ -35,7 +35,10 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     """Runs `config`; returns the summary (also written to summary.json and printed)."""
     out = output_dir(config)
     writer = jax.process_index() == 0
+    mesh = _mesh(config)
     config, splits = load_splits(config, need_train=not eval_only)
+    # Read now, not after training: a bad predict file must not cost a run.
+    to_predict = datasets.read_split(predict_file, config.data.text_columns, None) if predict_file else None
     _check_output(out, config, resume, eval_only)
     classifier = build_classifier(config)
     if writer:
@@ -43,12 +46,13 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
     summary = {"preset": config.preset, "output_dir": str(out), "examples": {k: len(v) for k, v in splits.items()}}
     if eval_only:
+        classifier.compile(mesh=mesh)
         log = MetricsLog(out / "metrics.jsonl", resume_step=None, enabled=writer)
         summary["after"] = evaluate_splits(classifier, splits, config, log, step=0, epoch=0.0)
     else:
-        summary.update(train(classifier, splits, config, out, resume, writer))
-    if predict_file:
-        summary["predictions"] = write_predictions(classifier, config, predict_file, out / "predictions.jsonl", writer)
+        summary.update(train(classifier, splits, config, mesh, out, resume, writer))
+    if to_predict is not None:
+        summary["predictions"] = write_predictions(classifier, config, to_predict, out / "predictions.jsonl", writer)
     if writer:
         if not curves.plot(read(out / "metrics.jsonl"), out / "curves.png", title=f"{config.preset} ({out})"):
             print("no curves.png: matplotlib is not installed (pip install 'flaxbert[train]').")
@@ -77,6 +81,12 @@ def load_splits(config: Config, need_train: bool = True) -> tuple[Config, dict[s
             continue  # an unlabelled test split (GLUE's) cannot be scored
         datasets.check_labels(read, config.num_classes, cfg.label_column)
         splits[split] = read
+    if names and len(names) != config.num_classes:  # predictions name every class
+        given = "--label-names gives" if cfg.label_names else "the training file's labels are"
+        raise datasets.DataError(
+            f"{given} {len(names)} names {list(names)}, but num_classes={config.num_classes}: pass --label-names "
+            f"with one name per class, in class-id order (or --num-classes {len(names)})."
+        )
     if names != cfg.label_names:
         config = dataclasses.replace(config, data=dataclasses.replace(cfg, label_names=names))
     return config, splits
@@ -126,11 +136,11 @@ def make_optimizer(config: Config, num_steps: int):
     return tx, optimizers.warmup_linear_decay(num_steps, opt.learning_rate, opt.warmup_fraction)
 
 
-def train(classifier, splits, config: Config, out: Path, resume: bool, writer: bool) -> dict:
+def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, writer: bool) -> dict:
     train_split, validation = splits["train"], splits["validation"]
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     tx, schedule = make_optimizer(config, steps_per_epoch * config.epochs)
-    classifier.compile(optimizer=tx, mesh=_mesh(config))
+    classifier.compile(optimizer=tx, mesh=mesh)
     resume_step = _resume_step(out / "checkpoints") if resume else None
     log = MetricsLog(out / "metrics.jsonl", resume_step=resume_step, enabled=writer)
 
@@ -174,7 +184,8 @@ def train(classifier, splits, config: Config, out: Path, resume: bool, writer: b
         after = {"validation": _logged(out / "metrics.jsonl", step=end_step)["validation"]}
     if "test" in splits:
         after.update(evaluate_splits(classifier, {"test": splits["test"]}, config, log, end_step, config.epochs))
-    classifier.save_to_preset(out / "model")
+    if not (out / "model").exists():  # there already (written whole, atomically): a resumed run that had finished
+        classifier.save_to_preset(out / "model")
     epochs_run = len(history.epoch)
     return {
         "before": before,
@@ -195,9 +206,8 @@ def evaluate_splits(classifier, splits, config: Config, log: MetricsLog, step: i
     return scores
 
 
-def write_predictions(classifier, config: Config, path: str, target: Path, writer: bool) -> dict:
-    """Labels and class probabilities for every row of `path` (labels in it, if any, are ignored)."""
-    split = datasets.read_split(path, config.data.text_columns, None)
+def write_predictions(classifier, config: Config, split: datasets.Split, target: Path, writer: bool) -> dict:
+    """Labels and class probabilities for every row of `split` (a predict file read without its labels)."""
     logits = classifier.predict(split.texts, batch_size=config.eval_batch_size, verbose=0)
     probs = np.asarray(logits if classifier.activation == "softmax" else jax.nn.softmax(logits, axis=-1))
     names = config.data.label_names
@@ -242,11 +252,17 @@ def _logged(path: Path, step: int) -> dict:
 def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> None:
     saved = out / "config.json"
     if eval_only:
+        if (out / "checkpoints").exists():
+            raise RunError(
+                f"{str(out)!r} holds a training run, whose config, metrics and summary --eval-only would overwrite; "
+                "choose another --output-dir."
+            )
         return
     if resume:
         if not saved.exists():
             raise RunError(f"--resume: {str(out)!r} holds no run (no config.json); start it without --resume.")
-        before = from_dict(json.loads(saved.read_text()))
+        # The directory being resumed is the output directory, however it is spelled (or wherever it moved).
+        before = dataclasses.replace(from_dict(json.loads(saved.read_text())), output_dir=config.output_dir)
         if before != config:
             changed = [k for k, v in to_dict(config).items() if to_dict(before).get(k) != v]
             raise RunError(f"--resume: the config differs from the run in {str(out)!r} (keys: {changed}).")

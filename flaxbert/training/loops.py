@@ -136,7 +136,8 @@ def fit(
     (`batches.epoch_order`), which with `bucket` pads far less. On SIGTERM it saves a checkpoint and exits with
     status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a
     row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
-    and a row per validation.
+    and a row per validation. A SIGTERM during an epoch's last step or its validation exits after the epoch's end
+    (its checkpoint, validation and row).
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
@@ -163,9 +164,12 @@ def fit(
                     if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
                         _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
                     bar.update(1)
-                    if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or preemption.requested):
+                    # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
+                    # checkpoint there would resume past the epoch's end work and never do it.
+                    stop = preemption.requested and i + 1 < per_epoch
+                    if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
                         checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
-                    if preemption.requested:
+                    if stop:
                         bar.close()
                         raise SystemExit(0)
             bar.close()
@@ -180,6 +184,8 @@ def fit(
                     history.setdefault(f"val_{key}", []).append(value)
                 if on_log is not None:
                     on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
+            if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
+                raise SystemExit(0)
     return state, history
 
 

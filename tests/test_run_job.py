@@ -1,0 +1,72 @@
+"""train.py's run, checked at its boundary before any model is built: what it refuses, and that a refused run writes
+nothing (in-process; the end-to-end runs are in test_train_cli.py)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from flaxbert import data
+from flaxbert.run import config as cfg
+from flaxbert.run import job
+
+
+def _config(tmp_path, **changes) -> cfg.Config:
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na\tpos\nb\tneg\nc\tmeh\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nd\tpos\n")
+    files = dict(train=str(tmp_path / "train.tsv"), validation=str(tmp_path / "dev.tsv"), hub_repo="")
+    config = cfg.Config(preset=str(tmp_path / "no_preset"), output_dir=str(tmp_path / "out"), num_classes=3,
+                        data=dataclasses.replace(cfg.Config().data, **files))  # fmt: skip
+    return dataclasses.replace(config, **changes)
+
+
+def test_label_names_must_name_every_class(tmp_path):
+    """Predictions name their class, so a class without a name crashed the run's last phase; now it cannot start."""
+    config, _ = job.load_splits(_config(tmp_path))
+    assert config.data.label_names == ("meh", "neg", "pos")  # inferred, sorted
+    with pytest.raises(data.DataError, match=r"the training file's labels are 3 names .* num_classes=4: pass "
+                                             r"--label-names with one name per class"):  # fmt: skip
+        job.load_splits(_config(tmp_path, num_classes=4))
+    given = _config(tmp_path, num_classes=4)
+    given = dataclasses.replace(given, data=dataclasses.replace(given.data, label_names=("meh", "neg", "pos", "x")))
+    assert job.load_splits(given)[0].data.label_names == ("meh", "neg", "pos", "x")
+    short = dataclasses.replace(given, num_classes=5)
+    with pytest.raises(data.DataError, match=r"--label-names gives 4 names .* num_classes=5"):
+        job.load_splits(short)
+
+
+@pytest.mark.parametrize("problem", ["predict_file", "mesh"])
+def test_a_bad_predict_file_or_mesh_stops_the_run_before_it_writes(tmp_path, problem):
+    """Both used to be found after training (the predict file) or after config.json was written (the mesh)."""
+    if problem == "mesh":
+        config = dataclasses.replace(_config(tmp_path), mesh=cfg.MeshConfig(data=3, fsdp=1))
+        with pytest.raises(cfg.ConfigError, match=r"mesh data=3 x fsdp=1 needs 3 devices"):
+            job.run(config)
+    else:
+        with pytest.raises(data.DataError, match=r"nope.jsonl' does not exist"):
+            job.run(_config(tmp_path), predict_file=str(tmp_path / "nope.jsonl"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_only_refuses_a_training_runs_directory(tmp_path):
+    config = _config(tmp_path)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("meh", "neg", "pos")))
+    (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(job.RunError, match=r"holds a training run, whose config, metrics and summary --eval-only"):
+        job.run(config, eval_only=True)
+
+
+def test_resume_takes_the_run_directory_however_it_is_spelled(tmp_path, monkeypatch):
+    config = _config(tmp_path, output_dir="runs/x")
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "config.json").write_text(json.dumps(cfg.to_dict(config)))
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("./runs/x", str(tmp_path / "runs" / "x"), "runs/x/"):
+        job._check_output(job.output_dir(config), dataclasses.replace(config, output_dir=spelling), True, False)
+    with pytest.raises(job.RunError, match=r"the config differs .* \(keys: \['epochs'\]\)"):
+        job._check_output(job.output_dir(config), dataclasses.replace(config, epochs=9), True, False)
+
+
+def test_a_negative_seed_is_refused_up_front(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="seed must be a non-negative integer, got -1"):
+        cfg.validate(_config(tmp_path, seed=-1))
