@@ -1,4 +1,5 @@
-"""A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz`.
+"""A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz
+PRESET_DIR` (the fitted classifier saved there as a native preset, by every process together).
 
 The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
 """
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 import flaxbert  # noqa: E402
 
 
-def main(output: str) -> None:
+def main(output: str, preset_dir: str) -> None:
     rng = np.random.default_rng(0)
     n, length = 36, 12
     mask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
@@ -26,6 +27,7 @@ def main(output: str) -> None:
                                              num_classes=2)  # fmt: skip
     classifier.fit(x, y, batch_size=8, epochs=2, verbose=0)
     logits = classifier.predict(x, batch_size=8, verbose=0)
+    classifier.save_to_preset(preset_dir)
     if jax.process_index() == 0:
         flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.params))[0]
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
@@ -33,4 +35,4 @@ def main(output: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

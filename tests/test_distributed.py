@@ -1,4 +1,5 @@
-"""Two processes on this machine (CPU, localhost coordinator) train to the same params as one process."""
+"""Two processes on this machine (CPU, localhost coordinator) train to the same params as one process, and save them
+together as one preset."""
 
 import os
 import pathlib
@@ -27,7 +28,7 @@ def test_two_process_fit_equals_one_process(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(JOB), str(tmp_path / f"p{i}.npz")],
+            [sys.executable, str(JOB), str(tmp_path / f"p{i}.npz"), str(tmp_path / "two_preset")],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=_env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
@@ -37,10 +38,22 @@ def test_two_process_fit_equals_one_process(tmp_path):
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out.decode()[-3000:]
-    single = subprocess.run([sys.executable, str(JOB), str(tmp_path / "single.npz")], env=_env(),
-                            capture_output=True, timeout=300)  # fmt: skip
+    single = subprocess.run([sys.executable, str(JOB), str(tmp_path / "single.npz"), str(tmp_path / "one_preset")],
+                            env=_env(), capture_output=True, timeout=300)  # fmt: skip
     assert single.returncode == 0, single.stdout.decode()[-3000:] + single.stderr.decode()[-3000:]
     two, one = np.load(tmp_path / "p0.npz"), np.load(tmp_path / "single.npz")
     assert int(two["devices"]) == 2 and int(one["devices"]) == 1
     for key in (k for k in one.files if k != "devices"):
         np.testing.assert_allclose(two[key], one[key], atol=1e-6, err_msg=key)
+    # The preset both processes saved (each its own shards; process 0 the rest): this process reloads the same params.
+    # Before each process staged into a directory of its own and the save waited forever for the other.
+    import jax
+
+    import flaxbert
+
+    reloaded = flaxbert.TextClassifier.from_preset(tmp_path / "two_preset")
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(reloaded.params))[0]
+    assert {jax.tree_util.keystr(path) for path, _ in flat} == {k for k in two.files if k not in ("devices", "logits")}
+    for path, leaf in flat:
+        np.testing.assert_array_equal(leaf, two[jax.tree_util.keystr(path)])
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]  # no staging directory left behind

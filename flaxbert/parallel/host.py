@@ -50,3 +50,21 @@ def to_host(tree):
     from jax.experimental import multihost_utils
 
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def wait_for_every_process(name: str) -> None:
+    """Returns once every process of a multi-process job has reached the point called `name` (alone: at once)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def process_0s(value: int) -> int:
+    """The non-negative 32-bit `value` as process 0 has it, on every process: for a name (of a temporary
+    directory, say) that every process draws at random and all must agree on."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.uint32(value)))

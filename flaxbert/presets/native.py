@@ -22,6 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
+from flaxbert.parallel.host import process_0s, wait_for_every_process
 
 FORMAT, VERSION = "flaxbert", 1
 _BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
@@ -47,20 +48,29 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         "tokenizer": None if tokenizer is None else tokenizer.get_config(),
         "preprocessor": None if preprocessor is None else preprocessor.get_config(),
     }
-    staging = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
+    # In a multi-process job every process saves its shards of the params into the same staging directory (hence
+    # process 0's random name), and process 0 alone writes the other files and renames the directory into place.
+    lead = jax.process_index() == 0
+    staging = directory.with_name(f".{directory.name}.partial-{process_0s(uuid.uuid4().int & 0xFFFFFFFF):08x}")
     try:
-        staging.mkdir(parents=True)
-        if tokenizer is not None:
-            tokenizer.save_vocabulary(staging / "vocabulary.txt")
-            tokenizer.save_tokenizer_json(staging / "tokenizer.json")
+        if lead:
+            staging.mkdir(parents=True)
+            if tokenizer is not None:
+                tokenizer.save_vocabulary(staging / "vocabulary.txt")
+                tokenizer.save_tokenizer_json(staging / "tokenizer.json")
+        wait_for_every_process("flaxbert-preset-staged")
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(staging / "params", params)
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if directory.exists():
-            directory.rmdir()
-        staging.rename(directory)
+        wait_for_every_process("flaxbert-preset-params")
+        if lead:
+            (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            if directory.exists():
+                directory.rmdir()
+            staging.rename(directory)
+        wait_for_every_process("flaxbert-preset-saved")  # no process returns before the preset is in place
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if lead:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
