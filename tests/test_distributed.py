@@ -56,4 +56,11 @@ def test_two_process_fit_equals_one_process(tmp_path):
     assert {jax.tree_util.keystr(path) for path, _ in flat} == {k for k in two.files if k not in ("devices", "logits")}
     for path, leaf in flat:
         np.testing.assert_array_equal(leaf, two[jax.tree_util.keystr(path)])
-    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]  # no staging directory left behind
+    assert not [p.name for p in tmp_path.iterdir() if ".partial" in p.name]  # no staging directory left behind
+    # The transformers export: one writer (each process used to write and rename its own copy into the same place).
+    from safetensors.numpy import load_file
+
+    exported = load_file(tmp_path / "two_preset_hf" / "model.safetensors")
+    np.testing.assert_array_equal(exported["classifier.weight"], two["['logits']['kernel']"].T)
+    np.testing.assert_array_equal(exported["bert.embeddings.word_embeddings.weight"],
+                                  two["['backbone']['token_embedding']['embedding']"])  # fmt: skip

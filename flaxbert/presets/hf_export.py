@@ -21,6 +21,7 @@ from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, processors
 
 from flaxbert.models.config import BertConfig
+from flaxbert.parallel.host import to_host, wait_for_every_process
 from flaxbert.presets import hf_convert
 
 
@@ -57,8 +58,15 @@ def export_transformers(
         )
     # Everything that can fail on the user's input runs before anything touches the disk.
     config = hf_convert.hf_config(backbone_config, head_config, pad_token_id=pad_id)
-    host = jax.tree_util.tree_map(np.asarray, nn.unbox(jax.device_get(params)))
+    host = jax.tree_util.tree_map(np.asarray, nn.unbox(to_host(params)))  # every shard, from every process
     state = hf_convert.state_dict_from_params(host, backbone_config, with_head=head_config is not None)
+    if jax.process_index() == 0:  # in a multi-process job, one writer; no process returns before it has written
+        _write(target, config, state, tokenizer, backbone_config)
+    wait_for_every_process("flaxbert-transformers-export")
+    return target
+
+
+def _write(target: pathlib.Path, config: dict, state: dict, tokenizer, backbone_config) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
@@ -70,7 +78,6 @@ def export_transformers(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
 
 
 def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> None:
