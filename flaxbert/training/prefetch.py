@@ -19,20 +19,25 @@ def prefetch(items, depth: int = 2):
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(entry) -> bool:
+        """Queues `entry` unless the consumer has stopped (then False): a blocking put into a full queue that nothing
+        reads any more would keep the consumer's `join` below waiting forever."""
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
-            buffer.put((_DONE, None))
+            put((_DONE, None))
         except BaseException as error:  # forwarded to the consumer
-            buffer.put((_DONE, error))
+            put((_DONE, error))
 
     thread = threading.Thread(target=produce, daemon=True, name="flaxbert-prefetch")
     thread.start()
