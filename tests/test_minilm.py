@@ -85,3 +85,25 @@ def test_bfloat16_compute_stays_close_to_float32(minilm_dir, backbone, batch):
     seq_err = np.abs(np.asarray(got["sequence_output"], np.float32) - np.asarray(want["sequence_output"]))[real]
     assert seq_err.max() <= 0.08
     assert np.abs(np.asarray(got["pooled_output"], np.float32) - np.asarray(want["pooled_output"])).max() <= 0.01
+
+
+def test_a_typed_pad_token_is_read_as_transformers_reads_it(minilm_dir):
+    """The checkpoint's tokenizer matches special tokens in strings, so "[PAD]" in the text is the pad id. transformers
+    attends to it (its mask covers the encoded row), and so does flaxbert now; the mask used to be `ids != pad_id`,
+    and bucketing cut rows at the mask's sum, dropping their last tokens and [SEP]."""
+    preprocessor = flaxbert.BertTextClassifierPreprocessor.from_preset(minilm_dir, sequence_length=64)
+    texts = ["press [PAD] to continue", "[PAD] " * 20 + "a truly wonderful movie"]
+    x = preprocessor(texts)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    theirs = tokenizer(texts, padding="max_length", max_length=64, truncation=True, return_tensors="np")
+    np.testing.assert_array_equal(x["token_ids"], theirs["input_ids"])
+    np.testing.assert_array_equal(x["padding_mask"], theirs["attention_mask"])
+    assert (x["token_ids"][:, 2] == tokenizer.pad_token_id).all()  # really read as the pad id
+    preprocessor.bucket = True
+    bucketed = preprocessor(texts)
+    assert bucketed["token_ids"].shape[1] == 32  # the 26-token second row fits the 32 bucket, whole
+    np.testing.assert_array_equal(bucketed["token_ids"], x["token_ids"][:, :32])
+    classifier = flaxbert.TextClassifier.from_preset(minilm_dir, num_classes=2, sequence_length=64, seed=0)
+    alone = classifier.predict(texts[1:], batch_size=8, verbose=0)  # bucketed by default: 32 positions
+    beside = classifier.predict([texts[1], "word " * 40], batch_size=8, verbose=0)[:1]  # 64 positions
+    np.testing.assert_allclose(alone, beside, atol=2e-6)  # was 0.0118 vs 0.0083: the row cut at 16 positions

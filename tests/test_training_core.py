@@ -201,3 +201,18 @@ def test_create_state_copies_the_params_so_donating_steps_leave_them_intact():
     state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8))
     assert int(state.step) == 1
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)  # readable, unchanged
+
+
+def test_a_bucket_keeps_a_row_up_to_its_last_real_token():
+    """A mask with holes (keras-hub's masks out a "[PAD]" typed in the text): the bucket holds the row up to its last
+    real position, not just as many positions as the mask counts (that dropped the row's last tokens)."""
+    mask = np.zeros((2, 64), np.int32)
+    mask[0, :3] = 1
+    mask[1, :26] = 1
+    mask[1, 1:21] = 0  # 6 real positions counted, the last at 25
+    data = ArrayData({"token_ids": np.arange(128).reshape(2, 64), "segment_ids": np.zeros((2, 64), np.int32),
+                      "padding_mask": mask}, labels=np.zeros(2, np.int32))  # fmt: skip
+    batch = make_batch(data, np.arange(2), 2, bucket=True)
+    assert batch["inputs"]["padding_mask"].shape == (2, 32)  # the bucket holding 26 positions, not 6
+    np.testing.assert_array_equal(batch["inputs"]["padding_mask"], mask[:, :32])
+    assert longest_first(data).tolist() == [1, 0]

@@ -80,7 +80,8 @@ def pack(
             row, instead of to `sequence_length`. Truncation and the unpadded part of each row do not change.
 
     Returns:
-        `(token_ids, segment_ids)`, int32 arrays of shape [B, width].
+        `(token_ids, segment_ids, padding_mask)`, int32 arrays of shape [B, width]; the mask is 1 over each packed
+        row ([CLS] to the last [SEP]), whatever ids the row holds.
     """
     num_segments = len(segments)
     budget = sequence_length - 1 - num_segments
@@ -108,5 +109,6 @@ def pack(
         token_ids[rows, first[:, s] + kept[:, s]] = end_id
     columns = np.arange(width)[None, :]
     # segment s >= 1 starts at its first token; everything from there up to the last [SEP] belongs to it or later ones
-    segment_ids = (columns[:, :, None] >= first[:, None, 1:]).sum(axis=2) * (columns < used[:, None])
-    return token_ids, segment_ids.astype(np.int32)
+    packed = columns < used[:, None]
+    segment_ids = (columns[:, :, None] >= first[:, None, 1:]).sum(axis=2) * packed
+    return token_ids, segment_ids.astype(np.int32), packed.astype(np.int32)

@@ -2,7 +2,10 @@
 
 They mirror keras-hub's `BertTextClassifierPreprocessor` and `DistilBertTextClassifierPreprocessor`: tokenize each
 segment (the Rust tokenizer's parallel batch API), pack `[CLS] A [SEP] (B [SEP])` with `round_robin` or `waterfall`
-truncation, pad with `[PAD]`. Unlike keras-hub, `padding_mask` is int32 (keras-hub gives bool) and no TensorFlow runs.
+truncation, pad with `[PAD]`. Unlike keras-hub, `padding_mask` is int32 (keras-hub gives bool) and no TensorFlow runs,
+and it covers each packed row whatever ids it holds, as transformers' attention mask does (keras-hub's is
+`token_ids != pad_id`: the same, except that a "[PAD]" typed in the text, which a tokenizer matching special tokens in
+strings reads as the pad id, is masked out there, so the model would not see a token its input holds).
 """
 
 import numpy as np
@@ -24,7 +27,7 @@ class BertTextClassifierPreprocessor:
             amount of padding (and the number of shapes jit sees) differs. Off by default, as keras-hub pads fully.
 
     Calling it with `x` and optional `y` and `sample_weight` returns `x`, `(x, y)` or `(x, y, sample_weight)`, where
-    `x` is a dict of int32 arrays `token_ids`, `segment_ids` and `padding_mask` (1 where the token is not `[PAD]`),
+    `x` is a dict of int32 arrays `token_ids`, `segment_ids` and `padding_mask` (1 on packed tokens, 0 on padding),
     each [B, L] for a batch or [L] for one unbatched string; `y` and `sample_weight` are passed through untouched.
     `x` may be one string, a batch (list or 1-D numpy array of str), or a tuple of batches, one per segment (for
     sentence pairs: `(first_texts, second_texts)`; a 2-D list is refused as ambiguous).
@@ -69,7 +72,7 @@ class BertTextClassifierPreprocessor:
     def __call__(self, x, y=None, sample_weight=None):
         """Preprocesses `x`; see the class docstring for the accepted inputs and the outputs."""
         segments, batched = as_segments(x)
-        token_ids, segment_ids = pack(
+        token_ids, segment_ids, padding_mask = pack(
             [self.tokenizer(texts) for texts in segments],
             self.sequence_length,
             start_id=self.tokenizer.start_token_id,
@@ -81,7 +84,7 @@ class BertTextClassifierPreprocessor:
         arrays = {
             "token_ids": token_ids,
             "segment_ids": segment_ids,
-            "padding_mask": (token_ids != self.tokenizer.pad_token_id).astype(np.int32),
+            "padding_mask": padding_mask,
         }
         x = {name: arrays[name] if batched else arrays[name][0] for name in self.outputs}
         if y is None and sample_weight is None:

@@ -60,8 +60,16 @@ def epoch_order(
 
 
 def row_lengths(data: ArrayData) -> np.ndarray:
-    """Real tokens per row."""
-    return data.inputs["padding_mask"].sum(axis=1)
+    """Per row, the positions a bucket must keep (see `extents`)."""
+    return extents(data.inputs["padding_mask"])
+
+
+def extents(mask: np.ndarray) -> np.ndarray:
+    """Per row of a [N, L] padding mask, one past its last real position (0 for a row of padding). Not the mask's
+    sum: a mask can have holes (keras-hub's masks out a "[PAD]" typed in the text), and a bucket cut at the sum
+    would drop the row's last tokens."""
+    real = mask != 0
+    return np.where(real.any(axis=1), mask.shape[1] - np.argmax(real[:, ::-1], axis=1), 0)
 
 
 def longest_first(data: ArrayData) -> np.ndarray:
@@ -78,7 +86,7 @@ def make_batch(data: ArrayData, indices: np.ndarray, batch_size: int, bucket: bo
     inputs["padding_mask"] = inputs["padding_mask"].copy()
     inputs["padding_mask"][real:] = 0
     full = inputs["padding_mask"].shape[1]
-    length = bucket_length(int(inputs["padding_mask"].sum(axis=1).max()), full) if bucket else full
+    length = bucket_length(int(extents(inputs["padding_mask"]).max()), full) if bucket else full
     inputs = {k: np.ascontiguousarray(v[:, :length]) for k, v in inputs.items()}
     weight = np.ones(batch_size, np.float32) if data.sample_weight is None else data.sample_weight[padded]
     weight = weight.astype(np.float32)

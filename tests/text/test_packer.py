@@ -35,10 +35,19 @@ def _expected_row(segments, kept, width):
 
 def test_reference_example():
     # REFERENCE.md §5.2: (seq1=[1,2,3,4], seq2=[11,12,13,14]), sequence_length 8
-    token_ids, segment_ids = pack([[[1, 2, 3, 4]], [[11, 12, 13, 14]]], 8, start_id=START, end_id=END, pad_id=PAD)
+    token_ids, segment_ids, mask = pack([[[1, 2, 3, 4]], [[11, 12, 13, 14]]], 8, start_id=START, end_id=END, pad_id=PAD)
     assert token_ids.tolist() == [[101, 1, 2, 3, 102, 11, 12, 102]]
     assert segment_ids.tolist() == [[0, 0, 0, 0, 0, 1, 1, 1]]
-    assert token_ids.dtype == segment_ids.dtype == np.int32
+    assert mask.tolist() == [[1] * 8]
+    assert token_ids.dtype == segment_ids.dtype == mask.dtype == np.int32
+
+
+def test_the_mask_covers_a_pad_id_inside_the_text():
+    """A tokenizer that matches special tokens in strings reads a typed "[PAD]" as the pad id: it is still a token of
+    the row (transformers' attention mask covers it too), so the mask is the packed length, not `ids != pad_id`."""
+    token_ids, _, mask = pack([[[7, PAD, 8], [9]]], 7, start_id=START, end_id=END, pad_id=PAD)
+    assert token_ids.tolist() == [[START, 7, PAD, 8, END, PAD, PAD], [START, 9, END, PAD, PAD, PAD, PAD]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0, 0]]
 
 
 @pytest.mark.parametrize("truncate", TRUNCATE_MODES)
@@ -52,7 +61,7 @@ def test_every_length_combination_follows_the_closed_form(num_segments, truncate
     segments = [[[1000 * (s + 1) + k for k in range(c[s])] for c in combos] for s in range(num_segments)]
     for sequence_length in range(num_segments + 1, num_segments * max_len + num_segments + 3):
         budget = sequence_length - 1 - num_segments
-        token_ids, segment_ids = pack(
+        token_ids, segment_ids, mask = pack(
             segments, sequence_length, start_id=START, end_id=END, pad_id=PAD, truncate=truncate
         )
         for r, lengths in enumerate(combos):
@@ -61,6 +70,7 @@ def test_every_length_combination_follows_the_closed_form(num_segments, truncate
             expected_tokens, expected_segments = _expected_row(rows, kept, sequence_length)
             assert token_ids[r].tolist() == expected_tokens, (lengths, sequence_length)
             assert segment_ids[r].tolist() == expected_segments, (lengths, sequence_length)
+            assert mask[r].tolist() == [int(t != PAD) for t in expected_tokens], (lengths, sequence_length)
 
 
 def test_trimmed_lengths_on_wide_random_lengths():
@@ -94,7 +104,7 @@ def test_round_robin_against_hf_longest_first_for_pairs(minilm_dir):
     lengths = np.array([[len(ids) for ids in tokenizer(firsts)], [len(ids) for ids in tokenizer(seconds)]]).T
     num_odd_ties = 0
     for sequence_length in (3, 4, 5, 8, 13, 20, 32):
-        token_ids, segment_ids = pack(
+        token_ids, segment_ids, _ = pack(
             [tokenizer(firsts), tokenizer(seconds)], sequence_length, start_id=101, end_id=102, pad_id=0
         )
         theirs = reference(
