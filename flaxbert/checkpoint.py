@@ -26,15 +26,34 @@ def save(mngr: ocp.CheckpointManager, step: int, state, record: dict) -> None:
     mngr.wait_until_finished()
 
 
+class CheckpointError(ValueError):
+    """A checkpoint directory whose latest checkpoint cannot be read, or does not fit the model resuming from it."""
+
+
 def latest_record(mngr: ocp.CheckpointManager) -> dict | None:
     step = mngr.latest_step()
     if step is None:
         return None
-    return mngr.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+    try:
+        return mngr.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+    except Exception as error:  # Orbax, JSON and file errors alike: a damaged or foreign step directory
+        raise _unusable(mngr, step, "cannot be read", error) from None
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     """The latest state, placed onto `shardings` (a tree like `abstract_state`)."""
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
     step = mngr.latest_step()
-    return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    try:
+        return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    except Exception as error:  # another model size, head or optimizer than the one that saved it, or damage
+        raise _unusable(mngr, step, "does not fit this model and optimizer", error) from None
+
+
+def _unusable(mngr, step: int, why: str, error: Exception) -> CheckpointError:
+    detail = " ".join(str(error).split())[:300]
+    return CheckpointError(
+        f"the checkpoint of step {step} in {mngr.directory} {why} ({type(error).__name__}: {detail}). Resume with the "
+        "model, num_classes and optimizer that wrote it, or pass a new checkpoint_dir (or delete that step's "
+        "directory to fall back to the one before)."
+    )

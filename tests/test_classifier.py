@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 import flaxbert
+from flaxbert.checkpoint import CheckpointError
 from flaxbert.parallel import make_mesh
 
 FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
@@ -123,6 +124,13 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0])), r"validation_data: len\(x\) != len\(y\)"),
         (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0, 9])), r"validation_data: y has labels outside"),
         (dict(x=FEATURES, y=LABELS, validation_data=FEATURES), r"validation_data must be a tuple \(x, y\)"),
+        (dict(x=FEATURES, y=LABELS, shuffle="yes"), "shuffle must be True or False, got 'yes'"),
+        (dict(x=FEATURES, y=LABELS, on_log=5), "on_log must be a function of one row"),
+        (dict(x=FEATURES, y=LABELS, log_every=0), "log_every must be a positive integer, got 0"),
+        (dict(x=FEATURES, y=LABELS, checkpoint_every=-3), "checkpoint_every must be None .* or a positive integer"),
+        (dict(x=FEATURES, y=LABELS, checkpoint_every=0), "checkpoint_every must be None .* or a positive integer"),
+        (dict(x=FEATURES, y=LABELS, epochs=np.int64(0)), "epochs must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, batch_size=True), "batch_size must be a positive integer"),
     ],
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):
@@ -130,6 +138,62 @@ def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, k
     with pytest.raises(ValueError, match=message):
         text_classifier.fit(**{"batch_size": 2, "verbose": 0, **kwargs})
     assert _leaves_equal(before, text_classifier.params)
+
+
+def test_numpy_integers_count_as_integers(text_classifier):
+    history = text_classifier.fit(FEATURES, LABELS, batch_size=np.int64(2), epochs=np.int32(1), verbose=0)
+    assert history.epoch == [0]
+    assert text_classifier.predict(FEATURES, batch_size=np.int64(2), verbose=0).shape == (2, 4)
+
+
+def test_a_file_as_checkpoint_dir_is_refused_before_training(text_classifier, tmp_path):
+    before = jax.tree.map(np.array, text_classifier.params)
+    (tmp_path / "ckpt").write_text("not a directory")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*ckpt' is a file; pass a directory"):
+        text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    assert _leaves_equal(before, text_classifier.params)
+
+
+def test_a_checkpoint_of_another_model_or_a_damaged_one_is_one_clear_error(tmp_path):
+    def classifier(num_classes):
+        return flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=num_classes, seed=1)
+
+    classifier(4).fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    other = classifier(5)
+    before = jax.tree.map(np.array, other.params)
+    with pytest.raises(CheckpointError, match=r"step 1 in .* does not fit this model and optimizer .* new checkpoint"):
+        other.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    sgd = classifier(4)
+    sgd.compile(optimizer=optax.sgd(0.1))
+    with pytest.raises(CheckpointError, match="does not fit this model and optimizer"):
+        sgd.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    (tmp_path / "run" / "5").mkdir()
+    (tmp_path / "run" / "5" / "junk").write_text("x")
+    with pytest.raises(CheckpointError, match=r"step 5 in .* cannot be read"):
+        classifier(4).fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    assert _leaves_equal(before, other.params)
+
+
+def test_an_interrupted_fit_keeps_the_steps_it_completed():
+    """As in Keras, Ctrl-C or an error in on_log leaves the params of the last completed step (fit used to keep
+    none of them): stopped after step 3 of 5, the params are those of a fit over the first 3 batches alone."""
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 500, (40, 12)), "segment_ids": np.zeros((40, 12), int),
+         "padding_mask": np.ones((40, 12), int)}  # fmt: skip
+    y = rng.integers(0, 4, 40)
+
+    def stop_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    interrupted = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, seed=1)
+    before = jax.tree.map(np.array, interrupted.params)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(x, y, batch_size=8, shuffle=False, verbose=0, on_log=stop_at_3, log_every=1)
+    three_steps = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, seed=1)
+    three_steps.fit({k: v[:24] for k, v in x.items()}, y[:24], batch_size=8, shuffle=False, verbose=0)
+    assert not _leaves_equal(before, interrupted.params)
+    assert _leaves_equal(jax.tree.map(np.array, three_steps.params), interrupted.params)
 
 
 def test_grouping_by_length_without_buckets_is_refused(text_classifier):
@@ -177,6 +241,13 @@ def test_wrong_backbone_and_compile_settings():
         classifier.compile(jit_compile=False)
     with pytest.raises(ValueError, match="fsdp=3 must divide the number of devices"):
         classifier.compile(mesh=(-1, 3))
+    for bad in ("auto", 1, (1, 2, 3), (1.0, 8)):
+        with pytest.raises(ValueError, match=r"mesh must be None .*, a \(data, fsdp\) pair of ints"):
+            classifier.compile(mesh=bad)
+    with pytest.raises(ValueError, match=r"must have the axes \('data', 'fsdp'\), got \('batch',\)"):
+        classifier.compile(mesh=jax.make_mesh((8,), ("batch",)))
+    classifier.compile(mesh=(np.int64(2), 4))
+    assert dict(classifier.mesh.shape) == {"data": 2, "fsdp": 4}
 
 
 def test_bfloat16_compute_trains_with_float32_params():

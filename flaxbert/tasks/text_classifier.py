@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 import warnings
 
 import flax.linen as nn
 import jax
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -158,8 +160,16 @@ class TextClassifier:
             raise ValueError("jit_compile=False is not supported: flaxbert always runs its steps under jax.jit.")
         if mesh is None:
             mesh = make_mesh()
-        elif not isinstance(mesh, Mesh):
-            mesh = make_mesh(*mesh)
+        elif isinstance(mesh, Mesh):
+            if tuple(mesh.axis_names) != ("data", "fsdp"):
+                raise ValueError(f"a Mesh for compile must have the axes ('data', 'fsdp'), got {mesh.axis_names}.")
+        elif isinstance(mesh, (tuple, list)) and len(mesh) == 2 and all(_is_int(n) for n in mesh):
+            mesh = make_mesh(*(int(n) for n in mesh))
+        else:
+            raise ValueError(
+                f"mesh must be None (every device, data parallel), a (data, fsdp) pair of ints such as (1, 8), or a "
+                f"jax.sharding.Mesh with axes ('data', 'fsdp'); got {mesh!r}."
+            )
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> jitted init.
@@ -185,8 +195,7 @@ class TextClassifier:
         return self._jitted[key]
 
     def _rows(self, batch_size: int) -> int:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        batch_size = _positive_int("batch_size", batch_size)
         devices = self.mesh.size
         rows = -(-batch_size // devices) * devices
         if rows != batch_size:
@@ -222,10 +231,17 @@ class TextClassifier:
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         """
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-        if not isinstance(group_by_length, bool):
-            raise ValueError(f"group_by_length must be True or False, got {group_by_length!r}.")
+        epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
+        log_every = _positive_int("log_every", log_every)
+        if checkpoint_every is not None:
+            checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, "None (epoch ends only) or ")
+        for name, flag in (("shuffle", shuffle), ("group_by_length", group_by_length)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {flag!r}.")
+        if on_log is not None and not callable(on_log):
+            raise ValueError(f"on_log must be a function of one row (a dict) or None, got {on_log!r}.")
+        if checkpoint_dir is not None and pathlib.Path(checkpoint_dir).is_file():
+            raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file; pass a directory (new or a run's).")
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         if group_by_length and not bucket:
@@ -249,15 +265,22 @@ class TextClassifier:
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         state = self._initial_state(mngr, create_state, tx, shardings, record, seed)
         state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
-                                   shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket,
-                                   group_by_length=group_by_length, ckpt=mngr,
+                                   shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
+                                   group_by_length=bool(group_by_length), ckpt=mngr,
                                    ckpt_every=checkpoint_every, record=record, validate=validate,
-                                   verbose=verbose, log_every=log_every, on_log=on_log)  # fmt: skip
+                                   verbose=verbose, log_every=log_every, on_log=on_log,
+                                   on_interrupt=self._keep_trained)  # fmt: skip
         self._set_params(state.params)
         if mngr is not None:
             mngr.close()
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
+
+    def _keep_trained(self, state) -> None:
+        """A fit cut short (Ctrl-C, an error in on_log, SIGTERM) keeps the params of the last step it completed, as
+        Keras' fit does; params a failed step consumed (donated, so deleted) are not taken."""
+        if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state.params)):
+            self._set_params(state.params)
 
     def _initial_state(self, mngr, create_state, tx, shardings, record: dict, seed: int):
         saved = checkpoint.latest_record(mngr) if mngr is not None else None
@@ -293,6 +316,17 @@ class TextClassifier:
         params = jax.device_put(self.params, shardings.params)
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _positive_int(name: str, value, alternatives: str = "") -> int:
+    """`value` as an int (numpy integers too), or a ValueError naming the argument."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be {alternatives}a positive integer, got {value!r}.")
+    return int(value)
 
 
 # Record keys newer than the first checkpoints, with the value a checkpoint without them was trained under.

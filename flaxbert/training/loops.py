@@ -127,6 +127,7 @@ def fit(
     verbose: int = 1,
     log_every: int = 0,
     on_log=None,
+    on_interrupt=None,
 ):
     """Trains from `state.step` to the end of `epochs`; returns (state, history of per-epoch metrics).
 
@@ -137,55 +138,61 @@ def fit(
     status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a
     row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
     and a row per validation. A SIGTERM during an epoch's last step or its validation exits after the epoch's end
-    (its checkpoint, validation and row).
+    (its checkpoint, validation and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a
+    step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on.
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     fresh, history = zero_totals(mesh), {}
     lengths = row_lengths(data) if group_by_length else None
-    with watch_sigterm() as preemption:
-        for epoch in range(start // per_epoch, epochs):
-            order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
-            totals, window_began = fresh, began
-            first = start - epoch * per_epoch if epoch == start // per_epoch else 0
-            bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                       disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
-            fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
-                   for i in range(first, per_epoch))  # fmt: skip
-            with contextlib.closing(prefetch(fed)) as batches:
-                for i, batch in zip(range(first, per_epoch), batches, strict=True):
-                    state, totals = train_fn(state, totals, batch)
-                    step = epoch * per_epoch + i + 1
-                    if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
-                        now = time.perf_counter()
-                        on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began))
-                        totals, window_began = dict(totals, window=fresh["window"]), now
-                    if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
-                        _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
-                    bar.update(1)
-                    # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
-                    # checkpoint there would resume past the epoch's end work and never do it.
-                    stop = preemption.requested and i + 1 < per_epoch
-                    if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
-                        checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
-                    if stop:
-                        bar.close()
-                        raise SystemExit(0)
-            bar.close()
-            for key, value in steps.summarize(jax.device_get(totals["epoch"])).items():
-                history.setdefault(key, []).append(value)
-            if ckpt is not None:
-                end = (epoch + 1) * per_epoch
-                checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
-            if validate is not None:
-                scores = validate(state.params)
-                for key, value in scores.items():
-                    history.setdefault(f"val_{key}", []).append(value)
-                if on_log is not None:
-                    on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
-            if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
-                raise SystemExit(0)
+    try:
+        with watch_sigterm() as preemption:
+            for epoch in range(start // per_epoch, epochs):
+                order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
+                totals, window_began = fresh, began
+                first = start - epoch * per_epoch if epoch == start // per_epoch else 0
+                bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
+                           disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
+                fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
+                       for i in range(first, per_epoch))  # fmt: skip
+                with contextlib.closing(prefetch(fed)) as batches:
+                    for i, batch in zip(range(first, per_epoch), batches, strict=True):
+                        state, totals = train_fn(state, totals, batch)
+                        step = epoch * per_epoch + i + 1
+                        if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
+                            now = time.perf_counter()
+                            on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began))
+                            totals, window_began = dict(totals, window=fresh["window"]), now
+                        if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
+                            _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
+                        bar.update(1)
+                        # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
+                        # checkpoint there would resume past the epoch's end work and never do it.
+                        stop = preemption.requested and i + 1 < per_epoch
+                        if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
+                            checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
+                        if stop:
+                            bar.close()
+                            raise SystemExit(0)
+                bar.close()
+                for key, value in steps.summarize(jax.device_get(totals["epoch"])).items():
+                    history.setdefault(key, []).append(value)
+                if ckpt is not None:
+                    end = (epoch + 1) * per_epoch
+                    checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
+                if validate is not None:
+                    scores = validate(state.params)
+                    for key, value in scores.items():
+                        history.setdefault(f"val_{key}", []).append(value)
+                    if on_log is not None:
+                        on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
+                if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
+                    raise SystemExit(0)
+    except BaseException:
+        if on_interrupt is not None:
+            on_interrupt(state)  # the state after the last step dispatched
+        raise
     return state, history
 
 
