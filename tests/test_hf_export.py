@@ -216,3 +216,20 @@ def test_classifier_object_exports_after_fine_tuning(tmp_path):
     encoded = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(texts, padding=True, return_tensors="pt")
     want = model(**encoded).logits.detach().numpy()
     np.testing.assert_allclose(classifier.predict(texts, batch_size=8, verbose=0), want, atol=1e-5)
+
+
+def test_a_softmax_classifier_exports_its_logits_and_says_so(tmp_path):
+    """transformers has no output activation: the export returns logits, and the warning says how to get the
+    probabilities back (it was silent, and the reloaded model predicted logits)."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab, lowercase=True), 12)
+    backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor, activation="softmax")
+    texts = ["The quick fox.", "brown fox", "the"]
+    with pytest.warns(UserWarning, match=r"returns logits .* pass activation='softmax' when loading it"):
+        classifier.export_to_transformers(tmp_path / "hf")
+    probabilities = classifier.predict(texts, batch_size=8, verbose=0)
+    logits = flaxbert.TextClassifier.from_preset(tmp_path / "hf").predict(texts, batch_size=8, verbose=0)
+    np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits, axis=-1)), probabilities, atol=1e-6)
+    again = flaxbert.TextClassifier.from_preset(tmp_path / "hf", activation="softmax")
+    np.testing.assert_allclose(again.predict(texts, batch_size=8, verbose=0), probabilities, atol=1e-6)

@@ -107,8 +107,16 @@ class TextClassifier:
         """Writes a Hugging Face transformers `*ForSequenceClassification` checkpoint (config, safetensors,
         tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
-        return hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
-                                             tokenizer=tokenizer)  # fmt: skip
+        written = hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
+                                                tokenizer=tokenizer)  # fmt: skip
+        if self.activation == "softmax":
+            warnings.warn(
+                "this classifier returns probabilities (activation='softmax'), but a transformers checkpoint has no "
+                f"output activation: the model in {written} returns logits (loaded by transformers, or by flaxbert "
+                "from_preset); apply a softmax to its outputs, or pass activation='softmax' when loading it here.",
+                stacklevel=2,
+            )
+        return written
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
