@@ -103,16 +103,16 @@ def test_sigterm_at_an_epochs_last_step_still_ends_that_epoch(tmp_path):
                               checkpoint_dir=tmp_path / "ckpt", on_log=on_log, log_every=1)  # fmt: skip
 
     reference_rows, resumed_rows = [], []
-    reference = _tiny_classifier()
-    fit(reference, reference_rows)
-    (tmp_path / "ckpt").rename(tmp_path / "reference_ckpt")
+    resumed = _tiny_classifier()
     with pytest.raises(SystemExit) as stopped:
-        fit(_tiny_classifier(), resumed_rows, stop_at=per_epoch)
+        fit(resumed, resumed_rows, stop_at=per_epoch)
     assert stopped.value.code == 0
     assert resumed_rows[-1]["split"] == "validation" and resumed_rows[-1]["step"] == per_epoch  # epoch 1 ended
-    resumed = _tiny_classifier()
-    history = fit(resumed, resumed_rows)  # resumes at epoch 2's first step
+    history = fit(resumed, resumed_rows)  # resumes at epoch 2's first step, from the checkpoint's params
     assert history.epoch == [1]
+    (tmp_path / "ckpt").rename(tmp_path / "resumed_ckpt")
+    reference = _tiny_classifier()
+    fit(reference, reference_rows)
     assert [(r["split"], r["step"]) for r in resumed_rows] == [(r["split"], r["step"]) for r in reference_rows]
     for a, b in zip(resumed_rows, reference_rows, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)

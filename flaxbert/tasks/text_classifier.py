@@ -271,16 +271,18 @@ class TextClassifier:
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": group_by_length}  # fmt: skip
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
-        state = self._initial_state(mngr, create_state, tx, shardings, record, seed)
-        state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
-                                   shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
-                                   group_by_length=bool(group_by_length), ckpt=mngr,
-                                   ckpt_every=checkpoint_every, record=record, validate=validate,
-                                   verbose=verbose, log_every=log_every, on_log=on_log,
-                                   on_interrupt=self._keep_trained)  # fmt: skip
+        try:
+            state = self._initial_state(mngr, create_state, tx, shardings, record, seed)
+            state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
+                                       shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
+                                       group_by_length=bool(group_by_length), ckpt=mngr,
+                                       ckpt_every=checkpoint_every, record=record, validate=validate,
+                                       verbose=verbose, log_every=log_every, on_log=on_log,
+                                       on_interrupt=self._keep_trained)  # fmt: skip
+        finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
+            if mngr is not None:
+                mngr.close()
         self._set_params(state.params)
-        if mngr is not None:
-            mngr.close()
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
