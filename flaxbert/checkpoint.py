@@ -42,18 +42,58 @@ def latest_record(mngr: ocp.CheckpointManager) -> dict | None:
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     """The latest state, placed onto `shardings` (a tree like `abstract_state`)."""
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
+    # `shardings` is a prefix of the state: a frozen backbone's optimizer state holds empty `MaskedNode`s where the
+    # shardings hold one sharding (applying to no array).
+    target = jax.tree.map(
+        lambda sharding, subtree: jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), subtree
+        ),
+        shardings,
+        abstract_state,
+    )
     step = mngr.latest_step()
+    _check_fits(mngr, step, abstract_state)
     try:
         return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
     except Exception as error:  # another model size, head or optimizer than the one that saved it, or damage
         raise _unusable(mngr, step, "does not fit this model and optimizer", error) from None
 
 
-def _unusable(mngr, step: int, why: str, error: Exception) -> CheckpointError:
-    detail = " ".join(str(error).split())[:300]
+def _check_fits(mngr, step: int, abstract_state) -> None:
+    """Compares the saved arrays' count and shapes with the state's before restoring, so that a checkpoint of another
+    model or optimizer is refused with the array that differs (and without a failed Orbax restore, whose leftover
+    tasks print tracebacks at interpreter exit). Arrays are matched by Orbax's dotted names; a name only one side has
+    is left to the restore itself, which is the judge."""
+    try:
+        with ocp.StandardCheckpointer() as reader:
+            saved = {
+                m.name: tuple(m.shape)
+                for m in jax.tree.leaves(reader.metadata(mngr.directory / str(step) / "state").item_metadata)
+            }
+    except Exception as error:
+        raise _unusable(mngr, step, "cannot be read", error) from None
+    wanted = {
+        _dotted(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]
+    }
+    differ = [
+        f"{name}: saved {saved[name]}, now {shape}" for name, shape in wanted.items() if saved.get(name, shape) != shape
+    ]
+    if len(saved) != len(wanted):
+        differ.insert(0, f"{len(saved)} arrays saved, {len(wanted)} in this model and optimizer's state")
+    if differ:
+        raise _unusable(mngr, step, "does not fit this model and optimizer", "; ".join(differ[:3]))
+
+
+def _dotted(path) -> str:
+    """A tree path as Orbax names the array saved there: `params.backbone.token_embedding.embedding`."""
+    return ".".join(str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))) for key in path)
+
+
+def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointError:
+    if isinstance(cause, Exception):
+        cause = f"{type(cause).__name__}: " + " ".join(str(cause).split())[:300]
     return CheckpointError(
-        f"the checkpoint of step {step} in {mngr.directory} {why} ({type(error).__name__}: {detail}). Resume with the "
-        "model, num_classes and optimizer that wrote it, or pass a new checkpoint_dir (or delete that step's "
-        "directory to fall back to the one before)."
+        f"the checkpoint of step {step} in {mngr.directory} {why} ({cause}). Resume with the model, num_classes and "
+        "optimizer that wrote it, or pass a new checkpoint_dir (or delete that step's directory to fall back to the "
+        "one before)."
     )
