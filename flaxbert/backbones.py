@@ -39,6 +39,12 @@ class Backbone:
         return self
 
     def _build(self, config, params, seed: int) -> None:
+        if config.dtype == "float16" and jax.default_backend() == "cpu":
+            raise ValueError(
+                "dtype='float16' needs a GPU: XLA on CPU has no float16 matrix products with float32 accumulation "
+                "(predict fails deep inside XLA). Use dtype='bfloat16' or 'float32' on CPU (from_preset(..., dtype=...)"
+                " overrides a preset's)."
+            )
         self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
         self._params, self._seed = params, seed  # random params are created lazily, where they will live
         self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))

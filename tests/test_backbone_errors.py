@@ -138,3 +138,10 @@ def test_bad_configs():
         flaxbert.BertBackbone(10, 1, 2, 10, 20, dtype="int8")
     with pytest.raises(ValueError, match="activation='swish' is not supported"):
         flaxbert.DistilBertBackbone(10, 1, 2, 10, 20, activation="swish")
+
+
+def test_float16_is_refused_on_cpu_with_the_fix():
+    """XLA:CPU has no float16 matrix products with float32 accumulation: predict failed deep inside XLA."""
+    with pytest.raises(ValueError, match=r"dtype='float16' needs a GPU.*Use dtype='bfloat16' or 'float32' on CPU"):
+        flaxbert.BertBackbone(100, 1, 2, 16, 32, dtype="float16")
+    assert flaxbert.BertBackbone(100, 1, 2, 16, 32, dtype="bfloat16").config.dtype == "bfloat16"

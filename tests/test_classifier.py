@@ -194,6 +194,32 @@ def test_a_frozen_backbone_run_resumes_exactly(tmp_path):
     assert _leaves_equal(jax.tree.map(np.array, straight.params), jax.tree.map(np.array, resumed.params))
 
 
+def test_a_fit_resumed_mid_epoch_reports_the_whole_epoch(tmp_path):
+    """The epoch's metric sums up to the checkpoint are saved with it: the resumed run's history is the
+    uninterrupted one's (it used to average only the steps after the resume)."""
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 100, (48, 12)), "segment_ids": np.zeros((48, 12), int),
+         "padding_mask": np.ones((48, 12), int)}  # fmt: skip
+    y = rng.integers(0, 4, 48)
+
+    def classifier():
+        backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, seed=0)
+        return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=1)
+
+    def stop_at_5(row):
+        if row["split"] == "train" and row["step"] == 5:
+            raise KeyboardInterrupt
+
+    fit = functools.partial(classifier().fit, x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path,
+                            checkpoint_every=2, log_every=1)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        fit(on_log=stop_at_5)  # the checkpoint at step 4 is mid-epoch (6 steps an epoch)
+    resumed = fit()
+    straight = classifier().fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert resumed.epoch == straight.epoch == [0, 1]
+    assert resumed.history == straight.history
+
+
 def test_an_interrupted_fit_keeps_the_steps_it_completed():
     """As in Keras, Ctrl-C or an error in on_log leaves the params of the last completed step (fit used to keep
     none of them): stopped after step 3 of 5, the params are those of a fit over the first 3 batches alone."""

@@ -145,12 +145,15 @@ def fit(
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     fresh, history = zero_totals(mesh), {}
+    # Resumed mid-epoch: the epoch's and the log window's metric sums so far come back from the checkpoint's record,
+    # so the epoch's history and the next on_log row count its steps before the interruption too.
+    resumed = _saved_totals(ckpt, mesh) if ckpt is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
     try:
         with watch_sigterm() as preemption:
             for epoch in range(start // per_epoch, epochs):
                 order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
-                totals, window_began = fresh, began
+                totals, window_began = (resumed if resumed and epoch == start // per_epoch else fresh), began
                 first = start - epoch * per_epoch if epoch == start // per_epoch else 0
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
@@ -171,7 +174,8 @@ def fit(
                         # checkpoint there would resume past the epoch's end work and never do it.
                         stop = preemption.requested and i + 1 < per_epoch
                         if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
-                            checkpoint.save(ckpt, step, state, dict(record, step=step, epoch=epoch, batch=i + 1))
+                            position = dict(step=step, epoch=epoch, batch=i + 1, totals=jax.device_get(totals))
+                            checkpoint.save(ckpt, step, state, dict(record, **_json_ready(position)))
                         if stop:
                             bar.close()
                             raise SystemExit(0)
@@ -194,6 +198,19 @@ def fit(
             on_interrupt(state)  # the state after the last step dispatched
         raise
     return state, history
+
+
+def _json_ready(tree):
+    """Host numbers (numpy float32 scalars) as Python floats, which JSON writes and reads back exactly."""
+    return jax.tree.map(lambda v: v.item() if isinstance(v, np.generic | np.ndarray) else v, tree)
+
+
+def _saved_totals(ckpt, mesh) -> dict | None:
+    """The metric totals the latest checkpoint recorded (None for checkpoints written before they were)."""
+    saved = (checkpoint.latest_record(ckpt) or {}).get("totals")
+    if saved is None:
+        return None
+    return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in saved.items()}
 
 
 def _train_row(step: int, epoch: float, sums, seconds: float) -> dict:
