@@ -232,11 +232,15 @@ def test_an_interrupted_fit_keeps_the_steps_it_completed():
         if row["step"] == 3:
             raise KeyboardInterrupt
 
-    interrupted = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, seed=1)
+    def classifier():
+        backbone = flaxbert.BertBackbone(500, 1, 2, 16, 16, max_sequence_length=12, seed=0)
+        return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=1)
+
+    interrupted = classifier()
     before = jax.tree.map(np.array, interrupted.params)
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit(x, y, batch_size=8, shuffle=False, verbose=0, on_log=stop_at_3, log_every=1)
-    three_steps = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, seed=1)
+    three_steps = classifier()
     three_steps.fit({k: v[:24] for k, v in x.items()}, y[:24], batch_size=8, shuffle=False, verbose=0)
     assert not _leaves_equal(before, interrupted.params)
     assert _leaves_equal(jax.tree.map(np.array, three_steps.params), interrupted.params)
