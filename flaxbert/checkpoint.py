@@ -1,4 +1,5 @@
-"""Training checkpoints through Orbax: the train state plus a JSON record of the run's data position and seed.
+"""Orbax checkpoints: training checkpoints (the train state plus a JSON record of the run's data position and seed),
+and the one-tree reads and writes of a preset's params.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a kill mid-save never leaves a
 half-written checkpoint that looks finished. Restores always name the target shardings, so a checkpoint written on one
@@ -10,19 +11,57 @@ from __future__ import annotations
 import pathlib
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
-def manager(directory, every_steps: int | None = None, keep: int = 3) -> ocp.CheckpointManager:
+def manager(directory, keep: int = 3) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+    handlers = {"state": _tree_handler(), "record": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options, item_handlers=handlers)
+
+
+def write_tree(path, tree) -> None:
+    """Saves a tree of arrays at `path` (a new directory), every process its shards; blocks until written."""
+    with ocp.Checkpointer(_tree_handler()) as checkpointer:
+        checkpointer.save(path, args=ocp.args.PyTreeSave(tree))
+
+
+def read_tree(path, target):
+    """The tree saved at `path`, restored onto the shapes, dtypes and shardings of `target`'s ShapeDtypeStructs."""
+    with ocp.Checkpointer(_tree_handler()) as checkpointer:
+        return checkpointer.restore(path, args=_restore(target))
+
+
+def _restore(target) -> ocp.args.PyTreeRestore:
+    return ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))
+
+
+def _tree_handler() -> ocp.PyTreeCheckpointHandler:
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=_array_types())
+
+
+def _array_types() -> ocp.type_handlers.TypeHandlerRegistry:
+    """Orbax's array types, with replica-parallel writes only where there are several processes to share them.
+
+    By default Orbax cuts every array replicated over several devices into one slice per device (one dispatched
+    device op each, and one compiled program per slice shape) so that the processes holding the replicas write a part
+    each. In one process it writes every slice itself: a data-parallel state on 8 devices took ~1,000 slice ops per
+    save and ~100 compiles on the first (0.7 s per save of a 2-layer model on CPU, 5 s for the first).
+    """
+    scalars = ocp.type_handlers.ScalarHandler()
+    arrays = ocp.type_handlers.ArrayHandler(use_replica_parallel=jax.process_count() > 1)
+    return ocp.type_handlers.create_type_handler_registry(
+        (int, scalars), (float, scalars), (np.number, scalars), (np.ndarray, ocp.type_handlers.NumpyHandler()),
+        (jax.Array, arrays),
+    )
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, record: dict) -> None:
     """Saves `state` (step, params, opt_state) and `record` (data position, seed, ...) under `step`; blocks."""
     if step in mngr.all_steps():
         return
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state), record=ocp.args.JsonSave(record)))
     mngr.wait_until_finished()
 
 
@@ -54,7 +93,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     step = mngr.latest_step()
     _check_fits(mngr, step, abstract_state)
     try:
-        return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+        return mngr.restore(step, args=ocp.args.Composite(state=_restore(target)))["state"]
     except Exception as error:  # another model size, head or optimizer than the one that saved it, or damage
         raise _unusable(mngr, step, "does not fit this model and optimizer", error) from None
 

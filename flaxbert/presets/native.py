@@ -19,8 +19,8 @@ import shutil
 import uuid
 
 import jax
-import orbax.checkpoint as ocp
 
+from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.parallel.host import process_0s, wait_for_every_process
 
@@ -59,8 +59,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
                 tokenizer.save_vocabulary(staging / "vocabulary.txt")
                 tokenizer.save_tokenizer_json(staging / "tokenizer.json")
         wait_for_every_process("flaxbert-preset-staged")
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(staging / "params", params)
+        checkpoint.write_tree(staging / "params", params)
         wait_for_every_process("flaxbert-preset-params")
         if lead:
             (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -106,8 +105,7 @@ def restore_params(directory, abstract, shardings=None) -> dict:
         shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            return checkpointer.restore(path, target)
+        return checkpoint.read_tree(path, target)
     except (ValueError, KeyError, FileNotFoundError, OSError) as e:
         raise ValueError(
             f"{path} could not be restored into the model's params ({e}); the preset may be corrupt."
