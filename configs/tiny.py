@@ -16,7 +16,7 @@ def get_config() -> Config:
         eval_batch_size=64,
         epochs=2,
         log_every=4,
-        checkpoint_every=8,
+        checkpoint_every=32,
         output_dir="runs/tiny",
         data=DataConfig(hub_repo="", train="", validation="", text_columns=("sentence",), label_column="label"),
         optimizer=OptimizerConfig(name="keras_default", learning_rate=2e-3),

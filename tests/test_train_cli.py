@@ -18,6 +18,9 @@ import pytest
 
 from tests.tiny_preset import sst2_vocabulary, write_tiny_preset
 
+# One xdist worker runs this module (`--dist loadgroup`): its module fixtures train once, not once per worker.
+pytestmark = pytest.mark.xdist_group("train_cli")
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the test run's cache (conftest.py), never the user's
 TRAIN_ROWS, DEV_ROWS = 2048, 200
