@@ -272,11 +272,12 @@ class TextClassifier:
                   "group_by_length": group_by_length}  # fmt: skip
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         try:
-            state = self._initial_state(mngr, create_state, tx, shardings, record, seed)
+            state, saved = self._initial_state(mngr, create_state, tx, shardings, record, seed)
             state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
                                        shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
                                        group_by_length=bool(group_by_length), ckpt=mngr,
-                                       ckpt_every=checkpoint_every, record=record, validate=validate,
+                                       ckpt_every=checkpoint_every, record=record,
+                                       saved_totals=(saved or {}).get("totals"), validate=validate,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
                                        on_interrupt=self._keep_trained)  # fmt: skip
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
@@ -293,9 +294,10 @@ class TextClassifier:
             self._set_params(state.params)
 
     def _initial_state(self, mngr, create_state, tx, shardings, record: dict, seed: int):
+        """The state to train from and the record of the checkpoint it was restored from (None for a fresh start)."""
         saved = checkpoint.latest_record(mngr) if mngr is not None else None
         if saved is None:
-            return create_state(self.params)
+            return create_state(self.params), None
         expected, saved = dict(record, seed=seed), {**_RECORD_DEFAULTS, **saved}
         mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         if mismatched:
@@ -304,7 +306,7 @@ class TextClassifier:
                 "batch_size, seed, trainable and group_by_length settings, or use a new checkpoint_dir."
             )
         abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
-        return checkpoint.restore_latest(mngr, abstract, shardings)
+        return checkpoint.restore_latest(mngr, abstract, shardings), saved
 
     def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0):
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,

@@ -123,6 +123,7 @@ def fit(
     ckpt=None,
     ckpt_every: int | None = None,
     record: dict | None = None,
+    saved_totals: dict | None = None,
     validate=None,
     verbose: int = 1,
     log_every: int = 0,
@@ -135,7 +136,8 @@ def fit(
     data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
     an uninterrupted run would have fed after s; `group_by_length` puts rows of similar length in the same batch
     (`batches.epoch_order`), which with `bucket` pads far less. On SIGTERM it saves a checkpoint and exits with
-    status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position. `on_log(row)` receives a
+    status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position and the metric totals; a
+fit resumed mid-epoch passes the latest checkpoint's `totals` back as `saved_totals`. `on_log(row)` receives a
     row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
     and a row per validation. A SIGTERM during an epoch's last step or its validation exits after the epoch's end
     (its checkpoint, validation and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a
@@ -147,7 +149,7 @@ def fit(
     fresh, history = zero_totals(mesh), {}
     # Resumed mid-epoch: the epoch's and the log window's metric sums so far come back from the checkpoint's record,
     # so the epoch's history and the next on_log row count its steps before the interruption too.
-    resumed = _saved_totals(ckpt, mesh) if ckpt is not None and start % per_epoch else None
+    resumed = _on_mesh(saved_totals, mesh) if saved_totals is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
     try:
         with watch_sigterm() as preemption:
@@ -205,12 +207,9 @@ def _json_ready(tree):
     return jax.tree.map(lambda v: v.item() if isinstance(v, np.generic | np.ndarray) else v, tree)
 
 
-def _saved_totals(ckpt, mesh) -> dict | None:
-    """The metric totals the latest checkpoint recorded (None for checkpoints written before they were)."""
-    saved = (checkpoint.latest_record(ckpt) or {}).get("totals")
-    if saved is None:
-        return None
-    return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in saved.items()}
+def _on_mesh(totals: dict, mesh) -> dict:
+    """Metric totals read back from a checkpoint's record (JSON floats), as the train step's replicated float32s."""
+    return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in totals.items()}
 
 
 def _train_row(step: int, epoch: float, sums, seconds: float) -> dict:
