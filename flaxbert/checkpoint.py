@@ -104,11 +104,7 @@ def _check_fits(mngr, step: int, abstract_state) -> None:
     tasks print tracebacks at interpreter exit). Arrays are matched by Orbax's dotted names; a name only one side has
     is left to the restore itself, which is the judge."""
     try:
-        with ocp.StandardCheckpointer() as reader:
-            saved = {
-                m.name: tuple(m.shape)
-                for m in jax.tree.leaves(reader.metadata(mngr.directory / str(step) / "state").item_metadata)
-            }
+        saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(mngr.item_metadata(step)["state"])}
     except Exception as error:
         raise _unusable(mngr, step, "cannot be read", error) from None
     wanted = {
