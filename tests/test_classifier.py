@@ -111,6 +111,9 @@ def text_classifier():
         (dict(x=FEATURES, y=["pos", "neg"]), r"y holds label names \(\['neg', 'pos'\]\), not class ids"),
         (dict(x=FEATURES, y=[0, 1, 2]), r"len\(x\) != len\(y\): 2 examples but 3 labels"),
         (dict(x=[], y=[]), "x is empty"),
+        (dict(x=("the fox", "the"), y=[0]), r"not one sentence pair: pass a tuple of lists"),
+        (dict(x=(["the fox"], 5), y=[0]), "segment 1 must be a string or a list of strings, got int"),
+        (dict(x=["a fox", "caf\ud800e"], y=LABELS), r"item 1 of the batch is not valid Unicode text: .*surrogate"),
         (dict(x=FEATURES), "y is missing"),
         (dict(x={"token_ids": np.ones((2, 4), int)}, y=LABELS), r"missing \['segment_ids', 'padding_mask'\]"),
         (dict(x=FEATURES, y=LABELS, batch_size=0), "batch_size must be a positive integer"),
@@ -135,7 +138,7 @@ def text_classifier():
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):
     before = jax.tree.map(np.array, text_classifier.params)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         text_classifier.fit(**{"batch_size": 2, "verbose": 0, **kwargs})
     assert _leaves_equal(before, text_classifier.params)
 
@@ -286,6 +289,10 @@ def test_wrong_backbone_and_compile_settings():
     distil = _small(flaxbert.DistilBertBackbone)
     with pytest.raises(TypeError, match="BertTextClassifier needs a BertBackbone"):
         flaxbert.BertTextClassifier(distil, num_classes=2)
+    # A DistilBERT preprocessor is a BERT preprocessor's subclass, without the segment_ids BERT needs.
+    distil_preprocessor = flaxbert.DistilBertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), 8)
+    with pytest.raises(TypeError, match="preprocessor must be a BertTextClassifierPreprocessor or None"):
+        flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=2, preprocessor=distil_preprocessor)
     classifier = flaxbert.DistilBertTextClassifier(distil, num_classes=2)
     with pytest.raises(ValueError, match="jit_compile=False is not supported"):
         classifier.compile(jit_compile=False)

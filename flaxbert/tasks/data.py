@@ -35,7 +35,12 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
             )
         if isinstance(x, (str, bytes)):
             raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
-        if len(x) == 0 or (isinstance(x, tuple) and any(len(part) == 0 for part in x)):
+        if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
+            raise ValueError(
+                "x must be a batch of examples, not one sentence pair: pass a tuple of lists, one per segment, "
+                "e.g. ([first_text], [second_text])."
+            )
+        if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
             raise ValueError("x is empty: pass at least one example.")
         inputs = check_inputs(preprocessor(x), backbone_config)
         is_text = True

@@ -59,7 +59,10 @@ class TextClassifier:
             raise TypeError(
                 f"{type(self).__name__} needs a {self.backbone_cls.__name__}, got {type(backbone).__name__}."
             )
-        if preprocessor is not None and not isinstance(preprocessor, self.preprocessor_cls):
+        # A DistilBERT preprocessor is a BERT one without segment_ids: its outputs must be this model's inputs too.
+        if preprocessor is not None and (
+            not isinstance(preprocessor, self.preprocessor_cls) or preprocessor.outputs != self.preprocessor_cls.outputs
+        ):
             raise TypeError(f"preprocessor must be a {self.preprocessor_cls.__name__} or None, got {preprocessor!r}.")
         longest = backbone.config.max_sequence_length
         if preprocessor is not None and preprocessor.sequence_length > longest:

@@ -51,8 +51,20 @@ def as_texts(batch, what: str = "the batch") -> list[str]:
 
 
 def as_text(text: str | bytes, what: str = "the input") -> str:
-    """`text` as a `str`: itself, or UTF-8 `bytes` decoded (a ValueError naming `what` where they are not UTF-8)."""
+    """`text` as a `str`: itself, or UTF-8 `bytes` decoded (a ValueError naming `what` where they are not UTF-8, or
+    where a `str` holds a lone surrogate, which no encoding can write and the Rust tokenizer refuses)."""
     if isinstance(text, str):
+        if text.isascii():  # constant time in CPython: most text pays nothing more
+            return text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"{what} is not valid Unicode text: it holds a lone surrogate ({text[error.start]!r} at character "
+                f"{error.start}: {text[:40]!r}), as decoding with errors='surrogateescape' or a JSON \\u escape "
+                "leaves; decode the source with its real encoding, or replace them: "
+                "text.encode('utf-8', 'replace').decode('utf-8')."
+            ) from None
         return text
     try:
         return text.decode("utf-8")

@@ -12,6 +12,9 @@ keras-hub 0.32 gave other ids for 14, all from these edges (REFERENCE.md §4.4):
   joining their neighbours into one word; tf-text treats them as word breaks. HF also deletes U+FFFD and private-use
   characters, which keras-hub keeps as `[UNK]`, and treats U+2028/U+2029 as spaces, where keras-hub does not.
 - the longest word: HF turns a word of more than 100 characters into `[UNK]`; tf-text counts 100 UTF-8 bytes.
+- CJK Extension E: HF's normalizer counts U+2B920-U+2CEAF as CJK ideographs, and tf-text (like Google BERT and
+  REFERENCE.md §4.2) U+2B820-U+2CEAF, so the 256 characters U+2B820-U+2B91F are split off as words of their own by
+  keras-hub but not by HF (nor flaxbert), which keeps them inside the word around them.
 - accents when lower-casing: keras-hub presets keep them (`strip_accents=False`, this class's default); HF
   checkpoints follow their `tokenizer_config.json`, where `strip_accents=None` strips them whenever lower-casing.
 
@@ -23,6 +26,7 @@ default (Rust) `BertTokenizer` and flaxbert. The uncased English vocabulary has 
 import os
 import pathlib
 
+import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from flaxbert.presets.registry import presets_for
@@ -115,8 +119,13 @@ class BertTokenizer:
             setattr(self, f"{name}_id", self._ids[token])
         self.start_token, self.start_token_id = self.cls_token, self.cls_token_id
         self.end_token, self.end_token_id = self.sep_token, self.sep_token_id
+        for name, value in (("lowercase", lowercase), ("special_tokens_in_strings", special_tokens_in_strings)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}.")
+        if not (strip_accents is None or isinstance(strip_accents, (bool, np.bool_))):
+            raise ValueError(f"strip_accents must be True, False or None (strip when lower-casing), got {strip_accents!r}.")
         self.lowercase = bool(lowercase)
-        self.strip_accents = strip_accents
+        self.strip_accents = None if strip_accents is None else bool(strip_accents)
         self.special_tokens_in_strings = bool(special_tokens_in_strings)
         self._tokenizer = build_wordpiece(
             self._vocabulary,
@@ -163,10 +172,25 @@ class BertTokenizer:
         Like keras-hub's, this is not an exact inverse (case, accents and spacing are lost). A 1-D sequence of ids
         gives a string; a batch (list of lists or 2-D array) gives a list of strings. Special tokens are kept.
         """
-        rows = [list(map(int, row)) for row in ids] if _is_batch_of_ids(ids) else None
-        if rows is None:
-            return self._tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
-        return self._tokenizer.decode_batch(rows, skip_special_tokens=False)
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"ids must be a sequence of integer token ids, got {type(ids).__name__} ({ids!r:.40}).")
+        if _is_batch_of_ids(ids):
+            rows = [self._checked_ids(row, f"row {i} of ids") for i, row in enumerate(ids)]
+            return self._tokenizer.decode_batch(rows, skip_special_tokens=False)
+        return self._tokenizer.decode(self._checked_ids(ids, "ids"), skip_special_tokens=False)
+
+    def _checked_ids(self, ids, what: str) -> list[int]:
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"{what} must be a sequence of integer token ids, got {type(ids).__name__} ({ids!r:.40}).")
+        array = np.asarray(list(ids))
+        if array.size and (array.ndim != 1 or array.dtype.kind not in "iu"):
+            raise TypeError(f"{what} must be a 1-D sequence of integer token ids, got {array.dtype} {array.shape}.")
+        bad = array[(array < 0) | (array >= len(self._vocabulary))]
+        if bad.size:
+            raise ValueError(
+                f"{what}: ids outside the vocabulary's 0..{len(self._vocabulary) - 1}: e.g. {bad[:5].tolist()}."
+            )
+        return array.astype(np.int64).tolist()
 
     def vocabulary_size(self) -> int:
         """The number of tokens in the vocabulary."""

@@ -62,6 +62,21 @@ def test_detokenize_joins_words_with_spaces(uncased):
         "the quick [PAD] [PAD] [PAD] [PAD]",
     ]
     assert tokenizer.detokenize([]) == ""
+    for ids, error in [("1996", r"ids must be a sequence of integer token ids, got str"), (5, "got int"),
+                       ([5.7], "must be a 1-D sequence of integer token ids, got float64"),
+                       ([5, 13], r"ids: ids outside the vocabulary's 0..12: e.g. \[13\]"), ([-1], r"e.g. \[-1\]"),
+                       ([[5], [99]], r"row 1 of ids: ids outside")]:  # fmt: skip
+        with pytest.raises((TypeError, ValueError), match=error):
+            tokenizer.detokenize(ids)
+
+
+def test_settings_must_be_booleans():
+    for settings, error in [(dict(lowercase="no"), "lowercase must be True or False, got 'no'"),
+                            (dict(strip_accents="x"), "strip_accents must be True, False or None"),
+                            (dict(special_tokens_in_strings=1), "special_tokens_in_strings must be True or False")]:  # fmt: skip
+        with pytest.raises(ValueError, match=error):
+            BertTokenizer(TOY_VOCAB, **settings)
+    assert BertTokenizer(TOY_VOCAB, lowercase=np.bool_(True), strip_accents=None).lowercase is True
 
 
 def test_vocabulary_lookups(uncased):
@@ -122,3 +137,9 @@ def test_non_string_items_are_named(uncased):
         uncased(["a fox", 7])
     with pytest.raises(TypeError, match="must be a string or a list of strings, got int"):
         uncased(7)
+    surrogate = json.loads('"caf\\ud800e"')  # as JSON escapes and errors="surrogateescape" decoding leave them
+    with pytest.raises(ValueError, match=r"item 1 of the batch is not valid Unicode text: .*'\\ud800' at character 3"):
+        uncased(["a fox", surrogate])
+    with pytest.raises(ValueError, match="the input is not valid Unicode text"):
+        uncased(surrogate)
+    assert uncased("café") == uncased(["café"])[0]  # non-ASCII text passes the check
