@@ -122,7 +122,7 @@ class Backbone:
 
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""
-        return hf_export.export_transformers(directory, self.config, {"backbone": self.params})
+        return hf_export.export_transformers(directory, self.config, self.params)
 
     def save_to_preset(self, preset_dir) -> None:
         """Writes this backbone as a flaxbert preset directory (config.json + Orbax params)."""

@@ -75,6 +75,30 @@ def test_task_preset_matches_keras_hub(keras_hub, tmp_path, arch):
         )
 
 
+def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
+    """keras-hub's sharded presets (model.weights.json lists each layer's shard files: flaxbert failed on the lists)
+    and bfloat16 ones (Keras writes bfloat16 variables as opaque 2-byte records: flaxbert handed those to jax)."""
+    kwargs = dict(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=20,
+                  max_sequence_length=24)  # fmt: skip
+    x = _inputs(True, 101)
+    models = {}
+    for dtype in ("float32", "bfloat16"):
+        backbone = keras_hub.models.BertBackbone(**kwargs, dtype=dtype)
+        models[dtype] = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None)
+    _randomize(models["bfloat16"])
+    models["float32"].set_weights([np.asarray(w.numpy(), np.float32) for w in models["bfloat16"].weights])
+    want = np.asarray(models["float32"](x))
+    models["float32"].save_to_preset(str(tmp_path / "sharded"), max_shard_size=0.00003)
+    assert len(list((tmp_path / "sharded").glob("model_*.weights.h5"))) > 1
+    models["bfloat16"].save_to_preset(str(tmp_path / "bfloat16"))
+    sharded = flaxbert.TextClassifier.from_preset(tmp_path / "sharded", preprocessor=None)
+    assert _max_diff(sharded.predict(x, batch_size=8, verbose=0), want) <= ATOL
+    # The bfloat16 preset's weights, read exactly: in float32 compute its logits are the float32 copy's.
+    bfloat16 = flaxbert.TextClassifier.from_preset(tmp_path / "bfloat16", preprocessor=None, dtype="float32")
+    assert _max_diff(bfloat16.predict(x, batch_size=8, verbose=0), want) <= ATOL
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "bfloat16", preprocessor=None).backbone.config.dtype == "bfloat16"
+
+
 def test_corrupt_keras_weights_are_named(keras_hub, tmp_path):
     reference = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
                                               intermediate_dim=8, max_sequence_length=8)  # fmt: skip

@@ -77,10 +77,16 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
         classifier.save_to_preset(tmp_path / "taken")
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     classifier.save_to_preset(tmp_path / "preset")
+    shutil.copytree(tmp_path / "preset", tmp_path / "truncated")
     shutil.rmtree(tmp_path / "preset" / "params")
     (tmp_path / "preset" / "params").mkdir()
     with pytest.raises(ValueError, match="could not be restored into the model's params"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
+    # A truncated array file: TensorStore raised a bare Exception, which escaped the check.
+    for data in (p for p in (tmp_path / "truncated" / "params").rglob("*") if p.is_file() and p.parent.name == "d"):
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # OCDBT's data files (arrays, b-tree nodes)
+    with pytest.raises(ValueError, match="could not be restored into the model's params .*the preset may be corrupt"):
+        flaxbert.BertTextClassifier.from_preset(tmp_path / "truncated")
 
 
 def test_load_weights_false_reads_no_params(tmp_path):

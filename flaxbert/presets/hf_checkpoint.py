@@ -40,9 +40,12 @@ def read_config(directory) -> dict:
             "(a Hugging Face transformers checkpoint, a keras-hub preset or a flaxbert preset)."
         )
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt.") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of settings; the file is corrupt.")
+    return config
 
 
 def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:

@@ -53,6 +53,16 @@ def _activation(name, source):
 
 def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig | DistilBertConfig:
     """Maps a transformers config.json dict to a flaxbert backbone config."""
+    try:
+        return _backbone_config(hf, source, dtype)
+    except KeyError as missing:
+        raise ValueError(
+            f"{source}: config.json lacks {missing}, which a {hf.get('model_type')!r} config needs; the file is "
+            "incomplete or not a transformers config."
+        ) from None
+
+
+def _backbone_config(hf: dict, source: str, dtype: str) -> BertConfig | DistilBertConfig:
     if architecture(hf, source) == "distil_bert":
         return DistilBertConfig(
             vocabulary_size=hf["vocab_size"],
@@ -68,6 +78,11 @@ def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig
     position_type = hf.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ValueError(f"{source}: position_embedding_type {position_type!r} is not supported (only 'absolute').")
+    if hf.get("is_decoder") or hf.get("add_cross_attention"):
+        raise ValueError(
+            f"{source}: is_decoder / add_cross_attention is set: transformers runs this BERT as a decoder (causal "
+            "attention), which flaxbert's bidirectional encoder cannot reproduce. Use an encoder checkpoint."
+        )
     return BertConfig(
         vocabulary_size=hf["vocab_size"],
         num_layers=hf["num_hidden_layers"],

@@ -13,6 +13,7 @@ import pathlib
 import re
 
 import h5py
+import ml_dtypes
 import numpy as np
 
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig, compute_dtype
@@ -88,11 +89,20 @@ def _variables(path: pathlib.Path) -> dict[str, np.ndarray]:
     found = {}
     try:
         with h5py.File(path, "r") as f:
-            f.visititems(lambda name, item: found.__setitem__(name, np.asarray(item)) if isinstance(item, h5py.Dataset)
+            f.visititems(lambda name, item: found.__setitem__(name, _array(item)) if isinstance(item, h5py.Dataset)
                          and not name.startswith("optimizer") else None)  # fmt: skip
     except OSError as e:
         raise ValueError(f"{path} is not a readable .weights.h5 file ({e}); it may be truncated or corrupt.") from e
     return found
+
+
+def _array(dataset: h5py.Dataset) -> np.ndarray:
+    """A dataset's values; Keras writes bfloat16 variables as opaque 2-byte records tagged `dtype="bfloat16"`, read
+    here as float32 (exactly: flaxbert keeps params in float32 and computes in the config's dtype)."""
+    values = np.asarray(dataset)
+    if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
+        values = values.view(ml_dtypes.bfloat16).astype(np.float32)
+    return values
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -113,7 +123,9 @@ def backbone_params(directory, source) -> dict:
     directory = pathlib.Path(directory)
     index = directory / "model.weights.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        # Each layer's entry names its shard file, or (Keras 3.15) the list of files its variables span.
+        listed = json.loads(index.read_text())["weight_map"].values()
+        shards = sorted({name for entry in listed for name in ([entry] if isinstance(entry, str) else entry)})
         files = [directory / s for s in shards]
     else:
         files = [directory / "model.weights.h5"]

@@ -106,7 +106,8 @@ def restore_params(directory, abstract, shardings=None) -> dict:
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     try:
         return checkpoint.read_tree(path, target)
-    except (ValueError, KeyError, FileNotFoundError, OSError) as e:
+    except Exception as e:  # Orbax, TensorStore (a bare Exception for a truncated array file) and file errors
+        cause = " ".join(f"{type(e).__name__}: {e}".split())[:300]
         raise ValueError(
-            f"{path} could not be restored into the model's params ({e}); the preset may be corrupt."
-        ) from e
+            f"{path} could not be restored into the model's params ({cause}); the preset may be corrupt."
+        ) from None
