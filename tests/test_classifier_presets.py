@@ -20,6 +20,28 @@ def distil_dir(tmp_path_factory):
     return path, model
 
 
+def test_a_regression_checkpoint_gives_its_encoder_a_new_head_and_a_kept_head_keeps_its_shape(tmp_path, hub_cache,
+                                                                                               distil_dir):
+    """A regression (or multi-label) head is no flaxbert head: refused, or with num_classes replaced, locally and
+    through hf:// alike (the Hub conversion refused the encoder too). A DistilBERT head kept from a checkpoint keeps
+    its hidden_dim (another one was taken, and predict failed on the param shapes)."""
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=1)
+    model.config.problem_type = "regression"
+    path = save(model, tmp_path / "regression")
+    with pytest.raises(ValueError, match="problem_type 'regression' is not supported.*Pass num_classes"):
+        flaxbert.TextClassifier.from_preset(path)
+    with pytest.warns(UserWarning, match="num_classes=2 gets a new, randomly initialised head"):
+        classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None)
+    batch = padded_batch(99, 3)
+    want = torch_outputs(model.bert, batch).pooler_output.numpy()
+    np.testing.assert_allclose(classifier.backbone(batch)["pooled_output"], want, atol=1e-5)
+    hub_cache("org/regression", path)
+    from_hub = flaxbert.BertBackbone.from_preset("hf://org/regression")
+    np.testing.assert_allclose(from_hub(batch)["pooled_output"], want, atol=1e-5)
+    with pytest.raises(ValueError, match=r"hidden_dim=20 does not fit .*saved head \(hidden_dim 48\)"):
+        flaxbert.TextClassifier.from_preset(distil_dir[0], hidden_dim=20)
+
+
 def test_text_classifier_dispatches_and_keeps_the_saved_head(distil_dir):
     path, model = distil_dir
     classifier = flaxbert.TextClassifier.from_preset(path, preprocessor=None)

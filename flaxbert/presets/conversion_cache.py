@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from flaxbert.presets import hf_checkpoint, keras_format, native, text_assets
+from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
 
 def cache_root() -> pathlib.Path:
@@ -40,9 +40,16 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
 
 
 def _has_head(source: pathlib.Path, config: dict) -> bool:
+    """Whether the preset has a classification head flaxbert runs (not a regression or multi-label one)."""
     if keras_format.is_keras(config):
         return (source / "task.json").is_file()
-    return any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or [])
+    if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
+        return False
+    try:
+        hf_convert.head_config(config, str(source))
+    except ValueError:
+        return False  # its encoder is cached alone, as a bare encoder's is
+    return True
 
 
 def _is_bert(source: pathlib.Path, config: dict) -> bool:

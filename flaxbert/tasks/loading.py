@@ -55,9 +55,10 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         return _load_native(cls, *args)
     if keras_format.is_keras(saved_config):
         return _load_keras(cls, saved_config, *args)
-    cls = _class_for(cls, type(hf_checkpoint.load_config(preset)))
-    saved = _saved_head(saved_config, preset) if load_weights else None
-    keep, head_kwargs = _choose_head(preset, saved, num_classes, head_kwargs)
+    config = hf_checkpoint.load_config(preset)
+    cls = _class_for(cls, type(config))
+    saved = _saved_head(saved_config, preset, num_classes) if load_weights else None
+    keep, head_kwargs = _choose_head(preset, saved, num_classes, head_kwargs, config.hidden_dim)
     head_params = None
     if keep:
         config, _, params = hf_checkpoint.load_classifier(preset, dtype, cls.backbone_cls.architecture)
@@ -70,14 +71,21 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
 
 
-def _choose_head(preset, head, num_classes, head_kwargs):
-    """Keeps a saved head when `num_classes` is None or its size, and says when it drops one."""
+def _choose_head(preset, head, num_classes, head_kwargs, width: int):
+    """Keeps a saved head when `num_classes` is None or its size, and says when it drops one. `width` is the
+    backbone's hidden_dim, a DistilBERT head's default hidden_dim."""
     if head is not None and num_classes not in (None, head.num_classes):
         warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
                       "randomly initialised head.", stacklevel=4)  # fmt: skip
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
         raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+    saved_dim = (getattr(head, "hidden_dim", None) or width) if keep else None
+    if keep and head_kwargs.get("hidden_dim", saved_dim) != saved_dim:
+        raise ValueError(
+            f"hidden_dim={head_kwargs['hidden_dim']} does not fit {preset}'s saved head (hidden_dim {saved_dim}): "
+            "leave hidden_dim out to keep the trained head."
+        )
     kwargs = {**dataclasses.asdict(head), **head_kwargs} if keep else dict(head_kwargs, num_classes=num_classes)
     return keep, kwargs
 
@@ -89,7 +97,7 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
     task_path = pathlib.Path(preset) / "task.json"
     head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
-    keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs)
+    keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
@@ -109,7 +117,8 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
     config = with_execution(native.backbone_config(saved, compute_dtype(dtype) if dtype else None), **execution)
     cls = _class_for(cls, type(config))
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
-    keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs)
+    keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs,
+                                          config.hidden_dim)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     if not load_weights:
@@ -130,8 +139,15 @@ def _class_for(cls, config_type):
     return next(sub for sub in cls.__subclasses__() if sub.backbone_cls.config_cls is config_type)
 
 
-def _saved_head(config: dict, preset):
-    """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder."""
+def _saved_head(config: dict, preset, num_classes: int | None):
+    """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder; a head flaxbert
+    cannot run (regression, multi-label) is refused, or with `num_classes` replaced by a new one."""
     if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
         return None
-    return hf_convert.head_config(config, str(preset))
+    try:
+        return hf_convert.head_config(config, str(preset))
+    except ValueError as unsupported:
+        if num_classes is None:
+            raise ValueError(f"{unsupported} Pass num_classes for a new head on its encoder.") from None
+        warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=4)
+        return None
