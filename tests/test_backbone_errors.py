@@ -105,6 +105,12 @@ def test_truncated_weight_file_is_named(tmp_path, bert_dir):
     (path / "pytorch_model.bin").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="pytorch_model.bin is not a readable PyTorch checkpoint"):
         flaxbert.BertBackbone.from_preset(path)
+    import torch
+
+    # A valid file of torch < 1.6's format is no corruption: it was reported as one ("download it again").
+    torch.save({"w": torch.ones(2)}, path / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match=r"pytorch_model.bin is in the legacy PyTorch format \(torch < 1.6"):
+        flaxbert.BertBackbone.from_preset(path)
 
 
 def test_directory_without_weights(tmp_path, bert_dir):

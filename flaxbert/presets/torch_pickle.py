@@ -72,12 +72,26 @@ class _StateDictUnpickler(pickle.Unpickler):
         return self._storages[key]
 
 
+# A legacy checkpoint opens with a pickle (protocol 2) of torch's magic number, the long 0x1950a86a20f9469cfc6c.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def _starts_with(path, prefix: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(prefix)) == prefix
+
+
 def load_state_dict(path) -> dict[str, np.ndarray]:
     """Returns `{name: array}` from a PyTorch zip checkpoint (torch >= 1.6 format).
 
     Raises:
         ValueError: the file is not a PyTorch zip checkpoint, is truncated, or holds something other than tensors.
     """
+    if not zipfile.is_zipfile(path) and _starts_with(path, _LEGACY_MAGIC):
+        raise ValueError(
+            f"{path} is in the legacy PyTorch format (torch < 1.6, a bare pickle, not a zip archive), which flaxbert "
+            "does not read: convert it to model.safetensors, or re-save it with a current torch.save."
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
