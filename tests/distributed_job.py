@@ -1,6 +1,6 @@
 """A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz
-PRESET_DIR` (the fitted classifier saved there as a native preset, and beside it, in PRESET_DIR_hf, as a transformers
-checkpoint, by every process together).
+[PRESET_DIR]` (with PRESET_DIR, the fitted classifier saved there as a native preset, and beside it, in
+PRESET_DIR_hf, as a transformers checkpoint, by every process together).
 
 The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
 """
@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import flaxbert  # noqa: E402
 
 
-def main(output: str, preset_dir: str) -> None:
+def main(output: str, preset_dir: str | None = None) -> None:
     rng = np.random.default_rng(0)
     n, length = 36, 12
     mask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
@@ -28,8 +28,9 @@ def main(output: str, preset_dir: str) -> None:
                                              num_classes=2)  # fmt: skip
     classifier.fit(x, y, batch_size=8, epochs=2, verbose=0)
     logits = classifier.predict(x, batch_size=8, verbose=0)
-    classifier.save_to_preset(preset_dir)
-    classifier.export_to_transformers(preset_dir + "_hf")
+    if preset_dir is not None:
+        classifier.save_to_preset(preset_dir)
+        classifier.export_to_transformers(preset_dir + "_hf")
     if jax.process_index() == 0:
         flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.params))[0]
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}

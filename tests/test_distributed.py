@@ -38,8 +38,8 @@ def test_two_process_fit_equals_one_process(tmp_path):
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out.decode()[-3000:]
-    single = subprocess.run([sys.executable, str(JOB), str(tmp_path / "single.npz"), str(tmp_path / "one_preset")],
-                            env=_env(), capture_output=True, timeout=300)  # fmt: skip
+    single = subprocess.run([sys.executable, str(JOB), str(tmp_path / "single.npz")], env=_env(), capture_output=True,
+                            timeout=300)  # fmt: skip
     assert single.returncode == 0, single.stdout.decode()[-3000:] + single.stderr.decode()[-3000:]
     two, one = np.load(tmp_path / "p0.npz"), np.load(tmp_path / "single.npz")
     assert int(two["devices"]) == 2 and int(one["devices"]) == 1
