@@ -52,7 +52,10 @@ def _array_types() -> ocp.type_handlers.TypeHandlerRegistry:
     scalars = ocp.type_handlers.ScalarHandler()
     arrays = ocp.type_handlers.ArrayHandler(use_replica_parallel=jax.process_count() > 1)
     return ocp.type_handlers.create_type_handler_registry(
-        (int, scalars), (float, scalars), (np.number, scalars), (np.ndarray, ocp.type_handlers.NumpyHandler()),
+        (int, scalars),
+        (float, scalars),
+        (np.number, scalars),
+        (np.ndarray, ocp.type_handlers.NumpyHandler()),
         (jax.Array, arrays),
     )
 

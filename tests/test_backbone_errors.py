@@ -46,10 +46,12 @@ def test_unsupported_model_type(tmp_path):
 def test_configs_flaxbert_cannot_reproduce_or_read_are_refused(tmp_path, bert_dir):
     """A decoder BERT (causal attention) once loaded silently as an encoder, with other numbers (2.7e-4 in logits)."""
     saved = json.loads((bert_dir / "config.json").read_text())
-    for change, error in [({"is_decoder": True}, "is_decoder / add_cross_attention is set"),
-                          ({"add_cross_attention": True}, "is_decoder / add_cross_attention is set"),
-                          ({"position_embedding_type": "relative_key"}, "'relative_key' is not supported"),
-                          ({"hidden_size": None}, "config.json lacks 'hidden_size', which a 'bert' config needs")]:  # fmt: skip
+    for change, error in [
+        ({"is_decoder": True}, "is_decoder / add_cross_attention is set"),
+        ({"add_cross_attention": True}, "is_decoder / add_cross_attention is set"),
+        ({"position_embedding_type": "relative_key"}, "'relative_key' is not supported"),
+        ({"hidden_size": None}, "config.json lacks 'hidden_size', which a 'bert' config needs"),
+    ]:
         config = {k: v for k, v in {**saved, **change}.items() if v is not None}
         (tmp_path / "config.json").write_text(json.dumps(config))
         with pytest.raises(ValueError, match=error):

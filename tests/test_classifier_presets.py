@@ -20,8 +20,9 @@ def distil_dir(tmp_path_factory):
     return path, model
 
 
-def test_a_regression_checkpoint_gives_its_encoder_a_new_head_and_a_kept_head_keeps_its_shape(tmp_path, hub_cache,
-                                                                                               distil_dir):
+def test_a_regression_checkpoint_gives_its_encoder_a_new_head_and_a_kept_head_keeps_its_shape(
+    tmp_path, hub_cache, distil_dir
+):
     """A regression (or multi-label) head is no flaxbert head: refused, or with num_classes replaced, locally and
     through hf:// alike (the Hub conversion refused the encoder too). A DistilBERT head kept from a checkpoint keeps
     its hidden_dim (another one was taken, and predict failed on the param shapes)."""

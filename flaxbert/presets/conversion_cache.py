@@ -43,13 +43,8 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
     """Whether the preset has a classification head flaxbert runs (not a regression or multi-label one)."""
     if keras_format.is_keras(config):
         return (source / "task.json").is_file()
-    if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
-        return False
-    try:
-        hf_convert.head_config(config, str(source))
-    except ValueError:
-        return False  # its encoder is cached alone, as a bare encoder's is
-    return True
+    # A head flaxbert cannot run: its encoder is cached alone, as a bare encoder's is.
+    return hf_convert.is_classifier(config) and hf_convert.unsupported_head(config, str(source)) is None
 
 
 def _is_bert(source: pathlib.Path, config: dict) -> bool:

@@ -44,7 +44,7 @@ def read_config(directory) -> dict:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt.") from e
     if not isinstance(config, dict):
-        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of settings; the file is corrupt.")
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of settings; it is corrupt.")
     return config
 
 

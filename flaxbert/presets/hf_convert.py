@@ -102,11 +102,24 @@ def num_labels(hf: dict) -> int:
     return len(hf["id2label"]) if "id2label" in hf else hf.get("num_labels", 2)
 
 
-def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
-    """The classifier head of a `*ForSequenceClassification` checkpoint."""
+def is_classifier(hf: dict) -> bool:
+    """Whether the config is a `*ForSequenceClassification` checkpoint's (one with a classification head)."""
+    return any(name.endswith("ForSequenceClassification") for name in hf.get("architectures") or [])
+
+
+def unsupported_head(hf: dict, source: str) -> str | None:
+    """Why flaxbert cannot run the checkpoint's head (a regression or multi-label one), or None."""
     problem = hf.get("problem_type")
     if problem not in (None, "single_label_classification"):
-        raise ValueError(f"{source}: problem_type {problem!r} is not supported; flaxbert heads are single-label.")
+        return f"{source}: problem_type {problem!r} is not supported; flaxbert heads are single-label."
+    return None
+
+
+def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
+    """The classifier head of a `*ForSequenceClassification` checkpoint."""
+    unsupported = unsupported_head(hf, source)
+    if unsupported is not None:
+        raise ValueError(unsupported)
     if architecture(hf, source) == "distil_bert":
         return DistilBertHeadConfig(num_classes=num_labels(hf), dropout=hf.get("seq_classif_dropout", 0.2))
     dropout = hf.get("classifier_dropout")

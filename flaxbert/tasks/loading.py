@@ -80,14 +80,15 @@ def _choose_head(preset, head, num_classes, head_kwargs, width: int):
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
         raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
-    saved_dim = (getattr(head, "hidden_dim", None) or width) if keep else None
-    if keep and head_kwargs.get("hidden_dim", saved_dim) != saved_dim:
+    if not keep:
+        return False, dict(head_kwargs, num_classes=num_classes)
+    saved_dim = getattr(head, "hidden_dim", None) or width
+    if head_kwargs.get("hidden_dim", saved_dim) != saved_dim:
         raise ValueError(
             f"hidden_dim={head_kwargs['hidden_dim']} does not fit {preset}'s saved head (hidden_dim {saved_dim}): "
             "leave hidden_dim out to keep the trained head."
         )
-    kwargs = {**dataclasses.asdict(head), **head_kwargs} if keep else dict(head_kwargs, num_classes=num_classes)
-    return keep, kwargs
+    return True, {**dataclasses.asdict(head), **head_kwargs}
 
 
 def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
@@ -117,8 +118,9 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
     config = with_execution(native.backbone_config(saved, compute_dtype(dtype) if dtype else None), **execution)
     cls = _class_for(cls, type(config))
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
-    keep_head, head_kwargs = _choose_head(preset, native.head_config(saved), num_classes, head_kwargs,
-                                          config.hidden_dim)
+    keep_head, head_kwargs = _choose_head(
+        preset, native.head_config(saved), num_classes, head_kwargs, config.hidden_dim
+    )
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     if not load_weights:
@@ -142,12 +144,12 @@ def _class_for(cls, config_type):
 def _saved_head(config: dict, preset, num_classes: int | None):
     """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder; a head flaxbert
     cannot run (regression, multi-label) is refused, or with `num_classes` replaced by a new one."""
-    if not any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or []):
+    if not hf_convert.is_classifier(config):
         return None
-    try:
+    unsupported = hf_convert.unsupported_head(config, str(preset))
+    if unsupported is None:
         return hf_convert.head_config(config, str(preset))
-    except ValueError as unsupported:
-        if num_classes is None:
-            raise ValueError(f"{unsupported} Pass num_classes for a new head on its encoder.") from None
-        warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=4)
-        return None
+    if num_classes is None:
+        raise ValueError(f"{unsupported} Pass num_classes for a new head on its encoder.")
+    warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=4)
+    return None

@@ -123,7 +123,9 @@ class BertTokenizer:
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}.")
         if not (strip_accents is None or isinstance(strip_accents, (bool, np.bool_))):
-            raise ValueError(f"strip_accents must be True, False or None (strip when lower-casing), got {strip_accents!r}.")
+            raise ValueError(
+                f"strip_accents must be True, False or None (strip when lower-casing), got {strip_accents!r}."
+            )
         self.lowercase = bool(lowercase)
         self.strip_accents = None if strip_accents is None else bool(strip_accents)
         self.special_tokens_in_strings = bool(special_tokens_in_strings)
@@ -172,8 +174,6 @@ class BertTokenizer:
         Like keras-hub's, this is not an exact inverse (case, accents and spacing are lost). A 1-D sequence of ids
         gives a string; a batch (list of lists or 2-D array) gives a list of strings. Special tokens are kept.
         """
-        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
-            raise TypeError(f"ids must be a sequence of integer token ids, got {type(ids).__name__} ({ids!r:.40}).")
         if _is_batch_of_ids(ids):
             rows = [self._checked_ids(row, f"row {i} of ids") for i, row in enumerate(ids)]
             return self._tokenizer.decode_batch(rows, skip_special_tokens=False)
@@ -248,4 +248,6 @@ class DistilBertTokenizer(BertTokenizer):
 
 
 def _is_batch_of_ids(ids) -> bool:
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        return False  # not ids at all: `_checked_ids` says so
     return hasattr(next(iter(ids), None), "__iter__")

@@ -137,7 +137,7 @@ def fit(
     an uninterrupted run would have fed after s; `group_by_length` puts rows of similar length in the same batch
     (`batches.epoch_order`), which with `bucket` pads far less. On SIGTERM it saves a checkpoint and exits with
     status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position and the metric totals; a
-fit resumed mid-epoch passes the latest checkpoint's `totals` back as `saved_totals`. `on_log(row)` receives a
+    fit resumed mid-epoch passes the latest checkpoint's `totals` back as `saved_totals`. `on_log(row)` receives a
     row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
     and a row per validation. A SIGTERM during an epoch's last step or its validation exits after the epoch's end
     (its checkpoint, validation and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a

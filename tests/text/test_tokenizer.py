@@ -71,9 +71,11 @@ def test_detokenize_joins_words_with_spaces(uncased):
 
 
 def test_settings_must_be_booleans():
-    for settings, error in [(dict(lowercase="no"), "lowercase must be True or False, got 'no'"),
-                            (dict(strip_accents="x"), "strip_accents must be True, False or None"),
-                            (dict(special_tokens_in_strings=1), "special_tokens_in_strings must be True or False")]:  # fmt: skip
+    for settings, error in [
+        (dict(lowercase="no"), "lowercase must be True or False, got 'no'"),
+        (dict(strip_accents="x"), "strip_accents must be True, False or None"),
+        (dict(special_tokens_in_strings=1), "special_tokens_in_strings must be True or False"),
+    ]:
         with pytest.raises(ValueError, match=error):
             BertTokenizer(TOY_VOCAB, **settings)
     assert BertTokenizer(TOY_VOCAB, lowercase=np.bool_(True), strip_accents=None).lowercase is True
