@@ -1,6 +1,8 @@
 """The keras-hub task API: the seed pages' examples, freezing, and clear errors that leave the model unchanged."""
 
 import functools
+import itertools
+import types
 import warnings
 
 import jax
@@ -197,9 +199,10 @@ def test_a_frozen_backbone_run_resumes_exactly(tmp_path):
     assert _leaves_equal(jax.tree.map(np.array, straight.params), jax.tree.map(np.array, resumed.params))
 
 
-def test_a_fit_resumed_mid_epoch_reports_the_whole_epoch(tmp_path):
+def test_a_fit_resumed_mid_epoch_reports_the_whole_epoch(tmp_path, monkeypatch):
     """The epoch's metric sums up to the checkpoint are saved with it: the resumed run's history is the
-    uninterrupted one's (it used to average only the steps after the resume)."""
+    uninterrupted one's (it used to average only the steps after the resume). Its first on_log row's examples/s
+    counts only the rows this process trained (it used to count the window's rows before the interruption too)."""
     rng = np.random.default_rng(0)
     x = {"token_ids": rng.integers(1, 100, (48, 12)), "segment_ids": np.zeros((48, 12), int),
          "padding_mask": np.ones((48, 12), int)}  # fmt: skip
@@ -209,18 +212,21 @@ def test_a_fit_resumed_mid_epoch_reports_the_whole_epoch(tmp_path):
         backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, seed=0)
         return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=1)
 
-    def stop_at_5(row):
-        if row["split"] == "train" and row["step"] == 5:
+    def stop_at_6(row):
+        if row["split"] == "train" and row["step"] == 6:
             raise KeyboardInterrupt
 
     fit = functools.partial(classifier().fit, x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path,
-                            checkpoint_every=2, log_every=1)  # fmt: skip
+                            checkpoint_every=2, log_every=3)  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
-        fit(on_log=stop_at_5)  # the checkpoint at step 4 is mid-epoch (6 steps an epoch)
-    resumed = fit()
+        fit(on_log=stop_at_6)  # the checkpoint at step 4 is mid-epoch (6 steps an epoch), its log window holds step 4
+    rows = []
+    monkeypatch.setattr(flaxbert.training.loops, "time", types.SimpleNamespace(perf_counter=itertools.count().__next__))
+    resumed = fit(on_log=rows.append)  # a clock that ticks one second per reading: a row's rate is its new rows
     straight = classifier().fit(x, y, batch_size=8, epochs=2, verbose=0)
     assert resumed.epoch == straight.epoch == [0, 1]
     assert resumed.history == straight.history
+    assert [(r["step"], r["examples_per_second"]) for r in rows] == [(6, 16.0), (9, 24.0), (12, 24.0)]
 
 
 def test_an_interrupted_fit_keeps_the_steps_it_completed():

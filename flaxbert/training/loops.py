@@ -156,6 +156,8 @@ def fit(
             for epoch in range(start // per_epoch, epochs):
                 order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
                 totals, window_began = (resumed if resumed and epoch == start // per_epoch else fresh), began
+                # Rows the resumed window counted before the interruption: not trained in this process's time.
+                earlier = float(saved_totals["window"]["count"]) if totals is resumed else 0.0
                 first = start - epoch * per_epoch if epoch == start // per_epoch else 0
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
@@ -167,8 +169,8 @@ def fit(
                         step = epoch * per_epoch + i + 1
                         if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                             now = time.perf_counter()
-                            on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began))
-                            totals, window_began = dict(totals, window=fresh["window"]), now
+                            on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began, earlier))
+                            totals, window_began, earlier = dict(totals, window=fresh["window"]), now, 0.0
                         if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
                             _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
                         bar.update(1)
@@ -212,10 +214,12 @@ def _on_mesh(totals: dict, mesh) -> dict:
     return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in totals.items()}
 
 
-def _train_row(step: int, epoch: float, sums, seconds: float) -> dict:
-    """Loss and accuracy over the steps since the last row, and their examples/s (one host sync)."""
+def _train_row(step: int, epoch: float, sums, seconds: float, earlier: float = 0.0) -> dict:
+    """Loss and accuracy over the steps since the last row, and their examples/s (one host sync).
+
+    `earlier`: rows in `sums` trained before `seconds` began (by the interrupted run a resumed window continues)."""
     sums = jax.device_get(sums)
-    rate = float(sums["count"]) / max(seconds, 1e-9)
+    rate = (float(sums["count"]) - earlier) / max(seconds, 1e-9)
     return dict(split="train", step=step, epoch=round(epoch, 4), **steps.summarize(sums), examples_per_second=rate)
 
 
