@@ -245,3 +245,45 @@ def test_a_softmax_classifier_exports_its_logits_and_says_so(tmp_path):
     np.testing.assert_allclose(np.asarray(jax.nn.softmax(logits, axis=-1)), probabilities, atol=1e-6)
     again = flaxbert.TextClassifier.from_preset(tmp_path / "hf", activation="softmax")
     np.testing.assert_allclose(again.predict(texts, batch_size=8, verbose=0), probabilities, atol=1e-6)
+
+
+def test_label_names_travel_through_presets_and_transformers(tmp_path):
+    """Class names are transformers' `id2label`: a fine-tuned checkpoint's names survive loading, saving and export
+    (export wrote LABEL_0.. for every model, and loading dropped the names)."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    backbone = flaxbert.DistilBertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
+    names = ("negative", "neutral", "positive")
+    classifier = flaxbert.DistilBertTextClassifier(backbone, num_classes=3, label_names=list(names))
+    assert classifier.label_names == names
+    classifier.export_to_transformers(tmp_path / "hf")
+    config = transformers.AutoConfig.from_pretrained(tmp_path / "hf")
+    assert config.id2label == dict(enumerate(names)) and config.label2id == {n: i for i, n in enumerate(names)}
+    loaded = flaxbert.TextClassifier.from_preset(tmp_path / "hf", preprocessor=None)
+    assert loaded.label_names == names
+    loaded.save_to_preset(tmp_path / "native")
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "native").label_names == names
+    renamed = flaxbert.TextClassifier.from_preset(tmp_path / "hf", preprocessor=None, label_names=["a", "b", "c"])
+    assert renamed.label_names == ("a", "b", "c")
+    with pytest.warns(UserWarning, match="new, randomly initialised head"):
+        assert (
+            flaxbert.TextClassifier.from_preset(tmp_path / "hf", preprocessor=None, num_classes=2).label_names is None
+        )
+    # transformers' default names are no names, and an unnamed head exports them
+    unnamed = flaxbert.DistilBertTextClassifier(backbone, num_classes=2)
+    unnamed.export_to_transformers(tmp_path / "unnamed")
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "unnamed").id2label == {0: "LABEL_0", 1: "LABEL_1"}
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "unnamed", preprocessor=None).label_names is None
+
+
+@pytest.mark.parametrize(
+    ("label_names", "message"),
+    [
+        ("neg pos", "label_names must be a list of strings"),
+        (["neg", 1], "label_names must be a list of strings"),
+        (["neg"], r"name each of the num_classes=2 classes once, got \['neg'\]"),
+        (["neg", "neg"], r"name each of the num_classes=2 classes once, got \['neg', 'neg'\]"),
+    ],
+)
+def test_bad_label_names_are_refused(label_names, message):
+    with pytest.raises(ValueError, match=message):
+        BertHeadConfig(num_classes=2, label_names=label_names)

@@ -8,6 +8,7 @@ from conftest import HUB_REVISION as REVISION
 from hf_factory import BERT_SHAPES, padded_batch, random_model, save
 
 import flaxbert
+from flaxbert.presets import conversion_cache
 from flaxbert.presets.resolve import resolve
 
 
@@ -18,7 +19,7 @@ def test_hf_handle_loads_from_the_cache_offline_and_is_converted_once(tmp_path, 
     batch = padded_batch(99, 3)
     want = flaxbert.BertBackbone.from_preset(tmp_path / "src")(batch)["pooled_output"]
     np.testing.assert_allclose(backbone(batch)["pooled_output"], want)
-    converted = tmp_path / "converted" / "someone--tiny-bert" / REVISION
+    converted = tmp_path / "converted" / "someone--tiny-bert" / f"{REVISION}-c{conversion_cache.CONVERSION}"
     assert (converted / "params").is_dir() and '"format": "flaxbert"' in (converted / "config.json").read_text()
     (snapshot / "model.safetensors").unlink()  # later loads read only the converted native copy
     again = flaxbert.BertBackbone.from_preset("hf://someone/tiny-bert")

@@ -70,3 +70,12 @@ def test_resume_takes_the_run_directory_however_it_is_spelled(tmp_path, monkeypa
 def test_a_negative_seed_is_refused_up_front(tmp_path):
     with pytest.raises(cfg.ConfigError, match="seed must be a non-negative integer, got -1"):
         cfg.validate(_config(tmp_path, seed=-1))
+
+
+def test_the_datas_class_names_name_the_models_classes(tmp_path):
+    """The run's model/ preset and its export carry the training file's class names (they were dropped)."""
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
+    config, _ = job.load_splits(_config(tmp_path, preset=str(tmp_path / "preset"), num_classes=3, sequence_length=16))
+    assert job.build_classifier(config).label_names == ("meh", "neg", "pos")

@@ -150,15 +150,30 @@ def _check_head(cfg) -> None:
         )
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}.")
+    names = cfg.label_names
+    if names is None:
+        return
+    if isinstance(names, str) or not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"label_names must be a list of strings (one per class) or None, got {names!r}.")
+    if len(names) != cfg.num_classes or len(set(names)) != len(names):
+        raise ValueError(
+            f"label_names must name each of the num_classes={cfg.num_classes} classes once, got {list(names)}."
+        )
+    object.__setattr__(cfg, "label_names", tuple(names))  # hashable, as the frozen config is
 
 
 @dataclasses.dataclass(frozen=True)
 class BertHeadConfig:
-    """keras-hub `BertTextClassifier`'s head: pooled output -> dropout -> dense(num_classes)."""
+    """keras-hub `BertTextClassifier`'s head: pooled output -> dropout -> dense(num_classes).
+
+    `label_names` (one string per class, or None) are not computed with: they travel with the head into presets and
+    transformers checkpoints (their `id2label`), as transformers keeps them in its config.
+    """
 
     num_classes: int
     activation: str | None = None
     dropout: float = 0.1
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         _check_head(self)
@@ -168,13 +183,14 @@ class BertHeadConfig:
 class DistilBertHeadConfig:
     """keras-hub `DistilBertTextClassifier`'s head: [CLS] -> dense(hidden_dim, relu) -> dropout -> dense(num_classes).
 
-    `hidden_dim=None` uses the backbone's hidden size.
+    `hidden_dim=None` uses the backbone's hidden size; `label_names` as in `BertHeadConfig`.
     """
 
     num_classes: int
     activation: str | None = None
     hidden_dim: int | None = None
     dropout: float = 0.2
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         _check_head(self)

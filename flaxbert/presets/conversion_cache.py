@@ -12,6 +12,10 @@ import pathlib
 
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
+# Bumped when a conversion would write something new (2: a transformers head's class names): older copies are
+# converted again rather than read without it.
+CONVERSION = 2
+
 
 def cache_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("FLAXBERT_CACHE", pathlib.Path.home() / ".cache" / "flaxbert"))
@@ -19,7 +23,8 @@ def cache_root() -> pathlib.Path:
 
 def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     """The native copy of a downloaded preset directory, converting it first if this revision has none yet."""
-    target = cache_root() / repo_id.replace("/", "--") / source.name  # the snapshot directory is named by revision
+    # the snapshot directory is named by revision
+    target = cache_root() / repo_id.replace("/", "--") / f"{source.name}-c{CONVERSION}"
     if (target / "config.json").is_file():
         return target
     config = hf_checkpoint.read_config(source)

@@ -120,12 +120,30 @@ def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
     unsupported = unsupported_head(hf, source)
     if unsupported is not None:
         raise ValueError(unsupported)
+    names = label_names(hf)
     if architecture(hf, source) == "distil_bert":
-        return DistilBertHeadConfig(num_classes=num_labels(hf), dropout=hf.get("seq_classif_dropout", 0.2))
+        return DistilBertHeadConfig(
+            num_classes=num_labels(hf), dropout=hf.get("seq_classif_dropout", 0.2), label_names=names
+        )
     dropout = hf.get("classifier_dropout")
     return BertHeadConfig(
-        num_classes=num_labels(hf), dropout=hf.get("hidden_dropout_prob", 0.1) if dropout is None else dropout
+        num_classes=num_labels(hf),
+        dropout=hf.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
+        label_names=names,
     )
+
+
+def label_names(hf: dict) -> tuple[str, ...] | None:
+    """The classes' names from `id2label`; None where they are transformers' defaults (LABEL_0, ...) or do not name
+    classes 0..n-1 once each (transformers tolerates that; they are only names)."""
+    try:
+        by_id = {int(i): name for i, name in hf.get("id2label", {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        return None
+    names = [by_id.get(i) for i in range(len(by_id))]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        return None
+    return None if names == [f"LABEL_{i}" for i in range(len(names))] else tuple(names)
 
 
 def _linear(hf_name, path):
@@ -363,7 +381,7 @@ def hf_config(backbone_cfg, head_cfg=None, pad_token_id: int = 0) -> dict:
         config["seq_classif_dropout"] = head_cfg.dropout
     else:
         config["classifier_dropout"] = head_cfg.dropout
-    labels = {i: f"LABEL_{i}" for i in range(head_cfg.num_classes)}
+    labels = dict(enumerate(head_cfg.label_names or [f"LABEL_{i}" for i in range(head_cfg.num_classes)]))
     return config | {
         "architectures": [f"{name}ForSequenceClassification"],
         "num_labels": head_cfg.num_classes,

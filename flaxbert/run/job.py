@@ -120,6 +120,8 @@ def build_classifier(config: Config):
         seed=config.seed,
         scan_layers=config.scan_layers,
         attention_kernel=config.attention_kernel,
+        # the data's class names (a kept head's saved ones otherwise) go into model/ and the predictions
+        **({"label_names": config.data.label_names} if config.data.label_names else {}),
     )
     if classifier.preprocessor is None:
         raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")
@@ -210,7 +212,7 @@ def write_predictions(classifier, config: Config, split: datasets.Split, target:
     """Labels and class probabilities for every row of `split` (a predict file read without its labels)."""
     logits = classifier.predict(split.texts, batch_size=config.eval_batch_size, verbose=0)
     probs = np.asarray(logits if classifier.activation == "softmax" else jax.nn.softmax(logits, axis=-1))
-    names = config.data.label_names
+    names = classifier.label_names
     if writer:
         texts = split.texts if not isinstance(split.texts, tuple) else list(zip(*split.texts, strict=True))
         with open(target, "w") as f:

@@ -44,7 +44,8 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         dtype: compute dtype, e.g. "bfloat16" (params stay float32).
         seed: the seed of any randomly initialised params.
         scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
-        **head_kwargs: `activation`, `dropout` (and `hidden_dim` for DistilBERT) for the head.
+        **head_kwargs: `activation`, `dropout`, `label_names` (and `hidden_dim` for DistilBERT) for the head; a
+            kept head keeps its saved label names unless `label_names` is given.
     """
     check_execution(scan_layers, attention_kernel)  # before reading any weights
     execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}

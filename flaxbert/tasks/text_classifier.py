@@ -131,6 +131,11 @@ class TextClassifier:
         return self.head.activation
 
     @property
+    def label_names(self) -> tuple[str, ...] | None:
+        """The classes' names, saved in presets and exported as transformers' `id2label`; None: unnamed."""
+        return self.head.label_names
+
+    @property
     def params(self) -> dict:
         """The whole model's params: `{"backbone": ..., <head params>}` (the backbone object owns its subtree)."""
         return {"backbone": self.backbone.params, **self.head_params}
@@ -364,6 +369,8 @@ class BertTextClassifier(TextClassifier):
         preprocessor: a `BertTextClassifierPreprocessor` for raw-text input, or None for preprocessed dicts.
         activation: None for logits, "softmax" for probabilities (the default loss then works on probabilities).
         dropout: the head's dropout rate.
+        label_names: a name for each class, or None; kept by `save_to_preset` and written as `id2label` by
+            `export_to_transformers` (a transformers checkpoint's `id2label` comes back as these).
         seed: the seed of the randomly initialised head.
         head_params: trained head params to use instead of a random head (`from_preset` passes them).
 
@@ -379,9 +386,9 @@ class BertTextClassifier(TextClassifier):
     preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
-                 dropout: float = 0.1, *, seed: int = 0, head_params=None):  # fmt: skip
+                 dropout: float = 0.1, *, label_names=None, seed: int = 0, head_params=None):  # fmt: skip
         super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
-                         activation=activation, dropout=dropout)  # fmt: skip
+                         activation=activation, dropout=dropout, label_names=label_names)  # fmt: skip
 
 
 class DistilBertTextClassifier(TextClassifier):
@@ -396,7 +403,8 @@ class DistilBertTextClassifier(TextClassifier):
     preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
-                 hidden_dim: int | None = None, dropout: float = 0.2, *, seed: int = 0,
+                 hidden_dim: int | None = None, dropout: float = 0.2, *, label_names=None, seed: int = 0,
                  head_params=None):  # fmt: skip
         super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
-                         activation=activation, hidden_dim=hidden_dim, dropout=dropout)  # fmt: skip
+                         activation=activation, hidden_dim=hidden_dim, dropout=dropout,
+                         label_names=label_names)  # fmt: skip
