@@ -43,17 +43,18 @@ def measure(model: str, options: dict, which: str, train_batch: int, predict_bat
     x, y = peers.random_inputs(model, max(train_batch, predict_batch), seq)
     result = {}
     if which in ("both", "train"):
-        (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+        (train_fn, create_state), _, _ = classifier._steps("train", True)
         batch = jax.device_put({"inputs": {k: v[:train_batch] for k, v in x.items()}, "label": y[:train_batch],
                                 "weight": np.ones(train_batch, np.float32), "mask": np.ones(train_batch, np.float32)},
                                sharding)  # fmt: skip
         state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
-        compiled = train_fn.lower(state, sums, batch).compile(compiler_options=options)
+        seed = loops.seed_array(0, classifier.mesh)
+        compiled = train_fn.lower(state, sums, batch, seed).compile(compiler_options=options)
         carry = [state, sums]
 
         def train():
             for _ in range(5):
-                carry[0], carry[1] = compiled(carry[0], carry[1], batch)
+                carry[0], carry[1] = compiled(carry[0], carry[1], batch, seed)
             jax.block_until_ready(carry[1])
 
         result["train_examples_per_s"] = 5 * train_batch / best_seconds(train)

@@ -87,12 +87,12 @@ def train_step_compile_s(model: str, seq: int, cipher, batch: int = 8) -> tuple[
     x, y = peers.random_inputs(model, batch, seq)
     data = {"inputs": x, "label": y, "weight": np.ones(batch, np.float32), "mask": np.ones(batch, np.float32)}
     classifier = peers.flaxbert_classifier(model, "float32")
-    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
     state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
     jax.clear_caches()  # trace again: the jitted layer function and the step are cached per function
     layers._layer_apply.cache_clear()
     began = time.perf_counter()
-    lowered = with_cipher(cipher, train_fn.lower, state, sums, data)
+    lowered = with_cipher(cipher, train_fn.lower, state, sums, data, loops.seed_array(0, classifier.mesh))
     lowered_at = time.perf_counter()
     lowered.compile()
     return lowered_at - began, time.perf_counter() - lowered_at

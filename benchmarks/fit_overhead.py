@@ -61,7 +61,8 @@ def _timed(fn) -> np.ndarray:
 
 def jitted_step_seconds(classifier, x, y, batch: int, steps: int) -> np.ndarray:
     """(Wall, CPU) seconds per call of the compiled train step on a device-resident batch (the program fit runs)."""
-    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
+    seed = loops.seed_array(0, classifier.mesh)
     rows = {"inputs": {k: v[:batch] for k, v in x.items()}, "label": y[:batch],
             "weight": np.ones(batch, np.float32), "mask": np.ones(batch, np.float32)}  # fmt: skip
     device_batch = jax.device_put(rows)
@@ -69,7 +70,7 @@ def jitted_step_seconds(classifier, x, y, batch: int, steps: int) -> np.ndarray:
 
     def run():
         for _ in range(steps):
-            state[0], sums[0] = train_fn(state[0], sums[0], device_batch)
+            state[0], sums[0] = train_fn(state[0], sums[0], device_batch, seed)
         jax.block_until_ready(sums[0])
 
     run()  # warm-up (the first call also compiles)

@@ -41,22 +41,22 @@ def build(b, dropout, layers=12):
     clf.compile(optimizer=tx)
     _, sh = loops.state_shardings(clf.model, bb.config, tx, clf.mesh)
     state = loops.create_state(clf.params, tx, sh)
-    train = loops.jit_train_step(clf.model, clf.mesh, sh, seed=0, loss_fn=clf.loss)
+    train = loops.jit_train_step(clf.model, clf.mesh, sh, loss_fn=clf.loss)
     data = jax.device_put(batch(b, np.random.default_rng(0)), batch_sharding(clf.mesh))
-    return train, state, loops.zero_totals(clf.mesh), data
+    return train, state, loops.zero_totals(clf.mesh), data, loops.seed_array(0, clf.mesh)
 
 
 def timed(name, b, dropout, steps=20, trace=False, layers=12):
-    train, state, sums, data = build(b, dropout, layers)
+    train, state, sums, data, seed = build(b, dropout, layers)
     t0 = time.perf_counter()
-    train = train.lower(state, sums, data).compile()
+    train = train.lower(state, sums, data, seed).compile()
     tc = time.perf_counter() - t0
     for _ in range(3):
-        state, m = train(state, sums, data)
+        state, m = train(state, sums, data, seed)
     jax.block_until_ready(m)
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, m = train(state, sums, data)
+        state, m = train(state, sums, data, seed)
     jax.block_until_ready(m)
     dt = (time.perf_counter() - t0) / steps
     print(f"{name}: layers {layers} b{b} compile {tc:.1f}s step {dt * 1e3:.1f} ms = {b / dt:,.0f} ex/s", flush=True)
@@ -64,7 +64,7 @@ def timed(name, b, dropout, steps=20, trace=False, layers=12):
         tdir = "/tmp/trace"
         with jax.profiler.trace(tdir, create_perfetto_trace=True):
             for _ in range(5):
-                state, m = train(state, sums, data)
+                state, m = train(state, sums, data, seed)
             jax.block_until_ready(m)
         path = glob.glob(f"{tdir}/**/perfetto_trace.json.gz", recursive=True)[0]
         with gzip.open(path) as f:

@@ -63,7 +63,8 @@ def main():
     sharding = batch_sharding(classifier.mesh)
     x, y = peers.random_inputs(shape.model, max(256, shape.batch), args.seq)
 
-    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
+    seed = loops.seed_array(0, classifier.mesh)
     batch = {"inputs": {k: v[: shape.batch] for k, v in x.items()}, "label": y[: shape.batch],
              "weight": np.ones(shape.batch, np.float32), "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
     batch = jax.device_put(batch, sharding)
@@ -71,10 +72,10 @@ def main():
 
     def train():
         for _ in range(args.steps):
-            state[0], sums[0] = train_fn(state[0], sums[0], batch)
+            state[0], sums[0] = train_fn(state[0], sums[0], batch, seed)
         jax.block_until_ready(sums[0])
 
-    compiled = train_fn.lower(state[0], sums[0], batch).compile()
+    compiled = train_fn.lower(state[0], sums[0], batch, seed).compile()
     report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
     predict_fn, _, shardings = classifier._steps("predict")

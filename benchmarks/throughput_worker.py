@@ -187,7 +187,8 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attent
     peak = backend.peak_memory()
 
     # The same compiled steps, driven directly on one batch that crossed to the device once.
-    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
+    seed = loops.seed_array(0, classifier.mesh)
     sharding = batch_sharding(classifier.mesh)
     batch = {"inputs": first, "label": y[: shape.batch], "weight": np.ones(shape.batch, np.float32),
              "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
@@ -196,7 +197,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attent
 
     def train_steps(count):
         for _ in range(count):
-            state[0], sums[0] = train_fn(state[0], sums[0], batch)
+            state[0], sums[0] = train_fn(state[0], sums[0], batch, seed)
         return sums[0]
 
     backend.sync(train_steps(2))

@@ -2,10 +2,13 @@
 
 import functools
 import itertools
+import re
+import signal
 import types
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -14,6 +17,7 @@ from jax.sharding import PartitionSpec
 import flaxbert
 from flaxbert.checkpoint import CheckpointError
 from flaxbert.parallel import make_mesh
+from flaxbert.training.preemption import Preemption
 
 FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
 LABELS = [0, 3]
@@ -136,6 +140,11 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, checkpoint_every=0), "checkpoint_every must be None .* or a positive integer"),
         (dict(x=FEATURES, y=LABELS, epochs=np.int64(0)), "epochs must be a positive integer"),
         (dict(x=FEATURES, y=LABELS, batch_size=True), "batch_size must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, seed=-1), r"seed must be None or an integer in \[0, 2\*\*31\), got -1"),
+        (dict(x=FEATURES, y=LABELS, seed=1.5), r"seed must be None or an integer in \[0, 2\*\*31\), got 1.5"),
+        (dict(x=FEATURES, y=LABELS, seed="7"), r"seed must be None or an integer .*, got '7'"),
+        (dict(x=FEATURES, y=LABELS, checkpoint_dir=""), "checkpoint_dir must be a directory path or None, got ''"),
+        (dict(x=(["a"], ["b"], ["c"]), y=[0]), "a tuple of 3 text segments, but this BERT has 2 segment types"),
     ],
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):
@@ -156,6 +165,8 @@ def test_a_file_as_checkpoint_dir_is_refused_before_training(text_classifier, tm
     (tmp_path / "ckpt").write_text("not a directory")
     with pytest.raises(ValueError, match=r"checkpoint_dir '.*ckpt' is a file; pass a directory"):
         text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*ckpt/run': '.*ckpt' is a file; pass a directory"):
+        text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt" / "run")
     assert _leaves_equal(before, text_classifier.params)
 
 
@@ -350,3 +361,120 @@ def test_sentence_pairs_and_numpy_string_arrays():
     np.testing.assert_allclose(bucketed, full, atol=1e-5)
     history = classifier.fit(pairs, LABELS, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def _tiny(seed=1):
+    backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, seed=0)
+    return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=seed)
+
+
+def _tiny_data(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {"token_ids": rng.integers(1, 100, (rows, 12)), "segment_ids": np.zeros((rows, 12), int),
+         "padding_mask": np.ones((rows, 12), int)}  # fmt: skip
+    return x, rng.integers(0, 4, rows)
+
+
+def test_each_fit_draws_a_new_order_and_new_masks_unless_seeded():
+    """fit's order and dropout keys came from (seed=0, epoch / step) in every call, so fitting one epoch at a time
+    replayed the same shuffle and masks; the default seed now counts the classifier's fits (Keras' fit draws new
+    ones too), and one compiled step serves every seed."""
+    x, y = _tiny_data(16)
+    classifier = _tiny()
+    classifier.compile(optimizer=optax.sgd(0.0))  # params never move: only the masks change the loss
+
+    def loss(**kwargs):
+        return classifier.fit(x, y, batch_size=4, verbose=0, **kwargs).history["loss"][0]
+
+    first, second, third = loss(), loss(), loss()
+    assert len({first, second, third}) == 3
+    assert loss(seed=0) == loss(seed=0) == first and loss(seed=1) == second  # fit k's default seed is k
+    (train_fn, _), _, _ = classifier._steps("train", True)
+    assert train_fn._cache_size() == 1
+
+
+def test_sigterm_is_caught_only_where_a_checkpoint_saves_the_run(text_classifier, tmp_path):
+    """Without a checkpoint_dir, SIGTERM ended fit with SystemExit(0): the work lost and the job reported as a
+    success. Now the process's own handler stays (the signal ends it as usual); with one, fit saves and exits 0."""
+    handlers = []
+
+    def on_log(row):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+
+    own = signal.getsignal(signal.SIGTERM)
+    text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, on_log=on_log, log_every=1)
+    text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, on_log=on_log, log_every=1, checkpoint_dir=tmp_path)
+    assert handlers[0] is own and isinstance(handlers[1].__self__, Preemption)
+    assert signal.getsignal(signal.SIGTERM) is own
+
+
+def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
+    """Another classifier fit on other data of the same size, in a finished run's directory, silently took that
+    run's params and trained nothing; a resume with another shuffle setting was accepted."""
+    x, y = _tiny_data(4)
+    done = _tiny()
+    done.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    other = _tiny(seed=2)
+    before = jax.tree.map(np.array, other.params)
+    other_x = {**x, "token_ids": (x["token_ids"] + 1) % 100}
+    with pytest.raises(ValueError, match=r"'data': 'the same number of examples, but other texts, labels or weights'"):
+        other.fit(other_x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"'shuffle': \(True, False\)"):
+        other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path, shuffle=False)
+    assert _leaves_equal(before, other.params)
+    with pytest.warns(UserWarning, match=r"already trained to step 2 \(epochs=1 is 2 steps\).* nothing is trained"):
+        history = other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    assert history.epoch == [] and _leaves_equal(jax.tree.map(np.array, done.params), other.params)
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        (lambda outputs, labels: jnp.mean(outputs), r"one loss per example .* returned shape \[\]"),
+        (lambda outputs, labels: outputs[:, :1], r"for outputs \[7, 4\] it returned shape \[7, 1\]"),
+        (lambda outputs, labels: outputs @ labels, r"loss\(outputs \[B, 4\] float32, labels \[B\] int32\) failed"),
+        ("keras", r"loss is a Keras loss \(SparseCategoricalCrossentropy\), which takes \(y_true, y_pred\)"),
+    ],
+)
+def test_compile_checks_the_loss_it_is_given(loss, message, request):
+    """A reduced or reshaped loss trained and evaluated wrongly (padding rows entered a mean, [B, 1] broadcast to
+    [B, B]); a Keras loss object failed at the first step, inside Keras."""
+    if loss == "keras":
+        request.getfixturevalue("keras_hub")  # Keras on the JAX backend
+        import keras
+
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    classifier = _tiny()
+    kept = classifier.loss
+    with pytest.raises(ValueError, match=message):
+        classifier.compile(loss=loss)
+    assert classifier.loss is kept
+
+
+def test_a_small_input_runs_in_a_small_batch(text_classifier, monkeypatch):
+    """3 sentences at batch_size=4096 ran a whole 4096-row batch (a tiny model: 335 ms instead of 5)."""
+    from flaxbert.training import loops
+
+    seen = []
+
+    def spy(function):
+        def called(*args, **kwargs):
+            seen.append((function.__name__, kwargs["batch_size"], kwargs["rows"]))
+            return function(*args, **kwargs)
+
+        return called
+
+    want = text_classifier.predict(FEATURES * 10, batch_size=8, verbose=0)
+    scores = text_classifier.evaluate(FEATURES * 10, LABELS * 10, batch_size=8, verbose=0)
+    monkeypatch.setattr(loops, "predict", spy(loops.predict))
+    monkeypatch.setattr(loops, "evaluate", spy(loops.evaluate))
+    np.testing.assert_allclose(text_classifier.predict(FEATURES * 10, batch_size=4096, verbose=0), want, atol=1e-6)
+    assert text_classifier.predict(FEATURES[:1], batch_size=4096, verbose=0).shape == (1, 4)
+    assert text_classifier.evaluate(FEATURES * 10, LABELS * 10, batch_size=4096, verbose=0) == pytest.approx(scores)
+    assert seen == [("predict", 32, 32), ("predict", 8, 8), ("evaluate", 32, 32)]  # 8 devices
+
+
+def test_validation_scores_are_printed_with_verbose(text_classifier, capsys):
+    text_classifier.fit(FEATURES, LABELS, batch_size=2, epochs=2, validation_data=(FEATURES, LABELS))
+    printed = capsys.readouterr()
+    assert re.search(r"epoch 2/2: val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}", printed.out + printed.err)

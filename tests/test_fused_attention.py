@@ -193,10 +193,11 @@ def _fit_on_a_mesh(kernel: str):
          "padding_mask": (np.arange(12) < rng.integers(6, 13, (8, 1))).astype(np.int32)}  # fmt: skip
     y = rng.integers(0, 3, 8)
     history = classifier.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    (train_fn, create_state), _, _ = classifier._steps("train", True, 0)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
     batch = {"inputs": x, "label": y.astype(np.int32), "weight": np.ones(8, np.float32), "mask": np.ones(8, np.float32)}
     batch = jax.device_put(batch, batch_sharding(classifier.mesh))
-    lowered = train_fn.lower(create_state(classifier.params), loops.zero_totals(classifier.mesh), batch).as_text()
+    seed = loops.seed_array(0, classifier.mesh)
+    lowered = train_fn.lower(create_state(classifier.params), loops.zero_totals(classifier.mesh), batch, seed).as_text()
     return history, classifier.params, lowered
 
 

@@ -46,7 +46,7 @@ def _train(mesh_shape, tx, steps=3, batch_size=8):
     mesh = make_mesh(*mesh_shape, devices=devices)
     _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
     state = loops.create_state(_params(), tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
+    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     data = _data(n=steps * batch_size)
     state, history = loops.fit(
         state, train, data, batch_size=batch_size, epochs=1, seed=0, shuffle=True, mesh=mesh, verbose=0
@@ -175,7 +175,7 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics(group_by_length)
     data = _data(n=37)  # batch 8: four full batches and a padded one of 5 per epoch
     data = ArrayData(data.inputs, data.labels, rng.uniform(0.5, 2.0, 37).astype(np.float32))
     _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
-    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
+    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     rows = []
     _, history = loops.fit(loops.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=2,
                            seed=0, shuffle=True, mesh=mesh, verbose=1, log_every=3, on_log=rows.append,
@@ -197,8 +197,8 @@ def test_create_state_copies_the_params_so_donating_steps_leave_them_intact():
     params = jax.device_put(_params(), shardings.params)  # already in place: nothing for device_put to move
     before = jax.tree.map(np.array, params)
     state = loops.create_state(params, tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, seed=0, loss_fn=sparse_categorical_crossentropy)
-    state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8))
+    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8), loops.seed_array(0, mesh))
     assert int(state.step) == 1
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)  # readable, unchanged
 
@@ -216,3 +216,19 @@ def test_a_bucket_keeps_a_row_up_to_its_last_real_token():
     assert batch["inputs"]["padding_mask"].shape == (2, 32)  # the bucket holding 26 positions, not 6
     np.testing.assert_array_equal(batch["inputs"]["padding_mask"], mask[:, :32])
     assert longest_first(data).tolist() == [1, 0]
+
+
+def test_the_functional_loops_check_the_mesh_and_consume_the_state():
+    """state_shardings failed inside jax (IndivisibleError) for a hidden size the fsdp axis does not divide; and fit
+    donates the state it is given (documented), so a second fit from it must fail loudly rather than train on."""
+    odd = BertConfig(vocabulary_size=97, num_layers=1, num_heads=2, hidden_dim=12, intermediate_dim=16,
+                     max_sequence_length=24)  # fmt: skip
+    with pytest.raises(ValueError, match=r"hidden_dim=12 is not divisible by the fsdp mesh axis \(8\)"):
+        loops.state_shardings(BertClassifier(odd, BertHeadConfig(num_classes=3)), odd, optax.sgd(0.1), make_mesh(1, 8))
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    tx = optax.sgd(0.5)
+    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
+    state = loops.create_state(_params(), tx, shardings)
+    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    loops.fit(state, train, _data(n=8), batch_size=8, epochs=1, seed=0, shuffle=False, mesh=mesh, verbose=0)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))

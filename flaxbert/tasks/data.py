@@ -42,6 +42,12 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
             )
         if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
             raise ValueError("x is empty: pass at least one example.")
+        segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
+        if isinstance(x, tuple) and segments is not None and len(x) > segments:
+            raise ValueError(
+                f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
+                "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
+            )
         inputs = check_inputs(preprocessor(x), backbone_config)
         is_text = True
     else:

@@ -34,6 +34,7 @@ from flaxbert.text import (
     DistilBertTokenizer,
 )
 from flaxbert.training import loops, optimizers, steps
+from flaxbert.training.batches import fingerprint, num_batches
 
 
 @dataclasses.dataclass
@@ -75,6 +76,7 @@ class TextClassifier:
         self.model = self.model_cls(backbone.config, self.head)
         self.head_params, self._seed = head_params, seed
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
+        self._fits = 0  # fit calls that trained: the next fit's default seed
         self.compile()
 
     def _init_head(self, mesh) -> None:
@@ -164,10 +166,12 @@ class TextClassifier:
             optimizer = optimizers.keras_default()
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
-        if loss in ("auto", "sparse_categorical_crossentropy"):
+        if isinstance(loss, str) and loss in ("auto", "sparse_categorical_crossentropy"):
             loss = functools.partial(steps.sparse_categorical_crossentropy, from_logits=self.activation != "softmax")
-        if not callable(loss):
+        elif not callable(loss):
             raise ValueError(f"loss must be 'auto', 'sparse_categorical_crossentropy' or a callable, got {loss!r}.")
+        else:
+            _check_loss(loss, self.num_classes)
         if metrics not in ("auto", ["accuracy"], ("accuracy",), ["sparse_categorical_accuracy"]):
             raise ValueError(
                 f"metrics must be 'auto' or ['accuracy'] (loss and accuracy are always reported), got {metrics!r}."
@@ -194,14 +198,15 @@ class TextClassifier:
             self._init_head(mesh)
         self._jitted = {}
 
-    def _steps(self, kind: str, trainable: bool = True, seed: int = 0):
-        """The jitted step of `kind` for the current compile settings, built once and reused."""
-        key = (kind, trainable, seed)
+    def _steps(self, kind: str, trainable: bool = True):
+        """The jitted step of `kind` for the current compile settings, built once and reused (the train step takes
+        its dropout seed as an argument: one program for every seed)."""
+        key = (kind, trainable)
         if key not in self._jitted:
             tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
             _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
             if kind == "train":
-                fn = (loops.jit_train_step(self.model, self.mesh, shardings, seed=seed, loss_fn=self.loss),
+                fn = (loops.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
                       loops.jit_create_state(tx, shardings))  # fmt: skip
             elif kind == "eval":
                 fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
@@ -223,6 +228,15 @@ class TextClassifier:
             )
         return rows
 
+    def _shrunk(self, batch_size: int, rows: int, size: int) -> tuple[int, int]:
+        """(batch_size, rows) for evaluating or predicting `size` examples: a batch larger than they need shrinks
+        to the next power of two (so at most one program per doubling) that splits over the devices."""
+        if size >= batch_size:
+            return batch_size, rows
+        devices = self.mesh.size
+        smaller = min(batch_size, max(1 << (size - 1).bit_length(), devices))
+        return smaller, min(rows, -(-smaller // devices) * devices)
+
     def _prepare(self, x, y, sample_weight, need_labels: bool):
         data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
                                 backbone_config=self.backbone.config, num_classes=self.num_classes,
@@ -231,15 +245,20 @@ class TextClassifier:
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None, shuffle: bool = True,
-            sample_weight=None, verbose: int = 1, *, seed: int = 0, checkpoint_dir=None,
+            sample_weight=None, verbose: int = 1, *, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
-        Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). The optimizer state
-        starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run: then training
-        resumes exactly where it stopped (same params, optimizer state and next batch). `checkpoint_every` also
-        saves every that many steps; an epoch's end always saves; SIGTERM saves and exits with status 0.
+        Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). `seed` fixes the data
+        order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
+        calling fit again, say once per epoch, draws a new order and new masks as Keras' fit does. The optimizer
+        state starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run (same
+        data, batch_size, shuffle, seed; a None seed takes the checkpoint's): then training resumes exactly where it
+        stopped (same params, optimizer state and next batch); a finished run's params are restored, with a
+        warning. The optimizer's hyper-parameters are not compared (optax keeps them in closures): resume with the
+        same ones. `checkpoint_every` also saves every that many steps; an epoch's end always saves; with a
+        `checkpoint_dir`, SIGTERM saves and exits with status 0.
         `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
         called with a dict of training metrics every `log_every` steps and with each validation's metrics.
         `group_by_length=True` (raw-text input with `bucket` on) batches sentences of similar length together, as
@@ -256,8 +275,9 @@ class TextClassifier:
                 raise ValueError(f"{name} must be True or False, got {flag!r}.")
         if on_log is not None and not callable(on_log):
             raise ValueError(f"on_log must be a function of one row (a dict) or None, got {on_log!r}.")
-        if checkpoint_dir is not None and pathlib.Path(checkpoint_dir).is_file():
-            raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file; pass a directory (new or a run's).")
+        if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**31):
+            raise ValueError(f"seed must be None or an integer in [0, 2**31), got {seed!r}.")
+        _check_checkpoint_dir(checkpoint_dir)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         if group_by_length and not bucket:
@@ -274,13 +294,26 @@ class TextClassifier:
             except ValueError as error:  # the checks speak of x and y: say which ones
                 raise ValueError(f"validation_data: {error}") from None
             val_step = self._steps("eval")[0]
-            validate = functools.partial(self._evaluate_prepared, val_step, val_data, batch_size, rows, val_bucket)
-        (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable, seed)
+            val_batch = self._shrunk(batch_size, rows, len(val_data))
+            validate = functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket)
+        (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
-                  "group_by_length": group_by_length}  # fmt: skip
+                  "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
+                  "data": fingerprint(data)}  # fmt: skip
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         try:
-            state, saved = self._initial_state(mngr, create_state, tx, shardings, record, seed)
+            saved = checkpoint.latest_record(mngr) if mngr is not None else None
+            if seed is None:
+                seed = saved["seed"] if saved is not None and "seed" in saved else self._fits
+            state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
+            if saved is not None and saved["step"] >= epochs * num_batches(len(data), batch_size):
+                warnings.warn(
+                    f"checkpoint_dir {str(checkpoint_dir)!r} holds this run already trained to step {saved['step']} "
+                    f"(epochs={epochs} is {epochs * num_batches(len(data), batch_size)} steps): its params are "
+                    "restored and nothing is trained. Use a new checkpoint_dir (or more epochs) to train again.",
+                    stacklevel=2,
+                )
+            self._fits += 1
             state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
                                        shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
                                        group_by_length=bool(group_by_length), ckpt=mngr,
@@ -301,17 +334,20 @@ class TextClassifier:
         if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state.params)):
             self._set_params(state.params)
 
-    def _initial_state(self, mngr, create_state, tx, shardings, record: dict, seed: int):
-        """The state to train from and the record of the checkpoint it was restored from (None for a fresh start)."""
-        saved = checkpoint.latest_record(mngr) if mngr is not None else None
+    def _initial_state(self, mngr, saved, create_state, tx, shardings, record: dict, seed: int):
+        """The state to train from and the record of the checkpoint it was restored from (None for a fresh start):
+        `saved`, the latest checkpoint's record, when it is a checkpoint of this run."""
         if saved is None:
             return create_state(self.params), None
         expected, saved = dict(record, seed=seed), {**_RECORD_DEFAULTS, **saved}
-        mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
+        # keys a checkpoint written before they were recorded lacks are not compared
+        mismatched = {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
+        if "data" in mismatched and "examples" not in mismatched:  # a digest says nothing: say what it is
+            mismatched["data"] = "the same number of examples, but other texts, labels or weights"
         if mismatched:
             raise ValueError(
                 f"checkpoint_dir holds a different run (saved vs now: {mismatched}); resume with the same data, "
-                "batch_size, seed, trainable and group_by_length settings, or use a new checkpoint_dir."
+                "batch_size, shuffle, seed, trainable and group_by_length settings, or use a new checkpoint_dir."
             )
         abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
         return checkpoint.restore_latest(mngr, abstract, shardings), saved
@@ -326,7 +362,8 @@ class TextClassifier:
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, _, shardings = self._steps("eval")
         params = jax.device_put(self.params, shardings.params)
-        return self._evaluate_prepared(eval_fn, data, batch_size, rows, bucket, params, verbose)
+        return self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
+                                       verbose)  # fmt: skip
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
@@ -334,6 +371,7 @@ class TextClassifier:
         data, bucket = self._prepare(x, None, None, need_labels=False)
         predict_fn, _, shardings = self._steps("predict")
         params = jax.device_put(self.params, shardings.params)
+        batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip
 
@@ -351,6 +389,42 @@ def _positive_int(name: str, value, alternatives: str = "") -> int:
 
 # Record keys newer than the first checkpoints, with the value a checkpoint without them was trained under.
 _RECORD_DEFAULTS = {"group_by_length": False}
+
+
+def _check_loss(loss, num_classes: int) -> None:
+    """A loss of the form fit and evaluate call, `loss(outputs [B, C], labels [B]) -> [B]`, on abstract arrays."""
+    if type(loss).__module__.split(".")[0] == "keras":
+        raise ValueError(
+            f"loss is a Keras loss ({type(loss).__name__}), which takes (y_true, y_pred) and reduces the batch; "
+            "flaxbert calls loss(outputs, labels) for one loss per example: use loss='auto' (sparse categorical "
+            "cross-entropy) or such a function."
+        )
+    rows = num_classes + 3  # a batch size no class count can be mistaken for
+    outputs = jax.ShapeDtypeStruct((rows, num_classes), np.float32)
+    labels = jax.ShapeDtypeStruct((rows,), np.int32)
+    try:
+        shape = jax.eval_shape(loss, outputs, labels).shape
+    except Exception as error:  # whatever the user's function raises, said in the terms of the call
+        raise ValueError(
+            f"loss(outputs [B, {num_classes}] float32, labels [B] int32) failed ({type(error).__name__}: "
+            f"{str(error)[:200]}); a loss takes (outputs, labels) and returns one loss per example, shape [B]."
+        ) from None
+    if shape != (rows,):
+        raise ValueError(
+            f"loss must return one loss per example (shape [B]); for outputs [{rows}, {num_classes}] it returned "
+            f"shape {list(shape)}: do not reduce or reshape it (fit weights and averages over the real rows itself)."
+        )
+
+
+def _check_checkpoint_dir(checkpoint_dir) -> None:
+    if checkpoint_dir is None:
+        return
+    if not isinstance(checkpoint_dir, str | pathlib.PurePath) or not str(checkpoint_dir):
+        raise ValueError(f"checkpoint_dir must be a directory path or None, got {checkpoint_dir!r}.")
+    path = pathlib.Path(checkpoint_dir)
+    for place in (path, *path.absolute().parents):
+        if place.exists() and not place.is_dir():
+            raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r}: {str(place)!r} is a file; pass a directory.")
 
 
 def _unpack_validation(validation_data):

@@ -9,6 +9,7 @@ depend on the order), and training can group rows of similar length (`epoch_orde
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -26,6 +27,19 @@ class ArrayData:
 
     def __len__(self) -> int:
         return len(self.inputs["token_ids"])
+
+
+def fingerprint(data: ArrayData) -> str:
+    """A digest of every array of `data` (inputs, labels, weights): a resumed fit checks it is the same dataset."""
+    digest = hashlib.blake2b(digest_size=16)
+    arrays = {**data.inputs, "labels": data.labels, "sample_weight": data.sample_weight}
+    for name in sorted(arrays):
+        array = arrays[name]
+        digest.update(name.encode())
+        if array is not None:
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def num_batches(size: int, batch_size: int) -> int:

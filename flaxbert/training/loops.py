@@ -15,17 +15,18 @@ from tqdm.auto import tqdm
 from flaxbert import checkpoint
 from flaxbert.compilation import inference_compiler_options
 from flaxbert.models.abstract import abstract_params
-from flaxbert.parallel import RULES, batch_sharding, process_slice, replicated, to_global, to_host
+from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
 from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches, row_lengths
 from flaxbert.training.concurrent_steps import host_threads, in_order
-from flaxbert.training.preemption import watch_sigterm
+from flaxbert.training.preemption import Preemption, watch_sigterm
 from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
 
 
 def state_shardings(model, cfg, tx, mesh):
     """The abstract train state and its shardings, derived from the params' logical axes and the rules table."""
+    check_hidden_dim(mesh, cfg.hidden_dim)
     boxed = jax.eval_shape(lambda p: TrainState.create(p, tx), abstract_params(model, cfg))
     return nn.unbox(boxed), nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
@@ -59,19 +60,31 @@ def _traced_on(mesh, step):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             return step(*args)
 
-    traced.__name__ = traced.__qualname__ = step.func.__name__  # the program's name in profiles and logs
+    name = getattr(step, "func", step).__name__  # a partial's function's
+    traced.__name__ = traced.__qualname__ = name  # the program's name in profiles and logs
     return traced
 
 
-def jit_train_step(model, mesh, shardings, *, seed: int, loss_fn):
-    """The jitted `(state, sums, batch) -> (state, sums)` of `steps.train_step_summed`; the state is donated."""
-    step = functools.partial(steps.train_step_summed, model=model, seed=seed, loss_fn=loss_fn)
+def jit_train_step(model, mesh, shardings, *, loss_fn):
+    """The jitted `(state, sums, batch, seed) -> (state, sums)` of `steps.train_step_summed`; the state is donated.
+
+    `seed` (the dropout seed, `seed_array(seed, mesh)`) is an argument, not a constant: one program for every seed.
+    """
+
+    def train_step_summed(state, sums, batch, seed):
+        return steps.train_step_summed(state, sums, batch, model=model, seed=seed, loss_fn=loss_fn)
+
     return jax.jit(
-        _traced_on(mesh, step),
+        _traced_on(mesh, train_step_summed),
         donate_argnums=0,  # not the sums: fit passes the same zeros again whenever a total restarts
-        in_shardings=(shardings, replicated(mesh), batch_sharding(mesh)),
+        in_shardings=(shardings, replicated(mesh), batch_sharding(mesh), replicated(mesh)),
         out_shardings=(shardings, replicated(mesh)),
     )
+
+
+def seed_array(seed: int, mesh) -> jax.Array:
+    """A train step's `seed` argument: the same dropout keys as `jax.random.key(seed)` for seeds in [0, 2**31)."""
+    return jax.device_put(np.uint32(seed), replicated(mesh))
 
 
 def _zeros(mesh) -> dict:
@@ -132,18 +145,23 @@ def fit(
 ):
     """Trains from `state.step` to the end of `epochs`; returns (state, history of per-epoch metrics).
 
+    `state` is consumed: the train step donates it, so its arrays are deleted once training starts (build another
+    with `create_state(params, ...)`, which copies the params, to train from the same start again).
+
     Each step takes `batch_size` examples, padded with weight-0 rows to `rows` (a multiple of the mesh size). The
     data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
     an uninterrupted run would have fed after s; `group_by_length` puts rows of similar length in the same batch
-    (`batches.epoch_order`), which with `bucket` pads far less. On SIGTERM it saves a checkpoint and exits with
-    status 0. `record` (JSON-able) is saved with every checkpoint, beside the data position and the metric totals; a
-    fit resumed mid-epoch passes the latest checkpoint's `totals` back as `saved_totals`. `on_log(row)` receives a
-    row of training metrics (loss and accuracy over the last `log_every` steps, examples/s) every `log_every` steps,
-    and a row per validation. A SIGTERM during an epoch's last step or its validation exits after the epoch's end
-    (its checkpoint, validation and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a
+    (`batches.epoch_order`), which with `bucket` pads far less. With `ckpt`, SIGTERM saves a checkpoint and exits
+    with status 0 (without, it ends the process as usual). `record` (JSON-able) is saved with every checkpoint,
+    beside the data position and the metric totals; a fit resumed mid-epoch passes the latest checkpoint's `totals`
+    back as `saved_totals`. `on_log(row)` receives a row of training metrics (loss and accuracy over the last
+    `log_every` steps, examples/s) every `log_every` steps, and a row per validation (printed too, with `verbose`).
+    A SIGTERM during an epoch's last step or its validation exits after the epoch's end (its checkpoint, validation
+    and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a
     step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on.
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
+    seed_on_mesh = seed_array(seed, mesh)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
     fresh, history = zero_totals(mesh), {}
@@ -152,7 +170,8 @@ def fit(
     resumed = _on_mesh(saved_totals, mesh) if saved_totals is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
     try:
-        with watch_sigterm() as preemption:
+        # SIGTERM is caught only where there is a checkpoint to save; otherwise it ends the process as usual.
+        with watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption:
             for epoch in range(start // per_epoch, epochs):
                 order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
                 totals, window_began = (resumed if resumed and epoch == start // per_epoch else fresh), began
@@ -165,7 +184,7 @@ def fit(
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
                     for i, batch in zip(range(first, per_epoch), batches, strict=True):
-                        state, totals = train_fn(state, totals, batch)
+                        state, totals = train_fn(state, totals, batch, seed_on_mesh)
                         step = epoch * per_epoch + i + 1
                         if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                             now = time.perf_counter()
@@ -193,6 +212,9 @@ def fit(
                     scores = validate(state.params)
                     for key, value in scores.items():
                         history.setdefault(f"val_{key}", []).append(value)
+                    if verbose:
+                        shown = " - ".join(f"val_{key}: {value:.4f}" for key, value in scores.items())
+                        tqdm.write(f"epoch {epoch + 1}/{epochs}: {shown}")
                     if on_log is not None:
                         on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
                 if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved

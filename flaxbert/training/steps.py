@@ -32,8 +32,10 @@ def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]
     }
 
 
-def train_step(state, batch, *, model, seed: int, loss_fn):
-    """One optimizer step. Dropout keys come from `fold_in(seed, step)`, so a resumed run draws the same masks."""
+def train_step(state, batch, *, model, seed, loss_fn):
+    """One optimizer step. Dropout keys come from `fold_in(seed, step)`, so a resumed run draws the same masks.
+
+    `seed`: an int, or a traced integer scalar (one compiled step for every seed)."""
     key = jax.random.fold_in(jax.random.key(seed), state.step)
 
     def objective(params):
