@@ -306,11 +306,12 @@ class TextClassifier:
             if seed is None:
                 seed = saved["seed"] if saved is not None and "seed" in saved else self._fits
             state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
-            if saved is not None and saved["step"] >= epochs * num_batches(len(data), batch_size):
+            last_step = epochs * num_batches(len(data), batch_size)
+            if saved is not None and saved["step"] >= last_step:
                 warnings.warn(
                     f"checkpoint_dir {str(checkpoint_dir)!r} holds this run already trained to step {saved['step']} "
-                    f"(epochs={epochs} is {epochs * num_batches(len(data), batch_size)} steps): its params are "
-                    "restored and nothing is trained. Use a new checkpoint_dir (or more epochs) to train again.",
+                    f"(epochs={epochs} is {last_step} steps): its params are restored and nothing is trained. Use a "
+                    "new checkpoint_dir (or more epochs) to train again.",
                     stacklevel=2,
                 )
             self._fits += 1
