@@ -65,3 +65,33 @@ def test_keras_adam_state_is_a_small_named_tuple_and_takes_a_schedule():
 def test_keras_adam_rejects_bad_hyperparameters(name, value):
     with pytest.raises(ValueError, match=f"keras_adam's {name} must be"):
         keras_adam(1e-3, **{name: value})
+
+
+def test_warmup_then_linear_decay_keeps_its_values():
+    schedule = optimizers.warmup_linear_decay(num_steps=10, learning_rate=1.0, warmup_fraction=0.2)
+    got = [float(schedule(step)) for step in (0, 1, 2, 3, 6, 9, 10)]
+    np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 7 / 8, 4 / 8, 1 / 8, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "warmup_fraction", "want"),
+    [(4, 0.0, [1.0, 0.75, 0.5, 0.25]), (1, 0.0, [1.0]), (1, 0.1, [1.0]), (5, 0.1, [1.0, 0.8, 0.6, 0.4, 0.2])],
+)
+def test_no_warmup_starts_at_the_full_rate(num_steps, warmup_fraction, want):
+    """A warmup of 0 steps (none asked for, or fewer steps than one needs) was 1 step at rate 0: the first update
+    did nothing, and recommended(num_steps=1) never trained."""
+    schedule = optimizers.warmup_linear_decay(num_steps, 1.0, warmup_fraction)
+    np.testing.assert_allclose([float(schedule(step)) for step in range(num_steps)], want, atol=1e-7)
+    tx = optimizers.recommended(num_steps, learning_rate=1e-2, warmup_fraction=warmup_fraction, weight_decay=0.0)
+    params = {"kernel": jnp.ones(3)}
+    updates, _ = tx.update({"kernel": jnp.array([0.5, -0.5, 0.0])}, tx.init(params), params)
+    # AdamW's first step moves each param by the rate (sign of the clipped gradient), 0 where the gradient is 0
+    np.testing.assert_allclose(updates["kernel"], [-1e-2, 1e-2, 0.0], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "warmup_fraction", "match"), [(0, 0.1, "num_steps"), (10, 1.5, "warmup_fraction")]
+)
+def test_schedule_rejects_bad_arguments(num_steps, warmup_fraction, match):
+    with pytest.raises(ValueError, match=match):
+        optimizers.warmup_linear_decay(num_steps, 1e-3, warmup_fraction)
