@@ -112,6 +112,12 @@ def unsupported_head(hf: dict, source: str) -> str | None:
     problem = hf.get("problem_type")
     if problem not in (None, "single_label_classification"):
         return f"{source}: problem_type {problem!r} is not supported; flaxbert heads are single-label."
+    # transformers' *ForSequenceClassification picks the loss when problem_type is unset: one label is regression.
+    if problem is None and num_labels(hf) == 1:
+        return (
+            f"{source}: num_labels is 1 and problem_type is unset, which transformers trains as a regression (mean "
+            "squared error); flaxbert heads are single-label classifiers."
+        )
     return None
 
 
