@@ -1,6 +1,7 @@
 """The functional core on tiny dims: parameter counts of every preset, logical axes, masks, dropout, dtypes."""
 
 import dataclasses
+import json
 
 import flax.linen as nn
 import jax
@@ -186,6 +187,17 @@ def test_keras_dtype_policies_map_to_compute_dtypes():
     assert backbone.params["token_embedding"]["embedding"].dtype == jnp.float32
     out = backbone({"token_ids": np.ones((1, 4), int), "padding_mask": np.ones((1, 4), int)})
     assert out.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("dtype", ["mixed_bfloat16", jnp.bfloat16, np.dtype(jnp.bfloat16)], ids=str)
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_configs_store_the_compute_dtype_name(cfg, dtype):
+    """The configs checked `dtype` through compute_dtype but kept it as given: "mixed_bfloat16" then failed inside
+    flax's LayerNorm, and a jnp dtype class made get_config() unserialisable."""
+    cfg = dataclasses.replace(cfg, dtype=dtype)
+    assert cfg.dtype == "bfloat16" and cfg == dataclasses.replace(cfg, dtype="bfloat16")
+    backbone_cls = flaxbert.BertBackbone if isinstance(cfg, BertConfig) else flaxbert.DistilBertBackbone
+    assert json.loads(json.dumps(backbone_cls.from_config(cfg).get_config()))["dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])

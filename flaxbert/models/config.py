@@ -64,7 +64,9 @@ def _check_common(cfg) -> None:
         raise ValueError(f"activation={cfg.activation!r} is not supported; use one of {ACTIVATIONS}.")
     if cfg.layer_norm_epsilon <= 0:
         raise ValueError(f"layer_norm_epsilon must be positive, got {cfg.layer_norm_epsilon!r}.")
-    compute_dtype(cfg.dtype)
+    # Stored as its name: a keras policy name ("mixed_bfloat16") reached flax as given and failed there, and a jnp
+    # dtype class made get_config() unserialisable.
+    object.__setattr__(cfg, "dtype", compute_dtype(cfg.dtype))
     if cfg.scan_layers is None or cfg.attention_kernel is None:  # None means "keep" in from_preset only
         raise ValueError(f"a config needs scan_layers (True or False) and attention_kernel (one of "
                          f"{ATTENTION_KERNELS}); got {cfg.scan_layers!r} and {cfg.attention_kernel!r}.")  # fmt: skip
@@ -76,7 +78,8 @@ class BertConfig:
     """keras-hub `BertBackbone`'s arguments (REFERENCE §1.1) plus the activation and LayerNorm epsilon.
 
     `activation` is "gelu_approximate" (tanh form) for keras-hub presets, which were converted from Google's TF
-    checkpoints, and "gelu" (exact erf form) for Hugging Face `bert` checkpoints. `dtype` is the compute dtype.
+    checkpoints, and "gelu" (exact erf form) for Hugging Face `bert` checkpoints. `dtype` is the compute dtype: a name,
+    a keras policy name ("mixed_bfloat16") or a numpy/jax dtype, stored as its name ("bfloat16").
     `scan_layers` runs the layers as one `lax.scan` (one layer to compile; see `layers.transformer_layers`) instead of
     unrolling them; the params and the numbers are the same either way. Off by default: on CPU the scanned bert_tiny
     train step measured ~18% slower and compiled no faster; its effect on a GPU step is not measured yet.
