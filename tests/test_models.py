@@ -181,6 +181,19 @@ def test_backbone_object_is_seeded_and_exposes_config():
     assert out["sequence_output"].shape == (2, 5, 8) and out["pooled_output"].shape == (2, 8)
 
 
+@pytest.mark.parametrize("cls", [flaxbert.BertBackbone, flaxbert.DistilBertBackbone], ids=lambda c: c.__name__)
+def test_from_config_takes_what_get_config_returns(cls):
+    """Keras' round trip: from_config(get_config()) raised TypeError (it took only a config object)."""
+    backbone = cls(50, 1, 2, 8, 16, max_sequence_length=12, dtype="mixed_bfloat16", activation="relu")
+    again = cls.from_config(json.loads(json.dumps(backbone.get_config())))
+    assert type(again) is cls and again.config == backbone.config and again.config.dtype == "bfloat16"
+    assert cls.from_config(backbone.config).config == backbone.config
+    config = backbone.get_config()
+    del config["num_layers"]
+    with pytest.raises(ValueError, match=r"unknown keys \['hidden_size'\] and lacks \['num_layers'\]"):
+        cls.from_config({**config, "hidden_size": 8})
+
+
 def test_keras_dtype_policies_map_to_compute_dtypes():
     backbone = flaxbert.DistilBertBackbone(50, 1, 2, 8, 16, max_sequence_length=12, dtype="mixed_bfloat16")
     assert backbone.config.dtype == "bfloat16"
