@@ -63,6 +63,32 @@ def test_one_label_without_a_problem_type_is_a_regression_head(tmp_path, hub_cac
         flaxbert.TextClassifier.from_preset("hf://org/one_label", preprocessor=None)
 
 
+@pytest.mark.parametrize(
+    ("kind", "rates", "used", "named"),
+    [
+        (
+            "bert",
+            dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0),
+            0.1,
+            "attention_probs_dropout_prob=0.0",
+        ),
+        ("distil_bert", dict(dropout=0.0, attention_dropout=0.3), 0.0, "attention_dropout=0.3"),
+    ],
+)
+def test_two_transformers_dropout_rates_warn_once_naming_both(tmp_path, kind, rates, used, named):
+    """transformers' attention-probability dropout rate was dropped silently: flaxbert has one rate, the hidden one."""
+    shape = (BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]) | rates
+    path = save(random_model(f"{kind}_classifier", shape, num_labels=2), tmp_path / kind)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier = flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+    notes = [str(w.message) for w in caught if "one dropout rate" in str(w.message)]
+    assert len(notes) == 1 and named in notes[0] and f"uses {used} for both" in notes[0], notes
+    assert classifier.backbone.config.dropout == used
+    with pytest.warns(UserWarning, match=f"{named}; flaxbert has one dropout rate"):
+        hf_checkpoint.load_backbone(path)
+
+
 def test_text_classifier_dispatches_and_keeps_the_saved_head(distil_dir):
     path, model = distil_dir
     classifier = flaxbert.TextClassifier.from_preset(path, preprocessor=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -103,9 +104,13 @@ def load_backbone(directory, dtype=None, expected: str | None = None):
 
     Returns:
         `(config, params)` where params is the encoder's tree (float32 arrays).
+
+    Warns when the checkpoint's attention-probability dropout differs from its hidden dropout: flaxbert has one rate
+    (`hf_convert.dropout_note`).
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
+    _warn_dropout(directory)
     state = read_state_dict(directory)
     params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source)
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
@@ -118,10 +123,13 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
 
     Returns:
         `(backbone_config, head_config, params)`; params is `{"backbone": ..., <head params>}`.
+
+    Warns as `load_backbone` does when the checkpoint has two dropout rates.
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
     head = hf_convert.head_config(read_config(directory), source)
+    _warn_dropout(directory)
     state = read_state_dict(directory)
     if not _has_head(state):
         raise ValueError(
@@ -132,6 +140,13 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
     model = BertClassifier(cfg, head) if isinstance(cfg, BertConfig) else DistilBertClassifier(cfg, head)
     check_params(params, abstract_params(model, cfg), source)
     return cfg, head, _to_arrays(params)
+
+
+def _warn_dropout(directory) -> None:
+    # Here, where weights are read, not in load_config, which loaders also call just to look: one warning a load.
+    note = hf_convert.dropout_note(read_config(directory), str(directory))
+    if note is not None:
+        warnings.warn(note, stacklevel=3)
 
 
 def load_config(directory, dtype=None, expected: str | None = None) -> BertConfig | DistilBertConfig:

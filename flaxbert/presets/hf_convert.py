@@ -98,6 +98,25 @@ def _backbone_config(hf: dict, source: str, dtype: str) -> BertConfig | DistilBe
     )
 
 
+def dropout_note(hf: dict, source: str) -> str | None:
+    """Says that flaxbert's one dropout rate stands in for the config's two different ones, or None if they agree.
+
+    transformers drops attention probabilities at their own rate (BERT `attention_probs_dropout_prob`, DistilBERT
+    `attention_dropout`); flaxbert, like keras-hub, has one `dropout` and takes the hidden states' rate for both.
+    """
+    distil = architecture(hf, source) == "distil_bert"
+    names = ("dropout", "attention_dropout") if distil else ("hidden_dropout_prob", "attention_probs_dropout_prob")
+    hidden, attention = (hf.get(name, 0.1) for name in names)
+    if hidden == attention:
+        return None
+    return (
+        f"{source}: transformers drops hidden states at {names[0]}={hidden} and attention probabilities at "
+        f"{names[1]}={attention}; flaxbert has one dropout rate and uses {hidden} for both. Outputs (predict, "
+        f"evaluate) are the same; fine-tuning drops attention probabilities at {hidden}, not {attention} (another "
+        "rate: from_config(dataclasses.replace(backbone.config, dropout=...), backbone.params))."
+    )
+
+
 def num_labels(hf: dict) -> int:
     return len(hf["id2label"]) if "id2label" in hf else hf.get("num_labels", 2)
 
