@@ -130,6 +130,48 @@ def test_bare_encoder_has_no_classifier_head(bert_dir):
         hf_checkpoint.load_classifier(bert_dir)
 
 
+@pytest.mark.parametrize(
+    ("name", "loads"),
+    [
+        ("BertForTokenClassification", False),  # transformers saves these two without the pooler
+        ("BertForQuestionAnswering", False),
+        ("BertForMultipleChoice", True),
+        ("DistilBertForTokenClassification", True),
+        ("DistilBertForMultipleChoice", True),
+        ("DistilBertForQuestionAnswering", True),
+    ],
+)
+def test_other_task_checkpoints_say_what_they_are_and_what_loads(tmp_path, name, loads):
+    """Other transformers heads failed on a missing pooler, a logits shape or "no classification head": now the
+    error says which task the checkpoint is for, that flaxbert runs sequence classifiers, and what of it loads."""
+    import transformers
+
+    if name.startswith("Distil"):
+        config, backbone_cls = (
+            transformers.DistilBertConfig(**DISTIL_BERT_SHAPES["h48_heads3_l1"]),
+            flaxbert.DistilBertBackbone,
+        )
+    else:
+        config, backbone_cls = transformers.BertConfig(**SMALL), flaxbert.BertBackbone
+    getattr(transformers, name)(config).save_pretrained(tmp_path)
+    what = f"is a {name} checkpoint, a .* model .*; flaxbert runs sequence classifiers"
+    encoder = "Its encoder loads: .*Backbone.from_preset" if loads else "Its encoder does not load either: .* pooler"
+    with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+        hf_checkpoint.load_classifier(tmp_path)
+    with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+        flaxbert.TextClassifier.from_preset(tmp_path, preprocessor=None)
+    if not loads:
+        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+            backbone_cls.from_preset(tmp_path)
+        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+            flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
+        return
+    assert backbone_cls.from_preset(tmp_path).config.hidden_dim == 48
+    with pytest.warns(UserWarning, match=f"{what}.* num_classes=2 gets a new, randomly initialised head"):
+        classifier = flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
+    assert classifier.num_classes == 2 and isinstance(classifier.backbone, backbone_cls)
+
+
 def test_token_ids_longer_than_max_sequence_length(backbone):
     with pytest.raises(ValueError, match="length 41, longer than max_sequence_length=40"):
         backbone(_inputs(length=41))

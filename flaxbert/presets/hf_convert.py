@@ -126,6 +126,30 @@ def is_classifier(hf: dict) -> bool:
     return any(name.endswith("ForSequenceClassification") for name in hf.get("architectures") or [])
 
 
+# transformers' fine-tuned heads for tasks other than sequence classification, by the architecture's suffix, and
+# their task. (Pre-training heads, ForMaskedLM and ForPreTraining, are how base checkpoints are published: their
+# encoder is what a backbone loads.)
+_OTHER_TASKS = {
+    "ForTokenClassification": "token classification model (a label for each token)",
+    "ForMultipleChoice": "multiple choice model (a score for each candidate text)",
+    "ForQuestionAnswering": "question answering model (answer spans)",
+}
+
+
+def other_task(hf: dict) -> tuple[str, str] | None:
+    """(architecture, task) of a checkpoint fine-tuned for a task other than sequence classification, or None."""
+    for name in hf.get("architectures") or []:
+        for suffix, task in _OTHER_TASKS.items():
+            if name.endswith(suffix):
+                return name, task
+    return None
+
+
+def has_pooler(weight_names) -> bool:
+    """Whether a BERT state dict holds the pooler, which transformers leaves out of its token-level heads."""
+    return any(name.endswith("pooler.dense.weight") for name in weight_names)
+
+
 def unsupported_head(hf: dict, source: str) -> str | None:
     """Why flaxbert cannot run the checkpoint's head (a regression or multi-label one), or None."""
     problem = hf.get("problem_type")
