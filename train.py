@@ -125,7 +125,10 @@ def main(argv=None) -> int:
         os.environ["FLAXBERT_DISTRIBUTED"] = "1"
     from flaxbert.parallel import initialize_distributed
 
-    initialize_distributed()
+    try:
+        initialize_distributed()
+    except ValueError as error:  # a multi-process environment set in part, or with a bad value
+        return _error(error)
     if not args.no_compilation_cache:  # a rerun or --resume loads its compiled steps instead of compiling again
         import flaxbert
 
@@ -138,12 +141,17 @@ def main(argv=None) -> int:
         config = build_config(args, extra)
         job.run(config, resume=args.resume, eval_only=args.eval_only, predict_file=args.predict_file or "")
     except (ConfigError, DataError, job.RunError, ValueError, FileNotFoundError) as error:
-        if os.environ.get("FLAXBERT_TRACEBACK"):
-            traceback.print_exc()
-        message = " ".join(str(error).split())
-        print(f"train.py: error: {message}", file=sys.stderr)
-        return 2
+        return _error(error)
     return 0
+
+
+def _error(error: Exception) -> int:
+    """Says `error` as one line (with FLAXBERT_TRACEBACK set, after its traceback); the exit status is 2."""
+    if os.environ.get("FLAXBERT_TRACEBACK"):
+        traceback.print_exc()
+    message = " ".join(str(error).split())
+    print(f"train.py: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

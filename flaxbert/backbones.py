@@ -31,9 +31,20 @@ class Backbone:
 
     @classmethod
     def from_config(cls, config, params=None, *, seed: int = 0) -> Backbone:
-        """Builds a backbone from a config, with the given params or freshly initialised ones (seeded)."""
+        """Builds a backbone from a config, with the given params or freshly initialised ones (seeded).
+
+        Args:
+            config: a `BertConfig` / `DistilBertConfig`, or the dict `get_config()` returns (as in Keras).
+            params: the encoder's params; None initialises them from `seed` on first use.
+            seed: the init seed.
+        """
+        if isinstance(config, dict):
+            config = _config_from_dict(cls, config)
         if not isinstance(config, cls.config_cls):
-            raise TypeError(f"{cls.__name__} needs a {cls.config_cls.__name__}, got {type(config).__name__}.")
+            raise TypeError(
+                f"{cls.__name__} needs a {cls.config_cls.__name__} or the dict get_config() returns, got "
+                f"{type(config).__name__}."
+            )
         self = cls.__new__(cls)
         self._build(config, params, seed)
         return self
@@ -147,6 +158,20 @@ class Backbone:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config}, params={self.count_params():,})"
+
+
+def _config_from_dict(cls, values: dict):
+    """The config that `get_config()` wrote as `values`, or an error naming the keys that do not fit."""
+    fields = dataclasses.fields(cls.config_cls)
+    unknown = sorted(set(values) - {f.name for f in fields})
+    required = (f.name for f in fields if f.default is dataclasses.MISSING)
+    missing = [name for name in required if name not in values]
+    if unknown or missing:
+        raise ValueError(
+            f"{cls.__name__}.from_config takes the dict {cls.__name__}.get_config() returns; this one has unknown "
+            f"keys {unknown} and lacks {missing}."
+        )
+    return cls.config_cls(**values)
 
 
 def native_abstract(saved: dict, config) -> dict:

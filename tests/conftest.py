@@ -67,6 +67,17 @@ def keras_hub():
     return keras_hub
 
 
+@pytest.fixture(scope="session")
+def keras():
+    """Keras 3 on the JAX backend, the reference for keras-hub's compile defaults (installed by .ci/run, without TF)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        _missing("keras", "see .ci/run for the TensorFlow-free install of keras")
+    return keras
+
+
 HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 

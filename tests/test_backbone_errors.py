@@ -1,5 +1,6 @@
 """Bad input and bad checkpoints fail with flaxbert's own message, naming what is wrong and how to fix it."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, random_model, save
 
 import flaxbert
+from flaxbert.models import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.presets import hf_checkpoint
 
 SMALL = BERT_SHAPES["h48_heads3_l1_seg3"]
@@ -128,6 +130,48 @@ def test_bare_encoder_has_no_classifier_head(bert_dir):
         hf_checkpoint.load_classifier(bert_dir)
 
 
+@pytest.mark.parametrize(
+    ("name", "loads"),
+    [
+        ("BertForTokenClassification", False),  # transformers saves these two without the pooler
+        ("BertForQuestionAnswering", False),
+        ("BertForMultipleChoice", True),
+        ("DistilBertForTokenClassification", True),
+        ("DistilBertForMultipleChoice", True),
+        ("DistilBertForQuestionAnswering", True),
+    ],
+)
+def test_other_task_checkpoints_say_what_they_are_and_what_loads(tmp_path, name, loads):
+    """Other transformers heads failed on a missing pooler, a logits shape or "no classification head": now the
+    error says which task the checkpoint is for, that flaxbert runs sequence classifiers, and what of it loads."""
+    import transformers
+
+    if name.startswith("Distil"):
+        config, backbone_cls = (
+            transformers.DistilBertConfig(**DISTIL_BERT_SHAPES["h48_heads3_l1"]),
+            flaxbert.DistilBertBackbone,
+        )
+    else:
+        config, backbone_cls = transformers.BertConfig(**SMALL), flaxbert.BertBackbone
+    getattr(transformers, name)(config).save_pretrained(tmp_path)
+    what = f"is a {name} checkpoint, a .* model .*; flaxbert runs sequence classifiers"
+    encoder = "Its encoder loads: .*Backbone.from_preset" if loads else "Its encoder does not load either: .* pooler"
+    with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+        hf_checkpoint.load_classifier(tmp_path)
+    with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+        flaxbert.TextClassifier.from_preset(tmp_path, preprocessor=None)
+    if not loads:
+        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+            backbone_cls.from_preset(tmp_path)
+        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
+            flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
+        return
+    assert backbone_cls.from_preset(tmp_path).config.hidden_dim == 48
+    with pytest.warns(UserWarning, match=f"{what}.* num_classes=2 gets a new, randomly initialised head"):
+        classifier = flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
+    assert classifier.num_classes == 2 and isinstance(classifier.backbone, backbone_cls)
+
+
 def test_token_ids_longer_than_max_sequence_length(backbone):
     with pytest.raises(ValueError, match="length 41, longer than max_sequence_length=40"):
         backbone(_inputs(length=41))
@@ -162,6 +206,41 @@ def test_bad_configs():
         flaxbert.BertBackbone(10, 1, 2, 10, 20, dtype="int8")
     with pytest.raises(ValueError, match="activation='swish' is not supported"):
         flaxbert.DistilBertBackbone(10, 1, 2, 10, 20, activation="swish")
+
+
+_SIZES = dict(vocabulary_size=10, num_layers=1, num_heads=2, hidden_dim=10, intermediate_dim=20)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: BertConfig(**_SIZES, layer_norm_epsilon=float("nan")), "layer_norm_epsilon must be a positive number"),
+        (lambda: DistilBertConfig(**_SIZES, layer_norm_epsilon=float("inf")), "DistilBertConfig.layer_norm_epsilon"),
+        (lambda: BertConfig(**_SIZES, dropout=float("nan")), r"BertConfig.dropout must be in \[0, 1\), got nan"),
+        (
+            lambda: BertConfig(**_SIZES, num_segments=True),
+            "BertConfig.num_segments must be a positive integer, got True",
+        ),
+        (lambda: BertConfig(**{**_SIZES, "num_layers": 2.0}), "BertConfig.num_layers must be a positive integer"),
+        (lambda: DistilBertHeadConfig(2, hidden_dim=True), "hidden_dim must be a positive integer or None, got True"),
+        (lambda: BertHeadConfig(num_classes=True), "BertHeadConfig.num_classes must be a positive integer, got True"),
+        (lambda: BertHeadConfig(2, dropout=True), r"BertHeadConfig.dropout must be in \[0, 1\), got True"),
+    ],
+)
+def test_configs_refuse_bools_and_non_finite_numbers(make, match):
+    """NaN epsilon gave NaN logits; num_segments=True one segment row; DistilBERT hidden_dim=True a 1-wide head."""
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_configs_take_numpy_numbers_and_store_python_ones():
+    """np.int64(2) classes were refused with "must be a positive integer, got np.int64(2)"."""
+    cfg = BertConfig(*(np.int64(v) for v in _SIZES.values()), dropout=np.float32(0.25), num_segments=np.int64(3))
+    head = DistilBertHeadConfig(num_classes=np.int64(2), hidden_dim=np.int32(8), dropout=np.float64(0.5))
+    assert (cfg.num_layers, cfg.num_segments, cfg.dropout, head.num_classes, head.hidden_dim) == (1, 3, 0.25, 2, 8)
+    stored = [*dataclasses.astuple(cfg), head.num_classes, head.hidden_dim, head.dropout]
+    assert all(type(v) in (int, float, str, bool) for v in stored)
+    assert json.loads(json.dumps(dataclasses.asdict(cfg)))["num_segments"] == 3
 
 
 def test_float16_is_refused_on_cpu_with_the_fix():

@@ -9,6 +9,7 @@ import pytest
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
 
 import flaxbert
+from flaxbert.presets import hf_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,51 @@ def test_a_regression_checkpoint_gives_its_encoder_a_new_head_and_a_kept_head_ke
     np.testing.assert_allclose(from_hub(batch)["pooled_output"], want, atol=1e-5)
     with pytest.raises(ValueError, match=r"hidden_dim=20 does not fit .*saved head \(hidden_dim 48\)"):
         flaxbert.TextClassifier.from_preset(distil_dir[0], hidden_dim=20)
+
+
+def test_one_label_without_a_problem_type_is_a_regression_head(tmp_path, hub_cache):
+    """transformers trains num_labels=1 with no problem_type as a regression (mean squared error). flaxbert loaded it
+    as a 1-class classifier, whose cross-entropy is 0 for any params: fine-tuning it changed nothing."""
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=1)
+    assert model.config.problem_type is None
+    path = save(model, tmp_path / "one_label")
+    regression = "num_labels is 1 and problem_type is unset, which transformers trains as a regression"
+    with pytest.raises(ValueError, match=regression):
+        hf_checkpoint.load_classifier(path)
+    with pytest.raises(ValueError, match=f"{regression}.*Pass num_classes for a new head"):
+        flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+    with pytest.warns(UserWarning, match=f"{regression}.*num_classes=2 gets a new, randomly initialised head"):
+        classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None)
+    assert classifier.head_params["logits"]["kernel"].shape == (48, 2)
+    hub_cache("org/one_label", path)  # the Hub conversion caches the encoder alone, as for a bare encoder
+    with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
+        flaxbert.TextClassifier.from_preset("hf://org/one_label", preprocessor=None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "rates", "used", "named"),
+    [
+        (
+            "bert",
+            dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0),
+            0.1,
+            "attention_probs_dropout_prob=0.0",
+        ),
+        ("distil_bert", dict(dropout=0.0, attention_dropout=0.3), 0.0, "attention_dropout=0.3"),
+    ],
+)
+def test_two_transformers_dropout_rates_warn_once_naming_both(tmp_path, kind, rates, used, named):
+    """transformers' attention-probability dropout rate was dropped silently: flaxbert has one rate, the hidden one."""
+    shape = (BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]) | rates
+    path = save(random_model(f"{kind}_classifier", shape, num_labels=2), tmp_path / kind)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier = flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+    notes = [str(w.message) for w in caught if "one dropout rate" in str(w.message)]
+    assert len(notes) == 1 and named in notes[0] and f"uses {used} for both" in notes[0], notes
+    assert classifier.backbone.config.dropout == used
+    with pytest.warns(UserWarning, match=f"{named}; flaxbert has one dropout rate"):
+        hf_checkpoint.load_backbone(path)
 
 
 def test_text_classifier_dispatches_and_keeps_the_saved_head(distil_dir):

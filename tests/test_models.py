@@ -1,6 +1,7 @@
 """The functional core on tiny dims: parameter counts of every preset, logical axes, masks, dropout, dtypes."""
 
 import dataclasses
+import json
 
 import flax.linen as nn
 import jax
@@ -180,12 +181,36 @@ def test_backbone_object_is_seeded_and_exposes_config():
     assert out["sequence_output"].shape == (2, 5, 8) and out["pooled_output"].shape == (2, 8)
 
 
+@pytest.mark.parametrize("cls", [flaxbert.BertBackbone, flaxbert.DistilBertBackbone], ids=lambda c: c.__name__)
+def test_from_config_takes_what_get_config_returns(cls):
+    """Keras' round trip: from_config(get_config()) raised TypeError (it took only a config object)."""
+    backbone = cls(50, 1, 2, 8, 16, max_sequence_length=12, dtype="mixed_bfloat16", activation="relu")
+    again = cls.from_config(json.loads(json.dumps(backbone.get_config())))
+    assert type(again) is cls and again.config == backbone.config and again.config.dtype == "bfloat16"
+    assert cls.from_config(backbone.config).config == backbone.config
+    config = backbone.get_config()
+    del config["num_layers"]
+    with pytest.raises(ValueError, match=r"unknown keys \['hidden_size'\] and lacks \['num_layers'\]"):
+        cls.from_config({**config, "hidden_size": 8})
+
+
 def test_keras_dtype_policies_map_to_compute_dtypes():
     backbone = flaxbert.DistilBertBackbone(50, 1, 2, 8, 16, max_sequence_length=12, dtype="mixed_bfloat16")
     assert backbone.config.dtype == "bfloat16"
     assert backbone.params["token_embedding"]["embedding"].dtype == jnp.float32
     out = backbone({"token_ids": np.ones((1, 4), int), "padding_mask": np.ones((1, 4), int)})
     assert out.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("dtype", ["mixed_bfloat16", jnp.bfloat16, np.dtype(jnp.bfloat16)], ids=str)
+@pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])
+def test_configs_store_the_compute_dtype_name(cfg, dtype):
+    """The configs checked `dtype` through compute_dtype but kept it as given: "mixed_bfloat16" then failed inside
+    flax's LayerNorm, and a jnp dtype class made get_config() unserialisable."""
+    cfg = dataclasses.replace(cfg, dtype=dtype)
+    assert cfg.dtype == "bfloat16" and cfg == dataclasses.replace(cfg, dtype="bfloat16")
+    backbone_cls = flaxbert.BertBackbone if isinstance(cfg, BertConfig) else flaxbert.DistilBertBackbone
+    assert json.loads(json.dumps(backbone_cls.from_config(cfg).get_config()))["dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("cfg", [TINY_BERT, TINY_DISTIL], ids=["bert", "distil_bert"])

@@ -35,6 +35,8 @@ def test_unknown_keys_and_bad_values():
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
     with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
         cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))
+    with pytest.raises(cfg.ConfigError, match=r"optimizer.warmup_fraction must be in \[0, 1\], got 1.5"):
+        cfg.validate(cfg.Config(preset="x", optimizer=cfg.OptimizerConfig(name="recommended", warmup_fraction=1.5)))
 
 
 def test_execution_fields_default_to_the_presets_and_parse_none():

@@ -6,6 +6,8 @@ A config fully describes a network's structure and numerics; train vs eval is a 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
@@ -41,30 +43,40 @@ def check_execution(scan_layers, attention_kernel) -> None:
         raise ValueError(f"attention_kernel={attention_kernel!r} is not supported; use one of {ATTENTION_KERNELS}.")
 
 
+def _positive_int(cfg, field: str, what: str = "a positive integer") -> None:
+    """A positive integer field. A numpy integer is stored as an int (JSON and jit's static arguments want one); a
+    bool is refused (True would be a size of 1)."""
+    value = getattr(cfg, field)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{type(cfg).__name__}.{field} must be {what}, got {value!r}.")
+    object.__setattr__(cfg, field, int(value))
+
+
+def _finite(cfg, field: str, accepts, what: str) -> None:
+    """A finite real field that `accepts`, stored as a float; bools, NaN and infinities are refused."""
+    value = getattr(cfg, field)
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and accepts(value)):
+        raise ValueError(f"{type(cfg).__name__}.{field} must be {what}, got {value!r}.")
+    object.__setattr__(cfg, field, float(value))
+
+
 def _check_common(cfg) -> None:
-    for field in (
-        "vocabulary_size",
-        "num_layers",
-        "num_heads",
-        "hidden_dim",
-        "intermediate_dim",
-        "max_sequence_length",
-    ):
-        value = getattr(cfg, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{type(cfg).__name__}.{field} must be a positive integer, got {value!r}.")
+    for field in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                  "max_sequence_length"):  # fmt: skip
+        _positive_int(cfg, field)
     if cfg.hidden_dim % cfg.num_heads:
         raise ValueError(
             f"hidden_dim={cfg.hidden_dim} must be divisible by num_heads={cfg.num_heads} "
             f"(each head gets hidden_dim // num_heads dimensions)."
         )
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}.")
+    _finite(cfg, "dropout", lambda rate: 0.0 <= rate < 1.0, "in [0, 1)")
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"activation={cfg.activation!r} is not supported; use one of {ACTIVATIONS}.")
-    if cfg.layer_norm_epsilon <= 0:
-        raise ValueError(f"layer_norm_epsilon must be positive, got {cfg.layer_norm_epsilon!r}.")
-    compute_dtype(cfg.dtype)
+    _finite(cfg, "layer_norm_epsilon", lambda epsilon: epsilon > 0, "a positive number")
+    # Stored as its name: a keras policy name ("mixed_bfloat16") reached flax as given and failed there, and a jnp
+    # dtype class made get_config() unserialisable.
+    object.__setattr__(cfg, "dtype", compute_dtype(cfg.dtype))
     if cfg.scan_layers is None or cfg.attention_kernel is None:  # None means "keep" in from_preset only
         raise ValueError(f"a config needs scan_layers (True or False) and attention_kernel (one of "
                          f"{ATTENTION_KERNELS}); got {cfg.scan_layers!r} and {cfg.attention_kernel!r}.")  # fmt: skip
@@ -76,7 +88,8 @@ class BertConfig:
     """keras-hub `BertBackbone`'s arguments (REFERENCE §1.1) plus the activation and LayerNorm epsilon.
 
     `activation` is "gelu_approximate" (tanh form) for keras-hub presets, which were converted from Google's TF
-    checkpoints, and "gelu" (exact erf form) for Hugging Face `bert` checkpoints. `dtype` is the compute dtype.
+    checkpoints, and "gelu" (exact erf form) for Hugging Face `bert` checkpoints. `dtype` is the compute dtype: a name,
+    a keras policy name ("mixed_bfloat16") or a numpy/jax dtype, stored as its name ("bfloat16").
     `scan_layers` runs the layers as one `lax.scan` (one layer to compile; see `layers.transformer_layers`) instead of
     unrolling them; the params and the numbers are the same either way. Off by default: on CPU the scanned bert_tiny
     train step measured ~18% slower and compiled no faster; its effect on a GPU step is not measured yet.
@@ -104,8 +117,7 @@ class BertConfig:
 
     def __post_init__(self):
         _check_common(self)
-        if not isinstance(self.num_segments, int) or self.num_segments < 1:
-            raise ValueError(f"BertConfig.num_segments must be a positive integer, got {self.num_segments!r}.")
+        _positive_int(self, "num_segments")
 
     @property
     def head_dim(self) -> int:
@@ -141,15 +153,13 @@ class DistilBertConfig:
 
 
 def _check_head(cfg) -> None:
-    if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {cfg.num_classes!r}.")
+    _positive_int(cfg, "num_classes")
     if cfg.activation not in (None, "softmax"):
         raise ValueError(
             f"activation={cfg.activation!r} is not supported for a classifier head; "
             "use None for logits or 'softmax' for probabilities."
         )
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}.")
+    _finite(cfg, "dropout", lambda rate: 0.0 <= rate < 1.0, "in [0, 1)")
     names = cfg.label_names
     if names is None:
         return
@@ -194,8 +204,8 @@ class DistilBertHeadConfig:
 
     def __post_init__(self):
         _check_head(self)
-        if self.hidden_dim is not None and (not isinstance(self.hidden_dim, int) or self.hidden_dim < 1):
-            raise ValueError(f"hidden_dim must be a positive integer or None, got {self.hidden_dim!r}.")
+        if self.hidden_dim is not None:  # None: the backbone's hidden size
+            _positive_int(self, "hidden_dim", "a positive integer or None")
 
 
 _CLASSES = {"bert": "BertBackbone / BertTextClassifier", "distil_bert": "DistilBertBackbone / DistilBertTextClassifier"}

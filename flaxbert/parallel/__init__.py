@@ -1,6 +1,7 @@
-"""Device mesh, logical-axis rules and the host/device boundary."""
+"""Device mesh, logical-axis rules, the host/device boundary and multi-process set-up."""
 
-from flaxbert.parallel.host import initialize_distributed, process_slice, to_global, to_host
+from flaxbert.parallel.distributed import initialize_distributed
+from flaxbert.parallel.host import process_slice, to_global, to_host
 from flaxbert.parallel.mesh import (
     MESH_AXES,
     RULES,

@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
-
-
-def initialize_distributed() -> bool:
-    """Calls `jax.distributed.initialize` when a multi-process job is configured in the environment.
-
-    Detects the coordinator from `JAX_COORDINATOR_ADDRESS` (with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`) or lets
-    jax auto-detect on TPU pods and SLURM/Open MPI when `FLAXBERT_DISTRIBUTED=1`. Must run before any other jax call.
-    Returns whether it initialised.
-    """
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize(
-            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]),
-        )
-        return True
-    if os.environ.get("FLAXBERT_DISTRIBUTED") == "1":
-        jax.distributed.initialize()
-        return True
-    return False
 
 
 def process_slice(global_size: int) -> slice:

@@ -12,9 +12,10 @@ import pathlib
 
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
-# Bumped when a conversion would write something new (2: a transformers head's class names): older copies are
-# converted again rather than read without it.
-CONVERSION = 2
+# Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
+# no problem_type is transformers' regression, cached as its encoder alone): older copies are converted again rather
+# than read as they were.
+CONVERSION = 3
 
 
 def cache_root() -> pathlib.Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import warnings
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -84,6 +86,42 @@ def read_state_dict(directory) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
 
 
+class OtherTask(NamedTuple):
+    """A checkpoint fine-tuned for another task than sequence classification, in words: `what` it is, whether and
+    how its `encoder` loads, and whether it `loads`."""
+
+    what: str
+    encoder: str
+    loads: bool
+
+
+def other_task(directory, state: dict | None = None) -> OtherTask | None:
+    """Says what a token classification, multiple choice or question answering checkpoint is and what of it flaxbert
+    loads; None for sequence classifiers and base checkpoints. `state` spares reading the weights again."""
+    hf, source = read_config(directory), str(directory)
+    found = hf_convert.other_task(hf)
+    if found is None:
+        return None
+    name, task = found
+    what = (
+        f"{source} is a {name} checkpoint, a {task}; flaxbert runs sequence classifiers (*ForSequenceClassification: "
+        "a label for each text)."
+    )
+    bert = hf_convert.architecture(hf, source) == "bert"
+    if bert and not hf_convert.has_pooler(read_state_dict(directory) if state is None else state):
+        encoder = (
+            f"Its encoder does not load either: transformers saves a {name} without BERT's pooler, which "
+            "BertBackbone's pooled_output and BertTextClassifier need. Start from the checkpoint it was fine-tuned "
+            "from (a BertModel, BertForMaskedLM or BertForSequenceClassification one)."
+        )
+        return OtherTask(what, encoder, loads=False)
+    encoder = (
+        f"Its encoder loads: {'BertBackbone' if bert else 'DistilBertBackbone'}.from_preset(...) alone, or "
+        "TextClassifier.from_preset(..., num_classes=N) with a new classification head."
+    )
+    return OtherTask(what, encoder, loads=True)
+
+
 def _has_head(state: dict) -> bool:
     return any(key.endswith(_HEAD_KEYS) for key in state)
 
@@ -103,10 +141,17 @@ def load_backbone(directory, dtype=None, expected: str | None = None):
 
     Returns:
         `(config, params)` where params is the encoder's tree (float32 arrays).
+
+    Warns when the checkpoint's attention-probability dropout differs from its hidden dropout: flaxbert has one rate
+    (`hf_convert.dropout_note`).
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
+    _warn_dropout(directory)
     state = read_state_dict(directory)
+    task = other_task(directory, state)
+    if task is not None and not task.loads:
+        raise ValueError(f"{task.what} {task.encoder}")
     params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source)
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
     check_params(params, abstract_params(encoder, cfg), source)
@@ -118,11 +163,21 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
 
     Returns:
         `(backbone_config, head_config, params)`; params is `{"backbone": ..., <head params>}`.
+
+    Warns as `load_backbone` does when the checkpoint has two dropout rates.
+
+    Raises:
+        ValueError: the checkpoint is no sequence classifier (a bare encoder, a regression, multi-label, token
+            classification, multiple choice or question answering head), saying what it is and what loads.
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
-    head = hf_convert.head_config(read_config(directory), source)
     state = read_state_dict(directory)
+    task = other_task(directory, state)
+    if task is not None:
+        raise ValueError(f"{task.what} {task.encoder}")
+    head = hf_convert.head_config(read_config(directory), source)
+    _warn_dropout(directory)
     if not _has_head(state):
         raise ValueError(
             f"{source} has no classification head (no 'classifier.weight'); it is a bare encoder: "
@@ -132,6 +187,13 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
     model = BertClassifier(cfg, head) if isinstance(cfg, BertConfig) else DistilBertClassifier(cfg, head)
     check_params(params, abstract_params(model, cfg), source)
     return cfg, head, _to_arrays(params)
+
+
+def _warn_dropout(directory) -> None:
+    # Here, where weights are read, not in load_config, which loaders also call just to look: one warning a load.
+    note = hf_convert.dropout_note(read_config(directory), str(directory))
+    if note is not None:
+        warnings.warn(note, stacklevel=3)
 
 
 def load_config(directory, dtype=None, expected: str | None = None) -> BertConfig | DistilBertConfig:

@@ -98,6 +98,25 @@ def _backbone_config(hf: dict, source: str, dtype: str) -> BertConfig | DistilBe
     )
 
 
+def dropout_note(hf: dict, source: str) -> str | None:
+    """Says that flaxbert's one dropout rate stands in for the config's two different ones, or None if they agree.
+
+    transformers drops attention probabilities at their own rate (BERT `attention_probs_dropout_prob`, DistilBERT
+    `attention_dropout`); flaxbert, like keras-hub, has one `dropout` and takes the hidden states' rate for both.
+    """
+    distil = architecture(hf, source) == "distil_bert"
+    names = ("dropout", "attention_dropout") if distil else ("hidden_dropout_prob", "attention_probs_dropout_prob")
+    hidden, attention = (hf.get(name, 0.1) for name in names)
+    if hidden == attention:
+        return None
+    return (
+        f"{source}: transformers drops hidden states at {names[0]}={hidden} and attention probabilities at "
+        f"{names[1]}={attention}; flaxbert has one dropout rate and uses {hidden} for both. Outputs (predict, "
+        f"evaluate) are the same; fine-tuning drops attention probabilities at {hidden}, not {attention} (another "
+        "rate: from_config(dataclasses.replace(backbone.config, dropout=...), backbone.params))."
+    )
+
+
 def num_labels(hf: dict) -> int:
     return len(hf["id2label"]) if "id2label" in hf else hf.get("num_labels", 2)
 
@@ -107,11 +126,41 @@ def is_classifier(hf: dict) -> bool:
     return any(name.endswith("ForSequenceClassification") for name in hf.get("architectures") or [])
 
 
+# transformers' fine-tuned heads for tasks other than sequence classification, by the architecture's suffix, and
+# their task. (Pre-training heads, ForMaskedLM and ForPreTraining, are how base checkpoints are published: their
+# encoder is what a backbone loads.)
+_OTHER_TASKS = {
+    "ForTokenClassification": "token classification model (a label for each token)",
+    "ForMultipleChoice": "multiple choice model (a score for each candidate text)",
+    "ForQuestionAnswering": "question answering model (answer spans)",
+}
+
+
+def other_task(hf: dict) -> tuple[str, str] | None:
+    """(architecture, task) of a checkpoint fine-tuned for a task other than sequence classification, or None."""
+    for name in hf.get("architectures") or []:
+        for suffix, task in _OTHER_TASKS.items():
+            if name.endswith(suffix):
+                return name, task
+    return None
+
+
+def has_pooler(weight_names) -> bool:
+    """Whether a BERT state dict holds the pooler, which transformers leaves out of its token-level heads."""
+    return any(name.endswith("pooler.dense.weight") for name in weight_names)
+
+
 def unsupported_head(hf: dict, source: str) -> str | None:
     """Why flaxbert cannot run the checkpoint's head (a regression or multi-label one), or None."""
     problem = hf.get("problem_type")
     if problem not in (None, "single_label_classification"):
         return f"{source}: problem_type {problem!r} is not supported; flaxbert heads are single-label."
+    # transformers' *ForSequenceClassification picks the loss when problem_type is unset: one label is regression.
+    if problem is None and num_labels(hf) == 1:
+        return (
+            f"{source}: num_labels is 1 and problem_type is unset, which transformers trains as a regression (mean "
+            "squared error); flaxbert heads are single-label classifiers."
+        )
     return None
 
 

@@ -164,6 +164,10 @@ def validate(config: Config, training: bool = True) -> None:
         ),
         (config.optimizer.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}"),
         (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
+        (
+            0 <= config.optimizer.warmup_fraction <= 1,
+            f"optimizer.warmup_fraction must be in [0, 1], got {config.optimizer.warmup_fraction}",
+        ),
         (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),
         (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
         (config.seed >= 0, f"seed must be a non-negative integer, got {config.seed}"),

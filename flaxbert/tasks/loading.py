@@ -144,8 +144,15 @@ def _class_for(cls, config_type):
 
 def _saved_head(config: dict, preset, num_classes: int | None):
     """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder; a head flaxbert
-    cannot run (regression, multi-label) is refused, or with `num_classes` replaced by a new one."""
+    cannot run (regression, multi-label, another task's) is refused, or with `num_classes` replaced by a new one."""
     if not hf_convert.is_classifier(config):
+        task = hf_checkpoint.other_task(preset)
+        if task is None:  # a base checkpoint: its encoder, with a new head
+            return None
+        if num_classes is None or not task.loads:
+            raise ValueError(f"{task.what} {task.encoder}")
+        warnings.warn(f"{task.what} num_classes={num_classes} gets a new, randomly initialised head on its encoder.",
+                      stacklevel=4)  # fmt: skip
         return None
     unsupported = hf_convert.unsupported_head(config, str(preset))
     if unsupported is None:

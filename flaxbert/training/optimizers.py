@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import optax
 
+from flaxbert.training.keras_adam import keras_adam
+
 
 def keras_default(learning_rate: float = 5e-5) -> optax.GradientTransformation:
-    """keras-hub's `compile()` default: Keras Adam(5e-5), whose epsilon is 1e-7 (REFERENCE §6.1)."""
-    return optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
+    """keras-hub's `compile()` default: `keras.optimizers.Adam(5e-5)` (REFERENCE §6.1), update for update.
+
+    Keras adds its epsilon (1e-7) to sqrt(v) before bias correction, which `optax.adam` does not: on BERT's ~1e-5
+    gradients their first updates differ by about half, so this is `keras_adam`, not `optax.adam(eps=1e-7)`.
+    """
+    return keras_adam(learning_rate, b1=0.9, b2=0.999, eps=1e-7)
 
 
 def weight_decay_mask(params):
@@ -41,15 +49,20 @@ def recommended(
 
 
 def warmup_linear_decay(num_steps: int, learning_rate: float, warmup_fraction: float) -> optax.Schedule:
-    """The recommended recipe's learning rate: linear from 0 to `learning_rate` over the warmup, then linear to 0."""
-    warmup = max(1, int(num_steps * warmup_fraction))
-    return optax.join_schedules(
-        [
-            optax.linear_schedule(0.0, learning_rate, warmup),
-            optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - warmup)),
-        ],
-        [warmup],
-    )
+    """The recommended recipe's learning rate: linear from 0 to `learning_rate` over the warmup, then linear to 0.
+
+    The warmup is `int(num_steps * warmup_fraction)` steps, the first at rate 0 (as transformers' linear warmup).
+    With none (`warmup_fraction=0`, or too few steps for one) the first step runs at `learning_rate`.
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer (the optimizer steps of the run), got {num_steps!r}.")
+    if not 0.0 <= warmup_fraction <= 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1] (a share of num_steps), got {warmup_fraction!r}.")
+    warmup = int(num_steps * warmup_fraction)
+    decay = optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - warmup))
+    if warmup == 0:  # a 0-step warmup would still spend step 0 at rate 0
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), decay], [warmup])
 
 
 def freeze_backbone(tx: optax.GradientTransformation) -> optax.GradientTransformation:

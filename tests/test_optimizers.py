@@ -1,0 +1,97 @@
+"""The optimizer recipes: keras_default is Keras' own Adam, and the recommended schedule's warmup and decay."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flaxbert.training import optimizers
+from flaxbert.training.keras_adam import KerasAdamState, keras_adam
+
+
+def _gradients(steps: int, seed: int = 0) -> list[dict]:
+    """BERT-like ~1e-5 gradients for one param and ~1 for another, some exactly 0 (a token absent from the batch)."""
+    rng = np.random.default_rng(seed)
+    grads = []
+    for _ in range(steps):
+        small = (1e-5 * rng.normal(size=(24, 7))).astype(np.float32)
+        small[:3] = 0.0
+        grads.append({"embedding": small, "bias": rng.normal(size=(5,)).astype(np.float32)})
+    return grads
+
+
+def test_keras_default_moves_params_as_keras_adam_does(keras):
+    """Keras' own Adam is the reference, on the same gradients for 6 steps. The old keras_default, optax.adam with
+    eps=1e-7 (added after bias correction), put the ~1e-5-gradient params' first update 58% off Keras'."""
+    rng = np.random.default_rng(1)
+    start = {"embedding": (0.02 * rng.normal(size=(24, 7))).astype(np.float32), "bias": np.zeros(5, np.float32)}
+    grads = _gradients(6)
+    variables = {name: keras.Variable(value) for name, value in start.items()}
+    reference = keras.optimizers.Adam(5e-5)
+    tx = optimizers.keras_default()
+
+    @jax.jit
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params, state = jax.tree.map(jnp.asarray, start), tx.init(start)
+    for g in grads:
+        reference.apply_gradients([(jnp.asarray(g[name]), variables[name]) for name in start])
+        params, state = step(params, state, g)
+        for name, variable in variables.items():
+            # Keras runs its ops one at a time; the jitted step fuses them (1 ulp at most per op).
+            np.testing.assert_allclose(params[name], variable.value, rtol=1e-6, atol=1e-12, err_msg=name)
+    assert int(state.count) == int(reference.iterations) == 6
+
+
+def test_keras_adam_state_is_a_small_named_tuple_and_takes_a_schedule():
+    tx = keras_adam(lambda count: 0.5 ** (count + 1))  # 0.5 at the first update, as Keras calls schedules
+    state = tx.init({"w": jnp.zeros(3)})
+    assert isinstance(state, KerasAdamState) and state.count.dtype == jnp.int32
+    assert [leaf.shape for leaf in jax.tree.leaves(state)] == [(), (3,), (3,)]
+    grads = {"w": jnp.array([1.0, -1.0, 0.0])}
+    updates, state = tx.update(grads, state)
+    # step 1: m = 0.1g, v = 0.001g^2, alpha = lr*sqrt(0.001)/0.1, so the update is lr*g/(|g| + eps/sqrt(0.001));
+    # in float32, as Keras computes it, 1 - 0.999 is 1.3e-5 off.
+    want = 0.5 / (1 + 1e-7 / 0.001**0.5)
+    np.testing.assert_allclose(updates["w"], [-want, want, 0.0], rtol=2e-5)
+    updates, _ = tx.update(grads, state)
+    assert float(updates["w"][0]) == pytest.approx(-0.25 / (1 + 1e-7 / (1 - 0.999**2) ** 0.5), rel=2e-5)  # lr 0.25
+
+
+@pytest.mark.parametrize(("name", "value"), [("b1", 1.0), ("b2", -0.1), ("eps", 0.0)])
+def test_keras_adam_rejects_bad_hyperparameters(name, value):
+    with pytest.raises(ValueError, match=f"keras_adam's {name} must be"):
+        keras_adam(1e-3, **{name: value})
+
+
+def test_warmup_then_linear_decay_keeps_its_values():
+    schedule = optimizers.warmup_linear_decay(num_steps=10, learning_rate=1.0, warmup_fraction=0.2)
+    got = [float(schedule(step)) for step in (0, 1, 2, 3, 6, 9, 10)]
+    np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 7 / 8, 4 / 8, 1 / 8, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "warmup_fraction", "want"),
+    [(4, 0.0, [1.0, 0.75, 0.5, 0.25]), (1, 0.0, [1.0]), (1, 0.1, [1.0]), (5, 0.1, [1.0, 0.8, 0.6, 0.4, 0.2])],
+)
+def test_no_warmup_starts_at_the_full_rate(num_steps, warmup_fraction, want):
+    """A warmup of 0 steps (none asked for, or fewer steps than one needs) was 1 step at rate 0: the first update
+    did nothing, and recommended(num_steps=1) never trained."""
+    schedule = optimizers.warmup_linear_decay(num_steps, 1.0, warmup_fraction)
+    np.testing.assert_allclose([float(schedule(step)) for step in range(num_steps)], want, atol=1e-7)
+    tx = optimizers.recommended(num_steps, learning_rate=1e-2, warmup_fraction=warmup_fraction, weight_decay=0.0)
+    params = {"kernel": jnp.ones(3)}
+    updates, _ = tx.update({"kernel": jnp.array([0.5, -0.5, 0.0])}, tx.init(params), params)
+    # AdamW's first step moves each param by the rate (sign of the clipped gradient), 0 where the gradient is 0
+    np.testing.assert_allclose(updates["kernel"], [-1e-2, 1e-2, 0.0], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("num_steps", "warmup_fraction", "match"), [(0, 0.1, "num_steps"), (10, 1.5, "warmup_fraction")]
+)
+def test_schedule_rejects_bad_arguments(num_steps, warmup_fraction, match):
+    with pytest.raises(ValueError, match=match):
+        optimizers.warmup_linear_decay(num_steps, 1e-3, warmup_fraction)
