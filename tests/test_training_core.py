@@ -81,7 +81,7 @@ def test_param_shardings_follow_the_rules():
     assert layer["self_attention_layer_norm"]["scale"].sharding.spec == P(None)
     assert state.params["logits"]["kernel"].sharding.spec == P("fsdp", None)
     # Adam's moments are sharded like their params.
-    mu = state.opt_state[0].mu["backbone"]["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    mu = state.opt_state.mu["backbone"]["transformer_layer_0"]["self_attention"]["query"]["kernel"]
     assert mu.sharding.spec == P("fsdp", None, None)
     assert layer["self_attention"]["query"]["kernel"].addressable_shards[0].data.shape == (4, 2, 8)
 
