@@ -4,6 +4,7 @@ Eight fake CPU devices are requested before jax is imported anywhere, so mesh te
 """
 
 import atexit
+import importlib
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pathlib  # noqa: E402
 
-import huggingface_hub  # noqa: E402
+import huggingface_hub.constants  # noqa: E402  (its lazy module loads it only on use)
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,26 +57,25 @@ def minilm_dir() -> pathlib.Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def keras_hub():
-    """keras-hub on the JAX backend, the reference for keras-format presets (installed by .ci/run, without TF)."""
+def _keras_module(name: str):
+    """`name` imported on the Keras JAX backend (installed by .ci/run, without TensorFlow)."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     try:
-        import keras_hub
+        return importlib.import_module(name)
     except ImportError:
-        _missing("keras-hub", "see .ci/run for the TensorFlow-free install of keras and keras-hub")
-    return keras_hub
+        _missing(name, "see .ci/run for the TensorFlow-free install of keras and keras-hub")
+
+
+@pytest.fixture(scope="session")
+def keras_hub():
+    """keras-hub, the reference for keras-format presets."""
+    return _keras_module("keras_hub")
 
 
 @pytest.fixture(scope="session")
 def keras():
-    """Keras 3 on the JAX backend, the reference for keras-hub's compile defaults (installed by .ci/run, without TF)."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    try:
-        import keras
-    except ImportError:
-        _missing("keras", "see .ci/run for the TensorFlow-free install of keras")
-    return keras
+    """Keras 3, the reference for keras-hub's compile defaults."""
+    return _keras_module("keras")
 
 
 HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"

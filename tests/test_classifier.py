@@ -440,10 +440,7 @@ def test_compile_checks_the_loss_it_is_given(loss, message, request):
     """A reduced or reshaped loss trained and evaluated wrongly (padding rows entered a mean, [B, 1] broadcast to
     [B, B]); a Keras loss object failed at the first step, inside Keras."""
     if loss == "keras":
-        request.getfixturevalue("keras_hub")  # Keras on the JAX backend
-        import keras
-
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = request.getfixturevalue("keras").losses.SparseCategoricalCrossentropy(from_logits=True)
     classifier = _tiny()
     kept = classifier.loss
     with pytest.raises(ValueError, match=message):
