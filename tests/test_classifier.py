@@ -475,3 +475,11 @@ def test_validation_scores_are_printed_with_verbose(text_classifier, capsys):
     text_classifier.fit(FEATURES, LABELS, batch_size=2, epochs=2, validation_data=(FEATURES, LABELS))
     printed = capsys.readouterr()
     assert re.search(r"epoch 2/2: val_loss: \d\.\d{4} - val_accuracy: \d\.\d{4}", printed.out + printed.err)
+
+
+def test_no_sample_weights_and_weights_of_one_are_the_same_data():
+    from flaxbert.training.batches import ArrayData, fingerprint
+
+    x, y = _tiny_data(4)
+    assert fingerprint(ArrayData(x, y)) == fingerprint(ArrayData(x, y, np.ones(4, np.float32)))
+    assert fingerprint(ArrayData(x, y)) != fingerprint(ArrayData(x, y, np.full(4, 2.0, np.float32)))

@@ -95,3 +95,15 @@ def test_no_warmup_starts_at_the_full_rate(num_steps, warmup_fraction, want):
 def test_schedule_rejects_bad_arguments(num_steps, warmup_fraction, match):
     with pytest.raises(ValueError, match=match):
         optimizers.warmup_linear_decay(num_steps, 1e-3, warmup_fraction)
+
+
+def test_keras_adam_under_inject_hyperparams_moves_params_as_itself():
+    """optax.inject_hyperparams calls the factory again with traced b1, b2 and eps: the range checks failed there
+    (TracerBoolConversionError), so the default optimizer could not have its learning rate logged or changed."""
+    params = {"w": jnp.array([0.5, -1.0, 2.0])}
+    grads = {"w": jnp.array([1e-5, -2e-5, 0.0])}
+    injected = optax.inject_hyperparams(keras_adam)(learning_rate=1e-2)
+    plain = keras_adam(1e-2)
+    got, _ = jax.jit(injected.update)(grads, injected.init(params))
+    want, _ = plain.update(grads, plain.init(params))
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-5)  # traced b1, b2: float32 powers computed in jit

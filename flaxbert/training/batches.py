@@ -32,7 +32,9 @@ class ArrayData:
 def fingerprint(data: ArrayData) -> str:
     """A digest of every array of `data` (inputs, labels, weights): a resumed fit checks it is the same dataset."""
     digest = hashlib.blake2b(digest_size=16)
-    arrays = {**data.inputs, "labels": data.labels, "sample_weight": data.sample_weight}
+    # no weights train as weights of one: the same digest
+    weights = np.ones(len(data), np.float32) if data.sample_weight is None else data.sample_weight
+    arrays = {**data.inputs, "labels": data.labels, "sample_weight": weights}
     for name in sorted(arrays):
         array = arrays[name]
         digest.update(name.encode())

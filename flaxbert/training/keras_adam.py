@@ -50,10 +50,11 @@ def keras_adam(
         >>> state = tx.init({"w": jnp.zeros(3)})
         >>> updates, state = tx.update({"w": jnp.array([1e-5, -1e-5, 0.0])}, state)
     """
+    # Checked where they are numbers: `optax.inject_hyperparams` calls this again with traced arrays.
     for name, value in (("b1", b1), ("b2", b2)):
-        if not 0.0 <= value < 1.0:
+        if isinstance(value, int | float) and not 0.0 <= value < 1.0:
             raise ValueError(f"keras_adam's {name} must be in [0, 1), got {value!r}.")
-    if not eps > 0.0:
+    if isinstance(eps, int | float) and not eps > 0.0:
         raise ValueError(f"keras_adam's eps must be positive, got {eps!r}.")
 
     def init(params) -> KerasAdamState:
