@@ -217,13 +217,12 @@ class TextClassifier:
 
     def _rows(self, batch_size: int) -> int:
         batch_size = _positive_int("batch_size", batch_size)
-        devices = self.mesh.size
-        rows = -(-batch_size // devices) * devices
+        rows = self._padded(batch_size)
         if rows != batch_size:
             warnings.warn(
-                f"batch_size={batch_size} does not split over {devices} devices: each step is padded to {rows} rows, "
-                "and the padding rows carry no weight (results are exact; use a multiple of the device count to "
-                "waste no compute).",
+                f"batch_size={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
+                f"{rows} rows, and the padding rows carry no weight (results are exact; use a multiple of the device "
+                "count to waste no compute).",
                 stacklevel=3,
             )
         return rows
@@ -233,9 +232,12 @@ class TextClassifier:
         to the next power of two (so at most one program per doubling) that splits over the devices."""
         if size >= batch_size:
             return batch_size, rows
-        devices = self.mesh.size
-        smaller = min(batch_size, max(1 << (size - 1).bit_length(), devices))
-        return smaller, min(rows, -(-smaller // devices) * devices)
+        smaller = min(batch_size, max(1 << (size - 1).bit_length(), self.mesh.size))
+        return smaller, min(rows, self._padded(smaller))
+
+    def _padded(self, batch_size: int) -> int:
+        """The rows a step of `batch_size` examples takes: rounded up to a multiple of the device count."""
+        return -(-batch_size // self.mesh.size) * self.mesh.size
 
     def _prepare(self, x, y, sample_weight, need_labels: bool):
         data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
@@ -303,8 +305,8 @@ class TextClassifier:
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         try:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
-            if seed is None:
-                seed = saved["seed"] if saved is not None and "seed" in saved else self._fits
+            if seed is None:  # every record holds the seed its run trained with
+                seed = saved["seed"] if saved is not None else self._fits
             state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
             if saved is not None and saved["step"] >= last_step:
