@@ -82,6 +82,9 @@ def _glibc():
 def _jax_backend_started() -> bool:
     if "jax" not in sys.modules:
         return False
-    from jax._src import xla_bridge  # no public API says whether the backends exist yet
+    try:  # no public API says whether the backends exist yet; a jax that moved it gets the settings applied anyway
+        from jax._src import xla_bridge
 
-    return xla_bridge.backends_are_initialized()
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return False

@@ -93,3 +93,11 @@ def test_accelerator_installed_follows_jax_plugins(monkeypatch):
     assert host_memory.accelerator_installed() is False
     monkeypatch.setattr(host_memory.importlib.util, "find_spec", lambda name: object() if name == "libtpu" else None)
     assert host_memory.accelerator_installed() is True
+
+
+def test_a_jax_without_the_private_backend_check_still_gets_the_settings(monkeypatch):
+    """`_jax_backend_started` reads a private jax function; a jax that moved it must not break the call."""
+    from jax._src import xla_bridge
+
+    monkeypatch.delattr(xla_bridge, "backends_are_initialized")
+    assert host_memory._jax_backend_started() is False
