@@ -8,6 +8,7 @@ mesh restores onto another.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import jax
@@ -135,3 +136,32 @@ def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointEr
         "optimizer that wrote it, or pass a new checkpoint_dir (or delete that step's directory to fall back to the "
         "one before)."
     )
+
+
+_VALIDATED = "validated.json"  # beside the step directories (Orbax lists only integer-named ones)
+
+
+def validated_steps(mngr: ocp.CheckpointManager) -> set[int]:
+    """The epoch-end steps whose validation ran to its end (an epoch's checkpoint is saved before its validation,
+    so a run killed while validating resumes at a step not in this set and validates first)."""
+    path = pathlib.Path(mngr.directory) / _VALIDATED
+    try:
+        return {int(step) for step in json.loads(path.read_text())}
+    except FileNotFoundError:
+        return set()
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{path} is damaged ({type(error).__name__}: {error}); delete it (the latest epoch's validation then runs "
+            "again) or pass a new checkpoint_dir."
+        ) from None
+
+
+def mark_validated(mngr: ocp.CheckpointManager, step: int) -> None:
+    """Records that the validation after the checkpoint of `step` finished (written whole, by process 0)."""
+    if jax.process_index() != 0:
+        return
+    path = pathlib.Path(mngr.directory) / _VALIDATED
+    steps = sorted(validated_steps(mngr) | {step})
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(steps))
+    tmp.replace(path)

@@ -375,6 +375,38 @@ def _tiny_data(rows, seed=0):
     return x, rng.integers(0, 4, rows)
 
 
+def test_a_run_stopped_while_validating_validates_first_when_it_resumes(tmp_path):
+    """An epoch's checkpoint is saved before its validation: a run killed while validating resumed past it, that
+    validation never ran and its row was lost (at the last epoch, train.py --resume then failed every time)."""
+    x, y = _tiny_data(8)
+    val = _tiny_data(4, seed=1)
+    rows = []
+
+    def logged_until_validating(step):
+        def on_log(row):
+            if row["split"] == "validation" and row["step"] == step:
+                raise KeyboardInterrupt  # after the checkpoint of that step, before its validation is marked done
+            rows.append(row)
+
+        return on_log
+
+    fit = functools.partial(_tiny().fit, x, y, batch_size=2, epochs=2, validation_data=val, seed=0, verbose=0,
+                            checkpoint_dir=tmp_path)  # fmt: skip
+    for stop in (4, 8):  # in the first epoch's validation; then, resumed, in the last one's
+        with pytest.raises(KeyboardInterrupt):
+            fit(on_log=logged_until_validating(stop))
+    with pytest.warns(UserWarning, match="already trained to step 8"):
+        assert fit(on_log=rows.append).epoch == []
+    straight = []
+    _tiny().fit(x, y, batch_size=2, epochs=2, validation_data=val, seed=0, verbose=0, on_log=straight.append)
+    assert [(r["split"], r["step"]) for r in straight] == [("train", 4), ("validation", 4), ("train", 8),
+                                                          ("validation", 8)]  # fmt: skip
+    assert [(r["split"], r["step"], r["loss"]) for r in rows] == [(r["split"], r["step"], r["loss"]) for r in straight]
+    with pytest.warns(UserWarning, match="already trained to step 8"):
+        assert fit(on_log=rows.append).epoch == []
+    assert len(rows) == 4  # validated once: nothing runs again
+
+
 def test_each_fit_draws_a_new_order_and_new_masks_unless_seeded():
     """fit's order and dropout keys came from (seed=0, epoch / step) in every call, so fitting one epoch at a time
     replayed the same shuffle and masks; the default seed now counts the classifier's fits (Keras' fit draws new

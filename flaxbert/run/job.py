@@ -182,8 +182,13 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
     if history.epoch:
         last = {key: history.history[f"val_{key}"][-1] for key in ("loss", "accuracy")}
         after = {"validation": last}
-    else:  # resumed after the last epoch had finished: its scores are in the log
-        after = {"validation": _logged(out / "metrics.jsonl", step=end_step)["validation"]}
+    else:  # resumed after the last epoch had finished: its scores are in the log (fit validated a killed run's)
+        logged = _logged(out / "metrics.jsonl", step=end_step)
+        after = (
+            {"validation": logged["validation"]}
+            if "validation" in logged
+            else evaluate_splits(classifier, {"validation": validation}, config, log, end_step, config.epochs)
+        )
     if "test" in splits:
         after.update(evaluate_splits(classifier, {"test": splits["test"]}, config, log, end_step, config.epochs))
     if not (out / "model").exists():  # there already (written whole, atomically): a resumed run that had finished

@@ -157,7 +157,8 @@ def fit(
     back as `saved_totals`. `on_log(row)` receives a row of training metrics (loss and accuracy over the last
     `log_every` steps, examples/s) every `log_every` steps, and a row per validation (printed too, with `verbose`).
     A SIGTERM during an epoch's last step or its validation exits after the epoch's end (its checkpoint, validation
-    and row). When anything cuts training short (Ctrl-C, an error in `on_log` or in a
+    and row); a run killed during a validation validates first when it resumes (`checkpoint.validated_steps`), so
+    the rows come out as an uninterrupted run's. When anything cuts training short (Ctrl-C, an error in `on_log` or in a
     step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on.
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
@@ -169,9 +170,27 @@ def fit(
     # so the epoch's history and the next on_log row count its steps before the interruption too.
     resumed = _on_mesh(saved_totals, mesh) if saved_totals is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
+
+    def validated(epoch: int) -> dict:
+        """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
+        scores = validate(state.params)
+        if verbose:
+            shown = " - ".join(f"val_{key}: {value:.4f}" for key, value in scores.items())
+            tqdm.write(f"epoch {epoch}/{epochs}: {shown}")
+        if on_log is not None:
+            on_log(dict(split="validation", step=epoch * per_epoch, epoch=float(epoch), **scores))
+        if ckpt is not None:
+            checkpoint.mark_validated(ckpt, epoch * per_epoch)
+        return scores
+
     try:
         # SIGTERM is caught only where there is a checkpoint to save; otherwise it ends the process as usual.
         with watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption:
+            at_epoch_end = ckpt is not None and start and start % per_epoch == 0
+            if validate is not None and at_epoch_end and start not in checkpoint.validated_steps(ckpt):
+                validated(start // per_epoch)  # the run was killed while validating: its scores come first
+                if preemption.requested:
+                    raise SystemExit(0)
             for epoch in range(start // per_epoch, epochs):
                 order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
                 totals, window_began = (resumed if resumed and epoch == start // per_epoch else fresh), began
@@ -209,14 +228,8 @@ def fit(
                     end = (epoch + 1) * per_epoch
                     checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
                 if validate is not None:
-                    scores = validate(state.params)
-                    for key, value in scores.items():
+                    for key, value in validated(epoch + 1).items():
                         history.setdefault(f"val_{key}", []).append(value)
-                    if verbose:
-                        shown = " - ".join(f"val_{key}: {value:.4f}" for key, value in scores.items())
-                        tqdm.write(f"epoch {epoch + 1}/{epochs}: {shown}")
-                    if on_log is not None:
-                        on_log(dict(split="validation", step=(epoch + 1) * per_epoch, epoch=float(epoch + 1), **scores))
                 if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
                     raise SystemExit(0)
     except BaseException:
