@@ -111,6 +111,8 @@ def _check_fits(mngr, step: int, abstract_state) -> None:
         saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(mngr.item_metadata(step)["state"])}
     except Exception as error:
         raise _unusable(mngr, step, "cannot be read", error) from None
+    if not saved:  # a step directory whose state holds nothing: not another model, a damaged save
+        raise _unusable(mngr, step, "is damaged or incomplete", "its state holds no arrays")
     wanted = {
         _dotted(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]
     }

@@ -1,5 +1,6 @@
 """The keras-hub task API: the seed pages' examples, freezing, and clear errors that leave the model unchanged."""
 
+import contextlib
 import functools
 import itertools
 import re
@@ -15,8 +16,10 @@ import pytest
 from jax.sharding import PartitionSpec
 
 import flaxbert
+from flaxbert import checkpoint
 from flaxbert.checkpoint import CheckpointError
 from flaxbert.parallel import make_mesh
+from flaxbert.training import loops
 from flaxbert.training.preemption import Preemption
 
 FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
@@ -178,12 +181,24 @@ def test_a_checkpoint_of_another_model_or_a_damaged_one_is_one_clear_error(tmp_p
     classifier(4).fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
     other = classifier(5)
     before = jax.tree.map(np.array, other.params)
+    with pytest.raises(ValueError, match=r"different run at step 1 .*'model head.num_classes': \(4, 5\)"):
+        other.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    # The saved arrays are checked too (a checkpoint from before records held the model): the ones that differ named.
+    (_, _), tx, shardings = other._steps("train", True)
+    abstract, _ = loops.state_shardings(other.model, other.backbone.config, tx, other.mesh)
     named = r"params.logits.bias: saved \(4,\), now \(5,\); params.logits.kernel: saved \(16, 4\), now \(16, 5\)"
-    with pytest.raises(CheckpointError, match=rf"step 1 in .* does not fit this model and optimizer \({named}"):
-        other.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
-    other.compile(optimizer=optax.sgd(0.1))  # and with another optimizer state
+    refused = pytest.raises(CheckpointError, match=rf"step 1 in .* does not fit this model and optimizer \({named}")
+    with contextlib.closing(checkpoint.manager(tmp_path / "run")) as mngr, refused:
+        checkpoint.restore_latest(mngr, abstract, shardings)
+    same = classifier(4)
+    same.compile(optimizer=optax.sgd(0.1))  # the same model with another optimizer state
     with pytest.raises(CheckpointError, match=r"does not fit this model and optimizer \(\d+ arrays saved"):
-        other.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+        same.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
+    emptied = tmp_path / "run" / "1" / "state"  # its metadata gone: it read as another model's with 0 arrays
+    for item in emptied.glob("_METADATA"):
+        item.unlink()
+    with pytest.raises(CheckpointError, match=r"step 1 in .* is damaged or incomplete \(its state holds no arrays"):
+        classifier(4).fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
     (tmp_path / "run" / "5").mkdir()
     (tmp_path / "run" / "5" / "junk").write_text("x")
     with pytest.raises(CheckpointError, match=r"step 5 in .* cannot be read"):
@@ -449,10 +464,23 @@ def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
     other = _tiny(seed=2)
     before = jax.tree.map(np.array, other.params)
     other_x = {**x, "token_ids": (x["token_ids"] + 1) % 100}
-    with pytest.raises(ValueError, match=r"'data': 'the same number of examples, but other texts, labels or weights'"):
+    with pytest.raises(
+        ValueError,
+        match=r"at step 2 .*'data': 'the same number of examples, but other texts, labels or weights \(or texts tok",
+    ):
         other.fit(other_x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"'shuffle': \(True, False\)"):
         other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path, shuffle=False)
+    # Another model of the same shapes (its head's activation, its dropout) silently took the run's params.
+    backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, dropout=0.3)
+    with pytest.raises(ValueError, match=r"at step 2 .*'model backbone.dropout': \(0.1, 0.3\)\}"):
+        flaxbert.BertTextClassifier(backbone, num_classes=4).fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    softmax = flaxbert.BertTextClassifier(_tiny().backbone, num_classes=4, activation="softmax")
+    with pytest.raises(
+        ValueError,
+        match=r"'model head.activation': \(None, 'softmax'\), 'model loss': .*from_logits=True.*from_logits=False",
+    ):
+        softmax.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
     assert _leaves_equal(before, other.params)
     with pytest.warns(UserWarning, match=r"already trained to step 2 \(epochs=1 is 2 steps\).* nothing is trained"):
         history = other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)

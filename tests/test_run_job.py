@@ -79,3 +79,12 @@ def test_the_datas_class_names_name_the_models_classes(tmp_path):
     write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
     config, _ = job.load_splits(_config(tmp_path, preset=str(tmp_path / "preset"), num_classes=3, sequence_length=16))
     assert job.build_classifier(config).label_names == ("meh", "neg", "pos")
+
+
+def test_the_summary_of_a_resumed_run_times_only_the_epochs_it_trained():
+    """A resume of a finished run printed "trained 0 epoch(s) ... (per epoch:  s; ...)"."""
+    summary = {"before": {}, "after": {}, "examples": {"train": 8}, "train_seconds": 3.0, "model": "m",
+               "output_dir": "o", "epochs_this_run": 0, "epoch_seconds": [2.5]}  # fmt: skip
+    assert "the run had finished before: nothing was trained; model: m" in job.format_summary(summary)
+    summary.update(epochs_this_run=1, epoch_seconds=[0.5, 2.5])  # first, the killed run's last validation
+    assert "trained 1 epoch(s) on 8 examples in 3.0 s (per epoch: 2.5 s;" in job.format_summary(summary)

@@ -284,8 +284,11 @@ def format_summary(summary: dict) -> str:
     for phase in ("before", "after"):
         for split, scores in (summary.get(phase) or {}).items():
             lines.append(f"{split:<12}{phase:<8}{scores['loss']:>10.4f}{scores['accuracy']:>10.4f}")
-    if "train_seconds" in summary:
-        per_epoch = ", ".join(f"{s:.1f}" for s in summary["epoch_seconds"])
+    if "train_seconds" in summary and not summary["epochs_this_run"]:
+        lines.append(f"the run had finished before: nothing was trained; model: {summary['model']}")
+    elif "train_seconds" in summary:
+        # the epochs trained here (a resume that first validates a killed run's last epoch times that row too)
+        per_epoch = ", ".join(f"{s:.1f}" for s in summary["epoch_seconds"][-summary["epochs_this_run"] :])
         lines.append(
             f"trained {summary['epochs_this_run']} epoch(s) on {summary['examples']['train']:,} examples in "
             f"{summary['train_seconds']:.1f} s (per epoch: {per_epoch} s; the first includes compiling); "

@@ -256,11 +256,11 @@ class TextClassifier:
         order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
         calling fit again, say once per epoch, draws a new order and new masks as Keras' fit does. The optimizer
         state starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run (same
-        data, batch_size, shuffle, seed; a None seed takes the checkpoint's): then training resumes exactly where it
-        stopped (same params, optimizer state and next batch); a finished run's params are restored, with a
-        warning. The optimizer's hyper-parameters are not compared (optax keeps them in closures): resume with the
-        same ones. `checkpoint_every` also saves every that many steps; an epoch's end always saves; with a
-        `checkpoint_dir`, SIGTERM saves and exits with status 0.
+        model and loss, data, batch_size, shuffle, seed; a None seed takes the checkpoint's): then training resumes
+        exactly where it stopped (same params, optimizer state and next batch); a finished run's params are
+        restored, with a warning. The optimizer's hyper-parameters are not compared (optax keeps them in
+        closures): resume with the same ones. `checkpoint_every` also saves every that many steps; an epoch's end
+        always saves; with a `checkpoint_dir`, SIGTERM saves and exits with status 0.
         `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
         called with a dict of training metrics every `log_every` steps and with each validation's metrics.
         `group_by_length=True` (raw-text input with `bucket` on) batches sentences of similar length together, as
@@ -301,7 +301,7 @@ class TextClassifier:
         (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
-                  "data": fingerprint(data)}  # fmt: skip
+                  "data": fingerprint(data), "model": self._trained_model()}  # fmt: skip
         mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         try:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
@@ -331,6 +331,16 @@ class TextClassifier:
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
+    def _trained_model(self) -> dict:
+        """What a resumed run must train as it began: the architecture, the backbone's and head's hyper-parameters
+        (not the execution settings dtype, scan_layers and attention_kernel, nor the head's label names) and the
+        loss, flattened to dotted names, so a refusal names the field that differs."""
+        skip = {"dtype", "scan_layers", "attention_kernel", "label_names"}
+        parts = {"backbone": dataclasses.asdict(self.backbone.config), "head": dataclasses.asdict(self.head)}
+        model = {f"{part}.{k}": v for part, fields in parts.items() for k, v in fields.items() if k not in skip}
+        model["loss"] = _loss_name(self.loss)
+        return dict(model, architecture=type(self.model).__name__)
+
     def _keep_trained(self, state) -> None:
         """A fit cut short (Ctrl-C, an error in on_log, SIGTERM) keeps the params of the last step it completed, as
         Keras' fit does; params a failed step consumed (donated, so deleted) are not taken."""
@@ -346,11 +356,19 @@ class TextClassifier:
         # keys a checkpoint written before they were recorded lacks are not compared
         mismatched = {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
         if "data" in mismatched and "examples" not in mismatched:  # a digest says nothing: say what it is
-            mismatched["data"] = "the same number of examples, but other texts, labels or weights"
+            mismatched["data"] = (
+                "the same number of examples, but other texts, labels or weights (or texts tokenized to another "
+                "sequence_length)"
+            )
+        if "model" in mismatched:  # only the fields that differ
+            was, now = mismatched.pop("model")
+            keys = sorted(set(was) | set(now))
+            mismatched.update({f"model {k}": (was.get(k), now.get(k)) for k in keys if was.get(k) != now.get(k)})
         if mismatched:
             raise ValueError(
-                f"checkpoint_dir holds a different run (saved vs now: {mismatched}); resume with the same data, "
-                "batch_size, shuffle, seed, trainable and group_by_length settings, or use a new checkpoint_dir."
+                f"checkpoint_dir {str(mngr.directory)!r} holds a different run at step {saved['step']} (saved vs "
+                f"now: {mismatched}); resume with the same model, loss, data, batch_size, shuffle, seed, trainable "
+                "and group_by_length settings, or use a new checkpoint_dir."
             )
         abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
         return checkpoint.restore_latest(mngr, abstract, shardings), saved
@@ -419,6 +437,13 @@ def _check_loss(loss, num_classes: int) -> None:
         )
 
 
+def _loss_name(loss) -> str:
+    """A loss function's module and name, with a `functools.partial`'s keywords (the default loss is one)."""
+    if isinstance(loss, functools.partial):
+        return f"{_loss_name(loss.func)}({', '.join(f'{k}={v!r}' for k, v in sorted(loss.keywords.items()))})"
+    return f"{getattr(loss, '__module__', None)}.{getattr(loss, '__qualname__', type(loss).__qualname__)}"
+
+
 def _check_checkpoint_dir(checkpoint_dir) -> None:
     if checkpoint_dir is None:
         return
@@ -453,7 +478,7 @@ class BertTextClassifier(TextClassifier):
 
     Example:
         >>> classifier = flaxbert.BertTextClassifier(backbone, num_classes=4, preprocessor=preprocessor)
-        >>> classifier.fit(x=["The quick brown fox jumped.", "I forgot my homework."], y=[0, 3], batch_size=2)
+        >>> history = classifier.fit(x=["The quick brown fox jumped.", "I forgot my homework."], y=[0, 3], batch_size=2)
         >>> classifier.predict(["The quick brown fox jumped."]).shape
         (1, 4)
     """
