@@ -170,6 +170,8 @@ def test_a_file_as_checkpoint_dir_is_refused_before_training(text_classifier, tm
         text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(ValueError, match=r"checkpoint_dir '.*ckpt/run': '.*ckpt' is a file; pass a directory"):
         text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt" / "run")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '/proc/1/run' cannot be created \(.*: /proc/1/run\); pass"):
+        text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir="/proc/1/run")
     assert _leaves_equal(before, text_classifier.params)
 
 

@@ -302,7 +302,13 @@ class TextClassifier:
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
                   "data": fingerprint(data), "model": self._trained_model()}  # fmt: skip
-        mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
+        try:
+            mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
+        except OSError as error:  # Orbax makes the directory
+            raise ValueError(
+                f"checkpoint_dir {str(checkpoint_dir)!r} cannot be created ({error.strerror}: {error.filename}); pass "
+                "a directory this process can write."
+            ) from None
         try:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
             if seed is None:  # every record holds the seed its run trained with
