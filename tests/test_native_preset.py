@@ -1,5 +1,6 @@
 """flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
 
+import json
 import shutil
 
 import jax
@@ -118,3 +119,45 @@ def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minil
     (tmp_path / "native" / "vocabulary.txt").unlink()  # a preset copied in part
     with pytest.raises(FileNotFoundError, match=r"native is incomplete: .* vocabulary.txt is missing"):
         flaxbert.TextClassifier.from_preset(tmp_path / "native")
+
+
+def _tiny_backbone():
+    return flaxbert.BertBackbone(50, 1, 2, 16, 32, max_sequence_length=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A backbone preset (hidden_dim 16, one layer), saved once for the tests that edit copies of it."""
+    path = tmp_path_factory.mktemp("native") / "saved"
+    _tiny_backbone().save_to_preset(path)
+    return path
+
+
+def _edited(saved, tmp_path, name: str, edit):
+    """A copy of the `saved` preset in `tmp_path / name` whose config.json `edit` changed (in place)."""
+    preset = tmp_path / name
+    shutil.copytree(saved, preset)
+    config = json.loads((preset / "config.json").read_text())
+    edit(config)
+    (preset / "config.json").write_text(json.dumps(config))
+    return preset
+
+
+CONFIG_EDITS = [
+    ("no_architecture", lambda c: c.pop("architecture"), r"no 'architecture'\. Fix: save the preset again"),
+    ("roberta", lambda c: c.update(architecture="roberta"), r"architecture 'roberta' .*Fix: upgrade flaxbert"),
+    ("no_task", lambda c: c.pop("task"), r"no 'task'"),
+    ("no_tokenizer", lambda c: c.pop("tokenizer"), r"no 'tokenizer'"),
+    ("no_preprocessor", lambda c: c.pop("preprocessor"), r"no 'preprocessor'"),
+    ("backbone_null", lambda c: c.update(backbone=None), r"'backbone' is null, not an object of BertConfig"),
+    ("newer_field", lambda c: c["backbone"].update(rope_theta=1e4), r"not know: rope_theta\. Fix: upgrade"),
+    ("missing_field", lambda c: c["backbone"].pop("hidden_dim"), r"'backbone' lacks hidden_dim\. Fix: save"),
+    ("bad_value", lambda c: c["backbone"].update(hidden_dim="16"), r"'backbone': BertConfig.hidden_dim must be"),
+    ("task_field", lambda c: c.update(task={"num_classes": 2, "foo": 1}), r"BertHeadConfig does not know: foo"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), CONFIG_EDITS, ids=[name for name, _, _ in CONFIG_EDITS])
+def test_a_damaged_or_newer_config_json_is_named_with_its_fix(saved, tmp_path, name, edit, message):
+    with pytest.raises(ValueError, match=f"{name}/config.json does not fit this flaxbert: .*{message}"):
+        flaxbert.BertBackbone.from_preset(_edited(saved, tmp_path, name, edit))

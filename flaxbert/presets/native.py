@@ -27,6 +27,7 @@ from flaxbert.parallel.host import process_0s, wait_for_every_process
 FORMAT, VERSION = "flaxbert", 1
 _BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
 _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
+_KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
 
 
 def is_native(config: dict) -> bool:
@@ -74,15 +75,62 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
 
 
 def read(directory) -> dict:
-    """The config.json of a native preset, checked for its format version."""
+    """The config.json of a native preset, checked for its format version, its keys and its config fields, so that
+    a damaged or foreign file is one error naming the file rather than a KeyError or TypeError deep in a load."""
     path = pathlib.Path(directory) / "config.json"
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the preset is corrupt: save it again.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not a preset's settings; it is corrupt.")
     if config.get("format_version") != VERSION:
         raise ValueError(
             f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads version "
             f"{VERSION}: upgrade flaxbert (or re-save the preset with this version)."
         )
+    _check_keys(config, path)
     return config
+
+
+def _check_keys(config: dict, path: pathlib.Path) -> None:
+    """Refuses a config.json this flaxbert cannot build its configs from, saying which keys are unknown (a newer
+    flaxbert wrote them: upgrade) or missing or wrong (a damaged file: save the preset again)."""
+    newer, damaged = [], [f"no '{key}'" for key in _KEYS if key not in config]
+    architecture = config.get("architecture")
+    if "architecture" in config and architecture not in _BACKBONES:
+        newer.append(f"architecture {architecture!r} (this flaxbert has {', '.join(_BACKBONES)})")
+    elif architecture in _BACKBONES:
+        for key, config_cls in (("backbone", _BACKBONES[architecture]), ("task", _HEADS[architecture])):
+            unknown, wrong = _field_problems(config, key, config_cls, optional=key == "task")
+            newer, damaged = newer + unknown, damaged + wrong
+    for key in ("tokenizer", "preprocessor"):
+        if not isinstance(config.get(key, {}), (dict, type(None))):
+            damaged.append(f"'{key}' is a {type(config[key]).__name__}, not an object or null")
+    if not (newer or damaged):
+        return
+    fix = "upgrade flaxbert (a newer version wrote it)" if newer else "save the preset again from its model"
+    raise ValueError(f"{path} does not fit this flaxbert: {'; '.join(newer + damaged)}. Fix: {fix}.")
+
+
+def _field_problems(config: dict, key: str, config_cls, optional: bool) -> tuple[list[str], list[str]]:
+    """What of `config[key]` `config_cls` does not know (a newer flaxbert's fields), and what is missing or wrong."""
+    values = config.get(key)
+    if key not in config or (optional and values is None):
+        return [], []
+    if not isinstance(values, dict):
+        return [], [f"'{key}' is {json.dumps(values)}, not an object of {config_cls.__name__} fields"]
+    fields = dataclasses.fields(config_cls)
+    unknown = sorted(set(values) - {f.name for f in fields})
+    needed = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in values]
+    if unknown or needed:
+        newer = [f"'{key}' has fields {config_cls.__name__} does not know: {', '.join(unknown)}"] if unknown else []
+        return newer, [f"'{key}' lacks {', '.join(needed)}"] if needed else []
+    try:
+        config_cls(**values)  # the config checks its values (a positive hidden_dim, a known activation, ...)
+    except (ValueError, TypeError) as e:
+        return [], [f"'{key}': {str(e).rstrip('.')}"]
+    return [], []
 
 
 def backbone_config(config: dict, dtype: str | None = None):
