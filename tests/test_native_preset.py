@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import flaxbert
+from flaxbert import checkpoint
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
 TEXTS = ["The quick brown fox jumped.", "the fox", "brown"]
@@ -81,12 +82,12 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
     shutil.copytree(tmp_path / "preset", tmp_path / "truncated")
     shutil.rmtree(tmp_path / "preset" / "params")
     (tmp_path / "preset" / "params").mkdir()
-    with pytest.raises(ValueError, match="could not be restored into the model's params"):
+    with pytest.raises(ValueError, match="could not be read as the preset's params .*incomplete or corrupt"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
     # A truncated array file: TensorStore raised a bare Exception, which escaped the check.
     for data in (p for p in (tmp_path / "truncated" / "params").rglob("*") if p.is_file() and p.parent.name == "d"):
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # OCDBT's data files (arrays, b-tree nodes)
-    with pytest.raises(ValueError, match="could not be restored into the model's params .*the preset may be corrupt"):
+    with pytest.raises(ValueError, match="could not be read as the preset's params .*incomplete or corrupt"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "truncated")
 
 
@@ -161,3 +162,19 @@ CONFIG_EDITS = [
 def test_a_damaged_or_newer_config_json_is_named_with_its_fix(saved, tmp_path, name, edit, message):
     with pytest.raises(ValueError, match=f"{name}/config.json does not fit this flaxbert: .*{message}"):
         flaxbert.BertBackbone.from_preset(_edited(saved, tmp_path, name, edit))
+
+
+def test_params_of_another_config_are_refused_before_any_restore(saved, tmp_path, monkeypatch):
+    """A restore of the wrong arrays printed ~1,000 lines of Orbax and TensorStore tracebacks before its error."""
+    narrower = _edited(saved, tmp_path, "narrower", lambda c: c["backbone"].update(hidden_dim=8))
+    deeper = _edited(saved, tmp_path, "deeper", lambda c: c["backbone"].update(num_layers=2))
+
+    def no_restore(*args):
+        raise AssertionError("a restore was attempted")
+
+    monkeypatch.setattr(checkpoint, "read_tree", no_restore)
+    message = r"narrower/params does not fit \S+/config.json: backbone\.\S+ is saved as \(16,\), the config makes it"
+    with pytest.raises(ValueError, match=message + r" \(8,\) \(and \d+ more\)\. .*save the preset again"):
+        flaxbert.BertBackbone.from_preset(narrower)
+    with pytest.raises(ValueError, match=r"the config's backbone\.transformer_layer_1\.\S+ is not saved"):
+        flaxbert.BertBackbone.from_preset(deeper)

@@ -19,6 +19,7 @@ import shutil
 import uuid
 
 import jax
+import orbax.checkpoint as ocp
 
 from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
@@ -146,16 +147,46 @@ def restore_params(directory, abstract, shardings=None) -> dict:
     """The params tree restored onto `shardings` (a tree like `abstract`; None: the default device).
 
     Raises:
-        ValueError: the saved params do not fit `abstract` (names the problem), or the files are unreadable.
+        ValueError: the saved params do not fit `abstract` (names the array), or the files are unreadable.
     """
     path = pathlib.Path(directory).absolute() / "params"
+    _check_saved(path, abstract)
     if shardings is None:
         shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     try:
         return checkpoint.read_tree(path, target)
     except Exception as e:  # Orbax, TensorStore (a bare Exception for a truncated array file) and file errors
-        cause = " ".join(f"{type(e).__name__}: {e}".split())[:300]
         raise ValueError(
-            f"{path} could not be restored into the model's params ({cause}); the preset may be corrupt."
+            f"{path} could not be restored into the model's params ({_cause(e)}); the preset may be corrupt."
         ) from None
+
+
+def _check_saved(path: pathlib.Path, abstract) -> None:
+    """Compares the saved arrays' names and shapes (Orbax's metadata) with the params the config describes, before
+    restoring: a failed restore prints a page of Orbax and TensorStore tracebacks before its error."""
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(handler.metadata(path))}
+    except Exception as e:  # no params directory, no metadata, a damaged metadata file
+        raise ValueError(
+            f"{path} could not be read as the preset's params ({_cause(e)}); the preset is incomplete or corrupt: "
+            "copy or save it again."
+        ) from None
+    finally:
+        handler.close()
+    flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    wanted = {jax.tree_util.keystr(p, simple=True, separator="."): tuple(leaf.shape) for p, leaf in flat}
+    differ = [f"{n} is saved as {saved[n]}, the config makes it {s}" for n, s in wanted.items() if saved.get(n, s) != s]
+    differ += [f"the config's {n} is not saved" for n in wanted if n not in saved]
+    differ += [f"the saved {n} is not in the config's model" for n in saved if n not in wanted]
+    if differ:
+        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise ValueError(
+            f"{path} does not fit {path.parent / 'config.json'}: {differ[0]}{more}. The params were saved with "
+            "another config: save the preset again from its model."
+        )
+
+
+def _cause(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
