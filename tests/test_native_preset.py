@@ -178,3 +178,15 @@ def test_params_of_another_config_are_refused_before_any_restore(saved, tmp_path
         flaxbert.BertBackbone.from_preset(narrower)
     with pytest.raises(ValueError, match=r"the config's backbone\.transformer_layer_1\.\S+ is not saved"):
         flaxbert.BertBackbone.from_preset(deeper)
+
+
+def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_path):
+    backbone = _tiny_backbone()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="pass a str or pathlib.Path, not 123"):
+        backbone.save_to_preset(123)
+    with pytest.raises(ValueError, match=r"a-file is a file; save_to_preset writes a new directory"):
+        backbone.save_to_preset(tmp_path / "a-file")
+    with pytest.raises(ValueError, match=r"cannot create the preset directory \S+/a-file/sub \(\S+/a-file is a file\)"):
+        backbone.save_to_preset(tmp_path / "a-file" / "sub")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no staging directory left

@@ -12,8 +12,11 @@ never leaves a directory that looks complete. Params restore straight onto the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
+import os
 import pathlib
 import shutil
 import uuid
@@ -31,15 +34,22 @@ _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
 _KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
 
 
+class PresetWriteError(ValueError):
+    """A preset directory that cannot be created where asked: a read-only place, or a path at or under a file."""
+
+
 def is_native(config: dict) -> bool:
     return config.get("format") == FORMAT
 
 
 def save(directory, *, backbone_config, params: dict, head_config=None, tokenizer=None, preprocessor=None):
-    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head)."""
-    directory = pathlib.Path(directory).absolute()
-    if directory.exists() and any(directory.iterdir()):
-        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
+    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head).
+
+    Raises:
+        PresetWriteError: `directory` is no path, is a file, or cannot be created there (nothing is written).
+        FileExistsError: `directory` holds files already, or another process wrote it while this save ran.
+    """
+    directory = _new_directory(directory)
     architecture = "bert" if isinstance(backbone_config, BertConfig) else "distil_bert"
     config = {
         "format": FORMAT,
@@ -56,7 +66,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     staging = directory.with_name(f".{directory.name}.partial-{process_0s(uuid.uuid4().int & 0xFFFFFFFF):08x}")
     try:
         if lead:
-            staging.mkdir(parents=True)
+            _make_staging(staging, directory)
             if tokenizer is not None:
                 tokenizer.save_vocabulary(staging / "vocabulary.txt")
                 tokenizer.save_tokenizer_json(staging / "tokenizer.json")
@@ -65,14 +75,50 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         wait_for_every_process("flaxbert-preset-params")
         if lead:
             (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            if directory.exists():
-                directory.rmdir()
-            staging.rename(directory)
+            _move_into_place(staging, directory)
         wait_for_every_process("flaxbert-preset-saved")  # no process returns before the preset is in place
     finally:
         if lead:
             shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _new_directory(directory) -> pathlib.Path:
+    """The absolute path a preset is saved to, refused before anything is written when it cannot be one."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise PresetWriteError(f"a preset is saved to a directory: pass a str or pathlib.Path, not {directory!r}.")
+    directory = pathlib.Path(directory).expanduser().absolute()
+    if directory.exists() and not directory.is_dir():
+        raise PresetWriteError(f"{directory} is a file; save_to_preset writes a new directory: pass another path.")
+    if directory.is_dir() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
+    return directory
+
+
+def _make_staging(staging: pathlib.Path, directory: pathlib.Path) -> None:
+    # The staging directory is hidden from the user: an error names the directory they asked for.
+    try:
+        staging.mkdir(parents=True)
+    except OSError as e:
+        existing = next(p for p in staging.parents if p.exists())
+        why = f"{existing} is a file" if not existing.is_dir() else f"{existing}: {e.strerror}"
+        raise PresetWriteError(
+            f"cannot create the preset directory {directory} ({why}); pass a path in a writable directory."
+        ) from None
+
+
+def _move_into_place(staging: pathlib.Path, directory: pathlib.Path) -> None:
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            directory.rmdir()  # an empty directory made for the preset; any other is refused below or by rmdir
+        staging.rename(directory)  # atomic, and never over a directory with files in it
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        raise FileExistsError(
+            f"{directory} exists and is not empty: another process wrote it while this save ran; save_to_preset "
+            "writes a new directory."
+        ) from None
 
 
 def read(directory) -> dict:
