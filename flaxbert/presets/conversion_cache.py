@@ -19,7 +19,9 @@ CONVERSION = 3
 
 
 def cache_root() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("FLAXBERT_CACHE", pathlib.Path.home() / ".cache" / "flaxbert"))
+    # expanduser: a FLAXBERT_CACHE set without a shell (a Dockerfile ENV, a .env file) keeps its "~"
+    configured = os.environ.get("FLAXBERT_CACHE")
+    return pathlib.Path(configured).expanduser() if configured else pathlib.Path.home() / ".cache" / "flaxbert"
 
 
 def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
