@@ -30,6 +30,12 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(configured).expanduser() if configured else pathlib.Path.home() / ".cache" / "flaxbert"
 
 
+def cached(source: pathlib.Path, repo_id: str) -> pathlib.Path | None:
+    """The native copy of a downloaded preset directory if this revision has one (its weights need no download)."""
+    target = _target(source, repo_id)
+    return target if (target / "config.json").is_file() else None
+
+
 def _target(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     # the snapshot directory is named by the revision's commit
     return cache_root() / repo_id.replace("/", "--") / f"{source.name}-c{CONVERSION}"
