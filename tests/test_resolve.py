@@ -1,7 +1,9 @@
 """Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
 
 import json
+import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -147,3 +149,56 @@ def test_offline_with_a_snapshot_cached_without_weights_names_the_preset_and_the
                r"its weights are not cached, only the configs in .* Fix: run once with network access")  # fmt: skip
     with pytest.raises(FileNotFoundError, match=message):
         flaxbert.BertBackbone.from_preset("hf://org/configs-only")
+
+
+def test_a_revision_after_at_is_loaded_and_converted_under_its_commit(tmp_path, hub_cache):
+    snapshot = hub_cache("org/tiny", save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path / "src"))
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    shutil.copytree(snapshot, snapshot.parent / commit)
+    (snapshot.parents[1] / "refs" / "v1").write_text(commit)
+    assert resolve("hf://org/tiny@v1", load_weights=False) == snapshot.parent / commit
+    assert resolve(f"hf://org/tiny@{REVISION}", load_weights=False) == snapshot
+    assert resolve("hf://org/tiny@main", load_weights=False) == snapshot
+    converted = tmp_path / "converted" / "org--tiny" / f"{commit}-c{conversion_cache.CONVERSION}"
+    assert resolve("hf://org/tiny@v1") == converted
+
+
+@pytest.mark.parametrize(
+    ("handle", "message"),
+    [
+        ("hf://org/tiny/sub", "names a folder inside a repository"),
+        ("hf://org/ti ny", "is no Hugging Face repository id"),
+        ("hf://org/tiny@", "names no revision after '@'"),
+    ],
+)
+def test_a_malformed_handle_says_what_a_handle_looks_like(handle, message):
+    with pytest.raises(ValueError, match=f"{message}.*hf://owner/name@revision"):
+        resolve(handle)
+
+
+def _hub_error(name: str, status: int, text: str):
+    from huggingface_hub import errors
+
+    return getattr(errors, name)(text, response=types.SimpleNamespace(headers={}, request=None, status_code=status))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "raised", "message"),
+    [  # GatedRepoError is a RepositoryNotFoundError: it was reported as "no Hugging Face repository"
+        ("GatedRepoError", 403, PermissionError, r"'org/gated' is gated .*request access .*HF_TOKEN"),
+        ("RevisionNotFoundError", 404, FileNotFoundError, r"'org/gated' has no revision 'v9'"),
+        ("RepositoryNotFoundError", 404, FileNotFoundError, r"no Hugging Face repository 'org/gated' .*HF_TOKEN"),
+        ("HfHubHTTPError", 500, ConnectionError, r"failed to serve 'org/gated' \(500 Server Error\)"),
+    ],
+    ids=["gated", "no-revision", "no-repository", "server-error"],
+)
+def test_hub_errors_name_the_preset_and_the_fix(monkeypatch, error, status, raised, message):
+    import huggingface_hub
+
+    def fail(*args, **kwargs):
+        raise _hub_error(error, status, "500 Server Error" if status == 500 else "refused")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", fail)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(raised, match=f"Preset 'hf://org/gated@v9': .*{message}"):
+        resolve("hf://org/gated@v9")
