@@ -1,5 +1,6 @@
 """flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
 
+import json
 import shutil
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import flaxbert
+from flaxbert import checkpoint
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
 TEXTS = ["The quick brown fox jumped.", "the fox", "brown"]
@@ -80,12 +82,12 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
     shutil.copytree(tmp_path / "preset", tmp_path / "truncated")
     shutil.rmtree(tmp_path / "preset" / "params")
     (tmp_path / "preset" / "params").mkdir()
-    with pytest.raises(ValueError, match="could not be restored into the model's params"):
+    with pytest.raises(ValueError, match="could not be read as the preset's params .*incomplete or corrupt"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
     # A truncated array file: TensorStore raised a bare Exception, which escaped the check.
     for data in (p for p in (tmp_path / "truncated" / "params").rglob("*") if p.is_file() and p.parent.name == "d"):
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # OCDBT's data files (arrays, b-tree nodes)
-    with pytest.raises(ValueError, match="could not be restored into the model's params .*the preset may be corrupt"):
+    with pytest.raises(ValueError, match="could not be read as the preset's params .*incomplete or corrupt"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "truncated")
 
 
@@ -118,3 +120,73 @@ def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minil
     (tmp_path / "native" / "vocabulary.txt").unlink()  # a preset copied in part
     with pytest.raises(FileNotFoundError, match=r"native is incomplete: .* vocabulary.txt is missing"):
         flaxbert.TextClassifier.from_preset(tmp_path / "native")
+
+
+def _tiny_backbone():
+    return flaxbert.BertBackbone(50, 1, 2, 16, 32, max_sequence_length=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A backbone preset (hidden_dim 16, one layer), saved once for the tests that edit copies of it."""
+    path = tmp_path_factory.mktemp("native") / "saved"
+    _tiny_backbone().save_to_preset(path)
+    return path
+
+
+def _edited(saved, tmp_path, name: str, edit):
+    """A copy of the `saved` preset in `tmp_path / name` whose config.json `edit` changed (in place)."""
+    preset = tmp_path / name
+    shutil.copytree(saved, preset)
+    config = json.loads((preset / "config.json").read_text())
+    edit(config)
+    (preset / "config.json").write_text(json.dumps(config))
+    return preset
+
+
+CONFIG_EDITS = [
+    ("no_architecture", lambda c: c.pop("architecture"), r"no 'architecture'\. Fix: save the preset again"),
+    ("roberta", lambda c: c.update(architecture="roberta"), r"architecture 'roberta' .*Fix: upgrade flaxbert"),
+    ("no_task", lambda c: c.pop("task"), r"no 'task'"),
+    ("no_tokenizer", lambda c: c.pop("tokenizer"), r"no 'tokenizer'"),
+    ("no_preprocessor", lambda c: c.pop("preprocessor"), r"no 'preprocessor'"),
+    ("backbone_null", lambda c: c.update(backbone=None), r"'backbone' is null, not an object of BertConfig"),
+    ("newer_field", lambda c: c["backbone"].update(rope_theta=1e4), r"not know: rope_theta\. Fix: upgrade"),
+    ("missing_field", lambda c: c["backbone"].pop("hidden_dim"), r"'backbone' lacks hidden_dim\. Fix: save"),
+    ("bad_value", lambda c: c["backbone"].update(hidden_dim="16"), r"'backbone': BertConfig.hidden_dim must be"),
+    ("task_field", lambda c: c.update(task={"num_classes": 2, "foo": 1}), r"BertHeadConfig does not know: foo"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), CONFIG_EDITS, ids=[name for name, _, _ in CONFIG_EDITS])
+def test_a_damaged_or_newer_config_json_is_named_with_its_fix(saved, tmp_path, name, edit, message):
+    with pytest.raises(ValueError, match=f"{name}/config.json does not fit this flaxbert: .*{message}"):
+        flaxbert.BertBackbone.from_preset(_edited(saved, tmp_path, name, edit))
+
+
+def test_params_of_another_config_are_refused_before_any_restore(saved, tmp_path, monkeypatch):
+    """A restore of the wrong arrays printed ~1,000 lines of Orbax and TensorStore tracebacks before its error."""
+    narrower = _edited(saved, tmp_path, "narrower", lambda c: c["backbone"].update(hidden_dim=8))
+    deeper = _edited(saved, tmp_path, "deeper", lambda c: c["backbone"].update(num_layers=2))
+
+    def no_restore(*args):
+        raise AssertionError("a restore was attempted")
+
+    monkeypatch.setattr(checkpoint, "read_tree", no_restore)
+    message = r"narrower/params does not fit \S+/config.json: backbone\.\S+ is saved as \(16,\), the config makes it"
+    with pytest.raises(ValueError, match=message + r" \(8,\) \(and \d+ more\)\. .*save the preset again"):
+        flaxbert.BertBackbone.from_preset(narrower)
+    with pytest.raises(ValueError, match=r"the config's backbone\.transformer_layer_1\.\S+ is not saved"):
+        flaxbert.BertBackbone.from_preset(deeper)
+
+
+def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_path):
+    backbone = _tiny_backbone()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="pass a str or pathlib.Path, not 123"):
+        backbone.save_to_preset(123)
+    with pytest.raises(ValueError, match=r"a-file is a file; save_to_preset writes a new directory"):
+        backbone.save_to_preset(tmp_path / "a-file")
+    with pytest.raises(ValueError, match=r"cannot create the preset directory \S+/a-file/sub \(\S+/a-file is a file\)"):
+        backbone.save_to_preset(tmp_path / "a-file" / "sub")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no staging directory left

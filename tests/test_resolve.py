@@ -1,6 +1,9 @@
 """Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
 
+import json
+import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +13,11 @@ from hf_factory import BERT_SHAPES, padded_batch, random_model, save
 import flaxbert
 from flaxbert.presets import conversion_cache
 from flaxbert.presets.resolve import resolve
+
+BERT_CONFIG = json.dumps({"model_type": "bert", "vocab_size": 99, "hidden_size": 48, "num_hidden_layers": 1,
+                          "num_attention_heads": 3, "intermediate_size": 37})  # fmt: skip
+KERAS_CONFIG = json.dumps({"module": "keras_hub.src.models.bert.bert_backbone", "class_name": "BertBackbone",
+                           "registered_name": "keras_hub>BertBackbone", "config": {}})  # fmt: skip
 
 
 def test_hf_handle_loads_from_the_cache_offline_and_is_converted_once(tmp_path, hub_cache):
@@ -61,31 +69,136 @@ def test_presets_are_listed_per_class():
     assert preset.kaggle_handle == "kaggle://keras/bert/keras/bert_tiny_en_uncased_sst2/5"
 
 
-def test_only_the_needed_files_are_requested(tmp_path, monkeypatch, hub_cache):
-    """The download call alone is replaced: it records what flaxbert asks for and serves a local snapshot."""
-    import fnmatch
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A Hub whose repositories hold the given files: HfApi.list_repo_files lists them and snapshot_download copies
+    those its allow_patterns match (with huggingface_hub's own matching) into a snapshot, recording each name with its
+    repository. Conversion is skipped: these tests are about what is downloaded."""
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
 
+    monkeypatch.setenv("FLAXBERT_CACHE", str(tmp_path / "converted"))
+    monkeypatch.setattr(conversion_cache, "converted", lambda source, repo_id: source)
+    fetched = {}
+
+    def add(files: dict):
+        def list_repo_files(self, repo_id, revision=None):
+            return list(files)
+
+        def snapshot_download(repo_id, revision=None, allow_patterns=None):
+            snapshot = tmp_path / "snapshots" / REVISION
+            for name in filter_repo_objects(list(files), allow_patterns=allow_patterns):
+                (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+                (snapshot / name).write_text(files[name])
+                fetched[name] = repo_id
+            return str(snapshot)
+
+        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", list_repo_files)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+        return fetched
+
+    return add
+
+
+# What https://huggingface.co/google-bert/bert-base-uncased holds: the same weights in seven formats, 3.4 GB in all.
+BERT_BASE_UNCASED = ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "model.safetensors",
+                     "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.onnx", "rust_model.ot",
+                     "coreml/fill-mask/float32_model.mlpackage/Data/com.apple.CoreML/weights/weight.bin",
+                     "coreml/fill-mask/float32_model.mlpackage/Manifest.json", "README.md"]  # fmt: skip
+# A Trainer repository pushed with hub_strategy="all_checkpoints": the model at the top, checkpoints in folders.
+TRAINER_CHECKPOINTS = ["last-checkpoint/model.safetensors", "last-checkpoint/config.json", "checkpoint-500/vocab.txt",
+                       "checkpoint-500/model.safetensors", "runs/events.txt"]  # fmt: skip
+
+
+def test_one_weight_format_and_top_level_files_only_are_downloaded(fake_hub):
+    fetched = fake_hub({name: BERT_CONFIG if name == "config.json" else "x" for name in
+                        BERT_BASE_UNCASED + TRAINER_CHECKPOINTS})  # fmt: skip
+    resolve("hf://org/bert", load_weights=False)
+    assert set(fetched) == {"config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"}
+    resolve("hf://org/bert")
+    assert set(fetched) == {"config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "model.safetensors"}
+
+
+def test_a_sharded_checkpoint_downloads_its_index_and_shards(fake_hub):
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    index = json.dumps({"weight_map": {"a": shards[0], "b": shards[1], "c": shards[1]}})
+    files = {"config.json": BERT_CONFIG, "model.safetensors.index.json": index, "pytorch_model.bin.index.json": "{}",
+             "pytorch_model-00001-of-00001.bin": "x", **dict.fromkeys(shards, "x")}  # fmt: skip
+    fetched = fake_hub(files)
+    resolve("hf://org/sharded")
+    assert set(fetched) == {"config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json", *shards}
+
+
+def test_a_keras_preset_downloads_its_weights_h5_files_only(fake_hub):
+    files = {"config.json": KERAS_CONFIG, "task.json": "{}", "preprocessor.json": "{}", "metadata.json": "{}",
+             "assets/tokenizer/vocabulary.txt": "x", "model.weights.h5": "x", "task.weights.h5": "x",
+             "model.safetensors": "x", "old/model.weights.h5": "x"}  # fmt: skip
+    fetched = fake_hub(files)
+    resolve("bert_tiny_en_uncased")  # a built-in name: keras-hub's mirror on the Hub
+    assert set(fetched) == set(files) - {"model.safetensors", "old/model.weights.h5"}
+    assert set(fetched.values()) == {"keras/bert_tiny_en_uncased"}
+
+
+def test_offline_with_a_snapshot_cached_without_weights_names_the_preset_and_the_fix(tmp_path, hub_cache):
+    # what an earlier load_weights=False (or tokenizer) load leaves in the cache
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.json").write_text(BERT_CONFIG)
+    hub_cache("org/configs-only", tmp_path / "configs")
+    assert (resolve("hf://org/configs-only", load_weights=False) / "config.json").is_file()
+    message = (r"Preset 'hf://org/configs-only' \(hf://org/configs-only\) is not in the Hugging Face cache .*"
+               r"its weights are not cached, only the configs in .* Fix: run once with network access")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=message):
+        flaxbert.BertBackbone.from_preset("hf://org/configs-only")
+
+
+def test_a_revision_after_at_is_loaded_and_converted_under_its_commit(tmp_path, hub_cache):
+    snapshot = hub_cache("org/tiny", save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path / "src"))
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    shutil.copytree(snapshot, snapshot.parent / commit)
+    (snapshot.parents[1] / "refs" / "v1").write_text(commit)
+    assert resolve("hf://org/tiny@v1", load_weights=False) == snapshot.parent / commit
+    assert resolve(f"hf://org/tiny@{REVISION}", load_weights=False) == snapshot
+    assert resolve("hf://org/tiny@main", load_weights=False) == snapshot
+    converted = tmp_path / "converted" / "org--tiny" / f"{commit}-c{conversion_cache.CONVERSION}"
+    assert resolve("hf://org/tiny@v1") == converted
+
+
+@pytest.mark.parametrize(
+    ("handle", "message"),
+    [
+        ("hf://org/tiny/sub", "names a folder inside a repository"),
+        ("hf://org/ti ny", "is no Hugging Face repository id"),
+        ("hf://org/tiny@", "names no revision after '@'"),
+    ],
+)
+def test_a_malformed_handle_says_what_a_handle_looks_like(handle, message):
+    with pytest.raises(ValueError, match=f"{message}.*hf://owner/name@revision"):
+        resolve(handle)
+
+
+def _hub_error(name: str, status: int, text: str):
+    from huggingface_hub import errors
+
+    return getattr(errors, name)(text, response=types.SimpleNamespace(headers={}, request=None, status_code=status))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "raised", "message"),
+    [  # GatedRepoError is a RepositoryNotFoundError: it was reported as "no Hugging Face repository"
+        ("GatedRepoError", 403, PermissionError, r"'org/gated' is gated .*request access .*HF_TOKEN"),
+        ("RevisionNotFoundError", 404, FileNotFoundError, r"'org/gated' has no revision 'v9'"),
+        ("RepositoryNotFoundError", 404, FileNotFoundError, r"no Hugging Face repository 'org/gated' .*HF_TOKEN"),
+        ("HfHubHTTPError", 500, ConnectionError, r"failed to serve 'org/gated' \(500 Server Error\)"),
+    ],
+    ids=["gated", "no-revision", "no-repository", "server-error"],
+)
+def test_hub_errors_name_the_preset_and_the_fix(monkeypatch, error, status, raised, message):
     import huggingface_hub
 
-    snapshot = hub_cache("keras/bert_tiny_en_uncased", save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]),
-                                                            tmp_path / "src"))  # fmt: skip
-    asked = []
+    def fail(*args, **kwargs):
+        raise _hub_error(error, status, "500 Server Error" if status == 500 else "refused")
 
-    def snapshot_download(repo_id, allow_patterns):
-        asked.append((repo_id, allow_patterns))
-        return str(snapshot)
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    flaxbert.BertBackbone.from_preset("bert_tiny_en_uncased", load_weights=False)
-    flaxbert.BertBackbone.from_preset("bert_tiny_en_uncased")
-    (repo, without), (_, with_weights) = asked
-    assert repo == "keras/bert_tiny_en_uncased"
-
-    def wanted(name, patterns):
-        return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-    assert wanted("config.json", without) and wanted("assets/tokenizer/vocabulary.txt", without)
-    assert not any(wanted(f, without) for f in ("model.weights.h5", "model.safetensors", "pytorch_model.bin"))
-    assert all(wanted(f, with_weights) for f in ("model.weights.h5", "task.weights.h5", "model.safetensors"))
-    assert not any(wanted(f, with_weights) for f in ("tf_model.h5", "flax_model.msgpack", "training_args.bin"))
-    assert flaxbert.BertTokenizer.presets["bert_tiny_en_uncased"].hf_handle == "hf://keras/bert_tiny_en_uncased"
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", fail)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(raised, match=f"Preset 'hf://org/gated@v9': .*{message}"):
+        resolve("hf://org/gated@v9")

@@ -3,12 +3,18 @@
 The converted copy lives under `$FLAXBERT_CACHE` (default `~/.cache/flaxbert`), keyed by the Hub repository and the
 exact revision that was downloaded, so a new upstream revision converts again. Later loads read the native preset:
 no h5 or safetensors parsing, and params restore straight onto the target shardings.
+
+Two processes may convert the same revision at once: each writes its own staging directory and renames it into place,
+and the one that loses the race reads the winner's copy. A cache that cannot be written (read-only, or a path under a
+file) costs the speed-up only: the download is loaded directly, with a warning that says how to fix it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
+import warnings
 
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
@@ -19,30 +25,68 @@ CONVERSION = 3
 
 
 def cache_root() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("FLAXBERT_CACHE", pathlib.Path.home() / ".cache" / "flaxbert"))
+    # expanduser: a FLAXBERT_CACHE set without a shell (a Dockerfile ENV, a .env file) keeps its "~"
+    configured = os.environ.get("FLAXBERT_CACHE")
+    return pathlib.Path(configured).expanduser() if configured else pathlib.Path.home() / ".cache" / "flaxbert"
+
+
+def cached(source: pathlib.Path, repo_id: str) -> pathlib.Path | None:
+    """The native copy of a downloaded preset directory if this revision has one (its weights need no download)."""
+    target = _target(source, repo_id)
+    return target if (target / "config.json").is_file() else None
+
+
+def _target(source: pathlib.Path, repo_id: str) -> pathlib.Path:
+    # the snapshot directory is named by the revision's commit
+    return cache_root() / repo_id.replace("/", "--") / f"{source.name}-c{CONVERSION}"
 
 
 def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
-    """The native copy of a downloaded preset directory, converting it first if this revision has none yet."""
-    # the snapshot directory is named by revision
-    target = cache_root() / repo_id.replace("/", "--") / f"{source.name}-c{CONVERSION}"
+    """The native copy of a downloaded preset directory, converting it first if this revision has none yet; `source`
+    itself (with a warning) where the cache cannot be written."""
+    target = _target(source, repo_id)
     if (target / "config.json").is_file():
         return target
     config = hf_checkpoint.read_config(source)
     if native.is_native(config):
         return source
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # before converting: an unwritable cache costs no conversion
+    except OSError as error:
+        return _uncached(source, target, error)
+    save = _converter(source, config)  # reads the download; an error here is the download's, not the cache's
+    try:
+        save(target)
+    except (OSError, native.PresetWriteError) as error:
+        if (target / "config.json").is_file():
+            return target  # another process converted it meanwhile; its copy went into place whole
+        return _uncached(source, target, error)
+    return target
+
+
+def _uncached(source: pathlib.Path, target: pathlib.Path, error: Exception) -> pathlib.Path:
+    setting = os.environ.get("FLAXBERT_CACHE")
+    warnings.warn(
+        f"flaxbert cannot write its conversion cache at {target} ({type(error).__name__}: {error}); loading {source} "
+        f"directly instead, which parses it again on every load. Fix: set FLAXBERT_CACHE (now "
+        f"{repr(setting) if setting else 'unset: ~/.cache/flaxbert'}) to a writable directory.",
+        stacklevel=2,
+    )
+    return source
+
+
+def _converter(source: pathlib.Path, config: dict):
+    """Reads the downloaded preset; returns the function that writes it as a native preset to a directory."""
     from flaxbert.backbones import BertBackbone, DistilBertBackbone
     from flaxbert.tasks import TextClassifier
 
     if _has_head(source, config):
-        TextClassifier.from_preset(source).save_to_preset(target)
-        return target
+        return TextClassifier.from_preset(source).save_to_preset
     backbone_cls = BertBackbone if _is_bert(source, config) else DistilBertBackbone
     backbone = backbone_cls.from_preset(source)
     tokenizer, preprocessor = _tokenizer_and_preprocessor(source, config)
-    native.save(target, backbone_config=backbone.config, params={"backbone": backbone.params}, tokenizer=tokenizer,
-                preprocessor=preprocessor)  # fmt: skip
-    return target
+    return functools.partial(native.save, backbone_config=backbone.config, params={"backbone": backbone.params},
+                             tokenizer=tokenizer, preprocessor=preprocessor)  # fmt: skip
 
 
 def _has_head(source: pathlib.Path, config: dict) -> bool:

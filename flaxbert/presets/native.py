@@ -12,13 +12,17 @@ never leaves a directory that looks complete. Params restore straight onto the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
+import os
 import pathlib
 import shutil
 import uuid
 
 import jax
+import orbax.checkpoint as ocp
 
 from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
@@ -27,6 +31,11 @@ from flaxbert.parallel.host import process_0s, wait_for_every_process
 FORMAT, VERSION = "flaxbert", 1
 _BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
 _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
+_KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
+
+
+class PresetWriteError(ValueError):
+    """A preset directory that cannot be created where asked: a read-only place, or a path at or under a file."""
 
 
 def is_native(config: dict) -> bool:
@@ -34,10 +43,13 @@ def is_native(config: dict) -> bool:
 
 
 def save(directory, *, backbone_config, params: dict, head_config=None, tokenizer=None, preprocessor=None):
-    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head)."""
-    directory = pathlib.Path(directory).absolute()
-    if directory.exists() and any(directory.iterdir()):
-        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
+    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head).
+
+    Raises:
+        PresetWriteError: `directory` is no path, is a file, or cannot be created there (nothing is written).
+        FileExistsError: `directory` holds files already, or another process wrote it while this save ran.
+    """
+    directory = _new_directory(directory)
     architecture = "bert" if isinstance(backbone_config, BertConfig) else "distil_bert"
     config = {
         "format": FORMAT,
@@ -54,7 +66,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     staging = directory.with_name(f".{directory.name}.partial-{process_0s(uuid.uuid4().int & 0xFFFFFFFF):08x}")
     try:
         if lead:
-            staging.mkdir(parents=True)
+            _make_staging(staging, directory)
             if tokenizer is not None:
                 tokenizer.save_vocabulary(staging / "vocabulary.txt")
                 tokenizer.save_tokenizer_json(staging / "tokenizer.json")
@@ -63,9 +75,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         wait_for_every_process("flaxbert-preset-params")
         if lead:
             (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            if directory.exists():
-                directory.rmdir()
-            staging.rename(directory)
+            _move_into_place(staging, directory)
         wait_for_every_process("flaxbert-preset-saved")  # no process returns before the preset is in place
     finally:
         if lead:
@@ -73,16 +83,101 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     return directory
 
 
+def _new_directory(directory) -> pathlib.Path:
+    """The absolute path a preset is saved to, refused before anything is written when it cannot be one."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise PresetWriteError(f"a preset is saved to a directory: pass a str or pathlib.Path, not {directory!r}.")
+    directory = pathlib.Path(directory).expanduser().absolute()
+    if directory.exists() and not directory.is_dir():
+        raise PresetWriteError(f"{directory} is a file; save_to_preset writes a new directory: pass another path.")
+    if directory.is_dir() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
+    return directory
+
+
+def _make_staging(staging: pathlib.Path, directory: pathlib.Path) -> None:
+    # The staging directory is hidden from the user: an error names the directory they asked for.
+    try:
+        staging.mkdir(parents=True)
+    except OSError as e:
+        existing = next(p for p in staging.parents if p.exists())
+        why = f"{existing} is a file" if not existing.is_dir() else f"{existing}: {e.strerror}"
+        raise PresetWriteError(
+            f"cannot create the preset directory {directory} ({why}); pass a path in a writable directory."
+        ) from None
+
+
+def _move_into_place(staging: pathlib.Path, directory: pathlib.Path) -> None:
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            directory.rmdir()  # an empty directory made for the preset; any other is refused below or by rmdir
+        staging.rename(directory)  # atomic, and never over a directory with files in it
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        raise FileExistsError(
+            f"{directory} exists and is not empty: another process wrote it while this save ran; save_to_preset "
+            "writes a new directory."
+        ) from None
+
+
 def read(directory) -> dict:
-    """The config.json of a native preset, checked for its format version."""
+    """The config.json of a native preset, checked for its format version, its keys and its config fields, so that
+    a damaged or foreign file is one error naming the file rather than a KeyError or TypeError deep in a load."""
     path = pathlib.Path(directory) / "config.json"
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the preset is corrupt: save it again.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not a preset's settings; it is corrupt.")
     if config.get("format_version") != VERSION:
         raise ValueError(
             f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads version "
             f"{VERSION}: upgrade flaxbert (or re-save the preset with this version)."
         )
+    _check_keys(config, path)
     return config
+
+
+def _check_keys(config: dict, path: pathlib.Path) -> None:
+    """Refuses a config.json this flaxbert cannot build its configs from, saying which keys are unknown (a newer
+    flaxbert wrote them: upgrade) or missing or wrong (a damaged file: save the preset again)."""
+    newer, damaged = [], [f"no '{key}'" for key in _KEYS if key not in config]
+    architecture = config.get("architecture")
+    if "architecture" in config and architecture not in _BACKBONES:
+        newer.append(f"architecture {architecture!r} (this flaxbert has {', '.join(_BACKBONES)})")
+    elif architecture in _BACKBONES:
+        for key, config_cls in (("backbone", _BACKBONES[architecture]), ("task", _HEADS[architecture])):
+            unknown, wrong = _field_problems(config, key, config_cls, optional=key == "task")
+            newer, damaged = newer + unknown, damaged + wrong
+    for key in ("tokenizer", "preprocessor"):
+        if not isinstance(config.get(key, {}), (dict, type(None))):
+            damaged.append(f"'{key}' is a {type(config[key]).__name__}, not an object or null")
+    if not (newer or damaged):
+        return
+    fix = "upgrade flaxbert (a newer version wrote it)" if newer else "save the preset again from its model"
+    raise ValueError(f"{path} does not fit this flaxbert: {'; '.join(newer + damaged)}. Fix: {fix}.")
+
+
+def _field_problems(config: dict, key: str, config_cls, optional: bool) -> tuple[list[str], list[str]]:
+    """What of `config[key]` `config_cls` does not know (a newer flaxbert's fields), and what is missing or wrong."""
+    values = config.get(key)
+    if key not in config or (optional and values is None):
+        return [], []
+    if not isinstance(values, dict):
+        return [], [f"'{key}' is {json.dumps(values)}, not an object of {config_cls.__name__} fields"]
+    fields = dataclasses.fields(config_cls)
+    unknown = sorted(set(values) - {f.name for f in fields})
+    needed = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in values]
+    if unknown or needed:
+        newer = [f"'{key}' has fields {config_cls.__name__} does not know: {', '.join(unknown)}"] if unknown else []
+        return newer, [f"'{key}' lacks {', '.join(needed)}"] if needed else []
+    try:
+        config_cls(**values)  # the config checks its values (a positive hidden_dim, a known activation, ...)
+    except (ValueError, TypeError) as e:
+        return [], [f"'{key}': {str(e).rstrip('.')}"]
+    return [], []
 
 
 def backbone_config(config: dict, dtype: str | None = None):
@@ -98,16 +193,46 @@ def restore_params(directory, abstract, shardings=None) -> dict:
     """The params tree restored onto `shardings` (a tree like `abstract`; None: the default device).
 
     Raises:
-        ValueError: the saved params do not fit `abstract` (names the problem), or the files are unreadable.
+        ValueError: the saved params do not fit `abstract` (names the array), or the files are unreadable.
     """
     path = pathlib.Path(directory).absolute() / "params"
+    _check_saved(path, abstract)
     if shardings is None:
         shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     try:
         return checkpoint.read_tree(path, target)
     except Exception as e:  # Orbax, TensorStore (a bare Exception for a truncated array file) and file errors
-        cause = " ".join(f"{type(e).__name__}: {e}".split())[:300]
         raise ValueError(
-            f"{path} could not be restored into the model's params ({cause}); the preset may be corrupt."
+            f"{path} could not be restored into the model's params ({_cause(e)}); the preset may be corrupt."
         ) from None
+
+
+def _check_saved(path: pathlib.Path, abstract) -> None:
+    """Compares the saved arrays' names and shapes (Orbax's metadata) with the params the config describes, before
+    restoring: a failed restore prints a page of Orbax and TensorStore tracebacks before its error."""
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(handler.metadata(path))}
+    except Exception as e:  # no params directory, no metadata, a damaged metadata file
+        raise ValueError(
+            f"{path} could not be read as the preset's params ({_cause(e)}); the preset is incomplete or corrupt: "
+            "copy or save it again."
+        ) from None
+    finally:
+        handler.close()
+    flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
+    wanted = {jax.tree_util.keystr(p, simple=True, separator="."): tuple(leaf.shape) for p, leaf in flat}
+    differ = [f"{n} is saved as {saved[n]}, the config makes it {s}" for n, s in wanted.items() if saved.get(n, s) != s]
+    differ += [f"the config's {n} is not saved" for n in wanted if n not in saved]
+    differ += [f"the saved {n} is not in the config's model" for n in saved if n not in wanted]
+    if differ:
+        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise ValueError(
+            f"{path} does not fit {path.parent / 'config.json'}: {differ[0]}{more}. The params were saved with "
+            "another config: save the preset again from its model."
+        )
+
+
+def _cause(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]

@@ -1,0 +1,70 @@
+"""The conversion cache: where it lives, two processes converting one revision at once, and a cache that cannot be
+written."""
+
+import shutil
+
+import pytest
+from conftest import HUB_REVISION as REVISION
+from hf_factory import BERT_SHAPES, random_model, save
+
+import flaxbert
+from flaxbert import checkpoint
+from flaxbert.presets import conversion_cache, native
+from flaxbert.presets.resolve import resolve
+
+
+@pytest.fixture
+def tiny_hub(tmp_path, hub_cache):
+    """`hf://org/tiny`, a one-layer BERT encoder in the Hub cache: its snapshot and its converted copy's path."""
+    snapshot = hub_cache("org/tiny", save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path / "src"))
+    return snapshot, tmp_path / "converted" / "org--tiny" / f"{REVISION}-c{conversion_cache.CONVERSION}"
+
+
+def test_flaxbert_cache_expands_a_tilde(monkeypatch, tmp_path):
+    # as a Dockerfile ENV or a .env file sets it: no shell expands the "~"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FLAXBERT_CACHE", "~/flaxbert-cache")
+    assert conversion_cache.cache_root() == tmp_path / "flaxbert-cache"
+    monkeypatch.delenv("FLAXBERT_CACHE")
+    assert conversion_cache.cache_root() == tmp_path / ".cache" / "flaxbert"
+
+
+@pytest.mark.parametrize("when", ["before this save starts", "while this save runs"])
+def test_losing_the_race_to_convert_returns_the_winners_copy(tiny_hub, tmp_path, monkeypatch, when):
+    """Another process puts its complete copy in place while this one converts (made deterministic here)."""
+    _, target = tiny_hub
+    winner = tmp_path / "winner"
+    winner.mkdir()
+    (winner / "config.json").write_text("{}")  # the winner's whole copy, as its rename put it in place
+    (winner / "written-by-the-winner").write_text("")
+    before = when.startswith("before")
+    patched, function = (native, "save") if before else (checkpoint, "write_tree")
+    original = getattr(patched, function)
+
+    def race(*args, **kwargs):
+        if before:  # the winner finished before this process's save began
+            shutil.copytree(winner, target)
+        result = original(*args, **kwargs)
+        if not before:  # the winner's rename lands while this save writes its params
+            shutil.copytree(winner, target)
+        return result
+
+    monkeypatch.setattr(patched, function, race)
+    assert resolve("hf://org/tiny") == target
+    assert (target / "written-by-the-winner").is_file()
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # this process's staging directory is gone
+
+
+def test_an_unwritable_cache_warns_and_loads_the_download(tiny_hub, tmp_path, monkeypatch):
+    snapshot, target = tiny_hub
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FLAXBERT_CACHE", str(tmp_path / "a-file" / "cache"))  # root may write anywhere: not chmod
+    with pytest.warns(UserWarning, match=r"cannot write its conversion cache at .*a-file/cache/org--tiny.*Fix: set "
+                                         r"FLAXBERT_CACHE \(now '.*a-file/cache'\) to a writable"):  # fmt: skip
+        assert resolve("hf://org/tiny") == snapshot  # before converting anything
+    monkeypatch.setenv("FLAXBERT_CACHE", str(tmp_path / "converted"))
+    target.parent.mkdir(parents=True)
+    target.write_text("")  # the cache's folder for this revision is a file: the write itself fails
+    with pytest.warns(UserWarning, match=r"cannot write its conversion cache at .*\(PresetWriteError: .* is a file"):
+        backbone = flaxbert.BertBackbone.from_preset("hf://org/tiny")
+    assert backbone.config.hidden_dim == 48 and [p.name for p in target.parent.iterdir()] == [target.name]
