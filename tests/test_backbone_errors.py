@@ -95,6 +95,11 @@ def test_weight_of_the_wrong_shape_is_named(tmp_path):
     torch.save(state, path / "pytorch_model.bin")
     with pytest.raises(ValueError, match=r"pooled_dense/bias has shape \(47,\), expected \(48,\)"):
         flaxbert.BertBackbone.from_preset(path)
+    state["pooler.dense.bias"] = torch.zeros(48)
+    state["encoder.layer.0.attention.self.query.weight"] = torch.zeros(48)  # 1-D: an IndexError from a reshape
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"'encoder.layer.0.attention.self.query.weight' has shape \(48,\), which"):
+        flaxbert.BertBackbone.from_preset(path)
 
 
 def test_truncated_weight_file_is_named(tmp_path, bert_dir):

@@ -7,7 +7,6 @@ the params tree: nothing is randomly initialised first, and the tree is checked 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 from typing import NamedTuple
@@ -19,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
-from flaxbert.presets import hf_convert, torch_pickle
+from flaxbert.presets import hf_convert, json_file, torch_pickle
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -41,13 +40,7 @@ def read_config(directory) -> dict:
             f"{directory} has no config.json; a preset directory needs config.json next to its weights "
             "(a Hugging Face transformers checkpoint, a keras-hub preset or a flaxbert preset)."
         )
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt.") from e
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of settings; it is corrupt.")
-    return config
+    return json_file.read(path)
 
 
 def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -75,15 +68,20 @@ def read_state_dict(directory) -> dict[str, np.ndarray]:
             continue
         if not name.endswith(".index.json"):
             return _read_file(path)
-        try:
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{path} is not a valid shard index (it needs a 'weight_map'): {e}") from e
+        shards = _shard_names(path)
         state = {}
         for shard in shards:
             state.update(_read_file(directory / shard))
         return state
     raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
+
+
+def _shard_names(index: pathlib.Path) -> list[str]:
+    """The weight files a shard index lists (its `weight_map` maps each weight name to its file's name)."""
+    weight_map = json_file.member(json_file.read(index), "weight_map", index)
+    if not all(isinstance(name, str) for name in weight_map.values()):
+        raise ValueError(f"{index}: 'weight_map' must map each weight name to a file name; the index is corrupt.")
+    return sorted(set(weight_map.values()))
 
 
 class OtherTask(NamedTuple):

@@ -301,7 +301,7 @@ def params_from_state_dict(state: dict[str, np.ndarray], cfg, with_head: bool, s
         weight = np.asarray(state[key])
         try:
             converted = _to_flax(kind, weight, cfg)
-        except ValueError as e:
+        except (ValueError, IndexError) as e:  # a reshape that does not fit, or too few axes
             raise ValueError(
                 f"{source}: weight {hf_key!r} has shape {weight.shape}, which does not fit flaxbert parameter "
                 f"{'/'.join(path)} of a model with {cfg.num_heads} heads of size {cfg.head_dim}."

@@ -8,16 +8,20 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-from flaxbert.presets import keras_format, native
+from flaxbert.presets import json_file, keras_format, native
 from flaxbert.text.vocabulary import read_hf_tokenizer
 
 
 def _config(directory: pathlib.Path) -> dict:
     path = directory / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
+    return json_file.read(path) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
+
+
+def _keras_settings(path: pathlib.Path) -> dict:
+    """The "config" object of a keras-serialised tokenizer.json or preprocessor.json."""
+    return json_file.member(json_file.read(path), "config", path)
 
 
 def _vocabulary(directory: pathlib.Path, name: str) -> pathlib.Path:
@@ -39,7 +43,7 @@ def tokenizer(tokenizer_cls, directory):
     if keras_format.is_keras(config):
         if not (directory / "tokenizer.json").is_file():
             return None
-        saved = json.loads((directory / "tokenizer.json").read_text())["config"]
+        saved = _keras_settings(directory / "tokenizer.json")
         settings = {k: saved[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings") if k in saved}
         return tokenizer_cls(_vocabulary(directory, "assets/tokenizer/vocabulary.txt"), **settings)
     has_files = (directory / "vocab.txt").is_file() or (directory / "tokenizer.json").is_file()
@@ -58,7 +62,7 @@ def preprocessor_settings(directory) -> dict:
         return dict(native.read(directory)["preprocessor"] or {})
     saved = directory / "preprocessor.json"
     if keras_format.is_keras(config) and saved.is_file():
-        keras = json.loads(saved.read_text())["config"]
+        keras = _keras_settings(saved)
         return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
     positions = config.get("max_position_embeddings")
     return {"sequence_length": min(512, positions)} if isinstance(positions, int) and positions >= 2 else {}

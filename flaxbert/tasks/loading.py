@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 import warnings
 
 import flax.linen as nn
@@ -97,8 +95,8 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     config = keras_format.backbone_config(saved_config, preset, dtype)
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
-    task_path = pathlib.Path(preset) / "task.json"
-    head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
+    task = keras_format.read_task(preset)
+    head = None if task is None else keras_format.head_config(task, preset)
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)

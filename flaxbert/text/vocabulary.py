@@ -1,8 +1,9 @@
 """WordPiece vocabularies on disk: one-token-per-line files and Hugging Face checkpoint folders."""
 
-import json
 import os
 import pathlib
+
+from flaxbert.presets import json_file
 
 
 def read_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -50,7 +51,7 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     else:
         raise FileNotFoundError(f"{directory} has no vocab.txt or tokenizer.json: it is not a BERT tokenizer folder.")
     config_path = directory / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config = json_file.read(config_path) if config_path.is_file() else {}
     if config.get("tokenize_chinese_chars", True) is False or config.get("do_basic_tokenize", True) is False:
         raise ValueError(
             f"{config_path} turns off tokenize_chinese_chars or do_basic_tokenize; flaxbert's BertTokenizer always "
@@ -65,10 +66,13 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
 
 
 def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:
-    model = json.loads(path.read_text(encoding="utf-8"))["model"]
+    model = json_file.member(json_file.read(path), "model", path)
     if model.get("type") != "WordPiece":
         raise ValueError(f"{path} holds a {model.get('type')} model, not WordPiece.")
-    by_id = sorted((i, token) for token, i in model["vocab"].items())
+    vocab = json_file.member(model, "vocab", f"{path}'s model")
+    if not all(isinstance(i, int) for i in vocab.values()):
+        raise ValueError(f"{path}: the WordPiece vocab must map each token to an integer id; the file is corrupt.")
+    by_id = sorted((i, token) for token, i in vocab.items())
     if [i for i, _ in by_id] != list(range(len(by_id))):
         raise ValueError(f"the WordPiece ids in {path} are not 0..{len(by_id) - 1} without gaps.")
     return [token for _, token in by_id]
