@@ -146,3 +146,21 @@ def test_built_in_name_downloads_keras_preset_and_converts_once(keras_hub, tmp_p
     (snapshot / "model.weights.h5").unlink()  # the second load parses no h5: it reads the converted copy
     again = flaxbert.BertTextClassifier.from_preset("bert_tiny_en_uncased_sst2", preprocessor=None)
     np.testing.assert_array_equal(again.predict(x, batch_size=8, verbose=0), loaded.predict(x, batch_size=8, verbose=0))
+
+
+def test_a_preset_of_another_keras_task_loads_its_backbone(keras_hub, tmp_path, hub_cache):
+    """A BertMaskedLM preset's task.json was taken for a classifier head: "task 'BertMaskedLM' is not supported",
+    locally with num_classes and through hf:// even for its backbone. keras-hub loads it as a bare backbone."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=8, max_sequence_length=16)  # fmt: skip
+    keras_hub.models.BertMaskedLM(backbone, preprocessor=None).save_to_preset(str(tmp_path / "mlm"))
+    want = flaxbert.BertBackbone.from_preset(tmp_path / "mlm").params  # test_backbone_preset_matches_keras_hub
+    local = flaxbert.TextClassifier.from_preset(tmp_path / "mlm", num_classes=2, preprocessor=None)
+    assert local.num_classes == 2
+    np.testing.assert_array_equal(local.backbone.params["pooled_dense"]["kernel"], want["pooled_dense"]["kernel"])
+    with pytest.raises(ValueError, match="is a keras-hub BertMaskedLM preset: its head is no text classifier.*"
+                                         "pass num_classes"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(tmp_path / "mlm", preprocessor=None)
+    hub_cache("org/mlm", tmp_path / "mlm")
+    from_hub = flaxbert.TextClassifier.from_preset("hf://org/mlm", num_classes=3, preprocessor=None)
+    np.testing.assert_array_equal(from_hub.backbone.params["pooled_dense"]["kernel"], want["pooled_dense"]["kernel"])

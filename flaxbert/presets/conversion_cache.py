@@ -48,7 +48,7 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
 def _has_head(source: pathlib.Path, config: dict) -> bool:
     """Whether the preset has a classification head flaxbert runs (not a regression or multi-label one)."""
     if keras_format.is_keras(config):
-        return (source / "task.json").is_file()
+        return keras_format.is_classifier(keras_format.read_task(source))  # another task's head: a bare backbone
     # A head flaxbert cannot run: its encoder is cached alone, as a bare encoder's is.
     return hf_convert.is_classifier(config) and hf_convert.unsupported_head(config, str(source)) is None
 

@@ -91,6 +91,17 @@ def read_task(directory) -> dict | None:
     return task
 
 
+def is_classifier(task: dict | None) -> bool:
+    """Whether a task.json (from `read_task`) is a text classifier flaxbert reads. Another task's (BertMaskedLM, ...)
+    head is of no use to a classifier: keras-hub then loads the preset as a bare backbone, and so does flaxbert."""
+    return task is not None and task_name(task) in _TASKS
+
+
+def task_name(task: dict) -> str:
+    """The keras class of a task.json from `read_task`, e.g. "BertMaskedLM"."""
+    return _class(task, "a preset", "task.json")
+
+
 def head_config(task: dict, source) -> BertHeadConfig | DistilBertHeadConfig:
     """The head config of a keras-hub text classifier's task.json."""
     name = _class(task, source, "task.json")

@@ -96,7 +96,12 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
     task = keras_format.read_task(preset)
-    head = None if task is None else keras_format.head_config(task, preset)
+    head = keras_format.head_config(task, preset) if keras_format.is_classifier(task) else None
+    if task is not None and head is None and num_classes is None:
+        raise ValueError(
+            f"{preset} is a keras-hub {keras_format.task_name(task)} preset: its head is no text classifier, so only "
+            "its backbone loads, as in keras-hub: pass num_classes for a new classification head."
+        )
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
     if preprocessor == "auto":
         preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
