@@ -159,6 +159,30 @@ def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
         flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
 
 
+def test_a_checkpoint_without_a_pooler_gets_a_seeded_random_one_and_a_warning(tmp_path):
+    """BertForMaskedLM (what run_mlm fine-tunes) is saved without BERT's pooler: it could not load at all ("weight
+    'pooler.dense.weight' is missing"). As in transformers it loads with a random pooler, from the seed, and a
+    warning."""
+    import transformers
+
+    torch_model = random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"])
+    mlm = transformers.BertForMaskedLM(torch_model.config).eval()
+    mlm.bert.load_state_dict(torch_model.state_dict(), strict=False)  # the encoder without its pooler
+    path = tmp_path / "mlm"
+    mlm.save_pretrained(path)
+    batch = padded_batch(99, 3)
+    with pytest.warns(UserWarning, match=r"mlm has no pooler .* initialises it randomly \(seed 5\)"):
+        backbone = flaxbert.BertBackbone.from_preset(path, seed=5)
+    want = torch_outputs(torch_model, batch).last_hidden_state.numpy()
+    np.testing.assert_allclose(backbone(batch)["sequence_output"], want, atol=1e-5)
+    fresh = flaxbert.BertBackbone.from_config(backbone.config, seed=5).params["pooled_dense"]
+    np.testing.assert_array_equal(backbone.params["pooled_dense"]["kernel"], fresh["kernel"])
+    with pytest.warns(UserWarning, match=r"initialises it randomly \(seed 7\)"):
+        classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None, seed=7)
+    fresh = flaxbert.BertBackbone.from_config(backbone.config, seed=7).params["pooled_dense"]
+    np.testing.assert_array_equal(classifier.backbone.params["pooled_dense"]["kernel"], fresh["kernel"])
+
+
 def _sst2(shared_data, split):
     with open(shared_data / "sst2" / f"{split}.tsv", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]

@@ -11,12 +11,14 @@ import pathlib
 import warnings
 from typing import NamedTuple
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
-from flaxbert.models.abstract import abstract_params, check_params
+from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
 from flaxbert.presets import hf_convert, json_file, torch_pickle
 
@@ -85,17 +87,16 @@ def _shard_names(index: pathlib.Path) -> list[str]:
 
 
 class OtherTask(NamedTuple):
-    """A checkpoint fine-tuned for another task than sequence classification, in words: `what` it is, whether and
-    how its `encoder` loads, and whether it `loads`."""
+    """A checkpoint fine-tuned for another task than sequence classification, in words: `what` it is and how its
+    `encoder` loads."""
 
     what: str
     encoder: str
-    loads: bool
 
 
-def other_task(directory, state: dict | None = None) -> OtherTask | None:
+def other_task(directory) -> OtherTask | None:
     """Says what a token classification, multiple choice or question answering checkpoint is and what of it flaxbert
-    loads; None for sequence classifiers and base checkpoints. `state` spares reading the weights again."""
+    loads; None for sequence classifiers and base checkpoints."""
     hf, source = read_config(directory), str(directory)
     found = hf_convert.other_task(hf)
     if found is None:
@@ -106,18 +107,11 @@ def other_task(directory, state: dict | None = None) -> OtherTask | None:
         "a label for each text)."
     )
     bert = hf_convert.architecture(hf, source) == "bert"
-    if bert and not hf_convert.has_pooler(read_state_dict(directory) if state is None else state):
-        encoder = (
-            f"Its encoder does not load either: transformers saves a {name} without BERT's pooler, which "
-            "BertBackbone's pooled_output and BertTextClassifier need. Start from the checkpoint it was fine-tuned "
-            "from (a BertModel, BertForMaskedLM or BertForSequenceClassification one)."
-        )
-        return OtherTask(what, encoder, loads=False)
     encoder = (
         f"Its encoder loads: {'BertBackbone' if bert else 'DistilBertBackbone'}.from_preset(...) alone, or "
         "TextClassifier.from_preset(..., num_classes=N) with a new classification head."
     )
-    return OtherTask(what, encoder, loads=True)
+    return OtherTask(what, encoder)
 
 
 def _has_head(state: dict) -> bool:
@@ -129,31 +123,48 @@ def _to_arrays(params):
     return {k: _to_arrays(v) if isinstance(v, dict) else jnp.asarray(v, jnp.float32) for k, v in params.items()}
 
 
-def load_backbone(directory, dtype=None, expected: str | None = None):
+def load_backbone(directory, dtype=None, expected: str | None = None, *, seed: int = 0):
     """Reads a transformers BERT/DistilBERT checkpoint's encoder.
 
     Args:
         directory: a local checkpoint directory (config.json + weights).
         dtype: the compute dtype (params stay float32).
         expected: "bert" or "distil_bert" to reject the other architecture with a message naming the right class.
+        seed: the seed of a BERT pooler the checkpoint lacks.
 
     Returns:
         `(config, params)` where params is the encoder's tree (float32 arrays).
 
     Warns when the checkpoint's attention-probability dropout differs from its hidden dropout: flaxbert has one rate
-    (`hf_convert.dropout_note`).
+    (`hf_convert.dropout_note`). A BERT checkpoint without the pooler (transformers saves BertForMaskedLM,
+    BertForTokenClassification and BertForQuestionAnswering without one) gets a randomly initialised pooler, the one
+    `BertBackbone.from_config(config, seed=seed)` has, with a warning naming it: what transformers'
+    `BertModel.from_pretrained` does with such a checkpoint.
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
     _warn_dropout(directory)
     state = read_state_dict(directory)
-    task = other_task(directory, state)
-    if task is not None and not task.loads:
-        raise ValueError(f"{task.what} {task.encoder}")
-    params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source)
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
+    pooler = not isinstance(cfg, BertConfig) or hf_convert.has_pooler(state)
+    params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source, pooler=pooler)
+    if not pooler:
+        warnings.warn(
+            f"{source} has no pooler (pooler.dense.weight and .bias): transformers saves BertForMaskedLM, "
+            "BertForTokenClassification and BertForQuestionAnswering without it. flaxbert initialises it randomly "
+            f"(seed {seed}), as transformers does: pooled_output is random until fine-tuned, and so is a "
+            "classifier's input; sequence_output is the checkpoint's.",
+            stacklevel=4,  # the caller of BertBackbone.from_preset
+        )
+        params["pooled_dense"] = _fresh_pooler(encoder, cfg, seed)
     check_params(params, abstract_params(encoder, cfg), source)
     return cfg, _to_arrays(params)
+
+
+def _fresh_pooler(encoder, cfg, seed: int) -> dict:
+    """The pooler `BertBackbone.from_config(cfg, seed=seed)` is born with (XLA computes nothing else)."""
+    init = jax.jit(lambda key: nn.unbox(encoder.init(key, dummy_inputs(cfg))["params"]["pooled_dense"]))
+    return jax.device_get(init(jax.random.key(seed)))
 
 
 def load_classifier(directory, dtype=None, expected: str | None = None):
@@ -170,10 +181,10 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
-    state = read_state_dict(directory)
-    task = other_task(directory, state)
+    task = other_task(directory)
     if task is not None:
         raise ValueError(f"{task.what} {task.encoder}")
+    state = read_state_dict(directory)
     head = hf_convert.head_config(read_config(directory), source)
     _warn_dropout(directory)
     if not _has_head(state):

@@ -216,7 +216,7 @@ def _attention(hf_names, path):
     ]
 
 
-def _bert_rows(cfg: BertConfig):
+def _bert_rows(cfg: BertConfig, pooler: bool):
     rows = [
         ("embeddings.word_embeddings.weight", ("token_embedding", "embedding"), "copy"),
         ("embeddings.position_embeddings.weight", ("position_embedding", "embedding"), "copy"),
@@ -231,7 +231,7 @@ def _bert_rows(cfg: BertConfig):
         rows += _linear(f"{hf}intermediate.dense", (ours, "feedforward_intermediate_dense"))
         rows += _linear(f"{hf}output.dense", (ours, "feedforward_output_dense"))
         rows += _norm(f"{hf}output.LayerNorm", (ours, "feedforward_layer_norm"))
-    return rows + _linear("pooler.dense", ("pooled_dense",))
+    return rows + (_linear("pooler.dense", ("pooled_dense",)) if pooler else [])
 
 
 def _distil_bert_rows(cfg: DistilBertConfig):
@@ -252,10 +252,11 @@ def _distil_bert_rows(cfg: DistilBertConfig):
     return rows
 
 
-def weight_rows(cfg, with_head: bool) -> list[tuple[str, tuple[str, ...], str]]:
-    """The full HF-key <-> flaxbert-path table; with a head, backbone paths sit under "backbone"."""
+def weight_rows(cfg, with_head: bool, pooler: bool = True) -> list[tuple[str, tuple[str, ...], str]]:
+    """The full HF-key <-> flaxbert-path table; with a head, backbone paths sit under "backbone". `pooler=False`
+    leaves out BERT's pooler."""
     is_bert = isinstance(cfg, BertConfig)
-    rows = _bert_rows(cfg) if is_bert else _distil_bert_rows(cfg)
+    rows = _bert_rows(cfg, pooler) if is_bert else _distil_bert_rows(cfg)
     if not with_head:
         return rows
     prefix = _PREFIXES["bert" if is_bert else "distil_bert"]
@@ -289,12 +290,15 @@ def normalize_keys(state: dict[str, np.ndarray], arch: str) -> dict[str, np.ndar
     return {k.removeprefix(prefix): v for k, v in renamed.items()}
 
 
-def params_from_state_dict(state: dict[str, np.ndarray], cfg, with_head: bool, source: str) -> dict:
-    """Builds flaxbert's nested params from a transformers state dict; a missing key raises naming both names."""
+def params_from_state_dict(
+    state: dict[str, np.ndarray], cfg, with_head: bool, source: str, pooler: bool = True
+) -> dict:
+    """Builds flaxbert's nested params from a transformers state dict; a missing key raises naming both names.
+    `pooler=False` reads no BERT pooler (the caller makes one)."""
     arch = "bert" if isinstance(cfg, BertConfig) else "distil_bert"
     state = normalize_keys(state, arch)
     params: dict = {}
-    for hf_key, path, kind in weight_rows(cfg, with_head):
+    for hf_key, path, kind in weight_rows(cfg, with_head, pooler):
         key = hf_key.removeprefix(_PREFIXES[arch])
         if key not in state:
             raise ValueError(f"{source}: weight {hf_key!r} (flaxbert parameter {'/'.join(path)}) is missing.")

@@ -152,7 +152,7 @@ def _saved_head(config: dict, preset, num_classes: int | None):
         task = hf_checkpoint.other_task(preset)
         if task is None:  # a base checkpoint: its encoder, with a new head
             return None
-        if num_classes is None or not task.loads:
+        if num_classes is None:
             raise ValueError(f"{task.what} {task.encoder}")
         warnings.warn(f"{task.what} num_classes={num_classes} gets a new, randomly initialised head on its encoder.",
                       stacklevel=4)  # fmt: skip
