@@ -1,6 +1,7 @@
 """Classifiers from local transformers checkpoints: heads kept or replaced, BERT/DistilBERT dispatch, real learning."""
 
 import csv
+import json
 import time
 import warnings
 
@@ -157,6 +158,46 @@ def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
         flaxbert.DistilBertTextClassifier.from_preset(path, num_classes=2, preprocessor=None)
     with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
         flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distil_bert"])
+def test_a_head_saved_without_architectures_is_kept(tmp_path, hub_cache, kind):
+    """config.save_pretrained + torch.save(state_dict) writes no architectures: transformers reloads the head, flaxbert
+    asked for num_classes (and with it silently made a random head) and hf:// cached the encoder alone. The weights
+    show the head; its class count is their rows, not config.json's id2label (dropped here: 2 classes by default)."""
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
+    model = random_model(f"{kind}_classifier", shape, num_labels=3)
+    path = save(model, tmp_path / kind, "bin")
+    config = json.loads((path / "config.json").read_text())
+    assert config.get("architectures") is None
+    config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
+    (path / "config.json").write_text(json.dumps(config))
+    batch = padded_batch(99, 3 if kind == "bert" else 1)
+    if kind != "bert":
+        del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # kept, and silently so
+        local = flaxbert.TextClassifier.from_preset(path, num_classes=3, preprocessor=None)
+    np.testing.assert_allclose(local.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    if kind == "bert":
+        hub_cache("org/no_architectures", path)
+        from_hub = flaxbert.TextClassifier.from_preset("hf://org/no_architectures", preprocessor=None)
+        np.testing.assert_allclose(from_hub.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+
+
+def test_load_weights_false_builds_the_saved_head(tmp_path):
+    """A transformers classifier with load_weights=False asked for num_classes; native and keras presets build their
+    saved head. Its config.json has the head's settings; without architectures only the weights would tell."""
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=3)
+    model.config.id2label = {0: "neg", 1: "neu", 2: "pos"}
+    path = save(model, tmp_path / "classifier")
+    random = flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None)
+    assert (random.num_classes, random.label_names) == (3, ("neg", "neu", "pos"))
+    model.config.architectures = None  # save_pretrained set them; a config saved on its own has none
+    path = save(model, tmp_path / "no_architectures", "bin")
+    with pytest.raises(ValueError, match="names no architectures.*load_weights=False reads none: pass num_classes"):
+        flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None)
 
 
 def test_a_checkpoint_without_a_pooler_gets_a_seeded_random_one_and_a_warning(tmp_path):

@@ -50,6 +50,7 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
     if keras_format.is_keras(config):
         return keras_format.is_classifier(keras_format.read_task(source))  # another task's head: a bare backbone
     # A head flaxbert cannot run: its encoder is cached alone, as a bare encoder's is.
+    config = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
     return hf_convert.is_classifier(config) and hf_convert.unsupported_head(config, str(source)) is None
 
 

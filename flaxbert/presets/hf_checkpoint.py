@@ -45,37 +45,59 @@ def read_config(directory) -> dict:
     return json_file.read(path)
 
 
-def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+def _from_safetensors(path: pathlib.Path, read):
+    """`read(file)` on the opened safetensors file, or an error saying that the file is unreadable."""
     try:
         with safe_open(path, framework="numpy") as f:
-            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            return read(f)
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(
             f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupt: download it again."
         ) from e
 
 
-def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
+def _existing(path: pathlib.Path) -> pathlib.Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is listed in the checkpoint's index but does not exist.")
-    return _read_safetensors(path) if path.suffix == ".safetensors" else torch_pickle.load_state_dict(path)
+    return path
+
+
+def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
+    if _existing(path).suffix != ".safetensors":
+        return torch_pickle.load_state_dict(path)
+    return _from_safetensors(path, lambda f: {key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
+
+
+def _file_shapes(path: pathlib.Path) -> dict[str, tuple[int, ...]]:
+    if _existing(path).suffix != ".safetensors":
+        return {key: value.shape for key, value in torch_pickle.load_state_dict(path).items()}
+    return _from_safetensors(path, lambda f: {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()})  # noqa: SIM118
+
+
+def _weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
+    """The files that hold a checkpoint's weights: the first of `_WEIGHT_FILES` found, or the shards it lists."""
+    for name in _WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            return [directory / shard for shard in _shard_names(path)] if name.endswith(".index.json") else [path]
+    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
 
 
 def read_state_dict(directory) -> dict[str, np.ndarray]:
     """All weights of a checkpoint directory as `{hf_key: array}`."""
-    directory = pathlib.Path(directory)
-    for name in _WEIGHT_FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        if not name.endswith(".index.json"):
-            return _read_file(path)
-        shards = _shard_names(path)
-        state = {}
-        for shard in shards:
-            state.update(_read_file(directory / shard))
-        return state
-    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
+    state = {}
+    for path in _weight_files(pathlib.Path(directory)):
+        state.update(_read_file(path))
+    return state
+
+
+def weight_shapes(directory) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight of a checkpoint directory; safetensors files are read only in their header
+    (a pytorch_model.bin, whole)."""
+    shapes = {}
+    for path in _weight_files(pathlib.Path(directory)):
+        shapes.update(_file_shapes(path))
+    return shapes
 
 
 def _shard_names(index: pathlib.Path) -> list[str]:
@@ -84,6 +106,22 @@ def _shard_names(index: pathlib.Path) -> list[str]:
     if not all(isinstance(name, str) for name in weight_map.values()):
         raise ValueError(f"{index}: 'weight_map' must map each weight name to a file name; the index is corrupt.")
     return sorted(set(weight_map.values()))
+
+
+def checkpoint_config(directory, state: dict | None = None) -> dict:
+    """config.json as the checkpoint's weights complete it.
+
+    A `*ForSequenceClassification` model saved as `config.save_pretrained` beside `torch.save(model.state_dict())`
+    (as training scripts often do) has a config without `architectures`; transformers builds whatever class it is
+    asked for and finds the head by its weights' names. So does flaxbert (`hf_convert.head_from_weights`): its head is
+    kept, not silently replaced by a random one. `state` (the read weights) spares reading them again; without it
+    only safetensors headers are read.
+    """
+    hf = read_config(directory)
+    if hf.get("architectures"):
+        return hf
+    shapes = weight_shapes(directory) if state is None else {key: np.shape(v) for key, v in state.items()}
+    return hf_convert.head_from_weights(hf, shapes, str(directory))
 
 
 class OtherTask(NamedTuple):
@@ -123,13 +161,14 @@ def _to_arrays(params):
     return {k: _to_arrays(v) if isinstance(v, dict) else jnp.asarray(v, jnp.float32) for k, v in params.items()}
 
 
-def load_backbone(directory, dtype=None, expected: str | None = None, *, seed: int = 0):
+def load_backbone(directory, dtype=None, expected: str | None = None, *, state: dict | None = None, seed: int = 0):
     """Reads a transformers BERT/DistilBERT checkpoint's encoder.
 
     Args:
         directory: a local checkpoint directory (config.json + weights).
         dtype: the compute dtype (params stay float32).
         expected: "bert" or "distil_bert" to reject the other architecture with a message naming the right class.
+        state: the checkpoint's weights when already read (`read_state_dict`); None reads them.
         seed: the seed of a BERT pooler the checkpoint lacks.
 
     Returns:
@@ -144,7 +183,7 @@ def load_backbone(directory, dtype=None, expected: str | None = None, *, seed: i
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
     _warn_dropout(directory)
-    state = read_state_dict(directory)
+    state = read_state_dict(directory) if state is None else state
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
     pooler = not isinstance(cfg, BertConfig) or hf_convert.has_pooler(state)
     params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source, pooler=pooler)
@@ -167,8 +206,12 @@ def _fresh_pooler(encoder, cfg, seed: int) -> dict:
     return jax.device_get(init(jax.random.key(seed)))
 
 
-def load_classifier(directory, dtype=None, expected: str | None = None):
-    """Reads a `BertForSequenceClassification` / `DistilBertForSequenceClassification` checkpoint with its head.
+def load_classifier(directory, dtype=None, expected: str | None = None, *, state: dict | None = None):
+    """Reads a `BertForSequenceClassification` / `DistilBertForSequenceClassification` checkpoint with its head (also
+    one whose config.json names no architectures: `checkpoint_config`).
+
+    Args:
+        directory, dtype, expected, state: as for `load_backbone`.
 
     Returns:
         `(backbone_config, head_config, params)`; params is `{"backbone": ..., <head params>}`.
@@ -184,8 +227,8 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
     task = other_task(directory)
     if task is not None:
         raise ValueError(f"{task.what} {task.encoder}")
-    state = read_state_dict(directory)
-    head = hf_convert.head_config(read_config(directory), source)
+    state = read_state_dict(directory) if state is None else state
+    head = hf_convert.head_config(checkpoint_config(directory, state), source)
     _warn_dropout(directory)
     if not _has_head(state):
         raise ValueError(

@@ -150,6 +150,28 @@ def has_pooler(weight_names) -> bool:
     return any(name.endswith("pooler.dense.weight") for name in weight_names)
 
 
+def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str) -> dict:
+    """`hf` naming the `*ForSequenceClassification` architecture its weights `shapes` show, when it names none.
+
+    A sequence classification head is `classifier.weight` beside BERT's pooler (a token classification head has no
+    pooler) or beside DistilBERT's `pre_classifier.weight`; its rows are the classes, which also set `num_labels`
+    (`id2label` is kept only where it names as many). A config that names its architectures is returned as it is.
+    """
+    if hf.get("architectures"):
+        return hf
+    bert = architecture(hf, source) == "bert"
+    head = shapes.get("classifier.weight")
+    beside = has_pooler(shapes) if bert else any(name.endswith("pre_classifier.weight") for name in shapes)
+    if head is None or len(head) != 2 or not beside:
+        return hf
+    completed = {**hf, "architectures": [f"{'Bert' if bert else 'DistilBert'}ForSequenceClassification"],
+                 "num_labels": int(head[0])}  # fmt: skip
+    if num_labels(hf) != head[0]:
+        completed.pop("id2label", None)
+        completed.pop("label2id", None)
+    return completed
+
+
 def unsupported_head(hf: dict, source: str) -> str | None:
     """Why flaxbert cannot run the checkpoint's head (a regression or multi-label one), or None."""
     problem = hf.get("problem_type")
