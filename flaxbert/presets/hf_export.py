@@ -87,7 +87,8 @@ def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> Non
     tokenizer.save_vocabulary(directory / "vocab.txt")
     tokenizer.save_tokenizer_json(directory / "tokenizer.json")
     # flaxbert's pipeline packs [CLS]/[SEP] itself, so its tokenizer.json has no post-processor and, unless special
-    # tokens are matched in text, no added tokens; transformers expects both in the file.
+    # tokens are matched in text, lists BERT's special tokens among no added tokens; transformers expects both there.
+    # (Tokens added to the vocabulary are in the file already, after the vocabulary: transformers reads them there.)
     rust = Tokenizer.from_file(str(directory / "tokenizer.json"))
     rust.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
     cls, sep = specials["cls_token"], specials["sep_token"]
