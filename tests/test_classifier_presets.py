@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import time
 import warnings
 
@@ -222,6 +223,18 @@ def test_a_checkpoint_without_a_pooler_gets_a_seeded_random_one_and_a_warning(tm
         classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None, seed=7)
     fresh = flaxbert.BertBackbone.from_config(backbone.config, seed=7).params["pooled_dense"]
     np.testing.assert_array_equal(classifier.backbone.params["pooled_dense"]["kernel"], fresh["kernel"])
+
+
+def test_a_tokenizer_bigger_than_the_embedding_table_is_refused_at_load(tmp_path, distil_dir):
+    """vocab.txt of another model (120 tokens for 99 embeddings) loaded, and predict or fit failed only when a text
+    held one of the extra tokens."""
+    shutil.copytree(distil_dir[0], tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                                           [f"w{i}" for i in range(115)]) + "\n")  # fmt: skip
+    with pytest.raises(ValueError, match=r"the tokenizer has 120 tokens but the model embeds only 99 .*"
+                                         "Use the tokenizer saved with these weights"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(tmp_path / "ckpt")
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "ckpt", preprocessor=None).preprocessor is None
 
 
 def _sst2(shared_data, split):

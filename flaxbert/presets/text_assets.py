@@ -68,12 +68,27 @@ def preprocessor_settings(directory) -> dict:
     return {"sequence_length": min(512, positions)} if isinstance(positions, int) and positions >= 2 else {}
 
 
-def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None):
-    """The preset's preprocessor (None without a tokenizer); an explicit `sequence_length` wins over the saved one."""
+def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None,
+                 vocabulary_size: int | None = None):  # fmt: skip
+    """The preset's preprocessor (None without a tokenizer); an explicit `sequence_length` wins over the saved one.
+    With the model's `vocabulary_size`, a tokenizer that has more ids is refused now (`check_vocabulary`)."""
     found = tokenizer(tokenizer_cls, directory)
     if found is None:
         return None
+    if vocabulary_size is not None:
+        check_vocabulary(found, vocabulary_size, f"{directory}: ", "Use the tokenizer saved with these weights, or "
+                         "preprocessor=None for preprocessed inputs.")  # fmt: skip
     settings = {"sequence_length": 512, **preprocessor_settings(directory)}
     if sequence_length is not None:
         settings["sequence_length"] = sequence_length
     return preprocessor_cls(found, **settings)
+
+
+def check_vocabulary(tokenizer, vocabulary_size: int, source: str, fix: str) -> None:
+    """Raises when the tokenizer gives ids the model's embedding table has no row for: otherwise only the first text
+    with a rare token would fail, at predict or in the middle of fit. `source` starts the message, `fix` ends it."""
+    if tokenizer.vocabulary_size() > vocabulary_size:
+        raise ValueError(
+            f"{source}the tokenizer has {tokenizer.vocabulary_size()} tokens but the model embeds only "
+            f"{vocabulary_size} (its vocabulary_size): token ids {vocabulary_size} and above have no embedding. {fix}"
+        )

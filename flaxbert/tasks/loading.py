@@ -90,8 +90,7 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
             "its backbone loads, as in keras-hub: pass num_classes for a new classification head."
         )
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
     head_params = None
     if keep and load_weights:
@@ -112,8 +111,7 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
     keep_head, head_kwargs = _choose_head(
         preset, native.head_config(saved), num_classes, head_kwargs, config.hidden_dim
     )
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     if not load_weights:
         return cls(cls.backbone_cls.from_config(config, seed=seed), preprocessor=preprocessor, seed=seed,
                    **head_kwargs)  # fmt: skip
@@ -130,6 +128,7 @@ def _load_transformers(cls, preset, load_weights, num_classes, preprocessor, seq
     config = hf_checkpoint.load_config(preset, dtype)
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)  # before any weights
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     state = hf_checkpoint.read_state_dict(preset) if load_weights else None  # read once, for the head and the rest
     saved_config = hf_checkpoint.checkpoint_config(preset, state) if load_weights else hf_checkpoint.read_config(preset)
     head = _saved_head(saved_config, preset, num_classes, load_weights)
@@ -144,9 +143,16 @@ def _load_transformers(cls, preset, load_weights, num_classes, preprocessor, seq
     else:  # a new head: a pooler the checkpoint lacks is born from the classifier's seed too
         config, params = hf_checkpoint.load_backbone(preset, dtype, state=state, seed=seed)
         backbone = cls.backbone_cls.from_config(with_execution(config, **execution), params)
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
     return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+
+
+def _auto_preprocessor(cls, preset, preprocessor, sequence_length, config):
+    """For "auto", the preset's own preprocessor, its tokenizer checked against the model's vocabulary_size (a bigger
+    one failed only at the first rare token, in predict or fit); otherwise `preprocessor` itself."""
+    if preprocessor != "auto":
+        return preprocessor
+    return text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length,
+                                    config.vocabulary_size)  # fmt: skip
 
 
 def _class_for(cls, config_type):
