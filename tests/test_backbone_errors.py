@@ -132,6 +132,35 @@ def test_directory_without_weights(tmp_path, bert_dir):
     assert flaxbert.BertBackbone.from_preset(tmp_path, load_weights=False).config.num_segments == 3
 
 
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+_TINY_CONFIG = dict(model_type="bert", vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=8, max_position_embeddings=16)  # fmt: skip
+
+
+def test_damaged_transformers_side_files_are_named(tmp_path):
+    """They raised a bare JSONDecodeError, KeyError or AttributeError (a weight_map that is a list)."""
+    (tmp_path / "config.json").write_text(json.dumps(_TINY_CONFIG))
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": ["model.safetensors"]}))
+    with pytest.raises(ValueError, match=r"model.safetensors.index.json: 'weight_map' is a JSON list, not an object"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": 1}}))
+    with pytest.raises(ValueError, match="'weight_map' must map each weight name to a file name"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{")
+    with pytest.raises(ValueError, match=r"tokenizer.json is not valid JSON \(.*\); the file is corrupt"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": []}))
+    with pytest.raises(ValueError, match="tokenizer.json lacks 'model'"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
+    (tmp_path / "tokenizer_config.json").write_text("{")
+    with pytest.raises(ValueError, match="tokenizer_config.json is not valid JSON"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("[]")
+    with pytest.raises(ValueError, match="tokenizer_config.json holds a JSON list, not an object"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+
+
 def test_bare_encoder_has_no_classifier_head(bert_dir):
     with pytest.raises(ValueError, match="has no classification head"):
         hf_checkpoint.load_classifier(bert_dir)
