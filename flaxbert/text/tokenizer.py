@@ -166,7 +166,8 @@ class BertTokenizer:
 
         A transformers folder gives transformers' settings from tokenizer_config.json: `do_lower_case`,
         `strip_accents` (null: strip when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is
-        the special token), so the ids equal `transformers.BertTokenizer.from_pretrained(path)`. keras-hub presets
+        the special token), and its added tokens (`added_tokens.read_hf`), so the ids equal
+        `transformers.BertTokenizer.from_pretrained(path)`'s. keras-hub presets
         keep their own settings (accents kept even when lower-casing).
         """
         from flaxbert.presets import text_assets  # imported here: preset resolution pulls in jax
