@@ -140,8 +140,9 @@ def main(argv=None) -> int:
     try:
         config = build_config(args, extra)
         job.run(config, resume=args.resume, eval_only=args.eval_only, predict_file=args.predict_file or "")
-    except (ConfigError, DataError, job.RunError, ValueError, FileNotFoundError) as error:
-        return _error(error)
+    # PermissionError, ConnectionError: a gated Hub repository, a Hub server error (flaxbert's messages)
+    except (ConfigError, DataError, job.RunError, ValueError, FileNotFoundError, PermissionError, ConnectionError) as e:
+        return _error(e)
     return 0
 
 

@@ -99,16 +99,19 @@ class Backbone:
                 pytorch_model.bin.
             load_weights: False builds the architecture with random weights and reads no weight file.
             dtype: compute dtype override, e.g. "bfloat16"; params stay float32.
-            seed: the init seed when `load_weights=False`.
+            seed: the init seed when `load_weights=False`, and of a BERT pooler the checkpoint lacks: transformers saves
+                BertForMaskedLM (what run_mlm fine-tunes), BertForTokenClassification and BertForQuestionAnswering
+                without one. As transformers' `BertModel.from_pretrained` does, such a pooler is initialised randomly
+                and a warning names it: `sequence_output` is the checkpoint's, `pooled_output` random until trained.
             scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
         """
         check_execution(scan_layers, attention_kernel)  # before reading any weights
-        config, params = cls._read_preset(preset, load_weights, dtype)
+        config, params = cls._read_preset(preset, load_weights, dtype, seed)
         config = with_execution(config, scan_layers=scan_layers, attention_kernel=attention_kernel)
         return cls.from_config(config, params, seed=seed)
 
     @classmethod
-    def _read_preset(cls, preset, load_weights: bool, dtype) -> tuple:
+    def _read_preset(cls, preset, load_weights: bool, dtype, seed: int) -> tuple:
         """(config, params or None) of a preset of this backbone's architecture."""
         preset = resolve(preset, load_weights)
         saved = hf_checkpoint.read_config(preset)
@@ -129,7 +132,7 @@ class Backbone:
             return config, jax.tree.map(jnp.asarray, params)
         if not load_weights:
             return hf_checkpoint.load_config(preset, dtype, cls.architecture), None
-        return hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture)
+        return hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture, seed=seed)
 
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""

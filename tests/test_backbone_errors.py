@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -95,6 +97,11 @@ def test_weight_of_the_wrong_shape_is_named(tmp_path):
     torch.save(state, path / "pytorch_model.bin")
     with pytest.raises(ValueError, match=r"pooled_dense/bias has shape \(47,\), expected \(48,\)"):
         flaxbert.BertBackbone.from_preset(path)
+    state["pooler.dense.bias"] = torch.zeros(48)
+    state["encoder.layer.0.attention.self.query.weight"] = torch.zeros(48)  # 1-D: an IndexError from a reshape
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"'encoder.layer.0.attention.self.query.weight' has shape \(48,\), which"):
+        flaxbert.BertBackbone.from_preset(path)
 
 
 def test_truncated_weight_file_is_named(tmp_path, bert_dir):
@@ -125,13 +132,42 @@ def test_directory_without_weights(tmp_path, bert_dir):
     assert flaxbert.BertBackbone.from_preset(tmp_path, load_weights=False).config.num_segments == 3
 
 
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+_TINY_CONFIG = dict(model_type="bert", vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=8, max_position_embeddings=16)  # fmt: skip
+
+
+def test_damaged_transformers_side_files_are_named(tmp_path):
+    """They raised a bare JSONDecodeError, KeyError or AttributeError (a weight_map that is a list)."""
+    (tmp_path / "config.json").write_text(json.dumps(_TINY_CONFIG))
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": ["model.safetensors"]}))
+    with pytest.raises(ValueError, match=r"model.safetensors.index.json: 'weight_map' is a JSON list, not an object"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": 1}}))
+    with pytest.raises(ValueError, match="'weight_map' must map each weight name to a file name"):
+        flaxbert.BertBackbone.from_preset(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{")
+    with pytest.raises(ValueError, match=r"tokenizer.json is not valid JSON \(.*\); the file is corrupt"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": []}))
+    with pytest.raises(ValueError, match="tokenizer.json lacks 'model'"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
+    (tmp_path / "tokenizer_config.json").write_text("{")
+    with pytest.raises(ValueError, match="tokenizer_config.json is not valid JSON"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("[]")
+    with pytest.raises(ValueError, match="tokenizer_config.json holds a JSON list, not an object"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+
+
 def test_bare_encoder_has_no_classifier_head(bert_dir):
     with pytest.raises(ValueError, match="has no classification head"):
         hf_checkpoint.load_classifier(bert_dir)
 
 
 @pytest.mark.parametrize(
-    ("name", "loads"),
+    ("name", "pooler"),
     [
         ("BertForTokenClassification", False),  # transformers saves these two without the pooler
         ("BertForQuestionAnswering", False),
@@ -141,9 +177,11 @@ def test_bare_encoder_has_no_classifier_head(bert_dir):
         ("DistilBertForQuestionAnswering", True),
     ],
 )
-def test_other_task_checkpoints_say_what_they_are_and_what_loads(tmp_path, name, loads):
+def test_other_task_checkpoints_say_what_they_are_and_what_loads(tmp_path, name, pooler):
     """Other transformers heads failed on a missing pooler, a logits shape or "no classification head": now the
-    error says which task the checkpoint is for, that flaxbert runs sequence classifiers, and what of it loads."""
+    error says which task the checkpoint is for, that flaxbert runs sequence classifiers, and what of it loads. Their
+    encoders load; a BERT one without its pooler gets a random one and a warning, as in transformers (it was refused,
+    with the advice to start from a BertForMaskedLM checkpoint, which has no pooler either)."""
     import transformers
 
     if name.startswith("Distil"):
@@ -155,20 +193,18 @@ def test_other_task_checkpoints_say_what_they_are_and_what_loads(tmp_path, name,
         config, backbone_cls = transformers.BertConfig(**SMALL), flaxbert.BertBackbone
     getattr(transformers, name)(config).save_pretrained(tmp_path)
     what = f"is a {name} checkpoint, a .* model .*; flaxbert runs sequence classifiers"
-    encoder = "Its encoder loads: .*Backbone.from_preset" if loads else "Its encoder does not load either: .* pooler"
+    encoder = "Its encoder loads: .*Backbone.from_preset"
     with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
         hf_checkpoint.load_classifier(tmp_path)
     with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
         flaxbert.TextClassifier.from_preset(tmp_path, preprocessor=None)
-    if not loads:
-        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
-            backbone_cls.from_preset(tmp_path)
-        with pytest.raises(ValueError, match=f"{what}.*{encoder}"):
-            flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
-        return
-    assert backbone_cls.from_preset(tmp_path).config.hidden_dim == 48
-    with pytest.warns(UserWarning, match=f"{what}.* num_classes=2 gets a new, randomly initialised head"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backbone_cls.from_preset(tmp_path).config.hidden_dim == 48
         classifier = flaxbert.TextClassifier.from_preset(tmp_path, num_classes=2, preprocessor=None)
+    notes = [str(w.message) for w in caught]
+    assert any(re.search(f"{what}.* num_classes=2 gets a new, randomly initialised head", n) for n in notes), notes
+    assert sum("has no pooler" in n for n in notes) == (0 if pooler else 2), notes
     assert classifier.num_classes == 2 and isinstance(classifier.backbone, backbone_cls)
 
 

@@ -1,6 +1,8 @@
 """Classifiers from local transformers checkpoints: heads kept or replaced, BERT/DistilBERT dispatch, real learning."""
 
 import csv
+import json
+import shutil
 import time
 import warnings
 
@@ -157,6 +159,81 @@ def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
         flaxbert.DistilBertTextClassifier.from_preset(path, num_classes=2, preprocessor=None)
     with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
         flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distil_bert"])
+def test_a_head_saved_without_architectures_is_kept(tmp_path, hub_cache, kind):
+    """config.save_pretrained + torch.save(state_dict) writes no architectures: transformers reloads the head, flaxbert
+    asked for num_classes (and with it silently made a random head) and hf:// cached the encoder alone. The weights
+    show the head; its class count is their rows, not config.json's id2label (dropped here: 2 classes by default)."""
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
+    model = random_model(f"{kind}_classifier", shape, num_labels=3)
+    path = save(model, tmp_path / kind, "bin")
+    config = json.loads((path / "config.json").read_text())
+    assert config.get("architectures") is None
+    config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
+    (path / "config.json").write_text(json.dumps(config))
+    batch = padded_batch(99, 3 if kind == "bert" else 1)
+    if kind != "bert":
+        del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # kept, and silently so
+        local = flaxbert.TextClassifier.from_preset(path, num_classes=3, preprocessor=None)
+    np.testing.assert_allclose(local.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    if kind == "bert":
+        hub_cache("org/no_architectures", path)
+        from_hub = flaxbert.TextClassifier.from_preset("hf://org/no_architectures", preprocessor=None)
+        np.testing.assert_allclose(from_hub.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+
+
+def test_load_weights_false_builds_the_saved_head(tmp_path):
+    """A transformers classifier with load_weights=False asked for num_classes; native and keras presets build their
+    saved head. Its config.json has the head's settings; without architectures only the weights would tell."""
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=3)
+    model.config.id2label = {0: "neg", 1: "neu", 2: "pos"}
+    path = save(model, tmp_path / "classifier")
+    random = flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None)
+    assert (random.num_classes, random.label_names) == (3, ("neg", "neu", "pos"))
+    model.config.architectures = None  # save_pretrained set them; a config saved on its own has none
+    path = save(model, tmp_path / "no_architectures", "bin")
+    with pytest.raises(ValueError, match="names no architectures.*load_weights=False reads none: pass num_classes"):
+        flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None)
+
+
+def test_a_checkpoint_without_a_pooler_gets_a_seeded_random_one_and_a_warning(tmp_path):
+    """BertForMaskedLM (what run_mlm fine-tunes) is saved without BERT's pooler: it could not load at all ("weight
+    'pooler.dense.weight' is missing"). As in transformers it loads with a random pooler, from the seed, and a
+    warning."""
+    import transformers
+
+    torch_model = random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"])
+    mlm = transformers.BertForMaskedLM(torch_model.config).eval()
+    mlm.bert.load_state_dict(torch_model.state_dict(), strict=False)  # the encoder without its pooler
+    path = tmp_path / "mlm"
+    mlm.save_pretrained(path)
+    batch = padded_batch(99, 3)
+    with pytest.warns(UserWarning, match=r"mlm has no pooler .* initialises it randomly \(seed 5\)"):
+        backbone = flaxbert.BertBackbone.from_preset(path, seed=5)
+    want = torch_outputs(torch_model, batch).last_hidden_state.numpy()
+    np.testing.assert_allclose(backbone(batch)["sequence_output"], want, atol=1e-5)
+    with pytest.warns(UserWarning, match=r"initialises it randomly \(seed 5\)"):  # the classifier's seed
+        classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None, seed=5)
+    pooler = backbone.params["pooled_dense"]["kernel"]
+    np.testing.assert_array_equal(classifier.backbone.params["pooled_dense"]["kernel"], pooler)
+    assert 0.01 < float(np.std(pooler)) < 0.03  # BERT's truncated normal(0.02) init
+
+
+def test_a_tokenizer_bigger_than_the_embedding_table_is_refused_at_load(tmp_path, distil_dir):
+    """vocab.txt of another model (120 tokens for 99 embeddings) loaded, and predict or fit failed only when a text
+    held one of the extra tokens."""
+    shutil.copytree(distil_dir[0], tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                                           [f"w{i}" for i in range(115)]) + "\n")  # fmt: skip
+    with pytest.raises(ValueError, match=r"the tokenizer has 120 tokens but the model embeds only 99 .*"
+                                         "Use the tokenizer saved with these weights"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(tmp_path / "ckpt")
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "ckpt", preprocessor=None).preprocessor is None
 
 
 def _sst2(shared_data, split):

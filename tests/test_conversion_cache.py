@@ -68,3 +68,20 @@ def test_an_unwritable_cache_warns_and_loads_the_download(tiny_hub, tmp_path, mo
     with pytest.warns(UserWarning, match=r"cannot write its conversion cache at .*\(PresetWriteError: .* is a file"):
         backbone = flaxbert.BertBackbone.from_preset("hf://org/tiny")
     assert backbone.config.hidden_dim == 48 and [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_a_bert_checkpoint_without_a_pooler_is_loaded_directly_each_time(tmp_path, hub_cache):
+    """Its pooler is made from the caller's seed, with a warning: a cached copy held seed 0's pooler and warned no
+    more."""
+    import transformers
+
+    config = transformers.BertConfig(**BERT_SHAPES["h48_heads3_l1_seg3"])
+    snapshot = hub_cache("org/mlm", save(transformers.BertModel(config, add_pooling_layer=False), tmp_path / "src"))
+    assert resolve("hf://org/mlm") == snapshot
+    assert not (tmp_path / "converted").exists() or not any((tmp_path / "converted").rglob("config.json"))
+    poolers = []
+    for seed in (0, 1):
+        with pytest.warns(UserWarning, match="has no pooler"):
+            backbone = flaxbert.BertBackbone.from_preset("hf://org/mlm", seed=seed)
+        poolers.append(backbone.params["pooled_dense"]["kernel"])
+    assert not (poolers[0] == poolers[1]).all()

@@ -1,5 +1,8 @@
 """keras-hub presets written by keras-hub's own save_to_preset load in flaxbert with equal outputs (fp32, 1e-5)."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -98,38 +101,88 @@ def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
     assert _max_diff(bfloat16.predict(x, batch_size=8, verbose=0), want) <= ATOL
 
 
-def test_corrupt_keras_weights_are_named(keras_hub, tmp_path):
-    reference = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
-                                              intermediate_dim=8, max_sequence_length=8)  # fmt: skip
-    reference.save_to_preset(str(tmp_path / "preset"))
-    weights = tmp_path / "preset" / "model.weights.h5"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(ValueError, match="model.weights.h5 is not a readable .weights.h5 file"):
-        flaxbert.BertBackbone.from_preset(tmp_path / "preset")
-
-
-def test_task_preset_with_tokenizer_assets(keras_hub, tmp_path):
-    """keras-hub's tokenizer needs tensorflow-text, so its files are written here in keras-hub's layout (§7.1)."""
-    import json
-
+@pytest.fixture(scope="module")
+def task_preset(keras_hub, tmp_path_factory):
+    """A keras-hub BertTextClassifier preset with tokenizer files. keras-hub's tokenizer needs tensorflow-text, so
+    they are written here in keras-hub's layout (§7.1). Tests that damage it work on a copy (`_copy`)."""
+    path = tmp_path_factory.mktemp("keras") / "p"
     backbone = keras_hub.models.BertBackbone(vocabulary_size=12, num_layers=1, num_heads=2, hidden_dim=8,
                                              intermediate_dim=8, max_sequence_length=16)  # fmt: skip
-    keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None).save_to_preset(str(tmp_path / "p"))
+    keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None).save_to_preset(str(path))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
-    (tmp_path / "p" / "assets" / "tokenizer").mkdir(parents=True)
-    (tmp_path / "p" / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n")
+    (path / "assets" / "tokenizer").mkdir(parents=True)
+    (path / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = {"class_name": "BertTokenizer", "config": {"lowercase": True, "strip_accents": False, "split": True,
                                                            "special_tokens_in_strings": False}}  # fmt: skip
-    (tmp_path / "p" / "tokenizer.json").write_text(json.dumps(tokenizer))
+    (path / "tokenizer.json").write_text(json.dumps(tokenizer))
     preprocessor = {"class_name": "BertTextClassifierPreprocessor", "config": {"sequence_length": 9,
                                                                                "truncate": "waterfall"}}  # fmt: skip
-    (tmp_path / "p" / "preprocessor.json").write_text(json.dumps(preprocessor))
-    loaded = flaxbert.BertTextClassifier.from_preset(tmp_path / "p")
+    (path / "preprocessor.json").write_text(json.dumps(preprocessor))
+    return path
+
+
+def _copy(preset, tmp_path, damage=None):
+    copy = tmp_path / "copy"
+    shutil.copytree(preset, copy)
+    if damage is not None:
+        damage(copy)
+    return copy
+
+
+def test_corrupt_keras_weights_are_named(task_preset, tmp_path):
+    preset = _copy(task_preset, tmp_path)
+    weights = preset / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="model.weights.h5 is not a readable .weights.h5 file"):
+        flaxbert.BertBackbone.from_preset(preset)
+
+
+def _drop_num_heads(preset):
+    config = json.loads((preset / "config.json").read_text())
+    del config["config"]["num_heads"]
+    (preset / "config.json").write_text(json.dumps(config))
+
+
+def _add_third_dense_variable(preset):
+    import h5py
+
+    with h5py.File(preset / "model.weights.h5", "r+") as f:
+        f.create_dataset("layers/dense/vars/2", data=np.zeros(8, "f4"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "message"),
+    [
+        (lambda p: (p / "task.json").write_text("{"), ValueError, r"task.json is not valid JSON"),
+        (_drop_num_heads, ValueError, r"config.json lacks 'num_heads', which a keras-hub BertBackbone config needs"),
+        (
+            lambda p: (p / "tokenizer.json").write_text('{"class_name": "BertTokenizer"}'),
+            ValueError,
+            r"tokenizer.json lacks 'config'",
+        ),
+        (lambda p: (p / "preprocessor.json").write_text("{"), ValueError, r"preprocessor.json is not valid JSON"),
+        (
+            _add_third_dense_variable,
+            ValueError,
+            r"unexpected variable 'layers/dense/vars/2' in the weights file: that layer has 2 variable\(s\)",
+        ),
+        (lambda p: (p / "task.weights.h5").unlink(), FileNotFoundError, r"task.weights.h5 is missing"),
+    ],
+    ids=["task_json", "config_field", "tokenizer_json", "preprocessor_json", "variable_index", "task_weights"],
+)
+def test_damaged_side_files_are_named(task_preset, tmp_path, damage, error, message):
+    """Each raised a bare JSONDecodeError, KeyError or IndexError, or called a missing file corrupt."""
+    with pytest.raises(error, match=message):
+        flaxbert.TextClassifier.from_preset(_copy(task_preset, tmp_path, damage))
+
+
+def test_task_preset_with_tokenizer_assets(task_preset):
+    loaded = flaxbert.BertTextClassifier.from_preset(task_preset)
     assert (loaded.preprocessor.sequence_length, loaded.preprocessor.truncate) == (9, "waterfall")
     x = loaded.preprocessor(["The quick brown fox."])
     assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
     assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)
-    assert flaxbert.BertTextClassifier.from_preset(tmp_path / "p", sequence_length=6).preprocessor.sequence_length == 6
+    assert flaxbert.BertTextClassifier.from_preset(task_preset, sequence_length=6).preprocessor.sequence_length == 6
 
 
 def test_built_in_name_downloads_keras_preset_and_converts_once(keras_hub, tmp_path, hub_cache):
@@ -146,3 +199,21 @@ def test_built_in_name_downloads_keras_preset_and_converts_once(keras_hub, tmp_p
     (snapshot / "model.weights.h5").unlink()  # the second load parses no h5: it reads the converted copy
     again = flaxbert.BertTextClassifier.from_preset("bert_tiny_en_uncased_sst2", preprocessor=None)
     np.testing.assert_array_equal(again.predict(x, batch_size=8, verbose=0), loaded.predict(x, batch_size=8, verbose=0))
+
+
+def test_a_preset_of_another_keras_task_loads_its_backbone(keras_hub, tmp_path, hub_cache):
+    """A BertMaskedLM preset's task.json was taken for a classifier head: "task 'BertMaskedLM' is not supported",
+    locally with num_classes and through hf:// even for its backbone. keras-hub loads it as a bare backbone."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=8, max_sequence_length=16)  # fmt: skip
+    keras_hub.models.BertMaskedLM(backbone, preprocessor=None).save_to_preset(str(tmp_path / "mlm"))
+    want = flaxbert.BertBackbone.from_preset(tmp_path / "mlm").params  # test_backbone_preset_matches_keras_hub
+    local = flaxbert.TextClassifier.from_preset(tmp_path / "mlm", num_classes=2, preprocessor=None)
+    assert local.num_classes == 2
+    np.testing.assert_array_equal(local.backbone.params["pooled_dense"]["kernel"], want["pooled_dense"]["kernel"])
+    with pytest.raises(ValueError, match="is a keras-hub BertMaskedLM preset: its head is no text classifier.*"
+                                         "pass num_classes"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(tmp_path / "mlm", preprocessor=None)
+    hub_cache("org/mlm", tmp_path / "mlm")
+    from_hub = flaxbert.TextClassifier.from_preset("hf://org/mlm", num_classes=3, preprocessor=None)
+    np.testing.assert_array_equal(from_hub.backbone.params["pooled_dense"]["kernel"], want["pooled_dense"]["kernel"])

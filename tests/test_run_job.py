@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flaxbert import data
+from flaxbert import data, host_memory
 from flaxbert.run import config as cfg
 from flaxbert.run import job
 
@@ -88,3 +88,17 @@ def test_the_summary_of_a_resumed_run_times_only_the_epochs_it_trained():
     assert "the run had finished before: nothing was trained; model: m" in job.format_summary(summary)
     summary.update(epochs_this_run=1, epoch_seconds=[0.5, 2.5])  # first, the killed run's last validation
     assert "trained 1 epoch(s) on 8 examples in 3.0 s (per epoch: 2.5 s;" in job.format_summary(summary)
+
+
+@pytest.mark.parametrize("error", [PermissionError("hf://org/gated is gated"), ConnectionError("hf://org/x: 500")])
+def test_hub_access_errors_end_train_py_with_one_line(monkeypatch, capsys, error):
+    """A gated repository or a Hub server error (flaxbert's messages) printed a traceback."""
+    import train
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(job, "run", fail)
+    monkeypatch.setattr(host_memory, "reuse_host_memory", lambda: False)  # this process's malloc stays as it is
+    assert train.main(["--preset", "hf://org/x", "--no-compilation-cache"]) == 2
+    assert str(error) in capsys.readouterr().err

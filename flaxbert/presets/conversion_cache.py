@@ -19,9 +19,10 @@ import warnings
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
-# no problem_type is transformers' regression, cached as its encoder alone): older copies are converted again rather
-# than read as they were.
-CONVERSION = 3
+# no problem_type is transformers' regression, cached as its encoder alone; 4: a head found by its weights where
+# config.json names no architectures, added tokens, another keras-hub task's backbone): older copies are converted
+# again rather than read as they were.
+CONVERSION = 4
 
 
 def cache_root() -> pathlib.Path:
@@ -48,7 +49,7 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     if (target / "config.json").is_file():
         return target
     config = hf_checkpoint.read_config(source)
-    if native.is_native(config):
+    if native.is_native(config) or _random_pooler(source, config):
         return source
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # before converting: an unwritable cache costs no conversion
@@ -92,9 +93,18 @@ def _converter(source: pathlib.Path, config: dict):
 def _has_head(source: pathlib.Path, config: dict) -> bool:
     """Whether the preset has a classification head flaxbert runs (not a regression or multi-label one)."""
     if keras_format.is_keras(config):
-        return (source / "task.json").is_file()
+        return keras_format.is_classifier(keras_format.read_task(source))  # another task's head: a bare backbone
     # A head flaxbert cannot run: its encoder is cached alone, as a bare encoder's is.
+    config = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
     return hf_convert.is_classifier(config) and hf_convert.unsupported_head(config, str(source)) is None
+
+
+def _random_pooler(source: pathlib.Path, config: dict) -> bool:
+    """A transformers BERT checkpoint without a pooler: loading it makes one from the caller's seed, with a warning,
+    so it is loaded directly each time rather than cached with one seed's pooler and no warning."""
+    if keras_format.is_keras(config) or not _is_bert(source, config):
+        return False
+    return not hf_convert.has_pooler(hf_checkpoint.weight_shapes(source))
 
 
 def _is_bert(source: pathlib.Path, config: dict) -> bool:

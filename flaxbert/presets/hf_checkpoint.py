@@ -7,19 +7,20 @@ the params tree: nothing is randomly initialised first, and the tree is checked 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 from typing import NamedTuple
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
-from flaxbert.models.abstract import abstract_params, check_params
+from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
-from flaxbert.presets import hf_convert, torch_pickle
+from flaxbert.presets import hf_convert, json_file, torch_pickle
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -41,63 +42,99 @@ def read_config(directory) -> dict:
             f"{directory} has no config.json; a preset directory needs config.json next to its weights "
             "(a Hugging Face transformers checkpoint, a keras-hub preset or a flaxbert preset)."
         )
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt.") from e
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of settings; it is corrupt.")
-    return config
+    return json_file.read(path)
 
 
-def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+def _from_safetensors(path: pathlib.Path, read):
+    """`read(file)` on the opened safetensors file, or an error saying that the file is unreadable."""
     try:
         with safe_open(path, framework="numpy") as f:
-            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            return read(f)
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(
             f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupt: download it again."
         ) from e
 
 
-def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
+def _existing(path: pathlib.Path) -> pathlib.Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is listed in the checkpoint's index but does not exist.")
-    return _read_safetensors(path) if path.suffix == ".safetensors" else torch_pickle.load_state_dict(path)
+    return path
+
+
+def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
+    if _existing(path).suffix != ".safetensors":
+        return torch_pickle.load_state_dict(path)
+    return _from_safetensors(path, lambda f: {key: f.get_tensor(key) for key in f.keys()})  # noqa: SIM118
+
+
+def _file_shapes(path: pathlib.Path) -> dict[str, tuple[int, ...]]:
+    if _existing(path).suffix != ".safetensors":
+        return {key: value.shape for key, value in torch_pickle.load_state_dict(path).items()}
+    return _from_safetensors(path, lambda f: {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()})  # noqa: SIM118
+
+
+def _weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
+    """The files that hold a checkpoint's weights: the first of `_WEIGHT_FILES` found, or the shards it lists."""
+    for name in _WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            return [directory / shard for shard in _shard_names(path)] if name.endswith(".index.json") else [path]
+    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
 
 
 def read_state_dict(directory) -> dict[str, np.ndarray]:
     """All weights of a checkpoint directory as `{hf_key: array}`."""
-    directory = pathlib.Path(directory)
-    for name in _WEIGHT_FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        if not name.endswith(".index.json"):
-            return _read_file(path)
-        try:
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{path} is not a valid shard index (it needs a 'weight_map'): {e}") from e
-        state = {}
-        for shard in shards:
-            state.update(_read_file(directory / shard))
-        return state
-    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
+    state = {}
+    for path in _weight_files(pathlib.Path(directory)):
+        state.update(_read_file(path))
+    return state
+
+
+def weight_shapes(directory) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight of a checkpoint directory; safetensors files are read only in their header
+    (a pytorch_model.bin, whole)."""
+    shapes = {}
+    for path in _weight_files(pathlib.Path(directory)):
+        shapes.update(_file_shapes(path))
+    return shapes
+
+
+def _shard_names(index: pathlib.Path) -> list[str]:
+    """The weight files a shard index lists (its `weight_map` maps each weight name to its file's name)."""
+    weight_map = json_file.member(json_file.read(index), "weight_map", index)
+    if not all(isinstance(name, str) for name in weight_map.values()):
+        raise ValueError(f"{index}: 'weight_map' must map each weight name to a file name; the index is corrupt.")
+    return sorted(set(weight_map.values()))
+
+
+def checkpoint_config(directory, state: dict | None = None) -> dict:
+    """config.json as the checkpoint's weights complete it.
+
+    A `*ForSequenceClassification` model saved as `config.save_pretrained` beside `torch.save(model.state_dict())`
+    (as training scripts often do) has a config without `architectures`; transformers builds whatever class it is
+    asked for and finds the head by its weights' names. So does flaxbert (`hf_convert.head_from_weights`): its head is
+    kept, not silently replaced by a random one. `state` (the read weights) spares reading them again; without it
+    only safetensors headers are read.
+    """
+    hf = read_config(directory)
+    if hf.get("architectures"):
+        return hf
+    shapes = weight_shapes(directory) if state is None else {key: np.shape(v) for key, v in state.items()}
+    return hf_convert.head_from_weights(hf, shapes, str(directory))
 
 
 class OtherTask(NamedTuple):
-    """A checkpoint fine-tuned for another task than sequence classification, in words: `what` it is, whether and
-    how its `encoder` loads, and whether it `loads`."""
+    """A checkpoint fine-tuned for another task than sequence classification, in words: `what` it is and how its
+    `encoder` loads."""
 
     what: str
     encoder: str
-    loads: bool
 
 
-def other_task(directory, state: dict | None = None) -> OtherTask | None:
+def other_task(directory) -> OtherTask | None:
     """Says what a token classification, multiple choice or question answering checkpoint is and what of it flaxbert
-    loads; None for sequence classifiers and base checkpoints. `state` spares reading the weights again."""
+    loads; None for sequence classifiers and base checkpoints."""
     hf, source = read_config(directory), str(directory)
     found = hf_convert.other_task(hf)
     if found is None:
@@ -108,18 +145,11 @@ def other_task(directory, state: dict | None = None) -> OtherTask | None:
         "a label for each text)."
     )
     bert = hf_convert.architecture(hf, source) == "bert"
-    if bert and not hf_convert.has_pooler(read_state_dict(directory) if state is None else state):
-        encoder = (
-            f"Its encoder does not load either: transformers saves a {name} without BERT's pooler, which "
-            "BertBackbone's pooled_output and BertTextClassifier need. Start from the checkpoint it was fine-tuned "
-            "from (a BertModel, BertForMaskedLM or BertForSequenceClassification one)."
-        )
-        return OtherTask(what, encoder, loads=False)
     encoder = (
         f"Its encoder loads: {'BertBackbone' if bert else 'DistilBertBackbone'}.from_preset(...) alone, or "
         "TextClassifier.from_preset(..., num_classes=N) with a new classification head."
     )
-    return OtherTask(what, encoder, loads=True)
+    return OtherTask(what, encoder)
 
 
 def _has_head(state: dict) -> bool:
@@ -131,35 +161,57 @@ def _to_arrays(params):
     return {k: _to_arrays(v) if isinstance(v, dict) else jnp.asarray(v, jnp.float32) for k, v in params.items()}
 
 
-def load_backbone(directory, dtype=None, expected: str | None = None):
+def load_backbone(directory, dtype=None, expected: str | None = None, *, state: dict | None = None, seed: int = 0):
     """Reads a transformers BERT/DistilBERT checkpoint's encoder.
 
     Args:
         directory: a local checkpoint directory (config.json + weights).
         dtype: the compute dtype (params stay float32).
         expected: "bert" or "distil_bert" to reject the other architecture with a message naming the right class.
+        state: the checkpoint's weights when already read (`read_state_dict`); None reads them.
+        seed: the seed of a BERT pooler the checkpoint lacks.
 
     Returns:
         `(config, params)` where params is the encoder's tree (float32 arrays).
 
     Warns when the checkpoint's attention-probability dropout differs from its hidden dropout: flaxbert has one rate
-    (`hf_convert.dropout_note`).
+    (`hf_convert.dropout_note`). A BERT checkpoint without the pooler (transformers saves BertForMaskedLM,
+    BertForTokenClassification and BertForQuestionAnswering without one) gets a randomly initialised pooler, the one
+    `BertBackbone.from_config(config, seed=seed)` has, with a warning naming it: what transformers'
+    `BertModel.from_pretrained` does with such a checkpoint.
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
     _warn_dropout(directory)
-    state = read_state_dict(directory)
-    task = other_task(directory, state)
-    if task is not None and not task.loads:
-        raise ValueError(f"{task.what} {task.encoder}")
-    params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source)
+    state = read_state_dict(directory) if state is None else state
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
+    pooler = not isinstance(cfg, BertConfig) or hf_convert.has_pooler(state)
+    params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source, pooler=pooler)
+    if not pooler:
+        warnings.warn(
+            f"{source} has no pooler (pooler.dense.weight and .bias): transformers saves BertForMaskedLM, "
+            "BertForTokenClassification and BertForQuestionAnswering without it. flaxbert initialises it randomly "
+            f"(seed {seed}), as transformers does: pooled_output is random until fine-tuned, and so is a "
+            "classifier's input; sequence_output is the checkpoint's.",
+            stacklevel=4,  # the caller of BertBackbone.from_preset
+        )
+        params["pooled_dense"] = _fresh_pooler(encoder, cfg, seed)
     check_params(params, abstract_params(encoder, cfg), source)
     return cfg, _to_arrays(params)
 
 
-def load_classifier(directory, dtype=None, expected: str | None = None):
-    """Reads a `BertForSequenceClassification` / `DistilBertForSequenceClassification` checkpoint with its head.
+def _fresh_pooler(encoder, cfg, seed: int) -> dict:
+    """The pooler `BertBackbone.from_config(cfg, seed=seed)` is born with (XLA computes nothing else)."""
+    init = jax.jit(lambda key: nn.unbox(encoder.init(key, dummy_inputs(cfg))["params"]["pooled_dense"]))
+    return jax.device_get(init(jax.random.key(seed)))
+
+
+def load_classifier(directory, dtype=None, expected: str | None = None, *, state: dict | None = None):
+    """Reads a `BertForSequenceClassification` / `DistilBertForSequenceClassification` checkpoint with its head (also
+    one whose config.json names no architectures: `checkpoint_config`).
+
+    Args:
+        directory, dtype, expected, state: as for `load_backbone`.
 
     Returns:
         `(backbone_config, head_config, params)`; params is `{"backbone": ..., <head params>}`.
@@ -172,11 +224,11 @@ def load_classifier(directory, dtype=None, expected: str | None = None):
     """
     cfg = load_config(directory, dtype, expected)
     source = str(directory)
-    state = read_state_dict(directory)
-    task = other_task(directory, state)
+    task = other_task(directory)
     if task is not None:
         raise ValueError(f"{task.what} {task.encoder}")
-    head = hf_convert.head_config(read_config(directory), source)
+    state = read_state_dict(directory) if state is None else state
+    head = hf_convert.head_config(checkpoint_config(directory, state), source)
     _warn_dropout(directory)
     if not _has_head(state):
         raise ValueError(

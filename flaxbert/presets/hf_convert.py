@@ -150,6 +150,28 @@ def has_pooler(weight_names) -> bool:
     return any(name.endswith("pooler.dense.weight") for name in weight_names)
 
 
+def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str) -> dict:
+    """`hf` naming the `*ForSequenceClassification` architecture its weights `shapes` show, when it names none.
+
+    A sequence classification head is `classifier.weight` beside BERT's pooler (a token classification head has no
+    pooler) or beside DistilBERT's `pre_classifier.weight`; its rows are the classes, which also set `num_labels`
+    (`id2label` is kept only where it names as many). A config that names its architectures is returned as it is.
+    """
+    if hf.get("architectures"):
+        return hf
+    bert = architecture(hf, source) == "bert"
+    head = shapes.get("classifier.weight")
+    beside = has_pooler(shapes) if bert else any(name.endswith("pre_classifier.weight") for name in shapes)
+    if head is None or len(head) != 2 or not beside:
+        return hf
+    completed = {**hf, "architectures": [f"{'Bert' if bert else 'DistilBert'}ForSequenceClassification"],
+                 "num_labels": int(head[0])}  # fmt: skip
+    if num_labels(hf) != head[0]:
+        completed.pop("id2label", None)
+        completed.pop("label2id", None)
+    return completed
+
+
 def unsupported_head(hf: dict, source: str) -> str | None:
     """Why flaxbert cannot run the checkpoint's head (a regression or multi-label one), or None."""
     problem = hf.get("problem_type")
@@ -216,7 +238,7 @@ def _attention(hf_names, path):
     ]
 
 
-def _bert_rows(cfg: BertConfig):
+def _bert_rows(cfg: BertConfig, pooler: bool):
     rows = [
         ("embeddings.word_embeddings.weight", ("token_embedding", "embedding"), "copy"),
         ("embeddings.position_embeddings.weight", ("position_embedding", "embedding"), "copy"),
@@ -231,7 +253,7 @@ def _bert_rows(cfg: BertConfig):
         rows += _linear(f"{hf}intermediate.dense", (ours, "feedforward_intermediate_dense"))
         rows += _linear(f"{hf}output.dense", (ours, "feedforward_output_dense"))
         rows += _norm(f"{hf}output.LayerNorm", (ours, "feedforward_layer_norm"))
-    return rows + _linear("pooler.dense", ("pooled_dense",))
+    return rows + (_linear("pooler.dense", ("pooled_dense",)) if pooler else [])
 
 
 def _distil_bert_rows(cfg: DistilBertConfig):
@@ -252,10 +274,11 @@ def _distil_bert_rows(cfg: DistilBertConfig):
     return rows
 
 
-def weight_rows(cfg, with_head: bool) -> list[tuple[str, tuple[str, ...], str]]:
-    """The full HF-key <-> flaxbert-path table; with a head, backbone paths sit under "backbone"."""
+def weight_rows(cfg, with_head: bool, pooler: bool = True) -> list[tuple[str, tuple[str, ...], str]]:
+    """The full HF-key <-> flaxbert-path table; with a head, backbone paths sit under "backbone". `pooler=False`
+    leaves out BERT's pooler."""
     is_bert = isinstance(cfg, BertConfig)
-    rows = _bert_rows(cfg) if is_bert else _distil_bert_rows(cfg)
+    rows = _bert_rows(cfg, pooler) if is_bert else _distil_bert_rows(cfg)
     if not with_head:
         return rows
     prefix = _PREFIXES["bert" if is_bert else "distil_bert"]
@@ -289,19 +312,22 @@ def normalize_keys(state: dict[str, np.ndarray], arch: str) -> dict[str, np.ndar
     return {k.removeprefix(prefix): v for k, v in renamed.items()}
 
 
-def params_from_state_dict(state: dict[str, np.ndarray], cfg, with_head: bool, source: str) -> dict:
-    """Builds flaxbert's nested params from a transformers state dict; a missing key raises naming both names."""
+def params_from_state_dict(
+    state: dict[str, np.ndarray], cfg, with_head: bool, source: str, pooler: bool = True
+) -> dict:
+    """Builds flaxbert's nested params from a transformers state dict; a missing key raises naming both names.
+    `pooler=False` reads no BERT pooler (the caller makes one)."""
     arch = "bert" if isinstance(cfg, BertConfig) else "distil_bert"
     state = normalize_keys(state, arch)
     params: dict = {}
-    for hf_key, path, kind in weight_rows(cfg, with_head):
+    for hf_key, path, kind in weight_rows(cfg, with_head, pooler):
         key = hf_key.removeprefix(_PREFIXES[arch])
         if key not in state:
             raise ValueError(f"{source}: weight {hf_key!r} (flaxbert parameter {'/'.join(path)}) is missing.")
         weight = np.asarray(state[key])
         try:
             converted = _to_flax(kind, weight, cfg)
-        except ValueError as e:
+        except (ValueError, IndexError) as e:  # a reshape that does not fit, or too few axes
             raise ValueError(
                 f"{source}: weight {hf_key!r} has shape {weight.shape}, which does not fit flaxbert parameter "
                 f"{'/'.join(path)} of a model with {cfg.num_heads} heads of size {cfg.head_dim}."

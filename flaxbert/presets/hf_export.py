@@ -22,7 +22,7 @@ from tokenizers import AddedToken, Tokenizer, processors
 
 from flaxbert.models.config import BertConfig
 from flaxbert.parallel.host import to_host, wait_for_every_process
-from flaxbert.presets import hf_convert
+from flaxbert.presets import hf_convert, text_assets
 
 
 def export_transformers(
@@ -51,11 +51,9 @@ def export_transformers(
     if target.exists():
         raise FileExistsError(f"{target} already exists; export_transformers writes a new directory.")
     pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
-    if tokenizer is not None and tokenizer.vocabulary_size() > backbone_config.vocabulary_size:
-        raise ValueError(
-            f"the tokenizer has {tokenizer.vocabulary_size()} tokens but the model embeds only "
-            f"{backbone_config.vocabulary_size}; transformers would index past the embedding table."
-        )
+    if tokenizer is not None:
+        text_assets.check_vocabulary(tokenizer, backbone_config.vocabulary_size, "", "transformers would index past "
+                                     "the embedding table.")  # fmt: skip
     # Everything that can fail on the user's input runs before anything touches the disk.
     config = hf_convert.hf_config(backbone_config, head_config, pad_token_id=pad_id)
     host = jax.tree_util.tree_map(np.asarray, nn.unbox(to_host(params)))  # every shard, from every process
@@ -87,7 +85,8 @@ def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> Non
     tokenizer.save_vocabulary(directory / "vocab.txt")
     tokenizer.save_tokenizer_json(directory / "tokenizer.json")
     # flaxbert's pipeline packs [CLS]/[SEP] itself, so its tokenizer.json has no post-processor and, unless special
-    # tokens are matched in text, no added tokens; transformers expects both in the file.
+    # tokens are matched in text, lists BERT's special tokens among no added tokens; transformers expects both there.
+    # (Tokens added to the vocabulary are in the file already, after the vocabulary: transformers reads them there.)
     rust = Tokenizer.from_file(str(directory / "tokenizer.json"))
     rust.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
     cls, sep = specials["cls_token"], specials["sep_token"]

@@ -8,7 +8,6 @@ shape against `jax.eval_shape` of the model, so a renamed or missing variable fa
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 
@@ -17,6 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig, compute_dtype
+from flaxbert.presets import json_file
 
 _BACKBONES = {"BertBackbone": "bert", "DistilBertBackbone": "distil_bert"}
 _TASKS = {"BertTextClassifier": "bert", "BertClassifier": "bert", "DistilBertTextClassifier": "distil_bert",
@@ -48,34 +48,68 @@ def is_keras(config: dict) -> bool:
     return "registered_name" in config and "class_name" in config
 
 
-def _class(config: dict) -> str:
-    return config["registered_name"].split(">")[-1] if config.get("registered_name") else config["class_name"]
+def _class(config: dict, source, file: str) -> str:
+    name = config.get("registered_name") or config.get("class_name")
+    if not isinstance(name, str):
+        raise ValueError(f"{source}: {file} names no keras class (registered_name / class_name); it is corrupt.")
+    return name.split(">")[-1]
+
+
+def _settings(config: dict, source, file: str) -> dict:
+    return json_file.member(config, "config", pathlib.Path(source) / file)
 
 
 def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBertConfig:
     """The flaxbert config of a keras-hub backbone config.json (keras BERT uses tanh GELU; DistilBERT exact)."""
-    name = _class(config)
+    name = _class(config, source, "config.json")
     if name not in _BACKBONES:
         raise ValueError(f"{source}: keras-hub class {name!r} is not supported; flaxbert reads {sorted(_BACKBONES)}.")
-    c = config["config"]
+    c = _settings(config, source, "config.json")
     saved_dtype = c.get("dtype")
     if isinstance(saved_dtype, dict):
         saved_dtype = saved_dtype.get("config", {}).get("name")
-    common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
-                  hidden_dim=c["hidden_dim"], intermediate_dim=c["intermediate_dim"], dropout=c.get("dropout", 0.1),
-                  max_sequence_length=c.get("max_sequence_length", 512),
-                  dtype=compute_dtype(dtype if dtype is not None else saved_dtype))  # fmt: skip
+    try:
+        common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
+                      hidden_dim=c["hidden_dim"], intermediate_dim=c["intermediate_dim"],
+                      dropout=c.get("dropout", 0.1), max_sequence_length=c.get("max_sequence_length", 512),
+                      dtype=compute_dtype(dtype if dtype is not None else saved_dtype))  # fmt: skip
+    except KeyError as missing:
+        raise ValueError(f"{source}: config.json lacks {missing}, which a keras-hub {name} config needs; the file is "
+                         "incomplete: download or copy the preset again.") from None  # fmt: skip
     if _BACKBONES[name] == "bert":
         return BertConfig(**common, num_segments=c.get("num_segments", 2), activation="gelu_approximate")
     return DistilBertConfig(**common, activation="gelu")
 
 
+def read_task(directory) -> dict | None:
+    """The preset's task.json (a keras-serialised task: a classifier, a masked LM, ...), or None without one."""
+    path = pathlib.Path(directory) / "task.json"
+    if not path.is_file():
+        return None
+    task = json_file.read(path)
+    _class(task, directory, "task.json")
+    return task
+
+
+def is_classifier(task: dict | None) -> bool:
+    """Whether a task.json (from `read_task`) is a text classifier flaxbert reads. Another task's (BertMaskedLM, ...)
+    head is of no use to a classifier: keras-hub then loads the preset as a bare backbone, and so does flaxbert."""
+    return task is not None and task_name(task) in _TASKS
+
+
+def task_name(task: dict) -> str:
+    """The keras class of a task.json from `read_task`, e.g. "BertMaskedLM"."""
+    return _class(task, "a preset", "task.json")
+
+
 def head_config(task: dict, source) -> BertHeadConfig | DistilBertHeadConfig:
-    """The head config of a keras-hub task.json."""
-    name = _class(task)
+    """The head config of a keras-hub text classifier's task.json."""
+    name = _class(task, source, "task.json")
     if name not in _TASKS:
         raise ValueError(f"{source}: keras-hub task {name!r} is not supported; flaxbert reads {sorted(_TASKS)}.")
-    c = task["config"]
+    c = _settings(task, source, "task.json")
+    if not isinstance(c.get("num_classes"), int):
+        raise ValueError(f"{source}: task.json has no integer 'num_classes' for its {name}; it is corrupt.")
     activation = c.get("activation")
     activation = None if activation in (None, "linear") else activation
     if _TASKS[name] == "bert":
@@ -86,6 +120,8 @@ def head_config(task: dict, source) -> BertHeadConfig | DistilBertHeadConfig:
 
 def _variables(path: pathlib.Path) -> dict[str, np.ndarray]:
     """Every dataset of a `.weights.h5` file, as `{group path: array}` (skipping optimizer state)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the preset is incomplete: download or copy it again.")
     found = {}
     try:
         with h5py.File(path, "r") as f:
@@ -122,18 +158,10 @@ def backbone_params(directory, source) -> dict:
     """The backbone params tree of `model.weights.h5` (or its shards listed in `model.weights.json`)."""
     directory = pathlib.Path(directory)
     index = directory / "model.weights.json"
-    if index.is_file():
-        # Each layer's entry names its shard file, or (Keras 3.15) the list of files its variables span.
-        listed = json.loads(index.read_text())["weight_map"].values()
-        shards = sorted({name for entry in listed for name in ([entry] if isinstance(entry, str) else entry)})
-        files = [directory / s for s in shards]
-    else:
-        files = [directory / "model.weights.h5"]
+    names = _shard_names(index) if index.is_file() else ["model.weights.h5"]
     variables = {}
-    for path in files:
-        if not path.is_file():
-            raise FileNotFoundError(f"{source}: {path.name} is missing; the preset is incomplete.")
-        variables.update(_variables(path))
+    for name in names:
+        variables.update(_variables(directory / name))
     params = {}
     for name, value in variables.items():
         match = re.fullmatch(r"(?:layers/)?(?:\w+_backbone/)?(?:layers/)?(.+)/vars/(\d+)", name)
@@ -149,8 +177,27 @@ def backbone_params(directory, source) -> dict:
             path = _TOP[layer]
         else:
             raise ValueError(f"{source}: unexpected variable {name!r} in the weights file.")
-        _set(params, (*path, _VAR_NAMES[_kind(path)][index_in_layer]), value)
+        _set(params, (*path, _variable_name(_VAR_NAMES[_kind(path)], index_in_layer, name, source)), value)
     return params
+
+
+def _shard_names(index: pathlib.Path) -> list[str]:
+    """The `.weights.h5` files a sharded preset's `model.weights.json` lists."""
+    # Each layer's entry names its shard file, or (Keras 3.15) the list of files its variables span.
+    listed = json_file.member(json_file.read(index), "weight_map", index).values()
+    names = [name for entry in listed for name in (entry if isinstance(entry, list) else [entry])]
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{index}: 'weight_map' must map each layer to its file name(s); the index is corrupt.")
+    return sorted(set(names))
+
+
+def _variable_name(names: tuple[str, ...], index: int, variable: str, source) -> str:
+    """The flaxbert name of a layer's `index`-th variable; a layer with more variables than its kind has is no
+    BERT layer (Keras numbers a layer's variables 0, 1, ... in the order it creates them)."""
+    if index >= len(names):
+        raise ValueError(f"{source}: unexpected variable {variable!r} in the weights file: that layer has "
+                         f"{len(names)} variable(s) ({', '.join(names)}).")  # fmt: skip
+    return names[index]
 
 
 def head_params(directory, head) -> dict:
@@ -159,7 +206,8 @@ def head_params(directory, head) -> dict:
     names = {"dense": "logits"} if isinstance(head, BertHeadConfig) else {"dense": "pooled_dense", "dense_1": "logits"}
     params = {}
     for name, value in variables.items():
-        match = re.fullmatch(r"layers/(dense(?:_1)?)/vars/(\d)", name)
+        match = re.fullmatch(r"layers/(dense(?:_1)?)/vars/(\d+)", name)
         if match is not None and match.group(1) in names:
-            _set(params, (names[match.group(1)], ("kernel", "bias")[int(match.group(2))]), value)
+            variable = _variable_name(_VAR_NAMES["dense"], int(match.group(2)), name, directory)
+            _set(params, (names[match.group(1)], variable), value)
     return params

@@ -8,16 +8,20 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-from flaxbert.presets import keras_format, native
+from flaxbert.presets import json_file, keras_format, native
 from flaxbert.text.vocabulary import read_hf_tokenizer
 
 
 def _config(directory: pathlib.Path) -> dict:
     path = directory / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
+    return json_file.read(path) if path.is_file() else {}  # a tokenizer-only HF folder has no config.json
+
+
+def _keras_settings(path: pathlib.Path) -> dict:
+    """The "config" object of a keras-serialised tokenizer.json or preprocessor.json."""
+    return json_file.member(json_file.read(path), "config", path)
 
 
 def _vocabulary(directory: pathlib.Path, name: str) -> pathlib.Path:
@@ -39,7 +43,7 @@ def tokenizer(tokenizer_cls, directory):
     if keras_format.is_keras(config):
         if not (directory / "tokenizer.json").is_file():
             return None
-        saved = json.loads((directory / "tokenizer.json").read_text())["config"]
+        saved = _keras_settings(directory / "tokenizer.json")
         settings = {k: saved[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings") if k in saved}
         return tokenizer_cls(_vocabulary(directory, "assets/tokenizer/vocabulary.txt"), **settings)
     has_files = (directory / "vocab.txt").is_file() or (directory / "tokenizer.json").is_file()
@@ -58,18 +62,33 @@ def preprocessor_settings(directory) -> dict:
         return dict(native.read(directory)["preprocessor"] or {})
     saved = directory / "preprocessor.json"
     if keras_format.is_keras(config) and saved.is_file():
-        keras = json.loads(saved.read_text())["config"]
+        keras = _keras_settings(saved)
         return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
     positions = config.get("max_position_embeddings")
     return {"sequence_length": min(512, positions)} if isinstance(positions, int) and positions >= 2 else {}
 
 
-def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None):
-    """The preset's preprocessor (None without a tokenizer); an explicit `sequence_length` wins over the saved one."""
+def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None,
+                 vocabulary_size: int | None = None):  # fmt: skip
+    """The preset's preprocessor (None without a tokenizer); an explicit `sequence_length` wins over the saved one.
+    With the model's `vocabulary_size`, a tokenizer that has more ids is refused now (`check_vocabulary`)."""
     found = tokenizer(tokenizer_cls, directory)
     if found is None:
         return None
+    if vocabulary_size is not None:
+        check_vocabulary(found, vocabulary_size, f"{directory}: ", "Use the tokenizer saved with these weights, or "
+                         "preprocessor=None for preprocessed inputs.")  # fmt: skip
     settings = {"sequence_length": 512, **preprocessor_settings(directory)}
     if sequence_length is not None:
         settings["sequence_length"] = sequence_length
     return preprocessor_cls(found, **settings)
+
+
+def check_vocabulary(tokenizer, vocabulary_size: int, source: str, fix: str) -> None:
+    """Raises when the tokenizer gives ids the model's embedding table has no row for: otherwise only the first text
+    with a rare token would fail, at predict or in the middle of fit. `source` starts the message, `fix` ends it."""
+    if tokenizer.vocabulary_size() > vocabulary_size:
+        raise ValueError(
+            f"{source}the tokenizer has {tokenizer.vocabulary_size()} tokens but the model embeds only "
+            f"{vocabulary_size} (its vocabulary_size): token ids {vocabulary_size} and above have no embedding. {fix}"
+        )

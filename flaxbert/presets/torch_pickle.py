@@ -8,8 +8,10 @@ stored as `<root>/data/<key>`. The unpickler below admits only the handful of gl
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 import zipfile
+from typing import NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -33,10 +35,42 @@ class _StorageType:
         self.dtype = dtype
 
 
+class _Tensor(NamedTuple):
+    """A tensor as the pickle describes it: a view of `storage` (flat elements) from `offset` with `shape` and
+    `stride` (in elements). It becomes an array only once its bounds are checked, under its name."""
+
+    storage: np.ndarray
+    offset: int
+    shape: tuple
+    stride: tuple
+
+
 def _rebuild_tensor(storage, offset, shape, stride, *_unused):
+    return _Tensor(storage, offset, tuple(shape), tuple(stride))
+
+
+def _to_array(name: str, tensor: _Tensor, path) -> np.ndarray:
+    """The tensor's elements, copied out of its storage, after checking that the view stays inside the storage.
+
+    A damaged or crafted file can claim a shape its storage does not hold; `as_strided` would then read whatever
+    memory lies past it (torch.load refuses such a file).
+    """
+    storage, offset, shape, stride = tensor
+    numbers = (offset, *shape, *stride)
+    if not all(isinstance(n, int) and n >= 0 for n in numbers) or len(shape) != len(stride):
+        raise ValueError(
+            f"{path}: tensor {name!r} has offset {offset!r}, shape {shape!r} and strides {stride!r}; a tensor of a "
+            "state dict has non-negative integers there, one stride per axis. The file is corrupt."
+        )
+    last = offset + sum((size - 1) * step for size, step in zip(shape, stride, strict=True))
+    if math.prod(shape) and last >= storage.size:
+        raise ValueError(
+            f"{path}: tensor {name!r} of shape {shape} (offset {offset}, strides {stride}) reaches element {last} of "
+            f"a storage of {storage.size} elements; the file is truncated or corrupt: download it again."
+        )
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=tuple(shape), strides=tuple(s * itemsize for s in stride)
+        storage[offset:], shape=shape, strides=tuple(step * itemsize for step in stride)
     )
     return np.array(view)  # own the memory: the storage buffer is shared between tensors
 
@@ -105,6 +139,6 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
             f"{path} is not a readable PyTorch checkpoint ({e}); the file may be truncated or corrupt: "
             "download it again, or convert it to model.safetensors."
         ) from e
-    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(v, _Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a flat state dict of tensors.")
-    return dict(state)
+    return {name: _to_array(name, tensor, path) for name, tensor in state.items()}

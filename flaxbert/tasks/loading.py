@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 import warnings
 
 import flax.linen as nn
@@ -56,20 +54,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         return _load_native(cls, *args)
     if keras_format.is_keras(saved_config):
         return _load_keras(cls, saved_config, *args)
-    config = hf_checkpoint.load_config(preset)
-    cls = _class_for(cls, type(config))
-    saved = _saved_head(saved_config, preset, num_classes) if load_weights else None
-    keep, head_kwargs = _choose_head(preset, saved, num_classes, head_kwargs, config.hidden_dim)
-    head_params = None
-    if keep:
-        config, _, params = hf_checkpoint.load_classifier(preset, dtype, cls.backbone_cls.architecture)
-        backbone = cls.backbone_cls.from_config(with_execution(config, **execution), params.pop("backbone"))
-        head_params = params
-    else:
-        backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
-    return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+    return _load_transformers(cls, *args)
 
 
 def _choose_head(preset, head, num_classes, head_kwargs, width: int):
@@ -77,7 +62,7 @@ def _choose_head(preset, head, num_classes, head_kwargs, width: int):
     backbone's hidden_dim, a DistilBERT head's default hidden_dim."""
     if head is not None and num_classes not in (None, head.num_classes):
         warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
-                      "randomly initialised head.", stacklevel=4)  # fmt: skip
+                      "randomly initialised head.", stacklevel=5)  # fmt: skip
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
         raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
@@ -97,11 +82,15 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     config = keras_format.backbone_config(saved_config, preset, dtype)
     cls = _class_for(cls, type(config))
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
-    task_path = pathlib.Path(preset) / "task.json"
-    head = keras_format.head_config(json.loads(task_path.read_text()), preset) if task_path.is_file() else None
+    task = keras_format.read_task(preset)
+    head = keras_format.head_config(task, preset) if keras_format.is_classifier(task) else None
+    if task is not None and head is None and num_classes is None:
+        raise ValueError(
+            f"{preset} is a keras-hub {keras_format.task_name(task)} preset: its head is no text classifier, so only "
+            "its backbone loads, as in keras-hub: pass num_classes for a new classification head."
+        )
     keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     backbone = cls.backbone_cls.from_preset(preset, load_weights, dtype=dtype, seed=seed, **execution)
     head_params = None
     if keep and load_weights:
@@ -122,8 +111,7 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
     keep_head, head_kwargs = _choose_head(
         preset, native.head_config(saved), num_classes, head_kwargs, config.hidden_dim
     )
-    if preprocessor == "auto":
-        preprocessor = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length)
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     if not load_weights:
         return cls(cls.backbone_cls.from_config(config, seed=seed), preprocessor=preprocessor, seed=seed,
                    **head_kwargs)  # fmt: skip
@@ -135,6 +123,38 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
                **head_kwargs)  # fmt: skip
 
 
+def _load_transformers(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, execution,
+                       head_kwargs):  # fmt: skip
+    config = hf_checkpoint.load_config(preset, dtype)
+    cls = _class_for(cls, type(config))
+    check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)  # before any weights
+    preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
+    state = hf_checkpoint.read_state_dict(preset) if load_weights else None  # read once, for the head and the rest
+    saved_config = hf_checkpoint.checkpoint_config(preset, state) if load_weights else hf_checkpoint.read_config(preset)
+    head = _saved_head(saved_config, preset, num_classes, load_weights)
+    keep, head_kwargs = _choose_head(preset, head, num_classes, head_kwargs, config.hidden_dim)
+    head_params = None
+    if not load_weights:
+        backbone = cls.backbone_cls.from_config(with_execution(config, **execution), seed=seed)
+    elif keep:
+        config, _, params = hf_checkpoint.load_classifier(preset, dtype, state=state)
+        backbone = cls.backbone_cls.from_config(with_execution(config, **execution), params.pop("backbone"))
+        head_params = params
+    else:  # a new head: a pooler the checkpoint lacks is born from the classifier's seed too
+        config, params = hf_checkpoint.load_backbone(preset, dtype, state=state, seed=seed)
+        backbone = cls.backbone_cls.from_config(with_execution(config, **execution), params)
+    return cls(backbone, preprocessor=preprocessor, seed=seed, head_params=head_params, **head_kwargs)
+
+
+def _auto_preprocessor(cls, preset, preprocessor, sequence_length, config):
+    """For "auto", the preset's own preprocessor, its tokenizer checked against the model's vocabulary_size (a bigger
+    one failed only at the first rare token, in predict or fit); otherwise `preprocessor` itself."""
+    if preprocessor != "auto":
+        return preprocessor
+    return text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length,
+                                    config.vocabulary_size)  # fmt: skip
+
+
 def _class_for(cls, config_type):
     """`cls` itself, or for the base class the registered subclass whose backbone takes this config."""
     if cls.backbone_cls is not None:
@@ -142,22 +162,28 @@ def _class_for(cls, config_type):
     return next(sub for sub in cls.__subclasses__() if sub.backbone_cls.config_cls is config_type)
 
 
-def _saved_head(config: dict, preset, num_classes: int | None):
+def _saved_head(config: dict, preset, num_classes: int | None, load_weights: bool):
     """The head config of a `*ForSequenceClassification` checkpoint, or None for a bare encoder; a head flaxbert
-    cannot run (regression, multi-label, another task's) is refused, or with `num_classes` replaced by a new one."""
+    cannot run (regression, multi-label, another task's) is refused, or with `num_classes` replaced by a new one.
+    `config` is `hf_checkpoint.checkpoint_config`'s with weights, else config.json's (the head's config is there)."""
     if not hf_convert.is_classifier(config):
         task = hf_checkpoint.other_task(preset)
+        if task is None and num_classes is None and not load_weights and not config.get("architectures"):
+            raise ValueError(
+                f"{preset}'s config.json names no architectures, so only its weights would show whether it has a "
+                "classification head, and load_weights=False reads none: pass num_classes."
+            )
         if task is None:  # a base checkpoint: its encoder, with a new head
             return None
-        if num_classes is None or not task.loads:
+        if num_classes is None:
             raise ValueError(f"{task.what} {task.encoder}")
         warnings.warn(f"{task.what} num_classes={num_classes} gets a new, randomly initialised head on its encoder.",
-                      stacklevel=4)  # fmt: skip
+                      stacklevel=5)  # fmt: skip
         return None
     unsupported = hf_convert.unsupported_head(config, str(preset))
     if unsupported is None:
         return hf_convert.head_config(config, str(preset))
     if num_classes is None:
         raise ValueError(f"{unsupported} Pass num_classes for a new head on its encoder.")
-    warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=4)
+    warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=5)
     return None

@@ -30,16 +30,22 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from flaxbert.presets.registry import presets_for
+from flaxbert.text import added_tokens as added
 from flaxbert.text.inputs import as_text, as_texts
-from flaxbert.text.vocabulary import read_vocabulary, write_vocabulary
+from flaxbert.text.vocabulary import SPECIAL_TOKENS, read_vocabulary, write_vocabulary
 
 MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
 SUFFIX_INDICATOR = "##"
-OOV_TOKEN = "[UNK]"
+OOV_TOKEN = SPECIAL_TOKENS["oov_token"]
 
 
 def build_wordpiece(
-    vocabulary: list[str], *, lowercase: bool, strip_accents: bool | None, special_tokens: list[str]
+    vocabulary: list[str],
+    *,
+    lowercase: bool,
+    strip_accents: bool | None,
+    special_tokens: list[str],
+    added_tokens: list[dict] = (),
 ) -> Tokenizer:
     """Builds the Rust WordPiece pipeline: BERT normalisation, whitespace/punctuation/CJK split, greedy WordPiece.
 
@@ -48,7 +54,9 @@ def build_wordpiece(
         lowercase: lower-case the text before WordPiece.
         strip_accents: delete combining marks after NFD; `None` strips exactly when `lowercase` (HF semantics).
         special_tokens: strings matched whole in raw text before normalisation and never split; empty to split them
-            like any other text (keras-hub's default).
+            like any other text (keras-hub's default), and then the special `added_tokens` too.
+        added_tokens: `AddedToken` keyword dicts (`added_tokens.check`), matched before WordPiece; one not in the
+            vocabulary takes the next free id.
     """
     model = models.WordPiece(
         {token: i for i, token in enumerate(vocabulary)},
@@ -65,6 +73,10 @@ def build_wordpiece(
     tokenizer.decoder = decoders.WordPiece(prefix=SUFFIX_INDICATOR, cleanup=False)
     if special_tokens:
         tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens])
+    # transformers' split_special_tokens: special added tokens typed in text are split like any other text.
+    tokenizer.encode_special_tokens = not special_tokens
+    for token in added_tokens:  # one at a time, in order: the ids follow the order
+        (tokenizer.add_special_tokens if token["special"] else tokenizer.add_tokens)([AddedToken(**token)])
     return tokenizer
 
 
@@ -78,7 +90,13 @@ class BertTokenizer:
         strip_accents: delete accents. `False` (keras-hub presets, even uncased ones), `True`, or `None` to strip
             exactly when `lowercase` (HF and Google BERT uncased checkpoints).
         special_tokens_in_strings: match the special token strings (`"[CLS]"`, ...) whole inside input text. Off by
-            default, as in keras-hub: "[SEP]" typed in a text is split like any other text.
+            default, as in keras-hub: "[SEP]" typed in a text is split like any other text. This holds for special
+            added tokens too (transformers' `split_special_tokens` is its opposite).
+        added_tokens: tokens transformers added to the vocabulary (`tokenizer.add_tokens`, extra special tokens),
+            matched whole in the text before WordPiece: strings, or dicts of `tokenizers.AddedToken` options
+            (`content`, `special`, `normalized`, `single_word`, `lstrip`, `rstrip`; see `added_tokens.check`). One
+            already in the vocabulary keeps its id; the others take the ids after it, in order. `from_preset` reads
+            them from a transformers checkpoint, so its ids are transformers' own.
 
     Example:
         >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
@@ -91,14 +109,7 @@ class BertTokenizer:
 
     presets = presets_for("bert")  # the built-in presets, {name: Preset}
 
-    # attribute name -> token string; start/end are keras-hub's aliases for the packer.
-    SPECIAL_TOKENS = {
-        "cls_token": "[CLS]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "mask_token": "[MASK]",
-        "oov_token": OOV_TOKEN,
-    }
+    SPECIAL_TOKENS = SPECIAL_TOKENS  # attribute name -> token string; start/end are keras-hub's aliases for the packer
 
     def __init__(
         self,
@@ -106,11 +117,15 @@ class BertTokenizer:
         lowercase: bool = False,
         strip_accents: bool | None = False,
         special_tokens_in_strings: bool = False,
+        added_tokens: list[str | dict] | None = None,
     ):
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = read_vocabulary(vocabulary)
-        self._vocabulary = as_texts(vocabulary, "the vocabulary")
-        self._ids = {token: i for i, token in enumerate(self._vocabulary)}
+        self._vocabulary = as_texts(vocabulary, "the vocabulary")  # WordPiece's; then the added tokens' ids
+        self.added_tokens = added.check(added_tokens)
+        known = set(self._vocabulary)
+        self._tokens = self._vocabulary + [t["content"] for t in self.added_tokens if t["content"] not in known]
+        self._ids = {token: i for i, token in enumerate(self._tokens)}
         missing = [token for token in self.SPECIAL_TOKENS.values() if token not in self._ids]
         if missing:
             raise ValueError(f"{type(self).__name__}'s vocabulary lacks the special token(s) {', '.join(missing)}.")
@@ -134,7 +149,15 @@ class BertTokenizer:
             lowercase=self.lowercase,
             strip_accents=strip_accents,
             special_tokens=list(self.SPECIAL_TOKENS.values()) if special_tokens_in_strings else [],
+            added_tokens=self.added_tokens,
         )
+        new = list(enumerate(self._tokens))[len(self._vocabulary) :]
+        moved = [token for i, token in new if self._tokenizer.token_to_id(token) != i]
+        if moved:  # a vocabulary that lists a token twice leaves Rust fewer ids than lines
+            raise ValueError(
+                f"the added tokens {moved[:5]} would not get the ids after the vocabulary ({len(self._vocabulary)} "
+                "lines): it lists a token twice. Remove the duplicate."
+            )
 
     @classmethod
     def from_preset(cls, preset) -> "BertTokenizer":
@@ -143,7 +166,8 @@ class BertTokenizer:
 
         A transformers folder gives transformers' settings from tokenizer_config.json: `do_lower_case`,
         `strip_accents` (null: strip when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is
-        the special token), so the ids equal `transformers.BertTokenizer.from_pretrained(path)`. keras-hub presets
+        the special token), and its added tokens (`added_tokens.read_hf`), so the ids equal
+        `transformers.BertTokenizer.from_pretrained(path)`'s. keras-hub presets
         keep their own settings (accents kept even when lower-casing).
         """
         from flaxbert.presets import text_assets  # imported here: preset resolution pulls in jax
@@ -185,26 +209,26 @@ class BertTokenizer:
         array = np.asarray(list(ids))
         if array.size and (array.ndim != 1 or array.dtype.kind not in "iu"):
             raise TypeError(f"{what} must be a 1-D sequence of integer token ids, got {array.dtype} {array.shape}.")
-        bad = array[(array < 0) | (array >= len(self._vocabulary))]
+        bad = array[(array < 0) | (array >= len(self._tokens))]
         if bad.size:
             raise ValueError(
-                f"{what}: ids outside the vocabulary's 0..{len(self._vocabulary) - 1}: e.g. {bad[:5].tolist()}."
+                f"{what}: ids outside the vocabulary's 0..{len(self._tokens) - 1}: e.g. {bad[:5].tolist()}."
             )
         return array.astype(np.int64).tolist()
 
     def vocabulary_size(self) -> int:
-        """The number of tokens in the vocabulary."""
-        return len(self._vocabulary)
+        """The number of token ids: the vocabulary's, and the added tokens' after it."""
+        return len(self._tokens)
 
     def get_vocabulary(self) -> list[str]:
-        """The tokens in id order (a copy)."""
-        return list(self._vocabulary)
+        """The tokens in id order, added tokens included (a copy)."""
+        return list(self._tokens)
 
     def id_to_token(self, id: int) -> str:
         """The token string of `id`."""
-        if not 0 <= id < len(self._vocabulary):
-            raise ValueError(f"id {id} is out of range: the vocabulary has ids 0..{len(self._vocabulary) - 1}.")
-        return self._vocabulary[id]
+        if not 0 <= id < len(self._tokens):
+            raise ValueError(f"id {id} is out of range: the vocabulary has ids 0..{len(self._tokens) - 1}.")
+        return self._tokens[id]
 
     def token_to_id(self, token: str) -> int:
         """The id of a token string (a whole vocabulary entry, e.g. `"##ing"`)."""
@@ -213,15 +237,18 @@ class BertTokenizer:
         return self._ids[token]
 
     def get_config(self) -> dict:
-        """The settings that, with the vocabulary, rebuild this tokenizer: `type(t)(vocab, **t.get_config())`."""
-        return {
+        """The settings that, with the vocabulary file, rebuild this tokenizer: `type(t)(vocab, **t.get_config())`
+        (`added_tokens` only where there are any)."""
+        config = {
             "lowercase": self.lowercase,
             "strip_accents": self.strip_accents,
             "special_tokens_in_strings": self.special_tokens_in_strings,
         }
+        return config | ({"added_tokens": [dict(t) for t in self.added_tokens]} if self.added_tokens else {})
 
     def save_vocabulary(self, path: str | os.PathLike) -> pathlib.Path:
-        """Writes the vocabulary to the file `path`, one token per line; returns the path."""
+        """Writes the WordPiece vocabulary to the file `path`, one token per line, as transformers' vocab.txt holds
+        it: without the added tokens, which `get_config()` and `save_tokenizer_json` keep; returns the path."""
         return write_vocabulary(self._vocabulary, path)
 
     def save_tokenizer_json(self, path: str | os.PathLike) -> pathlib.Path:

@@ -1,8 +1,16 @@
 """WordPiece vocabularies on disk: one-token-per-line files and Hugging Face checkpoint folders."""
 
-import json
 import os
 import pathlib
+
+from flaxbert.presets import json_file
+from flaxbert.text import added_tokens
+
+# The special tokens every BERT tokenizer needs, by flaxbert's attribute name (keras-hub's); transformers calls the
+# OOV token unk_token.
+SPECIAL_TOKENS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
+                  "oov_token": "[UNK]"}  # fmt: skip
+_HF_NAMES = {"oov_token": "unk_token"}
 
 
 def read_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -29,18 +37,20 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`. The settings come from
     `tokenizer_config.json` with transformers' `BertTokenizer` defaults where a key is absent: `do_lower_case=True`,
     `strip_accents=None` (None: strip accents exactly when lower-casing, as HF and Google's BERT do), and special token
-    strings in text matched whole unless `split_special_tokens` is set, as transformers does.
+    strings in text matched whole unless `split_special_tokens` is set, as transformers does. Tokens added to the
+    vocabulary (`added_tokens.read_hf`: new words, entity markers) come along, so that the ids are transformers'.
 
     Args:
         directory: the checkpoint folder.
 
     Returns:
         `(vocabulary, settings)`: settings are `BertTokenizer` keyword arguments (`lowercase`, `strip_accents`,
-        `special_tokens_in_strings`).
+        `special_tokens_in_strings`, and `added_tokens` where there are any besides the five BERT special tokens).
 
     Raises:
         FileNotFoundError: the folder has neither vocab.txt nor tokenizer.json.
-        ValueError: the checkpoint asks for behaviour flaxbert does not implement.
+        ValueError: the checkpoint asks for behaviour flaxbert does not implement (special tokens other than BERT's
+            [CLS], [SEP], [PAD], [MASK] and [UNK], no CJK or basic split), or a file is corrupt.
     """
     directory = pathlib.Path(directory)
     if (directory / "vocab.txt").is_file():
@@ -50,25 +60,38 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     else:
         raise FileNotFoundError(f"{directory} has no vocab.txt or tokenizer.json: it is not a BERT tokenizer folder.")
     config_path = directory / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config = json_file.read(config_path) if config_path.is_file() else {}
     if config.get("tokenize_chinese_chars", True) is False or config.get("do_basic_tokenize", True) is False:
         raise ValueError(
             f"{config_path} turns off tokenize_chinese_chars or do_basic_tokenize; flaxbert's BertTokenizer always "
             "splits on whitespace, punctuation and CJK characters."
         )
+    for name, token in SPECIAL_TOKENS.items():
+        hf_name = _HF_NAMES.get(name, name)
+        named = config.get(hf_name) or token
+        if (named.get("content") if isinstance(named, dict) else named) != token:
+            raise ValueError(f"{config_path} names {hf_name}={named!r}; flaxbert's BertTokenizer uses {token!r} there "
+                             "(as every BERT vocabulary does).")  # fmt: skip
     settings = {
         "lowercase": config.get("do_lower_case", True),
         "strip_accents": config.get("strip_accents"),
         "special_tokens_in_strings": not config.get("split_special_tokens", False),
     }
-    return vocabulary, settings
+    # The five special tokens are BertTokenizer's own (special_tokens_in_strings says whether text may hold them).
+    known = set(vocabulary)
+    added = [t for t in added_tokens.read_hf(directory, config) if t["content"] not in SPECIAL_TOKENS.values() or
+             t["content"] not in known]  # fmt: skip
+    return vocabulary, settings | ({"added_tokens": added} if added else {})
 
 
 def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:
-    model = json.loads(path.read_text(encoding="utf-8"))["model"]
+    model = json_file.member(json_file.read(path), "model", path)
     if model.get("type") != "WordPiece":
         raise ValueError(f"{path} holds a {model.get('type')} model, not WordPiece.")
-    by_id = sorted((i, token) for token, i in model["vocab"].items())
+    vocab = json_file.member(model, "vocab", f"{path}'s model")
+    if not all(isinstance(i, int) for i in vocab.values()):
+        raise ValueError(f"{path}: the WordPiece vocab must map each token to an integer id; the file is corrupt.")
+    by_id = sorted((i, token) for token, i in vocab.items())
     if [i for i, _ in by_id] != list(range(len(by_id))):
         raise ValueError(f"the WordPiece ids in {path} are not 0..{len(by_id) - 1} without gaps.")
     return [token for _, token in by_id]
