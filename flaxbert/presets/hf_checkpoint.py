@@ -22,7 +22,9 @@ from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
 from flaxbert.presets import hf_convert, json_file, torch_pickle
 
-_WEIGHT_FILES = (
+# The weight files transformers reads, in its order of preference: the reader here and the hf:// download (resolve.py)
+# take the first one a checkpoint has.
+WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
@@ -75,12 +77,12 @@ def _file_shapes(path: pathlib.Path) -> dict[str, tuple[int, ...]]:
 
 
 def _weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
-    """The files that hold a checkpoint's weights: the first of `_WEIGHT_FILES` found, or the shards it lists."""
-    for name in _WEIGHT_FILES:
+    """The files that hold a checkpoint's weights: the first of `WEIGHT_FILES` found, or the shards it lists."""
+    for name in WEIGHT_FILES:
         path = directory / name
         if path.is_file():
             return [directory / shard for shard in _shard_names(path)] if name.endswith(".index.json") else [path]
-    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(_WEIGHT_FILES)}.")
+    raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(WEIGHT_FILES)}.")
 
 
 def read_state_dict(directory) -> dict[str, np.ndarray]:

@@ -102,7 +102,7 @@ def _from_hub(handle: str, load_weights: bool, name: str) -> pathlib.Path:
         if not weights and files is not None:
             raise FileNotFoundError(
                 f"Preset {name!r} ({handle}): the repository '{repo_id}' has no weights flaxbert reads (for a "
-                f"transformers checkpoint {', '.join(hf_checkpoint._WEIGHT_FILES)}; for a keras-hub preset "
+                f"transformers checkpoint {', '.join(hf_checkpoint.WEIGHT_FILES)}; for a keras-hub preset "
                 "model.weights.h5). Pass load_weights=False for its architecture with random weights."
             )
         if not weights:
@@ -159,7 +159,7 @@ def _weight_files(source: pathlib.Path, files: list[str]) -> list[str]:
     if keras_format.is_keras(config):  # model.weights.h5 (or its shards) and a task preset's task.weights.h5
         return [f for f in files if "/" not in f and f.endswith(".weights.h5")]
     # transformers: the first that hf_checkpoint.read_state_dict finds, in its order (safetensors over torch .bin)
-    found = next((f for f in hf_checkpoint._WEIGHT_FILES if f in files), None)  # one order, kept there
+    found = next((f for f in hf_checkpoint.WEIGHT_FILES if f in files), None)  # one order, kept there
     if found is None or not found.endswith(".index.json"):
         return [] if found is None else [found]
     try:  # a sharded checkpoint: the index (a config file, downloaded already) names its shards
