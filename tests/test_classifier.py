@@ -163,6 +163,15 @@ def test_numpy_integers_count_as_integers(text_classifier):
         text_classifier.fit(FEATURES, batch_size=np.int64(2), epochs=np.int32(1), verbose=0)
 
 
+def test_a_preprocessor_with_more_tokens_than_the_backbone_embeds_is_refused():
+    """A rare token's id past the embedding table failed only at predict or mid-fit (from_preset checked already)."""
+    tokenizer = flaxbert.BertTokenizer(vocabulary=VOCAB)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer=tokenizer, sequence_length=8)
+    backbone = flaxbert.BertBackbone(len(VOCAB) - 1, 1, 2, 16, 16, max_sequence_length=8)
+    with pytest.raises(ValueError, match=r"preprocessor: the tokenizer has 11 tokens but the model embeds only 10"):
+        flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+
+
 def test_a_file_as_checkpoint_dir_is_refused_before_training(text_classifier, tmp_path):
     before = jax.tree.map(np.array, text_classifier.params)
     (tmp_path / "ckpt").write_text("not a directory")

@@ -24,7 +24,7 @@ from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
-from flaxbert.presets import hf_export, native
+from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
@@ -71,6 +71,9 @@ class TextClassifier:
                 f"preprocessor.sequence_length={preprocessor.sequence_length} is longer than the backbone's "
                 f"max_sequence_length={longest} (its position embeddings): use a sequence_length of at most {longest}."
             )
+        if preprocessor is not None:
+            text_assets.check_vocabulary(preprocessor.tokenizer, backbone.config.vocabulary_size, "preprocessor: ",
+                                         "Use the tokenizer the backbone was trained with.")  # fmt: skip
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
         self.model = self.model_cls(backbone.config, self.head)
