@@ -64,7 +64,7 @@ def read_hf(directory: pathlib.Path, config: dict) -> list[dict]:
         by_id = [(_id(i, config_path), token) for i, token in decoder.items()]
     else:
         extra += _special_tokens_map(directory / "special_tokens_map.json")
-        by_id = _listed(directory / "tokenizer.json") + _legacy(directory / "added_tokens.json", config, extra)
+        by_id = _listed(directory / "tokenizer.json") + _legacy(directory / "added_tokens.json")
     ordered = [token for _, token in sorted(by_id, key=lambda pair: pair[0])]
     tokens = check(ordered, str(directory))
     present = {token["content"] for token in tokens}
@@ -88,14 +88,13 @@ def _listed(path: pathlib.Path) -> list[tuple[int, dict]]:
     return [(_id(token.get("id"), path), token) for token in listed]
 
 
-def _legacy(path: pathlib.Path, config: dict, extra: list[dict]) -> list[tuple[int, dict]]:
-    """added_tokens.json (`{token: id}`, written by transformers' slow tokenizers): special when named so."""
+def _legacy(path: pathlib.Path) -> list[tuple[int, dict]]:
+    """added_tokens.json (`{token: id}`, written by transformers' slow tokenizers): plain, normalized tokens, as
+    transformers 5 loads them, even where special_tokens_map.json names them as extra special tokens (those are then
+    skipped as already present)."""
     if not path.is_file():
         return []
-    named = {_content(config.get(f"{name}_token")) for name in ("unk", "sep", "pad", "cls", "mask", "bos", "eos")}
-    specials = named | {token["content"] for token in extra}
-    listed = json_file.read(path).items()
-    return [(_id(i, path), {"content": token, "special": token in specials}) for token, i in listed]
+    return [(_id(i, path), {"content": token}) for token, i in json_file.read(path).items()]
 
 
 def _special_tokens_map(path: pathlib.Path) -> list[dict]:
