@@ -143,14 +143,15 @@ def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointEr
 _VALIDATED = "validated.json"  # beside the step directories (Orbax lists only integer-named ones)
 
 
-def validated_steps(mngr: ocp.CheckpointManager) -> set[int]:
+def validated_steps(mngr: ocp.CheckpointManager) -> set[int] | None:
     """The epoch-end steps whose validation ran to its end (an epoch's checkpoint is saved before its validation,
-    so a run killed while validating resumes at a step not in this set and validates first)."""
+    so a run killed while validating resumes at a step not in this set and validates first). None for a directory
+    written before validations were recorded (a run's first save starts the record): its validations all ran."""
     path = pathlib.Path(mngr.directory) / _VALIDATED
     try:
         return {int(step) for step in json.loads(path.read_text())}
     except FileNotFoundError:
-        return set()
+        return None
     except (ValueError, TypeError) as error:
         raise CheckpointError(
             f"{path} is damaged ({type(error).__name__}: {error}); delete it (the latest epoch's validation then runs "
@@ -158,12 +159,13 @@ def validated_steps(mngr: ocp.CheckpointManager) -> set[int]:
         ) from None
 
 
-def mark_validated(mngr: ocp.CheckpointManager, step: int) -> None:
-    """Records that the validation after the checkpoint of `step` finished (written whole, by process 0)."""
+def mark_validated(mngr: ocp.CheckpointManager, step: int | None) -> None:
+    """Records that the validation after the checkpoint of `step` finished (written whole, by process 0); None
+    starts an empty record, as a run does before its first save."""
     if jax.process_index() != 0:
         return
     path = pathlib.Path(mngr.directory) / _VALIDATED
-    steps = sorted(validated_steps(mngr) | {step})
+    steps = [] if step is None else sorted((validated_steps(mngr) or set()) | {step})
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(steps))
     tmp.replace(path)

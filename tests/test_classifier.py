@@ -431,6 +431,10 @@ def test_a_run_stopped_while_validating_validates_first_when_it_resumes(tmp_path
     with pytest.warns(UserWarning, match="already trained to step 8"):
         assert fit(on_log=rows.append).epoch == []
     assert len(rows) == 4  # validated once: nothing runs again
+    (tmp_path / "validated.json").unlink()  # as a directory written before validations were recorded
+    with pytest.warns(UserWarning, match="already trained to step 8"):
+        assert fit(on_log=rows.append).epoch == []
+    assert len(rows) == 4  # its validations ran: none again
 
 
 def test_each_fit_draws_a_new_order_and_new_masks_unless_seeded():

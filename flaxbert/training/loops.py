@@ -186,8 +186,10 @@ def fit(
     try:
         # SIGTERM is caught only where there is a checkpoint to save; otherwise it ends the process as usual.
         with watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption:
-            at_epoch_end = ckpt is not None and start and start % per_epoch == 0
-            if validate is not None and at_epoch_end and start not in checkpoint.validated_steps(ckpt):
+            if ckpt is not None and start == 0:
+                checkpoint.mark_validated(ckpt, None)  # a new run: its validations are recorded from here on
+            done = checkpoint.validated_steps(ckpt) if ckpt is not None and start % per_epoch == 0 else None
+            if validate is not None and done is not None and start and start not in done:
                 validated(start // per_epoch)  # the run was killed while validating: its scores come first
                 if preemption.requested:
                     raise SystemExit(0)
