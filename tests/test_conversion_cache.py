@@ -68,6 +68,11 @@ def test_an_unwritable_cache_warns_and_loads_the_download(tiny_hub, tmp_path, mo
     with pytest.warns(UserWarning, match=r"cannot write its conversion cache at .*\(PresetWriteError: .* is a file"):
         backbone = flaxbert.BertBackbone.from_preset("hf://org/tiny")
     assert backbone.config.hidden_dim == 48 and [p.name for p in target.parent.iterdir()] == [target.name]
+    # In a multi-process job the save is collective (the other processes wait at process 0's barriers): a fallback
+    # on process 0 alone would hang them, so the error stops the job.
+    monkeypatch.setattr(conversion_cache.jax, "process_count", lambda: 2)
+    with pytest.raises(native.PresetWriteError, match="is a file"):
+        conversion_cache.converted(snapshot, "org/tiny")
 
 
 def test_a_bert_checkpoint_without_a_pooler_is_loaded_directly_each_time(tmp_path, hub_cache):

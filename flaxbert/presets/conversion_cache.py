@@ -16,6 +16,8 @@ import os
 import pathlib
 import warnings
 
+import jax
+
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
@@ -59,6 +61,10 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     try:
         save(target)
     except (OSError, native.PresetWriteError) as error:
+        # The save is collective (process 0 writes, the others wait at its barriers): a fallback on process 0 alone
+        # would leave them waiting, so a multi-process job stops with the error instead.
+        if jax.process_count() > 1:
+            raise
         if (target / "config.json").is_file():
             return target  # another process converted it meanwhile; its copy went into place whole
         return _uncached(source, target, error)
