@@ -81,7 +81,7 @@ def _weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.is_file():
-            return [directory / shard for shard in _shard_names(path)] if name.endswith(".index.json") else [path]
+            return [directory / shard for shard in shard_names(path)] if name.endswith(".index.json") else [path]
     raise FileNotFoundError(f"{directory} has no weights: looked for {', '.join(WEIGHT_FILES)}.")
 
 
@@ -102,7 +102,7 @@ def weight_shapes(directory) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _shard_names(index: pathlib.Path) -> list[str]:
+def shard_names(index: pathlib.Path) -> list[str]:
     """The weight files a shard index lists (its `weight_map` maps each weight name to its file's name)."""
     weight_map = json_file.member(json_file.read(index), "weight_map", index)
     if not all(isinstance(name, str) for name in weight_map.values()):

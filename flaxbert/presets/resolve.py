@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import glob
-import json
 import os
 import pathlib
 
@@ -163,10 +162,9 @@ def _weight_files(source: pathlib.Path, files: list[str]) -> list[str]:
     if found is None or not found.endswith(".index.json"):
         return [] if found is None else [found]
     try:  # a sharded checkpoint: the index (a config file, downloaded already) names its shards
-        shards = json.loads((source / found).read_text())["weight_map"].values()
-    except (OSError, ValueError, KeyError, AttributeError):
+        return [found, *hf_checkpoint.shard_names(source / found)]
+    except (OSError, ValueError):
         return [found]  # the loader names the broken or missing index
-    return [found, *sorted({s for s in shards if isinstance(s, str)})]
 
 
 def _not_cached(name: str, handle: str, repo_id: str, what: str) -> FileNotFoundError:
