@@ -187,6 +187,19 @@ def test_a_head_saved_without_architectures_is_kept(tmp_path, hub_cache, kind):
         np.testing.assert_allclose(from_hub.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["Bert", "DistilBert"])
+def test_a_multiple_choice_head_saved_without_architectures_is_named(tmp_path, kind):
+    """Its one-row classifier beside the pooler read as a one-label sequence classifier, refused as a regression."""
+    import transformers
+
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "Bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
+    config = getattr(transformers, f"{kind}Config")(**shape)
+    path = save(getattr(transformers, f"{kind}ForMultipleChoice")(config), tmp_path / kind, "bin")
+    assert json.loads((path / "config.json").read_text()).get("architectures") is None
+    with pytest.raises(ValueError, match=rf"is a {kind}ForMultipleChoice checkpoint, a multiple choice model"):
+        flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+
+
 def test_load_weights_false_builds_the_saved_head(tmp_path):
     """A transformers classifier with load_weights=False asked for num_classes; native and keras presets build their
     saved head. Its config.json has the head's settings; without architectures only the weights would tell."""

@@ -134,10 +134,11 @@ class OtherTask(NamedTuple):
     encoder: str
 
 
-def other_task(directory) -> OtherTask | None:
+def other_task(directory, hf: dict | None = None) -> OtherTask | None:
     """Says what a token classification, multiple choice or question answering checkpoint is and what of it flaxbert
-    loads; None for sequence classifiers and base checkpoints."""
-    hf, source = read_config(directory), str(directory)
+    loads; None for sequence classifiers and base checkpoints. `hf`: config.json as `checkpoint_config` completed it
+    (a config naming no architectures), else config.json is read."""
+    hf, source = read_config(directory) if hf is None else hf, str(directory)
     found = hf_convert.other_task(hf)
     if found is None:
         return None

@@ -155,7 +155,9 @@ def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str)
 
     A sequence classification head is `classifier.weight` beside BERT's pooler (a token classification head has no
     pooler) or beside DistilBERT's `pre_classifier.weight`; its rows are the classes, which also set `num_labels`
-    (`id2label` is kept only where it names as many). A config that names its architectures is returned as it is.
+    (`id2label` is kept only where it names as many). A one-row head where the config asks for more labels is a
+    multiple-choice one (transformers scores each choice with one output). A config that names its architectures is
+    returned as it is.
     """
     if hf.get("architectures"):
         return hf
@@ -164,7 +166,10 @@ def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str)
     beside = has_pooler(shapes) if bert else any(name.endswith("pre_classifier.weight") for name in shapes)
     if head is None or len(head) != 2 or not beside:
         return hf
-    completed = {**hf, "architectures": [f"{'Bert' if bert else 'DistilBert'}ForSequenceClassification"],
+    prefix = "Bert" if bert else "DistilBert"
+    if head[0] == 1 and num_labels(hf) != 1:  # one output the config does not ask for: a multiple-choice scorer
+        return {**hf, "architectures": [f"{prefix}ForMultipleChoice"]}
+    completed = {**hf, "architectures": [f"{prefix}ForSequenceClassification"],
                  "num_labels": int(head[0])}  # fmt: skip
     if num_labels(hf) != head[0]:
         completed.pop("id2label", None)

@@ -167,7 +167,7 @@ def _saved_head(config: dict, preset, num_classes: int | None, load_weights: boo
     cannot run (regression, multi-label, another task's) is refused, or with `num_classes` replaced by a new one.
     `config` is `hf_checkpoint.checkpoint_config`'s with weights, else config.json's (the head's config is there)."""
     if not hf_convert.is_classifier(config):
-        task = hf_checkpoint.other_task(preset)
+        task = hf_checkpoint.other_task(preset, config)
         if task is None and num_classes is None and not load_weights and not config.get("architectures"):
             raise ValueError(
                 f"{preset}'s config.json names no architectures, so only its weights would show whether it has a "
