@@ -108,14 +108,12 @@ def _check_fits(mngr, step: int, abstract_state) -> None:
     tasks print tracebacks at interpreter exit). Arrays are matched by Orbax's dotted names; a name only one side has
     is left to the restore itself, which is the judge."""
     try:
-        saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(mngr.item_metadata(step)["state"])}
+        saved = saved_shapes(mngr.item_metadata(step)["state"])
     except Exception as error:
         raise _unusable(mngr, step, "cannot be read", error) from None
     if not saved:  # a step directory whose state holds nothing: not another model, a damaged save
         raise _unusable(mngr, step, "is damaged or incomplete", "its state holds no arrays")
-    wanted = {
-        _dotted(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]
-    }
+    wanted = shapes_by_name(abstract_state)
     differ = [
         f"{name}: saved {saved[name]}, now {shape}" for name, shape in wanted.items() if saved.get(name, shape) != shape
     ]
@@ -123,6 +121,16 @@ def _check_fits(mngr, step: int, abstract_state) -> None:
         differ.insert(0, f"{len(saved)} arrays saved, {len(wanted)} in this model and optimizer's state")
     if differ:
         raise _unusable(mngr, step, "does not fit this model and optimizer", "; ".join(differ[:3]))
+
+
+def saved_shapes(metadata) -> dict[str, tuple[int, ...]]:
+    """Orbax's metadata of a saved tree as {dotted name: shape}."""
+    return {m.name: tuple(m.shape) for m in jax.tree.leaves(metadata)}
+
+
+def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
+    """A tree's arrays (or ShapeDtypeStructs) as {the dotted name Orbax saves each under: shape}."""
+    return {_dotted(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _dotted(path) -> str:

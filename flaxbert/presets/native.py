@@ -213,7 +213,7 @@ def _check_saved(path: pathlib.Path, abstract) -> None:
     restoring: a failed restore prints a page of Orbax and TensorStore tracebacks before its error."""
     handler = ocp.PyTreeCheckpointHandler()
     try:
-        saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(handler.metadata(path))}
+        saved = checkpoint.saved_shapes(handler.metadata(path))
     except Exception as e:  # no params directory, no metadata, a damaged metadata file
         raise ValueError(
             f"{path} could not be read as the preset's params ({_cause(e)}); the preset is incomplete or corrupt: "
@@ -221,8 +221,7 @@ def _check_saved(path: pathlib.Path, abstract) -> None:
         ) from None
     finally:
         handler.close()
-    flat = jax.tree_util.tree_flatten_with_path(abstract)[0]
-    wanted = {jax.tree_util.keystr(p, simple=True, separator="."): tuple(leaf.shape) for p, leaf in flat}
+    wanted = checkpoint.shapes_by_name(abstract)
     differ = [f"{n} is saved as {saved[n]}, the config makes it {s}" for n, s in wanted.items() if saved.get(n, s) != s]
     differ += [f"the config's {n} is not saved" for n in wanted if n not in saved]
     differ += [f"the saved {n} is not in the config's model" for n in saved if n not in wanted]
