@@ -4,6 +4,7 @@ nothing (in-process; the end-to-end runs are in test_train_cli.py)."""
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from flaxbert import data, host_memory
@@ -102,3 +103,37 @@ def test_hub_access_errors_end_train_py_with_one_line(monkeypatch, capsys, error
     monkeypatch.setattr(host_memory, "reuse_host_memory", lambda: False)  # this process's malloc stays as it is
     assert train.main(["--preset", "hf://org/x", "--no-compilation-cache"]) == 2
     assert str(error) in capsys.readouterr().err
+
+
+def test_eval_only_scores_the_presets_trained_head_whatever_its_size(tmp_path, capsys):
+    """The default config's num_classes=2 replaced a 3-class model's trained head with a random one (a warning only),
+    then scored it and wrote its predictions."""
+    import flaxbert
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c"]
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocabulary), sequence_length=16)
+    backbone = flaxbert.BertBackbone(len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                     max_sequence_length=16)  # fmt: skip
+    trained = flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor, seed=3,
+                                          label_names=["neg", "neu", "pos"])  # fmt: skip
+    trained.save_to_preset(tmp_path / "model")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\na b\tpos\nc\tneg\nb b c\tneu\n")
+    (tmp_path / "new.tsv").write_text("sentence\na c\n")
+    files = dict(train="", validation=str(tmp_path / "dev.tsv"), hub_repo="")
+    config = cfg.Config(preset=str(tmp_path / "model"), output_dir=str(tmp_path / "out"), sequence_length=16,
+                        data=dataclasses.replace(cfg.Config().data, **files))  # fmt: skip
+    assert config.num_classes == 2
+    summary = job.run(config, eval_only=True, predict_file=str(tmp_path / "new.tsv"))
+    assert "scoring" in capsys.readouterr().out
+    texts, labels = ["a b", "c", "b b c"], [2, 0, 1]
+    expected = trained.evaluate(texts, labels, verbose=0)
+    assert summary["after"]["validation"]["loss"] == pytest.approx(expected["loss"], abs=1e-6)
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    logits = trained.predict(["a c"], verbose=0)[0]
+    assert row["label"] == ("neg", "neu", "pos")[int(logits.argmax())]
+    np.testing.assert_allclose(row["probabilities"], np.exp(logits) / np.exp(logits).sum(), atol=1e-6)
+
+    backbone.save_to_preset(tmp_path / "encoder")  # no head: a random one would be scored
+    with pytest.raises(job.RunError, match=r"--eval-only scores a trained classifier, but preset .* has no "
+                                           r"classification head"):  # fmt: skip
+        job.run(dataclasses.replace(config, preset=str(tmp_path / "encoder")), eval_only=True)

@@ -36,11 +36,15 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     out = output_dir(config)
     writer = jax.process_index() == 0
     mesh = _mesh(config)
-    config, splits = load_splits(config, need_train=not eval_only)
     # Read now, not after training: a bad predict file must not cost a run.
     to_predict = datasets.read_split(predict_file, config.data.text_columns, None) if predict_file else None
     _check_output(out, config, resume, eval_only)
-    classifier = build_classifier(config)
+    if eval_only:  # the preset's trained head decides the classes (and names them, where it saved names)
+        classifier = build_classifier(config, keep_head=True)
+        config, splits = load_splits(_with_head(config, classifier), need_train=False)
+    else:  # the data first: a bad file must not cost a model load
+        config, splits = load_splits(config)
+        classifier = build_classifier(config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
@@ -109,12 +113,30 @@ def local_files_command(config: Config) -> str:
     )
 
 
-def build_classifier(config: Config):
+def build_classifier(config: Config, keep_head: bool = False):
+    """The preset's classifier with a `config.num_classes` head (a new one unless the preset's has that size), or with
+    `keep_head` the preset's trained head whatever its size (`--eval-only`: a preset without one is refused)."""
     from flaxbert.tasks import TextClassifier
 
-    classifier = TextClassifier.from_preset(
+    try:
+        classifier = _from_preset(TextClassifier, config, None if keep_head else config.num_classes)
+    except ValueError as error:
+        if keep_head and "no classification head to keep" in str(error):
+            raise RunError(
+                f"--eval-only scores a trained classifier, but preset {config.preset!r} has no classification head "
+                "(its head would be random): fine-tune it first, then pass the run's model/ directory as --preset."
+            ) from None
+        raise
+    if classifier.preprocessor is None:
+        raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")
+    classifier.bucket = config.bucket
+    return classifier
+
+
+def _from_preset(cls, config: Config, num_classes: int | None):
+    return cls.from_preset(
         config.preset,
-        num_classes=config.num_classes,
+        num_classes=num_classes,
         sequence_length=config.sequence_length,
         dtype=config.precision,
         seed=config.seed,
@@ -123,10 +145,16 @@ def build_classifier(config: Config):
         # the data's class names (a kept head's saved ones otherwise) go into model/ and the predictions
         **({"label_names": config.data.label_names} if config.data.label_names else {}),
     )
-    if classifier.preprocessor is None:
-        raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")
-    classifier.bucket = config.bucket
-    return classifier
+
+
+def _with_head(config: Config, classifier) -> Config:
+    """`config` with the classes of the head `--eval-only` scores: its size, and its names where the config has none."""
+    if classifier.num_classes != config.num_classes:
+        print(f"--eval-only: scoring {config.preset}'s trained {classifier.num_classes}-class head "
+              f"(the config's num_classes={config.num_classes} is for training a new one).")  # fmt: skip
+    names = config.data.label_names or tuple(classifier.label_names or ())
+    return dataclasses.replace(config, num_classes=classifier.num_classes,
+                               data=dataclasses.replace(config.data, label_names=names))  # fmt: skip
 
 
 def make_optimizer(config: Config, num_steps: int):
