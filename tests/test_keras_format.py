@@ -99,6 +99,13 @@ def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
     # The bfloat16 preset's weights, read exactly: in float32 compute its logits are the float32 copy's.
     bfloat16 = flaxbert.TextClassifier.from_preset(tmp_path / "bfloat16", preprocessor=None, dtype="float32")
     assert _max_diff(bfloat16.predict(x, batch_size=8, verbose=0), want) <= ATOL
+    # Without dtype, keras-hub reloads a bfloat16-saved preset in its global float32 policy, and so does flaxbert (it
+    # computed in bfloat16: 1.5e-2 from keras-hub's logits).
+    reloaded = keras_hub.models.TextClassifier.from_preset(str(tmp_path / "bfloat16"), preprocessor=None)
+    assert reloaded.backbone.dtype_policy.name == "float32"
+    default = flaxbert.TextClassifier.from_preset(tmp_path / "bfloat16", preprocessor=None)
+    assert default.backbone.config.dtype == "float32"
+    assert _max_diff(default.predict(x, batch_size=8, verbose=0), np.asarray(reloaded(x))) <= ATOL
 
 
 @pytest.fixture(scope="module")

@@ -60,19 +60,20 @@ def _settings(config: dict, source, file: str) -> dict:
 
 
 def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBertConfig:
-    """The flaxbert config of a keras-hub backbone config.json (keras BERT uses tanh GELU; DistilBERT exact)."""
+    """The flaxbert config of a keras-hub backbone config.json (keras BERT uses tanh GELU; DistilBERT exact).
+
+    Without `dtype` the model computes in float32, whatever policy the preset was saved with: keras-hub builds it in
+    Keras' global policy (float32 unless a user set another) and casts the saved weights (REFERENCE §6.4, item 6).
+    """
     name = _class(config, source, "config.json")
     if name not in _BACKBONES:
         raise ValueError(f"{source}: keras-hub class {name!r} is not supported; flaxbert reads {sorted(_BACKBONES)}.")
     c = _settings(config, source, "config.json")
-    saved_dtype = c.get("dtype")
-    if isinstance(saved_dtype, dict):
-        saved_dtype = saved_dtype.get("config", {}).get("name")
     try:
         common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
                       hidden_dim=c["hidden_dim"], intermediate_dim=c["intermediate_dim"],
                       dropout=c.get("dropout", 0.1), max_sequence_length=c.get("max_sequence_length", 512),
-                      dtype=compute_dtype(dtype if dtype is not None else saved_dtype))  # fmt: skip
+                      dtype=compute_dtype(dtype))  # fmt: skip
     except KeyError as missing:
         raise ValueError(f"{source}: config.json lacks {missing}, which a keras-hub {name} config needs; the file is "
                          "incomplete: download or copy the preset again.") from None  # fmt: skip
