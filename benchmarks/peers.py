@@ -2,6 +2,12 @@
 Hugging Face transformers (PyTorch), each a 2-class sequence classifier with dropout 0.1 everywhere, AdamW(5e-5,
 weight decay 0.01), random init, on the same random token data.
 
+AdamW comes in two forms that differ in one detail: Keras adds its epsilon (1e-7) to sqrt(v) before the bias
+correction, torch and optax add theirs (1e-8) after it, so at BERT's ~1e-5 gradients Keras' first updates are about
+a quarter smaller. flaxbert runs Keras' form (`flaxbert_optimizer`: the update of `keras.optimizers.AdamW`, as
+flaxbert's own `compile()` default is Keras' Adam), so its training runs are keras-hub's; transformers runs torch's.
+Per step both do the same work.
+
 Each peer module is imported only inside its own worker process (see throughput.py), so importing this file pulls in
 numpy and nothing else.
 """
@@ -125,9 +131,7 @@ def cpu_name() -> str:
 def flaxbert_classifier(
     model: str, precision: str, backbone=None, scan_layers: bool = False, attention_kernel: str = "xla"
 ):
-    """A flaxbert classifier with random init (or around `backbone`), compiled with AdamW."""
-    import optax
-
+    """A flaxbert classifier with random init (or around `backbone`), compiled with Keras' AdamW."""
     import flaxbert
 
     arch, layers, heads, hidden, inter = MODELS[model]
@@ -139,8 +143,18 @@ def flaxbert_classifier(
     else:
         backbone = backbone or flaxbert.DistilBertBackbone(VOCAB, layers, heads, hidden, inter, **dims)
         classifier = flaxbert.DistilBertTextClassifier(backbone, NUM_CLASSES, dropout=DROPOUT)
-    classifier.compile(optimizer=optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY))
+    classifier.compile(optimizer=flaxbert_optimizer())
     return classifier
+
+
+def flaxbert_optimizer():
+    """`keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY)` in optax: Keras' Adam update, and before it
+    the decoupled decay `param -= lr * weight_decay * param` (a constant rate, so the decay is one constant factor)."""
+    import optax
+
+    from flaxbert.training.keras_adam import keras_adam
+
+    return optax.chain(keras_adam(LEARNING_RATE), optax.add_decayed_weights(-LEARNING_RATE * WEIGHT_DECAY))
 
 
 # -- keras-hub -----------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ keras-hub model is built with the same dims and every weight, head included, is 
 uses tanh-approximate GELU, so on an HF checkpoint (exact GELU) its forward pass differs slightly from flaxbert's.
 
 What is timed, per peer, from the call that starts training to its return (compilation included, as in a user's
-first epoch; AdamW(5e-5, weight decay 0.01), shuffled, dropout as the model defines):
+first epoch; Keras' AdamW(5e-5, weight decay 0.01) for both (`peers.flaxbert_optimizer`), shuffled, dropout as the
+model defines):
 - flaxbert: `classifier.fit(x=sentences, y=labels)`: tokenization, padding and training, all in the call. Fixed:
   `classifier.bucket = False` (every batch padded to 128); bucketed: each batch padded to its length bucket, the
   batches drawn as a plain shuffle; grouped: bucketed, and `fit(..., group_by_length=True)` batches sentences of
@@ -59,13 +60,11 @@ def default_preset() -> str | None:
 
 
 def flaxbert_classifier(preset, precision, sequence_length):
-    import optax
-
     import flaxbert
 
     classifier = flaxbert.BertTextClassifier.from_preset(preset, num_classes=peers.NUM_CLASSES, dtype=precision,
                                                          sequence_length=sequence_length)  # fmt: skip
-    classifier.compile(optimizer=optax.adamw(peers.LEARNING_RATE, weight_decay=peers.WEIGHT_DECAY))
+    classifier.compile(optimizer=peers.flaxbert_optimizer())  # keras-hub's AdamW update
     return classifier
 
 
