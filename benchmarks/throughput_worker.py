@@ -92,6 +92,8 @@ class _Rows:
             peak = next((v for k, v in peers.PEAK_FLOPS.items() if k in self.backend.device_name), None)
             row.update(train_tokens_per_s=rate * seq, flops_per_example=flops, train_tflops=flops * rate / 1e12,
                        mfu=None if peak is None or self.backend.device == "cpu" else flops * rate / peak)  # fmt: skip
+        if "predict_examples_per_s" in row:
+            row["predict_tokens_per_s"] = row["predict_examples_per_s"] * seq
         row["device_name"] = self.backend.device_name
         print(f"{kind} {json.dumps(row)}", flush=True)
 

@@ -48,12 +48,13 @@ def _report(rows):
             "peak_flops": peers.PEAK_FLOPS, "rows": rows}  # fmt: skip
 
 
-def test_a_finished_worker_gives_one_row_per_framework(capsys):
+def test_a_finished_worker_gives_one_row_per_framework_with_train_and_predict_tokens(capsys):
     rows = throughput.worker_rows(_flaxbert_rows(capsys, None), "exit status 0", "")
     assert [(r["framework"], r["batch"]) for r in rows] == [("flaxbert", 8), ("flaxbert, jitted step", 8)]
     public, jitted = rows
     assert "error" not in public and "error" not in jitted
-    assert public["train_tokens_per_s"] == 400.0 * SEQ and jitted["predict_examples_per_s"] == 1200.0
+    assert public["train_tokens_per_s"] == 400.0 * SEQ and public["predict_tokens_per_s"] == 1000.0 * SEQ
+    assert jitted["predict_tokens_per_s"] == 1200.0 * SEQ
     assert public["first_step_s"] == 12.5 and public["peak_memory_bytes"] == 5 * 2**20
     assert public["train_tflops"] == pytest.approx(peers.train_flops_per_example("bert_tiny", SEQ) * 400.0 / 1e12)
 
@@ -101,14 +102,15 @@ def test_the_report_shows_a_partial_row_and_its_ratios(capsys, tmp_path):
 
     merged = {r["framework"]: r for r in throughput.best_of_rounds(rows)}
     assert merged["flaxbert"]["train_examples_per_s"] == 400.0 and "error" in merged["flaxbert"]
+    assert merged["keras_hub"]["predict_tokens_per_s"] == 800.0 * SEQ
 
     throughput.print_report(report)
     lines = capsys.readouterr().out.splitlines()
     (partial,) = [line for line in lines if line.startswith("| flaxbert |")]
-    assert partial.startswith("| flaxbert | bert_tiny | 8 | float32 | 400 | 51,200 |  | 12.5 |")
+    assert partial.startswith("| flaxbert | bert_tiny | 8 | float32 | 400 | 51,200 |  |  | 12.5 |")
     assert partial.endswith("| timed out after 110s, after measuring first_step_s, train_examples_per_s, fit_fixed_s |")
     (whole,) = [line for line in lines if line.startswith("| keras_hub |")]
-    assert "| 800 (256) | 3.0 |" in whole and whole.endswith("|  |")
+    assert "| 800 (256) | 102,400 |" in whole and whole.endswith("|  |")
     assert "| bert_tiny | 8 | float32 | 2.00x | n/a |" in lines  # train vs keras-hub; predict was not measured
 
     json_path = tmp_path / "partial.json"
