@@ -7,7 +7,9 @@ shows its error in the table and the run goes on; a worker cut off by its time l
 it had measured, and its row's error names them. `--rounds N` runs the whole list of subprocesses N times,
 round-robin: a shared host's speed drifts over minutes, and round-robin puts every framework through the same
 stretches; the table keeps each row's best round (as each pass within a round keeps its best), and the ratios are
-printed for every round alone and for the best rounds.
+printed for every round alone and for the best rounds. The report goes to `--json` (default throughput.json in the
+temporary directory, /tmp on Linux, so a plain run never overwrites a committed result; name a file under
+benchmarks/results to keep one), and its chart beside it (plot.py).
 
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
     python benchmarks/throughput.py --predict-batch 32                  # predict at the train batch too
@@ -15,7 +17,8 @@ printed for every round alone and for the best rounds.
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
     python benchmarks/throughput.py --rounds 2 --frameworks \
-        flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers     # the CPU run
+        flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers \
+        --json benchmarks/results/throughput_cpu_sessionN.json                                   # the CPU run, kept
     python benchmarks/throughput.py --rounds 3 --frameworks flaxbert,flaxbert_one_thread   # CPU predict threads A/B
 
 On CPU the flaxbert worker first calls `flaxbert.reuse_host_memory()` (train.py does the same on a CPU-only host;
@@ -54,11 +57,11 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import peers
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 # What a worker measures, in order; a row cut off by a time limit holds the first few (throughput_worker._Rows).
 MEASURED = ("first_step_s", "train_examples_per_s", "fit_fixed_s", "predict_examples_per_s")
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
@@ -87,7 +90,8 @@ def main():
     parser.add_argument("--budget-s", type=float, default=None, help="start no new subprocess after this many seconds")
     parser.add_argument("--timeout-s", type=float, default=600, help="limit for one subprocess")
     parser.add_argument("--compilation-cache", default=None, help="jax persistent compilation cache dir (default off)")
-    parser.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--json", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "throughput.json",
+                        help="the report (default %(default)s: benchmarks/results holds the kept ones)")  # fmt: skip
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.steps = args.steps or (30 if args.device == "cpu" else 20)

@@ -3,7 +3,9 @@ and the report (table, ratios, chart) of partial and failed rows. No framework i
 """
 
 import json
+import subprocess
 import sys
+import tempfile
 import types
 
 import pytest
@@ -124,3 +126,9 @@ def test_a_report_where_every_row_failed_draws_no_chart(tmp_path):
     json_path.write_text(json.dumps(_report(rows)))
     assert plot.write_png(_report(rows), json_path) == plot.NO_RESULT
     assert not json_path.with_suffix(".png").exists()
+
+
+def test_a_plain_run_writes_its_report_outside_the_committed_results():
+    help_text = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--help"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert " ".join(help_text.split()).count(f"(default {tempfile.gettempdir()}/throughput.json:") == 1
