@@ -7,7 +7,8 @@ shape (model, batch, precision) and two rows, train and predict examples/s, one 
 round), flaxbert's bars in blue, the peers' in grey; the dashed line is the target: on GPU the absolute rate the
 performance issue asks for, elsewhere 1.3x the faster of keras-hub and transformers. An SST-2 chart has one bar per
 peer, the epoch's wall seconds, with its dev accuracy and its speed against keras-hub; the dashed line is the 4x
-target (keras-hub's time / 4).
+target (keras-hub's time / 4). A row cut off by a time limit draws the rates it measured; a report with no rate to
+draw gets no chart, and a line saying so.
 """
 
 from __future__ import annotations
@@ -28,25 +29,31 @@ GPU_TARGETS = {  # examples/s, (model, batch, precision, "train" | "predict")
     ("distil_bert_base", 32, "bfloat16", "train"): 7000,
 }
 FLAXBERT, PEER = "tab:blue", "tab:gray"
+NO_MATPLOTLIB = "no chart: matplotlib is not installed"  # what write_png returns instead of a path
+NO_RESULT = "no chart: no row of the report has a result to draw"
 
 
 def write_and_say(report: dict, json_path) -> None:
-    """`write_png`, then one line saying what it wrote (the benchmarks call this after writing their JSON)."""
+    """`write_png`, then one line saying what it wrote or why it drew nothing (the benchmarks call this after writing
+    their JSON)."""
     png = write_png(report, json_path)
-    print(f"wrote {png}" if png else "no chart: matplotlib is not installed")
+    print(f"wrote {png}" if isinstance(png, pathlib.Path) else png)
 
 
-def write_png(report: dict, json_path) -> pathlib.Path | None:
-    """Writes the chart of `report` beside `json_path` (same name, .png); None when matplotlib is not installed."""
+def write_png(report: dict, json_path) -> pathlib.Path | str:
+    """Writes the chart of `report` beside `json_path` (same name, .png) and returns its path; or returns
+    NO_MATPLOTLIB or NO_RESULT (every row failed) and writes nothing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
+        return NO_MATPLOTLIB
     draw = {"throughput": _throughput, "sst2_epoch": _sst2_epoch}[report["benchmark"]]
     figure = draw(plt, report)
+    if figure is None:
+        return NO_RESULT
     path = pathlib.Path(json_path).with_suffix(".png")
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -54,7 +61,11 @@ def write_png(report: dict, json_path) -> pathlib.Path | None:
 
 
 def _throughput(plt, report):
-    rows = [r for r in best_of_rounds(report["rows"]) if "error" not in r]
+    """The chart, or None when no row has a rate (a row cut off by a time limit draws the rates it measured)."""
+    rate = ("train_examples_per_s", "predict_examples_per_s")
+    rows = [r for r in best_of_rounds(report["rows"]) if any(r.get(key) is not None for key in rate)]
+    if not rows:
+        return None
     shapes = list(dict.fromkeys((r["model"], r["batch"], r["precision"]) for r in rows))
     frameworks = list(dict.fromkeys(r["framework"] for r in rows))
     gpu = report["device"]["kind"] == "gpu"
@@ -63,15 +74,16 @@ def _throughput(plt, report):
         mine = {r["framework"]: r for r in rows if (r["model"], r["batch"], r["precision"]) == shape}
         for line, what in enumerate(("train", "predict")):
             axis, key = axes[line][column], f"{what}_examples_per_s"
-            names = [f for f in frameworks if f in mine]
+            names = [f for f in frameworks if mine.get(f, {}).get(key) is not None]
             values = [mine[f][key] for f in names]
             bars = axis.bar(range(len(names)), values, color=[PEER if f in PEERS else FLAXBERT for f in names])
             axis.bar_label(bars, [f"{v:,.0f}" for v in values], fontsize=8)
             axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-            peers = [mine[f][key] for f in PEERS if f in mine]
+            peers = [mine[f][key] for f in PEERS if f in names]
             target = GPU_TARGETS.get((*shape, what)) if gpu else (CPU_TARGET_RATIO * max(peers) if peers else None)
-            title = f"{shape[0]}, batch {mine[names[0]]['predict_batch'] if what == 'predict' else shape[1]}"
-            if "flaxbert" in mine and peers:
+            batch = next(iter(mine.values()))["predict_batch"] if what == "predict" else shape[1]
+            title = f"{shape[0]}, batch {batch}"
+            if "flaxbert" in names and peers:
                 title += f"\nflaxbert / faster peer: {mine['flaxbert'][key] / max(peers):.2f}x"
             if target:
                 rule = "" if gpu else f": {CPU_TARGET_RATIO:g}x the faster peer"
@@ -87,7 +99,10 @@ def _throughput(plt, report):
 
 
 def _sst2_epoch(plt, report):
+    """The chart, or None when every peer failed."""
     peers = {name: r for name, r in report["peers"].items() if "error" not in r}
+    if not peers:
+        return None
     names = list(peers)
     seconds = [peers[name]["train_s"] for name in names]
     figure, axis = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
@@ -118,9 +133,9 @@ def main():
     parser.add_argument("reports", nargs="+", type=pathlib.Path, help="throughput or sst2_epoch JSON files")
     for path in parser.parse_args().reports:
         written = write_png(json.loads(path.read_text()), path)
-        if written is None:
-            raise SystemExit("matplotlib is not installed: pip install matplotlib")
-        print(f"wrote {written}")
+        if written == NO_MATPLOTLIB:
+            raise SystemExit(f"{NO_MATPLOTLIB}: pip install matplotlib")
+        print(f"wrote {written}" if isinstance(written, pathlib.Path) else f"{path}: {written}")
 
 
 if __name__ == "__main__":

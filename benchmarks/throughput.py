@@ -3,10 +3,13 @@ r"""Train and predict throughput, time to first step, peak memory and MFU: flaxb
 Same shapes, same random token data (every token real), dropout 0.1 everywhere, 2 classes, AdamW(5e-5, weight decay
 0.01), random init. Each (framework, model, precision) runs in its own subprocess, which isolates memory and thread
 pools; inside it the batch sizes run in ascending order, each on a freshly built model. A failing framework or shape
-shows its error in the table and the run goes on. `--rounds N` runs the whole list of subprocesses N times,
+shows its error in the table and the run goes on; a worker cut off by its time limit (or killed) keeps every number
+it had measured, and its row's error names them. `--rounds N` runs the whole list of subprocesses N times,
 round-robin: a shared host's speed drifts over minutes, and round-robin puts every framework through the same
 stretches; the table keeps each row's best round (as each pass within a round keeps its best), and the ratios are
-printed for every round alone and for the best rounds.
+printed for every round alone and for the best rounds. The report goes to `--json` (default throughput.json in the
+temporary directory, /tmp on Linux, so a plain run never overwrites a committed result; name a file under
+benchmarks/results to keep one), and its chart beside it (plot.py).
 
     python benchmarks/throughput.py                                     # CPU: bert_tiny, batch 32, seq 128, fp32
     python benchmarks/throughput.py --predict-batch 32                  # predict at the train batch too
@@ -14,7 +17,8 @@ printed for every round alone and for the best rounds.
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
     python benchmarks/throughput.py --rounds 2 --frameworks \
-        flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers     # the CPU run
+        flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers \
+        --json benchmarks/results/throughput_cpu_sessionN.json                                   # the CPU run, kept
     python benchmarks/throughput.py --rounds 3 --frameworks flaxbert,flaxbert_one_thread   # CPU predict threads A/B
 
 On CPU the flaxbert worker first calls `flaxbert.reuse_host_memory()` (train.py does the same on a CPU-only host;
@@ -53,11 +57,13 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import peers
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+# What a worker measures, in order; a row cut off by a time limit holds the first few (throughput_worker._Rows).
+MEASURED = ("first_step_s", "train_examples_per_s", "fit_fixed_s", "predict_examples_per_s")
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
 # Run only when named: flaxbert with BertBackbone(scan_layers=True); flaxbert with attention_kernel="pallas" (GPU:
 # on CPU its kernels only run interpreted) or "cudnn" (GPU, bf16: cuDNN's fused attention in predict; elsewhere the
@@ -84,7 +90,8 @@ def main():
     parser.add_argument("--budget-s", type=float, default=None, help="start no new subprocess after this many seconds")
     parser.add_argument("--timeout-s", type=float, default=600, help="limit for one subprocess")
     parser.add_argument("--compilation-cache", default=None, help="jax persistent compilation cache dir (default off)")
-    parser.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--json", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "throughput.json",
+                        help="the report (default %(default)s: benchmarks/results holds the kept ones)")  # fmt: skip
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.steps = args.steps or (30 if args.device == "cpu" else 20)
@@ -169,15 +176,34 @@ def _run_worker(args, framework, model, precision, batches, left):
     except subprocess.TimeoutExpired as e:
         stdout, stderr = _text(e.stdout), _text(e.stderr)
         status = f"timed out after {timeout:.0f}s"
-    rows = [json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT ")]
+    tail = " | ".join(line for line in stderr.strip().splitlines()[-3:])[-400:]
+    rows = worker_rows(stdout, status, tail)
+    finished = {r["batch"] for r in rows if r["framework"] == framework}
+    error = f"{status}: {tail}" if tail else status
+    rows += [_failed(framework, model, b, precision, error) for b in batches if b not in finished]
     for row in rows:
         print("   " + _short(row), flush=True)
-    finished = {r["batch"] for r in rows if r["framework"] == framework}
-    tail = " | ".join(line for line in stderr.strip().splitlines()[-3:])[-400:]
-    missing = [_failed(framework, model, b, precision, f"{status}: {tail}") for b in batches if b not in finished]
-    for row in missing:
-        print(f"   {framework} batch {row['batch']}: {row['error']}", flush=True)
-    return rows + missing
+    return rows
+
+
+def worker_rows(stdout: str, status: str, tail: str) -> list[dict]:
+    """The rows in a worker's stdout, each from its last line: its `RESULT` line, or, when the worker stopped before
+    printing that (`status` says how; `tail` is its stderr's), its last `MEASURED` line, which keeps what the row had
+    measured, with an `error` that names those fields."""
+    last = {}  # (framework, batch) -> (kind, row) of the row's last line; in the order the rows began
+    for line in stdout.splitlines():
+        kind, _, text = line.partition(" ")
+        if kind in ("RESULT", "MEASURED"):
+            row = json.loads(text)
+            last[row["framework"], row["batch"]] = (kind, row)
+    rows = []
+    for kind, row in last.values():
+        if kind == "MEASURED":
+            measured = [k for k in MEASURED if row.get(k) is not None]
+            after = f", after measuring {', '.join(measured)}" if measured else ""
+            row["error"] = f"{status}{after}: {tail}" if tail else f"{status}{after}"
+        rows.append(row)
+    return rows
 
 
 def _text(out):
@@ -185,10 +211,10 @@ def _text(out):
 
 
 def _short(row):
-    if "error" in row:
-        return f"{row['framework']} batch {row['batch']}: ERROR {row['error']}"
-    return (f"{row['framework']} batch {row['batch']}: train {row['train_examples_per_s']:,.0f} ex/s, "
-            f"predict {row['predict_examples_per_s']:,.0f} ex/s")  # fmt: skip
+    rates = [f"{what} {row[f'{what}_examples_per_s']:,.0f} ex/s" for what in ("train", "predict")
+             if row.get(f"{what}_examples_per_s") is not None]  # fmt: skip
+    error = [f"ERROR {row['error']}"] if "error" in row else []
+    return f"{row['framework']} batch {row['batch']}: " + ", ".join(rates + error)
 
 
 def _device_info(device, rows):
@@ -218,17 +244,16 @@ def print_report(report):
           + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))  # fmt: skip
     rows = best_of_rounds(report["rows"])
     print("\n| framework | model | batch | precision | train ex/s | train tokens/s | predict ex/s (batch) "
-          "| first step s | peak memory | TFLOP/s | MFU |")  # fmt: skip
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        key = f"| {r['framework']} | {r['model']} | {r['batch']} | {r['precision']} |"
-        if "error" in r:
-            print(f"{key} error: {r['error']} | | | | | | |")
-            continue
+          "| predict tokens/s | first step s | peak memory | TFLOP/s | MFU | error |")  # fmt: skip
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:  # a row cut off by a time limit shows what it measured, and its error says which
         mfu = "" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
-        print(f"{key} {_fmt(r['train_examples_per_s'])} | {_fmt(r['train_tokens_per_s'])} | "
-              f"{_fmt(r['predict_examples_per_s'])} ({r['predict_batch']}) | {_fmt(r.get('first_step_s'), '.1f')} | "
-              f"{_memory(r)} | {_fmt(r['train_tflops'], '.3g')} | {mfu} |")  # fmt: skip
+        rate = r.get("predict_examples_per_s")
+        predict = "" if rate is None else f"{_fmt(rate)} ({r['predict_batch']})"
+        print(f"| {r['framework']} | {r['model']} | {r['batch']} | {r['precision']} | "
+              f"{_fmt(r.get('train_examples_per_s'))} | {_fmt(r.get('train_tokens_per_s'))} | {predict} | "
+              f"{_fmt(r.get('predict_tokens_per_s'))} | {_fmt(r.get('first_step_s'), '.1f')} | {_memory(r)} | "
+              f"{_fmt(r.get('train_tflops'), '.3g')} | {mfu} | {r.get('error', '')} |")  # fmt: skip
     print(f"\nFLOPs: {report['flops_formula']}. TFLOP/s = that x train examples/s. MFU = TFLOP/s / the dense bf16 "
           f"peak ({', '.join(f'{k} {v / 1e12:.0f} TFLOP/s' for k, v in report['peak_flops'].items())}), "
           "for fp32 rows too; on CPU no MFU is given.")  # fmt: skip
@@ -246,8 +271,8 @@ def best_of_rounds(rows):
     """One row per (framework, model, batch, precision): each rate the best any round reached, as within a round.
 
     The fastest train round's row carries the train-derived columns; predict rate and time to first step are the
-    best over rounds on their own; `*_rounds` keep every round's value. A shape that failed in every round keeps its
-    first error row.
+    best over rounds on their own; `*_rounds` keep every round's value. A shape that no round finished keeps the
+    first of its error rows that measured the most (a worker cut off by its time limit keeps what it measured).
     """
     groups = {}
     for row in rows:
@@ -256,11 +281,12 @@ def best_of_rounds(rows):
     for group in groups.values():
         ok = [r for r in group if "error" not in r]
         if not ok:
-            merged.append(group[0])
+            merged.append(max(group, key=lambda r: sum(r.get(k) is not None for k in MEASURED)))
             continue
         best = dict(max(ok, key=lambda r: r["train_examples_per_s"]))
         best.pop("round", None)
         best["predict_examples_per_s"] = max(r["predict_examples_per_s"] for r in ok)
+        best["predict_tokens_per_s"] = best["predict_examples_per_s"] * best["seq"]
         first = [r["first_step_s"] for r in ok if r.get("first_step_s") is not None]
         best["first_step_s"] = min(first) if first else None
         for key in ("train_examples_per_s", "predict_examples_per_s"):
@@ -270,7 +296,8 @@ def best_of_rounds(rows):
 
 
 def print_ratios(rows, title=""):
-    ok = {(r["framework"], r["model"], r["batch"], r["precision"]): r for r in rows if "error" not in r}
+    """flaxbert's rates over each peer's, for every rate both rows have (a row cut off by a time limit has some)."""
+    ok = {(r["framework"], r["model"], r["batch"], r["precision"]): r for r in rows if _has_rate(r)}
     others = [f for f in ("keras_hub", "transformers") if any(k[0] == f for k in ok)]
     if not others:
         return
@@ -284,8 +311,13 @@ def print_ratios(rows, title=""):
         for other in others:
             peer = ok.get((other, *shape))
             for key in ("train_examples_per_s", "predict_examples_per_s"):
-                cells.append(f"{mine[key] / peer[key]:.2f}x" if peer else "n/a")
+                both = peer and mine.get(key) is not None and peer.get(key) is not None
+                cells.append(f"{mine[key] / peer[key]:.2f}x" if both else "n/a")
         print(f"| {shape[0]} | {shape[1]} | {shape[2]} | " + " | ".join(cells) + " |")
+
+
+def _has_rate(row):
+    return any(row.get(f"{what}_examples_per_s") is not None for what in ("train", "predict"))
 
 
 if __name__ == "__main__":

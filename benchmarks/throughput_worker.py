@@ -1,5 +1,6 @@
 """The subprocess side of throughput.py: measures one framework on some shapes and prints one `RESULT {json}` line
-per row. Only the framework being measured is imported."""
+per row, after a `MEASURED {json}` line each time a row gains a number (see `_Rows`). Only the framework being
+measured is imported."""
 
 from __future__ import annotations
 
@@ -37,30 +38,64 @@ def run_group(args) -> None:
         concurrent_steps.CPU_THREADS = 1
     backend = _Backend(args.worker, args.device, args.compilation_cache)
     for shape in sorted((peers.Shape.parse(s) for s in args.shapes.split(",")), key=lambda s: s.batch):
-        common = {"framework": args.worker, "model": shape.model, "batch": shape.batch, "precision": shape.precision}
+        rows = _Rows(args.worker, shape, args.seq, backend)
         try:
-            pb = _predict_batch(shape, args.predict_batch)
-            for row in measure(shape, args.seq, args.steps, args.repeats, backend, pb):
-                label = f"{args.worker}, jitted step" if row.pop("jitted", False) else args.worker
-                _emit(dict(common, **row, framework=label), shape, args.seq, backend)
+            measure(shape, args.seq, args.steps, args.repeats, backend, _predict_batch(shape, args.predict_batch), rows)
         except Exception as error:  # one failing shape must not stop the others
             traceback.print_exc()
-            _emit(dict(common, error=f"{type(error).__name__}: {str(error)[:300]}"), shape, args.seq, backend)
+            rows.fail(f"{type(error).__name__}: {str(error)[:300]}")
         gc.collect()
         backend.release()
 
 
-def _emit(row, shape, seq, backend):
-    if "error" not in row:
-        flops = peers.train_flops_per_example(shape.model, seq)
-        row.update(seq=seq, train_tokens_per_s=row["train_examples_per_s"] * seq, flops_per_example=flops,
-                   train_tflops=flops * row["train_examples_per_s"] / 1e12)  # fmt: skip
-        peak = next((v for k, v in peers.PEAK_FLOPS.items() if k in backend.device_name), None)
-        row["mfu"] = None if peak is None or backend.device == "cpu" else row["train_tflops"] * 1e12 / peak
-        row.setdefault("peak_memory_bytes", backend.peak_memory())
-        row["memory_kind"] = "device peak" if backend.device == "gpu" else "peak RSS"
-    row["device_name"] = backend.device_name
-    print("RESULT " + json.dumps(row), flush=True)
+class _Rows:
+    """The rows of one shape, printed as they are measured, so a worker cut off by its time limit still reports them.
+
+    `add` puts fields in a row and prints the row so far as a `MEASURED {json}` line; `finish` prints the whole row as
+    its `RESULT {json}` line. throughput.worker_rows keeps a row's last `MEASURED` line when no `RESULT` line follows
+    it. A row is the worker's (`row=None`) or one of its variants (`row="jitted step"`: framework "flaxbert, jitted
+    step"). Each field is added once it is fully measured, and each row is added to before anything of it can fail.
+    """
+
+    def __init__(self, worker, shape, seq, backend):
+        self.worker, self.shape, self.seq, self.backend = worker, shape, seq, backend
+        self.open = {}  # framework -> fields so far, of each row added to and not finished
+
+    def add(self, row=None, **fields):
+        framework = self._framework(row)
+        self.open.setdefault(framework, {}).update(fields)
+        self._print("MEASURED", framework, self.open[framework])
+
+    def finish(self, row=None, **fields):
+        framework = self._framework(row)
+        fields = dict(self.open.pop(framework, {}), **fields)
+        fields.setdefault("peak_memory_bytes", self.backend.peak_memory())
+        fields["memory_kind"] = "device peak" if self.backend.device == "gpu" else "peak RSS"
+        self._print("RESULT", framework, fields)
+
+    def fail(self, error: str):
+        """Prints each open row (or, when none is, the worker's row) as a `RESULT` line with `error` and its fields."""
+        for framework, fields in (self.open or {self.worker: {}}).items():
+            self._print("RESULT", framework, dict(fields, error=error))
+        self.open.clear()
+
+    def _framework(self, row):
+        return self.worker if row is None else f"{self.worker}, {row}"
+
+    def _print(self, kind, framework, fields):
+        shape, seq = self.shape, self.seq
+        row = {"framework": framework, "model": shape.model, "batch": shape.batch, "precision": shape.precision,
+               "seq": seq, **fields}  # fmt: skip
+        if "train_examples_per_s" in row:
+            flops = peers.train_flops_per_example(shape.model, seq)
+            rate = row["train_examples_per_s"]
+            peak = next((v for k, v in peers.PEAK_FLOPS.items() if k in self.backend.device_name), None)
+            row.update(train_tokens_per_s=rate * seq, flops_per_example=flops, train_tflops=flops * rate / 1e12,
+                       mfu=None if peak is None or self.backend.device == "cpu" else flops * rate / peak)  # fmt: skip
+        if "predict_examples_per_s" in row:
+            row["predict_tokens_per_s"] = row["predict_examples_per_s"] * seq
+        row["device_name"] = self.backend.device_name
+        print(f"{kind} {json.dumps(row)}", flush=True)
 
 
 class _Backend:
@@ -159,7 +194,7 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attention_kernel="xla"):
+def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, attention_kernel="xla"):
     import jax
 
     from flaxbert.parallel import batch_sharding
@@ -167,26 +202,28 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attent
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
+    rows.add(path="classifier.fit / classifier.predict", predict_batch=pb)
     began = time.perf_counter()
     classifier = peers.flaxbert_classifier(shape.model, shape.precision, scan_layers=scan_layers,
                                            attention_kernel=attention_kernel)  # fmt: skip
     first = {k: v[: shape.batch] for k, v in x.items()}
     classifier.fit(first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
-    first_step = time.perf_counter() - began  # fit returns after a device_get of its metrics: synced
+    rows.add(first_step_s=time.perf_counter() - began)  # fit returns after a device_get of its metrics: synced
 
     def fit(n):
-        rows = n * shape.batch
-        return classifier.fit({k: v[:rows] for k, v in x.items()}, y[:rows], batch_size=shape.batch, verbose=0)
+        end = n * shape.batch
+        return classifier.fit({k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch, verbose=0)
 
     fit_step_s, fit_fixed_s = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
+    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s)
     classifier.predict(px, batch_size=pb, verbose=0)  # compiles
     predict_s = _best(lambda: classifier.predict(px, batch_size=pb, verbose=0), backend.sync, repeats)
-    public = {"path": "classifier.fit / classifier.predict", "train_examples_per_s": shape.batch / fit_step_s,
-              "fit_fixed_s": fit_fixed_s, "predict_batch": pb,
-              "predict_examples_per_s": len(px["token_ids"]) / predict_s, "first_step_s": first_step}  # fmt: skip
-    peak = backend.peak_memory()
+    rows.finish(predict_examples_per_s=len(px["token_ids"]) / predict_s)
 
     # The same compiled steps, driven directly on one batch that crossed to the device once.
+    jitted = "jitted step"
+    rows.add(jitted, path="the jitted train / predict step on a device-resident batch", first_step_s=None,
+             predict_batch=pb)  # fmt: skip
     (train_fn, create_state), _, _ = classifier._steps("train", True)
     seed = loops.seed_array(0, classifier.mesh)
     sharding = batch_sharding(classifier.mesh)
@@ -202,45 +239,43 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, scan_layers=False, attent
 
     backend.sync(train_steps(2))
     step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
+    rows.add(jitted, train_examples_per_s=steps * shape.batch / step_s)
     state.clear()  # frees the device copy of the train state before predicting
     predict_fn, _, shardings = classifier._steps("predict")
     params = jax.device_put(classifier.params, shardings.params)
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, sharding)
     backend.sync(predict_fn(params, inputs))
     raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)
-    raw = {"path": "the jitted train / predict step on a device-resident batch", "first_step_s": None,
-           "train_examples_per_s": steps * shape.batch / step_s, "predict_batch": pb,
-           "predict_examples_per_s": steps * pb / raw_predict_s}  # fmt: skip
-    return [dict(public, peak_memory_bytes=peak), dict(raw, jitted=True)]
+    rows.finish(jitted, predict_examples_per_s=steps * pb / raw_predict_s)
 
 
 # -- keras-hub -----------------------------------------------------------------------------------------------------
-def _keras_hub(shape, seq, steps, repeats, backend, pb):
+def _keras_hub(shape, seq, steps, repeats, backend, pb, rows):
     import keras
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
+    rows.add(path="keras.Model.fit / keras.Model.predict", predict_batch=pb)
     began = time.perf_counter()
     classifier = peers.keras_hub_classifier(shape.model, shape.precision)
     first = {k: v[: shape.batch] for k, v in x.items()}
     keras.Model.fit(classifier, first, y[: shape.batch], batch_size=shape.batch, epochs=1, verbose=0)
-    first_step = time.perf_counter() - began  # fit pulls its logs to the host at the epoch end: synced
+    rows.add(first_step_s=time.perf_counter() - began)  # fit pulls its logs to the host at the epoch end: synced
 
     def fit(n):
-        rows = n * shape.batch
-        return keras.Model.fit(classifier, {k: v[:rows] for k, v in x.items()}, y[:rows], batch_size=shape.batch,
+        end = n * shape.batch
+        return keras.Model.fit(classifier, {k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch,
                                epochs=1, verbose=0)  # fmt: skip
 
     fit_step_s, fit_fixed_s = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
+    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s)
     keras.Model.predict(classifier, px, batch_size=pb, verbose=0)
     predict_s = _best(lambda: keras.Model.predict(classifier, px, batch_size=pb, verbose=0), backend.sync, repeats)
-    return [{"path": "keras.Model.fit / keras.Model.predict", "train_examples_per_s": shape.batch / fit_step_s,
-             "fit_fixed_s": fit_fixed_s, "predict_batch": pb,
-             "predict_examples_per_s": len(px["token_ids"]) / predict_s, "first_step_s": first_step}]  # fmt: skip
+    rows.finish(predict_examples_per_s=len(px["token_ids"]) / predict_s)
 
 
 # -- transformers --------------------------------------------------------------------------------------------------
-def _transformers(shape, seq, steps, repeats, backend, pb):
+def _transformers(shape, seq, steps, repeats, backend, pb, rows):
     import torch
 
     device = "cuda" if backend.device == "gpu" else "cpu"
@@ -254,6 +289,7 @@ def _transformers(shape, seq, steps, repeats, backend, pb):
         else contextlib.nullcontext
     )
 
+    rows.add(path="eager PyTorch loop / inference_mode predict", predict_batch=pb)
     began = time.perf_counter()
     model = peers.transformers_classifier(shape.model, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peers.LEARNING_RATE, weight_decay=peers.WEIGHT_DECAY)
@@ -270,10 +306,11 @@ def _transformers(shape, seq, steps, repeats, backend, pb):
 
     train_step(batches[0])
     backend.sync()
-    first_step = time.perf_counter() - began
+    rows.add(first_step_s=time.perf_counter() - began)
     for batch in batches[1:3]:
         train_step(batch)
     train_s = _best(lambda: [train_step(batch) for batch in batches], backend.sync, repeats)
+    rows.add(train_examples_per_s=len(y) / train_s)
 
     model.eval()
     pbatches = _torch_batches(px, None, pb, pin=cuda)
@@ -286,9 +323,7 @@ def _transformers(shape, seq, steps, repeats, backend, pb):
 
     predict(pbatches[:1])
     predict_s = _best(lambda: predict(pbatches), backend.sync, repeats)
-    return [{"path": "eager PyTorch loop / inference_mode predict", "train_examples_per_s": len(y) / train_s,
-             "predict_batch": pb, "predict_examples_per_s": len(px["token_ids"]) / predict_s,
-             "first_step_s": first_step}]  # fmt: skip
+    rows.finish(predict_examples_per_s=len(px["token_ids"]) / predict_s)
 
 
 def _torch_batches(x, y, batch_size, pin):

@@ -1,0 +1,134 @@
+"""benchmarks/throughput.py's rows: a worker's rows as it measures them, what a worker cut off by its time limit keeps,
+and the report (table, ratios, chart) of partial and failed rows. No framework is measured: a fake backend stands in.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import types
+
+import pytest
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmarks import each other as top-level modules
+import peers  # noqa: E402
+import plot  # noqa: E402
+import throughput  # noqa: E402
+import throughput_worker  # noqa: E402
+
+SEQ = 128
+SHAPE = peers.Shape.parse("bert_tiny:8:float32")
+BACKEND = types.SimpleNamespace(device="cpu", device_name="cpu: test", peak_memory=lambda: 5 * 2**20)
+VERSIONS = {"jax": "test"}
+
+
+def _flaxbert_rows(capsys, cut_after: str | None) -> str:
+    """The stdout of a flaxbert worker's shape, as _flaxbert prints it; `cut_after` names the last thing it did before
+    its time limit cut it off (None: it finished)."""
+    rows = throughput_worker._Rows("flaxbert", SHAPE, SEQ, BACKEND)
+    steps = [
+        lambda: rows.add(path="classifier.fit / classifier.predict", predict_batch=256),
+        lambda: rows.add(first_step_s=12.5),
+        lambda: rows.add(train_examples_per_s=400.0, fit_fixed_s=0.25),
+        lambda: rows.finish(predict_examples_per_s=1000.0),
+        lambda: rows.add("jitted step", path="the jitted step", first_step_s=None, predict_batch=256),
+        lambda: rows.add("jitted step", train_examples_per_s=500.0),
+        lambda: rows.finish("jitted step", predict_examples_per_s=1200.0),
+    ]
+    names = ["open", "first step", "train", "predict", "jitted open", "jitted train", "jitted predict"]
+    for name, step in zip(names, steps, strict=True):
+        step()
+        if name == cut_after:
+            break
+    return capsys.readouterr().out
+
+
+def _report(rows):
+    return {"benchmark": "throughput", "device": {"kind": "cpu", "cpu": "test", "cpu_count": 2}, "versions": VERSIONS,
+            "seq": SEQ, "steps": 3, "repeats": 1, "rounds": 1, "flops_formula": peers.FLOPS_FORMULA,
+            "peak_flops": peers.PEAK_FLOPS, "rows": rows}  # fmt: skip
+
+
+def test_a_finished_worker_gives_one_row_per_framework_with_train_and_predict_tokens(capsys):
+    rows = throughput.worker_rows(_flaxbert_rows(capsys, None), "exit status 0", "")
+    assert [(r["framework"], r["batch"]) for r in rows] == [("flaxbert", 8), ("flaxbert, jitted step", 8)]
+    public, jitted = rows
+    assert "error" not in public and "error" not in jitted
+    assert public["train_tokens_per_s"] == 400.0 * SEQ and public["predict_tokens_per_s"] == 1000.0 * SEQ
+    assert jitted["predict_tokens_per_s"] == 1200.0 * SEQ
+    assert public["first_step_s"] == 12.5 and public["peak_memory_bytes"] == 5 * 2**20
+    assert public["train_tflops"] == pytest.approx(peers.train_flops_per_example("bert_tiny", SEQ) * 400.0 / 1e12)
+
+
+def test_a_worker_cut_off_by_its_time_limit_keeps_what_it_measured(capsys):
+    status = "timed out after 110s"
+    rows = throughput.worker_rows(_flaxbert_rows(capsys, "train"), status, "last stderr line")
+    assert len(rows) == 1
+    (row,) = rows
+    measured = "first_step_s, train_examples_per_s, fit_fixed_s"
+    assert row["error"] == f"{status}, after measuring {measured}: last stderr line"
+    assert (row["first_step_s"], row["train_examples_per_s"], row["train_tokens_per_s"]) == (12.5, 400.0, 400.0 * SEQ)
+    assert "predict_examples_per_s" not in row
+
+    (first,) = throughput.worker_rows(_flaxbert_rows(capsys, "first step"), status, "")
+    assert first["error"] == f"{status}, after measuring first_step_s" and first["first_step_s"] == 12.5
+
+    # Cut off in the jitted section: the public row is whole, the jitted one keeps its train rate.
+    public, jitted = throughput.worker_rows(_flaxbert_rows(capsys, "jitted train"), status, "")
+    assert "error" not in public and public["predict_examples_per_s"] == 1000.0
+    assert jitted["error"] == f"{status}, after measuring train_examples_per_s" and jitted["first_step_s"] is None
+
+
+def test_a_failing_step_keeps_the_fields_measured_before_it(capsys):
+    rows = throughput_worker._Rows("keras_hub", SHAPE, SEQ, BACKEND)
+    rows.add(path="keras.Model.fit / keras.Model.predict", predict_batch=256)
+    rows.add(train_examples_per_s=300.0)
+    rows.fail("RuntimeError: out of memory")
+    (row,) = throughput.worker_rows(capsys.readouterr().out, "exit status 0", "")
+    assert row["error"] == "RuntimeError: out of memory" and row["train_examples_per_s"] == 300.0
+
+    throughput_worker._Rows("keras_hub", SHAPE, SEQ, BACKEND).fail("ValueError: before any row")
+    (row,) = throughput.worker_rows(capsys.readouterr().out, "exit status 0", "")
+    assert (row["framework"], row["batch"], row["error"]) == ("keras_hub", 8, "ValueError: before any row")
+
+
+def test_the_report_shows_a_partial_row_and_its_ratios(capsys, tmp_path):
+    flaxbert = throughput.worker_rows(_flaxbert_rows(capsys, "train"), "timed out after 110s", "")
+    keras = throughput_worker._Rows("keras_hub", SHAPE, SEQ, BACKEND)
+    keras.add(path="keras", predict_batch=256, first_step_s=3.0, train_examples_per_s=200.0, fit_fixed_s=0.1)
+    keras.finish(predict_examples_per_s=800.0)
+    failed = throughput._failed("transformers", "bert_tiny", 8, "float32", "timed out after 110s")
+    rows = [dict(r, round=0) for r in [*flaxbert, *throughput.worker_rows(capsys.readouterr().out, "", ""), failed]]
+    report = _report(rows)
+
+    merged = {r["framework"]: r for r in throughput.best_of_rounds(rows)}
+    assert merged["flaxbert"]["train_examples_per_s"] == 400.0 and "error" in merged["flaxbert"]
+    assert merged["keras_hub"]["predict_tokens_per_s"] == 800.0 * SEQ
+
+    throughput.print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    (partial,) = [line for line in lines if line.startswith("| flaxbert |")]
+    assert partial.startswith("| flaxbert | bert_tiny | 8 | float32 | 400 | 51,200 |  |  | 12.5 |")
+    assert partial.endswith("| timed out after 110s, after measuring first_step_s, train_examples_per_s, fit_fixed_s |")
+    (whole,) = [line for line in lines if line.startswith("| keras_hub |")]
+    assert "| 800 (256) | 102,400 |" in whole and whole.endswith("|  |")
+    assert "| bert_tiny | 8 | float32 | 2.00x | n/a |" in lines  # train vs keras-hub; predict was not measured
+
+    json_path = tmp_path / "partial.json"
+    assert plot.write_png(report, json_path) == json_path.with_suffix(".png")
+    assert json_path.with_suffix(".png").stat().st_size > 0
+
+
+def test_a_report_where_every_row_failed_draws_no_chart(tmp_path):
+    rows = [dict(throughput._failed("flaxbert", "bert_tiny", 8, "float32", "timed out after 35s"), round=0)]
+    json_path = tmp_path / "all_failed.json"
+    json_path.write_text(json.dumps(_report(rows)))
+    assert plot.write_png(_report(rows), json_path) == plot.NO_RESULT
+    assert not json_path.with_suffix(".png").exists()
+
+
+def test_a_plain_run_writes_its_report_outside_the_committed_results():
+    help_text = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--help"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert " ".join(help_text.split()).count(f"(default {tempfile.gettempdir()}/throughput.json:") == 1
