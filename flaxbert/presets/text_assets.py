@@ -3,7 +3,7 @@
 - native: `vocabulary.txt` plus the "tokenizer" and "preprocessor" entries of config.json;
 - keras-hub: `assets/tokenizer/vocabulary.txt`, `tokenizer.json` (keras config) and `preprocessor.json`;
 - transformers: `vocab.txt` or `tokenizer.json` (HF tokenizers) with `tokenizer_config.json`; sequence length 512,
-  or the model's position count where fewer.
+  or the model's position count where fewer, and transformers' `longest_first` truncation of sentence pairs.
 """
 
 from __future__ import annotations
@@ -55,17 +55,19 @@ def tokenizer(tokenizer_cls, directory):
 
 def preprocessor_settings(directory) -> dict:
     """`sequence_length` and `truncate` as the preset saved them. transformers checkpoints save neither: 512 (or the
-    model's `max_position_embeddings` where fewer) and round_robin."""
+    model's `max_position_embeddings` where fewer) and "longest_first", the truncation transformers applies to them,
+    so that a pair's ids are transformers' (keras-hub presets keep keras-hub's default, round_robin)."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
         return dict(native.read(directory)["preprocessor"] or {})
-    saved = directory / "preprocessor.json"
-    if keras_format.is_keras(config) and saved.is_file():
-        keras = _keras_settings(saved)
+    if keras_format.is_keras(config):
+        saved = directory / "preprocessor.json"
+        keras = _keras_settings(saved) if saved.is_file() else {}
         return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
     positions = config.get("max_position_embeddings")
-    return {"sequence_length": min(512, positions)} if isinstance(positions, int) and positions >= 2 else {}
+    has_length = isinstance(positions, int) and positions >= 2
+    return {"truncate": "longest_first"} | ({"sequence_length": min(512, positions)} if has_length else {})
 
 
 def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None,

@@ -4,11 +4,14 @@ Layout of a row with n segments: `start, seg_0, end, seg_1, end, ..., seg_{n-1},
 token and padding are 0; the tokens of segment i and the end token after them are i. When the segments do not fit,
 `budget = sequence_length - 1 - n` tokens are kept, chosen by the `truncate` rule (REFERENCE.md §5.2):
 
-- "round_robin": take one token at a time from each segment that still has tokens, in segment order. Equivalently,
-  token k of segment s has priority k * n + s and the `budget` lowest priorities are kept. For two segments this is
-  HF's `longest_first` but for one token: with an odd budget and both segments overflowing half of it, round robin
-  gives the odd token to the first segment, HF to the longer one (the second on ties).
+- "round_robin" (keras-hub's default): take one token at a time from each segment that still has tokens, in segment
+  order. Equivalently, token k of segment s has priority k * n + s and the `budget` lowest priorities are kept.
 - "waterfall": segment 0 keeps as much as fits, the rest of the budget goes to segment 1, and so on.
+- "longest_first" (transformers' default, tokenizers' `LongestFirst`), for one segment or a pair: when the shorter
+  segment fits in half the budget it is kept whole and the longer one gets the rest; otherwise each gets half, and an
+  odd budget's extra token goes to the longer segment (the second on ties). round_robin gives that token to the first
+  segment, so the two differ only when the budget is odd, both segments exceed half of it and the first is not the
+  longer. transformers has no rule for three or more segments, so they are refused.
 
 Each segment always keeps a prefix of its tokens. Everything here is vectorised over the batch: no loop per token.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from flaxbert.text.bucketing import bucket_length
 
-TRUNCATE_MODES = ("round_robin", "waterfall")
+TRUNCATE_MODES = ("round_robin", "waterfall", "longest_first")
 
 
 def check_truncate(truncate: str) -> str:
@@ -35,7 +38,7 @@ def trimmed_lengths(lengths: np.ndarray, budget: int, truncate: str) -> np.ndarr
     Args:
         lengths: [B, n] token counts per row and segment.
         budget: the number of segment tokens a row has room for.
-        truncate: "round_robin" or "waterfall".
+        truncate: "round_robin", "waterfall" or "longest_first" (one or two segments).
 
     Returns:
         [B, n] int64 kept counts, each at most its length, summing per row to `min(budget, row total)`.
@@ -44,6 +47,8 @@ def trimmed_lengths(lengths: np.ndarray, budget: int, truncate: str) -> np.ndarr
     if check_truncate(truncate) == "waterfall":
         before = np.cumsum(lengths, axis=1) - lengths  # tokens of the earlier segments
         return np.clip(budget - before, 0, lengths)
+    if truncate == "longest_first":
+        return _longest_first(lengths, budget)
     # round_robin: find the deepest full round m (every segment keeps min(len, m)) that fits the budget, by a
     # vectorised binary search, then hand the leftover budget, one each, to the first segments still longer than m.
     lo = np.zeros(len(lengths), dtype=np.int64)  # fits
@@ -57,6 +62,25 @@ def trimmed_lengths(lengths: np.ndarray, budget: int, truncate: str) -> np.ndarr
     longer = lengths > lo[:, None]
     extra = longer & (np.cumsum(longer, axis=1) <= leftover[:, None])
     return kept + extra
+
+
+def _longest_first(lengths: np.ndarray, budget: int) -> np.ndarray:
+    """transformers' pair truncation (tokenizers' `LongestFirst`), per row; one segment keeps its first `budget`."""
+    if lengths.shape[1] > 2:
+        raise ValueError(
+            f"truncate='longest_first' is transformers' rule for one text or a pair; {lengths.shape[1]} segments "
+            "need truncate='round_robin' or 'waterfall'."
+        )
+    if lengths.shape[1] < 2:
+        return np.minimum(lengths, budget)
+    short = lengths.min(axis=1)
+    long_kept = np.maximum(short, budget - short)  # the shorter segment whole, the longer one the rest
+    halves = short + long_kept > budget  # both exceed half the budget: the odd token goes to the longer one
+    short_kept = np.where(halves, budget // 2, short)
+    long_kept = np.where(halves, budget - budget // 2, long_kept)
+    first_longer = lengths[:, 0] > lengths[:, 1]  # on ties the second segment counts as the longer
+    kept = np.where(first_longer[:, None], np.stack([long_kept, short_kept], 1), np.stack([short_kept, long_kept], 1))
+    return np.minimum(kept, lengths)  # rows that fit keep every token
 
 
 def pack(
@@ -75,7 +99,7 @@ def pack(
         segments: n segments, each a batch of B token id lists (row r of every segment forms example r).
         sequence_length: the longest row; segments are truncated to fit it.
         start_id, end_id, pad_id: the ids of `[CLS]`, `[SEP]` and `[PAD]`.
-        truncate: "round_robin" or "waterfall".
+        truncate: "round_robin", "waterfall" or "longest_first" (one or two segments).
         bucket: pad only to the smallest of `bucketing.bucket_lengths(sequence_length)` that holds the longest packed
             row, instead of to `sequence_length`. Truncation and the unpadded part of each row do not change.
 

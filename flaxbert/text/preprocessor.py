@@ -2,10 +2,11 @@
 
 They mirror keras-hub's `BertTextClassifierPreprocessor` and `DistilBertTextClassifierPreprocessor`: tokenize each
 segment (the Rust tokenizer's parallel batch API), pack `[CLS] A [SEP] (B [SEP])` with `round_robin` or `waterfall`
-truncation, pad with `[PAD]`. Unlike keras-hub, `padding_mask` is int32 (keras-hub gives bool) and no TensorFlow runs,
-and it covers each packed row whatever ids it holds, as transformers' attention mask does (keras-hub's is
-`token_ids != pad_id`: the same, except that a "[PAD]" typed in the text, which a tokenizer matching special tokens in
-strings reads as the pad id, is masked out there, so the model would not see a token its input holds).
+truncation (or transformers' `longest_first`, which presets from transformers checkpoints use), pad with `[PAD]`.
+Unlike keras-hub, `padding_mask` is int32 (keras-hub gives bool) and no TensorFlow runs, and it covers each packed
+row whatever ids it holds, as transformers' attention mask does (keras-hub's is `token_ids != pad_id`: the same,
+except that a "[PAD]" typed in the text, which a tokenizer matching special tokens in strings reads as the pad id, is
+masked out there, so the model would not see a token its input holds).
 """
 
 import numpy as np
@@ -21,7 +22,9 @@ class BertTextClassifierPreprocessor:
     Args:
         tokenizer: a `BertTokenizer`.
         sequence_length: the padded length of every row (keras-hub's default 512). Settable later.
-        truncate: how to shorten segments that do not fit: "round_robin" (default) or "waterfall"; see `packer`.
+        truncate: how to shorten segments that do not fit: "round_robin" (default, keras-hub's), "waterfall", or
+            "longest_first" (transformers', for one text or a pair; `from_preset` on a transformers checkpoint picks
+            it, so that pairs are truncated as transformers does); see `packer`.
         bucket: pad each batch only to the smallest of a few fixed lengths (`bucketing.bucket_lengths`) that holds its
             longest row, instead of to `sequence_length`. The unpadded part of every row is unchanged; only the
             amount of padding (and the number of shapes jit sees) differs. Off by default, as keras-hub pads fully.

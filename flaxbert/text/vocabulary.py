@@ -34,11 +34,16 @@ def write_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> pathlib.
 def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     """Reads the vocabulary and case settings of a local Hugging Face BERT checkpoint folder.
 
-    The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`. The settings come from
-    `tokenizer_config.json` with transformers' `BertTokenizer` defaults where a key is absent: `do_lower_case=True`,
-    `strip_accents=None` (None: strip accents exactly when lower-casing, as HF and Google's BERT do), and special token
-    strings in text matched whole unless `split_special_tokens` is set, as transformers does. Tokens added to the
-    vocabulary (`added_tokens.read_hf`: new words, entity markers) come along, so that the ids are transformers'.
+    The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`. Case and accents are
+    read where transformers 5's `AutoTokenizer` reads them. A folder that names its tokenizer class (the
+    `tokenizer_class` of `tokenizer_config.json`, or else the `model_type` of `config.json`) gets transformers'
+    `BertTokenizer`, built from `tokenizer_config.json` with its defaults where a key is absent: `do_lower_case=True`,
+    `strip_accents=None` (None: strip accents exactly when lower-casing, as HF and Google's BERT do); tokenizer.json's
+    normalizer is then not read. A folder that names none (or `PreTrainedTokenizerFast`) is loaded from tokenizer.json
+    as it is: its `BertNormalizer`'s `lowercase` and `strip_accents` apply, and tokenizer_config.json's keys do not.
+    Special token strings in text are matched whole unless `split_special_tokens` is set, as transformers does. Tokens
+    added to the vocabulary (`added_tokens.read_hf`: new words, entity markers) come along, so that the ids are
+    transformers'.
 
     Args:
         directory: the checkpoint folder.
@@ -50,7 +55,8 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     Raises:
         FileNotFoundError: the folder has neither vocab.txt nor tokenizer.json.
         ValueError: the checkpoint asks for behaviour flaxbert does not implement (special tokens other than BERT's
-            [CLS], [SEP], [PAD], [MASK] and [UNK], no CJK or basic split), or a file is corrupt.
+            [CLS], [SEP], [PAD], [MASK] and [UNK], no CJK or basic split, truncation on the left, a normalizer other
+            than BERT's), or a file is corrupt.
     """
     directory = pathlib.Path(directory)
     if (directory / "vocab.txt").is_file():
@@ -66,17 +72,23 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
             f"{config_path} turns off tokenize_chinese_chars or do_basic_tokenize; flaxbert's BertTokenizer always "
             "splits on whitespace, punctuation and CJK characters."
         )
+    if config.get("truncation_side", "right") != "right":
+        raise ValueError(
+            f"{config_path} sets truncation_side={config['truncation_side']!r}, but flaxbert truncates on the right "
+            'only (a text keeps its first tokens). Remove the key or set it to "right" to load this tokenizer; '
+            "texts that need truncating then keep their first tokens, not their last as transformers would."
+        )
     for name, token in SPECIAL_TOKENS.items():
         hf_name = _HF_NAMES.get(name, name)
         named = config.get(hf_name) or token
         if (named.get("content") if isinstance(named, dict) else named) != token:
             raise ValueError(f"{config_path} names {hf_name}={named!r}; flaxbert's BertTokenizer uses {token!r} there "
                              "(as every BERT vocabulary does).")  # fmt: skip
-    settings = {
-        "lowercase": config.get("do_lower_case", True),
-        "strip_accents": config.get("strip_accents"),
-        "special_tokens_in_strings": not config.get("split_special_tokens", False),
-    }
+    if _names_its_class(directory, config) or not (directory / "tokenizer.json").is_file():
+        case = {"lowercase": config.get("do_lower_case", True), "strip_accents": config.get("strip_accents")}
+    else:
+        case = _case_from_tokenizer_json(directory / "tokenizer.json")
+    settings = case | {"special_tokens_in_strings": not config.get("split_special_tokens", False)}
     # The five special tokens are BertTokenizer's own (special_tokens_in_strings says whether text may hold them).
     known = set(vocabulary)
     added = [t for t in added_tokens.read_hf(directory, config) if t["content"] not in SPECIAL_TOKENS.values() or
@@ -95,3 +107,27 @@ def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:
     if [i for i, _ in by_id] != list(range(len(by_id))):
         raise ValueError(f"the WordPiece ids in {path} are not 0..{len(by_id) - 1} without gaps.")
     return [token for _, token in by_id]
+
+
+def _names_its_class(directory: pathlib.Path, config: dict) -> bool:
+    """Whether transformers' AutoTokenizer builds a tokenizer class of its own for the folder (which takes its case
+    settings from tokenizer_config.json) rather than loading tokenizer.json as it is (`TokenizersBackend`)."""
+    named = config.get("tokenizer_class")
+    if named:
+        return named not in ("PreTrainedTokenizerFast", "TokenizersBackend")
+    model_config = directory / "config.json"
+    return model_config.is_file() and bool(json_file.read(model_config).get("model_type"))
+
+
+def _case_from_tokenizer_json(path: pathlib.Path) -> dict:
+    """`lowercase` and `strip_accents` of the BertNormalizer in a tokenizer.json, or an error naming what differs."""
+    normalizer = json_file.read(path).get("normalizer")
+    kind = normalizer.get("type") if isinstance(normalizer, dict) else None
+    if kind != "BertNormalizer":
+        raise ValueError(f"{path} normalizes text with {kind or 'no normalizer'}; flaxbert's BertTokenizer applies "
+                         "BERT's (BertNormalizer). Add a tokenizer_config.json naming the tokenizer_class if the "
+                         "folder is a BERT tokenizer.")  # fmt: skip
+    if normalizer.get("clean_text", True) is False or normalizer.get("handle_chinese_chars", True) is False:
+        raise ValueError(f"{path}'s BertNormalizer turns off clean_text or handle_chinese_chars; flaxbert's "
+                         "BertTokenizer always cleans text and splits CJK characters.")  # fmt: skip
+    return {"lowercase": normalizer.get("lowercase", True), "strip_accents": normalizer.get("strip_accents")}

@@ -1,13 +1,15 @@
-"""The numpy multi-segment packer against the closed-form rules of REFERENCE.md §5.2."""
+"""The numpy multi-segment packer against the closed-form rules of REFERENCE.md §5.2 (round_robin, waterfall) and
+against transformers' own tokenizer (longest_first)."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from flaxbert.text.packer import TRUNCATE_MODES, pack, trimmed_lengths
+from flaxbert.text.packer import pack, trimmed_lengths
 
 START, END, PAD = 101, 102, 0
+KERAS_MODES = ("round_robin", "waterfall")  # keras-hub's rules, stated in REFERENCE.md §5.2
 
 
 def _kept_by_priority(lengths, budget, truncate):
@@ -50,7 +52,7 @@ def test_the_mask_covers_a_pad_id_inside_the_text():
     assert mask.tolist() == [[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0, 0]]
 
 
-@pytest.mark.parametrize("truncate", TRUNCATE_MODES)
+@pytest.mark.parametrize("truncate", KERAS_MODES)
 @pytest.mark.parametrize("num_segments", [1, 2, 3])
 def test_every_length_combination_follows_the_closed_form(num_segments, truncate):
     """Exhaustive: every combination of segment lengths 0..7 (0..5 for three segments), every sequence_length from
@@ -79,7 +81,7 @@ def test_trimmed_lengths_on_wide_random_lengths():
     lengths = rng.integers(0, 600, size=(500, 3))
     lengths[::7, 1] = 0
     for budget in (0, 1, 2, 5, 127, 509, 2000):
-        for truncate in TRUNCATE_MODES:
+        for truncate in KERAS_MODES:
             kept = trimmed_lengths(lengths, budget, truncate)
             expected = [_kept_by_priority(list(row), budget, truncate) for row in lengths[:60]]
             assert kept[:60].tolist() == expected
@@ -87,10 +89,52 @@ def test_trimmed_lengths_on_wide_random_lengths():
             assert (kept <= lengths).all()
 
 
-def test_round_robin_against_hf_longest_first_for_pairs(minilm_dir):
-    """For two segments, round_robin is HF's `longest_first` except for one token: when the budget is odd and both
-    segments overflow half of it, keras-hub (round robin, checked against keras-hub's MultiSegmentPacker) gives the
-    odd token to the first segment, while HF gives it to the longer one, the second on ties."""
+def _hf_toy_tokenizer():
+    """transformers' BertTokenizer over a vocabulary of one-token words a0..a19 and b0..b19 (ids 5..44)."""
+    from transformers import BertTokenizer as HFBertTokenizer
+
+    words = [f"a{k}" for k in range(20)] + [f"b{k}" for k in range(20)]
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    return HFBertTokenizer(vocab=vocab), vocab
+
+
+def test_longest_first_equals_transformers_on_every_length_pair():
+    """Every pair of lengths 0..12 (one row each, so the batch holds rows that fit, rows where one segment is shorter
+    than half the budget, equal and unequal overflowing ones) at every sequence_length from the smallest a pair takes
+    to beyond the longest row, odd and even budgets: ids, segment ids and mask equal transformers' `longest_first`.
+    One segment keeps its first tokens, as transformers' single-text truncation does."""
+    reference, vocab = _hf_toy_tokenizer()
+    combos = list(itertools.product(range(13), repeat=2))
+    firsts = [" ".join(f"a{k}" for k in range(a)) for a, _ in combos]
+    seconds = [" ".join(f"b{k}" for k in range(b)) for _, b in combos]
+    first_ids, second_ids = ([[vocab[w] for w in t.split()] for t in texts] for texts in (firsts, seconds))
+    for sequence_length in range(3, 30):
+        token_ids, segment_ids, mask = pack(
+            [first_ids, second_ids], sequence_length, start_id=2, end_id=3, pad_id=0, truncate="longest_first"
+        )
+        theirs = reference(firsts, seconds, truncation="longest_first", max_length=sequence_length,
+                           padding="max_length", return_tensors="np")  # fmt: skip
+        np.testing.assert_array_equal(token_ids, theirs["input_ids"], err_msg=f"sequence_length {sequence_length}")
+        np.testing.assert_array_equal(segment_ids, theirs["token_type_ids"])
+        np.testing.assert_array_equal(mask, theirs["attention_mask"])
+    for sequence_length in range(2, 18):
+        token_ids, _, _ = pack([first_ids], sequence_length, start_id=2, end_id=3, pad_id=0, truncate="longest_first")
+        theirs = reference(
+            firsts, truncation=True, max_length=sequence_length, padding="max_length", return_tensors="np"
+        )
+        np.testing.assert_array_equal(token_ids, theirs["input_ids"], err_msg=f"sequence_length {sequence_length}")
+
+
+def test_longest_first_refuses_three_segments():
+    with pytest.raises(ValueError, match="'longest_first' is transformers' rule for one text or a pair; 3 segments"):
+        pack([[[1]], [[2]], [[3]]], 8, start_id=START, end_id=END, pad_id=PAD, truncate="longest_first")
+
+
+def test_longest_first_and_round_robin_against_transformers_on_real_pairs(minilm_dir):
+    """Random sentence pairs in the real vocabulary: longest_first is transformers' `longest_first` on every row.
+    round_robin (keras-hub's rule, checked against keras-hub's MultiSegmentPacker) differs by one token: when the
+    budget is odd and both segments overflow half of it, it gives the odd token to the first segment, while
+    transformers gives it to the longer one, the second on ties."""
     from transformers import BertTokenizer as HFBertTokenizer
 
     from flaxbert.text import BertTokenizer
@@ -101,16 +145,18 @@ def test_round_robin_against_hf_longest_first_for_pairs(minilm_dir):
     seconds = [" ".join(rng.choice(words, rng.integers(0, 14))) for _ in range(300)]
     tokenizer = BertTokenizer(minilm_dir / "vocab.txt", lowercase=True)
     reference = HFBertTokenizer(vocab=str(minilm_dir / "vocab.txt"), do_lower_case=True, strip_accents=False)
-    lengths = np.array([[len(ids) for ids in tokenizer(firsts)], [len(ids) for ids in tokenizer(seconds)]]).T
+    segments = [tokenizer(firsts), tokenizer(seconds)]
+    lengths = np.array([[len(ids) for ids in segment] for segment in segments]).T
     num_odd_ties = 0
     for sequence_length in (3, 4, 5, 8, 13, 20, 32):
-        token_ids, segment_ids, _ = pack(
-            [tokenizer(firsts), tokenizer(seconds)], sequence_length, start_id=101, end_id=102, pad_id=0
-        )
         theirs = reference(
             firsts, seconds, truncation="longest_first", max_length=sequence_length, padding="max_length"
         )
         hf_ids, hf_types = np.array(theirs["input_ids"]), np.array(theirs["token_type_ids"])
+        token_ids, segment_ids, _ = pack(segments, sequence_length, start_id=101, end_id=102, pad_id=0,
+                                         truncate="longest_first")  # fmt: skip
+        assert (token_ids == hf_ids).all() and (segment_ids == hf_types).all()
+        token_ids, segment_ids, _ = pack(segments, sequence_length, start_id=101, end_id=102, pad_id=0)
         hf_kept = np.stack([(hf_ids != 0).sum(1) - hf_types.sum(1) - 2, hf_types.sum(1) - 1], axis=1)
         budget, half = sequence_length - 3, (sequence_length - 2) // 2
         odd_tie = (budget % 2 == 1) & (lengths.min(axis=1) >= half) & (lengths[:, 0] <= lengths[:, 1])

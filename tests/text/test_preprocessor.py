@@ -62,6 +62,22 @@ def test_waterfall_truncation(toy):
     assert x["token_ids"].tolist() == [[2, 7, 7, 7, 7, 3, 8, 3]]
 
 
+def test_longest_first_truncation(toy):
+    """transformers' rule: with budget 5 and both texts longer than half of it, the odd token goes to the longer
+    text, the second on ties (round_robin gives it to the first)."""
+    pairs = (
+        ["THE QUICK BROWN FOX", "THE QUICK BROWN FOX", "THE QUICK"],
+        ["FOX BROWN QUICK", "FOX BROWN QUICK THE", "FOX BROWN QUICK THE"],
+    )
+    x = BertTextClassifierPreprocessor(toy.tokenizer, sequence_length=8, truncate="longest_first")(pairs)
+    assert x["token_ids"].tolist() == [
+        [2, 5, 6, 7, 3, 8, 7, 3],
+        [2, 5, 6, 3, 8, 7, 6, 3],
+        [2, 5, 6, 3, 8, 7, 6, 3],
+    ]
+    assert toy(pairs)["token_ids"].tolist()[1] == [2, 5, 6, 7, 3, 8, 7, 3]
+
+
 def test_y_and_sample_weight_pass_through(toy):
     y, weights = np.array([1, 0]), [0.5, 2.0]
     x, y_out = toy(["THE", "FOX"], y)
@@ -128,8 +144,15 @@ class TestErrors:
             toy(np.array([["THE", "FOX"], ["QUICK", "BROWN"]]))
 
     def test_unknown_truncate_lists_the_valid_ones(self, toy):
-        with pytest.raises(ValueError, match="truncate must be one of 'round_robin', 'waterfall'; got 'longest_first'"):
-            BertTextClassifierPreprocessor(toy.tokenizer, truncate="longest_first")
+        with pytest.raises(
+            ValueError, match="truncate must be one of 'round_robin', 'waterfall', 'longest_first'; got 'longest'"
+        ):
+            BertTextClassifierPreprocessor(toy.tokenizer, truncate="longest")
+
+    def test_longest_first_takes_one_text_or_a_pair(self, toy):
+        preprocessor = BertTextClassifierPreprocessor(toy.tokenizer, sequence_length=8, truncate="longest_first")
+        with pytest.raises(ValueError, match="3 segments need truncate='round_robin' or 'waterfall'"):
+            preprocessor((["THE"], ["FOX"], ["QUICK"]))
 
     def test_non_string_items_are_named(self, toy):
         with pytest.raises(TypeError, match=r"item 2 of the batch is NoneType \(None\), expected str"):

@@ -134,6 +134,59 @@ def test_from_preset_errors(tmp_path):
         BertTokenizer.from_preset(tmp_path)
 
 
+def test_truncation_on_the_left_is_refused(tmp_path, minilm_dir):
+    """transformers keeps a long text's last tokens under truncation_side="left"; flaxbert keeps the first, so it
+    says so instead of giving other ids."""
+    (tmp_path / "vocab.txt").write_bytes((minilm_dir / "vocab.txt").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text('{"truncation_side": "left"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="truncation_side='left', but flaxbert truncates on the right only"):
+        BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"truncation_side": "right"}', encoding="utf-8")
+    assert BertTokenizer.from_preset(tmp_path)("Hello") == [7592]
+
+
+UNK3 = ["[UNK]"] * 3
+# name: (tokenizer.json normalizer edits, tokenizer_config.json, config.json (None: no file), transformers' tokens of
+# "Café ÉCOLE Hello" in the uncased vocabulary)
+CASE_FOLDERS = {
+    "no configs: tokenizer.json's normalizer": ({"lowercase": False}, None, None, UNK3),
+    "no class named: tokenizer.json's, not do_lower_case": ({"lowercase": False}, {"do_lower_case": True}, None, UNK3),
+    "accents kept by tokenizer.json": ({"strip_accents": False}, {}, None, ["[UNK]", "[UNK]", "hello"]),
+    "PreTrainedTokenizerFast": ({"lowercase": False}, {"tokenizer_class": "PreTrainedTokenizerFast"}, None, UNK3),
+    "model_type names BertTokenizer: its defaults": ({"lowercase": False}, None, {"model_type": "bert"},
+                                                     ["cafe", "ecole", "hello"]),
+    "tokenizer_class: tokenizer_config.json's keys": ({"lowercase": True}, {"tokenizer_class": "BertTokenizer",
+                                                                            "do_lower_case": False}, None, UNK3),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASE_FOLDERS)
+def test_case_settings_are_read_where_transformers_reads_them(tmp_path, minilm_dir, case):
+    """transformers 5 takes lower-casing and accents from tokenizer.json's normalizer when the folder names no
+    tokenizer class, and from tokenizer_config.json (BertTokenizer's defaults for absent keys) when it names one."""
+    from transformers import AutoTokenizer
+
+    normalizer, tokenizer_config, model_config, tokens = CASE_FOLDERS[case]
+    tokenizer_json = json.loads((minilm_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer_json["normalizer"].update(normalizer)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
+    for name, config in (("tokenizer_config.json", tokenizer_config), ("config.json", model_config)):
+        if config is not None:
+            (tmp_path / name).write_text(json.dumps(config), encoding="utf-8")
+    reference = AutoTokenizer.from_pretrained(tmp_path)
+    theirs = reference("Café ÉCOLE Hello", add_special_tokens=False)["input_ids"]
+    assert reference.convert_ids_to_tokens(theirs) == tokens
+    assert BertTokenizer.from_preset(tmp_path)("Café ÉCOLE Hello") == theirs
+
+
+def test_a_tokenizer_json_without_bert_normalizer_is_refused(tmp_path, minilm_dir):
+    tokenizer_json = json.loads((minilm_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer_json["normalizer"] = {"type": "Lowercase"}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
+    with pytest.raises(ValueError, match="normalizes text with Lowercase; flaxbert's BertTokenizer applies BERT's"):
+        BertTokenizer.from_preset(tmp_path)
+
+
 def test_non_string_items_are_named(uncased):
     with pytest.raises(TypeError, match=r"item 1 of the batch is int \(7\), expected str"):
         uncased(["a fox", 7])
