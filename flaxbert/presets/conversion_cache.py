@@ -22,9 +22,10 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, te
 
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
 # no problem_type is transformers' regression, cached as its encoder alone; 4: a head found by its weights where
-# config.json names no architectures, added tokens, another keras-hub task's backbone): older copies are converted
-# again rather than read as they were.
-CONVERSION = 4
+# config.json names no architectures, added tokens, another keras-hub task's backbone; 5: transformers' pair
+# truncation, longest_first, and the case settings of a tokenizer.json-only folder): older copies are converted again
+# rather than read as they were.
+CONVERSION = 5
 
 
 def cache_root() -> pathlib.Path:

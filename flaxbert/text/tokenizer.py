@@ -164,10 +164,11 @@ class BertTokenizer:
         """The tokenizer of a preset: a local directory (flaxbert, keras-hub or transformers format), an
         `hf://org/repo` handle or a built-in name.
 
-        A transformers folder gives transformers' settings from tokenizer_config.json: `do_lower_case`,
-        `strip_accents` (null: strip when lower-casing) and `split_special_tokens` (default: "[SEP]" in a text is
-        the special token), and its added tokens (`added_tokens.read_hf`), so the ids equal
-        `transformers.BertTokenizer.from_pretrained(path)`'s. keras-hub presets
+        A transformers folder gives transformers' settings where transformers 5 reads them: from
+        tokenizer_config.json (`do_lower_case`, `strip_accents`: null strips when lower-casing, `split_special_tokens`:
+        by default "[SEP]" in a text is the special token) when the folder names its tokenizer class, else from
+        tokenizer.json's normalizer; and its added tokens (`added_tokens.read_hf`), so the ids equal
+        `transformers.AutoTokenizer.from_pretrained(path)`'s. keras-hub presets
         keep their own settings (accents kept even when lower-casing).
         """
         from flaxbert.presets import text_assets  # imported here: preset resolution pulls in jax
