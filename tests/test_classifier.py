@@ -120,7 +120,7 @@ def text_classifier():
         (dict(x=FEATURES, y=["pos", "neg"]), r"y holds label names \(\['neg', 'pos'\]\), not class ids"),
         (dict(x=FEATURES, y=[0, 1, 2]), r"len\(x\) != len\(y\): 2 examples but 3 labels"),
         (dict(x=[], y=[]), "x is empty"),
-        (dict(x=("the fox", "the"), y=[0]), r"not one sentence pair: pass a tuple of lists"),
+        (dict(x=("the fox", "the"), y=[0]), r"two strings, which is not a batch: for two texts pass a list"),
         (dict(x=(["the fox"], 5), y=[0]), "segment 1 must be a string or a list of strings, got int"),
         (dict(x=["a fox", "caf\ud800e"], y=LABELS), r"item 1 of the batch is not valid Unicode text: .*surrogate"),
         (dict(x=FEATURES), "y is missing"),

@@ -28,26 +28,7 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
         inputs = check_inputs(x, backbone_config)
         is_text = False
     elif _is_text(x):
-        if preprocessor is None:
-            raise ValueError(
-                "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
-                "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
-            )
-        if isinstance(x, (str, bytes)):
-            raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
-        if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
-            raise ValueError(
-                "x must be a batch of examples, not one sentence pair: pass a tuple of lists, one per segment, "
-                "e.g. ([first_text], [second_text])."
-            )
-        if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
-            raise ValueError("x is empty: pass at least one example.")
-        segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
-        if isinstance(x, tuple) and segments is not None and len(x) > segments:
-            raise ValueError(
-                f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
-                "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
-            )
+        _check_text(x, preprocessor, backbone_config)
         inputs = check_inputs(preprocessor(x), backbone_config)
         is_text = True
     else:
@@ -60,6 +41,35 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
     if need_labels and labels is None:
         raise ValueError("y is missing: pass integer class labels, one per example.")
     return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
+
+
+def _check_text(x, preprocessor, backbone_config) -> None:
+    """Refuses raw-text `x` that is not a batch (or a tuple of batches) this classifier can preprocess."""
+    if preprocessor is None:
+        raise ValueError(
+            "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
+            "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
+        )
+    if isinstance(x, (str, bytes)) or (isinstance(x, np.ndarray) and x.ndim == 0):
+        raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
+    if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
+        if len(x) == 2:
+            raise ValueError(
+                "x is a tuple of two strings, which is not a batch: for two texts pass a list [first, second]; for "
+                "one sentence pair pass a tuple of lists, one per segment: ([first_text], [second_text])."
+            )
+        raise ValueError(
+            f"x is a tuple of {len(x)} string(s), not a batch of examples: pass a list of strings, e.g. list(x) "
+            "(a tuple holds segments: a sentence pair is a tuple of two lists, ([first_text], [second_text]))."
+        )
+    if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
+        raise ValueError("x is empty: pass at least one example.")
+    segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
+    if isinstance(x, tuple) and segments is not None and len(x) > segments:
+        raise ValueError(
+            f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
+            "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
+        )
 
 
 def _labels(y, size: int, num_classes: int) -> np.ndarray:
