@@ -389,6 +389,20 @@ def test_sentence_pairs_and_numpy_string_arrays():
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_label_names_in_y_are_the_classes_of_label_names():
+    """Named labels mean the classifier's classes: evaluate takes them as those classes' ids, and fit refuses names
+    that are not among them (before it compiles or trains anything)."""
+    names = ["positive", "negative", "neutral", "mixed"]
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, label_names=names,
+                                             preprocessor=flaxbert.BertTextClassifierPreprocessor(
+                                                 flaxbert.BertTokenizer(VOCAB), sequence_length=16))  # fmt: skip
+    y_names, y_ids = ["mixed", "positive"], [3, 0]  # sorted names would number them 0 and 3
+    assert classifier.evaluate(FEATURES, y_names, verbose=0) == classifier.evaluate(FEATURES, y_ids, verbose=0)
+    assert classifier.evaluate(FEATURES, y_names, verbose=0) != classifier.evaluate(FEATURES, y_ids[::-1], verbose=0)
+    with pytest.raises(ValueError, match=r"not among this classifier's label_names \['positive', .*\]: \['pos'\]"):
+        classifier.fit(FEATURES, ["pos", "mixed"], batch_size=2, verbose=0)
+
+
 def _tiny(seed=1):
     backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, seed=0)
     return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=seed)

@@ -245,7 +245,7 @@ class TextClassifier:
     def _prepare(self, x, y, sample_weight, need_labels: bool):
         data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
                                 backbone_config=self.backbone.config, num_classes=self.num_classes,
-                                need_labels=need_labels)  # fmt: skip
+                                need_labels=need_labels, label_names=self.label_names)  # fmt: skip
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
@@ -254,6 +254,8 @@ class TextClassifier:
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
+
+        `y` holds class ids, or class names where the classifier has `label_names` (each name is its index there).
 
         Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). `seed` fixes the data
         order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
@@ -387,7 +389,8 @@ class TextClassifier:
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
     def evaluate(self, x, y=None, batch_size: int = 32, sample_weight=None, verbose: int = 1) -> dict[str, float]:
-        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh)."""
+        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
+        in `fit`: class ids, or names of `label_names`."""
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, _, shardings = self._steps("eval")
