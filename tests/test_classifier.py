@@ -5,6 +5,7 @@ import functools
 import itertools
 import re
 import signal
+import tracemalloc
 import types
 import warnings
 
@@ -401,6 +402,26 @@ def test_label_names_in_y_are_the_classes_of_label_names():
     assert classifier.evaluate(FEATURES, y_names, verbose=0) != classifier.evaluate(FEATURES, y_ids[::-1], verbose=0)
     with pytest.raises(ValueError, match=r"not among this classifier's label_names \['positive', .*\]: \['pos'\]"):
         classifier.fit(FEATURES, ["pos", "mixed"], batch_size=2, verbose=0)
+
+
+def test_predicting_short_texts_takes_host_memory_for_their_length_not_sequence_length():
+    """Raw text to predict or evaluate is packed only as wide as its length bucket, without copies: 2,000 texts of
+    under 16 tokens stay below what their inputs padded to sequence_length=128 would take alone."""
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=128)
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor)
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(VOCAB[5:], n)) for n in rng.integers(1, 12, 2000)]
+    labels = rng.integers(0, 4, 2000)
+    padded_inputs = len(texts) * 128 * 4 * 3  # token_ids, segment_ids, padding_mask as int32
+    for run in (classifier.predict, functools.partial(classifier.evaluate, y=labels)):
+        run(texts, batch_size=64, verbose=0)  # compiled outside the measure
+        tracemalloc.start()
+        try:
+            run(texts, batch_size=64, verbose=0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < padded_inputs, (run, peak)
 
 
 def _tiny(seed=1):

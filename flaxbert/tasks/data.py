@@ -8,6 +8,8 @@ model untouched.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from flaxbert.models.inputs import as_array, check_inputs
@@ -19,11 +21,15 @@ def _is_text(x) -> bool:
 
 
 def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool,
-            label_names: tuple[str, ...] | None = None):  # fmt: skip
+            label_names: tuple[str, ...] | None = None, bucket: bool = False):  # fmt: skip
     """Returns `(ArrayData, is_text)`.
 
     Args:
         label_names: the classifier's class names: `y` may then hold names, mapped to their index in it.
+        bucket: pack raw text only as wide as the length bucket of its longest row (`preprocessor.bucket`), not to
+            `sequence_length`, so memory follows the texts' lengths. For callers that cut every batch to its bucket
+            (`make_batch(..., bucket=True)`): those batches come out the same from either width, as every bucket
+            below the packed width is a bucket of `sequence_length` too.
 
     Raises:
         ValueError: empty input, strings without a preprocessor, wrong dict keys, labels that are missing, not
@@ -34,6 +40,9 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
         is_text = False
     elif _is_text(x):
         _check_text(x, preprocessor, backbone_config)
+        if bucket and not preprocessor.bucket:
+            preprocessor = copy.copy(preprocessor)  # the user's own keeps its setting
+            preprocessor.bucket = True
         inputs = check_inputs(preprocessor(x), backbone_config)
         is_text = True
     else:
