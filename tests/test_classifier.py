@@ -5,6 +5,7 @@ import functools
 import itertools
 import re
 import signal
+import tracemalloc
 import types
 import warnings
 
@@ -120,7 +121,7 @@ def text_classifier():
         (dict(x=FEATURES, y=["pos", "neg"]), r"y holds label names \(\['neg', 'pos'\]\), not class ids"),
         (dict(x=FEATURES, y=[0, 1, 2]), r"len\(x\) != len\(y\): 2 examples but 3 labels"),
         (dict(x=[], y=[]), "x is empty"),
-        (dict(x=("the fox", "the"), y=[0]), r"not one sentence pair: pass a tuple of lists"),
+        (dict(x=("the fox", "the"), y=[0]), r"two strings, which is not a batch: for two texts pass a list"),
         (dict(x=(["the fox"], 5), y=[0]), "segment 1 must be a string or a list of strings, got int"),
         (dict(x=["a fox", "caf\ud800e"], y=LABELS), r"item 1 of the batch is not valid Unicode text: .*surrogate"),
         (dict(x=FEATURES), "y is missing"),
@@ -387,6 +388,40 @@ def test_sentence_pairs_and_numpy_string_arrays():
     np.testing.assert_allclose(bucketed, full, atol=1e-5)
     history = classifier.fit(pairs, LABELS, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_label_names_in_y_are_the_classes_of_label_names():
+    """Named labels mean the classifier's classes: evaluate takes them as those classes' ids, and fit refuses names
+    that are not among them (before it compiles or trains anything)."""
+    names = ["positive", "negative", "neutral", "mixed"]
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, label_names=names,
+                                             preprocessor=flaxbert.BertTextClassifierPreprocessor(
+                                                 flaxbert.BertTokenizer(VOCAB), sequence_length=16))  # fmt: skip
+    y_names, y_ids = ["mixed", "positive"], [3, 0]  # sorted names would number them 0 and 3
+    assert classifier.evaluate(FEATURES, y_names, verbose=0) == classifier.evaluate(FEATURES, y_ids, verbose=0)
+    assert classifier.evaluate(FEATURES, y_names, verbose=0) != classifier.evaluate(FEATURES, y_ids[::-1], verbose=0)
+    with pytest.raises(ValueError, match=r"not among this classifier's label_names \['positive', .*\]: \['pos'\]"):
+        classifier.fit(FEATURES, ["pos", "mixed"], batch_size=2, verbose=0)
+
+
+def test_predicting_short_texts_takes_host_memory_for_their_length_not_sequence_length():
+    """Raw text to predict or evaluate is packed only as wide as its length bucket, without copies: 2,000 texts of
+    under 16 tokens stay below what their inputs padded to sequence_length=128 would take alone."""
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=128)
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor)
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(VOCAB[5:], n)) for n in rng.integers(1, 12, 2000)]
+    labels = rng.integers(0, 4, 2000)
+    padded_inputs = len(texts) * 128 * 4 * 3  # token_ids, segment_ids, padding_mask as int32
+    for run in (classifier.predict, functools.partial(classifier.evaluate, y=labels)):
+        run(texts, batch_size=64, verbose=0)  # compiled outside the measure
+        tracemalloc.start()
+        try:
+            run(texts, batch_size=64, verbose=0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < padded_inputs, (run, peak)
 
 
 def _tiny(seed=1):

@@ -1,6 +1,7 @@
 """Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
 
 import json
+import re
 import shutil
 import sys
 import types
@@ -56,6 +57,33 @@ def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
 def test_missing_local_directory():
     with pytest.raises(FileNotFoundError, match="preset directory .*nowhere does not exist"):
         resolve("./nowhere")
+
+
+def test_a_file_is_refused_naming_its_directory(tmp_path, monkeypatch):
+    (tmp_path / "my_preset").mkdir()
+    (tmp_path / "my_preset" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"preset '.*my_preset/config.json' is a file, not a preset directory: pass "
+                                         r"the directory .* e\.g\. '.*my_preset'\."):  # fmt: skip
+        resolve(tmp_path / "my_preset" / "config.json")
+    monkeypatch.chdir(tmp_path / "my_preset")
+    with pytest.raises(ValueError, match=r"preset 'config.json' is a file, not a preset directory"):
+        resolve("config.json")  # a bare name that is a file here, not an unknown built-in
+
+
+def test_a_misspelt_local_directory_suggests_the_close_ones_beside_it(tmp_path, monkeypatch):
+    for name in ("my_preset", "other", "my_sst2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "my_presets.txt").write_text("a file, not a preset")
+    beside = re.escape(repr(str(tmp_path / "my_preset")))
+    with pytest.raises(FileNotFoundError, match=rf"my_presett does not exist\. Did you mean {beside}\?$"):
+        resolve(f"{tmp_path}/my_presett")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"directory my_presett does not exist\. Did you mean 'my_preset'\?"):
+        resolve("./my_presett")
+    with pytest.raises(ValueError, match=r"Unknown preset 'my_presett'\. Did you mean the local directory 'my_pres"):
+        resolve("my_presett")  # a bare name: no built-in is close, a directory here is
+    with pytest.raises(FileNotFoundError, match=r"nowhere/my_presett does not exist\.$"):
+        resolve("nowhere/my_presett")  # no parent directory to look in
 
 
 def test_presets_are_listed_per_class():

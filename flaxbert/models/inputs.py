@@ -24,7 +24,8 @@ def as_array(value, name: str, fix: str, dtype=None) -> np.ndarray:
 
 
 def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
-    """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32.
+    """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32 (the given
+    arrays themselves where they are int32 numpy arrays already).
 
     Raises:
         ValueError: a key is missing or unexpected, shapes differ, values are not integers, the length exceeds
@@ -62,7 +63,7 @@ def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
     _check_range(arrays["token_ids"], cfg.vocabulary_size, "token_ids", "vocabulary_size")
     if "segment_ids" in arrays:
         _check_range(arrays["segment_ids"], cfg.num_segments, "segment_ids", "num_segments")
-    return {k: a.astype(np.int32) for k, a in arrays.items()}
+    return {k: a.astype(np.int32, copy=False) for k, a in arrays.items()}  # int32 already (a preprocessor's): no copy
 
 
 def _check_range(array: np.ndarray, size: int, key: str, field: str) -> None:

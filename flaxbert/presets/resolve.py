@@ -34,8 +34,9 @@ def resolve(preset, load_weights: bool = True) -> pathlib.Path:
         FileNotFoundError: offline (or not found) with nothing cached; the message says how to fix it.
         PermissionError: a gated repository the user has no access to.
         ConnectionError: another error of the Hub.
-        ValueError: an unknown name (the closest built-in names are listed), a malformed `hf://` handle or an
-            unsupported scheme.
+        FileNotFoundError: a local directory that does not exist (directories of close names are suggested).
+        ValueError: an unknown name (the closest built-in names and local directories are listed), a file where a
+            preset directory is expected, a malformed `hf://` handle or an unsupported scheme.
     """
     if isinstance(preset, os.PathLike) or (isinstance(preset, str) and pathlib.Path(preset).is_dir()):
         return _local(preset)
@@ -47,10 +48,11 @@ def resolve(preset, load_weights: bool = True) -> pathlib.Path:
         return _from_hub(preset, load_weights, name=preset)
     if preset.startswith("kaggle://"):
         return _from_kaggle(preset)
-    if "/" in preset or preset.startswith((".", "~")):
+    if "/" in preset or preset.startswith((".", "~")) or pathlib.Path(preset).exists():  # a file: said so there
         return _local(preset)
-    close = difflib.get_close_matches(preset, list(PRESETS), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    close = [repr(c) for c in difflib.get_close_matches(preset, list(PRESETS), n=3, cutoff=0.5)]
+    close += [f"the local directory {folder}" for folder in _close_directories(pathlib.Path(preset))]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(
         f"Unknown preset {preset!r}.{hint} Built-in presets: {', '.join(sorted(PRESETS))}; or pass a local "
         "directory, an 'hf://org/repo' handle or a 'kaggle://...' handle."
@@ -59,9 +61,26 @@ def resolve(preset, load_weights: bool = True) -> pathlib.Path:
 
 def _local(preset) -> pathlib.Path:
     path = pathlib.Path(preset).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"preset directory {path} does not exist.")
-    return path
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ValueError(
+            f"preset {str(path)!r} is a file, not a preset directory: pass the directory that holds the preset's "
+            f"files (config.json, weights, tokenizer), e.g. {str(path.parent)!r}."
+        )
+    folders = _close_directories(path)
+    hint = f" Did you mean {' or '.join(folders)}?" if folders else ""
+    raise FileNotFoundError(f"preset directory {path} does not exist.{hint}")
+
+
+def _close_directories(path: pathlib.Path) -> list[str]:
+    """Directories beside `path` (in its parent directory) whose names are close to its name, quoted, closest first:
+    the hint for a misspelt local preset."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.is_dir()]
+    except OSError:  # the parent is missing or unreadable: nothing to suggest
+        return []
+    return [repr(str(path.parent / name)) for name in difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)]
 
 
 def _parse_handle(handle: str) -> tuple[str, str | None]:

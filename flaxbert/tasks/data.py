@@ -1,11 +1,14 @@
 """Turns what a user passes to fit / evaluate / predict into checked, preprocessed arrays (`ArrayData`).
 
 Accepted `x`: raw strings (a list or 1-D array), sentence pairs as a tuple of two such batches (both need a
-preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Every check here runs before any
-device work, so a rejected call leaves the model untouched.
+preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Accepted `y`: class ids, or class names
+when the classifier has `label_names`. Every check here runs before any device work, so a rejected call leaves the
+model untouched.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -17,37 +20,29 @@ def _is_text(x) -> bool:
     return isinstance(x, (str, bytes, list, tuple)) or (isinstance(x, np.ndarray) and x.dtype.kind in "USO")
 
 
-def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool):
+def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool,
+            label_names: tuple[str, ...] | None = None, bucket: bool = False):  # fmt: skip
     """Returns `(ArrayData, is_text)`.
+
+    Args:
+        label_names: the classifier's class names: `y` may then hold names, mapped to their index in it.
+        bucket: pack raw text only as wide as the length bucket of its longest row (`preprocessor.bucket`), not to
+            `sequence_length`, so memory follows the texts' lengths. For callers that cut every batch to its bucket
+            (`make_batch(..., bucket=True)`): those batches come out the same from either width, as every bucket
+            below the packed width is a bucket of `sequence_length` too.
 
     Raises:
         ValueError: empty input, strings without a preprocessor, wrong dict keys, labels that are missing, not
-            integers, out of range or of another length than `x`, bad sample weights.
+            integers (nor names of `label_names`), out of range or of another length than `x`, bad sample weights.
     """
     if isinstance(x, dict):
         inputs = check_inputs(x, backbone_config)
         is_text = False
     elif _is_text(x):
-        if preprocessor is None:
-            raise ValueError(
-                "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
-                "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
-            )
-        if isinstance(x, (str, bytes)):
-            raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
-        if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
-            raise ValueError(
-                "x must be a batch of examples, not one sentence pair: pass a tuple of lists, one per segment, "
-                "e.g. ([first_text], [second_text])."
-            )
-        if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
-            raise ValueError("x is empty: pass at least one example.")
-        segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
-        if isinstance(x, tuple) and segments is not None and len(x) > segments:
-            raise ValueError(
-                f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
-                "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
-            )
+        _check_text(x, preprocessor, backbone_config)
+        if bucket and not preprocessor.bucket:
+            preprocessor = copy.copy(preprocessor)  # the user's own keeps its setting
+            preprocessor.bucket = True
         inputs = check_inputs(preprocessor(x), backbone_config)
         is_text = True
     else:
@@ -56,13 +51,42 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
             f"got {type(x).__name__}."
         )
     size = len(inputs["token_ids"])
-    labels = _labels(y, size, num_classes) if y is not None else None
+    labels = _labels(y, size, num_classes, label_names) if y is not None else None
     if need_labels and labels is None:
         raise ValueError("y is missing: pass integer class labels, one per example.")
     return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
 
 
-def _labels(y, size: int, num_classes: int) -> np.ndarray:
+def _check_text(x, preprocessor, backbone_config) -> None:
+    """Refuses raw-text `x` that is not a batch (or a tuple of batches) this classifier can preprocess."""
+    if preprocessor is None:
+        raise ValueError(
+            "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
+            "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
+        )
+    if isinstance(x, (str, bytes)) or (isinstance(x, np.ndarray) and x.ndim == 0):
+        raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
+    if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
+        if len(x) == 2:
+            raise ValueError(
+                "x is a tuple of two strings, which is not a batch: for two texts pass a list [first, second]; for "
+                "one sentence pair pass a tuple of lists, one per segment: ([first_text], [second_text])."
+            )
+        raise ValueError(
+            f"x is a tuple of {len(x)} string(s), not a batch of examples: pass a list of strings, e.g. list(x) "
+            "(a tuple holds segments: a sentence pair is a tuple of two lists, ([first_text], [second_text]))."
+        )
+    if len(x) == 0 or (isinstance(x, tuple) and any(hasattr(part, "__len__") and not len(part) for part in x)):
+        raise ValueError("x is empty: pass at least one example.")
+    segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
+    if isinstance(x, tuple) and segments is not None and len(x) > segments:
+        raise ValueError(
+            f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
+            "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
+        )
+
+
+def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
     labels = as_array(y, "y", "pass one integer class id per example.")
     if labels.ndim != 1:
         raise ValueError(f"y must be a 1-D sequence of class ids, got shape {labels.shape}.")
@@ -71,12 +95,8 @@ def _labels(y, size: int, num_classes: int) -> np.ndarray:
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
         labels = labels.astype(np.int64)
     if labels.dtype.kind in "US" or (labels.dtype.kind == "O" and all(isinstance(n, str) for n in labels.tolist())):
-        names = sorted({n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()})
-        raise ValueError(
-            f"y holds label names ({names[:5]}{' ...' if len(names) > 5 else ''}), not class ids: map each name to an "
-            f"integer in [0, {num_classes}) first, e.g. ids = {{name: i for i, name in enumerate(sorted(set(y)))}}; "
-            "y = [ids[name] for name in y] (train.py maps label names itself)."
-        )
+        names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()]
+        return _ids_of_names(names, num_classes, label_names)
     if labels.dtype.kind not in "iu" or labels.dtype == bool:
         raise ValueError(f"y must hold integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
     bad = labels[(labels < 0) | (labels >= num_classes)]
@@ -86,6 +106,27 @@ def _labels(y, size: int, num_classes: int) -> np.ndarray:
             "fix the labels or build the classifier with more classes."
         )
     return labels.astype(np.int32)
+
+
+def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
+    """Class names as the class ids of `label_names` (the model's own numbering), or a ValueError saying how to
+    pass them."""
+    if label_names is None:
+        shown = sorted(set(names))
+        raise ValueError(
+            f"y holds label names ({shown[:5]}{' ...' if len(shown) > 5 else ''}), not class ids, and this classifier "
+            f"has no label_names to map them through: pass integer ids in [0, {num_classes}), numbering the classes "
+            "as the model was trained (the order of its outputs; sorting the names may number them differently), "
+            "or build the classifier with label_names=[name of class 0, name of class 1, ...]."
+        )
+    ids = {name: i for i, name in enumerate(label_names)}
+    unknown = sorted(set(names) - set(ids))
+    if unknown:
+        raise ValueError(
+            f"y holds label names that are not among this classifier's label_names {list(label_names)}: "
+            f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}; fix the labels, or pass integer class ids."
+        )
+    return np.array([ids[name] for name in names], np.int32)
 
 
 def _weights(sample_weight, size: int) -> np.ndarray | None:

@@ -242,10 +242,14 @@ class TextClassifier:
         """The rows a step of `batch_size` examples takes: rounded up to a multiple of the device count."""
         return -(-batch_size // self.mesh.size) * self.mesh.size
 
-    def _prepare(self, x, y, sample_weight, need_labels: bool):
+    def _prepare(self, x, y, sample_weight, need_labels: bool, training: bool = False):
+        """`(ArrayData, bucket)`: the checked data and whether its batches are cut to their length buckets. Raw text
+        to evaluate or predict is packed only as wide as its longest row's bucket (memory follows the texts, not
+        sequence_length); training data keeps the full width, as a resumed fit's data digest covers the shapes."""
         data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
                                 backbone_config=self.backbone.config, num_classes=self.num_classes,
-                                need_labels=need_labels)  # fmt: skip
+                                need_labels=need_labels, label_names=self.label_names,
+                                bucket=self.bucket and not training)  # fmt: skip
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
@@ -254,6 +258,8 @@ class TextClassifier:
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
+
+        `y` holds class ids, or class names where the classifier has `label_names` (each name is its index there).
 
         Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). `seed` fixes the data
         order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
@@ -284,7 +290,7 @@ class TextClassifier:
             raise ValueError(f"seed must be None or an integer in [0, 2**31), got {seed!r}.")
         _check_checkpoint_dir(checkpoint_dir)
         rows = self._rows(batch_size)
-        data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
+        data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True)
         if group_by_length and not bucket:
             why = "x is preprocessed, not raw text" if self.bucket else "classifier.bucket is False"
             raise ValueError(
@@ -387,7 +393,8 @@ class TextClassifier:
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
     def evaluate(self, x, y=None, batch_size: int = 32, sample_weight=None, verbose: int = 1) -> dict[str, float]:
-        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh)."""
+        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
+        in `fit`: class ids, or names of `label_names`."""
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, _, shardings = self._steps("eval")

@@ -1,0 +1,104 @@
+"""What fit / evaluate / predict make of the user's `x` and `y` (`flaxbert.tasks.data.prepare`): raw text packed only
+as wide as its length bucket, label names numbered by the classifier's `label_names`, and clear errors for inputs that
+are not a batch."""
+
+import jax
+import numpy as np
+import pytest
+
+import flaxbert
+from flaxbert.models import BertConfig
+from flaxbert.models.inputs import check_inputs
+from flaxbert.tasks.data import prepare
+from flaxbert.text.bucketing import bucket_length, bucket_lengths
+from flaxbert.training.batches import longest_first, make_batch
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
+CONFIG = BertConfig(vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8)
+
+
+def _preprocessor(sequence_length=512):
+    return flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=sequence_length)
+
+
+def _prepare(x, y=None, *, preprocessor=None, label_names=None, bucket=False):
+    data, _ = prepare(x, y, None, preprocessor=preprocessor or _preprocessor(), backbone_config=CONFIG,
+                      num_classes=3, need_labels=False, label_names=label_names, bucket=bucket)  # fmt: skip
+    return data
+
+
+@pytest.mark.parametrize("sequence_length", [2, 15, 16, 17, 100, 128, 129, 512, 513, 1000])
+def test_every_bucket_below_a_bucket_width_is_a_bucket_of_the_sequence_length(sequence_length):
+    """What packing to a bucket rests on: a batch cut from arrays `width` wide gets the bucket it gets from arrays
+    `sequence_length` wide."""
+    for width in bucket_lengths(sequence_length):
+        for longest in range(1, width + 1):
+            assert bucket_length(longest, width) == bucket_length(longest, sequence_length)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_text_packed_to_its_bucket_gives_the_same_batches_as_packed_to_sequence_length(pairs):
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(VOCAB[5:], n)) for n in rng.integers(1, 40, 50)]
+    x = (texts, texts[::-1]) if pairs else texts
+    preprocessor = _preprocessor()
+    full, narrow = _prepare(x, preprocessor=preprocessor), _prepare(x, preprocessor=preprocessor, bucket=True)
+    longest = int(full.inputs["padding_mask"].sum(axis=1).max())
+    assert full.inputs["token_ids"].shape == (50, 512)
+    assert narrow.inputs["token_ids"].shape == (50, 96 if pairs else 48) == (50, bucket_length(longest, 512))
+    assert not preprocessor.bucket  # the user's preprocessor is left as it was
+    order = longest_first(full)
+    np.testing.assert_array_equal(longest_first(narrow), order)
+    for batch_size in (1, 4, 16):
+        for start in range(0, 50, batch_size):
+            indices = order[start : start + batch_size]
+            expected = make_batch(full, indices, batch_size, bucket=True)
+            got = make_batch(narrow, indices, batch_size, bucket=True)
+            assert jax.tree.map(np.shape, got) == jax.tree.map(np.shape, expected)  # one program per shape
+            jax.tree.map(np.testing.assert_array_equal, got, expected)
+
+
+def test_int32_inputs_are_checked_without_a_copy():
+    inputs = {"token_ids": np.ones((2, 4), np.int32), "segment_ids": np.zeros((2, 4), np.int32),
+              "padding_mask": np.ones((2, 4), np.int32)}  # fmt: skip
+    checked = check_inputs(inputs, CONFIG)
+    assert all(checked[k] is inputs[k] for k in inputs)
+    as_int64 = check_inputs({k: v.astype(np.int64) for k, v in inputs.items()}, CONFIG)
+    assert all(v.dtype == np.int32 for v in as_int64.values())
+
+
+NAMES = ["fox", "dog", "fox", "cat"]
+
+
+@pytest.mark.parametrize("y", [NAMES, np.array(NAMES), [n.encode() for n in NAMES], np.array(NAMES, object)])
+def test_label_names_are_numbered_as_the_classifier_names_its_classes(y):
+    data = _prepare(["the fox"] * 4, y, label_names=("fox", "dog", "cat"))
+    np.testing.assert_array_equal(data.labels, [0, 1, 0, 2])  # not sorted([...]): cat 0, dog 1, fox 2
+    assert data.labels.dtype == np.int32
+
+
+def test_unknown_label_names_are_refused_naming_them_and_the_known_ones():
+    with pytest.raises(ValueError, match=r"not among this classifier's label_names \['fox', 'dog', 'cat'\]: \['cow'"):
+        _prepare(["the fox"] * 3, ["fox", "cow", "owl"], label_names=("fox", "dog", "cat"))
+
+
+def test_label_names_without_the_classifiers_names_say_how_to_number_them():
+    with pytest.raises(ValueError, match=r"y holds label names \(\['cat', 'fox'\]\), not class ids") as error:
+        _prepare(["the fox"] * 2, ["fox", "cat"])
+    message = str(error.value)
+    assert "sorted(" not in message and "as the model was trained" in message and "label_names=" in message
+
+
+@pytest.mark.parametrize(
+    "x,message",
+    [
+        (np.array("the fox"), r"not one string: wrap it in a list"),
+        (np.array("the fox", object), r"not one string: wrap it in a list"),
+        (("the", "quick", "brown", "fox"), r"x is a tuple of 4 string\(s\), not a batch of examples: pass a list of s"),
+        (("the fox",), r"x is a tuple of 1 string\(s\), not a batch of examples: pass a list of strings"),
+        (("the", "fox"), r"for two texts pass a list \[first, second\]; for one sentence pair pass a tuple of lists"),
+    ],
+)
+def test_text_that_is_not_a_batch_is_refused_saying_what_to_pass(x, message):
+    with pytest.raises(ValueError, match=message):
+        _prepare(x)
