@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import transformers
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
 
 import flaxbert
@@ -112,6 +113,29 @@ def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
     assert classifier.head_params["logits"]["kernel"].shape == (48, 5)
     assert classifier.preprocessor.sequence_length == 16
     assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "rate"), [("bert", dict(classifier_dropout=0.3)), ("distil_bert", dict(seq_classif_dropout=0.35))]
+)
+def test_a_new_head_keeps_the_checkpoints_head_dropout_as_transformers_does(tmp_path, kind, rate):
+    """transformers' from_pretrained(num_labels=5, ignore_mismatched_sizes=True) keeps the config's classifier
+    dropout and resets id2label to LABEL_0..4; flaxbert's new head took the constructor's default dropout."""
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
+    names = {"id2label": {0: "neg", 1: "mid", 2: "pos"}, "label2id": {"neg": 0, "mid": 1, "pos": 2}}
+    path = save(random_model(f"{kind}_classifier", shape | rate | names), tmp_path / kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' notes on the mismatched classifier
+        want = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=5, ignore_mismatched_sizes=True
+        )
+    assert want.config.id2label == {i: f"LABEL_{i}" for i in range(5)}  # flaxbert's label_names=None
+    kept = flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+    assert kept.label_names == ("neg", "mid", "pos") and kept.head.dropout == want.dropout.p
+    with pytest.warns(UserWarning, match=r"num_classes=5 gets a new, randomly initialised head with the saved one's "
+                                         rf"dropout={want.dropout.p}"):  # fmt: skip
+        new = flaxbert.TextClassifier.from_preset(path, num_classes=5, preprocessor=None)
+    assert (new.num_classes, new.head.dropout, new.label_names) == (5, want.dropout.p, None)
 
 
 def test_a_transformers_checkpoint_pads_to_its_position_count_when_under_512(distil_dir):

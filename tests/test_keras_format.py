@@ -108,6 +108,43 @@ def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
     assert _max_diff(default.predict(x, batch_size=8, verbose=0), np.asarray(reloaded(x))) <= ATOL
 
 
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_a_new_head_keeps_the_saved_heads_settings_as_keras_hub_does(keras_hub, tmp_path, arch):
+    """num_classes other than the saved head's: keras-hub rebuilds task.json with num_classes overridden, so the
+    head's activation, dropout and DistilBERT hidden_dim stay and only the weights are new. flaxbert built a head
+    from the constructor's defaults: logits instead of the saved softmax probabilities."""
+    bert = arch == "bert"
+    kwargs = dict(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                  max_sequence_length=16)  # fmt: skip
+    head = dict(num_classes=3, preprocessor=None, activation="softmax", dropout=0.3 if bert else 0.4)
+    if bert:
+        reference = keras_hub.models.BertTextClassifier(keras_hub.models.BertBackbone(**kwargs), **head)
+    else:
+        reference = keras_hub.models.DistilBertTextClassifier(keras_hub.models.DistilBertBackbone(**kwargs), **head,
+                                                              hidden_dim=24)  # fmt: skip
+    reference.save_to_preset(str(tmp_path / "preset"))
+    settings = ["num_classes", "activation", "dropout"] + ([] if bert else ["hidden_dim"])
+
+    def keras_hub_head(**overrides):
+        config = keras_hub.models.TextClassifier.from_preset(str(tmp_path / "preset"), **overrides).get_config()
+        return {k: None if config[k] == "linear" else config[k] for k in settings}
+
+    def flaxbert_head(**overrides):
+        with pytest.warns(UserWarning, match="3-class head; num_classes=5 gets a new, randomly initialised head"):
+            classifier = flaxbert.TextClassifier.from_preset(tmp_path / "preset", preprocessor=None, **overrides)
+        return classifier, {k: getattr(classifier.head, k) for k in settings}
+
+    classifier, got = flaxbert_head(num_classes=5)
+    saved = {"activation": "softmax", "dropout": head["dropout"]} | ({} if bert else {"hidden_dim": 24})
+    assert got == keras_hub_head(num_classes=5) == {"num_classes": 5, **saved}
+    probabilities = classifier.predict(_inputs(bert, 50), batch_size=8, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(-1), np.ones(3), rtol=1e-6)  # softmax, as saved
+    if not bert:
+        assert classifier.head_params["pooled_dense"]["kernel"].shape == (16, 24)
+    overrides = {"num_classes": 5, "activation": None, "dropout": 0.0}  # the keywords win over task.json
+    assert flaxbert_head(**overrides)[1] == keras_hub_head(**overrides) == {**saved, **overrides}
+
+
 @pytest.fixture(scope="module")
 def task_preset(keras_hub, tmp_path_factory):
     """A keras-hub BertTextClassifier preset with tokenizer files. keras-hub's tokenizer needs tensorflow-text, so

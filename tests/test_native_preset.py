@@ -55,6 +55,32 @@ def test_distil_bert_classifier_without_preprocessor_round_trips_bitwise(tmp_pat
         flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
 
 
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_a_new_head_keeps_the_saved_heads_settings_but_not_its_label_names(tmp_path, arch):
+    """As keras-hub does for its presets: another num_classes re-initialises the head's weights only. flaxbert built
+    the new head from the constructor's defaults (logits instead of the saved softmax, dropout 0.1 or 0.2)."""
+    bert = arch == "bert"
+    backbone = (flaxbert.BertBackbone if bert else flaxbert.DistilBertBackbone)(50, 1, 2, 16, 32, seed=1)
+    head = dict(num_classes=2, activation="softmax", dropout=0.3, label_names=["neg", "pos"])
+    if bert:
+        flaxbert.BertTextClassifier(backbone, **head).save_to_preset(tmp_path / "preset")
+    else:
+        flaxbert.DistilBertTextClassifier(backbone, **head, hidden_dim=8).save_to_preset(tmp_path / "preset")
+    settings = {"activation": "softmax"} | ({} if bert else {"hidden_dim": 8}) | {"dropout": 0.3}
+    kept = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+    with pytest.warns(UserWarning, match=f"2-class head; num_classes=3 gets a new, randomly initialised head with the "
+                                         f"saved one's {kept}"):  # fmt: skip
+        new = flaxbert.TextClassifier.from_preset(tmp_path / "preset", num_classes=3)
+    assert new.head == new.head_cls(num_classes=3, **settings)  # no label names: they named the saved classes
+    x = PREPROCESSED | ({"segment_ids": np.zeros((2, 5), "int32")} if bert else {})
+    np.testing.assert_allclose(new.predict(x, batch_size=8, verbose=0).sum(-1), np.ones(2), rtol=1e-6)  # softmax
+    names = ("a", "b", "c")
+    with pytest.warns(UserWarning, match="num_classes=3 gets a new"):
+        renamed = flaxbert.TextClassifier.from_preset(tmp_path / "preset", num_classes=3, dropout=0.0,
+                                                      label_names=names)  # fmt: skip
+    assert renamed.head == new.head_cls(num_classes=3, **settings | {"dropout": 0.0}, label_names=names)
+
+
 def test_backbone_presets_and_heads(tmp_path):
     classifier = _bert_classifier()
     classifier.save_to_preset(tmp_path / "task")

@@ -29,8 +29,11 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
                          **head_kwargs):  # fmt: skip
     """Loads a classifier of class `cls` (or the right subclass, for `TextClassifier`) from `preset`.
 
-    A `*ForSequenceClassification` checkpoint keeps its trained head when `num_classes` is None or equals the saved
-    head's size; any other `num_classes` gets a fresh head, and says so. A bare encoder needs `num_classes`.
+    A saved head (a keras-hub or flaxbert classifier preset, a `*ForSequenceClassification` checkpoint) is kept when
+    `num_classes` is None or equals its size. Any other `num_classes` gets a new, randomly initialised head, and says
+    so; as in keras-hub (and transformers' `num_labels=N, ignore_mismatched_sizes=True`), that head keeps the saved
+    one's settings (`activation`, `dropout`, DistilBERT's `hidden_dim`) but not its `label_names`, which name the old
+    classes. A preset without a head needs `num_classes`.
 
     Args:
         cls: `TextClassifier` or one of its subclasses.
@@ -42,8 +45,8 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         dtype: compute dtype, e.g. "bfloat16" (params stay float32).
         seed: the seed of any randomly initialised params.
         scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
-        **head_kwargs: `activation`, `dropout`, `label_names` (and `hidden_dim` for DistilBERT) for the head; a
-            kept head keeps its saved label names unless `label_names` is given.
+        **head_kwargs: `activation`, `dropout`, `label_names` (and `hidden_dim` for DistilBERT) for the head, over
+            the saved head's settings; a kept head keeps its saved label names unless `label_names` is given.
     """
     check_execution(scan_layers, attention_kernel)  # before reading any weights
     execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
@@ -58,16 +61,20 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
 
 
 def _choose_head(preset, head, num_classes, head_kwargs, width: int):
-    """Keeps a saved head when `num_classes` is None or its size, and says when it drops one. `width` is the
-    backbone's hidden_dim, a DistilBERT head's default hidden_dim."""
-    if head is not None and num_classes not in (None, head.num_classes):
-        warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
-                      "randomly initialised head.", stacklevel=5)  # fmt: skip
+    """Keeps a saved head when `num_classes` is None or its size, and says when it drops one: the new head starts from
+    the saved one's settings but its classes and their names. `width` is the backbone's hidden_dim, a DistilBERT
+    head's default hidden_dim."""
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
         raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
     if not keep:
-        return False, dict(head_kwargs, num_classes=num_classes)
+        saved = {} if head is None else _settings(head)
+        if head is not None:
+            kept = ", ".join(f"{k}={v!r}" for k, v in saved.items() if k not in head_kwargs and v is not None)
+            warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
+                          f"randomly initialised head" + (f" with the saved one's {kept}." if kept else "."),
+                          stacklevel=5)  # fmt: skip
+        return False, {**saved, **head_kwargs, "num_classes": num_classes}
     saved_dim = getattr(head, "hidden_dim", None) or width
     if head_kwargs.get("hidden_dim", saved_dim) != saved_dim:
         raise ValueError(
@@ -75,6 +82,11 @@ def _choose_head(preset, head, num_classes, head_kwargs, width: int):
             "leave hidden_dim out to keep the trained head."
         )
     return True, {**dataclasses.asdict(head), **head_kwargs}
+
+
+def _settings(head) -> dict:
+    """What a new head takes from a saved one: everything but its class count and the classes' names."""
+    return {k: v for k, v in dataclasses.asdict(head).items() if k not in ("num_classes", "label_names")}
 
 
 def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
