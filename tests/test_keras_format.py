@@ -229,6 +229,17 @@ def test_task_preset_with_tokenizer_assets(task_preset):
     assert flaxbert.BertTextClassifier.from_preset(task_preset, sequence_length=6).preprocessor.sequence_length == 6
 
 
+def test_unknown_keywords_and_an_idle_sequence_length_are_refused(task_preset, tmp_path):
+    """`compile` reached BertHeadConfig (`__init__() got an unexpected keyword argument`); a sequence_length for a
+    preset without a tokenizer (keras-hub saves none with preprocessor=None) was ignored."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'compile'; BertTextClassifier.from_preset takes "
+                                        "load_weights, num_classes, preprocessor, sequence_length, "):  # fmt: skip
+        flaxbert.BertTextClassifier.from_preset(task_preset, compile=False)
+    no_tokenizer = _copy(task_preset, tmp_path, lambda p: (p / "tokenizer.json").unlink())
+    with pytest.raises(ValueError, match="has no tokenizer .*sequence_length=6 to set"):
+        flaxbert.BertTextClassifier.from_preset(no_tokenizer, sequence_length=6)
+
+
 def test_built_in_name_downloads_keras_preset_and_converts_once(keras_hub, tmp_path, hub_cache):
     """`bert_tiny_en_uncased_sst2` resolves to hf://keras/...; the Hub is a local cache holding a keras-hub save."""
     backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import warnings
 
 import flax.linen as nn
@@ -41,13 +43,16 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         load_weights: False builds the architecture with random weights and reads no weight file.
         num_classes: the number of classes; required when the checkpoint has no head.
         preprocessor: "auto" builds one from the checkpoint's tokenizer; None for preprocessed inputs only.
-        sequence_length: overrides the auto preprocessor's sequence length (default: the preset's, else 512).
+        sequence_length: overrides the auto preprocessor's sequence length (default: the preset's, else 512); refused
+            where there is no auto preprocessor (`preprocessor` None or given, a preset without a tokenizer).
         dtype: compute dtype, e.g. "bfloat16" (params stay float32).
         seed: the seed of any randomly initialised params.
         scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
         **head_kwargs: `activation`, `dropout`, `label_names` (and `hidden_dim` for DistilBERT) for the head, over
-            the saved head's settings; a kept head keeps its saved label names unless `label_names` is given.
+            the saved head's settings; a kept head keeps its saved label names unless `label_names` is given. Any
+            other keyword is refused with a TypeError naming the accepted ones.
     """
+    _check_keywords(cls, head_kwargs)  # before resolving: a download
     check_execution(scan_layers, attention_kernel)  # before reading any weights
     execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
     preset = resolve(preset, load_weights)
@@ -92,7 +97,7 @@ def _settings(head) -> dict:
 def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed,
                 execution, head_kwargs):  # fmt: skip
     config = keras_format.backbone_config(saved_config, preset, dtype)
-    cls = _class_for(cls, type(config))
+    cls = _class_for(cls, type(config), head_kwargs)
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
     task = keras_format.read_task(preset)
     head = keras_format.head_config(task, preset) if keras_format.is_classifier(task) else None
@@ -118,7 +123,7 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
                  head_kwargs):  # fmt: skip
     saved = native.read(preset)
     config = with_execution(native.backbone_config(saved, compute_dtype(dtype) if dtype else None), **execution)
-    cls = _class_for(cls, type(config))
+    cls = _class_for(cls, type(config), head_kwargs)
     check_architecture(saved["architecture"], cls.backbone_cls.architecture, preset)
     keep_head, head_kwargs = _choose_head(
         preset, native.head_config(saved), num_classes, head_kwargs, config.hidden_dim
@@ -138,7 +143,7 @@ def _load_native(cls, preset, load_weights, num_classes, preprocessor, sequence_
 def _load_transformers(cls, preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, execution,
                        head_kwargs):  # fmt: skip
     config = hf_checkpoint.load_config(preset, dtype)
-    cls = _class_for(cls, type(config))
+    cls = _class_for(cls, type(config), head_kwargs)
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)  # before any weights
     preprocessor = _auto_preprocessor(cls, preset, preprocessor, sequence_length, config)
     state = hf_checkpoint.read_state_dict(preset) if load_weights else None  # read once, for the head and the rest
@@ -160,18 +165,52 @@ def _load_transformers(cls, preset, load_weights, num_classes, preprocessor, seq
 
 def _auto_preprocessor(cls, preset, preprocessor, sequence_length, config):
     """For "auto", the preset's own preprocessor, its tokenizer checked against the model's vocabulary_size (a bigger
-    one failed only at the first rare token, in predict or fit); otherwise `preprocessor` itself."""
+    one failed only at the first rare token, in predict or fit); otherwise `preprocessor` itself. `sequence_length`
+    sets the auto preprocessor's length: without one it would do nothing, so it is refused."""
     if preprocessor != "auto":
+        if sequence_length is not None:
+            given = "preprocessor=None" if preprocessor is None else "a preprocessor"
+            fix = "leave it out" if preprocessor is None else "set it on the preprocessor you pass"
+            raise ValueError(f"sequence_length={sequence_length} sets the length of the preprocessor that from_preset "
+                             f"builds, but {given} was passed: it would do nothing; {fix}.")  # fmt: skip
         return preprocessor
-    return text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length,
-                                    config.vocabulary_size)  # fmt: skip
+    built = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length,
+                                     config.vocabulary_size)  # fmt: skip
+    if built is None and sequence_length is not None:
+        raise ValueError(
+            f"{preset} has no tokenizer (vocabulary), so from_preset builds no preprocessor for "
+            f"sequence_length={sequence_length} to set: leave sequence_length out and pass preprocessed inputs "
+            "(token_ids, padding_mask), or pass preprocessor=... with its own sequence_length."
+        )
+    return built
 
 
-def _class_for(cls, config_type):
-    """`cls` itself, or for the base class the registered subclass whose backbone takes this config."""
+def _class_for(cls, config_type, head_kwargs: dict):
+    """`cls` itself, or for the base class the registered subclass whose backbone takes this config; with its head's
+    keywords checked (the base class could check only those of every subclass)."""
     if cls.backbone_cls is not None:
         return cls
-    return next(sub for sub in cls.__subclasses__() if sub.backbone_cls.config_cls is config_type)
+    sub = next(sub for sub in cls.__subclasses__() if sub.backbone_cls.config_cls is config_type)
+    _check_keywords(sub, head_kwargs, f" (this preset makes a {sub.__name__})")
+    return sub
+
+
+def _check_keywords(cls, head_kwargs: dict, note: str = "") -> None:
+    """Refuses keywords from_preset does not take, naming the ones it does (a head config or the classifier's
+    constructor raised a TypeError about itself). The base class takes the head keywords of any subclass."""
+    heads = [cls] if cls.backbone_cls is not None else cls.__subclasses__()
+    head_fields = sorted({f.name for c in heads for f in dataclasses.fields(c.head_cls)} - {"num_classes"})
+    unknown = [k for k in head_kwargs if k not in head_fields]
+    if not unknown:
+        return
+    named = [p for p in inspect.signature(load_text_classifier).parameters if p not in ("cls", "preset", "head_kwargs")]
+    accepted = named + head_fields
+    close = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, accepted, n=1)) else repr(k)
+             for k in unknown]  # fmt: skip
+    raise TypeError(
+        f"from_preset got an unexpected keyword argument {', '.join(close)}{note}; {cls.__name__}.from_preset takes "
+        f"{', '.join(accepted)}."
+    )
 
 
 def _saved_head(config: dict, preset, num_classes: int | None, load_weights: bool):
