@@ -137,3 +137,16 @@ def test_eval_only_scores_the_presets_trained_head_whatever_its_size(tmp_path, c
     with pytest.raises(job.RunError, match=r"--eval-only scores a trained classifier, but preset .* has no "
                                            r"classification head"):  # fmt: skip
         job.run(dataclasses.replace(config, preset=str(tmp_path / "encoder")), eval_only=True)
+
+
+def test_a_preset_without_a_tokenizer_is_one_run_error(tmp_path):
+    """from_preset refuses the sequence_length train.py always passes when there is no tokenizer to set it on; the
+    run says what train.py needs instead of from_preset's advice to leave sequence_length out."""
+    import flaxbert
+
+    backbone = flaxbert.BertBackbone(50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                     max_sequence_length=16)  # fmt: skip
+    flaxbert.BertTextClassifier(backbone, num_classes=2).save_to_preset(tmp_path / "no_vocab")
+    config = cfg.Config(preset=str(tmp_path / "no_vocab"), sequence_length=16)
+    with pytest.raises(job.RunError, match=r"has no tokenizer \(vocabulary\); train.py needs one for raw text"):
+        job.build_classifier(config)

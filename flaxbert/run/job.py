@@ -126,9 +126,12 @@ def build_classifier(config: Config, keep_head: bool = False):
                 f"--eval-only scores a trained classifier, but preset {config.preset!r} has no classification head "
                 "(its head would be random): fine-tune it first, then pass the run's model/ directory as --preset."
             ) from None
+        if "has no tokenizer" in str(error):  # from_preset refuses the sequence_length it would have nothing to set on
+            raise RunError(
+                f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text: add the "
+                "model's vocab.txt or tokenizer.json to the preset directory."
+            ) from None
         raise
-    if classifier.preprocessor is None:
-        raise RunError(f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text.")
     classifier.bucket = config.bucket
     return classifier
 
