@@ -19,7 +19,7 @@ from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, process_s
 from flaxbert.training import steps
 from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches, row_lengths
 from flaxbert.training.concurrent_steps import host_threads, in_order
-from flaxbert.training.preemption import Preemption, watch_sigterm
+from flaxbert.training.preemption import Preemption, hold_sigint_in_steps, watch_sigterm
 from flaxbert.training.prefetch import prefetch
 from flaxbert.training.state import TrainState
 
@@ -159,7 +159,8 @@ def fit(
     A SIGTERM during an epoch's last step or its validation exits after the epoch's end (its checkpoint, validation
     and row); a run killed during a validation validates first when it resumes (`checkpoint.validated_steps`), so
     the rows come out as an uninterrupted run's. When anything cuts training short (Ctrl-C, an error in `on_log` or in a
-    step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on.
+    step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on; a
+    Ctrl-C during a step is raised once the step's result is held (`preemption.hold_sigint_in_steps`).
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     seed_on_mesh = seed_array(seed, mesh)
@@ -185,7 +186,10 @@ def fit(
 
     try:
         # SIGTERM is caught only where there is a checkpoint to save; otherwise it ends the process as usual.
-        with watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption:
+        with (
+            watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption,
+            hold_sigint_in_steps() as interrupts,
+        ):
             if ckpt is not None and start == 0:
                 checkpoint.mark_validated(ckpt, None)  # a new run: its validations are recorded from here on
             done = checkpoint.validated_steps(ckpt) if ckpt is not None and start % per_epoch == 0 else None
@@ -205,7 +209,8 @@ def fit(
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
                     for i, batch in zip(range(first, per_epoch), batches, strict=True):
-                        state, totals = train_fn(state, totals, batch, seed_on_mesh)
+                        with interrupts.step():  # a Ctrl-C now would lose the donated state: it waits
+                            state, totals = train_fn(state, totals, batch, seed_on_mesh)
                         step = epoch * per_epoch + i + 1
                         if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                             now = time.perf_counter()

@@ -1,4 +1,5 @@
-"""SIGTERM (a TPU/GPU preemption notice) as a flag the training loop polls, so it can save before exiting."""
+"""Signals during training: SIGTERM (a TPU/GPU preemption notice) as a flag the training loop polls, so it can save
+before exiting, and Ctrl-C (SIGINT) held back while a step's result is being taken, so no step's work is lost."""
 
 from __future__ import annotations
 
@@ -27,3 +28,51 @@ def watch_sigterm():
         yield flag
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StepInterrupts:
+    """Ctrl-C as Python delivers it, except inside `step()`: there it waits until the step's result is assigned.
+
+    A train step donates its input state, so a KeyboardInterrupt raised as the jitted call returns, before its result
+    reaches a variable, would leave the loop holding only deleted buffers, and every step the fit had trained lost.
+    """
+
+    def __init__(self, previous):
+        self.previous, self.inside, self.requested = previous, False, False
+
+    def _handle(self, signum, frame):
+        if self.previous is signal.SIG_IGN:
+            return
+        if self.inside:
+            self.requested = True
+        elif callable(self.previous):
+            self.previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def step(self):
+        """The block that runs a step and assigns its result; a Ctrl-C during it is raised when it ends."""
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+        if self.requested:
+            self.requested = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def hold_sigint_in_steps():
+    """Yields a `StepInterrupts` (on the main thread; elsewhere signals cannot arrive, and nothing is installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield StepInterrupts(signal.SIG_DFL)
+        return
+    previous = signal.getsignal(signal.SIGINT)  # None: a handler set outside Python, which cannot be restored
+    interrupts = StepInterrupts(signal.default_int_handler if previous is None else previous)
+    signal.signal(signal.SIGINT, interrupts._handle)
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, interrupts.previous)
