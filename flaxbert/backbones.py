@@ -57,7 +57,7 @@ class Backbone:
                 " overrides a preset's)."
             )
         self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
-        self._params, self._seed = params, seed  # random params are created lazily, where they will live
+        self._params, self._seed = self._checked(params), seed  # random params are created lazily, where they will live
         self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))
 
     @property
@@ -69,7 +69,13 @@ class Backbone:
 
     @params.setter
     def params(self, value: dict) -> None:
-        self._params = value
+        self._params = self._checked(value)
+
+    def _checked(self, params):
+        """`params` if they fit this encoder (names, shapes, float32), else a ValueError naming what does not."""
+        if params is not None:
+            check_params(params, self.abstract_params(), f"{type(self).__name__} params")
+        return params
 
     def init_params(self, mesh=None) -> None:
         """Creates the seeded random params if there are none yet, born sharded over `mesh` when one is given.

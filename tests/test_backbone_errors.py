@@ -5,6 +5,8 @@ import json
 import re
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, random_model, save
@@ -284,3 +286,28 @@ def test_float16_is_refused_on_cpu_with_the_fix():
     with pytest.raises(ValueError, match=r"dtype='float16' needs a GPU.*Use dtype='bfloat16' or 'float32' on CPU"):
         flaxbert.BertBackbone(100, 1, 2, 16, 32, dtype="float16")
     assert flaxbert.BertBackbone(100, 1, 2, 16, 32, dtype="bfloat16").config.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda p: {**p, "token_embedding": {"embedding": np.zeros((99, 7), np.float32)}},
+         r"token_embedding/embedding has shape \(99, 7\), expected \(99, 48\)"),
+        (lambda p: {k: v for k, v in p.items() if k != "pooled_dense"}, r"missing pooled_dense/"),
+        (lambda p: jax.tree.map(lambda a: np.asarray(a).astype(np.int32), p), r"has dtype int32, expected float32"),
+        (lambda p: jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), p), r"has dtype bfloat16, expected float32"),
+        (lambda p: [p], r"must be a nested dict of arrays, got list"),
+    ],
+)  # fmt: skip
+def test_assigned_params_that_do_not_fit_are_refused(backbone, change, message):
+    """Params were stored unchecked: a wrong shape failed in flax at the next predict, a missing subtree in jax's
+    device_put, int32 params predicted silently with integer weights and bfloat16 ones trained as bfloat16."""
+    before = backbone.params
+    bad = change(before)
+    with pytest.raises(ValueError, match=r"BertBackbone params: the weights .*" + message):
+        backbone.params = bad
+    assert backbone.params is before  # a refused assignment changes nothing
+    with pytest.raises(ValueError, match=message):
+        flaxbert.BertBackbone.from_config(backbone.config, bad)
+    backbone.params = jax.tree.map(np.asarray, before)  # float32 numpy arrays are fine
+    backbone.params = before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,7 +41,9 @@ def _flatten(tree) -> dict[str, object]:
 
 
 def check_params(params, abstract, source: str) -> None:
-    """Raises naming every parameter of `abstract` that `params` lacks, has in another shape, or adds."""
+    """Raises naming every parameter of `abstract` that `params` lacks, has in another shape or dtype, or adds."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{source}: the weights must be a nested dict of arrays, got {type(params).__name__}.")
     got, want = _flatten(params), _flatten(nn.unbox(abstract))
     problems = [f"missing {name} {tuple(w.shape)}" for name, w in want.items() if name not in got]
     problems += [
@@ -47,6 +51,17 @@ def check_params(params, abstract, source: str) -> None:
         for name, w in want.items()
         if name in got and tuple(np.shape(got[name])) != tuple(w.shape)
     ]
+    problems += [
+        f"{name} has dtype {_dtype(got[name])}, expected {np.dtype(w.dtype)} (params stay {np.dtype(w.dtype)}; "
+        "the compute dtype is the config's)"
+        for name, w in want.items()
+        if name in got and _dtype(got[name]) != np.dtype(w.dtype)
+    ]
     problems += [f"unexpected {name}" for name in got if name not in want]
     if problems:
         raise ValueError(f"{source}: the weights do not fit the model: " + "; ".join(problems[:10]))
+
+
+def _dtype(leaf) -> np.dtype:
+    """An array's dtype, read without copying it (a device array's to the host)."""
+    return np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
