@@ -247,8 +247,13 @@ def _json_ready(tree):
 
 
 def _on_mesh(totals: dict, mesh) -> dict:
-    """Metric totals read back from a checkpoint's record (JSON floats), as the train step's replicated float32s."""
-    return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in totals.items()}
+    """Metric totals read back from a checkpoint's record (JSON floats), as the train step's replicated float32s.
+
+    Only the sums a step now returns: a checkpoint written while accuracy was weighted also holds a `weight_sum`."""
+    names = steps.zero_sums()
+    return {
+        name: jax.device_put({k: np.float32(sums[k]) for k in names}, replicated(mesh)) for name, sums in totals.items()
+    }
 
 
 def _train_row(step: int, epoch: float, sums, seconds: float, earlier: float = 0.0) -> dict:
