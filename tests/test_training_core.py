@@ -147,7 +147,7 @@ def _reference_metrics(tx, data, batch_size, epochs, log_every, group_by_length=
     per_epoch, epochs_out, windows = num_batches(len(data), batch_size), [], []
 
     def summary(sums):
-        return sums["loss_sum"] / sums["count"], sums["correct"] / sums["weight_sum"]
+        return sums["loss_sum"] / sums["count"], sums["correct"] / sums["count"]
 
     for epoch in range(epochs):
         lengths = data.inputs["padding_mask"].sum(axis=1) if group_by_length else None

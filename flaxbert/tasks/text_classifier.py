@@ -164,6 +164,8 @@ class TextClassifier:
             jit_compile: must be True: every step runs under `jax.jit`.
             mesh: None (every device, data parallel), a `(data, fsdp)` tuple such as `(1, 8)` for FSDP, or a
                 `jax.sharding.Mesh` with axes ("data", "fsdp").
+
+        Each call sets a new optimizer, as Keras' `compile` does: the next `fit` starts a new optimizer state.
         """
         if optimizer == "auto":
             optimizer = optimizers.keras_default()
@@ -200,6 +202,7 @@ class TextClassifier:
         if self.head_params is None:
             self._init_head(mesh)
         self._jitted = {}
+        self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
 
     def _steps(self, kind: str, trainable: bool = True):
         """The jitted step of `kind` for the current compile settings, built once and reused (the train step takes
@@ -253,23 +256,33 @@ class TextClassifier:
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
-    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None, shuffle: bool = True,
-            sample_weight=None, verbose: int = 1, *, seed: int | None = None, checkpoint_dir=None,
+    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
+            shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
+        `x`, `y`, `batch_size`, `epochs` and `verbose` may be passed by position, in Keras' order; the rest by name.
         `y` holds class ids, or class names where the classifier has `label_names` (each name is its index there).
+        The history's accuracy is the fraction of examples classified correctly, whatever their `sample_weight`
+        (Keras' compile metrics ignore it); the loss is weighted.
 
         Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). `seed` fixes the data
         order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
-        calling fit again, say once per epoch, draws a new order and new masks as Keras' fit does. The optimizer
-        state starts fresh on each call, except when `checkpoint_dir` holds a checkpoint of this same run (same
-        model and loss, data, batch_size, shuffle, seed; a None seed takes the checkpoint's): then training resumes
-        exactly where it stopped (same params, optimizer state and next batch); a finished run's params are
-        restored, with a warning. The optimizer's hyper-parameters are not compared (optax keeps them in
-        closures): resume with the same ones. `checkpoint_every` also saves every that many steps; an epoch's end
-        always saves; with a `checkpoint_dir`, SIGTERM saves and exits with status 0.
+        calling fit again, say once per epoch, draws a new order and new masks as Keras' fit does. As in Keras, the
+        optimizer state (Adam's moments, the step count that drives an optax schedule) carries over from one fit
+        to the next: without shuffle and dropout (which each call draws anew), two `fit(epochs=1)` calls train
+        exactly as one `fit(epochs=2)`. It starts anew after
+        `compile()` (a new optimizer), when `backbone.trainable` changed since the last fit (other params train),
+        and when the params were assigned other shapes; a fit cut short keeps the optimizer state of its last
+        completed step with its params. When `checkpoint_dir` holds a checkpoint of this same run (same model and
+        loss, data, batch_size, shuffle, seed; a None seed takes the checkpoint's), training resumes exactly where
+        it stopped (same params, optimizer state and next batch), whatever the classifier held; a finished run's
+        params are restored, with a warning. The optimizer's hyper-parameters are not compared (optax keeps them
+        in closures): resume with the same ones. Nor are the params and optimizer state the run started from: a
+        run killed before its first checkpoint starts again from what the classifier then holds.
+        `checkpoint_every` also saves every that many steps; an epoch's end always saves; with a `checkpoint_dir`,
+        SIGTERM saves and exits with status 0.
         `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
         called with a dict of training metrics every `log_every` steps and with each validation's metrics.
         `group_by_length=True` (raw-text input with `bucket` on) batches sentences of similar length together, as
@@ -342,7 +355,7 @@ class TextClassifier:
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
                 mngr.close()
-        self._set_params(state.params)
+        self._keep_trained(state)
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
@@ -357,16 +370,28 @@ class TextClassifier:
         return dict(model, architecture=type(self.model).__name__)
 
     def _keep_trained(self, state) -> None:
-        """A fit cut short (Ctrl-C, an error in on_log, SIGTERM) keeps the params of the last step it completed, as
-        Keras' fit does; params a failed step consumed (donated, so deleted) are not taken."""
-        if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state.params)):
+        """Takes the params and the optimizer state of `state`, the last step a fit completed: its end, or where it
+        was cut short (Ctrl-C, an error in on_log, SIGTERM), as Keras' fit keeps them. A state a failed step
+        consumed (donated, so deleted) is not taken: the params stay those from before the fit, and the next fit
+        starts a new optimizer state if this one had continued (and so consumed) the kept one."""
+        if not any(leaf.is_deleted() for leaf in jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
+            self._optimizer_state = (state.tx, state.opt_state)
+
+    def _continued_optimizer_state(self, tx):
+        """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,
+        so it is no longer kept), or None for a new one: none kept, or one of another optimizer (compile() made a
+        new one; a toggled `backbone.trainable` trains other params) or of params that now have other shapes."""
+        kept, self._optimizer_state = self._optimizer_state, None
+        if kept is None or kept[0] is not tx:
+            return None
+        return kept[1] if _layout(kept[1]) == _layout(jax.eval_shape(tx.init, self.params)) else None
 
     def _initial_state(self, mngr, saved, create_state, tx, shardings, record: dict, seed: int):
         """The state to train from and the record of the checkpoint it was restored from (None for a fresh start):
         `saved`, the latest checkpoint's record, when it is a checkpoint of this run."""
         if saved is None:
-            return create_state(self.params), None
+            return create_state(self.params, self._continued_optimizer_state(tx)), None
         expected, saved = dict(record, seed=seed), {**_RECORD_DEFAULTS, **saved}
         # keys a checkpoint written before they were recorded lacks are not compared
         mismatched = {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
@@ -392,15 +417,24 @@ class TextClassifier:
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
-    def evaluate(self, x, y=None, batch_size: int = 32, sample_weight=None, verbose: int = 1) -> dict[str, float]:
+    def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 1, *, sample_weight=None,
+                 return_dict: bool = True) -> dict[str, float] | list[float]:  # fmt: skip
         """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
-        in `fit`: class ids, or names of `label_names`."""
+        in `fit`: class ids, or names of `label_names`.
+
+        The loss is weighted by `sample_weight`; the accuracy is the fraction of examples classified correctly, as
+        Keras reports its compile metrics. `return_dict=False` returns Keras' list `[loss, accuracy]`; the default
+        is the dict (Keras' is the list).
+        """
+        if not isinstance(return_dict, (bool, np.bool_)):
+            raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, _, shardings = self._steps("eval")
         params = jax.device_put(self.params, shardings.params)
-        return self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
-                                       verbose)  # fmt: skip
+        scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
+                                         verbose)  # fmt: skip
+        return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
@@ -415,6 +449,11 @@ class TextClassifier:
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _layout(tree) -> tuple:
+    """A pytree's structure and its arrays' shapes and dtypes: what a state built for other params differs in."""
+    return jax.tree.structure(tree), [(leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(tree)]
 
 
 def _positive_int(name: str, value, alternatives: str = "") -> int:

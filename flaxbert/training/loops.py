@@ -32,17 +32,20 @@ def state_shardings(model, cfg, tx, mesh):
 
 
 def jit_create_state(tx, shardings):
-    """A function params -> TrainState that copies params onto their shardings and builds the optimizer state there.
+    """A function `(params, opt_state=None) -> TrainState` at step 0: the params copied onto their shardings, and a
+    fresh optimizer state built there, or `opt_state` continued (an earlier fit's state for the same `tx` and
+    shardings; it is consumed: donated to the new state, which takes its buffers without a copy).
 
     Build it once per (optimizer, mesh) and reuse it: each call of this factory is a new program to compile.
     """
     # The params are copied: train steps donate the state, and the caller's params must survive a failed or
     # interrupted fit. Copied inside the program that builds the optimizer state, not by a separate
     # `device_put(may_alias=False)`: one dispatch, and on CPU ~4x less time per fit (bert_tiny 45 -> 12 ms).
-    create = jax.jit(lambda p: TrainState.create(jax.tree.map(jnp.copy, p), tx), out_shardings=shardings)
+    create = jax.jit(lambda p, o: TrainState.create(jax.tree.map(jnp.copy, p), tx, o), out_shardings=shardings,
+                     donate_argnums=1)  # fmt: skip
 
-    def create_state(params) -> TrainState:
-        return create(jax.device_put(params, shardings.params))  # moves only the params not already in place
+    def create_state(params, opt_state=None) -> TrainState:
+        return create(jax.device_put(params, shardings.params), opt_state)  # moves only the params not in place
 
     return create_state
 
@@ -252,8 +255,13 @@ def _json_ready(tree):
 
 
 def _on_mesh(totals: dict, mesh) -> dict:
-    """Metric totals read back from a checkpoint's record (JSON floats), as the train step's replicated float32s."""
-    return {name: jax.device_put(jax.tree.map(np.float32, sums), replicated(mesh)) for name, sums in totals.items()}
+    """Metric totals read back from a checkpoint's record (JSON floats), as the train step's replicated float32s.
+
+    Only the sums a step now returns: a checkpoint written while accuracy was weighted also holds a `weight_sum`."""
+    names = steps.zero_sums()
+    return {
+        name: jax.device_put({k: np.float32(sums[k]) for k in names}, replicated(mesh)) for name, sums in totals.items()
+    }
 
 
 def _train_row(step: int, epoch: float, sums, seconds: float, earlier: float = 0.0) -> dict:

@@ -18,8 +18,10 @@ class TrainState:
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, params, tx: optax.GradientTransformation) -> TrainState:
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), tx=tx)
+    def create(cls, params, tx: optax.GradientTransformation, opt_state=None) -> TrainState:
+        """A state at step 0 with a fresh optimizer state, or with `opt_state` (an earlier run's, continued)."""
+        opt_state = tx.init(params) if opt_state is None else opt_state
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, tx=tx)
 
     def apply_gradients(self, grads) -> TrainState:
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)

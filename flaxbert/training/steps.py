@@ -1,7 +1,9 @@
 """Pure, jittable steps. A batch is `{"inputs": {...}, "label": [B], "weight": [B], "mask": [B]}`.
 
 `mask` is 1 for real rows and 0 for padding rows, and `weight` is the sample weight (0 on padding rows), so a padded
-last batch is exact: metrics are sums plus counts, reduced over the whole global batch by the compiler.
+last batch is exact: metrics are sums plus counts, reduced over the whole global batch by the compiler. The loss is
+weighted (Keras' "sum over batch size"); accuracy is not: it is the fraction of real rows classified correctly, as
+Keras reports the metrics of `compile(metrics=...)`, which ignore `sample_weight` (only `weighted_metrics` use it).
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]
     return {
         "loss_sum": jnp.sum(loss * batch["weight"]),
         "count": jnp.sum(real),
-        "correct": jnp.sum(correct * batch["weight"]),
-        "weight_sum": jnp.sum(batch["weight"]),
+        "correct": jnp.sum(correct * real),
     }
 
 
@@ -61,7 +62,7 @@ def train_step_summed(state, sums: dict, batch, **step_args):
 
 def zero_sums() -> dict[str, np.ndarray]:
     """Running metric totals before any step: zeros shaped like a step's metrics (all float32 scalars)."""
-    return dict.fromkeys(("loss_sum", "count", "correct", "weight_sum"), np.zeros((), np.float32))
+    return dict.fromkeys(("loss_sum", "count", "correct"), np.zeros((), np.float32))
 
 
 def eval_step(params, batch, *, model, loss_fn) -> dict[str, jax.Array]:
@@ -79,6 +80,6 @@ def predict_step(params, inputs, *, model) -> jax.Array:
 
 
 def summarize(sums: dict) -> dict[str, float]:
-    """Per-example loss and accuracy from summed metrics (host numbers)."""
-    count, weight = float(sums["count"]), float(sums["weight_sum"])
-    return {"loss": float(sums["loss_sum"]) / max(count, 1.0), "accuracy": float(sums["correct"]) / max(weight, 1e-12)}
+    """Per-example loss and accuracy from summed metrics (host numbers): both over the real rows."""
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss_sum"]) / count, "accuracy": float(sums["correct"]) / count}

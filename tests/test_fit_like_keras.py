@@ -1,0 +1,229 @@
+"""fit and evaluate as Keras runs them: the optimizer state carries over between fit calls, accuracy ignores
+sample_weight, evaluate takes return_dict, and the leading positional arguments are Keras' (keras-hub is the
+reference, through keras.Model.fit / evaluate on a keras-hub classifier without a preprocessor)."""
+
+import functools
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import flaxbert
+from flaxbert.training import optimizers
+
+pytestmark = [pytest.mark.filterwarnings("ignore:batch_size=4 does not split"),
+              pytest.mark.filterwarnings("ignore:batch_size=3 does not split")]  # fmt: skip
+
+
+def _data(rows: int, seed: int = 0, vocab: int = 50, length: int = 8):
+    rng = np.random.default_rng(seed)
+    shape = (rows, length)
+    x = {"token_ids": rng.integers(5, vocab, shape).astype("int32"), "segment_ids": np.zeros(shape, "int32"),
+         "padding_mask": np.ones(shape, "int32")}  # fmt: skip
+    return x, rng.integers(0, 3, rows)
+
+
+@pytest.fixture(scope="module")
+def keras_run(keras_hub, keras, tmp_path_factory):
+    """A keras-hub classifier without dropout, saved as a preset, then fit twice for one epoch with sample weights
+    and weighted validation data (no shuffle, batch 4: four steps per epoch) and evaluated, by Keras itself."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+                                             intermediate_dim=32, max_sequence_length=16, dropout=0.0)  # fmt: skip
+    preset = str(tmp_path_factory.mktemp("keras_fit") / "preset")
+    keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None, dropout=0.0
+    ).save_to_preset(preset)
+    x, y = _data(16)
+    weights = np.linspace(0.2, 2.0, 16)
+    validation = (*_data(12, seed=1), np.linspace(2.0, 0.1, 12))
+    model = keras_hub.models.BertTextClassifier.from_preset(preset)
+    fit = functools.partial(keras.Model.fit, model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                            sample_weight=weights, validation_data=validation)  # fmt: skip
+    histories = [fit().history, fit().history]
+    evaluated = keras.Model.evaluate(model, x, y, sample_weight=weights, batch_size=4, verbose=0, return_dict=False)
+    return dict(preset=preset, x=x, y=y, weights=weights, validation=validation, histories=histories,
+                outputs=np.asarray(keras.Model.predict(model, x, verbose=0)), evaluated=evaluated)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fit_twice(keras_run):
+    """flaxbert's classifier from the same preset, fit twice as Keras was (its own compile default, Keras' Adam)."""
+    classifier = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
+    histories = [
+        classifier.fit(keras_run["x"], keras_run["y"], batch_size=4, verbose=0, shuffle=False,
+                       sample_weight=keras_run["weights"], validation_data=keras_run["validation"]).history
+        for _ in range(2)
+    ]  # fmt: skip
+    return classifier, histories
+
+
+def test_two_fits_train_as_keras_two_fits_and_as_one_fit_of_two_epochs(keras_run, fit_twice):
+    """Every fit started a new optimizer state (Adam's moments, its bias correction and any schedule restarted):
+    after two one-epoch fits the logits were 3e-4 from Keras' (the whole training moved them 1.4e-3)."""
+    classifier, _ = fit_twice
+    twice = classifier.predict(keras_run["x"], verbose=0)
+    np.testing.assert_allclose(twice, keras_run["outputs"], rtol=0, atol=1e-6)
+    once = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
+    once.fit(keras_run["x"], keras_run["y"], batch_size=4, epochs=2, verbose=0, shuffle=False,
+             sample_weight=keras_run["weights"])  # fmt: skip
+    np.testing.assert_allclose(once.predict(keras_run["x"], verbose=0), twice, rtol=0, atol=1e-7)
+
+
+def test_accuracy_counts_correct_examples_whatever_their_weight_as_keras_reports_it(keras_run, fit_twice):
+    """Keras' compile metrics ignore sample_weight (only weighted_metrics use it); flaxbert weighted its accuracy
+    (evaluate: 0.32 where Keras says 0.375). The loss stays weighted, as Keras' is."""
+    classifier, histories = fit_twice
+    for got, want in zip(histories, keras_run["histories"], strict=True):
+        np.testing.assert_allclose(got["accuracy"], want["sparse_categorical_accuracy"], rtol=1e-6)
+        np.testing.assert_allclose(got["val_accuracy"], want["val_sparse_categorical_accuracy"], rtol=1e-6)
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
+        np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=1e-6)
+    x, y, weights = keras_run["x"], keras_run["y"], keras_run["weights"]
+    want_loss, want_accuracy = keras_run["evaluated"]
+    for batch_size in (4, 3):  # 3: the last batch has one real row, and 7 padding rows on 8 devices
+        loss, accuracy = classifier.evaluate(x, y, batch_size, 0, sample_weight=weights, return_dict=False)
+        assert (loss, accuracy) == pytest.approx((want_loss, want_accuracy), rel=1e-6)
+    unweighted = float(np.mean(classifier.predict(x, verbose=0).argmax(-1) == y))
+    assert classifier.evaluate(x, y, verbose=0, sample_weight=weights)["accuracy"] == unweighted
+
+
+def _classifier(seed: int = 1):
+    backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=8, dropout=0.0, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, dropout=0.0, seed=seed)
+    classifier.compile(optimizer=optax.adam(1e-2))
+    return classifier
+
+
+def _params(classifier):
+    return jax.tree.map(np.asarray, classifier.params)
+
+
+def _assert_same(a, b):
+    jax.tree.map(functools.partial(np.testing.assert_array_equal, strict=True), a, b)
+
+
+def _differ(a, b) -> bool:
+    return any(jax.tree.leaves(jax.tree.map(lambda u, v: not np.array_equal(u, v), a, b)))
+
+
+def test_an_optax_schedule_continues_across_fits():
+    """The recommended warmup + linear decay warmed up again at every fit call: two fits of two steps now train
+    as one fit of four, the second taking the schedule's steps 2 and 3."""
+    x, y = _data(16, vocab=100)
+    tx = optimizers.recommended(num_steps=4, learning_rate=1e-2, warmup_fraction=0.5)
+    split, whole = _classifier(), _classifier()
+    for classifier in (split, whole):
+        classifier.compile(optimizer=tx)
+    split.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    split.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    whole.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    _assert_same(_params(split), _params(whole))
+
+
+def test_a_new_compile_a_toggled_backbone_or_other_shapes_start_a_new_optimizer_state():
+    """`reset` starts each fit from a new optimizer state (compile(), as Keras' compile with a new optimizer);
+    `toggled` must do the same where backbone.trainable changed or its kept state fits other params."""
+    x, y = _data(16, vocab=100)
+    toggled, reset = _classifier(), _classifier()
+    fits = [functools.partial(c.fit, x, y, batch_size=8, verbose=0, shuffle=False) for c in (toggled, reset)]
+    for fit in fits:
+        fit()
+    for trainable in (False, True):  # frozen: the head alone trains; then the whole model again
+        toggled.backbone.trainable = reset.backbone.trainable = trainable
+        reset.compile(optimizer=reset.optimizer)
+        for fit in fits:
+            fit()
+        _assert_same(_params(toggled), _params(reset))
+    tx, _ = toggled._optimizer_state  # replaced by a state for params of other shapes: not used
+    toggled._optimizer_state = (tx, tx.init(jax.tree.map(lambda a: np.zeros((2, *a.shape), a.dtype), reset.params)))
+    reset.compile(optimizer=reset.optimizer)
+    for fit in fits:
+        fit()
+    _assert_same(_params(toggled), _params(reset))
+
+
+def test_a_fit_cut_short_keeps_the_optimizer_state_of_its_last_step_or_none():
+    """Stopped after step 3 of 5, the classifier holds step 3's params and optimizer state: a fit over the last two
+    batches ends where one fit over all five does. A step that consumed the state it was given (donated, so
+    deleted) leaves the params from before the fit, and the next fit starts a new optimizer state."""
+    x, y = _data(40, vocab=100)
+
+    def stop_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    whole, cut = _classifier(), _classifier()
+    whole.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit(x, y, batch_size=8, verbose=0, shuffle=False, on_log=stop_at_3, log_every=1)
+    cut.fit({k: v[24:] for k, v in x.items()}, y[24:], batch_size=8, verbose=0, shuffle=False)
+    _assert_same(_params(cut), _params(whole))
+
+    failed, reset = cut, whole  # the same params; both keep an optimizer state
+    before = _params(failed)
+    (train_fn, create_state), tx, shardings = failed._steps("train", True)
+    calls = []
+
+    def fails_at_step_2(state, *args):
+        calls.append(None)
+        new = train_fn(state, *args)  # the state given is donated: deleted from here on
+        if len(calls) == 2:
+            raise RuntimeError("a step failed")
+        return new
+
+    failed._jitted[("train", True)] = ((fails_at_step_2, create_state), tx, shardings)
+    with pytest.raises(RuntimeError, match="a step failed"):
+        failed.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    _assert_same(_params(failed), before)
+    failed._jitted[("train", True)] = ((train_fn, create_state), tx, shardings)
+    failed.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    reset.compile(optimizer=reset.optimizer)
+    reset.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    _assert_same(_params(failed), _params(reset))
+
+
+def test_checkpointed_fits_continue_the_kept_state_and_resume_from_the_checkpoint_alone(tmp_path):
+    """A fit in a new checkpoint_dir continues the kept optimizer state, like one without; a run resumed from its
+    checkpoint (here by another classifier, as a new process would) continues exactly from what the checkpoint
+    holds, whatever the resuming classifier kept, and leaves that state for its next fit."""
+    x, y = _data(16, vocab=100)
+    fit = functools.partial(flaxbert.BertTextClassifier.fit, x=x, y=y, batch_size=8, verbose=0, shuffle=False)
+    straight = _classifier()
+    fit(straight, epochs=4)  # what fits of 1, 2 and 1 epochs train, each continuing the last one's state
+
+    def stop_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    killed = _classifier()
+    fit(killed)
+    with pytest.raises(KeyboardInterrupt):  # the checkpoint of step 2 holds the continued optimizer state
+        fit(killed, epochs=2, checkpoint_dir=tmp_path / "run", on_log=stop_at_3, log_every=1)
+    resumed = _classifier(seed=5)  # another head: the checkpoint's params and optimizer state replace everything
+    fit(resumed)  # it keeps an optimizer state of its own, which the checkpoint's replaces
+    assert fit(resumed, epochs=2, checkpoint_dir=tmp_path / "run").epoch == [1]
+    fit(resumed)
+    _assert_same(_params(resumed), _params(straight))
+
+
+def test_positional_arguments_are_keras_order_and_evaluate_takes_return_dict():
+    """evaluate(x, y, 32, 0) took 32 as sample_weight and fit(x, y, 2, 1, 0) took 0 as validation_data; evaluate
+    refused return_dict. Keras' order: fit(x, y, batch_size, epochs, verbose), evaluate(x, y, batch_size, verbose)."""
+    x, y = _data(16, vocab=100)
+    positional, named = _classifier(), _classifier()
+    history = positional.fit(x, y, 8, 2, 0, shuffle=False)
+    named.fit(x=x, y=y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    assert history.epoch == [0, 1]
+    _assert_same(_params(positional), _params(named))
+    scores = positional.evaluate(x, y, 8, 0)
+    assert scores == positional.evaluate(x=x, y=y, batch_size=8, verbose=0, return_dict=True)
+    assert positional.evaluate(x, y, 8, 0, return_dict=False) == [scores["loss"], scores["accuracy"]]
+    np.testing.assert_array_equal(positional.predict(x, 8, 0), positional.predict(x=x, batch_size=8, verbose=0))
+    with pytest.raises(TypeError):
+        positional.evaluate(x, y, 8, 0, None)  # sample_weight is keyword-only
+    with pytest.raises(
+        ValueError, match=r"return_dict must be True \(a dict\) or False \(\[loss, accuracy\]\), got 'no'"
+    ):
+        positional.evaluate(x, y, return_dict="no")
