@@ -311,3 +311,27 @@ def test_assigned_params_that_do_not_fit_are_refused(backbone, change, message):
         flaxbert.BertBackbone.from_config(backbone.config, bad)
     backbone.params = jax.tree.map(np.asarray, before)  # float32 numpy arrays are fine
     backbone.params = before
+
+
+def test_a_classifiers_params_are_checked_whole_before_any_is_taken(backbone):
+    """head_params (and whole params, which had no setter) were stored unchecked; now a head of the wrong shape or
+    dtype is refused, and a refused assignment leaves both the backbone and the head as they were."""
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3)
+    before = classifier.params
+    wrong_head = jax.tree.map(lambda a: np.zeros((np.shape(a)[0], 5), np.float32) if np.ndim(a) == 2 else a,
+                              classifier.head_params)  # fmt: skip
+    with pytest.raises(ValueError, match=r"BertTextClassifier head params: the weights do not fit the model: "
+                                         r"logits/kernel has shape \(48, 5\), expected \(48, 3\)"):  # fmt: skip
+        classifier.head_params = wrong_head
+    with pytest.raises(ValueError, match=r"head params: .*logits/kernel has shape \(48, 5\)"):
+        classifier.params = {**before, **wrong_head}
+    int_head = jax.tree.map(lambda a: np.asarray(a).astype(np.int32), classifier.head_params)
+    with pytest.raises(ValueError, match=r"head params: .*has dtype int32, expected float32"):
+        flaxbert.BertTextClassifier(backbone, num_classes=3, head_params=int_head)
+    with pytest.raises(ValueError, match=r"params must be a dict \{'backbone': ..., <head params>\} like "
+                                         r"classifier.params, got keys \['logits'\]"):  # fmt: skip
+        classifier.params = {k: v for k, v in before.items() if k != "backbone"}
+    assert classifier.params is not before and all(
+        jax.tree.leaves(jax.tree.map(lambda a, b: a is b, classifier.params, before))
+    )  # nothing was taken
+    classifier.params = jax.tree.map(np.asarray, before)  # float32 numpy arrays of the right shapes are fine

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import pathlib
 import warnings
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -22,7 +23,7 @@ from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
-from flaxbert.models.abstract import abstract_params, dummy_inputs
+from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
 from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
 from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
@@ -142,12 +143,40 @@ class TextClassifier:
 
     @property
     def params(self) -> dict:
-        """The whole model's params: `{"backbone": ..., <head params>}` (the backbone object owns its subtree)."""
+        """The whole model's params: `{"backbone": ..., <head params>}` (the backbone object owns its subtree).
+        Assigning checks them whole (names, shapes, float32) before taking any: a refusal changes nothing."""
         return {"backbone": self.backbone.params, **self.head_params}
 
+    @params.setter
+    def params(self, params: dict) -> None:
+        self._set_params(params)
+
     def _set_params(self, params) -> None:
-        self.backbone.params = params["backbone"]
-        self.head_params = {k: v for k, v in params.items() if k != "backbone"}
+        if not isinstance(params, Mapping) or "backbone" not in params:
+            got = f"keys {sorted(params)}" if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(
+                f"{type(self).__name__} params must be a dict {{'backbone': ..., <head params>}} like "
+                f"classifier.params, got {got}."
+            )
+        head = {k: v for k, v in params.items() if k != "backbone"}
+        self._check_head(head)
+        self.backbone.params = params["backbone"]  # checked there
+        self._head_params = head
+
+    @property
+    def head_params(self) -> dict | None:
+        """The head's params (None until `compile` creates random ones); assigning checks them."""
+        return self._head_params
+
+    @head_params.setter
+    def head_params(self, params) -> None:
+        if params is not None:
+            self._check_head(params)
+        self._head_params = params
+
+    def _check_head(self, params) -> None:
+        boxed = abstract_params(self.model, self.backbone.config)
+        check_params(params, {k: v for k, v in boxed.items() if k != "backbone"}, f"{type(self).__name__} head params")
 
     def count_params(self) -> int:
         return self.backbone.count_params() + sum(int(x.size) for x in jax.tree.leaves(self.head_params))
@@ -284,7 +313,8 @@ class TextClassifier:
         `checkpoint_every` also saves every that many steps; an epoch's end always saves; with a `checkpoint_dir`,
         SIGTERM saves and exits with status 0.
         `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
-        called with a dict of training metrics every `log_every` steps and with each validation's metrics.
+        called with a dict of training metrics every `log_every` steps and with each validation's metrics (the
+        classifier takes the trained params when fit returns or stops: inside on_log it holds those fit began with).
         `group_by_length=True` (raw-text input with `bucket` on) batches sentences of similar length together, as
         transformers' `group_by_length` does: each batch is cut from a length-sorted window of 50 shuffled batches,
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
