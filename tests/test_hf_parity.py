@@ -1,5 +1,6 @@
 """fp32 parity with Hugging Face transformers on random-init checkpoints of unusual shapes, in every file format."""
 
+import jax
 import numpy as np
 import pytest
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
@@ -94,3 +95,21 @@ def _torch_kwargs(batch):
         "attention_mask": torch.as_tensor(batch["padding_mask"], dtype=torch.long),
         "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long),
     }
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_checkpoints_load_as_float32(tmp_path, half, fmt):
+    """Checkpoints stored in float16 / bfloat16 (many on the Hub) load with their weights cast to float32, exactly:
+    the logits are those of the same weights in float32 in transformers (a params dtype check refused them once)."""
+    import torch
+
+    stored = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"]).to(getattr(torch, half))
+    path = save(stored, tmp_path / "ckpt", fmt)
+    batch = padded_batch(stored.config.vocab_size, stored.config.type_vocab_size)
+    want = torch_outputs(stored.float(), batch).logits.numpy()
+    classifier = flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
+    assert _max_diff(classifier.predict(batch, verbose=0), want) <= ATOL
+    assert {str(leaf.dtype) for leaf in jax.tree.leaves(classifier.params)} == {"float32"}
+    backbone = flaxbert.BertBackbone.from_preset(path)
+    assert {str(leaf.dtype) for leaf in jax.tree.leaves(backbone.params)} == {"float32"}

@@ -199,8 +199,9 @@ def load_backbone(directory, dtype=None, expected: str | None = None, *, state: 
             stacklevel=4,  # the caller of BertBackbone.from_preset
         )
         params["pooled_dense"] = _fresh_pooler(encoder, cfg, seed)
+    params = _to_arrays(params)  # float32, as flaxbert's params always are: half-precision checkpoints are cast
     check_params(params, abstract_params(encoder, cfg), source)
-    return cfg, _to_arrays(params)
+    return cfg, params
 
 
 def _fresh_pooler(encoder, cfg, seed: int) -> dict:
@@ -240,8 +241,9 @@ def load_classifier(directory, dtype=None, expected: str | None = None, *, state
         )
     params = hf_convert.params_from_state_dict(state, cfg, with_head=True, source=source)
     model = BertClassifier(cfg, head) if isinstance(cfg, BertConfig) else DistilBertClassifier(cfg, head)
+    params = _to_arrays(params)  # float32 (half-precision checkpoints are cast)
     check_params(params, abstract_params(model, cfg), source)
-    return cfg, head, _to_arrays(params)
+    return cfg, head, params
 
 
 def _warn_dropout(directory) -> None:
