@@ -11,6 +11,23 @@ import flaxbert
 from flaxbert.training import loops
 
 
+def _sending_sigint_in_step(n: int, calls: list):
+    """loops.fit whose n-th train step sends this process SIGINT as it returns."""
+    real_fit = loops.fit
+
+    def fit(state, train_fn, *args, **kwargs):
+        def step(*step_args):
+            out = train_fn(*step_args)
+            calls.append(1)
+            if len(calls) == n:
+                os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode: before `out` is assigned
+            return out
+
+        return real_fit(state, step, *args, **kwargs)
+
+    return fit
+
+
 def _classifier():
     backbone = flaxbert.BertBackbone(500, 1, 2, 16, 16, max_sequence_length=12, seed=0)
     return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=1)
@@ -27,17 +44,7 @@ def test_ctrl_c_as_a_step_returns_keeps_that_step(monkeypatch):
     y = rng.integers(0, 4, 40)
     real_fit, calls = loops.fit, []
 
-    def fit_with_ctrl_c_in_step_3(state, train_fn, *args, **kwargs):
-        def step(*step_args):
-            out = train_fn(*step_args)
-            calls.append(1)
-            if len(calls) == 3:
-                os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode: before `out` is assigned
-            return out
-
-        return real_fit(state, step, *args, **kwargs)
-
-    monkeypatch.setattr(loops, "fit", fit_with_ctrl_c_in_step_3)
+    monkeypatch.setattr(loops, "fit", _sending_sigint_in_step(3, calls))
     interrupted = _classifier()
     before = jax.tree.map(np.array, interrupted.params)
     with pytest.raises(KeyboardInterrupt):
@@ -68,3 +75,24 @@ def test_ctrl_c_outside_a_step_is_raised_at_once():
     with pytest.raises(KeyboardInterrupt):
         _classifier().fit(x, rng.integers(0, 4, 16), batch_size=8, verbose=0, on_log=on_log, log_every=1)
     assert rows == [1]
+
+
+def test_a_users_sigint_handler_runs_once_the_step_is_held(monkeypatch):
+    """A handler the user installed (say, one that asks the loop to stop gracefully) still gets the signal: after
+    the step, not as a KeyboardInterrupt; the fit goes on and the handler is back in place afterwards."""
+    rng = np.random.default_rng(2)
+    x = {"token_ids": rng.integers(1, 500, (32, 12)), "segment_ids": np.zeros((32, 12), int),
+         "padding_mask": np.ones((32, 12), int)}  # fmt: skip
+    received, calls = [], []
+
+    def handler(signum, frame):
+        received.append((signum, len(calls)))
+
+    monkeypatch.setattr(loops, "fit", _sending_sigint_in_step(2, calls))
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        history = _classifier().fit(x, rng.integers(0, 4, 32), batch_size=8, verbose=0)
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert received == [(signal.SIGINT, 2)] and len(calls) == 4 and len(history.history["loss"]) == 1

@@ -31,36 +31,40 @@ def watch_sigterm():
 
 
 class StepInterrupts:
-    """Ctrl-C as Python delivers it, except inside `step()`: there it waits until the step's result is assigned.
+    """Ctrl-C handled as before (Python's KeyboardInterrupt, or the handler a user installed), except inside `step()`:
+    there it waits until the step's result is assigned.
 
     A train step donates its input state, so a KeyboardInterrupt raised as the jitted call returns, before its result
     reaches a variable, would leave the loop holding only deleted buffers, and every step the fit had trained lost.
     """
 
     def __init__(self, previous):
-        self.previous, self.inside, self.requested = previous, False, False
+        self.previous, self.inside, self.pending = previous, False, None
 
     def _handle(self, signum, frame):
-        if self.previous is signal.SIG_IGN:
-            return
         if self.inside:
-            self.requested = True
-        elif callable(self.previous):
-            self.previous(signum, frame)
+            self.pending = (signum, frame)
         else:
+            self._deliver(signum, frame)
+
+    def _deliver(self, signum, frame):
+        """What the handler before this one does: Python's raises KeyboardInterrupt, a user's runs, SIG_IGN nothing."""
+        if callable(self.previous):
+            self.previous(signum, frame)
+        elif self.previous is not signal.SIG_IGN:
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def step(self):
-        """The block that runs a step and assigns its result; a Ctrl-C during it is raised when it ends."""
+        """The block that runs a step and assigns its result; a Ctrl-C during it is handled when it ends."""
         self.inside = True
         try:
             yield
         finally:
             self.inside = False
-        if self.requested:
-            self.requested = False
-            raise KeyboardInterrupt
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._deliver(*pending)
 
 
 @contextlib.contextmanager
