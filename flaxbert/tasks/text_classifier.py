@@ -149,9 +149,6 @@ class TextClassifier:
 
     @params.setter
     def params(self, params: dict) -> None:
-        self._set_params(params)
-
-    def _set_params(self, params) -> None:
         if not isinstance(params, Mapping) or "backbone" not in params:
             got = f"keys {sorted(params)}" if isinstance(params, Mapping) else type(params).__name__
             raise ValueError(
@@ -162,6 +159,12 @@ class TextClassifier:
         self._check_head(head)
         self.backbone.params = params["backbone"]  # checked there
         self._head_params = head
+
+    def _set_params(self, params) -> None:
+        """Takes params the train step made from checked ones (its out_shardings fix their shapes and dtypes), without
+        tracing the model again to check them: the end of every fit comes here."""
+        self.backbone._params = params["backbone"]
+        self._head_params = {k: v for k, v in params.items() if k != "backbone"}
 
     @property
     def head_params(self) -> dict | None:
