@@ -122,9 +122,9 @@ def test_an_optax_schedule_continues_across_fits():
     _assert_same(_params(split), _params(whole))
 
 
-def test_a_new_compile_a_toggled_backbone_or_other_shapes_start_a_new_optimizer_state():
+def test_a_new_compile_or_a_toggled_backbone_starts_a_new_optimizer_state():
     """`reset` starts each fit from a new optimizer state (compile(), as Keras' compile with a new optimizer);
-    `toggled` must do the same where backbone.trainable changed or its kept state fits other params."""
+    `toggled` must do the same where backbone.trainable changed."""
     x, y = _data(16, vocab=100)
     toggled, reset = _classifier(), _classifier()
     fits = [functools.partial(c.fit, x, y, batch_size=8, verbose=0, shuffle=False) for c in (toggled, reset)]
@@ -136,12 +136,6 @@ def test_a_new_compile_a_toggled_backbone_or_other_shapes_start_a_new_optimizer_
         for fit in fits:
             fit()
         _assert_same(_params(toggled), _params(reset))
-    tx, _ = toggled._optimizer_state  # replaced by a state for params of other shapes: not used
-    toggled._optimizer_state = (tx, tx.init(jax.tree.map(lambda a: np.zeros((2, *a.shape), a.dtype), reset.params)))
-    reset.compile(optimizer=reset.optimizer)
-    for fit in fits:
-        fit()
-    _assert_same(_params(toggled), _params(reset))
 
 
 def test_a_fit_cut_short_keeps_the_optimizer_state_of_its_last_step_or_none():

@@ -305,8 +305,8 @@ class TextClassifier:
         optimizer state (Adam's moments, the step count that drives an optax schedule) carries over from one fit
         to the next: without shuffle and dropout (which each call draws anew), two `fit(epochs=1)` calls train
         exactly as one `fit(epochs=2)`. It starts anew after
-        `compile()` (a new optimizer), when `backbone.trainable` changed since the last fit (other params train),
-        and when the params were assigned other shapes; a fit cut short keeps the optimizer state of its last
+        `compile()` (a new optimizer) and when `backbone.trainable` changed since the last fit (other params
+        train); a fit cut short keeps the optimizer state of its last
         completed step with its params. When `checkpoint_dir` holds a checkpoint of this same run (same model and
         loss, data, batch_size, shuffle, seed; a None seed takes the checkpoint's), training resumes exactly where
         it stopped (same params, optimizer state and next batch), whatever the classifier held; a finished run's
@@ -414,11 +414,10 @@ class TextClassifier:
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,
         so it is no longer kept), or None for a new one: none kept, or one of another optimizer (compile() made a
-        new one; a toggled `backbone.trainable` trains other params) or of params that now have other shapes."""
+        new one; a toggled `backbone.trainable` trains other params). Params cannot change shape under it: every
+        assignment is checked against the model, fixed at construction."""
         kept, self._optimizer_state = self._optimizer_state, None
-        if kept is None or kept[0] is not tx:
-            return None
-        return kept[1] if _layout(kept[1]) == _layout(jax.eval_shape(tx.init, self.params)) else None
+        return kept[1] if kept is not None and kept[0] is tx else None
 
     def _initial_state(self, mngr, saved, create_state, tx, shardings, record: dict, seed: int):
         """The state to train from and the record of the checkpoint it was restored from (None for a fresh start):
@@ -482,11 +481,6 @@ class TextClassifier:
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _layout(tree) -> tuple:
-    """A pytree's structure and its arrays' shapes and dtypes: what a state built for other params differs in."""
-    return jax.tree.structure(tree), [(leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(tree)]
 
 
 def _positive_int(name: str, value, alternatives: str = "") -> int:
