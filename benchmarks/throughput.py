@@ -257,6 +257,11 @@ def print_report(report):
     print(f"\nFLOPs: {report['flops_formula']}. TFLOP/s = that x train examples/s. MFU = TFLOP/s / the dense bf16 "
           f"peak ({', '.join(f'{k} {v / 1e12:.0f} TFLOP/s' for k, v in report['peak_flops'].items())}), "
           "for fp32 rows too; on CPU no MFU is given.")  # fmt: skip
+    fell_back = [f"{r['framework']} {r['model']} {r['batch']}" for r in rows
+                 if r.get("train_estimate") == "whole fit" and device["kind"] == "gpu"]  # fmt: skip
+    if fell_back:
+        print(f"Train rate from the whole fit(2 x steps), not the marginal step (its timings were too noisy to "
+              f"difference), so no faster than the true rate: {', '.join(fell_back)}.")  # fmt: skip
     models = sorted({r["model"] for r in rows})
     skipped = ", ".join(f"{m} {100 * peers.first_token_saving(m, report['seq']):.1f}%" for m in models)
     print(f"flaxbert's classifiers compute the last layer at [CLS] alone, so they execute fewer FLOPs than the formula "

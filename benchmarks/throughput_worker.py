@@ -173,24 +173,33 @@ def _best(fn, sync, repeats: int) -> float:
     return min(_timed(fn, sync) for _ in range(repeats))
 
 
-def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[float, float]:
-    """(Seconds per train step of `fit(n)`, a one-epoch fit over n batches; seconds it pays once per call).
+def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[float, float, str]:
+    """(Seconds per train step of `fit(n)`, a one-epoch fit over n batches; seconds it pays once per call; how the
+    step was estimated).
 
-    Both lengths, `steps` and 2 * `steps`, are timed `repeats` times, taking turns so a burst of load hits both alike.
-    `marginal` (GPU): the step is (best time of fit(2 * steps) - best of fit(steps)) / steps, so what each call pays
-    once (optimizer state, data adapter, the epoch-end sync) cancels out, as it does in a long fit; a GPU step is
-    ~10 ms, and those costs would weigh on a short fit. Otherwise (CPU): the best whole fit(2 * steps) / (2 * steps).
-    A CPU step is >= 100 ms, so the once-per-call costs are < 1% of a 2 * `steps` fit, while the difference of two
-    noisy timings is not: sessions 4-6 read once-per-call costs of -2.6 to +1.2 s from it (the true ones ~0), which
-    moved the CPU train rates by up to 20% either way. The second value is the marginal estimate of the per-call cost.
+    One untimed `fit(steps)` first: a framework's second fit may compile what its first did not need (flaxbert's
+    continues the first fit's optimizer state, a program of its own; on an H200 in session 22 it cost 0.6-1.5 s, so
+    the first timed fit(steps) ran that much slower than fit(2 * steps) and the marginal rates came out negative).
+    Then both lengths, `steps` and 2 * `steps`, are timed `repeats` times, taking turns so a burst of load hits both
+    alike. `marginal` (GPU): the step is (best time of fit(2 * steps) - best of fit(steps)) / steps, so what each
+    call pays once (optimizer state, data adapter, the epoch-end sync) cancels out, as it does in a long fit; a GPU
+    step is ~10 ms, and those costs would weigh on a short fit. Otherwise (CPU): the best whole fit(2 * steps) /
+    (2 * steps). A CPU step is >= 100 ms, so the once-per-call costs are < 1% of a 2 * `steps` fit, while the
+    difference of two noisy timings is not: sessions 4-6 read once-per-call costs of -2.6 to +1.2 s from it (the true
+    ones ~0), which moved the CPU train rates by up to 20% either way. A marginal step that is not positive (timings
+    too noisy to difference) falls back to the whole fit, a step no faster than the true one. The second value is the
+    marginal estimate of the per-call cost; the third is "marginal" or "whole fit", the estimate used.
     """
+    sync(fit(steps))
     best = {steps: float("inf"), 2 * steps: float("inf")}
     for _ in range(repeats):
         for n in best:
             best[n] = min(best[n], _timed(lambda n=n: fit(n), sync))
     step = (best[2 * steps] - best[steps]) / steps
     fixed = best[steps] - steps * step
-    return (step if marginal else best[2 * steps] / (2 * steps)), fixed
+    if marginal and step > 0:
+        return step, fixed, "marginal"
+    return best[2 * steps] / (2 * steps), fixed, "whole fit"
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
@@ -214,8 +223,8 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
         end = n * shape.batch
         return classifier.fit({k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch, verbose=0)
 
-    fit_step_s, fit_fixed_s = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
-    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s)
+    fit_step_s, fit_fixed_s, estimate = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
+    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s, train_estimate=estimate)
     classifier.predict(px, batch_size=pb, verbose=0)  # compiles
     predict_s = _best(lambda: classifier.predict(px, batch_size=pb, verbose=0), backend.sync, repeats)
     rows.finish(predict_examples_per_s=len(px["token_ids"]) / predict_s)
@@ -267,8 +276,8 @@ def _keras_hub(shape, seq, steps, repeats, backend, pb, rows):
         return keras.Model.fit(classifier, {k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch,
                                epochs=1, verbose=0)  # fmt: skip
 
-    fit_step_s, fit_fixed_s = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
-    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s)
+    fit_step_s, fit_fixed_s, estimate = _fit_step_s(fit, backend.sync, steps, repeats, marginal=backend.device == "gpu")
+    rows.add(train_examples_per_s=shape.batch / fit_step_s, fit_fixed_s=fit_fixed_s, train_estimate=estimate)
     keras.Model.predict(classifier, px, batch_size=pb, verbose=0)
     predict_s = _best(lambda: keras.Model.predict(classifier, px, batch_size=pb, verbose=0), backend.sync, repeats)
     rows.finish(predict_examples_per_s=len(px["token_ids"]) / predict_s)

@@ -132,3 +132,53 @@ def test_a_plain_run_writes_its_report_outside_the_committed_results():
     help_text = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "throughput.py"), "--help"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert " ".join(help_text.split()).count(f"(default {tempfile.gettempdir()}/throughput.json:") == 1
+
+
+class _FakeFit:
+    """A fit whose n-step call takes `fixed + n * step` seconds of a fake clock, plus `first_extra` on its first call
+    (a program the second fit of a classifier compiles, as flaxbert's continued optimizer state does) and `jitter`
+    on calls of `jitter_n` steps."""
+
+    def __init__(self, monkeypatch, step, fixed=0.01, first_extra=0.0, jitter=0.0, jitter_n=None):
+        self.now, self.calls = 0.0, 0
+        self.step, self.fixed, self.first_extra, self.jitter, self.jitter_n = step, fixed, first_extra, jitter, jitter_n
+        monkeypatch.setattr(throughput_worker.time, "perf_counter", lambda: self.now)
+
+    def __call__(self, n):
+        self.now += self.fixed + n * self.step + (self.first_extra if self.calls == 0 else 0.0)
+        self.now += self.jitter if n == self.jitter_n else 0.0
+        self.calls += 1
+
+
+def test_the_marginal_gpu_step_leaves_out_what_the_first_fit_after_the_warm_up_compiles(monkeypatch):
+    # Session 22's H200 run: flaxbert's first fit(20) after the 1-step warm-up paid 0.6-1.5 s once, and the marginal
+    # step (fit(40) - fit(20)) / 20 came out negative (bert_base batch 32: -2,108 examples/s).
+    fit = _FakeFit(monkeypatch, step=0.010, first_extra=1.0)
+    step, fixed, estimate = throughput_worker._fit_step_s(fit, lambda _: None, steps=20, repeats=1, marginal=True)
+    assert (step, fixed, estimate) == (pytest.approx(0.010), pytest.approx(0.01), "marginal")
+
+
+def test_a_marginal_step_that_comes_out_negative_falls_back_to_the_whole_fit(monkeypatch):
+    fit = _FakeFit(monkeypatch, step=0.010, jitter=0.5, jitter_n=20)  # a load burst on the shorter fit
+    step, _, estimate = throughput_worker._fit_step_s(fit, lambda _: None, steps=20, repeats=1, marginal=True)
+    assert estimate == "whole fit" and step == pytest.approx((0.01 + 40 * 0.010) / 40)
+
+
+def test_the_cpu_step_is_the_whole_fit_of_twice_the_steps(monkeypatch):
+    fit = _FakeFit(monkeypatch, step=0.2, fixed=0.4, first_extra=3.0)
+    step, fixed, estimate = throughput_worker._fit_step_s(fit, lambda _: None, steps=5, repeats=2, marginal=False)
+    assert (step, fixed, estimate) == (pytest.approx((0.4 + 10 * 0.2) / 10), pytest.approx(0.4), "whole fit")
+
+
+def test_the_report_names_gpu_rows_whose_train_rate_fell_back_to_the_whole_fit(capsys):
+    row = {"framework": "flaxbert", "model": "bert_base", "batch": 32, "precision": "bfloat16", "seq": SEQ,
+           "train_examples_per_s": 2800.0, "train_estimate": "whole fit", "predict_examples_per_s": 1.0e4,
+           "predict_batch": 256}  # fmt: skip
+    report = dict(_report([row]), device={"kind": "gpu", "accelerators": ["NVIDIA H200"]})
+    throughput.print_report(dict(report, device={"kind": "cpu", "cpu": "test", "cpu_count": 2}))
+    assert "not the marginal step" not in capsys.readouterr().out  # on CPU the whole fit is the plan
+    throughput.print_report(report)
+    out = capsys.readouterr().out
+    assert (
+        "not the marginal step" in out and "difference), so no faster than the true rate: flaxbert bert_base 32." in out
+    )
