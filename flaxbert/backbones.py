@@ -225,7 +225,7 @@ class BertBackbone(Backbone):
         activation: str = "gelu_approximate",
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
-        attention_kernel: str = "xla",
+        attention_kernel: str = "auto",
         seed: int = 0,
     ):
         config = BertConfig(
@@ -273,7 +273,7 @@ class DistilBertBackbone(Backbone):
         activation: str = "gelu",
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
-        attention_kernel: str = "xla",
+        attention_kernel: str = "auto",
         seed: int = 0,
     ):
         config = DistilBertConfig(

@@ -170,7 +170,7 @@ def test_execution_options_override_the_preset_and_keep_the_numbers(distil_dir, 
     backbone = flaxbert.DistilBertBackbone.from_preset(path, attention_kernel="pallas")
     assert (backbone.config.scan_layers, backbone.config.attention_kernel) == (False, "pallas")
     # Checked before the preset is read: these paths do not exist.
-    kernels = r"attention_kernel='flash' is not supported; use one of \('xla', 'pallas', 'cudnn'\)"
+    kernels = r"attention_kernel='flash' is not supported; use one of \('auto', 'xla', 'pallas', 'cudnn'\)"
     with pytest.raises(ValueError, match=kernels):
         flaxbert.TextClassifier.from_preset(tmp_path / "absent", attention_kernel="flash")
     with pytest.raises(ValueError, match="scan_layers must be True or False, got 'yes'"):

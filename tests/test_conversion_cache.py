@@ -1,6 +1,7 @@
 """The conversion cache: where it lives, two processes converting one revision at once, and a cache that cannot be
 written."""
 
+import json
 import shutil
 
 import pytest
@@ -90,3 +91,13 @@ def test_a_bert_checkpoint_without_a_pooler_is_loaded_directly_each_time(tmp_pat
             backbone = flaxbert.BertBackbone.from_preset("hf://org/mlm", seed=seed)
         poolers.append(backbone.params["pooled_dense"]["kernel"])
     assert not (poolers[0] == poolers[1]).all()
+
+
+def test_a_converted_copy_keeps_the_default_execution_not_a_choice_of_its_own(tiny_hub):
+    """A conversion writes the config's execution settings; they must be the defaults of the flaxbert that converted
+    (copies written before CONVERSION 6 saved attention_kernel "xla", which then outlived the new default)."""
+    _, target = tiny_hub
+    assert resolve("hf://org/tiny") == target
+    backbone = json.loads((target / "config.json").read_text())["backbone"]
+    assert (backbone["attention_kernel"], backbone["scan_layers"]) == ("auto", False)
+    assert conversion_cache.CONVERSION >= 6

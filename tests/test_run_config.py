@@ -30,7 +30,7 @@ def test_unknown_keys_and_bad_values():
         cfg.override(cfg.Config(), "epochs", "three")
     with pytest.raises(cfg.ConfigError, match="precision must be one of"):
         cfg.validate(cfg.Config(preset="x", precision="float16"))
-    kernels = r"attention_kernel must be one of \('xla', 'pallas', 'cudnn'\).*, got 'flash'"
+    kernels = r"attention_kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\).*, got 'flash'"
     with pytest.raises(cfg.ConfigError, match=kernels):
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
     with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
@@ -57,12 +57,13 @@ def test_a_run_keeps_a_presets_execution_unless_told(tmp_path):
     from flaxbert.run import job
 
     backbone = flaxbert.BertBackbone(50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
-                                     max_sequence_length=16, dtype="bfloat16", scan_layers=True)  # fmt: skip
+                                     max_sequence_length=16, dtype="bfloat16", scan_layers=True,
+                                     attention_kernel="cudnn")  # fmt: skip
     tokenizer = flaxbert.BertTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"], lowercase=True)
     preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
     flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor).save_to_preset(tmp_path / "p")
     kept = job.build_classifier(cfg.Config(preset=str(tmp_path / "p"), sequence_length=16)).backbone.config
-    assert (kept.dtype, kept.scan_layers, kept.attention_kernel) == ("bfloat16", True, "xla")
+    assert (kept.dtype, kept.scan_layers, kept.attention_kernel) == ("bfloat16", True, "cudnn")
     told = cfg.Config(preset=str(tmp_path / "p"), sequence_length=16, precision="float32", scan_layers=False)
     changed = job.build_classifier(told).backbone.config
     assert (changed.dtype, changed.scan_layers) == ("float32", False)

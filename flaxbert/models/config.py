@@ -11,7 +11,7 @@ import numbers
 
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_KERNELS = ("xla", "pallas", "cudnn")
+ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
 # keras dtype policies name the compute dtype after "mixed_"; params stay float32 either way.
 _DTYPE_ALIASES = {None: "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
@@ -92,13 +92,16 @@ class BertConfig:
     a keras policy name ("mixed_bfloat16") or a numpy/jax dtype, stored as its name ("bfloat16").
     `scan_layers` runs the layers as one `lax.scan` (one layer to compile; see `layers.transformer_layers`) instead of
     unrolling them; the params and the numbers are the same either way. Off by default: on CPU the scanned bert_tiny
-    train step measured ~18% slower and compiled no faster; its effect on a GPU step is not measured yet.
+    train step measured ~18% slower and compiled no faster; on an H200 (bert_base, batch 32, bfloat16) the cold first
+    step took 23 s instead of 34 s, but the step ran 44% slower (1,734 vs 3,086 examples/s; benchmarks/RESULTS.md).
     `attention_kernel="pallas"` computes attention with flaxbert's Pallas kernels (`models/fused_attention.py`; same
     function, dropout masks included) where the shape allows, instead of XLA's ops. For GPUs; on CPU the kernels only
     run interpreted. `attention_kernel="cudnn"` runs cuDNN's fused attention where no probability dropout applies
     (predict, evaluate, training at dropout 0) on an NVIDIA GPU in bfloat16 or float16 (`layers.cudnn_applies`);
-    training with dropout, float32 and other devices keep XLA's ops, so it is the same function everywhere. "xla"
-    (the default) until either is measured faster on a GPU.
+    training with dropout, float32 and other devices keep XLA's ops, so it is the same function everywhere.
+    "auto" (the default) is the Pallas kernels where they were measured faster, an NVIDIA GPU of compute capability
+    8.0 or later computing in bfloat16 or float16 (on an H200, bert_base batch 256: train +10%, predict +12%;
+    benchmarks/RESULTS.md), and "xla" everywhere else (`layers.auto_attention_kernel`).
     """
 
     vocabulary_size: int
@@ -113,7 +116,7 @@ class BertConfig:
     layer_norm_epsilon: float = 1e-12
     dtype: str = "float32"
     scan_layers: bool = False
-    attention_kernel: str = "xla"
+    attention_kernel: str = "auto"
 
     def __post_init__(self):
         _check_common(self)
@@ -142,7 +145,7 @@ class DistilBertConfig:
     layer_norm_epsilon: float = 1e-12
     dtype: str = "float32"
     scan_layers: bool = False
-    attention_kernel: str = "xla"
+    attention_kernel: str = "auto"
 
     def __post_init__(self):
         _check_common(self)

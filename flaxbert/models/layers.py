@@ -145,7 +145,10 @@ class SelfAttention(nn.Module):
         k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
         dropout = draws_dropout(cfg, train)
         every_query = not self.first_token_only  # the kernels take square attention; one query row keeps XLA's ops
-        if every_query and cfg.attention_kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+        kernel = cfg.attention_kernel
+        if kernel == "auto":
+            kernel = auto_attention_kernel(cfg.dtype, x.shape[1], cfg.head_dim, jax.devices()[0])
+        if every_query and kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
             probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
@@ -153,9 +156,24 @@ class SelfAttention(nn.Module):
         elif dropout:
             context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim)
         else:
-            context = attention_without_dropout(q, k, v, padding_mask, cudnn=cfg.attention_kernel == "cudnn")
+            context = attention_without_dropout(q, k, v, padding_mask, cudnn=kernel == "cudnn")
         output = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
         return output(context)  # [B, Q, D]
+
+
+def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
+    """What `attention_kernel="auto"` runs on `device` (the default device when the step is traced): "pallas", the
+    fused kernels, where they were measured faster than XLA's ops, an NVIDIA GPU of compute capability 8.0 or later
+    (Triton's bfloat16 matmuls) with 16-bit q/k/v and a shape the kernels take; "xla" elsewhere (CPU, TPU, float32,
+    other GPUs, lengths over 512). On an H200, bert_base batch 256 bfloat16: train step +10%, predict +12%, attention
+    alone within bfloat16 rounding of XLA's with padding and dropout (benchmarks/RESULTS.md, session 22)."""
+    sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    try:
+        cuda = device.platform == "gpu" and "cuda" in device.client.platform_version.lower()
+        recent_nvidia = cuda and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
+    except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
+        recent_nvidia = False
+    return "pallas" if recent_nvidia and sixteen_bit and fused_attention.supports(length, head_dim) else "xla"
 
 
 def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> jax.Array:

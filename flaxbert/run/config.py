@@ -56,9 +56,10 @@ class Config:
     sequence_length: int = 128
     bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
     group_by_length: bool = False  # batch sentences of similar length together: buckets pad far less (needs bucket)
-    # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, xla, False).
+    # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, auto, False).
     precision: str | None = None  # compute dtype: float32 or bfloat16 (params stay float32)
-    attention_kernel: str | None = None  # "xla"; GPU: "pallas" (flaxbert's kernels) or "cudnn" (see BertConfig)
+    attention_kernel: str | None = None  # "auto" (Pallas on a recent NVIDIA GPU in 16 bits, else "xla"), "xla",
+    # "pallas" (flaxbert's kernels) or "cudnn" (see BertConfig)
     scan_layers: bool | None = None  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
     batch_size: int = 32
     eval_batch_size: int = 256
@@ -75,7 +76,7 @@ class Config:
 
 PRECISIONS = ("float32", "bfloat16")
 # As flaxbert.models.config's; repeated so that this module imports no jax.
-ATTENTION_KERNELS = ("xla", "pallas", "cudnn")
+ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
 OPTIMIZERS = ("keras_default", "recommended")
 
 

@@ -1,0 +1,98 @@
+"""`attention_kernel="auto"`, the default: flaxbert's Pallas kernels where they were measured faster than XLA's ops (a
+recent NVIDIA GPU computing in 16 bits), XLA's ops everywhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, DistilBertConfig, fused_attention, layers
+from flaxbert.models.abstract import dummy_inputs
+
+TINY = BertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+                  max_sequence_length=24, dropout=0.2)  # fmt: skip
+
+
+def _gpu(capability: str, version: str = "cuda 13.0; cudnn 9.10"):
+    return types.SimpleNamespace(platform="gpu", compute_capability=capability,
+                                 client=types.SimpleNamespace(platform_version=version))  # fmt: skip
+
+
+H200 = _gpu("9.0")
+
+
+def test_auto_is_the_default_of_both_configs():
+    assert TINY.attention_kernel == "auto"
+    assert DistilBertConfig(vocabulary_size=9, num_layers=1, num_heads=1, hidden_dim=8, intermediate_dim=8)\
+        .attention_kernel == "auto"  # fmt: skip
+
+
+def test_auto_picks_the_pallas_kernels_on_a_recent_nvidia_gpu_in_16_bits():
+    assert layers.auto_attention_kernel(jnp.bfloat16, 128, 64, H200) == "pallas"
+    assert layers.auto_attention_kernel("float16", 512, 64, _gpu("8.0")) == "pallas"  # A100
+    assert layers.auto_attention_kernel("bfloat16", 128, 64, _gpu("10.0")) == "pallas"  # a newer major version
+    assert layers.auto_attention_kernel("float32", 128, 64, H200) == "xla"  # measured in bfloat16 only
+    assert layers.auto_attention_kernel("bfloat16", 128, 64, _gpu("7.0")) == "xla"  # V100: no Triton bfloat16 dots
+    assert layers.auto_attention_kernel("bfloat16", 513, 64, H200) == "xla"  # longer than the kernels take
+    assert layers.auto_attention_kernel("bfloat16", 128, 24, H200) == "xla"  # head size not a power of two
+    rocm = _gpu("gfx90a", version="rocm 6.3")
+    assert layers.auto_attention_kernel("bfloat16", 128, 64, rocm) == "xla"
+    assert layers.auto_attention_kernel("bfloat16", 128, 64, types.SimpleNamespace(platform="tpu")) == "xla"
+    assert layers.auto_attention_kernel("bfloat16", 128, 64, jax.devices("cpu")[0]) == "xla"
+
+
+def _logits(kernel: str, dtype: str = "float32", **changes):
+    cfg = dataclasses.replace(TINY, attention_kernel=kernel, dtype=dtype, **changes)
+    inputs = dummy_inputs(cfg, batch_size=2, length=16)
+    inputs = dict(inputs, token_ids=jnp.arange(32, dtype=jnp.int32).reshape(2, 16) % 101)
+    inputs["padding_mask"] = inputs["padding_mask"].at[1, 10:].set(0)
+    model = BertClassifier(cfg, BertHeadConfig(3, dropout=0.2))
+    params = nn.unbox(model.init(jax.random.key(0), inputs)["params"])
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def logits(params, train: bool):
+        return model.apply({"params": params}, inputs, train=train, rngs={"dropout": jax.random.key(5)})
+
+    return logits, params
+
+
+def test_on_this_cpu_auto_is_the_xla_path_bit_for_bit():
+    auto, params = _logits("auto", "bfloat16")  # 16 bits, but no GPU
+    xla, _ = _logits("xla", "bfloat16")
+    for train in (False, True):
+        np.testing.assert_array_equal(auto(params, train), xla(params, train))
+
+
+@pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose
+def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch):
+    calls = []
+    kernels = fused_attention.attention
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return kernels(*args, **kwargs)
+
+    monkeypatch.setattr(fused_attention, "attention", spy)
+    picked, rule = [], layers.auto_attention_kernel
+
+    def on_an_h200(dtype, length, head_dim, device):
+        picked.append(device)
+        return rule(dtype, length, head_dim, H200)
+
+    monkeypatch.setattr(layers, "auto_attention_kernel", on_an_h200)
+    # A config no other test traces: the encoder layer's program is cached per config, and this one must be traced
+    # with the stand-in device.
+    auto, params = _logits("auto", "bfloat16", intermediate_dim=40)
+    xla, _ = _logits("xla", "bfloat16", intermediate_dim=40)
+    calls.clear()
+    got = auto(params, True)
+    # every layer but the last (a classifier runs its last layer for [CLS] alone, with XLA's ops)
+    assert calls == [(2, 16, 2, 16)] * (TINY.num_layers - 1) and picked[-1] == jax.devices()[0]
+    np.testing.assert_allclose(np.float32(got), np.float32(xla(params, True)), atol=3e-2)
