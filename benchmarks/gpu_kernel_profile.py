@@ -1,103 +1,124 @@
-"""GPU kernel profile of the bert_base batch-256 bf16 train step.
+"""Where a GPU train step's time goes: the classifier's compiled train step, timed, then traced and summed per kernel.
 
-Step time for variants (baseline, dropout 0, rbg PRNG, one layer), then a perfetto trace of the baseline summed per
-kernel name: `python3 benchmarks/gpu_kernel_profile.py variants` (output: benchmarks/results/profile_step_gpu.txt).
+For each shape (model:batch:precision) and attention kernel, the same classifier and step as throughput.py's "jitted
+step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1, seq 128): the step's wall time over 20 steps,
+then a 5-step `jax.profiler` trace summed per kernel name. Kernel time against wall time says whether the GPU is busy
+(compute- or memory-bound: the top kernels say which) or waits on launches (many short kernels, time between them).
+
+    python3 benchmarks/gpu_kernel_profile.py --shapes bert_base:256:bfloat16,bert_base:32:bfloat16 \
+        --kernels auto,xla --out $OUT/profile_gpu.txt
+    python3 benchmarks/gpu_kernel_profile.py --shapes bert_tiny:4:float32 --kernels xla --steps 2   # CPU smoke
+
+Session 2's output (the code of then, on an H100) is benchmarks/results/profile_step_gpu.txt.
 """
 
+from __future__ import annotations
+
+import argparse
+import collections
 import glob
 import gzip
 import json
-import os
-import sys
+import pathlib
+import tempfile
 import time
-from collections import defaultdict
 
 import jax
 import numpy as np
-import optax
+import peers
 
-import flaxbert
 from flaxbert.parallel import batch_sharding
 from flaxbert.training import loops
 
 SEQ = 128
-OUT = os.environ.get("OUT", "/tmp/out")
+TRACED_STEPS = 5
+TOP = 30
 
 
-def batch(b, rng):
-    ids = rng.integers(1000, 30000, (b, SEQ)).astype(np.int32)
-    return {
-        "inputs": {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)},
-        "label": rng.integers(0, 2, (b,)).astype(np.int32),
-        "weight": np.ones((b,), np.float32),
-        "mask": np.ones((b,), np.float32),
-    }
+def compiled_step(shape, attention_kernel):
+    """(train step, its state, metric sums, a device-resident batch, the seed): the classifier's own jitted step."""
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel)
+    x, y = peers.random_inputs(shape.model, shape.batch, SEQ)
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
+    batch = {"inputs": x, "label": y, "weight": np.ones(shape.batch, np.float32),
+             "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
+    batch = jax.device_put(batch, batch_sharding(classifier.mesh))
+    state = create_state(classifier.params)
+    return train_fn, state, loops.zero_totals(classifier.mesh), batch, loops.seed_array(0, classifier.mesh)
 
 
-def build(b, dropout, layers=12):
-    bb = flaxbert.BertBackbone(30522, layers, 12, 768, 3072, dropout=dropout, dtype="bfloat16")
-    clf = flaxbert.BertTextClassifier(bb, num_classes=2, preprocessor=None, dropout=dropout)
-    tx = optax.adamw(5e-5)
-    clf.compile(optimizer=tx)
-    _, sh = loops.state_shardings(clf.model, bb.config, tx, clf.mesh)
-    state = loops.create_state(clf.params, tx, sh)
-    train = loops.jit_train_step(clf.model, clf.mesh, sh, loss_fn=clf.loss)
-    data = jax.device_put(batch(b, np.random.default_rng(0)), batch_sharding(clf.mesh))
-    return train, state, loops.zero_totals(clf.mesh), data, loops.seed_array(0, clf.mesh)
+def kernel_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int]]:
+    """Microseconds and launches per kernel name over the trace's GPU stream threads."""
+    path = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)[0]
+    with gzip.open(path) as f:
+        events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+               if e.get("ph") == "M" and e.get("name") == "thread_name"}  # fmt: skip
+    micros, launches = collections.defaultdict(float), collections.defaultdict(int)
+    for e in events:
+        if e.get("ph") == "X" and "stream" in threads.get((e["pid"], e["tid"]), "").lower():
+            micros[e["name"]] += e["dur"]
+            launches[e["name"]] += 1
+    return micros, launches
 
 
-def timed(name, b, dropout, steps=20, trace=False, layers=12):
-    train, state, sums, data, seed = build(b, dropout, layers)
-    t0 = time.perf_counter()
-    train = train.lower(state, sums, data, seed).compile()
-    tc = time.perf_counter() - t0
+def profile(shape, attention_kernel: str, steps: int) -> list[str]:
+    began = time.perf_counter()
+    train, state, sums, batch, seed = compiled_step(shape, attention_kernel)
     for _ in range(3):
-        state, m = train(state, sums, data, seed)
-    jax.block_until_ready(m)
-    t0 = time.perf_counter()
+        state, sums = train(state, sums, batch, seed)
+    jax.block_until_ready(sums)
+    ready = time.perf_counter() - began
+    began = time.perf_counter()
     for _ in range(steps):
-        state, m = train(state, sums, data, seed)
-    jax.block_until_ready(m)
-    dt = (time.perf_counter() - t0) / steps
-    print(f"{name}: layers {layers} b{b} compile {tc:.1f}s step {dt * 1e3:.1f} ms = {b / dt:,.0f} ex/s", flush=True)
-    if trace:
-        tdir = "/tmp/trace"
-        with jax.profiler.trace(tdir, create_perfetto_trace=True):
-            for _ in range(5):
-                state, m = train(state, sums, data, seed)
-            jax.block_until_ready(m)
-        path = glob.glob(f"{tdir}/**/perfetto_trace.json.gz", recursive=True)[0]
-        with gzip.open(path) as f:
-            events = json.load(f)
-        events = events["traceEvents"] if isinstance(events, dict) else events
-        threads = {}
-        for e in events:
-            if e.get("ph") == "M" and e.get("name") == "thread_name":
-                threads[(e["pid"], e["tid"])] = e["args"]["name"]
-        per = defaultdict(float)
-        count = defaultdict(int)
-        total = 0.0
-        for e in events:
-            if e.get("ph") != "X":
-                continue
-            tname = threads.get((e["pid"], e["tid"]), "")
-            if "Stream" not in tname and "stream" not in tname:
-                continue
-            per[e["name"]] += e["dur"]
-            count[e["name"]] += 1
-            total += e["dur"]
-        print(f"GPU kernel time per step: {total / 5 / 1e3:.1f} ms over {sum(count.values()) / 5:.0f} kernels")
-        for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:40]:
-            print(f"{v / 5 / 1e3:8.2f} ms {count[k] // 5:4d}x  {k[:110]}")
-        os.system(f"cp {path} {OUT}/")
+        state, sums = train(state, sums, batch, seed)
+    jax.block_until_ready(sums)
+    step_ms = 1e3 * (time.perf_counter() - began) / steps
+    flops = peers.train_flops_per_example(shape.model, SEQ) * shape.batch
+    lines = [f"## {shape}, attention_kernel={attention_kernel}: step {step_ms:.2f} ms = "
+             f"{shape.batch / step_ms * 1e3:,.0f} examples/s ({flops / step_ms / 1e9:,.0f} TFLOP/s by the formula); "
+             f"build + compile + 3 steps {ready:.1f} s"]  # fmt: skip
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(TRACED_STEPS):
+                state, sums = train(state, sums, batch, seed)
+            jax.block_until_ready(sums)
+        micros, launches = kernel_times(trace_dir)
+    busy = sum(micros.values()) / TRACED_STEPS / 1e3
+    count = sum(launches.values()) / TRACED_STEPS
+    lines.append(f"GPU kernel time per step {busy:.2f} ms over {count:,.0f} kernels ({busy / step_ms:.0%} of the "
+                 f"step's wall time; mean kernel {1e3 * busy / max(count, 1):.1f} us)")  # fmt: skip
+    for name, us in sorted(micros.items(), key=lambda item: -item[1])[:TOP]:
+        lines.append(f"{us / TRACED_STEPS / 1e3:8.3f} ms {launches[name] // TRACED_STEPS:5d}x  {name[:110]}")
+    return lines
 
 
-mode = sys.argv[1]
-if mode == "variants":
-    timed("baseline", 256, 0.1, trace=True)
-    timed("dropout0", 256, 0.0)
-    jax.config.update("jax_default_prng_impl", "rbg")
-    timed("rbg", 256, 0.1)
-    timed("rbg-1layer", 256, 0.1, layers=1)
-if mode == "smoke":
-    timed("smoke", 4, 0.1, steps=2, trace=True, layers=1)
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default="bert_base:256:bfloat16,bert_base:32:bfloat16")
+    parser.add_argument("--kernels", default="auto,xla", help="attention_kernel values, each profiled per shape")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
+    parser.add_argument("--out", default=None, help="also write the report here")
+    args = parser.parse_args()
+    if args.compilation_cache:
+        import flaxbert
+
+        flaxbert.enable_compilation_cache(args.compilation_cache)
+    report = [f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}"]
+    print(report[0], flush=True)
+    for text in args.shapes.split(","):
+        for kernel in args.kernels.split(","):
+            try:
+                lines = profile(peers.Shape.parse(text), kernel, args.steps)
+            except Exception as error:  # one failing variant must not lose the others
+                lines = [f"## {text}, attention_kernel={kernel}: {type(error).__name__}: {str(error)[:300]}"]
+            print("\n".join(lines), flush=True)
+            report += lines
+            if args.out:
+                pathlib.Path(args.out).write_text("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()

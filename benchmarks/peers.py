@@ -129,7 +129,7 @@ def cpu_name() -> str:
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
 def flaxbert_classifier(
-    model: str, precision: str, backbone=None, scan_layers: bool = False, attention_kernel: str = "xla"
+    model: str, precision: str, backbone=None, scan_layers: bool = False, attention_kernel: str = "auto"
 ):
     """A flaxbert classifier with random init (or around `backbone`), compiled with Keras' AdamW."""
     import flaxbert

@@ -15,7 +15,7 @@ benchmarks/results to keep one), and its chart beside it (plot.py).
     python benchmarks/throughput.py --predict-batch 32                  # predict at the train batch too
     python benchmarks/throughput.py --device gpu --shapes bert_base:32:bfloat16,bert_base:256:bfloat16 --steps 20
     python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_scan    # scan_layers A/B
-    python benchmarks/throughput.py --device gpu --frameworks flaxbert,flaxbert_pallas,flaxbert_cudnn  # attention
+    python benchmarks/throughput.py --device gpu --frameworks flaxbert_xla,flaxbert_pallas,flaxbert_cudnn  # attention
     python benchmarks/throughput.py --rounds 2 --frameworks \
         flaxbert,flaxbert_default_malloc,keras_hub,keras_hub_reuse_host_memory,transformers \
         --json benchmarks/results/throughput_cpu_sessionN.json                                   # the CPU run, kept
@@ -66,12 +66,13 @@ import peers
 MEASURED = ("first_step_s", "train_examples_per_s", "fit_fixed_s", "predict_examples_per_s")
 FRAMEWORKS = ("flaxbert", "keras_hub", "transformers")
 # Run only when named: flaxbert with BertBackbone(scan_layers=True); flaxbert with attention_kernel="pallas" (GPU:
-# on CPU its kernels only run interpreted) or "cudnn" (GPU, bf16: cuDNN's fused attention in predict; elsewhere the
-# XLA path); flaxbert without reuse_host_memory() (glibc's default malloc settings); flaxbert with predict's steps
-# from one host thread (CPU; `flaxbert.training.concurrent_steps`); keras-hub with reuse_host_memory()'s settings. See
-# throughput_worker.REUSE_HOST_MEMORY.
-VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_default_malloc", "flaxbert_one_thread",
-            "keras_hub_reuse_host_memory")  # fmt: skip
+# on CPU its kernels only run interpreted), "cudnn" (GPU, bf16: cuDNN's fused attention in predict; elsewhere the
+# XLA path) or "xla" (the "flaxbert" row runs the library's default, "auto": the Pallas kernels on a recent NVIDIA GPU
+# in 16 bits, else XLA's ops); flaxbert without reuse_host_memory() (glibc's default malloc settings); flaxbert with
+# predict's steps from one host thread (CPU; `flaxbert.training.concurrent_steps`); keras-hub with
+# reuse_host_memory()'s settings. See throughput_worker.REUSE_HOST_MEMORY.
+VARIANTS = ("flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_xla", "flaxbert_default_malloc",
+            "flaxbert_one_thread", "keras_hub_reuse_host_memory")  # fmt: skip
 DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
     f"{m}:{b}:{p}" for m in ("bert_base", "distil_bert_base") for p in ("bfloat16", "float32") for b in (32, 256)
 )}  # fmt: skip

@@ -17,14 +17,15 @@ import peers
 
 # Workers that call flaxbert.reuse_host_memory() on CPU: flaxbert as train.py runs it, and keras-hub given the same
 # glibc settings (XLA:CPU's per-step buffers page-fault the same way under Keras), so the gain is shown for both.
-REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_one_thread",
-                     "keras_hub_reuse_host_memory")  # fmt: skip
+REUSE_HOST_MEMORY = ("flaxbert", "flaxbert_scan", "flaxbert_pallas", "flaxbert_cudnn", "flaxbert_xla",
+                     "flaxbert_one_thread", "keras_hub_reuse_host_memory")  # fmt: skip
 
 
 def run_group(args) -> None:
     measure = {"flaxbert": _flaxbert, "flaxbert_scan": functools.partial(_flaxbert, scan_layers=True),
                "flaxbert_pallas": functools.partial(_flaxbert, attention_kernel="pallas"),
                "flaxbert_cudnn": functools.partial(_flaxbert, attention_kernel="cudnn"),
+               "flaxbert_xla": functools.partial(_flaxbert, attention_kernel="xla"),
                "flaxbert_default_malloc": _flaxbert, "flaxbert_one_thread": _flaxbert, "keras_hub": _keras_hub,
                "keras_hub_reuse_host_memory": _keras_hub, "transformers": _transformers}[args.worker]  # fmt: skip
     if args.device == "cpu" and args.worker in REUSE_HOST_MEMORY:  # before jax starts, as train.py does on CPU
@@ -203,7 +204,7 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
 
 
 # -- flaxbert ------------------------------------------------------------------------------------------------------
-def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, attention_kernel="xla"):
+def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, attention_kernel="auto"):
     import jax
 
     from flaxbert.parallel import batch_sharding
