@@ -15,6 +15,7 @@ import pytest
 
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, DistilBertConfig, fused_attention, layers
 from flaxbert.models.abstract import dummy_inputs
+from flaxbert.parallel import make_mesh
 
 TINY = BertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
                   max_sequence_length=24, dropout=0.2)  # fmt: skip
@@ -34,18 +35,33 @@ def test_auto_is_the_default_of_both_configs():
         .attention_kernel == "auto"  # fmt: skip
 
 
-def test_auto_picks_the_pallas_kernels_on_a_recent_nvidia_gpu_in_16_bits():
-    assert layers.auto_attention_kernel(jnp.bfloat16, 128, 64, H200) == "pallas"
-    assert layers.auto_attention_kernel("float16", 512, 64, _gpu("8.0")) == "pallas"  # A100
-    assert layers.auto_attention_kernel("bfloat16", 128, 64, _gpu("10.0")) == "pallas"  # a newer major version
+def test_auto_picks_the_pallas_kernels_on_a_recent_nvidia_gpu_in_16_bits_at_the_measured_sizes():
+    assert layers.auto_attention_kernel(jnp.bfloat16, 128, 64, H200) == "pallas"  # as measured (bert_base)
+    assert layers.auto_attention_kernel("float16", 128, 64, _gpu("8.0")) == "pallas"  # A100
+    assert layers.auto_attention_kernel("bfloat16", 16, 32, _gpu("10.0")) == "pallas"  # a short bucket, MiniLM's heads
     assert layers.auto_attention_kernel("float32", 128, 64, H200) == "xla"  # measured in bfloat16 only
     assert layers.auto_attention_kernel("bfloat16", 128, 64, _gpu("7.0")) == "xla"  # V100: no Triton bfloat16 dots
-    assert layers.auto_attention_kernel("bfloat16", 513, 64, H200) == "xla"  # longer than the kernels take
+    assert layers.auto_attention_kernel("bfloat16", 256, 64, H200) == "xla"  # longer than measured
+    assert layers.auto_attention_kernel("bfloat16", 128, 128, H200) == "xla"  # larger heads than measured
     assert layers.auto_attention_kernel("bfloat16", 128, 24, H200) == "xla"  # head size not a power of two
     rocm = _gpu("gfx90a", version="rocm 6.3")
     assert layers.auto_attention_kernel("bfloat16", 128, 64, rocm) == "xla"
     assert layers.auto_attention_kernel("bfloat16", 128, 64, types.SimpleNamespace(platform="tpu")) == "xla"
     assert layers.auto_attention_kernel("bfloat16", 128, 64, jax.devices("cpu")[0]) == "xla"
+
+
+def test_auto_decides_for_the_device_the_program_runs_on(monkeypatch):
+    """The mesh a step is traced under, else jax's default device: a CPU mesh (or `jax.default_device("cpu")`) on a
+    GPU host must not get the GPU kernels."""
+    cpu_mesh = make_mesh().abstract_mesh  # this host's devices: CPUs
+    monkeypatch.setattr(layers.jax, "devices", lambda *args: [H200])  # as on a GPU host
+    assert layers.target_device() is H200
+    with jax.sharding.use_abstract_mesh(cpu_mesh):
+        assert layers.target_device().platform == "cpu"
+    with jax.default_device("cpu"):
+        assert layers.target_device().platform == "cpu"
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        assert layers.target_device().platform == "cpu"
 
 
 def _logits(kernel: str, dtype: str = "float32", **changes):
@@ -71,7 +87,7 @@ def test_on_this_cpu_auto_is_the_xla_path_bit_for_bit():
 
 
 @pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose
-def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch):
+def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch, request):
     calls = []
     kernels = fused_attention.attention
 
@@ -87,8 +103,10 @@ def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch):
         return rule(dtype, length, head_dim, H200)
 
     monkeypatch.setattr(layers, "auto_attention_kernel", on_an_h200)
-    # A config no other test traces: the encoder layer's program is cached per config, and this one must be traced
-    # with the stand-in device.
+    # The encoder layer's program is cached per config: this test's must be traced with the stand-in device, and no
+    # later test in this process may get the trace it leaves (a config no other test uses, and the cache cleared).
+    layers._layer_apply.cache_clear()
+    request.addfinalizer(layers._layer_apply.cache_clear)
     auto, params = _logits("auto", "bfloat16", intermediate_dim=40)
     xla, _ = _logits("xla", "bfloat16", intermediate_dim=40)
     calls.clear()

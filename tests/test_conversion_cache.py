@@ -94,10 +94,11 @@ def test_a_bert_checkpoint_without_a_pooler_is_loaded_directly_each_time(tmp_pat
 
 
 def test_a_converted_copy_keeps_the_default_execution_not_a_choice_of_its_own(tiny_hub):
-    """A conversion writes the config's execution settings; they must be the defaults of the flaxbert that converted
-    (copies written before CONVERSION 6 saved attention_kernel "xla", which then outlived the new default)."""
+    """A conversion writes the config's execution settings: the defaults, in the current native format (a copy in
+    format 1 names "xla", its default, which `native.read` takes as "auto": tests/test_native_preset.py)."""
     _, target = tiny_hub
     assert resolve("hf://org/tiny") == target
-    backbone = json.loads((target / "config.json").read_text())["backbone"]
-    assert (backbone["attention_kernel"], backbone["scan_layers"]) == ("auto", False)
-    assert conversion_cache.CONVERSION >= 6
+    config = json.loads((target / "config.json").read_text())
+    assert config["format_version"] == native.VERSION == 2
+    assert (config["backbone"]["attention_kernel"], config["backbone"]["scan_layers"]) == ("auto", False)
+    assert flaxbert.BertBackbone.from_preset("hf://org/tiny").config.attention_kernel == "auto"

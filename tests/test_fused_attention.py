@@ -2,7 +2,7 @@
 
 On CPU the kernels run in Pallas's interpreter, so these tests check the kernels' math (tiling, length padding, key
 masking, dropout, the recomputing backward pass); whether Triton compiles them and how fast they run is a GPU matter
-(benchmarks/throughput.py --frameworks flaxbert,flaxbert_pallas).
+(benchmarks/throughput.py --frameworks flaxbert_xla,flaxbert_pallas).
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def test_distil_bert_applies_the_same_dropout_masks_with_either_kernel():
 
 def test_on_cpu_the_interpreter_warns():
     q, k, v, _, padding_mask = _inputs(1, 16, 1, 16)
-    with pytest.warns(UserWarning, match=r"Pallas's interpreter on CPU, many times slower .* use 'xla' on CPU"):
+    warning = r"Pallas's interpreter on CPU, many times slower .* use 'xla' or the default 'auto' on CPU"
+    with pytest.warns(UserWarning, match=warning):
         fused_attention.attention(q, k, v, padding_mask)
 
 

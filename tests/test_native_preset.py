@@ -216,3 +216,24 @@ def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_pat
     with pytest.raises(ValueError, match=r"cannot create the preset directory \S+/a-file/sub \(\S+/a-file is a file\)"):
         backbone.save_to_preset(tmp_path / "a-file" / "sub")
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no staging directory left
+
+
+def test_format_2_presets_and_version_1s_default_kernel(saved, tmp_path):
+    """Version 2 came with attention_kernel "auto" as the default. Version 1 wrote its default, "xla", into every
+    preset, so a version-1 "xla" loads as "auto"; a kernel it was told to use stays; an unknown version says upgrade."""
+    assert json.loads((saved / "config.json").read_text())["format_version"] == 2
+    assert flaxbert.BertBackbone.from_preset(saved).config.attention_kernel == "auto"
+    for saved_kernel, loaded in (("xla", "auto"), ("pallas", "pallas"), ("cudnn", "cudnn")):
+
+        def version_1(c, kernel=saved_kernel):
+            c.update(format_version=1)
+            c["backbone"].update(attention_kernel=kernel)
+
+        old = _edited(saved, tmp_path, f"v1_{saved_kernel}", version_1)
+        assert flaxbert.BertBackbone.from_preset(old).config.attention_kernel == loaded
+        forced = flaxbert.BertBackbone.from_preset(old, attention_kernel="xla")
+        assert forced.config.attention_kernel == "xla"
+    newer = _edited(saved, tmp_path, "v3", lambda c: c.update(format_version=3))
+    with pytest.raises(ValueError, match=r"v3/config.json is flaxbert format version 3; this flaxbert reads versions "
+                                         r"1, 2: upgrade flaxbert"):  # fmt: skip
+        flaxbert.BertBackbone.from_preset(newer)

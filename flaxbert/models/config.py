@@ -100,8 +100,9 @@ class BertConfig:
     (predict, evaluate, training at dropout 0) on an NVIDIA GPU in bfloat16 or float16 (`layers.cudnn_applies`);
     training with dropout, float32 and other devices keep XLA's ops, so it is the same function everywhere.
     "auto" (the default) is the Pallas kernels where they were measured faster, an NVIDIA GPU of compute capability
-    8.0 or later computing in bfloat16 or float16 (on an H200, bert_base batch 256: train +10%, predict +12%;
-    benchmarks/RESULTS.md), and "xla" everywhere else (`layers.auto_attention_kernel`).
+    8.0 or later computing in bfloat16 or float16 at lengths up to 128 and head sizes up to 64 (on an H200, bert_base
+    batch 256: train +10%, predict +12%; benchmarks/RESULTS.md), and "xla" everywhere else
+    (`layers.auto_attention_kernel`).
     """
 
     vocabulary_size: int

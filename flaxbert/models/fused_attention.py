@@ -32,7 +32,7 @@ _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the pa
 
 CPU_WARNING = (
     "attention_kernel='pallas' runs its GPU kernels in Pallas's interpreter on CPU, many times slower than "
-    "attention_kernel='xla' (the interpreter is there for tests); use 'xla' on CPU."
+    "attention_kernel='xla' (the interpreter is there for tests); use 'xla' or the default 'auto' on CPU."
 )
 
 

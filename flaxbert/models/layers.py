@@ -147,7 +147,7 @@ class SelfAttention(nn.Module):
         every_query = not self.first_token_only  # the kernels take square attention; one query row keeps XLA's ops
         kernel = cfg.attention_kernel
         if kernel == "auto":
-            kernel = auto_attention_kernel(cfg.dtype, x.shape[1], cfg.head_dim, jax.devices()[0])
+            kernel = auto_attention_kernel(cfg.dtype, x.shape[1], cfg.head_dim, target_device())
         if every_query and kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
@@ -162,18 +162,34 @@ class SelfAttention(nn.Module):
 
 
 def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
-    """What `attention_kernel="auto"` runs on `device` (the default device when the step is traced): "pallas", the
-    fused kernels, where they were measured faster than XLA's ops, an NVIDIA GPU of compute capability 8.0 or later
-    (Triton's bfloat16 matmuls) with 16-bit q/k/v and a shape the kernels take; "xla" elsewhere (CPU, TPU, float32,
-    other GPUs, lengths over 512). On an H200, bert_base batch 256 bfloat16: train step +10%, predict +12%, attention
-    alone within bfloat16 rounding of XLA's with padding and dropout (benchmarks/RESULTS.md, session 22)."""
+    """What `attention_kernel="auto"` runs on `device` (`target_device()` when a step is traced): "pallas", the fused
+    kernels, where they were measured faster than XLA's ops, and "xla" elsewhere. Measured on an H200 (bert_base, batch
+    256, bfloat16, length 128, head size 64: train step +10%, predict +12%, attention alone within bfloat16 rounding
+    of XLA's with padding and dropout; benchmarks/RESULTS.md, session 22), so: an NVIDIA GPU of compute capability 8.0
+    or later (Triton's 16-bit matmuls), 16-bit q/k/v, and shapes no larger than measured, lengths up to 128 (shorter
+    buckets need less of each kernel's on-chip memory) and head sizes up to 64 that the kernels take. Longer sequences,
+    larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until measured there."""
     sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
     try:
         cuda = device.platform == "gpu" and "cuda" in device.client.platform_version.lower()
         recent_nvidia = cuda and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
     except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
         recent_nvidia = False
-    return "pallas" if recent_nvidia and sixteen_bit and fused_attention.supports(length, head_dim) else "xla"
+    measured = length <= 128 and head_dim <= 64 and fused_attention.supports(length, head_dim)
+    return "pallas" if recent_nvidia and sixteen_bit and measured else "xla"
+
+
+def target_device():
+    """The device the program being traced will run on, for `auto_attention_kernel`: a local device of the platform of
+    the mesh the step is traced under (flaxbert's loops trace under theirs), else jax's default device (the one set
+    by `jax.default_device`, else the first). A CPU mesh on a GPU host is a CPU program."""
+    platform = getattr(jax.sharding.get_abstract_mesh().abstract_device, "platform", None)
+    if platform is None:
+        default = jax.config.jax_default_device
+        if default is None or not isinstance(default, str):
+            return default or jax.devices()[0]
+        platform = default
+    return jax.local_devices(backend=platform)[0]
 
 
 def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> jax.Array:

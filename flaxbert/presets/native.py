@@ -1,6 +1,6 @@
 """flaxbert's native preset format: what `save_to_preset` writes and what converted downloads are cached as.
 
-    <dir>/config.json        {"format": "flaxbert", "format_version": 1, "architecture", "backbone", "task",
+    <dir>/config.json        {"format": "flaxbert", "format_version": 2, "architecture", "backbone", "task",
                               "tokenizer", "preprocessor"}: plain JSON of the frozen configs
     <dir>/vocabulary.txt     the WordPiece vocabulary, one token per line (when there is a tokenizer)
     <dir>/tokenizer.json     the same tokenizer in Hugging Face `tokenizers` format, for other tools
@@ -28,7 +28,11 @@ from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.parallel.host import process_0s, wait_for_every_process
 
-FORMAT, VERSION = "flaxbert", 1
+# Version 2 (session 22): attention_kernel "auto" became the default. Version 1 wrote the default of its time, "xla",
+# into every preset, so a version-1 "xla" is read as "auto" (`read`); flaxbert versions that know only version 1 say
+# "upgrade flaxbert" to a version-2 preset instead of calling its "auto" damaged.
+FORMAT, VERSION = "flaxbert", 2
+READS = (1, 2)
 _BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
 _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
 _KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
@@ -131,12 +135,15 @@ def read(directory) -> dict:
         raise ValueError(f"{path} is not valid JSON ({e}); the preset is corrupt: save it again.") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds a JSON {type(config).__name__}, not a preset's settings; it is corrupt.")
-    if config.get("format_version") != VERSION:
+    if config.get("format_version") not in READS:
         raise ValueError(
-            f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads version "
-            f"{VERSION}: upgrade flaxbert (or re-save the preset with this version)."
+            f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads versions "
+            f"{', '.join(map(str, READS))}: upgrade flaxbert (or re-save the preset with this version)."
         )
     _check_keys(config, path)
+    backbone = config["backbone"]
+    if config["format_version"] == 1 and isinstance(backbone, dict) and backbone.get("attention_kernel") == "xla":
+        config = dict(config, backbone=dict(backbone, attention_kernel="auto"))  # version 1's default, not a choice
     return config
 
 
