@@ -1,13 +1,16 @@
 """Where a GPU train step's time goes: the classifier's compiled train step, timed, then traced and summed per kernel.
 
-For each shape (model:batch:precision) and attention kernel, the same classifier and step as throughput.py's "jitted
-step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1, seq 128): the step's wall time over 20 steps,
-then a 5-step `jax.profiler` trace summed per kernel name. Kernel time against wall time says whether the GPU is busy
-(compute- or memory-bound: the top kernels say which) or waits on launches (many short kernels, time between them).
+Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its
+update as one vector: a few kernels instead of a few per parameter, the same elementwise math). It runs the same
+classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout
+0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace summed per kernel name and per
+kind of kernel (the name without its number). Kernel time against wall time says whether the GPU is busy (compute-
+or memory-bound: the top kernels say which) or waits on launches (many short kernels, time between them).
 
-    python3 benchmarks/gpu_kernel_profile.py --shapes bert_base:256:bfloat16,bert_base:32:bfloat16 \
-        --kernels auto,xla --out $OUT/profile_gpu.txt
-    python3 benchmarks/gpu_kernel_profile.py --shapes bert_tiny:4:float32 --kernels xla --steps 2   # CPU smoke
+    python3 benchmarks/gpu_kernel_profile.py --variants \
+        bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,bert_base:32:bfloat16:auto:flat --out $OUT/profile.txt
+    python3 benchmarks/gpu_kernel_profile.py --variants bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat \
+        --steps 2   # CPU smoke
 
 Session 2's output (the code of then, on an H100) is benchmarks/results/profile_step_gpu.txt.
 """
@@ -20,6 +23,7 @@ import glob
 import gzip
 import json
 import pathlib
+import re
 import tempfile
 import time
 
@@ -35,9 +39,13 @@ TRACED_STEPS = 5
 TOP = 30
 
 
-def compiled_step(shape, attention_kernel):
+def compiled_step(shape, attention_kernel, flat: bool):
     """(train step, its state, metric sums, a device-resident batch, the seed): the classifier's own jitted step."""
     classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel)
+    if flat:
+        import optax
+
+        classifier.compile(optimizer=optax.flatten(peers.flaxbert_optimizer()))
     x, y = peers.random_inputs(shape.model, shape.batch, SEQ)
     (train_fn, create_state), _, _ = classifier._steps("train", True)
     batch = {"inputs": x, "label": y, "weight": np.ones(shape.batch, np.float32),
@@ -63,9 +71,11 @@ def kernel_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int]]:
     return micros, launches
 
 
-def profile(shape, attention_kernel: str, steps: int) -> list[str]:
+def profile(variant: str, steps: int) -> list[str]:
+    model, batch_size, precision, attention_kernel, *flat = variant.split(":")
+    shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     began = time.perf_counter()
-    train, state, sums, batch, seed = compiled_step(shape, attention_kernel)
+    train, state, sums, batch, seed = compiled_step(shape, attention_kernel, flat == ["flat"])
     for _ in range(3):
         state, sums = train(state, sums, batch, seed)
     jax.block_until_ready(sums)
@@ -76,7 +86,7 @@ def profile(shape, attention_kernel: str, steps: int) -> list[str]:
     jax.block_until_ready(sums)
     step_ms = 1e3 * (time.perf_counter() - began) / steps
     flops = peers.train_flops_per_example(shape.model, SEQ) * shape.batch
-    lines = [f"## {shape}, attention_kernel={attention_kernel}: step {step_ms:.2f} ms = "
+    lines = [f"## {variant}: step {step_ms:.2f} ms = "
              f"{shape.batch / step_ms * 1e3:,.0f} examples/s ({flops / step_ms / 1e9:,.0f} TFLOP/s by the formula); "
              f"build + compile + 3 steps {ready:.1f} s"]  # fmt: skip
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -91,13 +101,22 @@ def profile(shape, attention_kernel: str, steps: int) -> list[str]:
                  f"step's wall time; mean kernel {1e3 * busy / max(count, 1):.1f} us)")  # fmt: skip
     for name, us in sorted(micros.items(), key=lambda item: -item[1])[:TOP]:
         lines.append(f"{us / TRACED_STEPS / 1e3:8.3f} ms {launches[name] // TRACED_STEPS:5d}x  {name[:110]}")
+    kinds_us, kinds_n = collections.defaultdict(float), collections.defaultdict(int)
+    for name, us in micros.items():
+        kind = re.sub(r"[._]\d+$", "", name)  # loop_add_fusion_12 -> loop_add_fusion
+        kinds_us[kind] += us
+        kinds_n[kind] += launches[name]
+    lines.append("by kind, the most launched first:")
+    for kind, n in sorted(kinds_n.items(), key=lambda item: -item[1])[:TOP]:
+        lines.append(f"{kinds_us[kind] / TRACED_STEPS / 1e3:8.3f} ms {n // TRACED_STEPS:5d}x  {kind[:110]}")
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="bert_base:256:bfloat16,bert_base:32:bfloat16")
-    parser.add_argument("--kernels", default="auto,xla", help="attention_kernel values, each profiled per shape")
+    parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
+                        "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
+                        help="model:batch:precision:attention_kernel[:flat],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")
@@ -108,16 +127,15 @@ def main():
         flaxbert.enable_compilation_cache(args.compilation_cache)
     report = [f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}"]
     print(report[0], flush=True)
-    for text in args.shapes.split(","):
-        for kernel in args.kernels.split(","):
-            try:
-                lines = profile(peers.Shape.parse(text), kernel, args.steps)
-            except Exception as error:  # one failing variant must not lose the others
-                lines = [f"## {text}, attention_kernel={kernel}: {type(error).__name__}: {str(error)[:300]}"]
-            print("\n".join(lines), flush=True)
-            report += lines
-            if args.out:
-                pathlib.Path(args.out).write_text("\n".join(report) + "\n")
+    for variant in args.variants.split(","):
+        try:
+            lines = profile(variant, args.steps)
+        except Exception as error:  # one failing variant must not lose the others
+            lines = [f"## {variant}: {type(error).__name__}: {str(error)[:300]}"]
+        print("\n".join(lines), flush=True)
+        report += lines
+        if args.out:
+            pathlib.Path(args.out).write_text("\n".join(report) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@
 #       shape gets its own subprocess and time box, so a slow compile costs its own row only. The fit rows now run one
 #       untimed fit first (session 22's marginal GPU rates were wrong without it).
 # 2. Time to first step, flaxbert bert_base batch 32, with the cache from 1b warm (every program cached now).
-# 3. gpu_kernel_profile.py: bert_base batch 256 and 32, the default kernels and XLA's, each step timed and its kernels
-#    summed from a trace (the evidence of what limits the missed targets), with the cache from 1 warm.
+# 3. gpu_kernel_profile.py, with the cache from 1 warm: bert_base batch 256 and 32 with the default kernels, batch 32
+#    with the optimizer flattened (is the batch-32 step launch-bound on the optimizer's per-parameter kernels?), batch
+#    256 with XLA's attention; each step timed and its kernels summed from a trace, by name and by kind (the evidence
+#    of what limits the missed targets).
 # 4. With the time left (if 100 s or more), fp32 (TF32) rows of bert_base batch 256: flaxbert, keras-hub, transformers.
 # Overrides for a CPU smoke test of the script itself (END_S=300 skips step 4):
 #   DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
-#     PROFILE=bert_tiny:4:float32 FP32=bert_tiny:16:float32 OUT=/tmp/o bash benchmarks/gpu_session.sh
+#     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat FP32=bert_tiny:16:float32 OUT=/tmp/o \
+#     bash benchmarks/gpu_session.sh
 # Files: session.log, throughput_gpu_b256.json, throughput_gpu_b32.json, throughput_gpu_warm.json, profile_gpu.txt,
 # throughput_gpu_fp32.json: 6, and the device tool returns at most 8, so the charts the benchmarks write beside their
 # JSON are moved out of $OUT (draw them here: python benchmarks/plot.py FILES_AT/throughput_gpu_b256.json ...).
@@ -42,7 +45,8 @@ charts_out() { mv "$OUT"/*.png "$CHARTS"/ 2>/dev/null; true; }  # after every st
 BIG="${BIG:-bert_base:256:bfloat16}"
 SMALL="${SMALL:-bert_base:32:bfloat16,distil_bert_base:32:bfloat16}"
 FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 2 takes (one of SMALL)
-PROFILE="${PROFILE:-bert_base:256:bfloat16,bert_base:32:bfloat16}"
+PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,bert_base:32:bfloat16:auto:flat,\
+bert_base:256:bfloat16:xla}"
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
 PEERS=flaxbert,keras_hub,transformers
@@ -66,8 +70,8 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
   charts_out
   echo "== 3. kernel profile, $PROFILE"
-  timeout 100 python3 benchmarks/gpu_kernel_profile.py --shapes "$PROFILE" --kernels auto,xla \
-    --compilation-cache "$CACHE" --out "$OUT/profile_gpu.txt"
+  timeout 120 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+    --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
