@@ -1,0 +1,89 @@
+"""Warm time to first step against the persistent cache's threshold: which programs a second process still compiles.
+
+Fills one compile cache per threshold (`enable_compilation_cache(min_compile_time_s=...)`: jax's default 1.0 s, and
+flaxbert's 0.0, every program), then starts fresh processes in interleaved pairs, each building a classifier and
+fitting one batch with its cache warm, and prints what each took: the build, the first fit, and XLA's compile-or-load
+time summed over the process (`jax_log_compiles`). A program under the threshold was not written, so it compiles again
+in every process.
+
+    python benchmarks/warm_start.py                      # bert_base, batch 2, 3 pairs (CPU: ~3 minutes)
+    python benchmarks/warm_start.py --shape bert_tiny:8:float32 --pairs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+THRESHOLDS = (1.0, 0.0)  # jax's default, flaxbert's
+
+
+def child(cache: str, threshold: float, shape_text: str) -> None:
+    """One process: the classifier built and fitted on one batch with `cache` at `threshold`; prints one JSON line."""
+    import logging
+
+    import jax
+    import peers
+
+    import flaxbert
+
+    flaxbert.enable_compilation_cache(cache, min_compile_time_s=threshold)
+    compile_s = []
+
+    class Compiles(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Finished XLA compilation"):
+                compile_s.append(float(message.split(" in ")[-1].split()[0]))
+
+    jax.config.update("jax_log_compiles", True)
+    logger = logging.getLogger("jax")
+    logger.addHandler(Compiles())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    shape = peers.Shape.parse(shape_text)
+    x, y = peers.random_inputs(shape.model, shape.batch, 128)
+    began = time.perf_counter()
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision)
+    built = time.perf_counter()
+    classifier.fit(x, y, batch_size=shape.batch, verbose=0)
+    fitted = time.perf_counter()
+    print(json.dumps({"build_s": built - began, "fit_s": fitted - built, "first_step_s": fitted - began,
+                      "xla_compile_or_load_s": sum(compile_s), "programs": len(compile_s)}))  # fmt: skip
+
+
+def run(cache: str, threshold: float, shape: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", cache, str(threshold), shape], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="bert_base:2:float32", help="model:batch:precision (benchmarks/peers.py)")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], float(args.child[1]), args.child[2])
+        return
+    with tempfile.TemporaryDirectory() as root:
+        caches = {t: f"{root}/min{t:g}" for t in THRESHOLDS}
+        for threshold, cache in caches.items():
+            run(cache, threshold, args.shape)  # fills the cache
+        print(f"{args.shape}, warm cache, {args.pairs} interleaved pairs of fresh processes\n")
+        print("| min_compile_time_s | build s | first fit s | first step s | XLA compile-or-load s | programs |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for _ in range(args.pairs):
+            for threshold, cache in caches.items():
+                r = run(cache, threshold, args.shape)
+                print(f"| {threshold:g} | {r['build_s']:.2f} | {r['fit_s']:.2f} | {r['first_step_s']:.2f} | "
+                      f"{r['xla_compile_or_load_s']:.2f} | {r['programs']} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
