@@ -22,9 +22,10 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> p
 
     Every program is cached by default (jax's own default skips those under 1 s): a fit compiles a handful of small
     ones besides its step (the random init, the train state, the continued optimizer state), and with a warm cache
-    their compiles were what was left to pay. BERT-base classifier on CPU, warm cache, 3 interleaved pairs: XLA's
-    compile-or-load time 3.05 / 2.30 / 2.12 -> 1.91 / 1.46 / 1.91 s, the classifier's build 1.14 / 1.30 / 1.22 ->
-    0.85 / 0.88 / 0.86 s (a GPU compiles each small program slower than a CPU does).
+    their compiles were what was left to pay. BERT-base classifier on CPU, warm cache, 3 interleaved pairs of fresh
+    processes (`python benchmarks/warm_start.py`): XLA's compile-or-load time 2.01 / 2.04 / 2.23 -> 1.50 / 1.38 /
+    1.51 s, time to first step 6.21 / 6.36 / 6.75 -> 5.97 / 6.07 / 6.54 s (a GPU compiles each small program slower
+    than a CPU does).
 
     Args:
         path: the cache directory; default `$FLAXBERT_COMPILATION_CACHE`, else `~/.cache/flaxbert/jax`.
