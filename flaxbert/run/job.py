@@ -117,21 +117,20 @@ def build_classifier(config: Config, keep_head: bool = False):
     """The preset's classifier with a `config.num_classes` head (a new one unless the preset's has that size), or with
     `keep_head` the preset's trained head whatever its size (`--eval-only`: a preset without one is refused)."""
     from flaxbert.tasks import TextClassifier
+    from flaxbert.tasks.loading import NoHeadError, NoTokenizerError
 
     try:
         classifier = _from_preset(TextClassifier, config, None if keep_head else config.num_classes)
-    except ValueError as error:
-        if keep_head and "no classification head to keep" in str(error):
-            raise RunError(
-                f"--eval-only scores a trained classifier, but preset {config.preset!r} has no classification head "
-                "(its head would be random): fine-tune it first, then pass the run's model/ directory as --preset."
-            ) from None
-        if "has no tokenizer" in str(error):  # from_preset refuses the sequence_length it would have nothing to set on
-            raise RunError(
-                f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text: add the "
-                "model's vocab.txt or tokenizer.json to the preset directory."
-            ) from None
-        raise
+    except NoHeadError:  # only with keep_head: otherwise num_classes is given
+        raise RunError(
+            f"--eval-only scores a trained classifier, but preset {config.preset!r} has no classification head "
+            "(its head would be random): fine-tune it first, then pass the run's model/ directory as --preset."
+        ) from None
+    except NoTokenizerError:  # from_preset refuses the sequence_length it would have nothing to set on
+        raise RunError(
+            f"preset {config.preset!r} has no tokenizer (vocabulary); train.py needs one for raw text: add the "
+            "model's vocab.txt or tokenizer.json to the preset directory."
+        ) from None
     classifier.bucket = config.bucket
     return classifier
 

@@ -25,6 +25,14 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, te
 from flaxbert.presets.resolve import resolve
 
 
+class NoHeadError(ValueError):
+    """`from_preset(num_classes=None)` on a preset that has no classification head to keep."""
+
+
+class NoTokenizerError(ValueError):
+    """A `sequence_length` for the preprocessor of a preset that has no tokenizer to build one from."""
+
+
 def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes: int | None = None,
                          preprocessor="auto", sequence_length: int | None = None, dtype=None, seed: int = 0,
                          scan_layers: bool | None = None, attention_kernel: str | None = None,
@@ -71,7 +79,7 @@ def _choose_head(preset, head, num_classes, head_kwargs, width: int):
     head's default hidden_dim."""
     keep = head is not None and num_classes in (None, head.num_classes)
     if not keep and num_classes is None:
-        raise ValueError(f"{preset} has no classification head to keep: pass num_classes.")
+        raise NoHeadError(f"{preset} has no classification head to keep: pass num_classes.")
     if not keep:
         saved = {} if head is None else _settings(head)
         if head is not None:
@@ -177,7 +185,7 @@ def _auto_preprocessor(cls, preset, preprocessor, sequence_length, config):
     built = text_assets.preprocessor(cls.preprocessor_cls, cls.tokenizer_cls, preset, sequence_length,
                                      config.vocabulary_size)  # fmt: skip
     if built is None and sequence_length is not None:
-        raise ValueError(
+        raise NoTokenizerError(
             f"{preset} has no tokenizer (vocabulary), so from_preset builds no preprocessor for "
             f"sequence_length={sequence_length} to set: leave sequence_length out and pass preprocessed inputs "
             "(token_ids, padding_mask), or pass preprocessor=... with its own sequence_length."
