@@ -32,7 +32,10 @@ What is timed (after warm-up, with a final device sync; every framework at verbo
   call pays once (state creation, data preparation, the epoch-end sync; the row's `fit_fixed_s`) is left out, as it
   is from any long fit. On CPU it is the best whole fit over 2 * `steps` batches: there a step takes >= 100 ms, the
   once-per-call costs are < 1% of that fit, and the marginal difference of two noisy timings moved the rate by up to
-  20% (`throughput_worker._fit_step_s`). Then `classifier.predict(x, batch_size=predict_batch)`, whole call timed.
+  20%. One untimed fit over `steps` batches comes first (a second fit may compile what the first did not: flaxbert's
+  continued optimizer state), and a GPU marginal step that is not positive falls back to the whole fit, named under
+  the table (`throughput_worker._fit_step_s`). Then `classifier.predict(x, batch_size=predict_batch)`, whole call
+  timed.
   The "jitted step" row drives the same compiled steps directly on one batch placed on the device once, so the gap
   between the two rows is flaxbert's per-step loop overhead.
 - keras-hub: `keras.Model.fit` (timed the same way) / `keras.Model.predict` on the keras-hub classifier
@@ -261,8 +264,8 @@ def print_report(report):
     fell_back = [f"{r['framework']} {r['model']} {r['batch']}" for r in rows
                  if r.get("train_estimate") == "whole fit" and device["kind"] == "gpu"]  # fmt: skip
     if fell_back:
-        print(f"Train rate from the whole fit(2 x steps), not the marginal step (its timings were too noisy to "
-              f"difference), so no faster than the true rate: {', '.join(fell_back)}.")  # fmt: skip
+        print(f"Train rate from the whole fit(2 x steps), not the marginal step (not positive, or the report was "
+              f"recomputed so), so no faster than the true rate: {', '.join(fell_back)}.")  # fmt: skip
     models = sorted({r["model"] for r in rows})
     skipped = ", ".join(f"{m} {100 * peers.first_token_saving(m, report['seq']):.1f}%" for m in models)
     print(f"flaxbert's classifiers compute the last layer at [CLS] alone, so they execute fewer FLOPs than the formula "

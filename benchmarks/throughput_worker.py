@@ -179,8 +179,9 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
     step was estimated).
 
     One untimed `fit(steps)` first: a framework's second fit may compile what its first did not need (flaxbert's
-    continues the first fit's optimizer state, a program of its own; on an H200 in session 22 it cost 0.6-1.5 s, so
-    the first timed fit(steps) ran that much slower than fit(2 * steps) and the marginal rates came out negative).
+    continues the first fit's optimizer state, a program of its own; on an H200 in session 22 it cost up to 0.3-0.8
+    s, so the first timed fit(steps) ran that much slower than fit(2 * steps) and the marginal rates came out
+    negative).
     Then both lengths, `steps` and 2 * `steps`, are timed `repeats` times, taking turns so a burst of load hits both
     alike. `marginal` (GPU): the step is (best time of fit(2 * steps) - best of fit(steps)) / steps, so what each
     call pays once (optimizer state, data adapter, the epoch-end sync) cancels out, as it does in a long fit; a GPU

@@ -21,8 +21,8 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> p
     and device load them instead of compiling (a BERT-base train step: tens of seconds on GPU).
 
     Every program is cached by default (jax's own default skips those under 1 s): a fit compiles a handful of small
-    ones besides its step (the random init, the train state, the continued optimizer state), and with a warm cache
-    their compiles were what was left to pay. BERT-base classifier on CPU, warm cache, 3 interleaved pairs of fresh
+    ones besides its step (the random init, the train state, the continued optimizer state), and with jax's threshold
+    every process compiled them again. BERT-base classifier on CPU, warm cache, 3 interleaved pairs of fresh
     processes (`python benchmarks/warm_start.py`): XLA's compile-or-load time 2.01 / 2.04 / 2.23 -> 1.50 / 1.38 /
     1.51 s, time to first step 6.21 / 6.36 / 6.75 -> 5.97 / 6.07 / 6.54 s (a GPU compiles each small program slower
     than a CPU does).

@@ -93,16 +93,16 @@ class BertConfig:
     `scan_layers` runs the layers as one `lax.scan` (one layer to compile; see `layers.transformer_layers`) instead of
     unrolling them; the params and the numbers are the same either way. Off by default: on CPU the scanned bert_tiny
     train step measured ~18% slower and compiled no faster; on an H200 (bert_base, batch 32, bfloat16) the cold first
-    step took 23 s instead of 34 s, but the step ran 44% slower (1,734 vs 3,086 examples/s; benchmarks/RESULTS.md).
+    step took 23 s instead of 34 s, but it trained at 1,734 instead of 3,086 examples/s (benchmarks/RESULTS.md).
     `attention_kernel="pallas"` computes attention with flaxbert's Pallas kernels (`models/fused_attention.py`; same
     function, dropout masks included) where the shape allows, instead of XLA's ops. For GPUs; on CPU the kernels only
     run interpreted. `attention_kernel="cudnn"` runs cuDNN's fused attention where no probability dropout applies
     (predict, evaluate, training at dropout 0) on an NVIDIA GPU in bfloat16 or float16 (`layers.cudnn_applies`);
     training with dropout, float32 and other devices keep XLA's ops, so it is the same function everywhere.
-    "auto" (the default) is the Pallas kernels where they were measured faster, an NVIDIA GPU of compute capability
-    8.0 or later computing in bfloat16 or float16 at lengths up to 128 and head sizes up to 64 (on an H200, bert_base
-    batch 256: train +10%, predict +12%; benchmarks/RESULTS.md), and "xla" everywhere else
-    (`layers.auto_attention_kernel`).
+    "auto" (the default) is the Pallas kernels on an NVIDIA GPU of compute capability 8.0 or later computing in
+    bfloat16 or float16 at lengths up to 128 and head sizes up to 64, and "xla" everywhere else
+    (`layers.auto_attention_kernel`): extrapolated from one H200 measurement (bert_base, length 128, batch 256:
+    train +10%, predict +12%; benchmarks/RESULTS.md).
     """
 
     vocabulary_size: int

@@ -163,10 +163,11 @@ class SelfAttention(nn.Module):
 
 def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
     """What `attention_kernel="auto"` runs on `device` (`target_device()` when a step is traced): "pallas", the fused
-    kernels, where they were measured faster than XLA's ops, and "xla" elsewhere. Measured on an H200 (bert_base, batch
+    kernels, where one measurement says they beat XLA's ops, and "xla" elsewhere. Measured on one H200 (bert_base, batch
     256, bfloat16, length 128, head size 64: train step +10%, predict +12%, attention alone within bfloat16 rounding
     of XLA's with padding and dropout; benchmarks/RESULTS.md, session 22), so: an NVIDIA GPU of compute capability 8.0
-    or later (Triton's 16-bit matmuls), 16-bit q/k/v, and shapes no larger than measured, lengths up to 128 (shorter
+    or later (Triton's 16-bit matmuls; only compute capability 9.0 was measured), 16-bit q/k/v, and shapes no larger
+    than measured, lengths up to 128 (shorter
     buckets need less of each kernel's on-chip memory) and head sizes up to 64 that the kernels take. Longer sequences,
     larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until measured there."""
     sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
