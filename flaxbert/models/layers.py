@@ -184,7 +184,8 @@ def target_device():
     """The device the program being traced will run on, for `auto_attention_kernel`: a local device of the platform of
     the mesh the step is traced under (flaxbert's loops trace under theirs), else jax's default device (the one set
     by `jax.default_device`, else the first). A CPU mesh on a GPU host is a CPU program."""
-    abstract_device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+    get_abstract_mesh = getattr(jax.sharding, "get_abstract_mesh", None)  # public since jax 0.5; read defensively
+    abstract_device = getattr(get_abstract_mesh() if get_abstract_mesh else None, "abstract_device", None)
     platform = getattr(abstract_device, "platform", None)
     if platform is None:
         default = jax.config.jax_default_device
