@@ -28,11 +28,7 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 import peers
-
-from flaxbert.parallel import batch_sharding
-from flaxbert.training import loops
 
 SEQ = 128
 TRACED_STEPS = 5
@@ -46,13 +42,7 @@ def compiled_step(shape, attention_kernel, flat: bool):
         import optax
 
         classifier.compile(optimizer=optax.flatten(peers.flaxbert_optimizer()))
-    x, y = peers.random_inputs(shape.model, shape.batch, SEQ)
-    (train_fn, create_state), _, _ = classifier._steps("train", True)
-    batch = {"inputs": x, "label": y, "weight": np.ones(shape.batch, np.float32),
-             "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
-    batch = jax.device_put(batch, batch_sharding(classifier.mesh))
-    state = create_state(classifier.params)
-    return train_fn, state, loops.zero_totals(classifier.mesh), batch, loops.seed_array(0, classifier.mesh)
+    return peers.flaxbert_train_step(classifier, *peers.random_inputs(shape.model, shape.batch, SEQ))
 
 
 def kernel_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int]]:

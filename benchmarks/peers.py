@@ -147,6 +147,23 @@ def flaxbert_classifier(
     return classifier
 
 
+def flaxbert_train_step(classifier, x: dict, y):
+    """`(train_fn, state, sums, batch, seed)`: the classifier's own jitted train step (`train_fn(state, sums, batch,
+    seed) -> (state, sums)`, state donated), a fresh train state, zero metric sums, and `x` / `y` (one batch) placed
+    on the classifier's mesh as the loops place theirs, weights and mask all ones."""
+    import jax
+
+    from flaxbert.parallel import batch_sharding
+    from flaxbert.training import loops
+
+    (train_fn, create_state), _, _ = classifier._steps("train", True)
+    rows = len(y)
+    batch = {"inputs": x, "label": y, "weight": np.ones(rows, np.float32), "mask": np.ones(rows, np.float32)}
+    batch = jax.device_put(batch, batch_sharding(classifier.mesh))
+    mesh = classifier.mesh
+    return train_fn, create_state(classifier.params), loops.zero_totals(mesh), batch, loops.seed_array(0, mesh)
+
+
 def flaxbert_optimizer():
     """`keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY)` in optax: Keras' Adam update, and before it
     the decoupled decay `param -= lr * weight_decay * param` (a constant rate, so the decay is one constant factor)."""

@@ -15,12 +15,10 @@ import pathlib
 import tempfile
 
 import jax
-import numpy as np
 import peers
 
 import flaxbert
 from flaxbert.parallel import batch_sharding
-from flaxbert.training import loops
 
 
 def top_ops(run, steps: int, top: int) -> list[tuple[str, float]]:
@@ -63,12 +61,9 @@ def main():
     sharding = batch_sharding(classifier.mesh)
     x, y = peers.random_inputs(shape.model, max(256, shape.batch), args.seq)
 
-    (train_fn, create_state), _, _ = classifier._steps("train", True)
-    seed = loops.seed_array(0, classifier.mesh)
-    batch = {"inputs": {k: v[: shape.batch] for k, v in x.items()}, "label": y[: shape.batch],
-             "weight": np.ones(shape.batch, np.float32), "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
-    batch = jax.device_put(batch, sharding)
-    state, sums = [create_state(classifier.params)], [loops.zero_totals(classifier.mesh)]
+    first = {k: v[: shape.batch] for k, v in x.items()}
+    train_fn, state, sums, batch, seed = peers.flaxbert_train_step(classifier, first, y[: shape.batch])
+    state, sums = [state], [sums]  # boxes the step loop below reassigns
 
     def train():
         for _ in range(args.steps):

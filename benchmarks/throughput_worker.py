@@ -209,7 +209,6 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     import jax
 
     from flaxbert.parallel import batch_sharding
-    from flaxbert.training import loops
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
@@ -235,13 +234,8 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     jitted = "jitted step"
     rows.add(jitted, path="the jitted train / predict step on a device-resident batch", first_step_s=None,
              predict_batch=pb)  # fmt: skip
-    (train_fn, create_state), _, _ = classifier._steps("train", True)
-    seed = loops.seed_array(0, classifier.mesh)
-    sharding = batch_sharding(classifier.mesh)
-    batch = {"inputs": first, "label": y[: shape.batch], "weight": np.ones(shape.batch, np.float32),
-             "mask": np.ones(shape.batch, np.float32)}  # fmt: skip
-    batch = jax.device_put(batch, sharding)
-    state, sums = [create_state(classifier.params)], [loops.zero_totals(classifier.mesh)]
+    train_fn, state, sums, batch, seed = peers.flaxbert_train_step(classifier, first, y[: shape.batch])
+    state, sums = [state], [sums]  # boxes the step loop below reassigns
 
     def train_steps(count):
         for _ in range(count):
@@ -254,7 +248,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     state.clear()  # frees the device copy of the train state before predicting
     predict_fn, _, shardings = classifier._steps("predict")
     params = jax.device_put(classifier.params, shardings.params)
-    inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, sharding)
+    inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, batch_sharding(classifier.mesh))
     backend.sync(predict_fn(params, inputs))
     raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)
     rows.finish(jitted, predict_examples_per_s=steps * pb / raw_predict_s)

@@ -14,6 +14,7 @@ import pytest
 
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, DistilBertConfig, fused_attention, layers
 from flaxbert.models.abstract import dummy_inputs
+from flaxbert.models.target_device import target_device
 from flaxbert.parallel import make_mesh
 
 TINY = BertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
@@ -51,16 +52,16 @@ def test_auto_picks_the_pallas_kernels_on_a_recent_nvidia_gpu_in_16_bits_at_the_
 
 def test_auto_decides_for_the_device_the_program_runs_on(monkeypatch):
     """The mesh a step is traced under, else jax's default device: a CPU mesh (or `jax.default_device("cpu")`) on a
-    GPU host must not get the GPU kernels."""
+    GPU host must not get the GPU kernels, nor cuDNN's, nor the kernels' Triton lowering when forced."""
     cpu_mesh = make_mesh().abstract_mesh  # this host's devices: CPUs
-    monkeypatch.setattr(layers.jax, "devices", lambda *args: [H200])  # as on a GPU host
-    assert layers.target_device() is H200
+    monkeypatch.setattr(jax, "devices", lambda *args: [H200])  # as on a GPU host
+    assert target_device() is H200 and layers.cudnn_applies(jnp.bfloat16, 64, 128)
     with jax.sharding.use_abstract_mesh(cpu_mesh):
-        assert layers.target_device().platform == "cpu"
+        assert target_device().platform == "cpu" and not layers.cudnn_applies(jnp.bfloat16, 64, 128)
     with jax.default_device("cpu"):
-        assert layers.target_device().platform == "cpu"
+        assert target_device().platform == "cpu"
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
-        assert layers.target_device().platform == "cpu"
+        assert target_device().platform == "cpu"
 
 
 def _logits(kernel: str, dtype: str = "float32", abstract: bool = False, **changes):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 
 import flax.linen as nn
 import jax
@@ -40,7 +41,7 @@ def _model(kernel: str, dropout: float = 0.2):
 
 def test_cudnn_applies_to_sixteen_bit_attention_on_a_gpu(monkeypatch):
     assert not layers.cudnn_applies(jnp.bfloat16, 64, 128)  # this CPU
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(layers, "target_device", lambda: types.SimpleNamespace(platform="gpu"))
     assert layers.cudnn_applies(jnp.bfloat16, 64, 128) and layers.cudnn_applies(jnp.float16, 128, 24)
     assert not layers.cudnn_applies(jnp.float32, 64, 128)  # cuDNN's fused attention has no float32 form
     assert not layers.cudnn_applies(jnp.bfloat16, 256, 128) and not layers.cudnn_applies(jnp.bfloat16, 20, 128)

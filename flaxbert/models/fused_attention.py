@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from flaxbert.models.target_device import target_device
+
 _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the padding mask hides, length padding
 
 
@@ -63,7 +65,7 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
         codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
         keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
     keep = None if keep is None else keep.astype(jnp.int8)
-    backend = jax.default_backend()
+    backend = target_device().platform  # the mesh's platform: a CPU mesh on a GPU host interprets the kernels
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
                          f"attention_kernel='xla'.")  # fmt: skip

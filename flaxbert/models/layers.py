@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from flaxbert.models import fused_attention
 from flaxbert.models.dropout import Dropout, keep_scale
+from flaxbert.models.target_device import target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
 _TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
@@ -163,36 +164,24 @@ class SelfAttention(nn.Module):
 
 def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
     """What `attention_kernel="auto"` runs on `device` (`target_device()` when a step is traced): "pallas", the fused
-    kernels, where one measurement says they beat XLA's ops, and "xla" elsewhere. Measured on one H200 (bert_base, batch
-    256, bfloat16, length 128, head size 64: train step +10%, predict +12%, attention alone within bfloat16 rounding
-    of XLA's with padding and dropout; benchmarks/RESULTS.md, session 22), so: an NVIDIA GPU of compute capability 8.0
-    or later (Triton's 16-bit matmuls; only compute capability 9.0 was measured), 16-bit q/k/v, and shapes no larger
-    than measured, lengths up to 128 (shorter
-    buckets need less of each kernel's on-chip memory) and head sizes up to 64 that the kernels take. Longer sequences,
-    larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until measured there."""
-    sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    kernels, where one measurement says they beat XLA's ops, and "xla" elsewhere. Measured on one H200 (bert_base,
+    batch 256, bfloat16, length 128, head size 64: train step +10%, predict +12%, attention alone within bfloat16
+    rounding of XLA's with padding and dropout; benchmarks/RESULTS.md, session 22), so: an NVIDIA GPU of compute
+    capability 8.0 or later (Triton's 16-bit matmuls; only 9.0 was measured), 16-bit q/k/v, and shapes no larger than
+    measured, lengths up to 128 (shorter buckets need less of each kernel's on-chip memory) and head sizes up to 64
+    that the kernels take. Longer sequences, larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until
+    measured there."""
     try:
         cuda = device.platform == "gpu" and "cuda" in device.client.platform_version.lower()
         recent_nvidia = cuda and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
     except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
         recent_nvidia = False
     measured = length <= 128 and head_dim <= 64 and fused_attention.supports(length, head_dim)
-    return "pallas" if recent_nvidia and sixteen_bit and measured else "xla"
+    return "pallas" if recent_nvidia and _sixteen_bit(dtype) and measured else "xla"
 
 
-def target_device():
-    """The device the program being traced will run on, for `auto_attention_kernel`: a local device of the platform of
-    the mesh the step is traced under (flaxbert's loops trace under theirs), else jax's default device (the one set
-    by `jax.default_device`, else the first). A CPU mesh on a GPU host is a CPU program."""
-    get_abstract_mesh = getattr(jax.sharding, "get_abstract_mesh", None)  # public since jax 0.5; read defensively
-    abstract_device = getattr(get_abstract_mesh() if get_abstract_mesh else None, "abstract_device", None)
-    platform = getattr(abstract_device, "platform", None)
-    if platform is None:
-        default = jax.config.jax_default_device
-        if default is None or not isinstance(default, str):
-            return default or jax.devices()[0]
-        platform = default
-    return jax.local_devices(backend=platform)[0]
+def _sixteen_bit(dtype) -> bool:
+    return jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> jax.Array:
@@ -217,12 +206,11 @@ def attention_without_dropout(q, k, v, padding_mask, *, cudnn: bool = False) -> 
 
 
 def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
-    """Whether `attention_kernel="cudnn"` runs cuDNN's kernel: on a GPU backend, for 16-bit q/k/v (cuDNN's fused
-    attention has no float32 form), a head size that is a multiple of 8 up to 128 and an even length (what jax's
-    cuDNN flash attention takes on every GPU it supports, with a mask, in training too)."""
-    sixteen_bit = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    """Whether `attention_kernel="cudnn"` runs cuDNN's kernel: for a program that runs on a GPU (`target_device()`),
+    16-bit q/k/v (cuDNN's fused attention has no float32 form), a head size that is a multiple of 8 up to 128 and an
+    even length (what jax's cuDNN flash attention takes on every GPU it supports, with a mask, in training too)."""
     shape_ok = head_dim % 8 == 0 and head_dim <= 128 and length % 2 == 0
-    return jax.default_backend() == "gpu" and sixteen_bit and shape_ok
+    return target_device().platform == "gpu" and _sixteen_bit(dtype) and shape_ok
 
 
 def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int) -> jax.Array:

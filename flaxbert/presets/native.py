@@ -140,9 +140,9 @@ def read(directory) -> dict:
             f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads versions "
             f"{', '.join(map(str, READS))}: upgrade flaxbert (or re-save the preset with this version)."
         )
-    _check_keys(config, path)
+    _check_keys(config, path)  # the backbone is an object of config fields from here
     backbone = config["backbone"]
-    if config["format_version"] == 1 and isinstance(backbone, dict) and backbone.get("attention_kernel") == "xla":
+    if config["format_version"] == 1 and backbone.get("attention_kernel") == "xla":
         config = dict(config, backbone=dict(backbone, attention_kernel="auto"))  # version 1's default, not a choice
     return config
 

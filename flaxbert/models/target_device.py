@@ -1,0 +1,18 @@
+"""The device a program being traced will run on, for the model code that picks a kernel by device."""
+
+from __future__ import annotations
+
+import jax
+
+
+def target_device():
+    """A local device of the platform of the mesh the program is traced under (flaxbert's loops trace their steps under
+    theirs), else jax's default device (the one `jax.default_device` sets, else the first). A CPU mesh on a GPU host
+    is a CPU program."""
+    platform = getattr(jax.sharding.get_abstract_mesh().abstract_device, "platform", None)
+    if platform is None:
+        default = jax.config.jax_default_device  # a device, a platform name, or None
+        if not isinstance(default, str):
+            return default if default is not None else jax.devices()[0]
+        platform = default
+    return jax.local_devices(backend=platform)[0]
