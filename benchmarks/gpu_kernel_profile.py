@@ -12,6 +12,9 @@ or memory-bound: the top kernels say which) or waits on launches (many short ker
     python3 benchmarks/gpu_kernel_profile.py --variants bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat \
         --steps 2   # CPU smoke
 
+Run it under `XLA_FLAGS=...` (in a fresh process, without --compilation-cache) to A/B XLA's GPU options: the header
+names the flags, and each variant's first step is its cold compile (benchmarks/gpu_session.sh's step 2).
+
 Session 2's output (the code of then, on an H100) is benchmarks/results/profile_step_gpu.txt.
 """
 
@@ -22,6 +25,7 @@ import collections
 import glob
 import gzip
 import json
+import os
 import pathlib
 import re
 import tempfile
@@ -66,10 +70,14 @@ def profile(variant: str, steps: int) -> list[str]:
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     began = time.perf_counter()
     train, state, sums, batch, seed = compiled_step(shape, attention_kernel, flat == ["flat"])
-    for _ in range(3):
+    jax.block_until_ready(state)
+    built = time.perf_counter() - began
+    state, sums = train(state, sums, batch, seed)
+    jax.block_until_ready(sums)
+    first = time.perf_counter() - began - built
+    for _ in range(2):
         state, sums = train(state, sums, batch, seed)
     jax.block_until_ready(sums)
-    ready = time.perf_counter() - began
     began = time.perf_counter()
     for _ in range(steps):
         state, sums = train(state, sums, batch, seed)
@@ -78,7 +86,7 @@ def profile(variant: str, steps: int) -> list[str]:
     flops = peers.train_flops_per_example(shape.model, SEQ) * shape.batch
     lines = [f"## {variant}: step {step_ms:.2f} ms = "
              f"{shape.batch / step_ms * 1e3:,.0f} examples/s ({flops / step_ms / 1e9:,.0f} TFLOP/s by the formula); "
-             f"build + compile + 3 steps {ready:.1f} s"]  # fmt: skip
+             f"build {built:.1f} s, first step (its compile) {first:.1f} s"]  # fmt: skip
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
             for _ in range(TRACED_STEPS):
@@ -115,7 +123,8 @@ def main():
         import flaxbert
 
         flaxbert.enable_compilation_cache(args.compilation_cache)
-    report = [f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}"]
+    flags = os.environ.get("XLA_FLAGS", "")
+    report = [f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, XLA_FLAGS={flags!r}"]
     print(report[0], flush=True)
     for variant in args.variants.split(","):
         try:
