@@ -48,9 +48,29 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> p
 # train step is not faster without them, so it keeps XLA's default.
 _CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
+# A random init runs once, so on CPU it is compiled with LLVM's lighter optimisation: BERT-base's init compiles in
+# 2.3-2.8 s instead of 3.6-3.9 s, bert_tiny's in 1.7-2.1 instead of 2.0-2.3 s, and runs as fast (the draws are integer
+# threefry arithmetic and an elementwise erf-inverse: the params come out bit for bit as under XLA's default compile,
+# which tests/test_compilation.py checks). Level 0 changes the params' last bits, so it is not used.
+_CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+
+# XLA:GPU on NVIDIA offers every matmul to Triton GEMM fusions as well as cuBLAS, and autotunes between them by
+# compiling and timing Triton candidates. For BERT's matmuls cuBLAS wins anyway (its epilogues take the bias adds),
+# so the candidates are compile time spent for nothing: bert_base bfloat16 batch 32 train step on an H200 (jax 0.11.2,
+# benchmarks/gpu_kernel_profile.py, session 23), cold first step 30.0 -> 18.9 s and step 9.34 -> 8.74 ms. (Turning
+# autotuning off instead left Triton's untuned matmuls in: 128 ms a step.)
+_CUDA_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
+
+_OPTIONS = {
+    ("cpu", "init"): _CPU_INIT_OPTIONS,
+    ("cpu", "inference"): _CPU_INFERENCE_OPTIONS,
+    ("cuda", "train"): _CUDA_OPTIONS,
+    ("cuda", "inference"): _CUDA_OPTIONS,
+}
+
 
 @functools.cache
-def _accepted(platform: str, options: tuple[tuple[str, str], ...]) -> bool:
+def _accepted(platform: str, options: tuple[tuple[str, object], ...]) -> bool:
     """Whether this jaxlib's compiler for `platform` knows every option (the option names change between versions)."""
     probe = jax.device_put(jnp.zeros((), jnp.float32), jax.devices(platform)[0])  # compile for that platform
     try:
@@ -60,25 +80,31 @@ def _accepted(platform: str, options: tuple[tuple[str, str], ...]) -> bool:
     return True
 
 
-# A random init runs once, so on CPU it is compiled with LLVM's lighter optimisation: BERT-base's init compiles in
-# 2.3-2.8 s instead of 3.6-3.9 s, bert_tiny's in 1.7-2.1 instead of 2.0-2.3 s, and runs as fast (the draws are integer
-# threefry arithmetic and an elementwise erf-inverse: the params come out bit for bit as under XLA's default compile,
-# which tests/test_compilation.py checks). Level 0 changes the params' last bits, so it is not used.
-_CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
+def _target(device) -> str:
+    """`device`'s key in `_OPTIONS`: "cuda" for an NVIDIA GPU, else its platform ("cpu", "tpu", a ROCm "gpu")."""
+    if device.platform == "gpu" and "cuda" in getattr(device.client, "platform_version", "").lower():
+        return "cuda"
+    return device.platform
 
 
-def _options(platform: str, options: dict) -> dict | None:
-    if platform != "cpu" or not _accepted(platform, tuple(options.items())):
+def _options(mesh, program: str) -> dict | None:
+    device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
+    options = _OPTIONS.get((_target(device), program))
+    if options is None or not _accepted(device.platform, tuple(options.items())):
         return None
     return dict(options)
 
 
-def inference_compiler_options(mesh) -> dict[str, str] | None:
-    """The compiler options flaxbert uses for its eval and predict programs on `mesh`'s platform (None: defaults)."""
-    return _options(mesh.devices.flat[0].platform, _CPU_INFERENCE_OPTIONS)
+def train_compiler_options(mesh) -> dict | None:
+    """The compiler options of flaxbert's train steps on `mesh`'s devices (None: XLA's defaults)."""
+    return _options(mesh, "train")
 
 
-def init_compiler_options(mesh=None) -> dict[str, int] | None:
-    """The compiler options of flaxbert's random-init programs on `mesh`'s platform (no mesh: the default device's)."""
-    platform = jax.devices()[0].platform if mesh is None else mesh.devices.flat[0].platform
-    return _options(platform, _CPU_INIT_OPTIONS)
+def inference_compiler_options(mesh) -> dict | None:
+    """The compiler options flaxbert uses for its eval and predict programs on `mesh`'s devices (None: defaults)."""
+    return _options(mesh, "inference")
+
+
+def init_compiler_options(mesh=None) -> dict | None:
+    """The compiler options of flaxbert's random-init programs on `mesh`'s devices (no mesh: the default device's)."""
+    return _options(mesh, "init")

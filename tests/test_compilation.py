@@ -1,9 +1,11 @@
 import functools
+import types
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 import flaxbert
@@ -47,8 +49,61 @@ def test_cpu_inference_options_are_used_and_keep_the_numbers():
 
 
 def test_unknown_compiler_options_fall_back_to_the_defaults(monkeypatch):
-    monkeypatch.setattr(compilation, "_CPU_INFERENCE_OPTIONS", {"xla_cpu_no_such_option_in_any_version": "1"})
+    unknown = {("cpu", "inference"): {"xla_cpu_no_such_option_in_any_version": "1"}}
+    monkeypatch.setattr(compilation, "_OPTIONS", unknown)
     assert compilation.inference_compiler_options(make_mesh()) is None
+
+
+def test_nvidia_gpu_programs_compile_with_cublas_matmuls_alone(monkeypatch):
+    """On an NVIDIA GPU the train, eval and predict programs skip XLA's Triton GEMM candidates (measured there:
+    benchmarks/RESULTS.md); a ROCm GPU, a TPU and the CPU's train step keep XLA's defaults."""
+    cuda = types.SimpleNamespace(
+        platform="gpu", client=types.SimpleNamespace(platform_version="PJRT C API\ncuda 13000")
+    )
+    rocm = types.SimpleNamespace(platform="gpu", client=types.SimpleNamespace(platform_version="rocm 70000"))
+    assert [compilation._target(d) for d in (cuda, rocm, jax.devices()[0])] == ["cuda", "gpu", "cpu"]
+    monkeypatch.setattr(compilation, "_accepted", lambda platform, options: platform == "gpu")  # no GPU here
+
+    def mesh(device):
+        return types.SimpleNamespace(devices=np.array([device], dtype=object))
+
+    assert compilation.train_compiler_options(mesh(cuda)) == {"xla_gpu_enable_triton_gemm": False}
+    assert compilation.inference_compiler_options(mesh(cuda)) == {"xla_gpu_enable_triton_gemm": False}
+    assert compilation.init_compiler_options(mesh(cuda)) is None
+    assert compilation.train_compiler_options(mesh(rocm)) is None
+    assert compilation.train_compiler_options(make_mesh()) is None
+
+
+def test_the_train_step_compiles_with_the_train_options(monkeypatch):
+    """Whatever `train_compiler_options` gives reaches XLA: an option no XLA knows fails the train step's compile."""
+    import optax
+
+    from flaxbert.models.abstract import dummy_inputs
+    from flaxbert.training import loops
+
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    seen = []
+
+    def options(m):
+        seen.append(m)
+        return {"xla_no_such_option_for_this_test": True}
+
+    monkeypatch.setattr(loops, "train_compiler_options", options)
+    cfg = BertConfig(vocabulary_size=97, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32)
+    model = BertClassifier(cfg, BertHeadConfig(num_classes=3))
+    tx = optax.sgd(0.1)
+    _, shardings = loops.state_shardings(model, cfg, tx, mesh)
+    train = loops.jit_train_step(model, mesh, shardings, loss_fn=steps.sparse_categorical_crossentropy)
+    assert seen == [mesh]
+    params = nn.unbox(model.init(jax.random.key(0), dummy_inputs(cfg))["params"])
+    state = loops.create_state(params, tx, shardings)
+    inputs = {k: np.asarray(v) for k, v in dummy_inputs(cfg).items()}
+    rows = len(inputs["token_ids"])
+    batch = {"inputs": inputs, "label": np.zeros(rows, np.int32), "weight": np.ones(rows, np.float32),
+             "mask": np.ones(rows, np.float32)}  # fmt: skip
+    lowered = train.lower(state, loops.zero_totals(mesh), batch, loops.seed_array(0, mesh))
+    with pytest.raises(Exception, match="xla_no_such_option_for_this_test"):
+        lowered.compile()
 
 
 def test_random_init_is_compiled_lighter_on_cpu_and_draws_the_same_bits(monkeypatch):

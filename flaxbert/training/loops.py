@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flaxbert import checkpoint
-from flaxbert.compilation import inference_compiler_options
+from flaxbert.compilation import inference_compiler_options, train_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, process_slice, replicated, to_global, to_host
 from flaxbert.training import steps
@@ -82,6 +82,7 @@ def jit_train_step(model, mesh, shardings, *, loss_fn):
         donate_argnums=0,  # not the sums: fit passes the same zeros again whenever a total restarts
         in_shardings=(shardings, replicated(mesh), batch_sharding(mesh), replicated(mesh)),
         out_shardings=(shardings, replicated(mesh)),
+        compiler_options=train_compiler_options(mesh),
     )
 
 
