@@ -55,10 +55,11 @@ _CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 
 # XLA:GPU on NVIDIA offers every matmul to Triton GEMM fusions as well as cuBLAS, and autotunes between them by
-# compiling and timing Triton candidates. For BERT's matmuls cuBLAS wins anyway (its epilogues take the bias adds),
-# so the candidates are compile time spent for nothing: bert_base bfloat16 batch 32 train step on an H200 (jax 0.11.2,
-# benchmarks/gpu_kernel_profile.py, session 23), cold first step 30.0 -> 18.9 s and step 9.34 -> 8.74 ms. (Turning
-# autotuning off instead left Triton's untuned matmuls in: 128 ms a step.)
+# compiling and timing Triton candidates. With cuBLAS alone (its epilogues take the bias adds) BERT's steps compile
+# faster and run faster: bert_base bfloat16 batch 32 train step on an H200 (jax 0.11.2, session 23,
+# benchmarks/gpu_kernel_profile.py under XLA_FLAGS), first step with its cold compile 30.0 -> 18.9 s, step 9.34 ->
+# 8.74 ms; batch 256 (another run) 5,002 -> 5,401 examples/s, predict 20,023 -> 23,679 (benchmarks/RESULTS.md).
+# Turning autotuning off instead left Triton's matmuls in with untuned tiles: 128 ms a step.
 _CUDA_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
 
 _OPTIONS = {
