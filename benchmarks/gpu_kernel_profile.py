@@ -1,16 +1,18 @@
 """Where a GPU train step's time goes: the classifier's compiled train step, timed, then traced and summed per kernel.
 
 Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its
-update as one vector: a few kernels instead of a few per parameter, the same elementwise math). It runs the same
-classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout
-0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace summed per kernel name and per
-kind of kernel (the name without its number). Kernel time against wall time says whether the GPU is busy (compute-
-or memory-bound: the top kernels say which) or waits on launches (many short kernels, time between them).
+update as one vector: a few kernels instead of a few per parameter, the same elementwise math) or ":fit" for the
+public `classifier.fit` over fresh batches instead of the bare step. It runs the same classifier and step as
+throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1, seq 128): the step's
+wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel name, per kind of kernel
+(the name without its number) and per host event. Kernel time against wall time says whether the GPU is busy
+(compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the host's loop: its
+host events say where).
 
     python3 benchmarks/gpu_kernel_profile.py --variants \
         bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,bert_base:32:bfloat16:auto:flat --out $OUT/profile.txt
-    python3 benchmarks/gpu_kernel_profile.py --variants bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat \
-        --steps 2   # CPU smoke
+    python3 benchmarks/gpu_kernel_profile.py --variants bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat,\
+bert_tiny:4:float32:xla:fit --steps 2   # CPU smoke
 
 Run it under `XLA_FLAGS=...` (in a fresh process, without --compilation-cache) to A/B XLA's GPU options: the header
 names the flags, and each variant's first step is its cold compile (benchmarks/gpu_session.sh's step 2).
@@ -36,21 +38,44 @@ import peers
 
 SEQ = 128
 TRACED_STEPS = 5
+FIT_TRACED_STEPS = 10  # a traced fit carries fit's per-call costs too: more steps dilute them
 TOP = 30
+HOST_TOP = 15
 
 
-def compiled_step(shape, attention_kernel, flat: bool):
-    """(train step, its state, metric sums, a device-resident batch, the seed): the classifier's own jitted step."""
+def train_runner(shape, attention_kernel, mode: str):
+    """`run(n)`: n train steps of the classifier, returning once they are done. mode "": its own jitted step on one
+    device-resident batch; "flat": the same with the optimizer flattened; "fit": `classifier.fit` over n fresh
+    batches (host batching, transfers and the fit loop included)."""
     classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel)
-    if flat:
+    if mode == "flat":
         import optax
 
         classifier.compile(optimizer=optax.flatten(peers.flaxbert_optimizer()))
-    return peers.flaxbert_train_step(classifier, *peers.random_inputs(shape.model, shape.batch, SEQ))
+    if mode == "fit":
+        x, y = peers.random_inputs(shape.model, max(FIT_TRACED_STEPS, 64) * shape.batch, SEQ)
+
+        def fit(n):  # returns after a device_get of its metrics: synced
+            end = n * shape.batch
+            classifier.fit({k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch, verbose=0)
+
+        return fit
+    train, state, sums, batch, seed = peers.flaxbert_train_step(
+        classifier, *peers.random_inputs(shape.model, shape.batch, SEQ)
+    )
+    box = [state, sums]
+
+    def steps(n):
+        for _ in range(n):
+            box[0], box[1] = train(box[0], box[1], batch, seed)
+        jax.block_until_ready(box[1])
+
+    return steps
 
 
-def kernel_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int]]:
-    """Microseconds and launches per kernel name over the trace's GPU stream threads."""
+def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """Microseconds and launches per kernel name over the trace's GPU stream threads, and microseconds per event
+    name over the host's threads (python calls, dispatches, transfers)."""
     path = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)[0]
     with gzip.open(path) as f:
         events = json.load(f)
@@ -58,30 +83,31 @@ def kernel_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int]]:
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
                if e.get("ph") == "M" and e.get("name") == "thread_name"}  # fmt: skip
     micros, launches = collections.defaultdict(float), collections.defaultdict(int)
+    host = collections.defaultdict(float)
     for e in events:
-        if e.get("ph") == "X" and "stream" in threads.get((e["pid"], e["tid"]), "").lower():
+        if e.get("ph") != "X":
+            continue
+        if "stream" in threads.get((e["pid"], e["tid"]), "").lower():
             micros[e["name"]] += e["dur"]
             launches[e["name"]] += 1
-    return micros, launches
+        else:
+            host[e["name"]] += e["dur"]
+    return micros, launches, host
 
 
 def profile(variant: str, steps: int) -> list[str]:
-    model, batch_size, precision, attention_kernel, *flat = variant.split(":")
+    model, batch_size, precision, attention_kernel, *mode = variant.split(":")
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
+    mode = mode[0] if mode else ""
+    traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
     began = time.perf_counter()
-    train, state, sums, batch, seed = compiled_step(shape, attention_kernel, flat == ["flat"])
-    jax.block_until_ready(state)
+    run = train_runner(shape, attention_kernel, mode)
     built = time.perf_counter() - began
-    state, sums = train(state, sums, batch, seed)
-    jax.block_until_ready(sums)
+    run(1)
     first = time.perf_counter() - began - built
-    for _ in range(2):
-        state, sums = train(state, sums, batch, seed)
-    jax.block_until_ready(sums)
+    run(2)  # a second fit compiles the program that continues the first's optimizer state
     began = time.perf_counter()
-    for _ in range(steps):
-        state, sums = train(state, sums, batch, seed)
-    jax.block_until_ready(sums)
+    run(steps)
     step_ms = 1e3 * (time.perf_counter() - began) / steps
     flops = peers.train_flops_per_example(shape.model, SEQ) * shape.batch
     lines = [f"## {variant}: step {step_ms:.2f} ms = "
@@ -89,16 +115,17 @@ def profile(variant: str, steps: int) -> list[str]:
              f"build {built:.1f} s, first step (its compile) {first:.1f} s"]  # fmt: skip
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-            for _ in range(TRACED_STEPS):
-                state, sums = train(state, sums, batch, seed)
-            jax.block_until_ready(sums)
-        micros, launches = kernel_times(trace_dir)
-    busy = sum(micros.values()) / TRACED_STEPS / 1e3
-    count = sum(launches.values()) / TRACED_STEPS
-    lines.append(f"GPU kernel time per step {busy:.2f} ms over {count:,.0f} kernels ({busy / step_ms:.0%} of the "
-                 f"step's wall time; mean kernel {1e3 * busy / max(count, 1):.1f} us)")  # fmt: skip
+            began = time.perf_counter()
+            run(traced)
+            traced_ms = 1e3 * (time.perf_counter() - began) / traced
+        micros, launches, host = trace_times(trace_dir)
+    busy = sum(micros.values()) / traced / 1e3
+    count = sum(launches.values()) / traced
+    lines.append(f"GPU kernel time per step {busy:.2f} ms over {count:,.0f} kernels ({busy / traced_ms:.0%} of the "
+                 f"traced steps' wall time, {traced_ms:.2f} ms a step; mean kernel {1e3 * busy / max(count, 1):.1f} "
+                 "us)")  # fmt: skip
     for name, us in sorted(micros.items(), key=lambda item: -item[1])[:TOP]:
-        lines.append(f"{us / TRACED_STEPS / 1e3:8.3f} ms {launches[name] // TRACED_STEPS:5d}x  {name[:110]}")
+        lines.append(f"{us / traced / 1e3:8.3f} ms {launches[name] // traced:5d}x  {name[:110]}")
     kinds_us, kinds_n = collections.defaultdict(float), collections.defaultdict(int)
     for name, us in micros.items():
         kind = re.sub(r"[._]\d+$", "", name)  # loop_add_fusion_12 -> loop_add_fusion
@@ -106,7 +133,10 @@ def profile(variant: str, steps: int) -> list[str]:
         kinds_n[kind] += launches[name]
     lines.append("by kind, the most launched first:")
     for kind, n in sorted(kinds_n.items(), key=lambda item: -item[1])[:TOP]:
-        lines.append(f"{kinds_us[kind] / TRACED_STEPS / 1e3:8.3f} ms {n // TRACED_STEPS:5d}x  {kind[:110]}")
+        lines.append(f"{kinds_us[kind] / traced / 1e3:8.3f} ms {n // traced:5d}x  {kind[:110]}")
+    lines.append("host events per step, the longest first (nested events each count):")
+    for name, us in sorted(host.items(), key=lambda item: -item[1])[:HOST_TOP]:
+        lines.append(f"{us / traced / 1e3:8.3f} ms  {name[:110]}")
     return lines
 
 
@@ -114,7 +144,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
-                        help="model:batch:precision:attention_kernel[:flat],...")  # fmt: skip
+                        help="model:batch:precision:attention_kernel[:flat|:fit],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")

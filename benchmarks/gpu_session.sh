@@ -11,14 +11,19 @@
 # 1. throughput.py, flaxbert beside keras-hub and transformers in the same run, cold persistent compile cache:
 #    a. bert_base bf16 batch 256 (the train and predict targets); b. bert_base and distil_bert_base bf16 at batch 32.
 #    Each (framework, model, precision) gets its own subprocess and time box, so a slow compile costs its own row.
-# 2. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 1b warm.
+# 2. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 1b warm; then warm_start.py's breakdown
+#    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
+#    5.1 s was not broken down on the GPU).
 # 3. gpu_kernel_profile.py with the cache warm: bert_base bf16 batch 256 with today's defaults (what is left beside the
-#    matmuls), and batch 32 with the optimizer flattened (fewer kernels: the batch-32 lever), against 1's jitted rows.
+#    matmuls); batch 32 with the optimizer flattened (fewer kernels: the batch-32 lever), against 1's jitted rows; and
+#    batch 32 through `fit` (session 23: `fit` ran at 92% of its jitted step there, ~0.7 ms more a step at either
+#    batch: does the GPU wait on the host's loop, and on what?).
 # 4. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~2.5 minutes; a small END_S skips step 4):
 #   DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
-#     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat FP32=bert_tiny:16:float32 OUT=/tmp/o \
+#     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat,bert_tiny:4:float32:xla:fit \
+#     FP32=bert_tiny:16:float32 OUT=/tmp/o \
 #     bash benchmarks/gpu_session.sh
 # Files: session.log, throughput_gpu_b256.json, throughput_gpu_b32.json, throughput_gpu_warm.json, profile_gpu.txt,
 # throughput_gpu_fp32.json: 6, and the device tool returns at most 8, so the charts the benchmarks write beside their
@@ -43,7 +48,8 @@ charts_out() { mv "$OUT"/*.png "$CHARTS"/ 2>/dev/null; true; }  # after every st
 BIG="${BIG:-bert_base:256:bfloat16}"
 SMALL="${SMALL:-bert_base:32:bfloat16,distil_bert_base:32:bfloat16}"
 FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 2 takes (one of SMALL)
-PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto:flat}"
+PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto:flat,\
+bert_base:32:bfloat16:auto:fit}"
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
 PEERS=flaxbert,keras_hub,transformers
@@ -66,8 +72,10 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   timeout 35 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
     --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
   charts_out
+  timeout 40 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
+  echo "warm_start.py exit status $?"
   echo "== 3. kernel profile, $PROFILE"
-  timeout 90 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+  timeout 110 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))

@@ -9,6 +9,7 @@ in every process.
 
     python benchmarks/warm_start.py                      # bert_base, batch 2, 3 pairs (CPU: ~3 minutes)
     python benchmarks/warm_start.py --shape bert_tiny:8:float32 --pairs 2
+    python3 benchmarks/warm_start.py --shape bert_base:32:bfloat16 --cache /tmp/jaxcache --pairs 2  # a warm cache
 """
 
 from __future__ import annotations
@@ -71,27 +72,35 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="bert_base:2:float32", help="model:batch:precision (benchmarks/peers.py)")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--cache", default=None, help="time fresh processes on this already warm cache instead")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], float(args.child[1]), args.child[2])
         return
+    if args.cache:  # an existing cache, warmed by earlier runs (on a GPU: benchmarks/gpu_session.sh's)
+        _table(args.shape, {0.0: args.cache}, args.pairs, f"the warm cache {args.cache}, {args.pairs} fresh processes")
+        return
     with tempfile.TemporaryDirectory() as root:
         caches = {t: f"{root}/min{t:g}" for t in THRESHOLDS}
         for threshold, cache in caches.items():
             run(cache, threshold, args.shape)  # fills the cache
-        print(f"{args.shape}, warm cache, {args.pairs} interleaved pairs of fresh processes\n")
-        print(
-            "| min_compile_time_s | build s | first fit s | first step s | XLA compile-or-load s | trace + lower s | "
-            "programs |"
-        )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for _ in range(args.pairs):
-            for threshold, cache in caches.items():
-                r = run(cache, threshold, args.shape)
-                print(f"| {threshold:g} | {r['build_s']:.2f} | {r['fit_s']:.2f} | {r['first_step_s']:.2f} | "
-                      f"{r['xla_compile_or_load_s']:.2f} | {r['trace_lower_s']:.2f} | {r['programs']} |",
-                      flush=True)  # fmt: skip
+        _table(args.shape, caches, args.pairs, f"warm cache, {args.pairs} interleaved pairs of fresh processes")
+
+
+def _table(shape: str, caches: dict, rounds: int, title: str) -> None:
+    print(f"{shape}, {title}\n")
+    print(
+        "| min_compile_time_s | build s | first fit s | first step s | XLA compile-or-load s | trace + lower s | "
+        "programs |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for _ in range(rounds):
+        for threshold, cache in caches.items():
+            r = run(cache, threshold, shape)
+            print(f"| {threshold:g} | {r['build_s']:.2f} | {r['fit_s']:.2f} | {r['first_step_s']:.2f} | "
+                  f"{r['xla_compile_or_load_s']:.2f} | {r['trace_lower_s']:.2f} | {r['programs']} |",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
