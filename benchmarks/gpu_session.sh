@@ -9,24 +9,28 @@
 #   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
 #
 # 1. throughput.py, flaxbert beside keras-hub and transformers in the same run, cold persistent compile cache:
-#    a. bert_base bf16 batch 256 (the train and predict targets); b. bert_base and distil_bert_base bf16 at batch 32.
-#    Each (framework, model, precision) gets its own subprocess and time box, so a slow compile costs its own row.
-# 2. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 1b warm; then warm_start.py's breakdown
+#    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
+#    subprocess and time box, so a slow compile costs its own row.
+# 2. The cold compile, A/B (the 10 s first-step target): the train step of bert_base bf16 batch 32, each arm a fresh
+#    process without a persistent cache, with XLA's defaults and with `xla_gpu_enable_llvm_module_compilation_
+#    parallelism` (off by default: XLA:GPU then compiles the whole program's LLVM module on one thread; on, it splits
+#    it over the compile thread pool; jax turns it on only with its opt-in XLA kernel cache).
+# 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
+# 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
 #    5.1 s was not broken down on the GPU).
-# 3. gpu_kernel_profile.py with the cache warm: bert_base bf16 batch 256 with today's defaults (what is left beside the
-#    matmuls); batch 32 with the optimizer flattened (fewer kernels: the batch-32 lever), against 1's jitted rows; and
+# 5. gpu_kernel_profile.py with the cache warm: bert_base bf16 batch 256 with today's defaults (what is left beside the
+#    matmuls); batch 32 with the optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows; and
 #    batch 32 through `fit` (session 23: `fit` ran at 92% of its jitted step there, ~0.7 ms more a step at either
 #    batch: does the GPU wait on the host's loop, and on what?).
-# 4. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
+# 6. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
-# Overrides for a CPU smoke test of the script itself (~2.5 minutes; a small END_S skips step 4):
+# Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
 #   DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:flat,bert_tiny:4:float32:xla:fit \
-#     FP32=bert_tiny:16:float32 OUT=/tmp/o \
-#     bash benchmarks/gpu_session.sh
-# Files: session.log, throughput_gpu_b256.json, throughput_gpu_b32.json, throughput_gpu_warm.json, profile_gpu.txt,
-# throughput_gpu_fp32.json: 6, and the device tool returns at most 8, so the charts the benchmarks write beside their
+#     AB=bert_tiny:4:float32:xla FP32=bert_tiny:16:float32 OUT=/tmp/o bash benchmarks/gpu_session.sh
+# Files: session.log, throughput_gpu_b256.json, profile_gpu_compile.txt, throughput_gpu_b32.json,
+# throughput_gpu_warm.json, profile_gpu.txt, throughput_gpu_fp32.json: 7, and the device tool returns at most 8, so the charts the benchmarks write beside their
 # JSON are moved out of $OUT (draw them here: python benchmarks/plot.py FILES_AT/throughput_gpu_b256.json ...).
 set -uo pipefail
 : "${OUT:?set OUT to the output folder}"
@@ -47,7 +51,8 @@ mkdir -p "$CHARTS"
 charts_out() { mv "$OUT"/*.png "$CHARTS"/ 2>/dev/null; true; }  # after every step, so a cut-off run returns its JSON
 BIG="${BIG:-bert_base:256:bfloat16}"
 SMALL="${SMALL:-bert_base:32:bfloat16,distil_bert_base:32:bfloat16}"
-FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 2 takes (one of SMALL)
+FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 4 takes (one of SMALL)
+AB="${AB:-bert_base:32:bfloat16:auto}"
 PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto:flat,\
 bert_base:32:bfloat16:auto:fit}"
 FP32="${FP32:-bert_base:256:float32}"
@@ -58,35 +63,42 @@ PEERS=flaxbert,keras_hub,transformers
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
-  echo "== 1a. throughput, $BIG"
+  echo "== 1. throughput, $BIG"
   timeout 170 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
     --frameworks "$PEERS" --budget-s 160 --timeout-s 80 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b256.json"
   echo "throughput.py exit status $?"; charts_out
-  echo "== 1b. throughput, $SMALL"
-  timeout 190 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 180 --timeout-s 80 --compilation-cache "$CACHE" \
+  echo "== 2. cold compile A/B, $AB"
+  : >"$OUT/profile_gpu_compile.txt"
+  for flags in "" "--xla_gpu_enable_llvm_module_compilation_parallelism=true"; do
+    XLA_FLAGS="$flags" timeout 50 python3 benchmarks/gpu_kernel_profile.py --variants "$AB" --out /tmp/ab.txt
+    echo "gpu_kernel_profile.py ($flags) exit status $?"
+    cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt"; rm -f /tmp/ab.txt
+  done
+  echo "== 3. throughput, $SMALL"
+  timeout 160 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 150 --timeout-s 70 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b32.json"
   echo "throughput.py exit status $?"; charts_out
-  echo "== 2. time to first step, warm cache"
+  echo "== 4. time to first step, warm cache"
   timeout 35 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
     --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
   charts_out
   timeout 40 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
   echo "warm_start.py exit status $?"
-  echo "== 3. kernel profile, $PROFILE"
-  timeout 110 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+  echo "== 5. kernel profile, $PROFILE"
+  timeout 90 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
-    echo "== 4. throughput, $FP32, $LEFT s left"
+    echo "== 6. throughput, $FP32, $LEFT s left"
     timeout "$LEFT" python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FP32" --steps 10 --repeats 1 \
       --frameworks "$PEERS" --budget-s $((LEFT - 10)) --timeout-s $((LEFT / 3)) \
       --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_fp32.json"
     echo "throughput.py exit status $?"; charts_out
   else
-    echo "== 4. skipped: $LEFT s left"
+    echo "== 6. skipped: $LEFT s left"
   fi
   ls -l "$OUT"
   date -u
