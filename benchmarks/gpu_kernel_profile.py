@@ -41,19 +41,20 @@ TRACED_STEPS = 5
 FIT_TRACED_STEPS = 10  # a traced fit carries fit's per-call costs too: more steps dilute them
 TOP = 30
 HOST_TOP = 15
+_PROFILER_EVENTS = ("contextlib.py", "profiler.py")  # the trace's own start and stop, not the steps'
 
 
-def train_runner(shape, attention_kernel, mode: str):
-    """`run(n)`: n train steps of the classifier, returning once they are done. mode "": its own jitted step on one
-    device-resident batch; "flat": the same with the optimizer flattened; "fit": `classifier.fit` over n fresh
-    batches (host batching, transfers and the fit loop included)."""
+def train_runner(shape, attention_kernel, mode: str, most_steps: int):
+    """`run(n)`: n <= most_steps train steps of the classifier, returning once they are done. mode "": its own jitted
+    step on one device-resident batch; "flat": the same with the optimizer flattened; "fit": `classifier.fit` over n
+    fresh batches (host batching, transfers and the fit loop included)."""
     classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel)
     if mode == "flat":
         import optax
 
         classifier.compile(optimizer=optax.flatten(peers.flaxbert_optimizer()))
     if mode == "fit":
-        x, y = peers.random_inputs(shape.model, max(FIT_TRACED_STEPS, 64) * shape.batch, SEQ)
+        x, y = peers.random_inputs(shape.model, most_steps * shape.batch, SEQ)
 
         def fit(n):  # returns after a device_get of its metrics: synced
             end = n * shape.batch
@@ -90,7 +91,7 @@ def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[
         if "stream" in threads.get((e["pid"], e["tid"]), "").lower():
             micros[e["name"]] += e["dur"]
             launches[e["name"]] += 1
-        else:
+        elif not any(part in e["name"] for part in _PROFILER_EVENTS):
             host[e["name"]] += e["dur"]
     return micros, launches, host
 
@@ -101,7 +102,7 @@ def profile(variant: str, steps: int) -> list[str]:
     mode = mode[0] if mode else ""
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
     began = time.perf_counter()
-    run = train_runner(shape, attention_kernel, mode)
+    run = train_runner(shape, attention_kernel, mode, max(steps, traced, 2))
     built = time.perf_counter() - began
     run(1)
     first = time.perf_counter() - began - built

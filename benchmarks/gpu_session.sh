@@ -64,8 +64,8 @@ PEERS=flaxbert,keras_hub,transformers
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   echo "== 1. throughput, $BIG"
-  timeout 170 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 160 --timeout-s 80 --compilation-cache "$CACHE" \
+  timeout 160 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 150 --timeout-s 75 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b256.json"
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
@@ -87,7 +87,7 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   timeout 40 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
   echo "warm_start.py exit status $?"
   echo "== 5. kernel profile, $PROFILE"
-  timeout 90 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+  timeout 80 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,9 @@ def main():
         child(args.child[0], float(args.child[1]), args.child[2])
         return
     if args.cache:  # an existing cache, warmed by earlier runs (on a GPU: benchmarks/gpu_session.sh's)
+        if not pathlib.Path(args.cache).is_dir() or not any(pathlib.Path(args.cache).iterdir()):
+            parser.error(f"--cache {args.cache} is missing or empty: it must be a cache that earlier runs of the shape "
+                         "filled (throughput.py --compilation-cache DIR, or this script without --cache)")  # fmt: skip
         _table(args.shape, {0.0: args.cache}, args.pairs, f"the warm cache {args.cache}, {args.pairs} fresh processes")
         return
     with tempfile.TemporaryDirectory() as root:

@@ -58,7 +58,7 @@ _CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 # compiling and timing Triton candidates. With cuBLAS alone (its epilogues take the bias adds) BERT's steps compile
 # faster and run faster: bert_base bfloat16 batch 32 train step on an H200 (jax 0.11.2, session 23,
 # benchmarks/gpu_kernel_profile.py under XLA_FLAGS), first step with its cold compile 30.0 -> 18.9 s, step 9.34 ->
-# 8.74 ms; batch 256 (another run) 5,002 -> 5,401 examples/s, predict 20,023 -> 23,679 (benchmarks/RESULTS.md).
+# 8.74 ms; across runs, not A/B'd: batch 256 5,002 -> 5,401 examples/s, predict 20,023 -> 23,679 (RESULTS.md).
 # Turning autotuning off instead left Triton's matmuls in with untuned tiles: 128 ms a step.
 _CUDA_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
 
@@ -88,12 +88,20 @@ def _target(device) -> str:
     return device.platform
 
 
+def _named_in_xla_flags() -> set[str]:
+    """The options `$XLA_FLAGS` sets (`--name=value` or `--name`)."""
+    return {flag.lstrip("-").split("=")[0] for flag in os.environ.get("XLA_FLAGS", "").split() if flag.startswith("--")}
+
+
 def _options(mesh, program: str) -> dict | None:
+    """flaxbert's options for `program` on `mesh`'s devices, less any that `$XLA_FLAGS` sets: per-program options
+    override the environment's, so a user's `XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` would otherwise be ignored."""
     device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
-    options = _OPTIONS.get((_target(device), program))
-    if options is None or not _accepted(device.platform, tuple(options.items())):
+    options = _OPTIONS.get((_target(device), program), {})
+    options = {name: value for name, value in options.items() if name not in _named_in_xla_flags()}
+    if not options or not _accepted(device.platform, tuple(options.items())):
         return None
-    return dict(options)
+    return options
 
 
 def train_compiler_options(mesh) -> dict | None:

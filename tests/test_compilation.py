@@ -56,7 +56,8 @@ def test_unknown_compiler_options_fall_back_to_the_defaults(monkeypatch):
 
 def test_nvidia_gpu_programs_compile_with_cublas_matmuls_alone(monkeypatch):
     """On an NVIDIA GPU the train, eval and predict programs skip XLA's Triton GEMM candidates (measured there:
-    benchmarks/RESULTS.md); a ROCm GPU, a TPU and the CPU's train step keep XLA's defaults."""
+    benchmarks/RESULTS.md); a ROCm GPU, a TPU and the CPU's train step keep XLA's defaults, and an option the user's
+    $XLA_FLAGS sets is left to it."""
     cuda = types.SimpleNamespace(
         platform="gpu", client=types.SimpleNamespace(platform_version="PJRT C API\ncuda 13000")
     )
@@ -71,7 +72,12 @@ def test_nvidia_gpu_programs_compile_with_cublas_matmuls_alone(monkeypatch):
     assert compilation.inference_compiler_options(mesh(cuda)) == {"xla_gpu_enable_triton_gemm": False}
     assert compilation.init_compiler_options(mesh(cuda)) is None
     assert compilation.train_compiler_options(mesh(rocm)) is None
+    assert compilation.train_compiler_options(mesh(types.SimpleNamespace(platform="tpu"))) is None
     assert compilation.train_compiler_options(make_mesh()) is None
+    flags = "--xla_force_host_platform_device_count=8 --xla_gpu_enable_triton_gemm=true"
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert compilation.train_compiler_options(mesh(cuda)) is None
+    assert compilation.inference_compiler_options(mesh(cuda)) is None
 
 
 def test_the_train_step_compiles_with_the_train_options(monkeypatch):
