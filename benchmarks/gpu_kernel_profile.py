@@ -1,13 +1,14 @@
 """Where a GPU train step's time goes: the classifier's compiled train step, timed, then traced and summed per kernel.
 
-Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its
-update as one vector: a few kernels instead of a few per parameter, the same elementwise math) or ":fit" for the
-public `classifier.fit` over fresh batches instead of the bare step. It runs the same classifier and step as
-throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1, seq 128): the step's
-wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel name, per kind of kernel
-(the name without its number) and per host event. Kernel time against wall time says whether the GPU is busy
-(compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the host's loop: its
-host events say where).
+Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its update
+as one vector: a few kernels instead of a few per parameter, the same elementwise math), ":fit" for the public
+`classifier.fit` over fresh batches instead of the bare step, or ":autodiff" for the model with flax's LayerNorm and
+jax's GELU differentiated automatically (flaxbert's before session 23; its own keep less for the backward pass). It runs
+the same classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW,
+dropout 0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per
+kernel name, per kind of kernel (the name without its number) and per host event. Kernel time against wall time says
+whether the GPU is busy (compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the
+host's loop: its host events say where).
 
     python3 benchmarks/gpu_kernel_profile.py --variants \
         bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,bert_base:32:bfloat16:auto:flat --out $OUT/profile.txt
@@ -98,8 +99,13 @@ def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[
 
 def profile(variant: str, steps: int) -> list[str]:
     model, batch_size, precision, attention_kernel, *mode = variant.split(":")
-    shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     mode = mode[0] if mode else ""
+    if mode == "autodiff":
+        base = variant.removesuffix(":autodiff")
+        with peers.autodiff_norm_and_gelu():
+            lines = profile(base, steps)
+        return [lines[0].replace(base, variant, 1), *lines[1:]]
+    shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
     began = time.perf_counter()
     run = train_runner(shape, attention_kernel, mode, max(steps, traced, 2))
@@ -145,7 +151,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
-                        help="model:batch:precision:attention_kernel[:flat|:fit],...")  # fmt: skip
+                        help="model:batch:precision:attention_kernel[:flat|:fit|:autodiff],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")

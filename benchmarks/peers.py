@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import platform
@@ -232,3 +233,36 @@ def torch_inputs(inputs: dict[str, np.ndarray]) -> dict:
 
     names = {"token_ids": "input_ids", "segment_ids": "token_type_ids", "padding_mask": "attention_mask"}
     return {names[k]: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}
+
+
+@contextlib.contextmanager
+def autodiff_norm_and_gelu():
+    """While it lasts, models built use flax's `nn.LayerNorm` and `jax.nn.gelu` differentiated automatically, as
+    flaxbert did before session 23, instead of its own (`flaxbert/models/layer_norm.py`, `activations.py`), whose
+    backward passes keep only their inputs: the A/B of that change."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from flaxbert.models import bert, distil_bert, layers
+
+    def flax_layer_norm(cfg, name):
+        return nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32,
+                            use_fast_variance=False, name=name,
+                            scale_init=layers._partitioned(nn.initializers.ones_init(), ("norm",)),
+                            bias_init=layers._partitioned(nn.initializers.zeros_init(), ("norm",)))  # fmt: skip
+
+    modules, activations = (layers, bert, distil_bert), dict(layers.ACTIVATION_FNS)
+    ours = [module.layer_norm for module in modules]
+    for module in modules:
+        module.layer_norm = flax_layer_norm
+    layers._layer_apply.cache_clear()  # its jitted layer functions hold traces of the other arm
+    layers.ACTIVATION_FNS.update(gelu=functools.partial(jax.nn.gelu, approximate=False),
+                                 gelu_approximate=functools.partial(jax.nn.gelu, approximate=True))  # fmt: skip
+    try:
+        yield
+    finally:
+        for module, layer_norm in zip(modules, ours, strict=True):
+            module.layer_norm = layer_norm
+        layers.ACTIVATION_FNS.update(activations)
+        layers._layer_apply.cache_clear()

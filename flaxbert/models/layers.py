@@ -15,17 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from flaxbert.models import fused_attention
+from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import Dropout, keep_scale
+from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.target_device import target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
 _TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
-
-ACTIVATION_FNS = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # erf form: HF BERT, all DistilBERT
-    "gelu_approximate": functools.partial(jax.nn.gelu, approximate=True),  # tanh form: keras-hub BERT presets
-    "relu": jax.nn.relu,
-}
 
 
 def _partitioned(init, axes):
@@ -68,13 +64,11 @@ def dense(cfg, features: int, axes: tuple[str, str], name: str) -> Projection:
     return Projection((features,), axes, cfg.dtype, name=name)
 
 
-def layer_norm(cfg, name: str) -> nn.LayerNorm:
+def layer_norm(cfg, name: str) -> LayerNorm:
     """LayerNorm with keras-hub's epsilon; statistics in float32 and the exact (two-pass) variance for parity."""
-    return nn.LayerNorm(
+    return LayerNorm(
         epsilon=cfg.layer_norm_epsilon,
         dtype=cfg.dtype,
-        param_dtype=jnp.float32,
-        use_fast_variance=False,
         scale_init=_partitioned(nn.initializers.ones_init(), ("norm",)),
         bias_init=_partitioned(nn.initializers.zeros_init(), ("norm",)),
         name=name,
