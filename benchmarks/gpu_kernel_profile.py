@@ -98,13 +98,15 @@ def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[
 
 
 def profile(variant: str, steps: int) -> list[str]:
-    model, batch_size, precision, attention_kernel, *mode = variant.split(":")
-    mode = mode[0] if mode else ""
-    if mode == "autodiff":
-        base = variant.removesuffix(":autodiff")
+    model, batch_size, precision, attention_kernel, *modes = variant.split(":")
+    if "autodiff" in modes:  # combines with one other mode: "...:fit:autodiff"
+        base = ":".join([model, batch_size, precision, attention_kernel, *(m for m in modes if m != "autodiff")])
         with peers.autodiff_norm_and_gelu():
             lines = profile(base, steps)
-        return [lines[0].replace(base, variant, 1), *lines[1:]]
+        return [lines[0].replace(f"## {base}:", f"## {variant}:", 1), *lines[1:]]
+    if len(modes) > 1 or (modes and modes[0] not in ("flat", "fit")):
+        raise ValueError(f"{variant}: the modes are flat, fit and autodiff, and autodiff alone combines with another")
+    mode = modes[0] if modes else ""
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
     began = time.perf_counter()

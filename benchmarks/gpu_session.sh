@@ -78,8 +78,8 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt"; rm -f /tmp/ab.txt
   done
   echo "== 3. throughput, $SMALL"
-  timeout 140 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 130 --timeout-s 65 --compilation-cache "$CACHE" \
+  timeout 135 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 125 --timeout-s 65 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b32.json"
   echo "throughput.py exit status $?"; charts_out
   echo "== 4. time to first step, warm cache"
@@ -89,7 +89,7 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   timeout 40 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
   echo "warm_start.py exit status $?"
   echo "== 5. kernel profile, $PROFILE"
-  timeout 110 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+  timeout 100 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
