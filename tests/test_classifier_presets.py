@@ -6,12 +6,14 @@ import shutil
 import time
 import warnings
 
+import jax
 import numpy as np
 import pytest
 import transformers
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
 
 import flaxbert
+from flaxbert.parallel import make_mesh
 from flaxbert.presets import hf_checkpoint
 
 
@@ -285,6 +287,10 @@ def test_minilm_fine_tuned_on_4000_sst2_sentences_reaches_80_percent(minilm_dir,
     order = np.random.default_rng(0).permutation(len(texts))[:4000]
     dev_texts, dev_labels = _sst2(shared_data, "dev")
     classifier = flaxbert.BertTextClassifier.from_preset(minilm_dir, num_classes=2, sequence_length=128)
+    # One device, as a CPU job has: over the 8 fake devices tests/conftest.py makes, this model's all-reduces
+    # deadlock XLA:CPU on 2 cores (7 participants wait inside the intra-op pool's workers; the 8th gets none, and XLA
+    # aborts the process after 40 s).
+    classifier.compile(mesh=make_mesh(devices=jax.devices()[:1]))
     began = time.perf_counter()
     classifier.fit([texts[i] for i in order], labels[order], batch_size=32, epochs=1, verbose=0)
     metrics = classifier.evaluate(dev_texts, dev_labels, batch_size=64, verbose=0)
