@@ -62,17 +62,7 @@ def train_runner(shape, attention_kernel, mode: str, most_steps: int):
             classifier.fit({k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch, verbose=0)
 
         return fit
-    train, state, sums, batch, seed = peers.flaxbert_train_step(
-        classifier, *peers.random_inputs(shape.model, shape.batch, SEQ)
-    )
-    box = [state, sums]
-
-    def steps(n):
-        for _ in range(n):
-            box[0], box[1] = train(box[0], box[1], batch, seed)
-        jax.block_until_ready(box[1])
-
-    return steps
+    return peers.step_loop(*peers.flaxbert_train_step(classifier, *peers.random_inputs(shape.model, shape.batch, SEQ)))
 
 
 def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:

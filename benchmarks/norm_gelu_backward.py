@@ -31,14 +31,8 @@ def build(shape, arm: str):
             classifier, *peers.random_inputs(shape.model, shape.batch, SEQ)
         )
         compiled = train.lower(state, sums, batch, seed).compile()  # traced with the arm's layers
-    box = [state, sums]
-
-    def steps(n):
-        for _ in range(n):
-            box[0], box[1] = compiled(box[0], box[1], batch, seed)
-        jax.block_until_ready(box[1])
-
-    return steps, compiled.memory_analysis().temp_size_in_bytes / 2**20
+    temp_mib = compiled.memory_analysis().temp_size_in_bytes / 2**20
+    return peers.step_loop(compiled, state, sums, batch, seed), temp_mib
 
 
 def main():

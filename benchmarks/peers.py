@@ -165,6 +165,21 @@ def flaxbert_train_step(classifier, x: dict, y):
     return train_fn, create_state(classifier.params), loops.zero_totals(mesh), batch, loops.seed_array(0, mesh)
 
 
+def step_loop(train_fn, state, sums, batch, seed):
+    """`run(n)`: n calls of a train step `train_fn(state, sums, batch, seed) -> (state, sums)` (the state donated, so
+    each call takes the last one's), returning once they are done."""
+    import jax
+
+    box = [state, sums]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            box[0], box[1] = train_fn(box[0], box[1], batch, seed)
+        jax.block_until_ready(box[1])
+
+    return run
+
+
 def flaxbert_optimizer():
     """`keras.optimizers.AdamW(LEARNING_RATE, weight_decay=WEIGHT_DECAY)` in optax: Keras' Adam update, and before it
     the decoupled decay `param -= lr * weight_decay * param` (a constant rate, so the decay is one constant factor)."""

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental.compilation_cache import compilation_cache
 
+from flaxbert.models.target_device import is_cuda
+
 DEFAULT_DIR = pathlib.Path("~/.cache/flaxbert/jax")
 
 
@@ -83,9 +85,7 @@ def _accepted(platform: str, options: tuple[tuple[str, object], ...]) -> bool:
 
 def _target(device) -> str:
     """`device`'s key in `_OPTIONS`: "cuda" for an NVIDIA GPU, else its platform ("cpu", "tpu", a ROCm "gpu")."""
-    if device.platform == "gpu" and "cuda" in getattr(device.client, "platform_version", "").lower():
-        return "cuda"
-    return device.platform
+    return "cuda" if is_cuda(device) else device.platform
 
 
 def _named_in_xla_flags() -> set[str]:
@@ -98,7 +98,8 @@ def _options(mesh, program: str) -> dict | None:
     override the environment's, so a user's `XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` would otherwise be ignored."""
     device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
     options = _OPTIONS.get((_target(device), program), {})
-    options = {name: value for name, value in options.items() if name not in _named_in_xla_flags()}
+    users = _named_in_xla_flags()
+    options = {name: value for name, value in options.items() if name not in users}
     if not options or not _accepted(device.platform, tuple(options.items())):
         return None
     return options

@@ -18,7 +18,7 @@ from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import Dropout, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
-from flaxbert.models.target_device import target_device
+from flaxbert.models.target_device import is_cuda, target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
 _TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
@@ -166,8 +166,7 @@ def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
     that the kernels take. Longer sequences, larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until
     measured there."""
     try:
-        cuda = device.platform == "gpu" and "cuda" in device.client.platform_version.lower()
-        recent_nvidia = cuda and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
+        recent_nvidia = is_cuda(device) and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
     except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
         recent_nvidia = False
     measured = length <= 128 and head_dim <= 64 and fused_attention.supports(length, head_dim)

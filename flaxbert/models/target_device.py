@@ -16,3 +16,8 @@ def target_device():
             return default if default is not None else jax.devices()[0]
         platform = default
     return jax.local_devices(backend=platform)[0]
+
+
+def is_cuda(device) -> bool:
+    """Whether `device` is an NVIDIA GPU (a CUDA PJRT client; a ROCm GPU's platform is "gpu" too)."""
+    return device.platform == "gpu" and "cuda" in getattr(device.client, "platform_version", "").lower()
