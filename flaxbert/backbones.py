@@ -16,6 +16,7 @@ from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBer
 from flaxbert.models.abstract import abstract_params, check_params, count_params, dummy_inputs
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
+from flaxbert.parallel.host import to_host
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
 from flaxbert.presets.registry import presets_for
@@ -59,6 +60,16 @@ class Backbone:
         self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
         self._params, self._seed = self._checked(params), seed  # random params are created lazily, where they will live
         self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))
+
+    def __getstate__(self) -> dict:
+        """Pickled as its config, seed, `trainable` and params, the params as numpy (gathered to the host); random
+        params not made yet stay unmade (the copy makes the same ones from the seed). The jitted call is rebuilt."""
+        params = None if self._params is None else to_host(self._params)
+        return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable}
+
+    def __setstate__(self, state: dict) -> None:
+        self._build(state["config"], state["params"], state["seed"])
+        self.trainable = state["trainable"]
 
     @property
     def params(self) -> dict:

@@ -7,9 +7,11 @@ the functional loops in `flaxbert.training`; the objects add no math of their ow
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import pathlib
+import pickle
 import warnings
 from collections.abc import Mapping
 
@@ -24,7 +26,7 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
-from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings
+from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings, to_host
 from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks.data import prepare
@@ -184,6 +186,57 @@ class TextClassifier:
     def count_params(self) -> int:
         return self.backbone.count_params() + sum(int(x.size) for x in jax.tree.leaves(self.head_params))
 
+    # -- pickling ------------------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """What `pickle` (and `copy.deepcopy`) keeps: the backbone, head, preprocessor, params (as numpy, gathered to
+        the host), `bucket`, the count of fits (the next fit's default seed) and the compile settings, so a copy
+        loaded in another process (a prediction service's workers) predicts and trains as this one does.
+
+        Not kept: the optimizer state between fits (the copy's first fit starts a new one, as after `compile()`),
+        and what cannot be pickled: an optax optimizer built from closures (most optax transforms are; "auto"
+        pickles as itself) or a loss defined inside a function is replaced by "auto", with a warning naming it
+        (`copy.deepcopy` shares them instead). The mesh is rebuilt over every device of the process, with the same
+        fsdp size where that divides their count.
+        """
+        return self._state(pickling=True)
+
+    def __deepcopy__(self, memo) -> TextClassifier:
+        """A copy as pickling makes one, sharing the optimizer and loss functions (which need no pickling then)."""
+        copied = type(self).__new__(type(self))
+        copied.__setstate__(copy.deepcopy(self._state(pickling=False), memo))
+        return copied
+
+    def _state(self, pickling: bool) -> dict:
+        compiled = dict(self._compiled_with, fsdp=self.mesh.shape["fsdp"])
+        for name in ("optimizer", "loss"):
+            if pickling and not _picklable(compiled[name]):
+                warnings.warn(
+                    f"this classifier's {name} ({compiled[name]!r}) cannot be pickled, so the pickled copy has "
+                    f"{name}='auto'; call compile({name}=...) on the copy to set it again.",
+                    stacklevel=2,
+                )
+                compiled[name] = "auto"
+        return {"backbone": self.backbone, "preprocessor": self.preprocessor, "head": self.head,
+                "head_params": to_host(self.head_params), "seed": self._seed, "bucket": self.bucket,
+                "fits": self._fits, "compiled_with": compiled}  # fmt: skip
+
+    def __setstate__(self, state: dict) -> None:
+        self.backbone, self.preprocessor, self.head = state["backbone"], state["preprocessor"], state["head"]
+        self.model = self.model_cls(self.backbone.config, self.head)
+        self._head_params, self._seed = state["head_params"], state["seed"]
+        self.bucket, self._fits = state["bucket"], state["fits"]
+        compiled = dict(state["compiled_with"])
+        fsdp = compiled.pop("fsdp")
+        devices = jax.device_count()
+        if devices % fsdp:
+            warnings.warn(
+                f"the pickled classifier was compiled with an fsdp mesh axis of {fsdp}, which does not divide the "
+                f"{devices} devices here: the copy uses every device data parallel; call compile(mesh=...) to choose.",
+                stacklevel=2,
+            )
+            fsdp = 1
+        self.compile(**compiled, mesh=(-1, fsdp))  # -1: the data axis takes the devices fsdp leaves
+
     # -- compile -------------------------------------------------------------------------------------------------
     def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile: bool = True, *, mesh=None):
         """Sets the optimizer, loss and device mesh for `fit` / `evaluate` (keras-hub's defaults with "auto").
@@ -199,6 +252,7 @@ class TextClassifier:
 
         Each call sets a new optimizer, as Keras' `compile` does: the next `fit` starts a new optimizer state.
         """
+        requested = {"optimizer": optimizer, "loss": loss, "metrics": metrics}  # what a pickled copy compiles with
         if optimizer == "auto":
             optimizer = optimizers.keras_default()
         if not isinstance(optimizer, optax.GradientTransformation):
@@ -228,7 +282,7 @@ class TextClassifier:
                 f"jax.sharding.Mesh with axes ('data', 'fsdp'); got {mesh!r}."
             )
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
-        self.optimizer, self.loss, self.mesh = optimizer, loss, mesh
+        self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> jitted init.
         self.backbone.init_params(mesh)
         if self.head_params is None:
@@ -477,6 +531,14 @@ class TextClassifier:
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip
+
+
+def _picklable(value) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # pickling a closure raises AttributeError, PicklingError or TypeError, by Python version
+        return False
+    return True
 
 
 def _is_int(value) -> bool:
