@@ -9,6 +9,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
+import torch
 import transformers
 from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
 
@@ -117,6 +118,22 @@ def test_another_class_count_gets_a_new_head_and_says_so(distil_dir):
     assert classifier.predict(["w1 w2 w3", "w4"], batch_size=8, verbose=0).shape == (2, 5)
 
 
+def test_id2label_that_names_a_class_twice_is_dropped_and_said(distil_dir, tmp_path):
+    """transformers loads an id2label with a name given twice; flaxbert's label_names must be distinct (y may be names),
+    so they are dropped, with a warning that says how to name the classes instead (it was silent)."""
+    source, _ = distil_dir
+    path = shutil.copytree(source, tmp_path / "twice")
+    config = json.loads((path / "config.json").read_text())
+    config["id2label"] = {"0": "negative", "1": "negative", "2": "positive"}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match=r"id2label .* does not give classes 0..2 one distinct name each, so the "
+                                         r"classifier has no label_names .* pass label_names="):  # fmt: skip
+        classifier = flaxbert.TextClassifier.from_preset(path)
+    assert classifier.label_names is None
+    named = flaxbert.TextClassifier.from_preset(path, label_names=["neg", "also neg", "pos"])
+    assert named.label_names == ("neg", "also neg", "pos")
+
+
 @pytest.mark.parametrize(
     ("kind", "rate"), [("bert", dict(classifier_dropout=0.3)), ("distil_bert", dict(seq_classif_dropout=0.35))]
 )
@@ -150,6 +167,22 @@ def test_a_transformers_checkpoint_pads_to_its_position_count_when_under_512(dis
     assert classifier.predict([" ".join(f"w{i}" for i in range(90))], verbose=0).shape == (1, 3)
     with pytest.raises(ValueError, match=r"sequence_length=64 is longer than the backbone's max_sequence_length=40"):
         flaxbert.TextClassifier.from_preset(path, sequence_length=64)
+
+
+def test_a_transformers_tokenizer_model_max_length_under_the_positions_sets_the_length(distil_dir, tmp_path):
+    """Where the tokenizer's model_max_length is below the model's positions, transformers' `truncation=True` (and its
+    pipelines) cut there, so flaxbert's default preprocessor does too: the same ids and logits for a long text."""
+    source, model = distil_dir
+    path = shutil.copytree(source, tmp_path / "short")
+    (path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16, "do_lower_case": True}))
+    classifier = flaxbert.TextClassifier.from_preset(path)
+    assert classifier.preprocessor.sequence_length == 16
+    text = " ".join(f"w{i}" for i in range(30))
+    want = transformers.AutoTokenizer.from_pretrained(path)(text, truncation=True, return_tensors="pt")
+    np.testing.assert_array_equal(classifier.preprocessor([text])["token_ids"][0], want["input_ids"][0].numpy())
+    with torch.no_grad():
+        logits = model(**want).logits.numpy()
+    np.testing.assert_allclose(classifier.predict([text], verbose=0), logits, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose

@@ -48,6 +48,13 @@ def test_unknown_keywords_are_refused_before_the_preset_is_looked_for(tmp_path):
         flaxbert.TextClassifier.from_preset(tmp_path / "missing", compile=False, name="clf")
 
 
+@pytest.mark.parametrize("num_classes", [3.0, 0, True, "3"])
+def test_num_classes_that_is_no_positive_integer_is_refused_before_the_preset_is_looked_for(tmp_path, num_classes):
+    """As the classifier constructors refuse it; 3.0 kept a 3-class head."""
+    with pytest.raises(ValueError, match=rf"num_classes must be None .* or a positive integer, got {num_classes!r}"):
+        flaxbert.TextClassifier.from_preset(tmp_path / "missing", num_classes=num_classes)
+
+
 @pytest.mark.parametrize("kind", ["native", "transformers"])
 def test_a_sequence_length_without_a_preprocessor_to_set_is_refused(presets, kind):
     """It was ignored: the classifier had no preprocessor, or the one passed, with its own length."""

@@ -214,20 +214,25 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_classifier_object_exports_after_fine_tuning(tmp_path):
-    """The object-level export of a fine-tuned classifier, with its tokenizer, loads in transformers unchanged."""
+    """The object-level export of a fine-tuned classifier, with its tokenizer, loads in transformers unchanged, and
+    truncates long texts where the classifier's preprocessor does (8 tokens on a 12-position model), loaded back
+    into flaxbert too."""
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
-    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab, lowercase=True), 12)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab, lowercase=True), 8)
     backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor)
-    texts = ["The quick fox.", "brown fox", "the"]
-    classifier.fit(texts, [0, 1, 2], batch_size=8, epochs=2, verbose=0)
+    texts = ["The quick fox.", "brown fox", "the", "the quick brown fox . the quick brown fox ."]
+    classifier.fit(texts, [0, 1, 2, 0], batch_size=8, epochs=2, verbose=0)
     classifier.export_to_transformers(tmp_path / "hf")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
         tmp_path / "hf", attn_implementation="eager"
     ).eval()
-    encoded = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(texts, padding=True, return_tensors="pt")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    encoded = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    assert encoded["input_ids"].shape == (4, 8)
     want = model(**encoded).logits.detach().numpy()
     np.testing.assert_allclose(classifier.predict(texts, batch_size=8, verbose=0), want, atol=1e-5)
+    assert flaxbert.TextClassifier.from_preset(tmp_path / "hf").preprocessor.sequence_length == 8
 
 
 def test_a_softmax_classifier_exports_its_logits_and_says_so(tmp_path):

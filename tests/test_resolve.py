@@ -54,6 +54,17 @@ def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
         resolve("kaggle://keras/bert/keras/bert_base_en_uncased/2")
 
 
+def test_a_kaggle_download_that_fails_is_one_clear_error(monkeypatch):
+    def offline(handle):
+        raise ConnectionError(f"HTTPSConnectionPool(host='api.kaggle.com'): Max retries exceeded ({handle})")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(model_download=offline))
+    with pytest.raises(FileNotFoundError, match=r"kaggle://keras/bert/keras/bert_base_en/3: kagglehub could not "
+                       r"download it \(ConnectionError: .*api.kaggle.com.*\)\. Check the handle and the network .* or "
+                       r"use its Hugging Face mirror 'hf://keras/bert_base_en'"):  # fmt: skip
+        resolve("kaggle://keras/bert/keras/bert_base_en/3")
+
+
 def test_missing_local_directory():
     with pytest.raises(FileNotFoundError, match="preset directory .*nowhere does not exist"):
         resolve("./nowhere")

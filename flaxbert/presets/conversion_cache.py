@@ -23,10 +23,11 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, te
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
 # no problem_type is transformers' regression, cached as its encoder alone; 4: a head found by its weights where
 # config.json names no architectures, added tokens, another keras-hub task's backbone; 5: transformers' pair
-# truncation, longest_first, and the case settings of a tokenizer.json-only folder): older copies are converted again
-# rather than read as they were. (Copies in native format 1 name attention_kernel "xla", the default then; `native.read`
-# reads that as "auto", so the new default needed no new conversion.)
-CONVERSION = 5
+# truncation, longest_first, and the case settings of a tokenizer.json-only folder; 6: a sequence length capped by the
+# tokenizer's model_max_length): older copies are converted again rather than read as they were. (Copies in native
+# format 1 name attention_kernel "xla", the default then; `native.read` reads that as "auto", so the new default
+# needed no new conversion.)
+CONVERSION = 6
 
 
 def cache_root() -> pathlib.Path:

@@ -8,6 +8,8 @@ kernels are [in, out]; attention kernels split their hidden axis into (heads, he
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
@@ -196,7 +198,7 @@ def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
     unsupported = unsupported_head(hf, source)
     if unsupported is not None:
         raise ValueError(unsupported)
-    names = label_names(hf)
+    names = label_names(hf, source)
     if architecture(hf, source) == "distil_bert":
         return DistilBertHeadConfig(
             num_classes=num_labels(hf), dropout=hf.get("seq_classif_dropout", 0.2), label_names=names
@@ -209,15 +211,22 @@ def head_config(hf: dict, source: str) -> BertHeadConfig | DistilBertHeadConfig:
     )
 
 
-def label_names(hf: dict) -> tuple[str, ...] | None:
+def label_names(hf: dict, source: str) -> tuple[str, ...] | None:
     """The classes' names from `id2label`; None where they are transformers' defaults (LABEL_0, ...) or do not name
-    classes 0..n-1 once each (transformers tolerates that; they are only names)."""
+    classes 0..n-1 once each (transformers tolerates that: they are only names; a warning says they are dropped)."""
+    id2label = hf.get("id2label", {})
     try:
-        by_id = {int(i): name for i, name in hf.get("id2label", {}).items()}
+        by_id = {int(i): name for i, name in id2label.items()}
     except (AttributeError, TypeError, ValueError):
-        return None
-    names = [by_id.get(i) for i in range(len(by_id))]
-    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        by_id = None
+    names = None if by_id is None else [by_id.get(i) for i in range(len(by_id))]
+    if names is None or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        warnings.warn(
+            f"{source}: config.json's id2label {str(id2label)[:200]} does not give classes 0..{len(id2label) - 1} "
+            "one distinct name each, so the classifier has no label_names (its outputs are class ids only); pass "
+            "label_names=[name of class 0, ...] to from_preset to name them.",
+            stacklevel=4,
+        )
         return None
     return None if names == [f"LABEL_{i}" for i in range(len(names))] else tuple(names)
 

@@ -26,7 +26,13 @@ from flaxbert.presets import hf_convert, text_assets
 
 
 def export_transformers(
-    directory: str | os.PathLike, backbone_config, params: dict, *, head_config=None, tokenizer=None
+    directory: str | os.PathLike,
+    backbone_config,
+    params: dict,
+    *,
+    head_config=None,
+    tokenizer=None,
+    sequence_length: int | None = None,
 ) -> pathlib.Path:
     """Exports a backbone or a classifier as a transformers checkpoint directory.
 
@@ -38,6 +44,8 @@ def export_transformers(
         head_config: a `BertHeadConfig` / `DistilBertHeadConfig` to write a `*ForSequenceClassification` checkpoint;
             `None` writes a bare `BertModel` / `DistilBertModel`.
         tokenizer: a flaxbert `BertTokenizer` / `DistilBertTokenizer` to write alongside, or `None`.
+        sequence_length: the tokenizer's `model_max_length`, where transformers' `truncation=True` and pipelines cut
+            texts (a classifier's preprocessor length, what it was trained at); None: the model's position count.
 
     Returns:
         The path of the written directory.
@@ -59,26 +67,26 @@ def export_transformers(
     host = jax.tree_util.tree_map(np.asarray, nn.unbox(to_host(params)))  # every shard, from every process
     state = hf_convert.state_dict_from_params(host, backbone_config, with_head=head_config is not None)
     if jax.process_index() == 0:  # in a multi-process job, one writer; no process returns before it has written
-        _write(target, config, state, tokenizer, backbone_config)
+        _write(target, config, state, tokenizer, backbone_config, sequence_length)
     wait_for_every_process("flaxbert-transformers-export")
     return target
 
 
-def _write(target: pathlib.Path, config: dict, state: dict, tokenizer, backbone_config) -> None:
+def _write(target: pathlib.Path, config: dict, state: dict, tokenizer, backbone_config, sequence_length) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
-            _write_tokenizer(staging, tokenizer, backbone_config)
+            _write_tokenizer(staging, tokenizer, backbone_config, sequence_length)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> None:
+def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config, sequence_length) -> None:
     settings = tokenizer.get_config()
     specials = {name: getattr(tokenizer, name) for name in ("cls_token", "sep_token", "pad_token", "mask_token")}
     specials["unk_token"] = tokenizer.oov_token
@@ -104,7 +112,7 @@ def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config) -> Non
         "tokenize_chinese_chars": True,
         # flaxbert by default splits "[SEP]" typed in text like any other text; transformers does so only when told.
         "split_special_tokens": not settings["special_tokens_in_strings"],
-        "model_max_length": backbone_config.max_sequence_length,
+        "model_max_length": sequence_length or backbone_config.max_sequence_length,
         "model_input_names": ["input_ids", "token_type_ids", "attention_mask"]
         if is_bert
         else ["input_ids", "attention_mask"],

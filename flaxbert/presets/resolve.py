@@ -230,9 +230,15 @@ def _from_kaggle(handle: str) -> pathlib.Path:
     model = handle.rstrip("/") + "/"
     mirror = next((p.hf_handle for p in PRESETS.values() if model.startswith(p.kaggle_handle.rsplit("/", 1)[0] + "/")),
                   None)  # fmt: skip
+    instead = f" or use its Hugging Face mirror {mirror!r}" if mirror else ""
     try:
         import kagglehub
     except ImportError as e:
-        instead = f" or use its Hugging Face mirror {mirror!r}" if mirror else ""
         raise ValueError(f"{handle} needs kagglehub: pip install 'flaxbert[kaggle]'{instead}.") from e
-    return pathlib.Path(kagglehub.model_download(handle.removeprefix("kaggle://")))
+    try:
+        return pathlib.Path(kagglehub.model_download(handle.removeprefix("kaggle://")))
+    except Exception as e:  # no network, no such model, no credentials: kagglehub's and requests' errors, said once
+        raise FileNotFoundError(
+            f"{handle}: kagglehub could not download it ({type(e).__name__}: {str(e)[:300]}). Check the handle and "
+            f"the network (kagglehub serves a download it cached before){instead}, or pass a local directory."
+        ) from e

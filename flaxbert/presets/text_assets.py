@@ -3,7 +3,8 @@
 - native: `vocabulary.txt` plus the "tokenizer" and "preprocessor" entries of config.json;
 - keras-hub: `assets/tokenizer/vocabulary.txt`, `tokenizer.json` (keras config) and `preprocessor.json`;
 - transformers: `vocab.txt` or `tokenizer.json` (HF tokenizers) with `tokenizer_config.json`; sequence length 512,
-  or the model's position count where fewer, and transformers' `longest_first` truncation of sentence pairs.
+  or the model's position count or the tokenizer's `model_max_length` where fewer, and transformers' `longest_first`
+  truncation of sentence pairs.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def tokenizer(tokenizer_cls, directory):
 
 
 def preprocessor_settings(directory) -> dict:
-    """`sequence_length` and `truncate` as the preset saved them. transformers checkpoints save neither: 512 (or the
-    model's `max_position_embeddings` where fewer) and "longest_first", the truncation transformers applies to them,
-    so that a pair's ids are transformers' (keras-hub presets keep keras-hub's default, round_robin)."""
+    """`sequence_length` and `truncate` as the preset saved them. transformers checkpoints save neither: the length
+    is the least of 512, the model's `max_position_embeddings` and the tokenizer's `model_max_length` (where
+    transformers' `truncation=True` and its pipelines cut texts), and the truncation is "longest_first", which
+    transformers applies to them, so that ids are transformers' (keras-hub presets keep keras-hub's, round_robin)."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
@@ -65,9 +67,11 @@ def preprocessor_settings(directory) -> dict:
         saved = directory / "preprocessor.json"
         keras = _keras_settings(saved) if saved.is_file() else {}
         return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
-    positions = config.get("max_position_embeddings")
-    has_length = isinstance(positions, int) and positions >= 2
-    return {"truncate": "longest_first"} | ({"sequence_length": min(512, positions)} if has_length else {})
+    tokenizer_config = directory / "tokenizer_config.json"
+    tokenizer_config = json_file.read(tokenizer_config) if tokenizer_config.is_file() else {}
+    limits = [config.get("max_position_embeddings"), tokenizer_config.get("model_max_length")]
+    lengths = [n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n >= 2]  # unset: 1e30 or null
+    return {"truncate": "longest_first"} | ({"sequence_length": min(512, *lengths)} if lengths else {})
 
 
 def preprocessor(preprocessor_cls, tokenizer_cls, directory, sequence_length: int | None = None,

@@ -135,6 +135,12 @@ def _weights(sample_weight, size: int) -> np.ndarray | None:
     weights = as_array(sample_weight, "sample_weight", "pass one number per example.", dtype=np.float64)
     if weights.shape != (size,):
         raise ValueError(f"sample_weight must have one weight per example ({size}), got shape {weights.shape}.")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError("sample_weight must be finite and non-negative.")
+    largest = float(np.finfo(np.float32).max)  # the steps weigh in float32: a larger weight would become inf there
+    bad = ~(np.isfinite(weights) & (weights >= 0) & (weights <= largest))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"sample_weight must be finite, non-negative and at most {largest:.4g} (float32's largest); "
+            f"sample_weight[{first}] is {float(weights[first])!r}."
+        )
     return weights.astype(np.float32)

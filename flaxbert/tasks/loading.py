@@ -10,6 +10,7 @@ import warnings
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flaxbert.backbones import native_abstract
 from flaxbert.models.abstract import abstract_params, check_params
@@ -61,6 +62,9 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
             other keyword is refused with a TypeError naming the accepted ones.
     """
     _check_keywords(cls, head_kwargs)  # before resolving: a download
+    whole = isinstance(num_classes, int | np.integer) and not isinstance(num_classes, bool | np.bool_)
+    if num_classes is not None and not (whole and num_classes >= 1):
+        raise ValueError(f"num_classes must be None (the preset's head) or a positive integer, got {num_classes!r}.")
     check_execution(scan_layers, attention_kernel)  # before reading any weights
     execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
     preset = resolve(preset, load_weights)

@@ -116,10 +116,13 @@ class TextClassifier:
 
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `*ForSequenceClassification` checkpoint (config, safetensors,
-        tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads."""
+        tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads. The tokenizer's
+        `model_max_length` is the preprocessor's `sequence_length`, so transformers truncates texts where this
+        classifier does."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
+        length = None if self.preprocessor is None else self.preprocessor.sequence_length
         written = hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
-                                                tokenizer=tokenizer)  # fmt: skip
+                                                tokenizer=tokenizer, sequence_length=length)  # fmt: skip
         if self.activation == "softmax":
             warnings.warn(
                 "this classifier returns probabilities (activation='softmax'), but a transformers checkpoint has no "

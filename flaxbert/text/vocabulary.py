@@ -70,7 +70,8 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     if config.get("tokenize_chinese_chars", True) is False or config.get("do_basic_tokenize", True) is False:
         raise ValueError(
             f"{config_path} turns off tokenize_chinese_chars or do_basic_tokenize; flaxbert's BertTokenizer always "
-            "splits on whitespace, punctuation and CJK characters."
+            "splits on whitespace, punctuation and CJK characters. Load the model with preprocessor=None and pass "
+            "it the ids transformers' tokenizer makes instead."
         )
     if config.get("truncation_side", "right") != "right":
         raise ValueError(
