@@ -56,24 +56,51 @@ def read_rows(path) -> tuple[list[str], list[dict]]:
         raise DataError(f"cannot parse {str(path)!r} as {kind}: {error}") from None
 
 
+# utf-8-sig: a byte-order mark (which spreadsheet programs write) is not part of the first column's name or label.
+_ENCODING = "utf-8-sig"
+
+
 def _read_delimited(path: Path, kind: str):
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=_ENCODING) as f:
         # Sentences in GLUE TSVs carry bare quote characters (`` and ''): no quoting in TSV.
         tsv = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
         reader = csv.DictReader(f, **(tsv if kind == "tsv" else {}))
+        columns = list(reader.fieldnames or [])
+        _check_distinct(columns, repr(str(path)))
         rows = list(reader)
-        return list(reader.fieldnames or []), rows
+    for number, row in enumerate(rows, 1):
+        if None in row:  # DictReader keeps the fields past the header's under the key None
+            separator = "tab" if kind == "tsv" else "comma"
+            quote = "" if kind == "tsv" else " (or quote fields that contain commas)"
+            raise DataError(
+                f"{str(path)!r} row {number} has {len(columns) + len(row[None])} fields but the header names "
+                f"{len(columns)}: a {separator} inside a text splits it; remove it{quote}."
+            )
+    return columns, rows
+
+
+def _check_distinct(columns: list[str], where: str) -> None:
+    """`where` names the file (and line): which of two columns of one name is meant cannot be guessed."""
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise DataError(f"{where} names the columns {repeated} more than once; give each column its own name.")
+
+
+class _Pairs(list):
+    """A JSON object as json.loads read it: its (key, value) pairs in order, repeated keys included."""
 
 
 def _read_jsonl(path: Path):
     rows, columns = [], {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=_ENCODING) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            if not isinstance(row, dict):
+            row = json.loads(line, object_pairs_hook=_Pairs)  # an object as its pairs: a repeated key stays seen
+            if not isinstance(row, _Pairs):
                 raise DataError(f"{str(path)!r} line {number} is not a JSON object; write one object per line.")
+            _check_distinct([key for key, _ in row], f"{str(path)!r} line {number}")
+            row = dict(row)
             rows.append(row)
             columns.update(dict.fromkeys(row))
     return list(columns), rows
@@ -87,7 +114,10 @@ def _read_parquet(path: Path):
             f"reading {str(path)!r} needs pyarrow: pip install 'flaxbert[train]' (or pip install pyarrow)."
         ) from None
     try:
+        _check_distinct(list(pq.read_schema(path).names), repr(str(path)))  # read_table fails on them, obscurely
         table = pq.read_table(path)
+    except DataError:
+        raise
     except Exception as error:  # pyarrow raises its own error types for corrupt files
         raise DataError(f"cannot read {str(path)!r} as parquet: {error}") from None
     return list(table.column_names), table.to_pylist()
@@ -96,7 +126,7 @@ def _read_parquet(path: Path):
 def _read_label_first(path: Path):
     """SST-5's layout: one example a line, the label, one space, then the text."""
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=_ENCODING) as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\n")
             if not line.strip():
@@ -136,7 +166,8 @@ def read_split(
             )
     texts = [[_text(_cell(row, name, path, i), path, name, i) for i, row in enumerate(rows)] for name in text_columns]
     if label_column and infer_label_names and not label_names:
-        label_names = _names_of([_cell(row, label_column, path, i, label=True) for i, row in enumerate(all_rows)])
+        values = [_cell(row, label_column, path, i, label=True) for i, row in enumerate(all_rows)]
+        label_names = _names_of(values, path, label_column)
     labels = None
     if label_column:
         values = [_cell(row, label_column, path, i, label=True) for i, row in enumerate(rows)]
@@ -197,10 +228,19 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
     return np.asarray(ids, np.int32)
 
 
-def _names_of(values: list) -> tuple[str, ...]:
-    """The sorted distinct label names, or () when every label is an integer."""
-    if all(_as_int(v) is not None for v in values):
+def _names_of(values: list, path, column: str) -> tuple[str, ...]:
+    """The sorted distinct label names, or () when every label is an integer; labels that mix the two are refused
+    (a stray name among integers would otherwise make every integer a name of its own)."""
+    named = [_as_int(v) is None for v in values]
+    if not any(named):
         return ()
+    if not all(named):
+        first = named.index(True)
+        names = sorted({str(v) for v, is_name in zip(values, named, strict=True) if is_name})
+        raise DataError(
+            f"{str(path)!r}: column {column!r} mixes integer labels with names {names[:5]} (the first in row "
+            f"{first + 1}); use class ids throughout, or names throughout (ordered by --label-names)."
+        )
     return tuple(sorted({str(v) for v in values}))
 
 

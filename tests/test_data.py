@@ -140,3 +140,55 @@ def test_the_hubs_offline_setting_is_read_in_a_fresh_process(tmp_path):
     assert "unavailable: nyu-mll/glue/sst2/train.parquet is not in the Hugging Face cache and offline mode is on" in (
         result.stdout
     )
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "parquet"])
+def test_a_column_named_twice_is_refused(tmp_path, kind):
+    """The second of two label columns was read silently (the first ignored)."""
+    path = tmp_path / f"twice.{kind}"
+    if kind in ("tsv", "csv"):
+        sep = "\t" if kind == "tsv" else ","
+        path.write_text(f"sentence{sep}label{sep}label\na{sep}1{sep}0\n")
+    elif kind == "jsonl":
+        path.write_text('{"sentence": "a", "label": 1, "label": 0}\n')
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array([1]), pa.array([0])],
+                                            names=["sentence", "label", "label"]), path)  # fmt: skip
+    with pytest.raises(data.DataError, match=r"names the columns \['label'\] more than once"):
+        data.read_split(path, ("sentence",), "label")
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv"])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, kind):
+    """A comma in an unquoted CSV text (or a tab in a TSV one) cut the text at it, silently."""
+    path = tmp_path / f"extra.{kind}"
+    sep = "\t" if kind == "tsv" else ","
+    path.write_text(f"label{sep}sentence\n1{sep}fine\n0{sep}no wit {sep} only gags\n")
+    with pytest.raises(data.DataError, match=r"row 2 has 3 fields but the header names 2: a (tab|comma) inside"):
+        data.read_split(path, ("sentence",), "label")
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "txt"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, kind):
+    """Spreadsheets write one: the first column was '\\ufeffsentence', a .txt's first label the class '\\ufeff0'."""
+    path = tmp_path / f"bom.{kind}"
+    text = {
+        "tsv": "sentence\tlabel\na\t0\nb\t1\n",
+        "csv": "sentence,label\na,0\nb,1\n",
+        "jsonl": '{"sentence": "a", "label": 0}\n{"sentence": "b", "label": 1}\n',
+        "txt": "0 a\n1 b\n",
+    }[kind]
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    split = data.read_split(path, ("text" if kind == "txt" else "sentence",), "label", infer_label_names=True)
+    assert split.texts == ["a", "b"] and split.labels.tolist() == [0, 1] and split.label_names == ()
+
+
+def test_labels_that_mix_ids_and_names_are_refused_naming_the_stray_one(tmp_path):
+    """One "pos" among integer labels made every label a name (3 classes '0', '1', 'pos') and hinted --num-classes 3."""
+    path = tmp_path / "mixed.tsv"
+    path.write_text("sentence\tlabel\na\t0\nb\t1\nc\tpos\nd\t1\n")
+    with pytest.raises(data.DataError, match=r"mixes integer labels with names \['pos'\] \(the first in row 3\)"):
+        data.read_split(path, ("sentence",), "label", infer_label_names=True)

@@ -64,13 +64,76 @@ def test_resume_takes_the_run_directory_however_it_is_spelled(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     for spelling in ("./runs/x", str(tmp_path / "runs" / "x"), "runs/x/"):
         job._check_output(job.output_dir(config), dataclasses.replace(config, output_dir=spelling), True, False)
-    with pytest.raises(job.RunError, match=r"the config differs .* \(keys: \['epochs'\]\)"):
+    with pytest.raises(job.RunError, match=r"was started with other settings \(epochs: 3 -> 9\); resume it with"):
         job._check_output(job.output_dir(config), dataclasses.replace(config, epochs=9), True, False)
 
 
-def test_a_negative_seed_is_refused_up_front(tmp_path):
-    with pytest.raises(cfg.ConfigError, match="seed must be a non-negative integer, got -1"):
-        cfg.validate(_config(tmp_path, seed=-1))
+def test_resume_allows_what_changes_no_number_and_names_nested_keys(tmp_path, monkeypatch):
+    """--offline, another mesh (a preempted job back on other devices), the execution options, the evaluation batch and
+    the same data file by another path resume; a changed learning rate is named by its dotted key (it said
+    "keys: ['optimizer']")."""
+    config = _config(tmp_path, output_dir=str(tmp_path / "runs" / "x"))
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "config.json").write_text(json.dumps(cfg.to_dict(config)))
+    monkeypatch.chdir(tmp_path)
+    same = dataclasses.replace(config, offline=True, mesh=cfg.MeshConfig(data=1, fsdp=1), scan_layers=True,
+                               attention_kernel="xla", eval_batch_size=64,
+                               data=dataclasses.replace(config.data, train="./train.tsv"))  # fmt: skip
+    job._check_output(job.output_dir(config), same, True, False)
+    faster = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, learning_rate=1e-3))
+    with pytest.raises(job.RunError, match=r"\(optimizer.learning_rate: 5e-05 -> 0.001\)"):
+        job._check_output(job.output_dir(config), faster, True, False)
+
+
+def test_an_output_dir_that_is_a_file_a_preset_or_not_a_run_is_refused_before_anything_loads(tmp_path):
+    """A preset as its own output directory had its config.json overwritten by the run's (it no longer loaded); a file
+    as the directory failed with a traceback after the data and the model had loaded."""
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
+    preset_config = (tmp_path / "preset" / "config.json").read_text()
+    (tmp_path / "afile").write_text("x")
+    for out, message in [
+        (tmp_path / "preset", r"holds a config.json that is not a train.py run's .* choose another --output-dir"),
+        (tmp_path / "afile", r"--output-dir .*afile'.* is a file; pass a directory"),
+        (tmp_path / "afile" / "sub", r"--output-dir .*sub'.*afile' is a file; pass a directory"),
+    ]:
+        for eval_only in (False, True):
+            config = _config(tmp_path, preset=str(tmp_path / "preset"), output_dir=str(out), sequence_length=16)
+            with pytest.raises(job.RunError, match=message):
+                job.run(config, eval_only=eval_only)
+    assert (tmp_path / "preset" / "config.json").read_text() == preset_config
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dev.tsv", "preset", "train.tsv"]
+
+
+def test_offline_reaches_the_presets_download_too(tmp_path, monkeypatch):
+    """--offline was passed to the dataset's download only: the preset's still tried the network (24 s of retries)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # restored after the test, as the env
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    config = _config(tmp_path, preset="hf://org/missing", offline=True)
+    with pytest.raises(FileNotFoundError, match=r"hf://org/missing.*offline"):
+        job.run(config)
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(seed=-1), r"seed must be an integer in \[0, 2\*\*31\), got -1"),
+        (dict(seed=2**31), r"seed must be an integer in \[0, 2\*\*31\), got 2147483648"),
+        (dict(optimizer=cfg.OptimizerConfig(clipnorm=-1.0)), r"optimizer.clipnorm must be positive and finite"),
+        (dict(optimizer=cfg.OptimizerConfig(learning_rate=float("inf"))), r"learning_rate must be positive and fin"),
+        (dict(optimizer=cfg.OptimizerConfig(weight_decay=float("nan"))), r"weight_decay must be non-negative and fin"),
+    ],
+)
+def test_values_no_run_can_use_are_refused_up_front(tmp_path, changes, message):
+    """A seed of 2**31 was refused only after config.json and the first evaluation were written; clipnorm -1 trained
+    by gradient ascent and an infinite learning rate to a nan loss, both with status 0."""
+    with pytest.raises(cfg.ConfigError, match=message):
+        cfg.validate(_config(tmp_path, **changes))
 
 
 def test_the_datas_class_names_name_the_models_classes(tmp_path):
@@ -80,6 +143,17 @@ def test_the_datas_class_names_name_the_models_classes(tmp_path):
     write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
     config, _ = job.load_splits(_config(tmp_path, preset=str(tmp_path / "preset"), num_classes=3, sequence_length=16))
     assert job.build_classifier(config).label_names == ("meh", "neg", "pos")
+
+
+def test_eval_only_label_names_name_a_head_saved_without_names(tmp_path):
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "d"])
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, train="", label_names=("neg", "pos")))
+    summary = job.run(config, eval_only=True, predict_file=str(tmp_path / "dev.tsv"))
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert row["label"] in ("neg", "pos") and summary["examples"] == {"validation": 1}
 
 
 def test_the_summary_of_a_resumed_run_times_only_the_epochs_it_trained():
@@ -132,6 +206,15 @@ def test_eval_only_scores_the_presets_trained_head_whatever_its_size(tmp_path, c
     logits = trained.predict(["a c"], verbose=0)[0]
     assert row["label"] == ("neg", "neu", "pos")[int(logits.argmax())]
     np.testing.assert_allclose(row["probabilities"], np.exp(logits) / np.exp(logits).sum(), atol=1e-6)
+
+    # Names that contradict the saved ones would rename the classes (accuracy 0.72 read as 0.28); an earlier run's
+    # predictions do not outlive a run that writes none.
+    swapped = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("pos", "neu", "neg")))
+    with pytest.raises(job.RunError, match=r"--label-names pos,neu,neg differs from the class names preset .* was "
+                                           r"trained with \(neg,neu,pos, in class-id order\)"):  # fmt: skip
+        job.run(swapped, eval_only=True)
+    job.run(config, eval_only=True)
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
 
     backbone.save_to_preset(tmp_path / "encoder")  # no head: a random one would be scored
     with pytest.raises(job.RunError, match=r"--eval-only scores a trained classifier, but preset .* has no "

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -164,14 +165,26 @@ def validate(config: Config, training: bool = True) -> None:
             f"got {config.attention_kernel!r}",
         ),
         (config.optimizer.name in OPTIMIZERS, f"optimizer.name must be one of {OPTIMIZERS}"),
-        (config.optimizer.learning_rate > 0, "optimizer.learning_rate must be positive"),
+        (
+            0 < config.optimizer.learning_rate < math.inf,
+            f"optimizer.learning_rate must be positive and finite, got {config.optimizer.learning_rate}",
+        ),
         (
             0 <= config.optimizer.warmup_fraction <= 1,
             f"optimizer.warmup_fraction must be in [0, 1], got {config.optimizer.warmup_fraction}",
         ),
+        (
+            0 <= config.optimizer.weight_decay < math.inf,
+            f"optimizer.weight_decay must be non-negative and finite, got {config.optimizer.weight_decay}",
+        ),
+        (
+            0 < config.optimizer.clipnorm < math.inf,
+            f"optimizer.clipnorm must be positive and finite (the largest global gradient norm), got "
+            f"{config.optimizer.clipnorm}",
+        ),
         (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),
         (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
-        (config.seed >= 0, f"seed must be a non-negative integer, got {config.seed}"),
+        (0 <= config.seed < 2**31, f"seed must be an integer in [0, 2**31), got {config.seed}"),
         (config.log_every >= 1, "log_every must be at least 1"),
         (config.checkpoint_every >= 0, "checkpoint_every must be 0 (epoch ends) or positive"),
         (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),
@@ -186,16 +199,3 @@ def validate(config: Config, training: bool = True) -> None:
 
 def to_dict(config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def from_dict(values: dict, config=Config()):
-    """The inverse of `to_dict` (used to compare a resumed run with the one in its output directory)."""
-    changes = {}
-    for field in dataclasses.fields(config):
-        value = values[field.name]
-        current = getattr(config, field.name)
-        if dataclasses.is_dataclass(current):
-            changes[field.name] = from_dict(value, current)
-        else:
-            changes[field.name] = tuple(value) if isinstance(current, tuple) else value
-    return dataclasses.replace(config, **changes)

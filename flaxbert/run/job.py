@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from flaxbert import data as datasets
 from flaxbert.run import curves
-from flaxbert.run.config import Config, ConfigError, from_dict, to_dict
+from flaxbert.run.config import Config, ConfigError, to_dict
 from flaxbert.run.metrics_log import MetricsLog, read
 from flaxbert.training import optimizers
 
@@ -36,18 +38,25 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     out = output_dir(config)
     writer = jax.process_index() == 0
     mesh = _mesh(config)
+    if config.offline:
+        _go_offline()
     # Read now, not after training: a bad predict file must not cost a run.
     to_predict = datasets.read_split(predict_file, config.data.text_columns, None) if predict_file else None
     _check_output(out, config, resume, eval_only)
     if eval_only:  # the preset's trained head decides the classes (and names them, where it saved names)
         classifier = build_classifier(config, keep_head=True)
-        config, splits = load_splits(_with_head(config, classifier), need_train=False)
+        config = _with_head(config, classifier)
+        if config.data.label_names and not classifier.label_names:  # --label-names for a head saved without names
+            classifier = build_classifier(config, keep_head=True, name_classes=True)
+        config, splits = load_splits(config, need_train=False)
     else:  # the data first: a bad file must not cost a model load
         config, splits = load_splits(config)
         classifier = build_classifier(config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+        if not resume and to_predict is None:  # an earlier run's, which this run's summary would not explain
+            (out / "predictions.jsonl").unlink(missing_ok=True)
     summary = {"preset": config.preset, "output_dir": str(out), "examples": {k: len(v) for k, v in splits.items()}}
     if eval_only:
         classifier.compile(mesh=mesh)
@@ -113,14 +122,18 @@ def local_files_command(config: Config) -> str:
     )
 
 
-def build_classifier(config: Config, keep_head: bool = False):
+def build_classifier(config: Config, keep_head: bool = False, name_classes: bool | None = None):
     """The preset's classifier with a `config.num_classes` head (a new one unless the preset's has that size), or with
-    `keep_head` the preset's trained head whatever its size (`--eval-only`: a preset without one is refused)."""
+    `keep_head` the preset's trained head whatever its size (`--eval-only`: a preset without one is refused).
+
+    `name_classes`: whether the config's `data.label_names` name the head's classes (default: for a new head; a kept
+    one keeps the names it was saved with)."""
     from flaxbert.tasks import TextClassifier
     from flaxbert.tasks.loading import NoHeadError, NoTokenizerError
 
     try:
-        classifier = _from_preset(TextClassifier, config, None if keep_head else config.num_classes)
+        names = config.data.label_names if (not keep_head if name_classes is None else name_classes) else ()
+        classifier = _from_preset(TextClassifier, config, None if keep_head else config.num_classes, names)
     except NoHeadError:  # only with keep_head: otherwise num_classes is given
         raise RunError(
             f"--eval-only scores a trained classifier, but preset {config.preset!r} has no classification head "
@@ -135,7 +148,7 @@ def build_classifier(config: Config, keep_head: bool = False):
     return classifier
 
 
-def _from_preset(cls, config: Config, num_classes: int | None):
+def _from_preset(cls, config: Config, num_classes: int | None, label_names: tuple[str, ...]):
     return cls.from_preset(
         config.preset,
         num_classes=num_classes,
@@ -145,16 +158,24 @@ def _from_preset(cls, config: Config, num_classes: int | None):
         scan_layers=config.scan_layers,
         attention_kernel=config.attention_kernel,
         # the data's class names (a kept head's saved ones otherwise) go into model/ and the predictions
-        **({"label_names": config.data.label_names} if config.data.label_names else {}),
+        **({"label_names": label_names} if label_names else {}),
     )
 
 
 def _with_head(config: Config, classifier) -> Config:
-    """`config` with the classes of the head `--eval-only` scores: its size, and its names where the config has none."""
+    """`config` with the classes of the head `--eval-only` scores: its size, and its names where the config has none.
+    Names that differ from those the head was saved with are refused: they would rename its classes."""
     if classifier.num_classes != config.num_classes:
         print(f"--eval-only: scoring {config.preset}'s trained {classifier.num_classes}-class head "
               f"(the config's num_classes={config.num_classes} is for training a new one).")  # fmt: skip
-    names = config.data.label_names or tuple(classifier.label_names or ())
+    saved = tuple(classifier.label_names or ())
+    if config.data.label_names and saved and tuple(config.data.label_names) != saved:
+        raise RunError(
+            f"--label-names {','.join(config.data.label_names)} differs from the class names preset "
+            f"{config.preset!r} was trained with ({','.join(saved)}, in class-id order); leave --label-names out "
+            "to use the saved ones."
+        )
+    names = config.data.label_names or saved
     return dataclasses.replace(config, num_classes=classifier.num_classes,
                                data=dataclasses.replace(config.data, label_names=names))  # fmt: skip
 
@@ -194,19 +215,25 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
     else:
         before = _logged(out / "metrics.jsonl", step=0)
     began = epoch_began = time.perf_counter()
-    history = classifier.fit(
-        train_split.texts,
-        train_split.labels,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(validation.texts, validation.labels),
-        seed=config.seed,
-        checkpoint_dir=out / "checkpoints",
-        checkpoint_every=config.checkpoint_every or None,
-        on_log=on_log,
-        log_every=config.log_every,
-        group_by_length=config.group_by_length,
-    )
+    try:
+        history = classifier.fit(
+            train_split.texts,
+            train_split.labels,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=(validation.texts, validation.labels),
+            seed=config.seed,
+            checkpoint_dir=out / "checkpoints",
+            checkpoint_every=config.checkpoint_every or None,
+            on_log=on_log,
+            log_every=config.log_every,
+            group_by_length=config.group_by_length,
+        )
+    except SystemExit as stop:  # SIGTERM: fit saved a checkpoint and exits with status 0, as preemption wants
+        if stop.code in (0, None) and writer:
+            said = f"a checkpoint is saved in {out / 'checkpoints'}: run the same command with --resume to continue"
+            print(f"train.py: stopped by SIGTERM; {said} (no model/ or summary.json yet).", file=sys.stderr, flush=True)
+        raise
     seconds = time.perf_counter() - began
     end_step = steps_per_epoch * config.epochs
     if history.epoch:
@@ -287,7 +314,20 @@ def _logged(path: Path, step: int) -> dict:
 
 
 def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> None:
+    """Refuses an output directory this run cannot write, or would overwrite what is not a run of its own, before
+    any data or model is loaded."""
+    for place in (out, *out.absolute().parents):
+        if place.exists() and not place.is_dir():
+            raise RunError(f"--output-dir {str(out)!r}: {str(place)!r} is a file; pass a directory.")
+    existing = next(place for place in (out, *out.absolute().parents) if place.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"--output-dir {str(out)!r}: {str(existing)!r} is not writable; pass a directory you can write.")
     saved = out / "config.json"
+    if saved.is_file() and not _is_run_config(saved):
+        raise RunError(
+            f"--output-dir {str(out)!r} holds a config.json that is not a train.py run's (a preset's, or another "
+            "program's), which this run would overwrite; choose another --output-dir."
+        )
     if eval_only:
         if (out / "checkpoints").exists():
             raise RunError(
@@ -298,15 +338,66 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
     if resume:
         if not saved.exists():
             raise RunError(f"--resume: {str(out)!r} holds no run (no config.json); start it without --resume.")
-        # The directory being resumed is the output directory, however it is spelled (or wherever it moved).
-        before = dataclasses.replace(from_dict(json.loads(saved.read_text())), output_dir=config.output_dir)
-        if before != config:
-            changed = [k for k, v in to_dict(config).items() if to_dict(before).get(k) != v]
-            raise RunError(f"--resume: the config differs from the run in {str(out)!r} (keys: {changed}).")
+        changed = _changed(json.loads(saved.read_text()), config)
+        if changed:
+            raise RunError(
+                f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changed)}); resume "
+                "it with the same ones, or start a new run in another --output-dir."
+            )
     elif (out / "checkpoints").exists():
         raise RunError(
             f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --output-dir."
         )
+
+
+# What a resumed run may change: where it writes (the directory being resumed is the output directory, however it is
+# spelled or wherever it moved), whether it may reach the Hub, and how it runs without changing a number (the mesh:
+# a preempted job may come back on other devices; the encoder's execution options; the evaluation batch size).
+_RESUMABLE = {"output_dir", "offline", "mesh.data", "mesh.fsdp", "scan_layers", "attention_kernel", "eval_batch_size"}
+_DATA_FILES = ("data.train", "data.validation", "data.test")
+
+
+def _changed(saved: dict, config: Config) -> list[str]:
+    """The settings of `config` that differ from the run's saved config.json, as "key: then -> now"."""
+    then, now = _flat(saved), _flat(to_dict(config))
+    local = not config.data.hub_repo
+    changed = []
+    for key in sorted(then.keys() | now.keys()):
+        a, b = then.get(key), now.get(key)
+        if key in _RESUMABLE or a == b:
+            continue
+        if local and key in _DATA_FILES and a and b and os.path.realpath(a) == os.path.realpath(b):
+            continue  # the same file reached by another path
+        changed.append(f"{key}: {a!r} -> {b!r}")
+    return changed
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists (JSON's tuples) as tuples, so they compare as the config's do."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether `path` is a config.json train.py wrote (by any version: its top-level sections)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, OSError):  # JSON errors are ValueErrors
+        return False
+    return isinstance(saved, dict) and {"preset", "data", "optimizer", "mesh"} <= saved.keys()
+
+
+def _go_offline() -> None:
+    """`--offline` for every Hub access of the run, the preset's too, as HF_HUB_OFFLINE=1 would be."""
+    import huggingface_hub.constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
 def format_summary(summary: dict) -> str:
