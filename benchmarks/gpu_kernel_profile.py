@@ -2,8 +2,9 @@
 
 Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its update
 as one vector: a few kernels instead of a few per parameter, the same elementwise math), ":fit" for the public
-`classifier.fit` over fresh batches instead of the bare step, or ":autodiff" for the model with flax's LayerNorm and
-jax's GELU differentiated automatically (flaxbert's before session 23; its own keep less for the backward pass). It runs
+`classifier.fit` over fresh batches instead of the bare step, ":scan" for the encoder with `scan_layers=True` (one
+layer to compile, run as a loop), or ":autodiff" for the model with flax's LayerNorm and jax's GELU differentiated
+automatically (flaxbert's before session 23; its own keep less for the backward pass). It runs
 the same classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW,
 dropout 0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per
 kernel name, per kind of kernel (the name without its number) and per host event. Kernel time against wall time says
@@ -47,9 +48,10 @@ _PROFILER_EVENTS = ("contextlib.py", "profiler.py")  # the trace's own start and
 
 def train_runner(shape, attention_kernel, mode: str, most_steps: int):
     """`run(n)`: n <= most_steps train steps of the classifier, returning once they are done. mode "": its own jitted
-    step on one device-resident batch; "flat": the same with the optimizer flattened; "fit": `classifier.fit` over n
-    fresh batches (host batching, transfers and the fit loop included)."""
-    classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel)
+    step on one device-resident batch; "flat": the same with the optimizer flattened; "scan": with the layers scanned;
+    "fit": `classifier.fit` over n fresh batches (host batching, transfers and the fit loop included)."""
+    classifier = peers.flaxbert_classifier(shape.model, shape.precision, attention_kernel=attention_kernel,
+                                           scan_layers=mode == "scan")  # fmt: skip
     if mode == "flat":
         import optax
 
@@ -94,8 +96,8 @@ def profile(variant: str, steps: int) -> list[str]:
         with peers.autodiff_norm_and_gelu():
             lines = profile(base, steps)
         return [lines[0].replace(f"## {base}:", f"## {variant}:", 1), *lines[1:]]
-    if len(modes) > 1 or (modes and modes[0] not in ("flat", "fit")):
-        raise ValueError(f"{variant}: the modes are flat, fit and autodiff, and autodiff alone combines with another")
+    if len(modes) > 1 or (modes and modes[0] not in ("flat", "fit", "scan")):
+        raise ValueError(f"{variant}: the modes are flat, fit, scan and autodiff; autodiff alone combines with another")
     mode = modes[0] if modes else ""
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
@@ -143,7 +145,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
-                        help="model:batch:precision:attention_kernel[:flat|:fit|:autodiff],...")  # fmt: skip
+                        help="model:batch:precision:attention_kernel[:flat|:fit|:scan|:autodiff],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")

@@ -12,9 +12,13 @@
 #    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
 #    subprocess and time box, so a slow compile costs its own row.
 # 2. The cold compile, A/B (the 10 s first-step target): the train step of bert_base bf16 batch 32, each arm a fresh
-#    process without a persistent cache, with XLA's defaults and with `xla_gpu_enable_llvm_module_compilation_
-#    parallelism` (off by default: XLA:GPU then compiles the whole program's LLVM module on one thread; on, it splits
-#    it over the compile thread pool; jax turns it on only with its opt-in XLA kernel cache).
+#    process without a persistent cache: XLA's defaults; `xla_gpu_enable_llvm_module_compilation_parallelism` (off by
+#    default: XLA:GPU then compiles the whole program's LLVM module on one thread; on, it splits it over the compile
+#    thread pool; jax turns it on only with its opt-in XLA kernel cache); and `scan_layers=True` (one layer to
+#    compile) with the loop recorded into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`,
+#    CUDA graphs with conditional nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the
+#    signature of a host round trip per loop iteration, which a loop in a command buffer does not make. Its step time
+#    is the one measured before the profile (profiling runs XLA op by op, without command buffers).
 # 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
 # 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
@@ -28,7 +32,7 @@
 # 6. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
-#   DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
+#   END_S=230 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
 #     AB=bert_tiny:4:float32:xla FP32=bert_tiny:16:float32 OUT=/tmp/o bash benchmarks/gpu_session.sh
 # Files: session.log, throughput_gpu_b256.json, profile_gpu_compile.txt, throughput_gpu_b32.json,
@@ -66,30 +70,32 @@ PEERS=flaxbert,keras_hub,transformers
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   echo "== 1. throughput, $BIG"
-  timeout 160 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 150 --timeout-s 75 --compilation-cache "$CACHE" \
+  timeout 150 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 140 --timeout-s 70 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b256.json"
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for flags in "" "--xla_gpu_enable_llvm_module_compilation_parallelism=true"; do
-    XLA_FLAGS="$flags" timeout 50 python3 benchmarks/gpu_kernel_profile.py --variants "$AB" --out /tmp/ab.txt
-    echo "gpu_kernel_profile.py ($flags) exit status $?"
-    cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt"; rm -f /tmp/ab.txt
+  for arm in "|$AB" "--xla_gpu_enable_llvm_module_compilation_parallelism=true|$AB" \
+             "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
+    flags="${arm%%|*}" variant="${arm#*|}"
+    XLA_FLAGS="$flags" timeout 45 python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt
+    echo "gpu_kernel_profile.py $variant ($flags) exit status $?"
+    cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt" 2>/dev/null; rm -f /tmp/ab.txt
   done
   echo "== 3. throughput, $SMALL"
-  timeout 135 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 125 --timeout-s 65 --compilation-cache "$CACHE" \
+  timeout 125 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 115 --timeout-s 60 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b32.json"
   echo "throughput.py exit status $?"; charts_out
   echo "== 4. time to first step, warm cache"
   timeout 35 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
     --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
   charts_out
-  timeout 40 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
+  timeout 35 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
   echo "warm_start.py exit status $?"
   echo "== 5. kernel profile, $PROFILE"
-  timeout 100 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+  timeout 95 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
