@@ -11,12 +11,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
-from flaxbert.models.abstract import abstract_params, check_params, count_params, dummy_inputs
+from flaxbert.models.abstract import abstract_params, check_params, count_params
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
-from flaxbert.parallel.host import to_host
+from flaxbert.models.random_init import random_params
+from flaxbert.parallel.host import host_to_mesh, to_host
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
 from flaxbert.presets.registry import presets_for
@@ -91,15 +91,14 @@ class Backbone:
     def init_params(self, mesh=None) -> None:
         """Creates the seeded random params if there are none yet, born sharded over `mesh` when one is given.
 
-        The init runs under `jax.jit` with the shardings the logical-axis rules give, so no device ever holds an
-        unsharded copy first.
+        They are drawn on the host (`models/random_init.py`: no program to compile) and each device receives only its
+        shard under the logical-axis rules, so no device ever holds an unsharded copy.
         """
         if self._params is not None:
             return
-        shardings = None if mesh is None else param_shardings(self.abstract_params(), mesh)
-        init = jax.jit(lambda key: nn.unbox(self.encoder.init(key, dummy_inputs(self.config))["params"]),
-                       out_shardings=shardings, compiler_options=init_compiler_options(mesh))  # fmt: skip
-        self._params = init(jax.random.key(self._seed))
+        abstract = self.abstract_params()
+        drawn = random_params(abstract, self._seed)
+        self._params = jax.device_put(drawn) if mesh is None else host_to_mesh(drawn, param_shardings(abstract, mesh))
 
     def abstract_params(self):
         """The encoder's params as boxed shapes with logical axis names (`jax.eval_shape`; no memory used)."""

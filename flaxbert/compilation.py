@@ -50,12 +50,6 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> p
 # train step is not faster without them, so it keeps XLA's default.
 _CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
-# A random init runs once, so on CPU it is compiled with LLVM's lighter optimisation: BERT-base's init compiles in
-# 2.3-2.8 s instead of 3.6-3.9 s, bert_tiny's in 1.7-2.1 instead of 2.0-2.3 s, and runs as fast (the draws are integer
-# threefry arithmetic and an elementwise erf-inverse: the params come out bit for bit as under XLA's default compile,
-# which tests/test_compilation.py checks). Level 0 changes the params' last bits, so it is not used.
-_CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
-
 # XLA:GPU on NVIDIA offers every matmul to Triton GEMM fusions as well as cuBLAS, and autotunes between them by
 # compiling and timing Triton candidates. With cuBLAS alone (its epilogues take the bias adds) BERT's steps compile
 # faster and run faster: bert_base bfloat16 batch 32 train step on an H200 (jax 0.11.2, session 23,
@@ -65,7 +59,6 @@ _CPU_INIT_OPTIONS = {"xla_backend_optimization_level": 1}
 _CUDA_OPTIONS = {"xla_gpu_enable_triton_gemm": False}
 
 _OPTIONS = {
-    ("cpu", "init"): _CPU_INIT_OPTIONS,
     ("cpu", "inference"): _CPU_INFERENCE_OPTIONS,
     ("cuda", "train"): _CUDA_OPTIONS,
     ("cuda", "inference"): _CUDA_OPTIONS,
@@ -96,7 +89,7 @@ def _named_in_xla_flags() -> set[str]:
 def _options(mesh, program: str) -> dict | None:
     """flaxbert's options for `program` on `mesh`'s devices, less any that `$XLA_FLAGS` sets: per-program options
     override the environment's, so a user's `XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` would otherwise be ignored."""
-    device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
+    device = mesh.devices.flat[0]
     options = _OPTIONS.get((_target(device), program), {})
     users = _named_in_xla_flags()
     options = {name: value for name, value in options.items() if name not in users}
@@ -113,8 +106,3 @@ def train_compiler_options(mesh) -> dict | None:
 def inference_compiler_options(mesh) -> dict | None:
     """The compiler options flaxbert uses for its eval and predict programs on `mesh`'s devices (None: defaults)."""
     return _options(mesh, "inference")
-
-
-def init_compiler_options(mesh=None) -> dict | None:
-    """The compiler options of flaxbert's random-init programs on `mesh`'s devices (no mesh: the default device's)."""
-    return _options(mesh, "init")

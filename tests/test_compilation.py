@@ -70,7 +70,6 @@ def test_nvidia_gpu_programs_compile_with_cublas_matmuls_alone(monkeypatch):
 
     assert compilation.train_compiler_options(mesh(cuda)) == {"xla_gpu_enable_triton_gemm": False}
     assert compilation.inference_compiler_options(mesh(cuda)) == {"xla_gpu_enable_triton_gemm": False}
-    assert compilation.init_compiler_options(mesh(cuda)) is None
     assert compilation.train_compiler_options(mesh(rocm)) is None
     assert compilation.train_compiler_options(mesh(types.SimpleNamespace(platform="tpu"))) is None
     assert compilation.train_compiler_options(make_mesh()) is None
@@ -110,35 +109,3 @@ def test_the_train_step_compiles_with_the_train_options(monkeypatch):
     lowered = train.lower(state, loops.zero_totals(mesh), batch, loops.seed_array(0, mesh))
     with pytest.raises(Exception, match="xla_no_such_option_for_this_test"):
         lowered.compile()
-
-
-def test_random_init_is_compiled_lighter_on_cpu_and_draws_the_same_bits(monkeypatch):
-    """The init options change how hard LLVM optimises, not the params: bit for bit XLA's default compile's."""
-    from flaxbert import backbones
-    from flaxbert.models.abstract import dummy_inputs
-    from flaxbert.tasks import text_classifier
-
-    assert compilation.init_compiler_options() == {"xla_backend_optimization_level": 1}
-    assert compilation.init_compiler_options(make_mesh()) == {"xla_backend_optimization_level": 1}
-    used = []
-
-    def spy(mesh=None):
-        used.append(compilation.init_compiler_options(mesh))
-        return used[-1]
-
-    monkeypatch.setattr(backbones, "init_compiler_options", spy)
-    monkeypatch.setattr(text_classifier, "init_compiler_options", spy)
-    backbone = flaxbert.BertBackbone(100, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, seed=3)
-    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=3)
-    assert used == [{"xla_backend_optimization_level": 1}] * 2  # the backbone's init and the head's
-
-    def init(key):
-        return nn.unbox(classifier.model.init(key, dummy_inputs(backbone.config))["params"])
-
-    reference = jax.jit(init)(jax.random.key(3))  # XLA's default compile
-    head = {k: v for k, v in reference.items() if k != "backbone"}
-    encoder = jax.jit(lambda key: nn.unbox(backbone.encoder.init(key, dummy_inputs(backbone.config))["params"]))
-    for got, want in ((backbone.params, encoder(jax.random.key(3))), (classifier.head_params, head)):
-        assert jax.tree.structure(got) == jax.tree.structure(want)
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

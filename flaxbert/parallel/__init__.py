@@ -1,7 +1,7 @@
 """Device mesh, logical-axis rules, the host/device boundary and multi-process set-up."""
 
 from flaxbert.parallel.distributed import initialize_distributed
-from flaxbert.parallel.host import process_slice, to_global, to_host
+from flaxbert.parallel.host import host_to_mesh, process_slice, to_global, to_host
 from flaxbert.parallel.mesh import (
     MESH_AXES,
     RULES,
@@ -19,6 +19,7 @@ __all__ = [
     "batch_multiple",
     "batch_sharding",
     "check_hidden_dim",
+    "host_to_mesh",
     "initialize_distributed",
     "make_mesh",
     "param_shardings",

@@ -21,6 +21,12 @@ def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
 
+def host_to_mesh(tree, shardings):
+    """A tree of host (numpy) arrays as global arrays with `shardings` (a tree of the same structure): each device
+    receives only its shard. Every process must hold the same values (as arrays drawn from one seed are)."""
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]), tree, shardings)
+
+
 def to_host(tree):
     """A tree of global arrays as numpy on every process (gathers shards from the other processes if any)."""
     if jax.process_count() == 1:

@@ -11,15 +11,14 @@ import pathlib
 import warnings
 from typing import NamedTuple
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, DistilBertEncoder
-from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
+from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
+from flaxbert.models.random_init import random_params
 from flaxbert.presets import hf_convert, json_file, torch_pickle
 
 # The weight files transformers reads, in its order of preference: the reader here and the hf:// download (resolve.py)
@@ -205,9 +204,8 @@ def load_backbone(directory, dtype=None, expected: str | None = None, *, state: 
 
 
 def _fresh_pooler(encoder, cfg, seed: int) -> dict:
-    """The pooler `BertBackbone.from_config(cfg, seed=seed)` is born with (XLA computes nothing else)."""
-    init = jax.jit(lambda key: nn.unbox(encoder.init(key, dummy_inputs(cfg))["params"]["pooled_dense"]))
-    return jax.device_get(init(jax.random.key(seed)))
+    """The pooler `BertBackbone.from_config(cfg, seed=seed)` is born with."""
+    return random_params(abstract_params(encoder, cfg)["pooled_dense"], seed, ("pooled_dense",))
 
 
 def load_classifier(directory, dtype=None, expected: str | None = None, *, state: dict | None = None):

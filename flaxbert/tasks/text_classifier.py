@@ -15,7 +15,6 @@ import pickle
 import warnings
 from collections.abc import Mapping
 
-import flax.linen as nn
 import jax
 import numpy as np
 import optax
@@ -23,10 +22,10 @@ from jax.sharding import Mesh
 
 from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
-from flaxbert.compilation import init_compiler_options
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
-from flaxbert.models.abstract import abstract_params, check_params, dummy_inputs
-from flaxbert.parallel import check_hidden_dim, make_mesh, param_shardings, to_host
+from flaxbert.models.abstract import abstract_params, check_params
+from flaxbert.models.random_init import random_params
+from flaxbert.parallel import check_hidden_dim, host_to_mesh, make_mesh, param_shardings, to_host
 from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks.data import prepare
@@ -86,16 +85,10 @@ class TextClassifier:
         self.compile()
 
     def _init_head(self, mesh) -> None:
-        """Seeded random head params, born sharded over `mesh` (only the head comes out: XLA drops the rest)."""
-
-        def init(key):
-            params = nn.unbox(self.model.init(key, dummy_inputs(self.backbone.config))["params"])
-            return {k: v for k, v in params.items() if k != "backbone"}
-
+        """Seeded random head params (drawn on the host: `models/random_init.py`), born sharded over `mesh`."""
         boxed = abstract_params(self.model, self.backbone.config)
-        shardings = param_shardings({k: v for k, v in boxed.items() if k != "backbone"}, mesh)
-        init = jax.jit(init, out_shardings=shardings, compiler_options=init_compiler_options(mesh))
-        self.head_params = init(jax.random.key(self._seed))
+        head = {k: v for k, v in boxed.items() if k != "backbone"}
+        self.head_params = host_to_mesh(random_params(head, self._seed, ("head",)), param_shardings(head, mesh))
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
