@@ -68,7 +68,8 @@ class Backbone:
         return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable}
 
     def __setstate__(self, state: dict) -> None:
-        self._build(state["config"], state["params"], state["seed"])
+        params = state["params"]  # on the default device: host arrays would be copied over at every call
+        self._build(state["config"], None if params is None else jax.device_put(params), state["seed"])
         self.trainable = state["trainable"]
 
     @property

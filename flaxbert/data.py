@@ -65,8 +65,7 @@ def _read_delimited(path: Path, kind: str):
         # Sentences in GLUE TSVs carry bare quote characters (`` and ''): no quoting in TSV.
         tsv = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
         reader = csv.DictReader(f, **(tsv if kind == "tsv" else {}))
-        columns = list(reader.fieldnames or [])
-        _check_distinct(columns, repr(str(path)))
+        columns = list(reader.fieldnames or [])  # a name given twice stays twice: `read_split` refuses it if read
         rows = list(reader)
     for number, row in enumerate(rows, 1):
         if None in row:  # DictReader keeps the fields past the header's under the key None
@@ -79,9 +78,10 @@ def _read_delimited(path: Path, kind: str):
     return columns, rows
 
 
-def _check_distinct(columns: list[str], where: str) -> None:
-    """`where` names the file (and line): which of two columns of one name is meant cannot be guessed."""
-    repeated = sorted({name for name in columns if columns.count(name) > 1})
+def _check_distinct(columns: list[str], wanted: list[str], where: str) -> None:
+    """Refuses a `wanted` column that `columns` name more than once: which one is meant cannot be guessed (others,
+    such as a spreadsheet's several unnamed columns, are not read)."""
+    repeated = sorted({name for name in wanted if columns.count(name) > 1})
     if repeated:
         raise DataError(f"{where} names the columns {repeated} more than once; give each column its own name.")
 
@@ -91,7 +91,7 @@ class _Pairs(list):
 
 
 def _read_jsonl(path: Path):
-    rows, columns = [], {}
+    rows, columns, repeated = [], {}, {}
     with open(path, encoding=_ENCODING) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -99,11 +99,12 @@ def _read_jsonl(path: Path):
             row = json.loads(line, object_pairs_hook=_Pairs)  # an object as its pairs: a repeated key stays seen
             if not isinstance(row, _Pairs):
                 raise DataError(f"{str(path)!r} line {number} is not a JSON object; write one object per line.")
-            _check_distinct([key for key, _ in row], f"{str(path)!r} line {number}")
+            keys = [key for key, _ in row]
+            repeated.update(dict.fromkeys(key for key in keys if keys.count(key) > 1))
             row = dict(row)
             rows.append(row)
             columns.update(dict.fromkeys(row))
-    return list(columns), rows
+    return list(columns) + list(repeated), rows  # a key repeated in an object is listed twice, as a CSV header would
 
 
 def _read_parquet(path: Path):
@@ -114,7 +115,8 @@ def _read_parquet(path: Path):
             f"reading {str(path)!r} needs pyarrow: pip install 'flaxbert[train]' (or pip install pyarrow)."
         ) from None
     try:
-        _check_distinct(list(pq.read_schema(path).names), repr(str(path)))  # read_table fails on them, obscurely
+        names = list(pq.read_schema(path).names)
+        _check_distinct(names, names, repr(str(path)))  # pyarrow reads no table with a repeated name, obscurely
         table = pq.read_table(path)
     except DataError:
         raise
@@ -158,6 +160,7 @@ def read_split(
     if not 1 <= len(text_columns) <= 2:
         raise DataError(f"text_columns must name one column, or two for sentence pairs; got {list(text_columns)}.")
     wanted = [*text_columns, *([label_column] if label_column else [])]
+    _check_distinct(columns, wanted, repr(str(path)))
     for name in wanted:
         if name not in columns:
             raise DataError(

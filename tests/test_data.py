@@ -161,6 +161,18 @@ def test_a_column_named_twice_is_refused(tmp_path, kind):
         data.read_split(path, ("sentence",), "label")
 
 
+@pytest.mark.parametrize("header", ["sentence,label,,", ",sentence,label,"])
+def test_columns_named_twice_that_are_not_read_are_no_problem(tmp_path, header):
+    """A spreadsheet's trailing empty columns, pandas' unnamed index column plus a trailing comma."""
+    path = tmp_path / "unnamed.csv"
+    rows = ["a,1,,", "b,0,,"] if header.startswith("sentence") else ["0,a,1,", "1,b,0,"]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    split = data.read_split(path, ("sentence",), "label")
+    assert split.texts == ["a", "b"] and split.labels.tolist() == [1, 0]
+    (tmp_path / "extra.jsonl").write_text('{"sentence": "a", "label": 1, "id": 1, "id": 2}\n')
+    assert data.read_split(tmp_path / "extra.jsonl", ("sentence",), "label").labels.tolist() == [1]
+
+
 @pytest.mark.parametrize("kind", ["tsv", "csv"])
 def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, kind):
     """A comma in an unquoted CSV text (or a tab in a TSV one) cut the text at it, silently."""

@@ -71,6 +71,8 @@ def test_a_pickled_classifier_predicts_and_trains_as_the_original(arch):
         }
     )
     np.testing.assert_array_equal(restored.predict(TEXTS, verbose=0), classifier.predict(TEXTS, verbose=0))
+    for leaf in jax.tree.leaves(restored.params):  # on the mesh, not host arrays copied over at every predict
+        assert isinstance(leaf, jax.Array) and leaf.sharding.mesh.shape == {"data": 4, "fsdp": 2}
     # The copy's next fit draws the seed the original's would (its count of fits) and trains the same steps from a
     # new optimizer state, as the original does after compile().
     classifier.compile(loss=per_example_loss, mesh=(4, 2))
@@ -94,6 +96,18 @@ def test_an_optimizer_that_cannot_be_pickled_becomes_auto_with_a_warning_and_dee
     assert copied.optimizer.update is adamw.update and _equal(copied.params, classifier.params)
     copied.backbone.params = jax.tree.map(lambda x: x + 1.0, copied.backbone.params)
     assert not _equal(copied.params, classifier.params)  # a copy, not a view
+
+
+def test_a_deep_copy_keeps_the_originals_mesh():
+    """A model pinned to some devices (here 2 of 8) stays there when copied (the copy took every device)."""
+    from flaxbert.parallel import make_mesh
+
+    classifier = _classifier()
+    classifier.compile(mesh=make_mesh(1, 2, devices=jax.devices()[4:6]))
+    copied = copy.deepcopy(classifier)
+    assert copied.mesh is classifier.mesh
+    kernel = copied.params["backbone"]["transformer_layer_0"]["self_attention"]["query"]["kernel"]
+    assert kernel.sharding.device_set == set(jax.devices()[4:6])
 
 
 def test_a_mesh_that_does_not_fit_the_loading_devices_becomes_data_parallel(monkeypatch):

@@ -71,6 +71,8 @@ def test_a_part_drawn_alone_is_that_part_of_the_whole_and_seeds_differ():
     np.testing.assert_array_equal(leaf(again), leaf(whole))
     assert not np.array_equal(leaf(other), leaf(whole))
     assert not np.array_equal(whole["transformer_layer_0"]["self_attention"]["query"]["kernel"], leaf(whole))
+    negative = random_params(abstract, seed=-1)  # jax keys take any int; numpy's entropy only non-negative ones
+    assert not np.array_equal(leaf(negative), leaf(whole))
     with pytest.raises(ValueError, match="no random init is defined for the parameter encoder/gate"):
         random_params({"encoder": {"gate": jax.ShapeDtypeStruct((2,), np.float32)}}, seed=0)
 

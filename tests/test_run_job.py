@@ -80,6 +80,10 @@ def test_resume_allows_what_changes_no_number_and_names_nested_keys(tmp_path, mo
                                attention_kernel="xla", eval_batch_size=64,
                                data=dataclasses.replace(config.data, train="./train.tsv"))  # fmt: skip
     job._check_output(job.output_dir(config), same, True, False)
+    # the run saved the label names it inferred from the training file; the command that resumes it infers them again
+    inferred = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("meh", "neg", "pos")))
+    (tmp_path / "runs" / "x" / "config.json").write_text(json.dumps(cfg.to_dict(inferred)))
+    job._check_output(job.output_dir(config), config, True, False)
     faster = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, learning_rate=1e-3))
     with pytest.raises(job.RunError, match=r"\(optimizer.learning_rate: 5e-05 -> 0.001\)"):
         job._check_output(job.output_dir(config), faster, True, False)

@@ -48,7 +48,8 @@ def _draw(names: tuple[str, ...], shape: tuple[int, ...], seed: int) -> np.ndarr
         return np.ones(shape, np.float32)
     if kind not in ("kernel", "embedding"):
         raise ValueError(f"no random init is defined for the parameter {'/'.join(names)}.")
-    rng = np.random.default_rng([seed, zlib.crc32("/".join(names).encode())])
+    # numpy takes non-negative entropy only; jax keys take any int, and so do flaxbert's seeds
+    rng = np.random.default_rng([int(seed) % 2**64, zlib.crc32("/".join(names).encode())])
     values = rng.standard_normal(shape, dtype=np.float32).reshape(-1)
     outside = np.flatnonzero((values > _CUT) | (values < -_CUT))  # no float temporary: 10x faster than abs()
     while outside.size:  # redrawn until inside the cut (4.6% at first): the normal distribution truncated there

@@ -366,6 +366,8 @@ def _changed(saved: dict, config: Config) -> list[str]:
         a, b = then.get(key), now.get(key)
         if key in _RESUMABLE or a == b:
             continue
+        if key == "data.label_names" and not b:  # inferred from the training file again (saved after inference);
+            continue  # other labels would change the data, which fit's checkpoint compares
         if local and key in _DATA_FILES and a and b and os.path.realpath(a) == os.path.realpath(b):
             continue  # the same file reached by another path
         changed.append(f"{key}: {a!r} -> {b!r}")

@@ -191,19 +191,21 @@ class TextClassifier:
         Not kept: the optimizer state between fits (the copy's first fit starts a new one, as after `compile()`),
         and what cannot be pickled: an optax optimizer built from closures (most optax transforms are; "auto"
         pickles as itself) or a loss defined inside a function is replaced by "auto", with a warning naming it
-        (`copy.deepcopy` shares them instead). The mesh is rebuilt over every device of the process, with the same
-        fsdp size where that divides their count.
+        (`copy.deepcopy` shares them instead). The mesh is rebuilt over every device of the loading process, with
+        the same fsdp size where that divides their count (`copy.deepcopy` keeps the mesh itself). The params are
+        placed on it, as built ones are.
         """
         return self._state(pickling=True)
 
     def __deepcopy__(self, memo) -> TextClassifier:
-        """A copy as pickling makes one, sharing the optimizer and loss functions (which need no pickling then)."""
+        """A copy as pickling makes one, on the same mesh, sharing the optimizer and loss functions."""
         copied = type(self).__new__(type(self))
         copied.__setstate__(copy.deepcopy(self._state(pickling=False), memo))
         return copied
 
     def _state(self, pickling: bool) -> dict:
-        compiled = dict(self._compiled_with, fsdp=self.mesh.shape["fsdp"])
+        # A pickle may load on other devices: it keeps the mesh's fsdp size; a deep copy keeps the mesh itself.
+        compiled = dict(self._compiled_with, **({"fsdp": self.mesh.shape["fsdp"]} if pickling else {"mesh": self.mesh}))
         for name in ("optimizer", "loss"):
             if pickling and not _picklable(compiled[name]):
                 warnings.warn(
@@ -222,16 +224,21 @@ class TextClassifier:
         self._head_params, self._seed = state["head_params"], state["seed"]
         self.bucket, self._fits = state["bucket"], state["fits"]
         compiled = dict(state["compiled_with"])
-        fsdp = compiled.pop("fsdp")
-        devices = jax.device_count()
-        if devices % fsdp:
-            warnings.warn(
-                f"the pickled classifier was compiled with an fsdp mesh axis of {fsdp}, which does not divide the "
-                f"{devices} devices here: the copy uses every device data parallel; call compile(mesh=...) to choose.",
-                stacklevel=2,
-            )
-            fsdp = 1
-        self.compile(**compiled, mesh=(-1, fsdp))  # -1: the data axis takes the devices fsdp leaves
+        if "mesh" not in compiled:  # a pickle: the same fsdp size over this process's devices, where it fits
+            fsdp, devices = compiled.pop("fsdp"), jax.device_count()
+            if devices % fsdp:
+                warnings.warn(
+                    f"the pickled classifier was compiled with an fsdp mesh axis of {fsdp}, which does not divide "
+                    f"the {devices} devices here: the copy uses every device data parallel; call compile(mesh=...) to "
+                    "choose.",
+                    stacklevel=2,
+                )
+                fsdp = 1
+            compiled["mesh"] = (-1, fsdp)  # -1: the data axis takes the devices fsdp leaves
+        self.compile(**compiled)
+        # Placed on the mesh now, as built params are: predict and evaluate would otherwise copy them at every call.
+        shardings = param_shardings(abstract_params(self.model, self.backbone.config), self.mesh)
+        self._set_params(jax.device_put(self.params, shardings))
 
     # -- compile -------------------------------------------------------------------------------------------------
     def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile: bool = True, *, mesh=None):
