@@ -7,7 +7,8 @@ its own numpy stream, keyed by the seed and the parameter's path, so its values 
 process, nor the other parameters. The distributions are the modules' initializers (`layers.dense`, `layers.embed`,
 `layers.layer_norm`): kernels and embeddings truncated normal with stddev 0.02 cut at two stddevs (keras-hub's
 `TruncatedNormal(stddev=0.02)`), biases zeros, LayerNorm scales ones; `tests/test_random_init.py` holds them to flax's
-`model.init` leaf by leaf.
+`model.init` leaf by leaf. A seed gives the same values under the same numpy version (numpy keeps the right to change
+a Generator's algorithms between versions, NEP 19), not those of flax's `model.init` for that seed.
 """
 
 from __future__ import annotations
