@@ -23,11 +23,11 @@ def enable_compilation_cache(path=None, *, min_compile_time_s: float = 0.0) -> p
     and device load them instead of compiling (a BERT-base train step: tens of seconds on GPU).
 
     Every program is cached by default (jax's own default skips those under 1 s): a fit compiles a handful of small
-    ones besides its step (the random init, the train state, the continued optimizer state), and with jax's threshold
-    every process compiled them again. BERT-base classifier on CPU, warm cache, 3 interleaved pairs of fresh
-    processes (`python benchmarks/warm_start.py`): XLA's compile-or-load time 2.01 / 2.04 / 2.23 -> 1.50 / 1.38 /
-    1.51 s, time to first step 6.21 / 6.36 / 6.75 -> 5.97 / 6.07 / 6.54 s (a GPU compiles each small program slower
-    than a CPU does).
+    ones besides its step (the train state, the continued optimizer state, and until session 24 the random init),
+    and with jax's threshold every process compiled them again. BERT-base classifier on CPU, warm cache, 3
+    interleaved pairs of fresh processes (`python benchmarks/warm_start.py`): XLA's compile-or-load time 2.01 / 2.04
+    / 2.23 -> 1.50 / 1.38 / 1.51 s, time to first step 6.21 / 6.36 / 6.75 -> 5.97 / 6.07 / 6.54 s (a GPU compiles
+    each small program slower than a CPU does).
 
     Args:
         path: the cache directory; default `$FLAXBERT_COMPILATION_CACHE`, else `~/.cache/flaxbert/jax`.

@@ -312,10 +312,11 @@ def _layer_apply(cfg, train: bool, first_token_only: bool):
 def _init_layers(encoder: nn.Module, x: jax.Array, padding_mask: jax.Array) -> None:
     """Creates the params of `transformer_layer_0` ... `_{N-1}` as one layer's init mapped over N keys (`lax.map`).
 
-    Unrolled, the random init of BERT-base is ~1,000 fusions and 150 threefry loops for XLA to compile (6-7 s on a
-    2-core CPU, before the first step can run); mapped, one layer's worth (~3 s), drawn one layer at a time, so its
-    temporary memory stays that of one layer's draws (a `vmap` took 3.6x the params). Layer i's params are the i-th
-    slice, with their logical axis names, under the name the layers' apply looks them up by.
+    flaxbert's objects draw random params on the host (`random_init.py`) and trace this only for the param structure
+    (`abstract_params`); it serves `model.init` called directly. Unrolled, the init of BERT-base is ~1,000 fusions and
+    150 threefry loops for XLA to compile (6-7 s on a 2-core CPU); mapped, one layer's worth (~3 s), drawn one layer at
+    a time, so its temporary memory stays that of one layer's draws (a `vmap` took 3.6x the params). Layer i's params
+    are the i-th slice, with their logical axis names, under the name the layers' apply looks them up by.
     """
     cfg = encoder.cfg
     layer = TransformerLayer(cfg, parent=None)

@@ -286,7 +286,7 @@ class TextClassifier:
             )
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
-        # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> jitted init.
+        # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
         self.backbone.init_params(mesh)
         if self.head_params is None:
             self._init_head(mesh)
