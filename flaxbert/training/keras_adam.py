@@ -67,17 +67,23 @@ def keras_adam(
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
         mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - b1), grads, state.mu)
         nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - b2), grads, state.nu)
-        updates = jax.tree.map(lambda m, v: -_step(m, v, lr, state.count, b1, b2, eps), mu, nu)
+        alphas = {}  # the step size, computed once per dtype: traced once, not once per variable (0.1 s of BERT-base's)
+
+        def step(m, v):
+            """How far Keras moves one variable down: m * alpha / (sqrt(v) + eps), in the moments' dtype."""
+            if m.dtype not in alphas:
+                alphas[m.dtype] = _alpha(lr, state.count, b1, b2, m.dtype)
+            return -((m * alphas[m.dtype]) / (jnp.sqrt(v) + jnp.asarray(eps, m.dtype)))
+
+        updates = jax.tree.map(step, mu, nu)
         return updates, KerasAdamState(count=optax.safe_increment(state.count), mu=mu, nu=nu)
 
     return optax.GradientTransformation(init, update)
 
 
-def _step(m: jax.Array, v: jax.Array, lr, count: jax.Array, b1: float, b2: float, eps: float) -> jax.Array:
-    """How far Keras moves one variable down: m * alpha / (sqrt(v) + eps), in the moments' dtype, Keras' order."""
-    dtype = m.dtype
+def _alpha(lr, count: jax.Array, b1: float, b2: float, dtype) -> jax.Array:
+    """Keras' bias-corrected step size at update `count + 1`, lr * sqrt(1 - b2^t) / (1 - b1^t), in `dtype`."""
     t = (count + 1).astype(dtype)
     b1_power = jnp.power(jnp.asarray(b1, dtype), t)
     b2_power = jnp.power(jnp.asarray(b2, dtype), t)
-    alpha = jnp.asarray(lr, dtype) * jnp.sqrt(1 - b2_power) / (1 - b1_power)
-    return (m * alpha) / (jnp.sqrt(v) + jnp.asarray(eps, dtype))
+    return jnp.asarray(lr, dtype) * jnp.sqrt(1 - b2_power) / (1 - b1_power)
