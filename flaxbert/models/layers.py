@@ -20,8 +20,10 @@ from flaxbert.models.dropout import Dropout, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.target_device import is_cuda, target_device
 
-# keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02.
-_TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(0.02)
+# keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02
+# (flaxbert's objects draw it on the host: `random_init.py`).
+INIT_STDDEV = 0.02
+_TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(INIT_STDDEV)
 
 
 def _partitioned(init, axes):

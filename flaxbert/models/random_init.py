@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-_STDDEV = 0.02  # as `layers._TRUNCATED_NORMAL`
+from flaxbert.models.layers import INIT_STDDEV
+
 _CUT = 2.0  # in stddevs, as `jax.nn.initializers.truncated_normal`
 
 
@@ -31,7 +32,6 @@ def random_params(abstract, seed: int, path: tuple[str, ...] = ()) -> dict:
     `path`: where `abstract` sits in a larger tree, whose leaves it draws bit for bit (a part drawn alone equals the
     same part of the whole: a checkpoint's missing pooler gets the one a random backbone has).
     """
-
     leaves, tree = jax.tree_util.tree_flatten_with_path(nn.unbox(abstract))
     jobs = [((*path, *(str(getattr(k, "key", k)) for k in key_path)), tuple(leaf.shape)) for key_path, leaf in leaves]
     # numpy fills arrays without the GIL: the parameters are drawn on every core at once (each from its own stream,
@@ -57,5 +57,5 @@ def _draw(names: tuple[str, ...], shape: tuple[int, ...], seed: int) -> np.ndarr
         redrawn = rng.standard_normal(outside.size, dtype=np.float32)
         values[outside] = redrawn
         outside = outside[(redrawn > _CUT) | (redrawn < -_CUT)]
-    values *= np.float32(_STDDEV)
+    values *= np.float32(INIT_STDDEV)
     return values.reshape(shape)

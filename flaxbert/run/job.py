@@ -132,7 +132,8 @@ def build_classifier(config: Config, keep_head: bool = False, name_classes: bool
     from flaxbert.tasks.loading import NoHeadError, NoTokenizerError
 
     try:
-        names = config.data.label_names if (not keep_head if name_classes is None else name_classes) else ()
+        name_classes = not keep_head if name_classes is None else name_classes
+        names = config.data.label_names if name_classes else ()
         classifier = _from_preset(TextClassifier, config, None if keep_head else config.num_classes, names)
     except NoHeadError:  # only with keep_head: otherwise num_classes is given
         raise RunError(

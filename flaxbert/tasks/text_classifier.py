@@ -88,7 +88,8 @@ class TextClassifier:
         """Seeded random head params (drawn on the host: `models/random_init.py`), born sharded over `mesh`."""
         boxed = abstract_params(self.model, self.backbone.config)
         head = {k: v for k, v in boxed.items() if k != "backbone"}
-        self.head_params = host_to_mesh(random_params(head, self._seed, ("head",)), param_shardings(head, mesh))
+        # drawn from the head's own structure, so taken without the setter's check against it
+        self._head_params = host_to_mesh(random_params(head, self._seed, ("head",)), param_shardings(head, mesh))
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
