@@ -6,7 +6,7 @@
 # puts the peers beside today's defaults again and profiles what is left.
 #
 #   here:   bash benchmarks/gpu_wheels.sh
-#   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
+#   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl", ".data"], timeout_s=600)
 #
 # 1. throughput.py, flaxbert beside keras-hub and transformers in the same run, cold persistent compile cache:
 #    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
@@ -29,14 +29,20 @@
 #    memory on XLA:CPU 4,754 -> 3,675 MiB); batch 32 through `fit` (session 23: `fit` ran at 92% of its jitted step
 #    there, ~0.7 ms more a step at either batch: does the GPU wait on the host's loop, and on what?); batch 32 with the
 #    optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows.
-# 6. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
+# 6. With the time left (if 120 s or more), bucket_compiles.py: distil_bert_base bf16 batch 32 fitting 30 batches of
+#    SST-2 from raw text, then evaluating its dev set, bucketed, no compile cache, one process with the programs
+#    compiled ahead in background threads (session 25's default) and one compiling each in the loop as before; the
+#    second fit in each shows whether kernels autotuned beside other GPU work came out slower.
+# 7. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
 #   END_S=230 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
-#     AB=bert_tiny:4:float32:xla FP32=bert_tiny:16:float32 OUT=/tmp/o bash benchmarks/gpu_session.sh
+#     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 OUT=/tmp/o \
+#     bash benchmarks/gpu_session.sh
 # Files: session.log, throughput_gpu_b256.json, profile_gpu_compile.txt, throughput_gpu_b32.json,
-# throughput_gpu_warm.json, profile_gpu.txt, throughput_gpu_fp32.json: 7, and the device tool returns at most 8, so the charts the benchmarks write beside their
+# throughput_gpu_warm.json, profile_gpu.txt, bucket_compiles_gpu.json, throughput_gpu_fp32.json: 8, the most the
+# device tool returns, so the charts the benchmarks write beside their
 # JSON are moved out of $OUT (draw them here: python benchmarks/plot.py FILES_AT/throughput_gpu_b256.json ...).
 set -uo pipefail
 : "${OUT:?set OUT to the output folder}"
@@ -61,6 +67,7 @@ FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first st
 AB="${AB:-bert_base:32:bfloat16:auto}"
 PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:256:bfloat16:auto:autodiff,\
 bert_base:32:bfloat16:auto:fit,bert_base:32:bfloat16:auto:flat}"
+BUCKETS="${BUCKETS:-distil_bert_base:32:bfloat16}"
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
 PEERS=flaxbert,keras_hub,transformers
@@ -99,14 +106,23 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
+  if ((LEFT >= 120)); then
+    echo "== 6. bucketed fit's compiles, ahead vs in the loop, $BUCKETS, $LEFT s left"
+    timeout $((LEFT > 215 ? 200 : LEFT - 15)) python3 benchmarks/bucket_compiles.py --shape "$BUCKETS" --steps 30 \
+      --pairs 1 --data .data/sst2 --json "$OUT/bucket_compiles_gpu.json"
+    echo "bucket_compiles.py exit status $?"
+  else
+    echo "== 6. skipped: $LEFT s left"
+  fi
+  LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
-    echo "== 6. throughput, $FP32, $LEFT s left"
+    echo "== 7. throughput, $FP32, $LEFT s left"
     timeout "$LEFT" python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FP32" --steps 10 --repeats 1 \
       --frameworks "$PEERS" --budget-s $((LEFT - 10)) --timeout-s $((LEFT / 3)) \
       --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_fp32.json"
     echo "throughput.py exit status $?"; charts_out
   else
-    echo "== 6. skipped: $LEFT s left"
+    echo "== 7. skipped: $LEFT s left"
   fi
   ls -l "$OUT"
   date -u

@@ -401,7 +401,7 @@ class TextClassifier:
                 f"group_by_length=True only helps length-bucketed batches, and {why}: pass raw strings with "
                 "classifier.bucket = True, or leave group_by_length off."
             )
-        validate = None
+        validate = compile_validation = None
         if validation_data is not None:
             val_x, val_y, val_weight = _unpack_validation(validation_data)
             try:
@@ -411,6 +411,9 @@ class TextClassifier:
             val_step = self._steps("eval")[0]
             val_batch = self._shrunk(batch_size, rows, len(val_data))
             validate = functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket)
+            compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
+                                                   batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
+                                                   bucket=val_bucket)  # fmt: skip
         (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
@@ -441,6 +444,7 @@ class TextClassifier:
                                        group_by_length=bool(group_by_length), ckpt=mngr,
                                        ckpt_every=checkpoint_every, record=record,
                                        saved_totals=(saved or {}).get("totals"), validate=validate,
+                                       compile_validation=compile_validation,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
                                        on_interrupt=self._keep_trained)  # fmt: skip
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit

@@ -94,6 +94,16 @@ def longest_first(data: ArrayData) -> np.ndarray:
     return np.argsort(-row_lengths(data), kind="stable")
 
 
+def batch_lengths(data: ArrayData, order: np.ndarray, batch_size: int, bucket: bool) -> list[int]:
+    """The lengths of the batches `make_batch` cuts from `order`, `batch_size` rows at a time: each length once, in
+    the order first met (the programs a loop over them runs, first needed first)."""
+    full = data.inputs["token_ids"].shape[1]
+    if not bucket or not len(order):
+        return [full]
+    longest = np.maximum.reduceat(row_lengths(data)[order], np.arange(0, len(order), batch_size))
+    return list(dict.fromkeys(bucket_length(int(n), full) for n in longest))
+
+
 def make_batch(data: ArrayData, indices: np.ndarray, batch_size: int, bucket: bool = False) -> dict:
     """Rows `indices` of `data`, padded to `batch_size` rows with weight 0 and trimmed to a bucket length."""
     real = len(indices)

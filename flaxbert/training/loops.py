@@ -16,8 +16,16 @@ from flaxbert import checkpoint
 from flaxbert.compilation import inference_compiler_options, train_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, process_slice, replicated, to_global, to_host
-from flaxbert.training import steps
-from flaxbert.training.batches import ArrayData, epoch_order, longest_first, make_batch, num_batches, row_lengths
+from flaxbert.training import compile_ahead, steps
+from flaxbert.training.batches import (
+    ArrayData,
+    batch_lengths,
+    epoch_order,
+    longest_first,
+    make_batch,
+    num_batches,
+    row_lengths,
+)
 from flaxbert.training.concurrent_steps import host_threads, in_order
 from flaxbert.training.preemption import Preemption, hold_sigint_in_steps, watch_sigterm
 from flaxbert.training.prefetch import prefetch
@@ -124,6 +132,27 @@ def _feed(batch, mesh):
     return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], local)
 
 
+def batch_specs(data: ArrayData, lengths: list[int], rows: int, mesh) -> dict[int, dict]:
+    """For each length, the spec (`compile_ahead.spec`) of a batch `_feed` puts on `mesh`: `rows` rows of
+    `make_batch`'s arrays, the inputs cut to that length."""
+    example = compile_ahead.spec(make_batch(data, np.arange(1), rows))
+    sharding = batch_sharding(mesh)
+
+    def at(length: int) -> dict:
+        cut = jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, length), s.dtype), example["inputs"])
+        return jax.tree.map(lambda s: s.update(sharding=sharding), dict(example, inputs=cut))
+
+    return {length: at(length) for length in lengths}
+
+
+def _compile_for_batches(step_fn, data: ArrayData, order, batch_size: int, rows: int, bucket: bool, mesh,
+                         args_at) -> dict:  # fmt: skip
+    """Starts compiling `step_fn` for each batch length a loop over `order` meets, first met first; `args_at(batch)`
+    gives the step's argument specs around a batch's. Returns each length's future (`compile_ahead`)."""
+    specs = batch_specs(data, batch_lengths(data, order, batch_size, bucket), rows, mesh)
+    return compile_ahead.compile_ahead(step_fn, {length: args_at(batch) for length, batch in specs.items()})
+
+
 def fit(
     state,
     train_fn,
@@ -142,6 +171,7 @@ def fit(
     record: dict | None = None,
     saved_totals: dict | None = None,
     validate=None,
+    compile_validation=None,
     verbose: int = 1,
     log_every: int = 0,
     on_log=None,
@@ -158,8 +188,11 @@ def fit(
     (`batches.epoch_order`), which with `bucket` pads far less. With `ckpt`, SIGTERM saves a checkpoint and exits
     with status 0 (without, it ends the process as usual). `record` (JSON-able) is saved with every checkpoint,
     beside the data position and the metric totals; a fit resumed mid-epoch passes the latest checkpoint's `totals`
-    back as `saved_totals`. `on_log(row)` receives a row of training metrics (loss and accuracy over the last
-    `log_every` steps, examples/s) every `log_every` steps, and a row per validation (printed too, with `verbose`).
+    back as `saved_totals`. `compile_validation(params_spec)`, if given, starts compiling `validate`'s programs
+    (`compile_evaluate_ahead`) and returns their futures; it is called once the first epoch's train programs are
+    compiling, so the validation finds them ready. `on_log(row)` receives a row of training metrics (loss and
+    accuracy over the last `log_every` steps, examples/s) every `log_every` steps, and a row per validation (printed
+    too, with `verbose`).
     A SIGTERM during an epoch's last step or its validation exits after the epoch's end (its checkpoint, validation
     and row); a run killed during a validation validates first when it resumes (`checkpoint.validated_steps`), so
     the rows come out as an uninterrupted run's. When anything cuts training short (Ctrl-C, an error in `on_log` or in a
@@ -175,6 +208,12 @@ def fit(
     # so the epoch's history and the next on_log row count its steps before the interruption too.
     resumed = _on_mesh(saved_totals, mesh) if saved_totals is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
+    # The step's argument specs, taken before the first step donates the state: its programs compile ahead.
+    state_spec, totals_spec, seed_spec = compile_ahead.spec((state, fresh, seed_on_mesh))
+    programs, validation_programs = {}, {}
+
+    def train_args(batch_spec):
+        return state_spec, totals_spec, batch_spec, seed_spec
 
     def validated(epoch: int) -> dict:
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
@@ -207,12 +246,17 @@ def fit(
                 # Rows the resumed window counted before the interruption: not trained in this process's time.
                 earlier = float(saved_totals["window"]["count"]) if totals is resumed else 0.0
                 first = start - epoch * per_epoch if epoch == start // per_epoch else 0
+                programs = _compile_for_batches(train_fn, data, order[first * batch_size :], batch_size, rows,
+                                                bucket, mesh, train_args)  # fmt: skip
+                if compile_validation is not None and not validation_programs:
+                    validation_programs = compile_validation(state_spec.params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
                 fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
                     for i, batch in zip(range(first, per_epoch), batches, strict=True):
+                        compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
                         with interrupts.step():  # a Ctrl-C now would lose the donated state: it waits
                             state, totals = train_fn(state, totals, batch, seed_on_mesh)
                         step = epoch * per_epoch + i + 1
@@ -244,6 +288,7 @@ def fit(
                 if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
                     raise SystemExit(0)
     except BaseException:
+        compile_ahead.cancel({**programs, **validation_programs})
         if on_interrupt is not None:
             on_interrupt(state)  # the state after the last step dispatched
         raise
@@ -280,13 +325,26 @@ def _show(bar, sums, examples_per_second):
                     ex_s=f"{examples_per_second:,.0f}", refresh=False)  # fmt: skip
 
 
-def _batches(data: ArrayData, batch_size: int, rows: int | None, bucket: bool, desc: str, verbose: int):
-    """(row indices, batch) over every example; bucketed, longest first, so each batch pads only as far as its rows
-    (evaluation's results do not depend on which rows share a batch)."""
-    order = longest_first(data) if bucket else np.arange(len(data))
+def _inference_order(data: ArrayData, bucket: bool) -> np.ndarray:
+    """The rows in the order evaluate and predict visit them: bucketed, longest first, so each batch pads only as
+    far as its rows (their results do not depend on which rows share a batch)."""
+    return longest_first(data) if bucket else np.arange(len(data))
+
+
+def _batches(data: ArrayData, order, batch_size: int, rows: int, bucket: bool, desc: str, verbose: int):
+    """(row indices, batch) over every example, in `order`."""
     for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
         indices = order[i * batch_size : (i + 1) * batch_size]
-        yield indices, make_batch(data, indices, rows or batch_size, bucket)
+        yield indices, make_batch(data, indices, rows, bucket)
+
+
+def compile_evaluate_ahead(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None,
+                           bucket: bool = False) -> dict:  # fmt: skip
+    """Starts compiling the programs `evaluate` with these arguments will run (`params` may be specs); returns their
+    futures (`compile_ahead.compile_ahead`). A fit starts its validation's this way, before its first step."""
+    rows, order = rows or batch_size, _inference_order(data, bucket)
+    head = compile_ahead.spec((params, _zeros(mesh)))
+    return _compile_for_batches(eval_fn, data, order, batch_size, rows, bucket, mesh, lambda b: (*head, b))
 
 
 def evaluate(
@@ -298,21 +356,29 @@ def evaluate(
     starts from zeros and the host adds its totals in batch order, the same float32 adds in the same order: the
     same numbers.
     """
-    batches = (_feed(batch, mesh) for _, batch in _batches(data, batch_size, rows, bucket, "evaluate", verbose))
+    rows, order = rows or batch_size, _inference_order(data, bucket)
+    programs = compile_evaluate_ahead(params, eval_fn, data, batch_size=batch_size, mesh=mesh, rows=rows,
+                                      bucket=bucket)  # fmt: skip
+    batches = (_feed(batch, mesh) for _, batch in _batches(data, order, batch_size, rows, bucket, "evaluate", verbose))
     threads = host_threads(mesh)
-    if threads == 1:
-        sums = _zeros(mesh)
-        for batch in batches:
-            sums = eval_fn(params, sums, batch)
-        return steps.summarize(jax.device_get(sums))
-    zeros, sums = _zeros(mesh), steps.zero_sums()
+    try:
+        if threads == 1:
+            sums = _zeros(mesh)
+            for batch in batches:
+                compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
+                sums = eval_fn(params, sums, batch)
+            return steps.summarize(jax.device_get(sums))
+        zeros, sums = _zeros(mesh), steps.zero_sums()
 
-    def step(batch):
-        return jax.device_get(eval_fn(params, zeros, batch))
+        def step(batch):
+            compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
+            return jax.device_get(eval_fn(params, zeros, batch))
 
-    for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
-        sums = jax.tree.map(np.add, sums, batch_sums)
-    return steps.summarize(sums)
+        for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
+            sums = jax.tree.map(np.add, sums, batch_sums)
+        return steps.summarize(sums)
+    finally:
+        compile_ahead.cancel(programs)  # all done unless cut short
 
 
 def predict(
@@ -324,14 +390,22 @@ def predict(
     several threads at once), so the device computes while the host builds the next batches. Outputs stay on the
     device until the end. With `bucket`, the examples are computed longest first and put back in input order.
     """
-    batches = _batches(data, batch_size, rows, bucket, "predict", verbose)
+    rows, order = rows or batch_size, _inference_order(data, bucket)
+    head = compile_ahead.spec(params)
+    programs = _compile_for_batches(predict_fn, data, order, batch_size, rows, bucket, mesh,
+                                        lambda batch: (head, batch["inputs"]))  # fmt: skip
+    batches = _batches(data, order, batch_size, rows, bucket, "predict", verbose)
     fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in batches)
 
     def step(item):
         indices, inputs = item
+        compile_ahead.wait(programs, inputs["token_ids"].shape[1])
         return indices, predict_fn(params, inputs)
 
-    outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
+    try:
+        outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
+    finally:
+        compile_ahead.cancel(programs)  # all done unless cut short
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
     result[np.concatenate([indices for indices, _ in outputs])] = computed

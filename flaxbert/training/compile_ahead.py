@@ -1,0 +1,106 @@
+"""A jitted step's programs compiled ahead of the loop that runs them, side by side in background threads.
+
+A loop over length-bucketed batches meets several batch shapes (up to 7 under sequence_length 128,
+`text/bucketing.py`), and each is one more program to compile. Compiled where the loop first meets it, each stalls
+the loop once, one after another: a bucketed BERT-base fit on a GPU waits for up to 7 train-step compiles of ~19 s
+each (session 23's batch-32 step on an H200), while the GPU idles, and its validation for as many eval programs. Here
+the loop names the shapes it will meet before it starts, and a pool of threads compiles them, the first needed first,
+several at once on an accelerator's host (XLA compiles without holding the GIL), while the loop runs the programs
+already built; a fit also starts its validation's programs, which then wait ready for the epoch's end. The loop waits
+only for a program still compiling. (Not yet measured on a GPU: `benchmarks/bucket_compiles.py`, queued in
+`gpu_session.sh`, times both ways, and a second fit in each process shows whether kernels autotuned while other work
+ran on the GPU came out slower.)
+
+jax keeps what `jitted.lower(*specs).compile()` built: calling `jitted` on arrays of those shapes, dtypes and
+shardings then runs that program without compiling again. A second request for a program already started (an
+`evaluate` after the fit that started its programs) waits for the first instead of compiling it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import numpy as np
+
+MAX_THREADS = 8  # compiles at once, at most: each holds its own copy of XLA's working memory
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {signature: Future}
+
+
+def spec(tree):
+    """`tree` with each array (jax or numpy) or number replaced by its `jax.ShapeDtypeStruct`: shape, dtype, and a
+    jax array's sharding and weak type, all of which pick the program jax compiles for it."""
+
+    def one(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        if isinstance(x, jax.Array):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding, weak_type=x.weak_type)
+        return jax.ShapeDtypeStruct(np.shape(x), np.result_type(x))
+
+    return jax.tree.map(one, tree)
+
+
+def compile_ahead(jitted, args_by_key: dict) -> dict:
+    """Starts compiling `jitted` for each entry's arguments (a tuple of `spec`s), in the dict's order, and returns
+    each key's `Future`, done once its program is compiled (its `result()` raises the compile's error, if any).
+
+    Not a jitted function (anything without `lower`, such as a wrapper): nothing to compile ahead, no futures.
+    """
+    if not hasattr(jitted, "lower"):
+        return {}
+    futures = {}
+    with _lock:
+        started = _started.setdefault(jitted, {})
+        for key, args in args_by_key.items():
+            signature = _signature(args)
+            if signature not in started or started[signature].cancelled():
+                started[signature] = _threads().submit(_compile, jitted, args)
+            futures[key] = started[signature]
+    return futures
+
+
+def wait(futures: dict, key) -> None:
+    """Waits until `key`'s program is compiled (raising its compile error), if it was started ahead."""
+    if key in futures:
+        futures[key].result()
+
+
+def cancel(futures: dict) -> None:
+    """Drops the compiles of `futures` not yet begun (a loop cut short will not need them; one already compiling
+    runs to its end, as it cannot be stopped)."""
+    for future in futures.values():
+        future.cancel()
+
+
+def _compile(jitted, args) -> None:
+    jitted.lower(*args).compile()  # jax keeps the executable for calls on arguments of these specs
+
+
+def _signature(args) -> tuple:
+    leaves, treedef = jax.tree.flatten(args)
+    return treedef, tuple(leaves)
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The shared pool (made under `_lock`): with an accelerator, one thread per core this process may use, at most
+    `MAX_THREADS`; on a CPU backend, one thread.
+
+    Where the CPU is the device, compiling ahead cannot overlap anything: the train step already keeps every core
+    busy. One compile thread there costs nothing and gains nothing, two cost time: an SST-2 epoch of 2,000 sentences
+    from raw text (MiniLM-L6, 2-core VM, no compile cache, `python benchmarks/sst2_epoch.py --limit 2000 --peers
+    flaxbert_bucketed,flaxbert_grouped`) took 54.3 / 54.7 s compiling in the loop, 54.9 s with one compile thread and
+    61.2 / 62.4 s with two (bucketed); grouped by length 44.4 / 44.8, 43.9 and 48.8 / 50.7 s.
+    """
+    global _pool
+    if _pool is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = 1 if jax.default_backend() == "cpu" else max(1, min(cores, MAX_THREADS))
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="flaxbert-compile")
+    return _pool

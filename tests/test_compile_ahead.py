@@ -1,0 +1,134 @@
+"""Programs compiled ahead in background threads: a bucketed loop never stops to compile a batch length it meets."""
+
+import logging
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flaxbert
+from flaxbert.training import compile_ahead
+from flaxbert.training.batches import ArrayData, batch_lengths, make_batch
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(40))]
+
+
+class _Lowerings(logging.Handler):
+    """(thread name, program name, argument shapes) of every program jax lowers to compile while installed."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def emit(self, record):
+        found = re.match(
+            r"Compiling (jit\(\w+\)) with global shapes and types (.*)\. Argument mapping", record.getMessage()
+        )
+        if found:
+            self.seen.append((record.threadName, *found.groups()))
+
+    def __enter__(self):
+        logging.getLogger("jax._src.interpreters.pxla").addHandler(self)
+        self._before = jax.config.jax_log_compiles
+        jax.config.update("jax_log_compiles", True)  # for every thread (`jax.log_compiles()` is this thread's)
+        return self
+
+    def __exit__(self, *exc):
+        jax.config.update("jax_log_compiles", self._before)
+        logging.getLogger("jax._src.interpreters.pxla").removeHandler(self)
+
+
+def test_a_bucketed_fit_evaluate_and_predict_compile_every_step_ahead():
+    """Sentences of 2 to 60 words under sequence_length 64, grouped by length, meet 4 or 5 bucket lengths (of 16, 24,
+    32, 48 and 64) in a random order: each train, eval and predict program is lowered once, in a compile thread, and
+    never by the loop's own thread (which lowers a program only when it meets a length nobody compiled ahead). The
+    fit's validation programs were started with its train programs: the evaluate after it lowers nothing."""
+    rng = np.random.default_rng(0)
+    texts = [" ".join(f"w{j}" for j in rng.integers(0, 40, n)) for n in rng.integers(2, 61, 96)]
+    labels = rng.integers(0, 2, 96)
+    tokenizer = flaxbert.BertTokenizer(WORDS)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=64)
+    backbone = flaxbert.BertBackbone(len(WORDS), 1, 2, 16, 32, max_sequence_length=64, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor, seed=0)
+    with _Lowerings() as fitting:
+        classifier.fit(texts[:64], labels[:64], batch_size=8, verbose=0, validation_data=(texts[64:], labels[64:]),
+                       group_by_length=True)  # fmt: skip
+    with _Lowerings() as evaluating:
+        scores = classifier.evaluate(texts[64:], labels[64:], batch_size=8, verbose=0)
+    with _Lowerings() as predicting:
+        logits = classifier.predict(texts[64:], batch_size=8, verbose=0)
+
+    steps = ("jit(train_step_summed)", "jit(eval_step_summed)", "jit(predict_step)")
+    lowered = [seen for seen in fitting.seen + evaluating.seen + predicting.seen if seen[1] in steps]
+    assert {thread.rsplit("_", 1)[0] for thread, _, _ in lowered} == {"flaxbert-compile"}
+    assert len(lowered) == len({(name, shapes) for _, name, shapes in lowered})  # each program once
+    train_lengths = {re.search(r"int32\[8,(\d+)\]", shapes)[1] for _, name, shapes in lowered if "train" in name}
+    assert len(train_lengths) >= 4 and train_lengths <= {"16", "24", "32", "48", "64"}
+    assert not [seen for seen in evaluating.seen if seen[1] in steps]
+    assert np.isfinite(scores["loss"]) and logits.shape == (32, 2)
+
+
+def test_batch_lengths_are_those_of_the_batches_make_batch_cuts():
+    """The lengths a loop compiles ahead are the widths of the batches it then cuts, first met first; masks with
+    holes (keras-hub masks a typed "[PAD]") count to their last real position."""
+    rng = np.random.default_rng(3)
+    ends = np.minimum(rng.geometric(1 / 12, 50), 64)
+    mask = (np.arange(64) < ends[:, None]).astype(np.int32)
+    mask[::7, 0] = 0  # holes
+    data = ArrayData({"token_ids": mask * 5, "segment_ids": 0 * mask, "padding_mask": mask}, np.zeros(50, np.int32))
+    order = rng.permutation(50)
+    widths = [
+        make_batch(data, order[i : i + 6], 6, bucket=True)["inputs"]["token_ids"].shape[1] for i in range(0, 50, 6)
+    ]
+    assert batch_lengths(data, order, 6, bucket=True) == list(dict.fromkeys(widths))
+    assert len(set(widths)) >= 3
+    assert batch_lengths(data, order, 6, bucket=False) == [64]
+
+
+def _slow_to_compile(x):
+    for _ in range(40):
+        x = jnp.sin(x) @ x
+    return x
+
+
+def test_compiled_ahead_programs_run_without_compiling_again():
+    jitted = jax.jit(_slow_to_compile)
+    specs = {n: (jax.ShapeDtypeStruct((n, n), jnp.float32),) for n in (4, 8)}
+    futures = compile_ahead.compile_ahead(jitted, specs)
+    assert compile_ahead.compile_ahead(jitted, specs) == futures  # asked again: the same compiles, not new ones
+    for n in specs:
+        compile_ahead.wait(futures, n)
+    with _Lowerings() as calls:
+        outputs = [jitted(jnp.eye(n)) for n in (4, 8)]
+    assert [seen for seen in calls.seen if seen[1] == "jit(_slow_to_compile)"] == []
+    np.testing.assert_allclose(outputs[1], _slow_to_compile(jnp.eye(8)), rtol=1e-6)
+
+
+def test_a_compile_error_is_raised_where_the_loop_waits_for_that_program():
+    jitted = jax.jit(lambda x: x.reshape(3, 3))
+    futures = compile_ahead.compile_ahead(jitted, {9: (jax.ShapeDtypeStruct((9,), jnp.float32),),
+                                                   4: (jax.ShapeDtypeStruct((4,), jnp.float32),)})  # fmt: skip
+    compile_ahead.wait(futures, 9)
+    with pytest.raises(TypeError, match="reshape"):
+        compile_ahead.wait(futures, 4)
+    compile_ahead.wait(futures, 5)  # a length nobody started: the loop's own call will compile it
+
+
+def test_cancelled_compiles_are_dropped_and_started_again_when_asked():
+    """A loop cut short cancels the compiles not begun; a later loop that needs one starts it anew."""
+    jitted = jax.jit(_slow_to_compile)
+    threads = compile_ahead._threads()._max_workers
+    specs = {n: (jax.ShapeDtypeStruct((n, n), jnp.float32),) for n in range(2, 2 + threads + 2)}
+    futures = compile_ahead.compile_ahead(jitted, specs)
+    compile_ahead.cancel(futures)
+    last = max(specs)
+    assert futures[last].cancelled()  # queued behind one compile per thread
+    again = compile_ahead.compile_ahead(jitted, {last: specs[last]})
+    compile_ahead.wait(again, last)
+    assert again[last] is not futures[last] and again[last].done()
+
+
+def test_a_plain_function_has_nothing_to_compile_ahead():
+    assert compile_ahead.compile_ahead(lambda x: x, {1: (jax.ShapeDtypeStruct((1,), jnp.float32),)}) == {}
