@@ -13,11 +13,14 @@ ran on the GPU came out slower.)
 
 jax keeps what `jitted.lower(*specs).compile()` built: calling `jitted` on arrays of those shapes, dtypes and
 shardings then runs that program without compiling again. A second request for a program already started (an
-`evaluate` after the fit that started its programs) waits for the first instead of compiling it twice.
+`evaluate` after the fit that started its programs) waits for the first instead of compiling it twice. Compiling
+ahead never changes what a loop computes or raises: a program that could not be compiled ahead is compiled by the
+loop's own call, as it was before.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import threading
 import weakref
@@ -26,11 +29,19 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
+try:  # the jax settings, global and this thread's own, that key jax's compile caches
+    from jax._src.config import trace_context as _jax_context
+except ImportError:  # a jax without it: every thread is taken to share the caller's settings
+
+    def _jax_context():
+        return None
+
+
 MAX_THREADS = 8  # compiles at once, at most: each holds its own copy of XLA's working memory
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
-_started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {signature: Future}
+_started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {(jax settings, specs): Future}
 
 
 def spec(tree):
@@ -49,38 +60,54 @@ def spec(tree):
 
 def compile_ahead(jitted, args_by_key: dict) -> dict:
     """Starts compiling `jitted` for each entry's arguments (a tuple of `spec`s), in the dict's order, and returns
-    each key's `Future`, done once its program is compiled (its `result()` raises the compile's error, if any).
+    each key's `Future`: done once its program is compiled, with result True, or False where it was not (see
+    `_compile`). A program already compiling or compiled ahead is not started again; a cancelled or failed one is.
 
     Not a jitted function (anything without `lower`, such as a wrapper): nothing to compile ahead, no futures.
     """
     if not hasattr(jitted, "lower"):
         return {}
-    futures = {}
+    futures, context = {}, _jax_context()
     with _lock:
         started = _started.setdefault(jitted, {})
         for key, args in args_by_key.items():
-            signature = _signature(args)
-            if signature not in started or started[signature].cancelled():
-                started[signature] = _threads().submit(_compile, jitted, args)
+            signature = (context, _signature(args))
+            earlier = started.get(signature)
+            if earlier is None or earlier.cancelled() or (earlier.done() and not earlier.result()):
+                started[signature] = _threads().submit(_compile, jitted, args, context)
             futures[key] = started[signature]
     return futures
 
 
 def wait(futures: dict, key) -> None:
-    """Waits until `key`'s program is compiled (raising its compile error), if it was started ahead."""
+    """Waits until `key`'s program is compiled, if it was started ahead. It raises nothing: a program that was not
+    compiled (cancelled by another loop, or failed) is compiled by the loop's own call, which raises any error there,
+    in the caller's thread, as it would without compiling ahead."""
     if key in futures:
-        futures[key].result()
+        concurrent.futures.wait([futures[key]])
 
 
 def cancel(futures: dict) -> None:
-    """Drops the compiles of `futures` not yet begun (a loop cut short will not need them; one already compiling
-    runs to its end, as it cannot be stopped)."""
+    """Drops the compiles of `futures` not yet begun (a loop cut short will not need them). One already compiling
+    runs to its end: XLA cannot be stopped, and a process that exits meanwhile waits for it (the threads are not
+    daemons: a daemon thread cut off inside XLA's compiler crashed the interpreter at exit, segfault or abort)."""
     for future in futures.values():
         future.cancel()
 
 
-def _compile(jitted, args) -> None:
-    jitted.lower(*args).compile()  # jax keeps the executable for calls on arguments of these specs
+def _compile(jitted, args, context) -> bool:
+    """Compiles `jitted` for `args` (jax keeps the executable for calls on arguments of these specs); False where it
+    did not: where the caller had jax settings scoped to its own thread (`with jax.default_matmul_precision(...)`),
+    which key jax's compile caches but do not reach this thread, so what it compiled would go unused, or where the
+    compile failed (the loop's own call compiles again and raises the error). No exception is kept: it would hold
+    this frame, and `jitted`, alive."""
+    if _jax_context() != context:
+        return False
+    try:
+        jitted.lower(*args).compile()
+    except Exception:
+        return False
+    return True
 
 
 def _signature(args) -> tuple:
