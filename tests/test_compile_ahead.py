@@ -1,5 +1,6 @@
 """Programs compiled ahead in background threads: a bucketed loop never stops to compile a batch length it meets."""
 
+import concurrent.futures
 import gc
 import logging
 import re
@@ -175,3 +176,17 @@ def test_jax_settings_scoped_to_the_callers_thread_are_not_compiled_ahead_in_vai
 
 def test_a_plain_function_has_nothing_to_compile_ahead():
     assert compile_ahead.compile_ahead(lambda x: x, {1: (jax.ShapeDtypeStruct((1,), jnp.float32),)}) == {}
+
+
+def test_threads_predicting_at_once_on_a_new_classifier_compile_its_program_once():
+    """A prediction service's threads, all calling predict on a classifier that has not predicted yet: one jitted
+    step for all of them (it was one per thread, each compiling the same program)."""
+    backbone = flaxbert.BertBackbone(len(WORDS), 1, 2, 16, 32, max_sequence_length=8, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, seed=0)
+    x = {"token_ids": np.arange(1, 65).reshape(8, 8) % 40 + 5, "segment_ids": np.zeros((8, 8), int),
+         "padding_mask": np.ones((8, 8), int)}  # fmt: skip
+    with _Lowerings() as lowered, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: classifier.predict(x, batch_size=8, verbose=0), range(4)))
+    assert [name for _, name, _ in lowered.seen].count("jit(predict_step)") == 1
+    for logits in outputs[1:]:
+        np.testing.assert_array_equal(logits, outputs[0])

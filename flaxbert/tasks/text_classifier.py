@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import pathlib
 import pickle
+import threading
 import warnings
 from collections.abc import Mapping
 
@@ -37,6 +38,10 @@ from flaxbert.text import (
 )
 from flaxbert.training import loops, optimizers, steps
 from flaxbert.training.batches import fingerprint, num_batches
+
+# Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
+# step's shardings takes well under a second).
+_STEPS_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -298,18 +303,19 @@ class TextClassifier:
         """The jitted step of `kind` for the current compile settings, built once and reused (the train step takes
         its dropout seed as an argument: one program for every seed)."""
         key = (kind, trainable)
-        if key not in self._jitted:
-            tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
-            _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
-            if kind == "train":
-                fn = (loops.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
-                      loops.jit_create_state(tx, shardings))  # fmt: skip
-            elif kind == "eval":
-                fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
-            else:
-                fn = loops.jit_predict_step(self.model, self.mesh, shardings.params)
-            self._jitted[key] = (fn, tx, shardings)
-        return self._jitted[key]
+        with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
+            if key not in self._jitted:
+                tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
+                _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+                if kind == "train":
+                    fn = (loops.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
+                          loops.jit_create_state(tx, shardings))  # fmt: skip
+                elif kind == "eval":
+                    fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
+                else:
+                    fn = loops.jit_predict_step(self.model, self.mesh, shardings.params)
+                self._jitted[key] = (fn, tx, shardings)
+            return self._jitted[key]
 
     def _rows(self, batch_size: int) -> int:
         batch_size = _positive_int("batch_size", batch_size)
