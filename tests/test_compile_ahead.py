@@ -190,3 +190,19 @@ def test_threads_predicting_at_once_on_a_new_classifier_compile_its_program_once
     assert [name for _, name, _ in lowered.seen].count("jit(predict_step)") == 1
     for logits in outputs[1:]:
         np.testing.assert_array_equal(logits, outputs[0])
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_a_fits_first_program_compiles_while_its_state_is_built_and_only_once(trainable):
+    """The fit starts its first program before it builds the train state, from the state's abstract spec; the loop
+    then asks again with the built state's spec, which must be the same (a frozen backbone's optimizer state holds
+    empty nodes): one lowering, in a compile thread."""
+    x = {"token_ids": np.arange(1, 65).reshape(8, 8) % 40 + 5, "segment_ids": np.zeros((8, 8), int),
+         "padding_mask": np.ones((8, 8), int)}  # fmt: skip
+    backbone = flaxbert.BertBackbone(len(WORDS), 1, 2, 16, 32, max_sequence_length=8, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, seed=0)
+    classifier.backbone.trainable = trainable
+    with _Lowerings() as lowered:
+        classifier.fit(x, np.arange(8) % 2, batch_size=8, verbose=0)
+    train = [thread for thread, name, _ in lowered.seen if name == "jit(train_step_summed)"]
+    assert [thread.rsplit("_", 1)[0] for thread in train] == ["flaxbert-compile"]

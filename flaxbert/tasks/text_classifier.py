@@ -36,7 +36,7 @@ from flaxbert.text import (
     DistilBertTextClassifierPreprocessor,
     DistilBertTokenizer,
 )
-from flaxbert.training import loops, optimizers, steps
+from flaxbert.training import compile_ahead, loops, optimizers, steps
 from flaxbert.training.batches import fingerprint, num_batches
 
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
@@ -435,7 +435,20 @@ class TextClassifier:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
             if seed is None:  # every record holds the seed its run trained with
                 seed = saved["seed"] if saved is not None else self._fits
-            state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
+            # The first programs compile while the state is built or restored (the fit finds them started).
+            state_spec = loops.state_spec(*loops.state_shardings(self.model, self.backbone.config, tx, self.mesh))
+            early = [loops.compile_fit_ahead(train_fn, state_spec, data, batch_size=batch_size, epochs=epochs,
+                                             seed=seed, shuffle=bool(shuffle), mesh=self.mesh, rows=rows,
+                                             bucket=bucket, group_by_length=bool(group_by_length),
+                                             start=saved["step"] if saved is not None else 0)]  # fmt: skip
+            if compile_validation is not None:
+                early.append(compile_validation(state_spec.params))
+            try:
+                state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
+            except BaseException:
+                for futures in early:
+                    compile_ahead.cancel(futures)
+                raise
             last_step = epochs * num_batches(len(data), batch_size)
             if saved is not None and saved["step"] >= last_step:
                 warnings.warn(

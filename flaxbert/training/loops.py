@@ -153,6 +153,43 @@ def _compile_for_batches(step_fn, data: ArrayData, order, batch_size: int, rows:
     return compile_ahead.compile_ahead(step_fn, {length: args_at(batch) for length, batch in specs.items()})
 
 
+def state_spec(abstract, shardings):
+    """A train state's spec (`compile_ahead.spec`) from `state_shardings`' abstract state and shardings: what the
+    state's programs compile for, before the state exists. (The shardings hold a leaf where a frozen backbone's
+    optimizer state holds an empty `MaskedNode`: that stays as it is.)"""
+
+    def one(sharding, a):
+        if not isinstance(a, jax.ShapeDtypeStruct):
+            return a
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding, weak_type=a.weak_type)
+
+    return jax.tree.map(one, shardings, abstract)
+
+
+def compile_fit_ahead(train_fn, state_spec, data: ArrayData, *, batch_size: int, epochs: int, seed: int,
+                      shuffle: bool, mesh, rows: int | None = None, bucket: bool = False,
+                      group_by_length: bool = False, start: int = 0) -> dict:  # fmt: skip
+    """Starts compiling the train programs of the epoch a `fit` with these arguments runs from step `start`, before
+    its state exists (`state_spec`), so they compile while the state is built or restored; the `fit` then finds
+    them started. Returns their futures (`compile_ahead.compile_ahead`); none where `start` is past the end."""
+    per_epoch = num_batches(len(data), batch_size)
+    epoch, first = divmod(start, per_epoch)
+    if epoch >= epochs:
+        return {}
+    order = epoch_order(len(data), seed, epoch, shuffle, row_lengths(data) if group_by_length else None, batch_size)
+    specs = (state_spec, *compile_ahead.spec((zero_totals(mesh), seed_array(seed, mesh))))
+    return _train_programs(train_fn, specs, data, order, first, batch_size, rows or batch_size, bucket, mesh)
+
+
+def _train_programs(train_fn, specs, data: ArrayData, order, first: int, batch_size: int, rows: int, bucket: bool,
+                    mesh) -> dict:  # fmt: skip
+    """Starts compiling the train programs of an epoch's batches from batch `first` of `order`; `specs`: the
+    state's, the metric totals' and the seed's."""
+    state_spec, totals_spec, seed_spec = specs
+    return _compile_for_batches(train_fn, data, order[first * batch_size :], batch_size, rows, bucket, mesh,
+                                lambda batch: (state_spec, totals_spec, batch, seed_spec))  # fmt: skip
+
+
 def fit(
     state,
     train_fn,
@@ -209,11 +246,7 @@ def fit(
     resumed = _on_mesh(saved_totals, mesh) if saved_totals is not None and start % per_epoch else None
     lengths = row_lengths(data) if group_by_length else None
     # The step's argument specs, taken before the first step donates the state: its programs compile ahead.
-    state_spec, totals_spec, seed_spec = compile_ahead.spec((state, fresh, seed_on_mesh))
-    programs, validation_programs = {}, {}
-
-    def train_args(batch_spec):
-        return state_spec, totals_spec, batch_spec, seed_spec
+    specs, programs, validation_programs = compile_ahead.spec((state, fresh, seed_on_mesh)), {}, {}
 
     def validated(epoch: int) -> dict:
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
@@ -246,10 +279,9 @@ def fit(
                 # Rows the resumed window counted before the interruption: not trained in this process's time.
                 earlier = float(saved_totals["window"]["count"]) if totals is resumed else 0.0
                 first = start - epoch * per_epoch if epoch == start // per_epoch else 0
-                programs = _compile_for_batches(train_fn, data, order[first * batch_size :], batch_size, rows,
-                                                bucket, mesh, train_args)  # fmt: skip
+                programs = _train_programs(train_fn, specs, data, order, first, batch_size, rows, bucket, mesh)
                 if compile_validation is not None and not validation_programs:
-                    validation_programs = compile_validation(state_spec.params)
+                    validation_programs = compile_validation(specs[0].params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
                 fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
