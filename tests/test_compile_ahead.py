@@ -206,3 +206,28 @@ def test_a_fits_first_program_compiles_while_its_state_is_built_and_only_once(tr
         classifier.fit(x, np.arange(8) % 2, batch_size=8, verbose=0)
     train = [thread for thread, name, _ in lowered.seen if name == "jit(train_step_summed)"]
     assert [thread.rsplit("_", 1)[0] for thread in train] == ["flaxbert-compile"]
+
+
+def test_a_refused_or_finished_run_starts_no_compile(tmp_path):
+    """The checkpoint's record is checked before anything compiles ahead: a checkpoint of another run is refused
+    with nothing left compiling (the threads are not daemons: a compile left running would hold the process at
+    exit), and a finished run, which trains nothing, compiles neither train nor validation programs."""
+    x = {"token_ids": np.arange(1, 129).reshape(16, 8) % 40 + 5, "segment_ids": np.zeros((16, 8), int),
+         "padding_mask": np.ones((16, 8), int)}  # fmt: skip
+    y = np.arange(16) % 2
+
+    def classifier():
+        backbone = flaxbert.BertBackbone(len(WORDS), 1, 2, 16, 32, max_sequence_length=8, seed=0)
+        return flaxbert.BertTextClassifier(backbone, num_classes=2, seed=0)
+
+    classifier().fit(x, y, batch_size=8, verbose=0, seed=0, checkpoint_dir=tmp_path, validation_data=(x, y))
+    other = classifier()
+    with pytest.raises(ValueError, match="holds a different run"):
+        other.fit(x, y, batch_size=4, verbose=0, seed=0, checkpoint_dir=tmp_path, validation_data=(x, y))
+    finished = classifier()
+    with pytest.warns(UserWarning, match="already trained"):
+        finished.fit(x, y, batch_size=8, verbose=0, seed=0, checkpoint_dir=tmp_path, validation_data=(x, y))
+    for model in (other, finished):
+        (train_fn, _), _, _ = model._steps("train", True)
+        assert not compile_ahead._started.get(train_fn)
+        assert not compile_ahead._started.get(model._steps("eval")[0])

@@ -431,26 +431,21 @@ class TextClassifier:
                 f"checkpoint_dir {str(checkpoint_dir)!r} cannot be created ({error.strerror}: {error.filename}); pass "
                 "a directory this process can write."
             ) from None
+        early = []  # programs compiled ahead of the loop: cancelled if anything stops the fit first
         try:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
             if seed is None:  # every record holds the seed its run trained with
                 seed = saved["seed"] if saved is not None else self._fits
-            # The first programs compile while the state is built or restored (the fit finds them started).
-            state_spec = loops.state_spec(*loops.state_shardings(self.model, self.backbone.config, tx, self.mesh))
-            early = [loops.compile_fit_ahead(train_fn, state_spec, data, batch_size=batch_size, epochs=epochs,
-                                             seed=seed, shuffle=bool(shuffle), mesh=self.mesh, rows=rows,
-                                             bucket=bucket, group_by_length=bool(group_by_length),
-                                             start=saved["step"] if saved is not None else 0)]  # fmt: skip
-            if compile_validation is not None:
-                early.append(compile_validation(state_spec.params))
-            try:
-                state, saved = self._initial_state(mngr, saved, create_state, tx, shardings, record, seed)
-            except BaseException:
-                for futures in early:
-                    compile_ahead.cancel(futures)
-                raise
+            saved = self._resumable(mngr, saved, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
-            if saved is not None and saved["step"] >= last_step:
+            start = saved["step"] if saved is not None else 0
+            if start < last_step:
+                early = self._compile_fit_ahead(train_fn, tx, data, compile_validation, batch_size=batch_size,
+                                                epochs=epochs, seed=seed, shuffle=bool(shuffle), rows=rows,
+                                                bucket=bucket, group_by_length=bool(group_by_length),
+                                                start=start)  # fmt: skip
+            state = self._initial_state(mngr, saved, create_state, tx, shardings)
+            if start >= last_step:
                 warnings.warn(
                     f"checkpoint_dir {str(checkpoint_dir)!r} holds this run already trained to step {saved['step']} "
                     f"(epochs={epochs} is {last_step} steps): its params are restored and nothing is trained. Use a "
@@ -466,6 +461,10 @@ class TextClassifier:
                                        compile_validation=compile_validation,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
                                        on_interrupt=self._keep_trained)  # fmt: skip
+        except BaseException:
+            for futures in early:
+                compile_ahead.cancel(futures)
+            raise
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
                 mngr.close()
@@ -500,11 +499,12 @@ class TextClassifier:
         kept, self._optimizer_state = self._optimizer_state, None
         return kept[1] if kept is not None and kept[0] is tx else None
 
-    def _initial_state(self, mngr, saved, create_state, tx, shardings, record: dict, seed: int):
-        """The state to train from and the record of the checkpoint it was restored from (None for a fresh start):
-        `saved`, the latest checkpoint's record, when it is a checkpoint of this run."""
+    def _resumable(self, mngr, saved, record: dict, seed: int) -> dict | None:
+        """The record of the checkpoint this fit resumes from (`saved`, the latest checkpoint's, with the keys older
+        checkpoints lack filled in), None for a fresh start; a checkpoint of another run is refused, naming what
+        differs."""
         if saved is None:
-            return create_state(self.params, self._continued_optimizer_state(tx)), None
+            return None
         expected, saved = dict(record, seed=seed), {**_RECORD_DEFAULTS, **saved}
         # keys a checkpoint written before they were recorded lacks are not compared
         mismatched = {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
@@ -523,8 +523,27 @@ class TextClassifier:
                 f"now: {mismatched}); resume with the same model, loss, data, batch_size, shuffle, seed, trainable "
                 "and group_by_length settings, or use a new checkpoint_dir."
             )
+        return saved
+
+    def _initial_state(self, mngr, saved, create_state, tx, shardings):
+        """The state to train from: restored from the checkpoint of `saved` (`_resumable`'s), or a new one."""
+        if saved is None:
+            return create_state(self.params, self._continued_optimizer_state(tx))
         abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
-        return checkpoint.restore_latest(mngr, abstract, shardings), saved
+        return checkpoint.restore_latest(mngr, abstract, shardings)
+
+    def _compile_fit_ahead(self, train_fn, tx, data, compile_validation, **fit_args) -> list[dict]:
+        """Starts compiling a fit's first programs, and its validation's, before its state is built or restored, so
+        they compile while that runs (`loops.compile_fit_ahead`); the fit finds them started. Returns their futures;
+        none where the state's spec cannot be worked out (building the state then raises what is wrong)."""
+        try:
+            spec = loops.state_spec(*loops.state_shardings(self.model, self.backbone.config, tx, self.mesh))
+        except ValueError:  # say, an optimizer state that the params' shardings do not fit
+            return []
+        early = [loops.compile_fit_ahead(train_fn, spec, data, mesh=self.mesh, **fit_args)]
+        if compile_validation is not None:
+            early.append(compile_validation(spec.params))
+        return early
 
     def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0):
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,

@@ -33,10 +33,34 @@ from flaxbert.training.state import TrainState
 
 
 def state_shardings(model, cfg, tx, mesh):
-    """The abstract train state and its shardings, derived from the params' logical axes and the rules table."""
+    """The abstract train state and its shardings, derived from the params' logical axes and the rules table.
+
+    An optimizer state leaf shaped otherwise than the param it follows carries that param's logical axes, which may
+    not fit it: Adafactor's factored second moments are a row and a column vector per matrix, and placeholders of
+    shape (1,) for a vector. A leaf its sharding does not fit (more axes than dims, or a dim the mesh axes do not
+    divide) is replicated instead."""
     check_hidden_dim(mesh, cfg.hidden_dim)
     boxed = jax.eval_shape(lambda p: TrainState.create(p, tx), abstract_params(model, cfg))
-    return nn.unbox(boxed), nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
+    abstract = nn.unbox(boxed)
+    shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
+
+    def fitting(sharding, leaf):
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            return sharding
+        if len(sharding.spec) > leaf.ndim or any(
+            size % n for size, n in zip(leaf.shape, _parts(sharding), strict=False)
+        ):
+            return replicated(mesh)
+        return sharding
+
+    return abstract, jax.tree.map(fitting, shardings, abstract)
+
+
+def _parts(sharding) -> list[int]:
+    """How many pieces `sharding` cuts each dim of an array into (a dim its spec does not name: 1)."""
+    sizes = sharding.mesh.shape
+    names = [() if axes is None else (axes,) if isinstance(axes, str) else tuple(axes) for axes in sharding.spec]
+    return [int(np.prod([sizes[name] for name in axes], dtype=int)) for axes in names]
 
 
 def jit_create_state(tx, shardings):
