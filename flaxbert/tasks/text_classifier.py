@@ -439,12 +439,13 @@ class TextClassifier:
             saved = self._resumable(mngr, saved, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
             start = saved["step"] if saved is not None else 0
-            if start < last_step:
-                early = self._compile_fit_ahead(train_fn, tx, data, compile_validation, batch_size=batch_size,
-                                                epochs=epochs, seed=seed, shuffle=bool(shuffle), rows=rows,
-                                                bucket=bucket, group_by_length=bool(group_by_length),
-                                                start=start)  # fmt: skip
-            state = self._initial_state(mngr, saved, create_state, tx, shardings)
+            abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+            if start < last_step:  # the first programs compile while the state is built or restored
+                early = self._compile_fit_ahead(train_fn, loops.state_spec(abstract, shardings), data,
+                                                compile_validation, batch_size=batch_size, epochs=epochs, seed=seed,
+                                                shuffle=bool(shuffle), rows=rows, bucket=bucket,
+                                                group_by_length=bool(group_by_length), start=start)  # fmt: skip
+            state = self._initial_state(mngr, saved, create_state, tx, abstract, shardings)
             if start >= last_step:
                 warnings.warn(
                     f"checkpoint_dir {str(checkpoint_dir)!r} holds this run already trained to step {saved['step']} "
@@ -525,21 +526,16 @@ class TextClassifier:
             )
         return saved
 
-    def _initial_state(self, mngr, saved, create_state, tx, shardings):
+    def _initial_state(self, mngr, saved, create_state, tx, abstract, shardings):
         """The state to train from: restored from the checkpoint of `saved` (`_resumable`'s), or a new one."""
         if saved is None:
             return create_state(self.params, self._continued_optimizer_state(tx))
-        abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
         return checkpoint.restore_latest(mngr, abstract, shardings)
 
-    def _compile_fit_ahead(self, train_fn, tx, data, compile_validation, **fit_args) -> list[dict]:
-        """Starts compiling a fit's first programs, and its validation's, before its state is built or restored, so
-        they compile while that runs (`loops.compile_fit_ahead`); the fit finds them started. Returns their futures;
-        none where the state's spec cannot be worked out (building the state then raises what is wrong)."""
-        try:
-            spec = loops.state_spec(*loops.state_shardings(self.model, self.backbone.config, tx, self.mesh))
-        except ValueError:  # say, an optimizer state that the params' shardings do not fit
-            return []
+    def _compile_fit_ahead(self, train_fn, spec, data, compile_validation, **fit_args) -> list[dict]:
+        """Starts compiling a fit's first programs, and its validation's, before its state (of `spec`) is built or
+        restored, so they compile while that runs (`loops.compile_fit_ahead`); the fit finds them started. Returns
+        their futures."""
         early = [loops.compile_fit_ahead(train_fn, spec, data, mesh=self.mesh, **fit_args)]
         if compile_validation is not None:
             early.append(compile_validation(spec.params))

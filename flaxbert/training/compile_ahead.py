@@ -83,8 +83,9 @@ def wait(futures: dict, key) -> None:
     """Waits until `key`'s program is compiled, if it was started ahead. It raises nothing: a program that was not
     compiled (cancelled by another loop, or failed) is compiled by the loop's own call, which raises any error there,
     in the caller's thread, as it would without compiling ahead."""
-    if key in futures:
-        concurrent.futures.wait([futures[key]])
+    future = futures.get(key)
+    if future is not None and not future.done():  # called every step: a done future costs a lookup, no waiter
+        concurrent.futures.wait([future])
 
 
 def cancel(futures: dict) -> None:

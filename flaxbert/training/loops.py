@@ -45,22 +45,20 @@ def state_shardings(model, cfg, tx, mesh):
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
     def fitting(sharding, leaf):
-        if not isinstance(leaf, jax.ShapeDtypeStruct):
-            return sharding
-        if len(sharding.spec) > leaf.ndim or any(
-            size % n for size, n in zip(leaf.shape, _parts(sharding), strict=False)
-        ):
-            return replicated(mesh)
-        return sharding
+        return replicated(mesh) if isinstance(leaf, jax.ShapeDtypeStruct) and not _fits(sharding, leaf) else sharding
 
     return abstract, jax.tree.map(fitting, shardings, abstract)
 
 
-def _parts(sharding) -> list[int]:
-    """How many pieces `sharding` cuts each dim of an array into (a dim its spec does not name: 1)."""
-    sizes = sharding.mesh.shape
-    names = [() if axes is None else (axes,) if isinstance(axes, str) else tuple(axes) for axes in sharding.spec]
-    return [int(np.prod([sizes[name] for name in axes], dtype=int)) for axes in names]
+def _fits(sharding, leaf) -> bool:
+    """Whether `sharding` can split an array of `leaf`'s shape: no more axes than dims, each split dim divisible."""
+    if len(sharding.spec) > leaf.ndim:
+        return False
+    try:
+        sharding.shard_shape(leaf.shape)
+    except ValueError:  # jax's IndivisibleError
+        return False
+    return True
 
 
 def jit_create_state(tx, shardings):
