@@ -22,7 +22,7 @@ import numpy as np
 import peers
 
 from flaxbert.parallel import batch_sharding
-from flaxbert.training import loops, steps
+from flaxbert.training import programs, steps
 
 CANDIDATES = ({}, {"xla_cpu_experimental_ynn_fusion_type": ""})
 
@@ -47,8 +47,8 @@ def measure(model: str, options: dict, which: str, train_batch: int, predict_bat
         batch = jax.device_put({"inputs": {k: v[:train_batch] for k, v in x.items()}, "label": y[:train_batch],
                                 "weight": np.ones(train_batch, np.float32), "mask": np.ones(train_batch, np.float32)},
                                sharding)  # fmt: skip
-        state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
-        seed = loops.seed_array(0, classifier.mesh)
+        state, sums = create_state(classifier.params), programs.zero_totals(classifier.mesh)
+        seed = programs.seed_array(0, classifier.mesh)
         compiled = train_fn.lower(state, sums, batch, seed).compile(compiler_options=options)
         carry = [state, sums]
 

@@ -24,7 +24,7 @@ from jax.extend.random import threefry2x32_p
 
 from flaxbert.models import dropout, layers
 from flaxbert.models.dropout import keep_mask
-from flaxbert.training import loops
+from flaxbert.training import programs
 
 
 def _primitive_cipher(k1, k2, x0, x1):
@@ -88,11 +88,11 @@ def train_step_compile_s(model: str, seq: int, cipher, batch: int = 8) -> tuple[
     data = {"inputs": x, "label": y, "weight": np.ones(batch, np.float32), "mask": np.ones(batch, np.float32)}
     classifier = peers.flaxbert_classifier(model, "float32")
     (train_fn, create_state), _, _ = classifier._steps("train", True)
-    state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
+    state, sums = create_state(classifier.params), programs.zero_totals(classifier.mesh)
     jax.clear_caches()  # trace again: the jitted layer function and the step are cached per function
     layers._layer_apply.cache_clear()
     began = time.perf_counter()
-    lowered = with_cipher(cipher, train_fn.lower, state, sums, data, loops.seed_array(0, classifier.mesh))
+    lowered = with_cipher(cipher, train_fn.lower, state, sums, data, programs.seed_array(0, classifier.mesh))
     lowered_at = time.perf_counter()
     lowered.compile()
     return lowered_at - began, time.perf_counter() - lowered_at

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 import flaxbert
-from flaxbert.training import loops
+from flaxbert.training import programs
 
 SETTINGS = {  # row name -> classifier.fit keyword arguments
     "fit verbose=0": dict(verbose=0),
@@ -62,11 +62,11 @@ def _timed(fn) -> np.ndarray:
 def jitted_step_seconds(classifier, x, y, batch: int, steps: int) -> np.ndarray:
     """(Wall, CPU) seconds per call of the compiled train step on a device-resident batch (the program fit runs)."""
     (train_fn, create_state), _, _ = classifier._steps("train", True)
-    seed = loops.seed_array(0, classifier.mesh)
+    seed = programs.seed_array(0, classifier.mesh)
     rows = {"inputs": {k: v[:batch] for k, v in x.items()}, "label": y[:batch],
             "weight": np.ones(batch, np.float32), "mask": np.ones(batch, np.float32)}  # fmt: skip
     device_batch = jax.device_put(rows)
-    state, sums = [create_state(classifier.params)], [loops.zero_totals(classifier.mesh)]
+    state, sums = [create_state(classifier.params)], [programs.zero_totals(classifier.mesh)]
 
     def run():
         for _ in range(steps):

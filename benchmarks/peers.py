@@ -155,14 +155,14 @@ def flaxbert_train_step(classifier, x: dict, y):
     import jax
 
     from flaxbert.parallel import batch_sharding
-    from flaxbert.training import loops
+    from flaxbert.training import programs
 
     (train_fn, create_state), _, _ = classifier._steps("train", True)
     rows = len(y)
     batch = {"inputs": x, "label": y, "weight": np.ones(rows, np.float32), "mask": np.ones(rows, np.float32)}
     batch = jax.device_put(batch, batch_sharding(classifier.mesh))
     mesh = classifier.mesh
-    return train_fn, create_state(classifier.params), loops.zero_totals(mesh), batch, loops.seed_array(0, mesh)
+    return train_fn, create_state(classifier.params), programs.zero_totals(mesh), batch, programs.seed_array(0, mesh)
 
 
 def step_loop(train_fn, state, sums, batch, seed):

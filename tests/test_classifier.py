@@ -20,7 +20,7 @@ import flaxbert
 from flaxbert import checkpoint
 from flaxbert.checkpoint import CheckpointError
 from flaxbert.parallel import make_mesh
-from flaxbert.training import loops
+from flaxbert.training import loops, programs
 from flaxbert.training.preemption import Preemption
 
 FEATURES = ["The quick brown fox jumped.", "I forgot my homework."]
@@ -200,7 +200,7 @@ def test_a_checkpoint_of_another_model_or_a_damaged_one_is_one_clear_error(tmp_p
         other.fit(PREPROCESSED, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "run")
     # The saved arrays are checked too (a checkpoint from before records held the model): the ones that differ named.
     (_, _), tx, shardings = other._steps("train", True)
-    abstract, _ = loops.state_shardings(other.model, other.backbone.config, tx, other.mesh)
+    abstract, _ = programs.state_shardings(other.model, other.backbone.config, tx, other.mesh)
     named = r"params.logits.bias: saved \(4,\), now \(5,\); params.logits.kernel: saved \(16, 4\), now \(16, 5\)"
     refused = pytest.raises(CheckpointError, match=rf"step 1 in .* does not fit this model and optimizer \({named}")
     with contextlib.closing(checkpoint.manager(tmp_path / "run")) as mngr, refused:
@@ -563,7 +563,6 @@ def test_compile_checks_the_loss_it_is_given(loss, message, request):
 
 def test_a_small_input_runs_in_a_small_batch(text_classifier, monkeypatch):
     """3 sentences at batch_size=4096 ran a whole 4096-row batch (a tiny model: 335 ms instead of 5)."""
-    from flaxbert.training import loops
 
     seen = []
 

@@ -84,7 +84,7 @@ def test_the_train_step_compiles_with_the_train_options(monkeypatch):
     import optax
 
     from flaxbert.models.abstract import dummy_inputs
-    from flaxbert.training import loops
+    from flaxbert.training import programs
 
     mesh = make_mesh(1, 1, devices=jax.devices()[:1])
     seen = []
@@ -93,19 +93,19 @@ def test_the_train_step_compiles_with_the_train_options(monkeypatch):
         seen.append(m)
         return {"xla_no_such_option_for_this_test": True}
 
-    monkeypatch.setattr(loops, "train_compiler_options", options)
+    monkeypatch.setattr(programs, "train_compiler_options", options)
     cfg = BertConfig(vocabulary_size=97, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32)
     model = BertClassifier(cfg, BertHeadConfig(num_classes=3))
     tx = optax.sgd(0.1)
-    _, shardings = loops.state_shardings(model, cfg, tx, mesh)
-    train = loops.jit_train_step(model, mesh, shardings, loss_fn=steps.sparse_categorical_crossentropy)
+    _, shardings = programs.state_shardings(model, cfg, tx, mesh)
+    train = programs.jit_train_step(model, mesh, shardings, loss_fn=steps.sparse_categorical_crossentropy)
     assert seen == [mesh]
     params = nn.unbox(model.init(jax.random.key(0), dummy_inputs(cfg))["params"])
-    state = loops.create_state(params, tx, shardings)
+    state = programs.create_state(params, tx, shardings)
     inputs = {k: np.asarray(v) for k, v in dummy_inputs(cfg).items()}
     rows = len(inputs["token_ids"])
     batch = {"inputs": inputs, "label": np.zeros(rows, np.int32), "weight": np.ones(rows, np.float32),
              "mask": np.ones(rows, np.float32)}  # fmt: skip
-    lowered = train.lower(state, loops.zero_totals(mesh), batch, loops.seed_array(0, mesh))
+    lowered = train.lower(state, programs.zero_totals(mesh), batch, programs.seed_array(0, mesh))
     with pytest.raises(Exception, match="xla_no_such_option_for_this_test"):
         lowered.compile()

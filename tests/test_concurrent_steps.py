@@ -12,7 +12,7 @@ import pytest
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import make_mesh
-from flaxbert.training import concurrent_steps, loops
+from flaxbert.training import concurrent_steps, loops, programs
 from flaxbert.training.batches import ArrayData
 from flaxbert.training.concurrent_steps import host_threads, in_order
 from flaxbert.training.steps import sparse_categorical_crossentropy
@@ -105,7 +105,7 @@ def test_an_error_in_a_step_surfaces_at_that_step_and_stops_the_rest(threads):
 
 def test_threaded_predict_and_evaluate_give_one_threads_numbers_bit_for_bit(monkeypatch):
     mesh = make_mesh(devices=jax.devices()[:1])
-    _, shardings = loops.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
+    _, shardings = programs.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
     raw = nn.unbox(MODEL.init(jax.random.key(0), dummy_inputs(CFG))["params"])
     params = jax.device_put(raw, shardings.params)
     rng = np.random.default_rng(0)
@@ -113,8 +113,8 @@ def test_threaded_predict_and_evaluate_give_one_threads_numbers_bit_for_bit(monk
     inputs = {"token_ids": rng.integers(1, 97, (45, 24), dtype=np.int32) * mask,
               "segment_ids": np.zeros((45, 24), np.int32), "padding_mask": mask}  # fmt: skip
     data = ArrayData(inputs, rng.integers(0, 3, 45).astype(np.int32))  # five batches of 8 and a padded one of 5
-    predict = loops.jit_predict_step(MODEL, mesh, shardings.params)
-    evaluate = loops.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
+    predict = programs.jit_predict_step(MODEL, mesh, shardings.params)
+    evaluate = programs.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
     results = {}
     for threads in (1, 2, 3):
         monkeypatch.setattr(loops, "host_threads", lambda mesh, threads=threads: threads)

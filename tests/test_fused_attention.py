@@ -29,7 +29,7 @@ from flaxbert.models import (
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.models.dropout import keep_mask, keep_scale
 from flaxbert.parallel import batch_sharding
-from flaxbert.training import loops
+from flaxbert.training import programs
 
 # Here the kernels run interpreted on purpose; test_on_cpu_the_interpreter_warns checks the warning itself.
 pytestmark = pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")
@@ -197,8 +197,9 @@ def _fit_on_a_mesh(kernel: str):
     (train_fn, create_state), _, _ = classifier._steps("train", True)
     batch = {"inputs": x, "label": y.astype(np.int32), "weight": np.ones(8, np.float32), "mask": np.ones(8, np.float32)}
     batch = jax.device_put(batch, batch_sharding(classifier.mesh))
-    seed = loops.seed_array(0, classifier.mesh)
-    lowered = train_fn.lower(create_state(classifier.params), loops.zero_totals(classifier.mesh), batch, seed).as_text()
+    seed = programs.seed_array(0, classifier.mesh)
+    totals = programs.zero_totals(classifier.mesh)
+    lowered = train_fn.lower(create_state(classifier.params), totals, batch, seed).as_text()
     return history, classifier.params, lowered
 
 

@@ -30,11 +30,11 @@ _CHILD = textwrap.dedent(
     y = rng.integers(0, 2, 96)
     classifier.fit(x, y, batch_size=32, epochs=1, verbose=0)
     (train_fn, create_state), _, _ = classifier._steps("train", True)
-    from flaxbert.training import loops
-    state, sums = create_state(classifier.params), loops.zero_totals(classifier.mesh)
+    from flaxbert.training import loops, programs
+    state, sums = create_state(classifier.params), programs.zero_totals(classifier.mesh)
     batch = {"inputs": {k: v[:32] for k, v in x.items()}, "label": y[:32], "weight": np.ones(32, np.float32),
              "mask": np.ones(32, np.float32)}
-    seed = loops.seed_array(0, classifier.mesh)
+    seed = programs.seed_array(0, classifier.mesh)
     temp = train_fn.lower(state, sums, batch, seed).compile().memory_analysis().temp_size_in_bytes
     def faults(epochs):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

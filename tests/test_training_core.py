@@ -12,7 +12,7 @@ from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig
 from flaxbert.models.abstract import dummy_inputs
 from flaxbert.parallel import make_mesh
 from flaxbert.text.bucketing import bucket_length
-from flaxbert.training import loops, optimizers, steps
+from flaxbert.training import loops, optimizers, programs, steps
 from flaxbert.training.batches import GROUP_WINDOW, ArrayData, epoch_order, longest_first, make_batch, num_batches
 from flaxbert.training.state import TrainState
 from flaxbert.training.steps import sparse_categorical_crossentropy
@@ -44,9 +44,9 @@ def _params():
 def _train(mesh_shape, tx, steps=3, batch_size=8):
     devices = jax.devices()[: mesh_shape[0] * mesh_shape[1]]
     mesh = make_mesh(*mesh_shape, devices=devices)
-    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
-    state = loops.create_state(_params(), tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    _, shardings = programs.state_shardings(MODEL, CFG, tx, mesh)
+    state = programs.create_state(_params(), tx, shardings)
+    train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     data = _data(n=steps * batch_size)
     state, history = loops.fit(
         state, train, data, batch_size=batch_size, epochs=1, seed=0, shuffle=True, mesh=mesh, verbose=0
@@ -90,16 +90,16 @@ def test_param_shardings_follow_the_rules():
                                                ((2, 4), True)])  # fmt: skip
 def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape, bucket):
     mesh = make_mesh(*mesh_shape, devices=jax.devices()[: mesh_shape[0] * mesh_shape[1]])
-    _, shardings = loops.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
+    _, shardings = programs.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
     params = jax.device_put(_params(), shardings.params)
     # 37 = 4 full batches of 8 and a last batch of 5; bucketed, the rows go longest first and the shortest batches
     # are cut to 16 of the 24 columns, and predict must still return them in input order
     data = _data(n=37, length=24)
-    predict = loops.jit_predict_step(MODEL, mesh, shardings.params)
+    predict = programs.jit_predict_step(MODEL, mesh, shardings.params)
     outputs = loops.predict(params, predict, data, batch_size=8, mesh=mesh, bucket=bucket, verbose=0)
     direct = np.asarray(MODEL.apply({"params": _params()}, {k: v for k, v in data.inputs.items()}))
     np.testing.assert_allclose(outputs, direct, atol=1e-5)
-    evaluate = loops.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
+    evaluate = programs.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
     metrics = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, bucket=bucket, verbose=0)
     loss = optax.softmax_cross_entropy_with_integer_labels(direct, data.labels).mean()
     assert metrics["loss"] == pytest.approx(float(loss), abs=1e-5)
@@ -174,10 +174,10 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics(group_by_length)
     rng = np.random.default_rng(1)
     data = _data(n=37)  # batch 8: four full batches and a padded one of 5 per epoch
     data = ArrayData(data.inputs, data.labels, rng.uniform(0.5, 2.0, 37).astype(np.float32))
-    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
-    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    _, shardings = programs.state_shardings(MODEL, CFG, tx, mesh)
+    train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     rows = []
-    _, history = loops.fit(loops.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=2,
+    _, history = loops.fit(programs.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=2,
                            seed=0, shuffle=True, mesh=mesh, verbose=1, log_every=3, on_log=rows.append,
                            group_by_length=group_by_length)  # fmt: skip
     epochs, windows = _reference_metrics(tx, data, batch_size=8, epochs=2, log_every=3,
@@ -193,12 +193,13 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics(group_by_length)
 def test_create_state_copies_the_params_so_donating_steps_leave_them_intact():
     mesh = make_mesh(1, 1, devices=jax.devices()[:1])
     tx = optax.sgd(0.5)
-    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
+    _, shardings = programs.state_shardings(MODEL, CFG, tx, mesh)
     params = jax.device_put(_params(), shardings.params)  # already in place: nothing for device_put to move
     before = jax.tree.map(np.array, params)
-    state = loops.create_state(params, tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
-    state, _ = train(state, loops.zero_totals(mesh), make_batch(_data(n=8), np.arange(8), 8), loops.seed_array(0, mesh))
+    state = programs.create_state(params, tx, shardings)
+    train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    batch = make_batch(_data(n=8), np.arange(8), 8)
+    state, _ = train(state, programs.zero_totals(mesh), batch, programs.seed_array(0, mesh))
     assert int(state.step) == 1
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)  # readable, unchanged
 
@@ -224,11 +225,12 @@ def test_the_functional_loops_check_the_mesh_and_consume_the_state():
     odd = BertConfig(vocabulary_size=97, num_layers=1, num_heads=2, hidden_dim=12, intermediate_dim=16,
                      max_sequence_length=24)  # fmt: skip
     with pytest.raises(ValueError, match=r"hidden_dim=12 is not divisible by the fsdp mesh axis \(8\)"):
-        loops.state_shardings(BertClassifier(odd, BertHeadConfig(num_classes=3)), odd, optax.sgd(0.1), make_mesh(1, 8))
+        model = BertClassifier(odd, BertHeadConfig(num_classes=3))
+        programs.state_shardings(model, odd, optax.sgd(0.1), make_mesh(1, 8))
     mesh = make_mesh(1, 1, devices=jax.devices()[:1])
     tx = optax.sgd(0.5)
-    _, shardings = loops.state_shardings(MODEL, CFG, tx, mesh)
-    state = loops.create_state(_params(), tx, shardings)
-    train = loops.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    _, shardings = programs.state_shardings(MODEL, CFG, tx, mesh)
+    state = programs.create_state(_params(), tx, shardings)
+    train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     loops.fit(state, train, _data(n=8), batch_size=8, epochs=1, seed=0, shuffle=False, mesh=mesh, verbose=0)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))

@@ -36,7 +36,7 @@ from flaxbert.text import (
     DistilBertTextClassifierPreprocessor,
     DistilBertTokenizer,
 )
-from flaxbert.training import compile_ahead, loops, optimizers, steps
+from flaxbert.training import compile_ahead, loops, optimizers, programs, steps
 from flaxbert.training.batches import fingerprint, num_batches
 
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
@@ -306,14 +306,14 @@ class TextClassifier:
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
                 tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
-                _, shardings = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+                _, shardings = programs.state_shardings(self.model, self.backbone.config, tx, self.mesh)
                 if kind == "train":
-                    fn = (loops.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
-                          loops.jit_create_state(tx, shardings))  # fmt: skip
+                    fn = (programs.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
+                          programs.jit_create_state(tx, shardings))  # fmt: skip
                 elif kind == "eval":
-                    fn = loops.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
+                    fn = programs.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
                 else:
-                    fn = loops.jit_predict_step(self.model, self.mesh, shardings.params)
+                    fn = programs.jit_predict_step(self.model, self.mesh, shardings.params)
                 self._jitted[key] = (fn, tx, shardings)
             return self._jitted[key]
 
@@ -439,9 +439,9 @@ class TextClassifier:
             saved = self._resumable(mngr, saved, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
             start = saved["step"] if saved is not None else 0
-            abstract, _ = loops.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+            abstract, _ = programs.state_shardings(self.model, self.backbone.config, tx, self.mesh)
             if start < last_step:  # the first programs compile while the state is built or restored
-                early = self._compile_fit_ahead(train_fn, loops.state_spec(abstract, shardings), data,
+                early = self._compile_fit_ahead(train_fn, programs.state_spec(abstract, shardings), data,
                                                 compile_validation, batch_size=batch_size, epochs=epochs, seed=seed,
                                                 shuffle=bool(shuffle), rows=rows, bucket=bucket,
                                                 group_by_length=bool(group_by_length), start=start)  # fmt: skip
