@@ -231,3 +231,46 @@ def test_a_refused_or_finished_run_starts_no_compile(tmp_path):
         (train_fn, _), _, _ = model._steps("train", True)
         assert not compile_ahead._started.get(train_fn)
         assert not compile_ahead._started.get(model._steps("eval")[0])
+
+
+def test_a_ctrl_c_with_a_compile_still_running_says_once_why_the_exit_waits(monkeypatch, capsys):
+    """XLA cannot stop a compile, and a process exiting mid-compile waits for it: a fit cut short by Ctrl-C says so
+    on stderr, once (the loop and the classifier both cancel), while its validation's program is still compiling.
+    Cut short by an error, or with nothing compiling, it says nothing."""
+    import threading
+
+    release, real = threading.Event(), compile_ahead._compile
+
+    def compile_eval_slowly(jitted, args, context):
+        if "eval" in getattr(jitted, "__name__", ""):
+            release.wait(60)  # the validation's program: still compiling when Ctrl-C comes
+        return real(jitted, args, context)
+
+    monkeypatch.setattr(compile_ahead, "_compile", compile_eval_slowly)
+    x = {"token_ids": np.arange(1, 129).reshape(16, 8) % 40 + 5, "segment_ids": np.zeros((16, 8), int),
+         "padding_mask": np.ones((16, 8), int)}  # fmt: skip
+    y = np.arange(16) % 2
+    backbone = flaxbert.BertBackbone(len(WORDS), 1, 2, 16, 32, max_sequence_length=8, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, seed=0)
+
+    def ctrl_c(row):
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            classifier.fit(x, y, batch_size=8, verbose=0, validation_data=(x, y), on_log=ctrl_c, log_every=1)
+        said = capsys.readouterr().err
+        assert said.count("flaxbert: 1 program compiling ahead in the background run to the end") == 1, said
+    finally:
+        release.set()
+    started = list(compile_ahead._started[classifier._steps("eval")[0]].values())
+    assert len(started) == 1 and started[0].result(timeout=60)  # it ran to its end, and the program is kept
+
+    def fails(row):
+        raise RuntimeError("on_log failed")
+
+    with pytest.raises(KeyboardInterrupt):  # everything compiled now: nothing to wait for, nothing said
+        classifier.fit(x, y, batch_size=8, verbose=0, validation_data=(x, y), on_log=ctrl_c, log_every=1)
+    with pytest.raises(RuntimeError, match="on_log failed"):
+        classifier.fit(x, y, batch_size=8, verbose=0, on_log=fails, log_every=1)
+    assert "flaxbert:" not in capsys.readouterr().err

@@ -462,9 +462,9 @@ class TextClassifier:
                                        compile_validation=compile_validation,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
                                        on_interrupt=self._keep_trained)  # fmt: skip
-        except BaseException:
+        except BaseException as error:
             for futures in early:
-                compile_ahead.cancel(futures)
+                compile_ahead.cancel(futures, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
             raise
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:

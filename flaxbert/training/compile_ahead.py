@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ MAX_THREADS = 8  # compiles at once, at most: each holds its own copy of XLA's w
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {(jax settings, specs): Future}
+_told = False  # whether `cancel` has said why an exit waits, since the last compile was started
 
 
 def spec(tree):
@@ -65,6 +67,7 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
 
     Not a jitted function (anything without `lower`, such as a wrapper): nothing to compile ahead, no futures.
     """
+    global _told
     if not hasattr(jitted, "lower"):
         return {}
     futures, context = {}, _jax_context()
@@ -75,6 +78,7 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
             earlier = started.get(signature)
             if earlier is None or earlier.cancelled() or (earlier.done() and not earlier.result()):
                 started[signature] = _threads().submit(_compile, jitted, args, context)
+                _told = False
             futures[key] = started[signature]
     return futures
 
@@ -88,12 +92,26 @@ def wait(futures: dict, key) -> None:
         concurrent.futures.wait([future])
 
 
-def cancel(futures: dict) -> None:
+def cancel(futures: dict, exiting: bool = False) -> None:
     """Drops the compiles of `futures` not yet begun (a loop cut short will not need them). One already compiling
     runs to its end: XLA cannot be stopped, and a process that exits meanwhile waits for it (the threads are not
-    daemons: a daemon thread cut off inside XLA's compiler crashed the interpreter at exit, segfault or abort)."""
+    daemons: a daemon thread cut off inside XLA's compiler crashed the interpreter at exit, segfault or abort).
+
+    `exiting`: a Ctrl-C or SIGTERM cut the loop short. If compiles are still running, stderr says once why an exit
+    now waits (up to one compile: ~20 s for BERT-base on a GPU), so that the wait does not look like a hang."""
+    global _told
     for future in futures.values():
         future.cancel()
+    if not exiting:
+        return
+    with _lock:
+        running = sum(future.running() for started in _started.values() for future in started.values())
+        if not running or _told:
+            return
+        _told = True
+    programs = f"{running} program{'s' if running > 1 else ''}"
+    print(f"flaxbert: {programs} compiling ahead in the background run to the end (XLA cannot stop a compile); a "
+          "process exiting now waits for them.", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _compile(jitted, args, context) -> bool:

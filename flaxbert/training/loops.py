@@ -210,8 +210,10 @@ def fit(
                         history.setdefault(f"val_{key}", []).append(value)
                 if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
                     raise SystemExit(0)
-    except BaseException:
-        compile_ahead.cancel({**programs, **validation_programs})
+    except BaseException as error:
+        compile_ahead.cancel(
+            {**programs, **validation_programs}, exiting=isinstance(error, KeyboardInterrupt | SystemExit)
+        )
         if on_interrupt is not None:
             on_interrupt(state)  # the state after the last step dispatched
         raise
@@ -300,8 +302,9 @@ def evaluate(
         for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
             sums = jax.tree.map(np.add, sums, batch_sums)
         return steps.summarize(sums)
-    finally:
-        compile_ahead.cancel(programs)  # all done unless cut short
+    except BaseException as error:  # cut short: the programs not yet begun are not needed
+        compile_ahead.cancel(programs, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
+        raise
 
 
 def predict(
@@ -327,8 +330,9 @@ def predict(
 
     try:
         outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
-    finally:
-        compile_ahead.cancel(programs)  # all done unless cut short
+    except BaseException as error:  # cut short: the programs not yet begun are not needed
+        compile_ahead.cancel(programs, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
+        raise
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
     result[np.concatenate([indices for indices, _ in outputs])] = computed
