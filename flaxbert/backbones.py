@@ -89,15 +89,17 @@ class Backbone:
             check_params(params, self.abstract_params(), f"{type(self).__name__} params")
         return params
 
-    def init_params(self, mesh=None) -> None:
+    def init_params(self, mesh=None, abstract=None) -> None:
         """Creates the seeded random params if there are none yet, born sharded over `mesh` when one is given.
 
         They are drawn on the host (`models/random_init.py`: no program to compile) and each device receives only its
-        shard under the logical-axis rules, so no device ever holds an unsharded copy.
+        shard under the logical-axis rules, so no device ever holds an unsharded copy. `abstract`: the encoder's
+        `abstract_params()` where the caller holds them already (a classifier's model's "backbone" part: the same
+        boxed shapes, one trace fewer).
         """
         if self._params is not None:
             return
-        abstract = self.abstract_params()
+        abstract = self.abstract_params() if abstract is None else abstract
         drawn = random_params(abstract, self._seed)
         self._params = jax.device_put(drawn) if mesh is None else host_to_mesh(drawn, param_shardings(abstract, mesh))
 

@@ -89,9 +89,9 @@ class TextClassifier:
         self._fits = 0  # fit calls that trained: the next fit's default seed
         self.compile()
 
-    def _init_head(self, mesh) -> None:
-        """Seeded random head params (drawn on the host: `models/random_init.py`), born sharded over `mesh`."""
-        boxed = abstract_params(self.model, self.backbone.config)
+    def _init_head(self, mesh, boxed) -> None:
+        """Seeded random head params (drawn on the host: `models/random_init.py`), born sharded over `mesh`;
+        `boxed`: the model's `abstract_params`."""
         head = {k: v for k, v in boxed.items() if k != "backbone"}
         # drawn from the head's own structure, so taken without the setter's check against it
         self._head_params = host_to_mesh(random_params(head, self._seed, ("head",)), param_shardings(head, mesh))
@@ -293,9 +293,10 @@ class TextClassifier:
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
-        self.backbone.init_params(mesh)
+        boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
+        self.backbone.init_params(mesh, boxed["backbone"])
         if self.head_params is None:
-            self._init_head(mesh)
+            self._init_head(mesh, boxed)
         self._jitted = {}
         self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
 
