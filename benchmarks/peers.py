@@ -260,6 +260,7 @@ def autodiff_norm_and_gelu():
     import jax.numpy as jnp
 
     from flaxbert.models import bert, distil_bert, layers
+    from flaxbert.training import shared_steps
 
     def flax_layer_norm(cfg, name):
         return nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32,
@@ -272,6 +273,7 @@ def autodiff_norm_and_gelu():
     for module in modules:
         module.layer_norm = flax_layer_norm
     layers._layer_apply.cache_clear()  # its jitted layer functions hold traces of the other arm
+    shared_steps.clear()  # and so do the steps kept for classifiers to come
     layers.ACTIVATION_FNS.update(gelu=functools.partial(jax.nn.gelu, approximate=False),
                                  gelu_approximate=functools.partial(jax.nn.gelu, approximate=True))  # fmt: skip
     try:
@@ -281,3 +283,4 @@ def autodiff_norm_and_gelu():
             module.layer_norm = layer_norm
         layers.ACTIVATION_FNS.update(activations)
         layers._layer_apply.cache_clear()
+        shared_steps.clear()

@@ -73,8 +73,8 @@ def main():
     compiled = train_fn.lower(state[0], sums[0], batch, seed).compile()
     report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
-    predict_fn, _, shardings = classifier._steps("predict")
-    params = jax.device_put(classifier.params, shardings.params)
+    predict_fn, shardings = classifier._steps("predict")
+    params = jax.device_put(classifier.params, shardings)
     inputs = jax.device_put(x, sharding)
 
     def predict():

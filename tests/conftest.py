@@ -36,6 +36,17 @@ def _missing(what: str, how: str):
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_steps():
+    """Each test builds its classifiers' jitted steps anew (`flaxbert/training/shared_steps.py` keeps them for the
+    process): a test that patches what a step traces, or counts what is compiled, does not depend on which tests
+    ran before it in its worker."""
+    from flaxbert.training import shared_steps
+
+    shared_steps.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
     """The read-only datasets in ../shared/data beside the repository."""

@@ -36,12 +36,19 @@ from flaxbert.text import (
     DistilBertTextClassifierPreprocessor,
     DistilBertTokenizer,
 )
-from flaxbert.training import compile_ahead, loops, optimizers, programs, steps
+from flaxbert.training import compile_ahead, loops, optimizers, programs, shared_steps, steps
 from flaxbert.training.batches import fingerprint, num_batches
 
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
 _STEPS_LOCK = threading.Lock()
+# The "auto" optimizer and loss (on logits or on probabilities): one object each, so that classifiers compiled with
+# them share their compiled steps (`training/shared_steps.py`).
+_AUTO_OPTIMIZER = optimizers.keras_default()
+_AUTO_LOSSES = {
+    from_logits: functools.partial(steps.sparse_categorical_crossentropy, from_logits=from_logits)
+    for from_logits in (True, False)
+}
 
 
 @dataclasses.dataclass
@@ -263,11 +270,11 @@ class TextClassifier:
         """
         requested = {"optimizer": optimizer, "loss": loss, "metrics": metrics}  # what a pickled copy compiles with
         if optimizer == "auto":
-            optimizer = optimizers.keras_default()
+            optimizer = _AUTO_OPTIMIZER
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
         if isinstance(loss, str) and loss in ("auto", "sparse_categorical_crossentropy"):
-            loss = functools.partial(steps.sparse_categorical_crossentropy, from_logits=self.activation != "softmax")
+            loss = _AUTO_LOSSES[self.activation != "softmax"]
         elif not callable(loss):
             raise ValueError(f"loss must be 'auto', 'sparse_categorical_crossentropy' or a callable, got {loss!r}.")
         else:
@@ -301,21 +308,21 @@ class TextClassifier:
         self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
 
     def _steps(self, kind: str, trainable: bool = True):
-        """The jitted step of `kind` for the current compile settings, built once and reused (the train step takes
-        its dropout seed as an argument: one program for every seed)."""
+        """The jitted step of `kind` for the current compile settings (`shared_steps`: the same functions, programs
+        compiled already, for every classifier that would compile the same ones): for "train",
+        `(train_fn, create_state), tx, shardings`; for "eval" and "predict", `(step, param_shardings)`. The train
+        step takes its dropout seed as an argument: one program for every seed."""
         key = (kind, trainable)
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
-                tx = self.optimizer if trainable else optimizers.freeze_backbone(self.optimizer)
-                _, shardings = programs.state_shardings(self.model, self.backbone.config, tx, self.mesh)
+                cfg = self.backbone.config
                 if kind == "train":
-                    fn = (programs.jit_train_step(self.model, self.mesh, shardings, loss_fn=self.loss),
-                          programs.jit_create_state(tx, shardings))  # fmt: skip
+                    built = shared_steps.train_steps(self.model, cfg, self.mesh, self.optimizer, self.loss, trainable)
                 elif kind == "eval":
-                    fn = programs.jit_eval_step(self.model, self.mesh, shardings.params, loss_fn=self.loss)
+                    built = shared_steps.eval_step(self.model, cfg, self.mesh, self.loss)
                 else:
-                    fn = programs.jit_predict_step(self.model, self.mesh, shardings.params)
-                self._jitted[key] = (fn, tx, shardings)
+                    built = shared_steps.predict_step(self.model, cfg, self.mesh)
+                self._jitted[key] = built
             return self._jitted[key]
 
     def _rows(self, batch_size: int) -> int:
@@ -559,8 +566,8 @@ class TextClassifier:
             raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
-        eval_fn, _, shardings = self._steps("eval")
-        params = jax.device_put(self.params, shardings.params)
+        eval_fn, shardings = self._steps("eval")
+        params = jax.device_put(self.params, shardings)
         scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
                                          verbose)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
@@ -569,8 +576,8 @@ class TextClassifier:
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
-        predict_fn, _, shardings = self._steps("predict")
-        params = jax.device_put(self.params, shardings.params)
+        predict_fn, shardings = self._steps("predict")
+        params = jax.device_put(self.params, shardings)
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip
