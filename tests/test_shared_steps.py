@@ -1,5 +1,8 @@
 """Classifiers that would compile the same programs share their jitted steps: a second one compiles nothing."""
 
+import copy
+import functools
+
 import jax
 import numpy as np
 import optax
@@ -74,26 +77,48 @@ def test_what_changes_a_program_gets_its_own_steps():
     assert frozen._steps("train", False)[0][0] is _classifier()._steps("train", False)[0][0]
 
 
-class _UnhashableLoss:
-    """A loss object that defines equality and so has no hash: its steps are built for each classifier."""
+class _ScaledLoss:
+    """A user's loss with state a sweep changes between classifiers (a class weight, a scale)."""
 
-    def __eq__(self, other):
-        return isinstance(other, _UnhashableLoss)
-
-    __hash__ = None
+    def __init__(self, scale: float):
+        self.scale = scale
 
     def __call__(self, outputs, labels):
-        return optax.softmax_cross_entropy_with_integer_labels(outputs.astype(np.float32), labels)
+        return optax.softmax_cross_entropy_with_integer_labels(outputs.astype(np.float32), labels) * self.scale
 
 
-def test_a_loss_without_a_hash_trains_with_steps_of_its_own():
+def test_a_users_loss_or_optimizer_gets_steps_traced_for_its_classifier():
+    """A step traced earlier would keep the state a user's loss read then: a classifier compiled with a user's loss
+    traces its own train and eval steps and sees the loss as it is now (the predict step, the model's alone, is
+    shared); so does one compiled with a user's optimizer, even the same object."""
+    loss, losses = _ScaledLoss(1.0), []
+    for scale in (1.0, 10.0):
+        loss.scale = scale
+        classifier = _classifier()
+        classifier.compile(loss=loss)
+        losses.append(classifier.evaluate(X, Y, batch_size=8, verbose=0)["loss"])
+        assert _functions(classifier)[3] is _functions(_classifier())[3]
+    np.testing.assert_allclose(losses[1], 10 * losses[0], rtol=1e-6)
+    adam = optax.adam(1e-3)
     first, second = _classifier(), _classifier()
     for classifier in (first, second):
-        classifier.compile(loss=_UnhashableLoss())
-    assert _functions(first)[0] is not _functions(second)[0]
-    assert _functions(first)[3] is _functions(second)[3]  # predict does not use the loss
-    history = first.fit(X, Y, batch_size=8, verbose=0).history
-    assert np.isfinite(history["loss"][0])
+        classifier.compile(optimizer=adam)
+    assert _functions(first)[0] is not _functions(second)[0] and _functions(first)[2] is _functions(second)[2]
+
+
+def test_a_copys_optimizer_state_carries_over_between_its_fits():
+    """A deep copy has an optimizer equal to, not the same as, the original's, and its own partial loss: its
+    second fit continues the Adam moments and step count of its first, as the original's does (they restarted:
+    the state a step returned held the optimizer of the equal classifier traced before)."""
+    original = _classifier()
+    original.compile(optimizer=optax.adam(1e-3), loss=functools.partial(_ScaledLoss(1.0).__call__))
+    original.fit(X, Y, batch_size=8, verbose=0)
+    copied = copy.deepcopy(original)  # a copy starts a new optimizer state, as after compile()
+    for _ in range(2):
+        copied.fit(X, Y, batch_size=8, verbose=0)
+    (_, _), tx, _ = copied._steps("train", True)
+    assert copied._optimizer_state[0] is tx
+    assert int(copied._optimizer_state[1][0].count) == 4  # two fits of 2 steps, one Adam state
 
 
 def test_at_most_max_kept_step_sets_are_kept(monkeypatch):

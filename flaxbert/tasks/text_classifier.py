@@ -309,17 +309,20 @@ class TextClassifier:
 
     def _steps(self, kind: str, trainable: bool = True):
         """The jitted step of `kind` for the current compile settings (`shared_steps`: the same functions, programs
-        compiled already, for every classifier that would compile the same ones): for "train",
+        compiled already, for every classifier that would compile the same ones, where the step's code is all
+        flaxbert's: a predict step always, an eval step with the "auto" loss, a train step with the "auto" loss and
+        optimizer; a user's callable may read state that changes between classifiers): for "train",
         `(train_fn, create_state), tx, shardings`; for "eval" and "predict", `(step, param_shardings)`. The train
         step takes its dropout seed as an argument: one program for every seed."""
         key = (kind, trainable)
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
-                cfg = self.backbone.config
+                cfg, own_loss = self.backbone.config, any(self.loss is loss for loss in _AUTO_LOSSES.values())
                 if kind == "train":
-                    built = shared_steps.train_steps(self.model, cfg, self.mesh, self.optimizer, self.loss, trainable)
+                    built = shared_steps.train_steps(self.model, cfg, self.mesh, self.optimizer, self.loss, trainable,
+                                                     share=own_loss and self.optimizer is _AUTO_OPTIMIZER)  # fmt: skip
                 elif kind == "eval":
-                    built = shared_steps.eval_step(self.model, cfg, self.mesh, self.loss)
+                    built = shared_steps.eval_step(self.model, cfg, self.mesh, self.loss, share=own_loss)
                 else:
                     built = shared_steps.predict_step(self.model, cfg, self.mesh)
                 self._jitted[key] = built
@@ -469,7 +472,7 @@ class TextClassifier:
                                        saved_totals=(saved or {}).get("totals"), validate=validate,
                                        compile_validation=compile_validation,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
-                                       on_interrupt=self._keep_trained)  # fmt: skip
+                                       on_interrupt=functools.partial(self._keep_trained, tx))  # fmt: skip
         except BaseException as error:
             for futures in early:
                 compile_ahead.cancel(futures, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
@@ -477,7 +480,7 @@ class TextClassifier:
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
                 mngr.close()
-        self._keep_trained(state)
+        self._keep_trained(tx, state)
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
@@ -491,14 +494,16 @@ class TextClassifier:
         model["loss"] = _loss_name(self.loss)
         return dict(model, architecture=type(self.model).__name__)
 
-    def _keep_trained(self, state) -> None:
-        """Takes the params and the optimizer state of `state`, the last step a fit completed: its end, or where it
-        was cut short (Ctrl-C, an error in on_log, SIGTERM), as Keras' fit keeps them. A state a failed step
-        consumed (donated, so deleted) is not taken: the params stay those from before the fit, and the next fit
-        starts a new optimizer state if this one had continued (and so consumed) the kept one."""
+    def _keep_trained(self, tx, state) -> None:
+        """Takes the params and the optimizer state of `state`, the last step a fit with the optimizer `tx` (its
+        `_steps`') completed: its end, or where it was cut short (Ctrl-C, an error in on_log, SIGTERM), as Keras'
+        fit keeps them. A state a failed step consumed (donated, so deleted) is not taken: the params stay those from
+        before the fit, and the next fit starts a new optimizer state if this one had continued (and so consumed) the
+        kept one. (`tx`, not `state.tx`: jax rebuilds a step's output with the static fields of the first call it
+        traced, whose optimizer may be an equal one of another classifier, not this one's.)"""
         if not any(leaf.is_deleted() for leaf in jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
-            self._optimizer_state = (state.tx, state.opt_state)
+            self._optimizer_state = (tx, state.opt_state)
 
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,

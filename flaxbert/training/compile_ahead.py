@@ -109,9 +109,9 @@ def cancel(futures: dict, exiting: bool = False) -> None:
         if not running or _told:
             return
         _told = True
-    programs = f"{running} program{'s' if running > 1 else ''}"
+    programs, them = ("1 program", "it") if running == 1 else (f"{running} programs", "them")
     print(f"flaxbert: {programs} compiling ahead in the background run to the end (XLA cannot stop a compile); a "
-          "process exiting now waits for them.", file=sys.stderr, flush=True)  # fmt: skip
+          f"process exiting now waits for {them}.", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _compile(jitted, args, context) -> bool:

@@ -25,8 +25,8 @@ def state_shardings(model, cfg, tx, mesh):
     shape (1,) for a vector. A leaf its sharding does not fit (more axes than dims, or a dim the mesh axes do not
     divide) is replicated instead."""
     check_hidden_dim(mesh, cfg.hidden_dim)
-    try:
-        boxed = _traced_state(model, cfg, tx)
+    try:  # the caller's own optimizer in the state: the cached one may be an equal one, not this one
+        boxed = _traced_state(model, cfg, tx).replace(tx=tx)
     except TypeError:  # an optimizer or config that cannot be hashed: not cached
         boxed = _trace_state(model, cfg, tx)
     abstract = nn.unbox(boxed)

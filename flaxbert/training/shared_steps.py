@@ -5,13 +5,15 @@ steps, so one equal to an earlier one compiled everything again: a notebook cell
 cross-validation or a sweep building a classifier per trial paid every train, eval and predict program's compile
 each time (a BERT-base train step: ~19 s on an H200, ~7 s on a 2-core CPU, per batch length a bucketed loop meets).
 Here the steps are kept for the arguments they are built from, and a classifier that asks with equal ones (the same
-model config and head, an equal mesh, the same optimizer and loss objects) gets the same jitted functions, whose
-programs are compiled already.
+model config and head, an equal mesh, the same optimizer and loss) gets the same jitted functions, whose programs
+are compiled already.
 
-What a step computes depends only on those arguments: params, data, seeds and the optimizer state are the steps'
-arguments, never captured. An eval step does not depend on the optimizer, nor a predict step on the loss, so those
-are shared wider. Callables compare by identity (two `optax.adamw(5e-5)` calls are two optimizers: their train
-steps compile apart); the "auto" optimizer and loss are one object each, so default-compiled classifiers share.
+Shared only where a step's code is all flaxbert's (the caller says, `share`): the model's, and the "auto" loss and
+optimizer, one object each. A user's loss or optimizer may read state that changes between classifiers (a class
+weight set per fold, an attribute changed in a sweep): a step traced earlier would keep the old value, and a new
+classifier must trace its own, as it always did. Nothing else a step computes with is captured: params, data,
+seeds and the optimizer state are its arguments. An eval step does not depend on the optimizer, nor a predict step
+on the loss, so those are shared wider. The cache holds flaxbert's objects and the compiled programs only.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ _lock = threading.Lock()
 _kept: collections.OrderedDict = collections.OrderedDict()
 
 
-def train_steps(model, cfg, mesh, optimizer, loss_fn, trainable: bool = True):
+def train_steps(model, cfg, mesh, optimizer, loss_fn, trainable: bool = True, share: bool = False):
     """`(train_fn, create_state), tx, shardings`: `programs.jit_train_step` and `programs.jit_create_state` for the
     optimizer `tx` (`optimizer`, or with a frozen backbone `optimizers.freeze_backbone(optimizer)`) and the train
-    state's shardings."""
+    state's shardings; kept and shared with `share`, built anew without."""
 
     def build():
         tx = optimizer if trainable else optimizers.freeze_backbone(optimizer)
@@ -40,21 +42,23 @@ def train_steps(model, cfg, mesh, optimizer, loss_fn, trainable: bool = True):
         train_fn = programs.jit_train_step(model, mesh, shardings, loss_fn=loss_fn)
         return (train_fn, programs.jit_create_state(tx, shardings)), tx, shardings
 
-    return _shared(("train", model, mesh, optimizer, loss_fn, trainable), build)
+    return _shared(("train", model, mesh, optimizer, loss_fn, trainable), build) if share else build()
 
 
-def eval_step(model, cfg, mesh, loss_fn):
-    """`(eval_fn, param_shardings)`: `programs.jit_eval_step` and the params' shardings."""
+def eval_step(model, cfg, mesh, loss_fn, share: bool = False):
+    """`(eval_fn, param_shardings)`: `programs.jit_eval_step` and the params' shardings; kept and shared with
+    `share`, built anew without."""
 
     def build():
         shardings = _param_shardings(model, cfg, mesh)
         return programs.jit_eval_step(model, mesh, shardings, loss_fn=loss_fn), shardings
 
-    return _shared(("eval", model, mesh, loss_fn), build)
+    return _shared(("eval", model, mesh, loss_fn), build) if share else build()
 
 
 def predict_step(model, cfg, mesh):
-    """`(predict_fn, param_shardings)`: `programs.jit_predict_step` and the params' shardings."""
+    """`(predict_fn, param_shardings)`: `programs.jit_predict_step` and the params' shardings, always shared (its
+    code is the model's alone)."""
 
     def build():
         shardings = _param_shardings(model, cfg, mesh)
@@ -75,12 +79,7 @@ def _param_shardings(model, cfg, mesh):
 
 
 def _shared(key: tuple, build):
-    """What `build()` makes for `key`, made once and kept; built anew, and not kept, where `key` cannot be hashed
-    (a loss or optimizer object that defines equality but no hash)."""
-    try:
-        hash(key)
-    except TypeError:
-        return build()
+    """What `build()` makes for `key`, made once and kept."""
     with _lock:  # threads asking at once get one set of steps: each would compile its own programs
         if key in _kept:
             _kept.move_to_end(key)
