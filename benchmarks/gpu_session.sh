@@ -33,6 +33,11 @@
 #    SST-2 from raw text, then evaluating its dev set, bucketed, no compile cache, one process with the programs
 #    compiled ahead in background threads (session 25's default) and one compiling each in the loop as before; the
 #    second fit in each shows whether kernels autotuned beside other GPU work came out slower.
+# 6b. With the time left (if 60 s or more), step 2's cold compile once more with `xla_gpu_autotune_level=0`: with
+#    Triton's GEMMs off (flaxbert's default) every matmul is cuBLAS's, and XLA then takes cuBLAS's own heuristic
+#    algorithm instead of timing candidates for each matmul. Session 23 tried autotuning off with Triton's GEMMs
+#    still on (their untuned default tiles: a 14x slower step); this is the arm it did not run. If the step stays
+#    within ~3% of step 2's default arm and the compile drops, it is a lever for the 10 s cold first step.
 # 7. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
@@ -113,6 +118,16 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     echo "bucket_compiles.py exit status $?"
   else
     echo "== 6. skipped: $LEFT s left"
+  fi
+  LEFT=$((END_S - SECONDS))
+  if ((LEFT >= 60)); then
+    echo "== 6b. cold compile with cuBLAS's own algorithm choice, $AB, $LEFT s left"
+    XLA_FLAGS="--xla_gpu_autotune_level=0" timeout 45 python3 benchmarks/gpu_kernel_profile.py --variants "$AB" \
+      --out /tmp/ab.txt
+    echo "gpu_kernel_profile.py $AB (--xla_gpu_autotune_level=0) exit status $?"
+    cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt" 2>/dev/null; rm -f /tmp/ab.txt
+  else
+    echo "== 6b. skipped: $LEFT s left"
   fi
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
