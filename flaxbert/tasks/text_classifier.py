@@ -250,8 +250,7 @@ class TextClassifier:
             compiled["mesh"] = (-1, fsdp)  # -1: the data axis takes the devices fsdp leaves
         self.compile(**compiled)
         # Placed on the mesh now, as built params are: predict and evaluate would otherwise copy them at every call.
-        shardings = param_shardings(abstract_params(self.model, self.backbone.config), self.mesh)
-        self._set_params(jax.device_put(self.params, shardings))
+        self._set_params(jax.device_put(self.params, self._steps("predict")[1]))
 
     # -- compile -------------------------------------------------------------------------------------------------
     def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile: bool = True, *, mesh=None):
@@ -312,8 +311,9 @@ class TextClassifier:
         compiled already, for every classifier that would compile the same ones, where the step's code is all
         flaxbert's: a predict step always, an eval step with the "auto" loss, a train step with the "auto" loss and
         optimizer; a user's callable may read state that changes between classifiers): for "train",
-        `(train_fn, create_state), tx, shardings`; for "eval" and "predict", `(step, param_shardings)`. The train
-        step takes its dropout seed as an argument: one program for every seed."""
+        `(train_fn, create_state), tx, (abstract state, shardings)`; for "eval" and "predict",
+        `(step, param_shardings)`. The train step takes its dropout seed as an argument: one program for every
+        seed."""
         key = (kind, trainable)
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
@@ -431,7 +431,7 @@ class TextClassifier:
             compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
                                                    bucket=val_bucket)  # fmt: skip
-        (train_fn, create_state), tx, shardings = self._steps("train", self.backbone.trainable)
+        (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", self.backbone.trainable)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
                   "data": fingerprint(data), "model": self._trained_model()}  # fmt: skip
@@ -450,7 +450,6 @@ class TextClassifier:
             saved = self._resumable(mngr, saved, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
             start = saved["step"] if saved is not None else 0
-            abstract, _ = programs.state_shardings(self.model, self.backbone.config, tx, self.mesh)
             if start < last_step:  # the first programs compile while the state is built or restored
                 early = self._compile_fit_ahead(train_fn, programs.state_spec(abstract, shardings), data,
                                                 compile_validation, batch_size=batch_size, epochs=epochs, seed=seed,
@@ -475,7 +474,7 @@ class TextClassifier:
                                        on_interrupt=functools.partial(self._keep_trained, tx))  # fmt: skip
         except BaseException as error:
             for futures in early:
-                compile_ahead.cancel(futures, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
+                compile_ahead.cancel(futures, cause=error)
             raise
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
@@ -499,8 +498,8 @@ class TextClassifier:
         `_steps`') completed: its end, or where it was cut short (Ctrl-C, an error in on_log, SIGTERM), as Keras'
         fit keeps them. A state a failed step consumed (donated, so deleted) is not taken: the params stay those from
         before the fit, and the next fit starts a new optimizer state if this one had continued (and so consumed) the
-        kept one. (`tx`, not `state.tx`: jax rebuilds a step's output with the static fields of the first call it
-        traced, whose optimizer may be an equal one of another classifier, not this one's.)"""
+        kept one. (`tx`, not `state.tx`: jax rebuilds a step's output with the static fields of the call it first
+        traced, which may hold an optimizer equal to this one but not the same object.)"""
         if not any(leaf.is_deleted() for leaf in jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
             self._optimizer_state = (tx, state.opt_state)

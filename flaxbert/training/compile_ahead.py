@@ -92,17 +92,18 @@ def wait(futures: dict, key) -> None:
         concurrent.futures.wait([future])
 
 
-def cancel(futures: dict, exiting: bool = False) -> None:
+def cancel(futures: dict, cause: BaseException | None = None) -> None:
     """Drops the compiles of `futures` not yet begun (a loop cut short will not need them). One already compiling
     runs to its end: XLA cannot be stopped, and a process that exits meanwhile waits for it (the threads are not
     daemons: a daemon thread cut off inside XLA's compiler crashed the interpreter at exit, segfault or abort).
 
-    `exiting`: a Ctrl-C or SIGTERM cut the loop short. If compiles are still running, stderr says once why an exit
-    now waits (up to one compile: ~20 s for BERT-base on a GPU), so that the wait does not look like a hang."""
+    `cause`: what cut the loop short. A Ctrl-C or SIGTERM (`KeyboardInterrupt`, `SystemExit`) ends the process: if
+    compiles are still running, stderr says once why the exit waits (up to one compile: ~20 s for BERT-base on a
+    GPU), so that the wait does not look like a hang."""
     global _told
     for future in futures.values():
         future.cancel()
-    if not exiting:
+    if not isinstance(cause, KeyboardInterrupt | SystemExit):
         return
     with _lock:
         running = sum(future.running() for started in _started.values() for future in started.values())

@@ -211,9 +211,7 @@ def fit(
                 if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
                     raise SystemExit(0)
     except BaseException as error:
-        compile_ahead.cancel(
-            {**programs, **validation_programs}, exiting=isinstance(error, KeyboardInterrupt | SystemExit)
-        )
+        compile_ahead.cancel({**programs, **validation_programs}, cause=error)
         if on_interrupt is not None:
             on_interrupt(state)  # the state after the last step dispatched
         raise
@@ -303,7 +301,7 @@ def evaluate(
             sums = jax.tree.map(np.add, sums, batch_sums)
         return steps.summarize(sums)
     except BaseException as error:  # cut short: the programs not yet begun are not needed
-        compile_ahead.cancel(programs, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
+        compile_ahead.cancel(programs, cause=error)
         raise
 
 
@@ -319,7 +317,7 @@ def predict(
     rows, order = rows or batch_size, _inference_order(data, bucket)
     head = compile_ahead.spec(params)
     programs = _compile_for_batches(predict_fn, data, order, batch_size, rows, bucket, mesh,
-                                        lambda batch: (head, batch["inputs"]))  # fmt: skip
+                                    lambda batch: (head, batch["inputs"]))  # fmt: skip
     batches = _batches(data, order, batch_size, rows, bucket, "predict", verbose)
     fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in batches)
 
@@ -331,7 +329,7 @@ def predict(
     try:
         outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
     except BaseException as error:  # cut short: the programs not yet begun are not needed
-        compile_ahead.cancel(programs, exiting=isinstance(error, KeyboardInterrupt | SystemExit))
+        compile_ahead.cancel(programs, cause=error)
         raise
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)

@@ -25,10 +25,7 @@ def state_shardings(model, cfg, tx, mesh):
     shape (1,) for a vector. A leaf its sharding does not fit (more axes than dims, or a dim the mesh axes do not
     divide) is replicated instead."""
     check_hidden_dim(mesh, cfg.hidden_dim)
-    try:  # the caller's own optimizer in the state: the cached one may be an equal one, not this one
-        boxed = _traced_state(model, cfg, tx).replace(tx=tx)
-    except TypeError:  # an optimizer or config that cannot be hashed: not cached
-        boxed = _trace_state(model, cfg, tx)
+    boxed = jax.eval_shape(lambda p: TrainState.create(p, tx), abstract_params(model, cfg))
     abstract = nn.unbox(boxed)
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
@@ -36,15 +33,6 @@ def state_shardings(model, cfg, tx, mesh):
         return replicated(mesh) if isinstance(leaf, jax.ShapeDtypeStruct) and not _fits(sharding, leaf) else sharding
 
     return abstract, jax.tree.map(fitting, shardings, abstract)
-
-
-def _trace_state(model, cfg, tx):
-    """The boxed abstract train state (`jax.eval_shape`), the params' logical axes on it."""
-    return jax.eval_shape(lambda p: TrainState.create(p, tx), abstract_params(model, cfg))
-
-
-# Traced once per (model, config, optimizer): a fit asks twice (its steps' shardings, the state to build or restore).
-_traced_state = functools.lru_cache(maxsize=16)(_trace_state)
 
 
 def _fits(sharding, leaf) -> bool:

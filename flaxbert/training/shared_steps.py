@@ -32,15 +32,16 @@ _kept: collections.OrderedDict = collections.OrderedDict()
 
 
 def train_steps(model, cfg, mesh, optimizer, loss_fn, trainable: bool = True, share: bool = False):
-    """`(train_fn, create_state), tx, shardings`: `programs.jit_train_step` and `programs.jit_create_state` for the
-    optimizer `tx` (`optimizer`, or with a frozen backbone `optimizers.freeze_backbone(optimizer)`) and the train
-    state's shardings; kept and shared with `share`, built anew without."""
+    """`(train_fn, create_state), tx, (abstract, shardings)`: `programs.jit_train_step` and
+    `programs.jit_create_state` for the optimizer `tx` (`optimizer`, or with a frozen backbone
+    `optimizers.freeze_backbone(optimizer)`), and the train state's abstract shape and shardings
+    (`programs.state_shardings`); kept and shared with `share`, built anew without."""
 
     def build():
         tx = optimizer if trainable else optimizers.freeze_backbone(optimizer)
-        _, shardings = programs.state_shardings(model, cfg, tx, mesh)
+        abstract, shardings = programs.state_shardings(model, cfg, tx, mesh)
         train_fn = programs.jit_train_step(model, mesh, shardings, loss_fn=loss_fn)
-        return (train_fn, programs.jit_create_state(tx, shardings)), tx, shardings
+        return (train_fn, programs.jit_create_state(tx, shardings)), tx, (abstract, shardings)
 
     return _shared(("train", model, mesh, optimizer, loss_fn, trainable), build) if share else build()
 
