@@ -2,14 +2,15 @@
 
 Each variant is model:batch:precision:attention_kernel, with ":flat" for the optimizer under `optax.flatten` (its update
 as one vector: a few kernels instead of a few per parameter, the same elementwise math), ":fit" for the public
-`classifier.fit` over fresh batches instead of the bare step, ":scan" for the encoder with `scan_layers=True` (one
-layer to compile, run as a loop), or ":autodiff" for the model with flax's LayerNorm and jax's GELU differentiated
-automatically (flaxbert's before session 23; its own keep less for the backward pass). It runs
-the same classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW,
-dropout 0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per
-kernel name, per kind of kernel (the name without its number) and per host event. Kernel time against wall time says
-whether the GPU is busy (compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the
-host's loop: its host events say where).
+`classifier.fit` over fresh batches instead of the bare step, ":scan" for the encoder with `scan_layers=True` (one layer
+to compile, run as a loop), or ":autodiff" for the model with flax's LayerNorm and jax's GELU differentiated
+automatically (flaxbert's before session 23; its own keep less for the backward pass). It runs the same classifier and
+step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1, seq 128): the
+step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel name, per kind of
+kernel (the name without its number), per part of the model (`hlo_parts.py`: the pass and module path of each kernel's
+HLO instruction, read from the compiled program) and per host event. Kernel time against wall time says whether the GPU
+is busy (compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the host's loop: its
+host events say where).
 
     python3 benchmarks/gpu_kernel_profile.py --variants \
         bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,bert_base:32:bfloat16:auto:flat --out $OUT/profile.txt
@@ -35,6 +36,7 @@ import re
 import tempfile
 import time
 
+import hlo_parts
 import jax
 import peers
 
@@ -63,30 +65,38 @@ def train_runner(shape, attention_kernel, mode: str, most_steps: int):
             end = n * shape.batch
             classifier.fit({k: v[:end] for k, v in x.items()}, y[:end], batch_size=shape.batch, verbose=0)
 
+        fit.hlo_text = None  # fit's own program: not labelled (its rows are about the host's loop)
         return fit
-    return peers.step_loop(*peers.flaxbert_train_step(classifier, *peers.random_inputs(shape.model, shape.batch, SEQ)))
+    step = peers.flaxbert_train_step(classifier, *peers.random_inputs(shape.model, shape.batch, SEQ))
+    train_fn = step[0]
+    specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), step[1:])
+    run = peers.step_loop(*step)
+    # the program the steps ran (after the first, jax's in-memory cache has it: nothing compiles again)
+    run.hlo_text = lambda: train_fn.lower(*specs).compile().as_text()
+    return run
 
 
-def trace_times(trace_dir: str) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
-    """Microseconds and launches per kernel name over the trace's GPU stream threads, and microseconds per event
-    name over the host's threads (python calls, dispatches, transfers)."""
+def trace_times(trace_dir: str) -> tuple[list[tuple[str, str, float]], dict[str, float]]:
+    """The device's kernels in the trace as (kernel name, HLO instruction, microseconds), and microseconds per event
+    name over the host's threads (python calls, dispatches, transfers). The kernels are the events on the GPU's
+    stream threads, each naming its HLO instruction (`hlo_op`) where the trace records it; on a CPU, which has no
+    streams, XLA's per-instruction events on its thread pool stand in (a smoke test's numbers, threads overlapping)."""
     path = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)[0]
     with gzip.open(path) as f:
         events = json.load(f)
     events = events["traceEvents"] if isinstance(events, dict) else events
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
                if e.get("ph") == "M" and e.get("name") == "thread_name"}  # fmt: skip
-    micros, launches = collections.defaultdict(float), collections.defaultdict(int)
+    timed = [e for e in events if e.get("ph") == "X"]
+    on_stream = [e for e in timed if "stream" in threads.get((e["pid"], e["tid"]), "").lower()]
+    kernels = on_stream or [e for e in timed if "hlo_op" in e.get("args", {})]
+    chosen = {id(e) for e in kernels}
+    ops = [(e["name"], e.get("args", {}).get("hlo_op") or hlo_parts.instruction(e["name"]), e["dur"]) for e in kernels]
     host = collections.defaultdict(float)
-    for e in events:
-        if e.get("ph") != "X":
-            continue
-        if "stream" in threads.get((e["pid"], e["tid"]), "").lower():
-            micros[e["name"]] += e["dur"]
-            launches[e["name"]] += 1
-        elif not any(part in e["name"] for part in _PROFILER_EVENTS):
+    for e in timed:
+        if id(e) not in chosen and not any(part in e["name"] for part in _PROFILER_EVENTS):
             host[e["name"]] += e["dur"]
-    return micros, launches, host
+    return ops, host
 
 
 def profile(variant: str, steps: int) -> list[str]:
@@ -119,14 +129,25 @@ def profile(variant: str, steps: int) -> list[str]:
             began = time.perf_counter()
             run(traced)
             traced_ms = 1e3 * (time.perf_counter() - began) / traced
-        micros, launches, host = trace_times(trace_dir)
+        ops, host = trace_times(trace_dir)
+    labels = hlo_parts.labels(run.hlo_text()) if run.hlo_text else {}
+    micros, launches = collections.defaultdict(float), collections.defaultdict(int)
+    parts_us, parts_n, named = collections.defaultdict(float), collections.defaultdict(int), collections.Counter()
+    for name, op, us in ops:
+        micros[name] += us
+        launches[name] += 1
+        label = labels.get(op, "(not in the program's HLO)")
+        parts_us[label] += us
+        parts_n[label] += 1
+        named[name, label] += 1
     busy = sum(micros.values()) / traced / 1e3
     count = sum(launches.values()) / traced
     lines.append(f"GPU kernel time per step {busy:.2f} ms over {count:,.0f} kernels ({busy / traced_ms:.0%} of the "
                  f"traced steps' wall time, {traced_ms:.2f} ms a step; mean kernel {1e3 * busy / max(count, 1):.1f} "
                  "us)")  # fmt: skip
     for name, us in sorted(micros.items(), key=lambda item: -item[1])[:TOP]:
-        lines.append(f"{us / traced / 1e3:8.3f} ms {launches[name] // traced:5d}x  {name[:110]}")
+        label = _most_named(named, name) if labels else ""
+        lines.append(f"{us / traced / 1e3:8.3f} ms {launches[name] // traced:5d}x  {name[:80]}{label}")
     kinds_us, kinds_n = collections.defaultdict(float), collections.defaultdict(int)
     for name, us in micros.items():
         kind = re.sub(r"[._]\d+$", "", name)  # loop_add_fusion_12 -> loop_add_fusion
@@ -135,10 +156,23 @@ def profile(variant: str, steps: int) -> list[str]:
     lines.append("by kind, the most launched first:")
     for kind, n in sorted(kinds_n.items(), key=lambda item: -item[1])[:TOP]:
         lines.append(f"{kinds_us[kind] / traced / 1e3:8.3f} ms {n // traced:5d}x  {kind[:110]}")
+    if labels:
+        lines.append("by part of the model (each kernel's HLO instruction's op_name: pass and module path; a fusion "
+                     "takes the path most of its ops share; ~ a guess from its operands):")  # fmt: skip
+        for label, us in sorted(parts_us.items(), key=lambda item: -item[1])[:TOP]:
+            lines.append(f"{us / traced / 1e3:8.3f} ms {parts_n[label] // traced:5d}x  {label[:110]}")
     lines.append("host events per step, the longest first (nested events each count):")
     for name, us in sorted(host.items(), key=lambda item: -item[1])[:HOST_TOP]:
         lines.append(f"{us / traced / 1e3:8.3f} ms  {name[:110]}")
     return lines
+
+
+def _most_named(named: collections.Counter, kernel: str) -> str:
+    """`  [part]` for a kernel name: the part most of its launches ran (a cuBLAS kernel serves many matmuls)."""
+    counts = [(n, label) for (name, label), n in named.items() if name == kernel]
+    n, label = max(counts)
+    others = len(counts) - 1
+    return f"  [{label}{f' and {others} more' if others else ''}]"
 
 
 def main():

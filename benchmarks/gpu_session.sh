@@ -28,7 +28,9 @@
 #    session 23's LayerNorm and GELU that keep only their inputs for the backward pass: bert_base bf16 batch 32 temp
 #    memory on XLA:CPU 4,754 -> 3,675 MiB); batch 32 through `fit` (session 23: `fit` ran at 92% of its jitted step
 #    there, ~0.7 ms more a step at either batch: does the GPU wait on the host's loop, and on what?); batch 32 with the
-#    optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows.
+#    optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows. Each kernel is named after
+#    the part of the model its HLO ops come from (benchmarks/hlo_parts.py), with a table of the time per part:
+#    session 23 could say only that 24 ms went to ~1,000 elementwise and reduction fusions, not to which.
 # 6. With the time left (if 120 s or more), bucket_compiles.py: distil_bert_base bf16 batch 32 fitting 30 batches of
 #    SST-2 from raw text, then evaluating its dev set, bucketed, no compile cache, one process with the programs
 #    compiled ahead in background threads (session 25's default) and one compiling each in the loop as before; the
