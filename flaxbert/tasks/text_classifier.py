@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import pathlib
 import pickle
 import threading
 import warnings
@@ -19,16 +18,16 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
 from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.random_init import random_params
-from flaxbert.parallel import check_hidden_dim, host_to_mesh, make_mesh, param_shardings, to_host
+from flaxbert.parallel import check_hidden_dim, host_to_mesh, param_shardings, to_host
 from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
+from flaxbert.tasks import arguments, resume
 from flaxbert.tasks.data import prepare
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -277,25 +276,14 @@ class TextClassifier:
         elif not callable(loss):
             raise ValueError(f"loss must be 'auto', 'sparse_categorical_crossentropy' or a callable, got {loss!r}.")
         else:
-            _check_loss(loss, self.num_classes)
+            arguments.check_loss(loss, self.num_classes)
         if metrics not in ("auto", ["accuracy"], ("accuracy",), ["sparse_categorical_accuracy"]):
             raise ValueError(
                 f"metrics must be 'auto' or ['accuracy'] (loss and accuracy are always reported), got {metrics!r}."
             )
         if not jit_compile:
             raise ValueError("jit_compile=False is not supported: flaxbert always runs its steps under jax.jit.")
-        if mesh is None:
-            mesh = make_mesh()
-        elif isinstance(mesh, Mesh):
-            if tuple(mesh.axis_names) != ("data", "fsdp"):
-                raise ValueError(f"a Mesh for compile must have the axes ('data', 'fsdp'), got {mesh.axis_names}.")
-        elif isinstance(mesh, (tuple, list)) and len(mesh) == 2 and all(_is_int(n) for n in mesh):
-            mesh = make_mesh(*(int(n) for n in mesh))
-        else:
-            raise ValueError(
-                f"mesh must be None (every device, data parallel), a (data, fsdp) pair of ints such as (1, 8), or a "
-                f"jax.sharding.Mesh with axes ('data', 'fsdp'); got {mesh!r}."
-            )
+        mesh = arguments.mesh(mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
@@ -329,7 +317,7 @@ class TextClassifier:
             return self._jitted[key]
 
     def _rows(self, batch_size: int) -> int:
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = arguments.positive_int("batch_size", batch_size)
         rows = self._padded(batch_size)
         if rows != batch_size:
             warnings.warn(
@@ -398,18 +386,17 @@ class TextClassifier:
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         """
-        epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
-        log_every = _positive_int("log_every", log_every)
+        epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.positive_int("batch_size", batch_size)
+        log_every = arguments.positive_int("log_every", log_every)
         if checkpoint_every is not None:
-            checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, "None (epoch ends only) or ")
-        for name, flag in (("shuffle", shuffle), ("group_by_length", group_by_length)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {flag!r}.")
+            checkpoint_every = arguments.positive_int("checkpoint_every", checkpoint_every,
+                                                      "None (epoch ends only) or ")  # fmt: skip
+        shuffle = arguments.flag("shuffle", shuffle)
+        group_by_length = arguments.flag("group_by_length", group_by_length)
         if on_log is not None and not callable(on_log):
             raise ValueError(f"on_log must be a function of one row (a dict) or None, got {on_log!r}.")
-        if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**31):
-            raise ValueError(f"seed must be None or an integer in [0, 2**31), got {seed!r}.")
-        _check_checkpoint_dir(checkpoint_dir)
+        arguments.check_seed(seed)
+        arguments.check_checkpoint_dir(checkpoint_dir)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True)
         if group_by_length and not bucket:
@@ -420,7 +407,7 @@ class TextClassifier:
             )
         validate = compile_validation = None
         if validation_data is not None:
-            val_x, val_y, val_weight = _unpack_validation(validation_data)
+            val_x, val_y, val_weight = arguments.unpack_validation(validation_data)
             try:
                 val_data, val_bucket = self._prepare(val_x, val_y, val_weight, need_labels=True)
             except ValueError as error:  # the checks speak of x and y: say which ones
@@ -432,9 +419,10 @@ class TextClassifier:
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
                                                    bucket=val_bucket)  # fmt: skip
         (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", self.backbone.trainable)
+        trained = resume.trained_model(self.backbone.config, self.head, self.loss, type(self.model).__name__)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
-                  "group_by_length": bool(group_by_length), "shuffle": bool(shuffle),
-                  "data": fingerprint(data), "model": self._trained_model()}  # fmt: skip
+                  "group_by_length": group_by_length, "shuffle": shuffle, "data": fingerprint(data),
+                  "model": trained}  # fmt: skip
         try:
             mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         except OSError as error:  # Orbax makes the directory
@@ -447,14 +435,14 @@ class TextClassifier:
             saved = checkpoint.latest_record(mngr) if mngr is not None else None
             if seed is None:  # every record holds the seed its run trained with
                 seed = saved["seed"] if saved is not None else self._fits
-            saved = self._resumable(mngr, saved, record, seed)
+            saved = resume.resumable(None if mngr is None else mngr.directory, saved, record, seed)
             last_step = epochs * num_batches(len(data), batch_size)
             start = saved["step"] if saved is not None else 0
             if start < last_step:  # the first programs compile while the state is built or restored
                 early = self._compile_fit_ahead(train_fn, programs.state_spec(abstract, shardings), data,
                                                 compile_validation, batch_size=batch_size, epochs=epochs, seed=seed,
-                                                shuffle=bool(shuffle), rows=rows, bucket=bucket,
-                                                group_by_length=bool(group_by_length), start=start)  # fmt: skip
+                                                shuffle=shuffle, rows=rows, bucket=bucket,
+                                                group_by_length=group_by_length, start=start)  # fmt: skip
             state = self._initial_state(mngr, saved, create_state, tx, abstract, shardings)
             if start >= last_step:
                 warnings.warn(
@@ -465,8 +453,8 @@ class TextClassifier:
                 )
             self._fits += 1
             state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
-                                       shuffle=bool(shuffle), mesh=self.mesh, rows=rows, bucket=bucket,
-                                       group_by_length=bool(group_by_length), ckpt=mngr,
+                                       shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket,
+                                       group_by_length=group_by_length, ckpt=mngr,
                                        ckpt_every=checkpoint_every, record=record,
                                        saved_totals=(saved or {}).get("totals"), validate=validate,
                                        compile_validation=compile_validation,
@@ -482,16 +470,6 @@ class TextClassifier:
         self._keep_trained(tx, state)
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
-
-    def _trained_model(self) -> dict:
-        """What a resumed run must train as it began: the architecture, the backbone's and head's hyper-parameters
-        (not the execution settings dtype, scan_layers and attention_kernel, nor the head's label names) and the
-        loss, flattened to dotted names, so a refusal names the field that differs."""
-        skip = {"dtype", "scan_layers", "attention_kernel", "label_names"}
-        parts = {"backbone": dataclasses.asdict(self.backbone.config), "head": dataclasses.asdict(self.head)}
-        model = {f"{part}.{k}": v for part, fields in parts.items() for k, v in fields.items() if k not in skip}
-        model["loss"] = _loss_name(self.loss)
-        return dict(model, architecture=type(self.model).__name__)
 
     def _keep_trained(self, tx, state) -> None:
         """Takes the params and the optimizer state of `state`, the last step a fit with the optimizer `tx` (its
@@ -511,32 +489,6 @@ class TextClassifier:
         assignment is checked against the model, fixed at construction."""
         kept, self._optimizer_state = self._optimizer_state, None
         return kept[1] if kept is not None and kept[0] is tx else None
-
-    def _resumable(self, mngr, saved, record: dict, seed: int) -> dict | None:
-        """The record of the checkpoint this fit resumes from (`saved`, the latest checkpoint's, with the keys older
-        checkpoints lack filled in), None for a fresh start; a checkpoint of another run is refused, naming what
-        differs."""
-        if saved is None:
-            return None
-        expected, saved = dict(record, seed=seed), {**_RECORD_DEFAULTS, **saved}
-        # keys a checkpoint written before they were recorded lacks are not compared
-        mismatched = {k: (saved[k], v) for k, v in expected.items() if k in saved and saved[k] != v}
-        if "data" in mismatched and "examples" not in mismatched:  # a digest says nothing: say what it is
-            mismatched["data"] = (
-                "the same number of examples, but other texts, labels or weights (or texts tokenized to another "
-                "sequence_length)"
-            )
-        if "model" in mismatched:  # only the fields that differ
-            was, now = mismatched.pop("model")
-            keys = sorted(set(was) | set(now))
-            mismatched.update({f"model {k}": (was.get(k), now.get(k)) for k in keys if was.get(k) != now.get(k)})
-        if mismatched:
-            raise ValueError(
-                f"checkpoint_dir {str(mngr.directory)!r} holds a different run at step {saved['step']} (saved vs "
-                f"now: {mismatched}); resume with the same model, loss, data, batch_size, shuffle, seed, trainable "
-                "and group_by_length settings, or use a new checkpoint_dir."
-            )
-        return saved
 
     def _initial_state(self, mngr, saved, create_state, tx, abstract, shardings):
         """The state to train from: restored from the checkpoint of `saved` (`_resumable`'s), or a new one."""
@@ -593,71 +545,6 @@ def _picklable(value) -> bool:
     except Exception:  # pickling a closure raises AttributeError, PicklingError or TypeError, by Python version
         return False
     return True
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _positive_int(name: str, value, alternatives: str = "") -> int:
-    """`value` as an int (numpy integers too), or a ValueError naming the argument."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be {alternatives}a positive integer, got {value!r}.")
-    return int(value)
-
-
-# Record keys newer than the first checkpoints, with the value a checkpoint without them was trained under.
-_RECORD_DEFAULTS = {"group_by_length": False}
-
-
-def _check_loss(loss, num_classes: int) -> None:
-    """A loss of the form fit and evaluate call, `loss(outputs [B, C], labels [B]) -> [B]`, on abstract arrays."""
-    if type(loss).__module__.split(".")[0] == "keras":
-        raise ValueError(
-            f"loss is a Keras loss ({type(loss).__name__}), which takes (y_true, y_pred) and reduces the batch; "
-            "flaxbert calls loss(outputs, labels) for one loss per example: use loss='auto' (sparse categorical "
-            "cross-entropy) or such a function."
-        )
-    rows = num_classes + 3  # a batch size no class count can be mistaken for
-    outputs = jax.ShapeDtypeStruct((rows, num_classes), np.float32)
-    labels = jax.ShapeDtypeStruct((rows,), np.int32)
-    try:
-        shape = jax.eval_shape(loss, outputs, labels).shape
-    except Exception as error:  # whatever the user's function raises, said in the terms of the call
-        raise ValueError(
-            f"loss(outputs [B, {num_classes}] float32, labels [B] int32) failed ({type(error).__name__}: "
-            f"{str(error)[:200]}); a loss takes (outputs, labels) and returns one loss per example, shape [B]."
-        ) from None
-    if shape != (rows,):
-        raise ValueError(
-            f"loss must return one loss per example (shape [B]); for outputs [{rows}, {num_classes}] it returned "
-            f"shape {list(shape)}: do not reduce or reshape it (fit weights and averages over the real rows itself)."
-        )
-
-
-def _loss_name(loss) -> str:
-    """A loss function's module and name, with a `functools.partial`'s keywords (the default loss is one)."""
-    if isinstance(loss, functools.partial):
-        return f"{_loss_name(loss.func)}({', '.join(f'{k}={v!r}' for k, v in sorted(loss.keywords.items()))})"
-    return f"{getattr(loss, '__module__', None)}.{getattr(loss, '__qualname__', type(loss).__qualname__)}"
-
-
-def _check_checkpoint_dir(checkpoint_dir) -> None:
-    if checkpoint_dir is None:
-        return
-    if not isinstance(checkpoint_dir, str | pathlib.PurePath) or not str(checkpoint_dir):
-        raise ValueError(f"checkpoint_dir must be a directory path or None, got {checkpoint_dir!r}.")
-    path = pathlib.Path(checkpoint_dir)
-    for place in (path, *path.absolute().parents):
-        if place.exists() and not place.is_dir():
-            raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r}: {str(place)!r} is a file; pass a directory.")
-
-
-def _unpack_validation(validation_data):
-    if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
-        x, y, *weight = validation_data
-        return x, y, weight[0] if weight else None
-    raise ValueError("validation_data must be a tuple (x, y) or (x, y, sample_weight).")
 
 
 class BertTextClassifier(TextClassifier):
