@@ -474,6 +474,35 @@ def test_a_run_stopped_while_validating_validates_first_when_it_resumes(tmp_path
     assert len(rows) == 4  # its validations ran: none again
 
 
+def test_a_fit_refused_while_resuming_leaves_the_classifier_as_it_was(tmp_path, monkeypatch):
+    """A damaged validated.json is read once the checkpoint's state is restored: the refusal handed that state to the
+    classifier as if its training had been cut short, so it took the other run's params (and counted a fit)."""
+    x, y = _tiny_data(8)
+    val = _tiny_data(4, seed=1)
+    _tiny().fit(x, y, batch_size=2, epochs=1, validation_data=val, seed=0, verbose=0, checkpoint_dir=tmp_path)
+    (tmp_path / "validated.json").write_text("xx")
+    other = _tiny(seed=7)
+    other.fit(x, y, batch_size=2, epochs=1, seed=0, verbose=0)  # an optimizer state and a fit to keep
+    before, kept = jax.tree.map(np.array, other.params), other._optimizer_state
+    with pytest.raises(CheckpointError, match="validated.json is damaged"):
+        other.fit(x, y, batch_size=2, epochs=2, validation_data=val, seed=0, verbose=0, checkpoint_dir=tmp_path)
+    assert _leaves_equal(before, other.params)
+    assert other._fits == 1 and other._optimizer_state is kept
+    # A new state cut short before its first step: the classifier keeps its params and the optimizer state the fit
+    # continued, and does not count the fit.
+    kept_values = jax.tree.map(np.array, kept[1])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loops.compile_ahead, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        other.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert _leaves_equal(before, other.params) and other._fits == 1
+    assert other._optimizer_state[0] is kept[0]
+    assert _leaves_equal(kept_values, jax.tree.map(np.array, other._optimizer_state[1]))
+
+
 def test_each_fit_draws_a_new_order_and_new_masks_unless_seeded():
     """fit's order and dropout keys came from (seed=0, epoch / step) in every call, so fitting one epoch at a time
     replayed the same shuffle and masks; the default seed now counts the classifier's fits (Keras' fit draws new

@@ -451,7 +451,6 @@ class TextClassifier:
                     "new checkpoint_dir (or more epochs) to train again.",
                     stacklevel=2,
                 )
-            self._fits += 1
             state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
                                        shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket,
                                        group_by_length=group_by_length, ckpt=mngr,
@@ -459,7 +458,8 @@ class TextClassifier:
                                        saved_totals=(saved or {}).get("totals"), validate=validate,
                                        compile_validation=compile_validation,
                                        verbose=verbose, log_every=log_every, on_log=on_log,
-                                       on_interrupt=functools.partial(self._keep_trained, tx))  # fmt: skip
+                                       on_interrupt=functools.partial(self._keep_interrupted, tx,
+                                                                      restored=saved is not None))  # fmt: skip
         except BaseException as error:
             for futures in early:
                 compile_ahead.cancel(futures, cause=error)
@@ -467,6 +467,7 @@ class TextClassifier:
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
                 mngr.close()
+        self._fits += 1
         self._keep_trained(tx, state)
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
@@ -481,6 +482,16 @@ class TextClassifier:
         if not any(leaf.is_deleted() for leaf in jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
             self._optimizer_state = (tx, state.opt_state)
+
+    def _keep_interrupted(self, tx, state, dispatched: int, *, restored: bool) -> None:
+        """A fit cut short (`loops.fit`'s on_interrupt): after `dispatched` steps, the classifier keeps what they
+        trained (`_keep_trained`) and counts the fit. Before its first step, it stays as it was: a new state hands
+        back the optimizer state it continued (its params are the classifier's own); one restored from a checkpoint
+        (`restored`) is dropped, so a fit refused while resuming (a damaged record) changes nothing."""
+        if dispatched:
+            self._fits += 1
+        if dispatched or not restored:
+            self._keep_trained(tx, state)
 
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,

@@ -124,8 +124,9 @@ def fit(
     A SIGTERM during an epoch's last step or its validation exits after the epoch's end (its checkpoint, validation
     and row); a run killed during a validation validates first when it resumes (`checkpoint.validated_steps`), so
     the rows come out as an uninterrupted run's. When anything cuts training short (Ctrl-C, an error in `on_log` or in a
-    step), `on_interrupt(state)` receives the state after the last step dispatched, then the exception goes on; a
-    Ctrl-C during a step is raised once the step's result is held (`preemption.hold_sigint_in_steps`).
+    step), `on_interrupt(state, dispatched)` receives the state after the last step dispatched and the count of steps
+    this call dispatched (0: `state` is the one passed in, maybe restored from a checkpoint), then the exception goes
+    on; a Ctrl-C during a step is raised once the step's result is held (`preemption.hold_sigint_in_steps`).
     """
     rows, record = rows or batch_size, dict(record or {}, seed=seed)
     seed_on_mesh = seed_array(seed, mesh)
@@ -138,6 +139,7 @@ def fit(
     lengths = row_lengths(data) if group_by_length else None
     # The step's argument specs, taken before the first step donates the state: its programs compile ahead.
     specs, programs, validation_programs = compile_ahead.spec((state, fresh, seed_on_mesh)), {}, {}
+    dispatched = 0
 
     def validated(epoch: int) -> dict:
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
@@ -182,6 +184,7 @@ def fit(
                         compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
                         with interrupts.step():  # a Ctrl-C now would lose the donated state: it waits
                             state, totals = train_fn(state, totals, batch, seed_on_mesh)
+                        dispatched += 1
                         step = epoch * per_epoch + i + 1
                         if on_log is not None and log_every and (step % log_every == 0 or i + 1 == per_epoch):
                             now = time.perf_counter()
@@ -213,7 +216,7 @@ def fit(
     except BaseException as error:
         compile_ahead.cancel({**programs, **validation_programs}, cause=error)
         if on_interrupt is not None:
-            on_interrupt(state)  # the state after the last step dispatched
+            on_interrupt(state, dispatched)
         raise
     return state, history
 
