@@ -69,7 +69,7 @@ ENTRY %main.7 (Arg_0.1: f32[8]) -> f32[8] {
   %Arg_0.1 = f32[8]{0} parameter(0)
   %loop_add_fusion.5 = f32[8]{0} fusion(%Arg_0.1), kind=kLoop, calls=%fused_computation.3
   %fusion.12 = f32[8]{0} fusion(%loop_add_fusion.5), kind=kLoop, calls=%fused_computation.4
-  %custom-call.2 = f32[8]{0} custom-call(%fusion.12), custom_call_target="__cublas$gemm", metadata={op_name="jit(step)/jvp(M)/out/dot_general"}
+  %custom-call.2 = f32[8]{0} custom-call(%fusion.12), metadata={op_name="jit(step)/jvp(M)/out/dot_general"}
   ROOT %copy.1 = f32[8]{0} copy(%custom-call.2)
 }
 """
