@@ -221,3 +221,23 @@ def test_positional_arguments_are_keras_order_and_evaluate_takes_return_dict():
         ValueError, match=r"return_dict must be True \(a dict\) or False \(\[loss, accuracy\]\), got 'no'"
     ):
         positional.evaluate(x, y, return_dict="no")
+
+
+def test_keras_spellings_of_the_defaults_are_taken():
+    """Keras' batch_size=None (32), a list as validation_data, activation="linear" (keras-hub's task.json writes no
+    activation so) and an optax.MultiSteps optimizer (gradient accumulation) were refused."""
+    x, y = _data(40, vocab=100)
+    spelled, plain = _classifier(), _classifier()
+    spelled.compile(optimizer=optax.MultiSteps(optax.adam(1e-2), every_k_schedule=2))
+    plain.compile(optimizer=optax.MultiSteps(optax.adam(1e-2), every_k_schedule=2).gradient_transformation())
+    history = spelled.fit(x, y, batch_size=None, verbose=0, shuffle=False, validation_data=list(_data(8, seed=1)))
+    assert plain.fit(x, y, batch_size=32, verbose=0, shuffle=False, validation_data=_data(8, seed=1)) == history
+    _assert_same(_params(spelled), _params(plain))
+    assert spelled.evaluate(x, y, batch_size=None, verbose=0) == plain.evaluate(x, y, verbose=0)
+    np.testing.assert_array_equal(spelled.predict(x, batch_size=None, verbose=0), plain.predict(x, verbose=0))
+    with pytest.raises(ValueError, match=r"batch_size must be None \(32\) or a positive integer, got 0"):
+        spelled.predict(x, batch_size=0)
+    backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=8, seed=0)
+    assert flaxbert.BertTextClassifier(backbone, num_classes=3, activation="linear").activation is None
+    with pytest.raises(ValueError, match=r"use None \(or 'linear'\) for logits or 'softmax'"):
+        flaxbert.BertTextClassifier(backbone, num_classes=3, activation="relu")

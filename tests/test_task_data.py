@@ -102,3 +102,25 @@ def test_label_names_without_the_classifiers_names_say_how_to_number_them():
 def test_text_that_is_not_a_batch_is_refused_saying_what_to_pass(x, message):
     with pytest.raises(ValueError, match=message):
         _prepare(x)
+
+
+class _Column:
+    """A dataframe column as pandas and polars have them: not a list nor an array, but `to_numpy()` gives one."""
+
+    def __init__(self, values, convertible=True):
+        self.values, self.convertible = values, convertible
+
+    def to_numpy(self):
+        if not self.convertible:  # as a pyarrow string array without zero_copy_only=False
+            raise TypeError("needs a copy")
+        return np.array(self.values, dtype=object)
+
+
+def test_a_dataframe_column_is_taken_as_its_array_for_x_and_for_pairs():
+    """Keras takes a pandas Series as x (tf.data converts it); flaxbert refused it as not a list of strings."""
+    texts, seconds = ["the quick fox", "jumped ."], ["the fox", "."]
+    np.testing.assert_array_equal(_prepare(_Column(texts)).inputs["token_ids"], _prepare(texts).inputs["token_ids"])
+    paired = _prepare((_Column(texts), _Column(seconds))).inputs["token_ids"]
+    np.testing.assert_array_equal(paired, _prepare((texts, seconds)).inputs["token_ids"])
+    with pytest.raises(ValueError, match="x must be a list of strings, .* got _Column"):
+        _prepare(_Column(texts, convertible=False))

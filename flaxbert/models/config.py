@@ -158,10 +158,12 @@ class DistilBertConfig:
 
 def _check_head(cfg) -> None:
     _positive_int(cfg, "num_classes")
+    if cfg.activation == "linear":  # Keras' name for none (keras-hub writes None so in its task.json)
+        object.__setattr__(cfg, "activation", None)
     if cfg.activation not in (None, "softmax"):
         raise ValueError(
             f"activation={cfg.activation!r} is not supported for a classifier head; "
-            "use None for logits or 'softmax' for probabilities."
+            "use None (or 'linear') for logits or 'softmax' for probabilities."
         )
     _finite(cfg, "dropout", lambda rate: 0.0 <= rate < 1.0, "in [0, 1)")
     names = cfg.label_names

@@ -27,6 +27,11 @@ def positive_int(name: str, value, alternatives: str = "") -> int:
     return int(value)
 
 
+def batch_size(value) -> int:
+    """fit / evaluate / predict's `batch_size`: a positive integer, or None for Keras' default, 32."""
+    return 32 if value is None else positive_int("batch_size", value, "None (32) or ")
+
+
 def flag(name: str, value) -> bool:
     """`value` as a bool (numpy's too), or a ValueError naming the argument."""
     if not isinstance(value, (bool, np.bool_)):
@@ -94,8 +99,8 @@ def check_checkpoint_dir(checkpoint_dir) -> None:
 
 
 def unpack_validation(validation_data):
-    """fit's `validation_data` as `(x, y, sample_weight or None)`."""
-    if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+    """fit's `validation_data` as `(x, y, sample_weight or None)`; a list of two or three is taken as Keras does."""
+    if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
         x, y, *weight = validation_data
         return x, y, weight[0] if weight else None
     raise ValueError("validation_data must be a tuple (x, y) or (x, y, sample_weight).")

@@ -1,9 +1,9 @@
 """Turns what a user passes to fit / evaluate / predict into checked, preprocessed arrays (`ArrayData`).
 
-Accepted `x`: raw strings (a list or 1-D array), sentence pairs as a tuple of two such batches (both need a
-preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Accepted `y`: class ids, or class names
-when the classifier has `label_names`. Every check here runs before any device work, so a rejected call leaves the
-model untouched.
+Accepted `x`: raw strings (a list, a 1-D array or a dataframe column), sentence pairs as a tuple of two such batches
+(both need a preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Accepted `y`: class ids, or
+class names when the classifier has `label_names`. Every check here runs before any device work, so a rejected call
+leaves the model untouched.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
         ValueError: empty input, strings without a preprocessor, wrong dict keys, labels that are missing, not
             integers (nor names of `label_names`), out of range or of another length than `x`, bad sample weights.
     """
+    x = _from_column(x)
+    if isinstance(x, tuple):
+        x = tuple(_from_column(part) for part in x)
     if isinstance(x, dict):
         inputs = check_inputs(x, backbone_config)
         is_text = False
@@ -55,6 +58,17 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
     if need_labels and labels is None:
         raise ValueError("y is missing: pass integer class labels, one per example.")
     return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
+
+
+def _from_column(x):
+    """A dataframe column (a pandas or polars Series: what has `to_numpy` without being a numpy array) as a numpy
+    array, as Keras takes one; anything else, or a column that will not convert, as it is (and refused as such)."""
+    if isinstance(x, (np.ndarray, dict, list, tuple, str, bytes)) or not callable(getattr(x, "to_numpy", None)):
+        return x
+    try:
+        return np.asarray(x.to_numpy())
+    except Exception:  # e.g. a pyarrow string array, which converts only with zero_copy_only=False
+        return x
 
 
 def _check_text(x, preprocessor, backbone_config) -> None:

@@ -256,7 +256,8 @@ class TextClassifier:
         """Sets the optimizer, loss and device mesh for `fit` / `evaluate` (keras-hub's defaults with "auto").
 
         Args:
-            optimizer: "auto" (Keras Adam 5e-5, eps 1e-7) or any `optax.GradientTransformation`.
+            optimizer: "auto" (Keras Adam 5e-5, eps 1e-7), any `optax.GradientTransformation`, or an
+                `optax.MultiSteps` (gradient accumulation).
             loss: "auto" / "sparse_categorical_crossentropy" (from logits unless `activation="softmax"`), or a
                 callable `(outputs [B, C], labels [B]) -> per-example loss [B]`.
             metrics: "auto" or ["accuracy"]; loss and accuracy are always reported.
@@ -267,8 +268,10 @@ class TextClassifier:
         Each call sets a new optimizer, as Keras' `compile` does: the next `fit` starts a new optimizer state.
         """
         requested = {"optimizer": optimizer, "loss": loss, "metrics": metrics}  # what a pickled copy compiles with
-        if optimizer == "auto":
+        if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = _AUTO_OPTIMIZER
+        elif isinstance(optimizer, optax.MultiSteps):  # gradient accumulation: a wrapper object, not a transformation
+            optimizer = optimizer.gradient_transformation()
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
         if isinstance(loss, str) and loss in ("auto", "sparse_categorical_crossentropy"):
@@ -317,7 +320,7 @@ class TextClassifier:
             return self._jitted[key]
 
     def _rows(self, batch_size: int) -> int:
-        batch_size = arguments.positive_int("batch_size", batch_size)
+        """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded."""
         rows = self._padded(batch_size)
         if rows != batch_size:
             warnings.warn(
@@ -386,7 +389,7 @@ class TextClassifier:
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         """
-        epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.positive_int("batch_size", batch_size)
+        epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.batch_size(batch_size)
         log_every = arguments.positive_int("log_every", log_every)
         if checkpoint_every is not None:
             checkpoint_every = arguments.positive_int("checkpoint_every", checkpoint_every,
@@ -531,6 +534,7 @@ class TextClassifier:
         """
         if not isinstance(return_dict, (bool, np.bool_)):
             raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
+        batch_size = arguments.batch_size(batch_size)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, shardings = self._steps("eval")
@@ -541,6 +545,7 @@ class TextClassifier:
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
+        batch_size = arguments.batch_size(batch_size)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
         predict_fn, shardings = self._steps("predict")
