@@ -34,7 +34,7 @@ def xla_attention(q, k, v, padding_mask, keep, scale):
     def given_mask(probs, deterministic, within):  # `Dropout`'s signature; `keep` is already the whole mask
         return jnp.where(keep, probs * scale, 0.0)
 
-    return attention_with_dropout(q, k, v, padding_mask, given_mask, q.shape[-1])
+    return attention_with_dropout(q, k, v, padding_mask, given_mask, q.shape[-1], q.shape[1])
 
 
 def best_time(fn, args, steps: int, repeats: int = 3) -> float:

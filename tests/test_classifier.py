@@ -126,7 +126,7 @@ def text_classifier():
         (dict(x=["a fox", "caf\ud800e"], y=LABELS), r"item 1 of the batch is not valid Unicode text: .*surrogate"),
         (dict(x=FEATURES), "y is missing"),
         (dict(x={"token_ids": np.ones((2, 4), int)}, y=LABELS), r"missing \['segment_ids', 'padding_mask'\]"),
-        (dict(x=FEATURES, y=LABELS, batch_size=0), "batch_size must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, batch_size=0), r"batch_size must be None \(32\) or a positive integer"),
         (dict(x=FEATURES, y=LABELS, epochs=0), "epochs must be a positive integer"),
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0]), "one weight per example"),
         (dict(x=FEATURES, y=LABELS, sample_weight=["a", "b"]), r"sample_weight is not one rectangular array.*'a'"),
@@ -139,14 +139,15 @@ def text_classifier():
         (dict(x=PREPROCESSED, y=LABELS, group_by_length=True), "only helps length-bucketed.*x is preprocessed"),
         (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0])), r"validation_data: len\(x\) != len\(y\)"),
         (dict(x=FEATURES, y=LABELS, validation_data=(FEATURES, [0, 9])), r"validation_data: y has labels outside"),
-        (dict(x=FEATURES, y=LABELS, validation_data=FEATURES), r"validation_data must be a tuple \(x, y\)"),
+        (dict(x=FEATURES, y=LABELS, validation_data=FEATURES[0]), r"validation_data must be a tuple \(x, y\)"),
+        (dict(x=FEATURES, y=LABELS, validation_data=FEATURES), "validation_data: x must be a batch of strings"),
         (dict(x=FEATURES, y=LABELS, shuffle="yes"), "shuffle must be True or False, got 'yes'"),
         (dict(x=FEATURES, y=LABELS, on_log=5), "on_log must be a function of one row"),
         (dict(x=FEATURES, y=LABELS, log_every=0), "log_every must be a positive integer, got 0"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=-3), "checkpoint_every must be None .* or a positive integer"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=0), "checkpoint_every must be None .* or a positive integer"),
         (dict(x=FEATURES, y=LABELS, epochs=np.int64(0)), "epochs must be a positive integer"),
-        (dict(x=FEATURES, y=LABELS, batch_size=True), "batch_size must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, batch_size=True), r"batch_size must be None \(32\) or a positive integer"),
         (dict(x=FEATURES, y=LABELS, seed=-1), r"seed must be None or an integer in \[0, 2\*\*31\), got -1"),
         (dict(x=FEATURES, y=LABELS, seed=1.5), r"seed must be None or an integer in \[0, 2\*\*31\), got 1.5"),
         (dict(x=FEATURES, y=LABELS, seed="7"), r"seed must be None or an integer .*, got '7'"),
@@ -293,6 +294,32 @@ def test_an_interrupted_fit_keeps_the_steps_it_completed():
     three_steps.fit({k: v[:24] for k, v in x.items()}, y[:24], batch_size=8, shuffle=False, verbose=0)
     assert not _leaves_equal(before, interrupted.params)
     assert _leaves_equal(jax.tree.map(np.array, three_steps.params), interrupted.params)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_length_bucketing_trains_as_fixed_length_training_with_dropout(arch):
+    """Dropout masks were drawn over the padded batch's shape, so a batch padded to its bucket (16 positions) got
+    other masks than the same batch padded to sequence_length (64): bucketing changed training, not just its speed.
+    They are now the leading corner of masks over the model's longest sequence, whatever the padded width."""
+    backbone_cls, classifier_cls, preprocessor_cls = {
+        "bert": (flaxbert.BertBackbone, flaxbert.BertTextClassifier, flaxbert.BertTextClassifierPreprocessor),
+        "distil_bert": (flaxbert.DistilBertBackbone, flaxbert.DistilBertTextClassifier,
+                        flaxbert.DistilBertTextClassifierPreprocessor),
+    }[arch]  # fmt: skip
+    texts = ["The quick brown fox jumped.", "The fox.", "quick quick brown fox", "jumped . The fox"] * 2
+    labels = [0, 1, 2, 3] * 2
+    trained = []
+    for bucket in (True, False):
+        backbone = backbone_cls(len(VOCAB), 2, 2, 16, 32, dropout=0.3, max_sequence_length=128, seed=0)
+        preprocessor = preprocessor_cls(flaxbert.BertTokenizer(VOCAB), sequence_length=64)
+        classifier = classifier_cls(backbone, num_classes=4, preprocessor=preprocessor, dropout=0.3, seed=1)
+        classifier.bucket = bucket
+        history = classifier.fit(texts, labels, batch_size=4, epochs=2, seed=3, verbose=0)
+        trained.append((history.history["loss"], jax.tree.map(np.asarray, classifier.params)))
+    (bucketed_loss, bucketed), (fixed_loss, fixed) = trained
+    np.testing.assert_allclose(bucketed_loss, fixed_loss, rtol=1e-5)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6), bucketed, fixed)
+    assert bucketed_loss[0] != bucketed_loss[1]  # it trained, with dropout drawing new masks each step
 
 
 def test_grouping_by_length_without_buckets_is_refused(text_classifier):

@@ -12,16 +12,20 @@ from flaxbert.parallel import make_mesh
 
 
 def _reference_mask(key, shape, rate):
-    """The mask from jax's public threefry_2x32: block i of the flattened array is threefry(k, (0, i)), whose two
-    uint32 words give four little-endian 16-bit draws for elements 4i .. 4i+3 of the last axis."""
+    """The mask from jax's public threefry_2x32: block j of row i (the index along the first axis; a 1-D array is one
+    row) is threefry(k, (i, j)), j counting blocks of four along the row's other axes flattened; its two uint32
+    words give four little-endian 16-bit draws for elements 4j .. 4j+3 of the last axis."""
     k = np.asarray(jax.random.key_data(key))
-    rows, last = int(np.prod(shape[:-1])), shape[-1]
+    given, shape = tuple(shape), tuple(shape) if len(shape) > 1 else (1, *shape)
+    rows, inner, last = shape[0], int(np.prod(shape[1:-1])), shape[-1]
     blocks = -(-last // 4)
-    counters = np.arange(rows * blocks, dtype=np.uint32)
-    words = np.asarray(threefry_2x32(k, np.concatenate([np.zeros_like(counters), counters])))
-    words = np.stack([words[: rows * blocks], words[rows * blocks :]], -1)  # [blocks, 2]: (first, second) output
-    draws = words.view(np.uint16).reshape(rows, blocks * 4)[:, :last]
-    return (draws >= drop_threshold(rate)).reshape(shape)
+    row = np.repeat(np.arange(rows, dtype=np.uint32), inner * blocks)
+    counters = np.tile(np.arange(inner * blocks, dtype=np.uint32), rows)
+    n = row.size
+    words = np.asarray(threefry_2x32(k, np.concatenate([row, counters])))
+    words = np.stack([words[:n], words[n:]], -1)  # [blocks, 2]: (first, second) output
+    draws = words.view(np.uint16).reshape(rows * inner, blocks * 4)[:, :last]
+    return (draws >= drop_threshold(rate)).reshape(given)
 
 
 def test_written_out_threefry_equals_jax_threefry_bit_for_bit():
@@ -38,7 +42,7 @@ def test_written_out_threefry_equals_jax_threefry_bit_for_bit():
             np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 8), (7,)])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 8), (7,), (1, 6)])
 def test_mask_equals_the_reference_threefry_layout(shape):
     key = jax.random.key(3)
     np.testing.assert_array_equal(keep_mask(key, shape, 0.3), _reference_mask(key, shape, 0.3))

@@ -31,7 +31,8 @@ class BertEncoder(nn.Module):
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        x = Dropout(cfg.dropout)(x, deterministic=not train)
+        frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])  # masks independent of the padded length
+        x = Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
         x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         pooled = jnp.tanh(dense(cfg, cfg.hidden_dim, ("embed", "pooled"), "pooled_dense")(x[:, 0, :]))  # [B, D]
         return {"sequence_output": x, "pooled_output": pooled}

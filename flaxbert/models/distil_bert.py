@@ -27,6 +27,7 @@ class DistilBertEncoder(nn.Module):
         x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        x = Dropout(cfg.dropout)(x, deterministic=not train)
+        frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])  # masks independent of the padded length
+        x = Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
         x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         return x

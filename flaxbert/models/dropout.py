@@ -5,7 +5,9 @@ threefry-2x32 block per element and keeps 32 of its 64 output bits. Here one blo
 element is dropped when its draw is below `round(rate * 2**16)`. The drop probability is therefore `rate` rounded to a
 multiple of 2**-16 (0.1 -> 0.1000061), and kept values are scaled by the exact inverse of the keep probability, so the
 layer's output is unbiased. Masks are a pure function of (key, element index): the same on any mesh, since the block
-counters are iotas over the array's global shape.
+counters are iotas over the array's global shape. The index can be taken in a larger frame (`within`): the encoder
+draws its masks in a `max_sequence_length` frame, so a position's mask does not depend on how wide its batch was
+padded, and length-bucketed training trains as fixed-length training does.
 
 The cipher is written out here in uint32 arithmetic (`threefry2x32`), bit for bit jax's `threefry2x32_p`: on CPU jax
 lowers that primitive to a loop of five passes over whole arrays, each reading and writing every word, where the
@@ -52,22 +54,31 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
 
     `within`: the shape of a larger array whose leading corner (`[:shape[0], :shape[1], ...]`) this one is; the mask
     is then that corner of the larger array's mask, bit for bit, drawn without the rest (a layer that computes only
-    its first positions drops what the whole layer would have dropped there).
+    its first positions drops what the whole layer would have dropped there; a batch padded to 32 positions gets
+    the first 32 of the masks a batch padded to 512 gets).
+
+    Block `j` of row `i` (the index along the first axis; 1-D arrays are one row) is the threefry block of the
+    counter words `(i, j)`, where `j` counts blocks of four draws along the row's other axes, flattened.
     """
     within = tuple(shape) if within is None else tuple(within)
     if len(within) != len(shape) or any(n > m for n, m in zip(shape, within, strict=True)):
         raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
     global_blocks = (*within[:-1], -(-within[-1] // _DRAWS_PER_BLOCK))
-    if math.prod(global_blocks) >= 2**32:
-        raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks.")
+    rows_axis = 0 if len(shape) > 1 else None  # 1-D: every block in row 0
+    per_row = global_blocks[1:] if rows_axis == 0 else global_blocks
+    if math.prod(per_row) >= 2**32:
+        raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks per row.")
     k1, k2 = _threefry_key(key)
+    row = jnp.zeros(blocks_shape, jnp.uint32)
+    if rows_axis == 0:
+        row = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0)
     counter = jnp.zeros(blocks_shape, jnp.uint32)
     stride = 1
-    for axis in reversed(range(len(blocks_shape))):  # the block's flat index in the (larger) global array
+    for axis in reversed(range(len(blocks_shape) - len(per_row), len(blocks_shape))):  # the block's index in its row
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
         stride *= global_blocks[axis]
-    words = threefry2x32(k1, k2, jnp.zeros(blocks_shape, jnp.uint32), counter)
+    words = threefry2x32(k1, k2, row, counter)
     words = jnp.stack(words, axis=-1)  # [..., blocks, 2] uint32
     draws = jax.lax.bitcast_convert_type(words, jnp.uint16)  # [..., blocks, 2, 2] uint16
     draws = draws.reshape(*shape[:-1], -1)[..., : shape[-1]]

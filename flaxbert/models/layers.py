@@ -148,10 +148,12 @@ class SelfAttention(nn.Module):
         if every_query and kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
-            probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length)) if dropout else None
+            frame = (batch, cfg.num_heads, cfg.max_sequence_length, cfg.max_sequence_length)
+            probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length), frame) if dropout else None
             context = fused_attention.attention(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout))
         elif dropout:
-            context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim)
+            context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim,
+                                             cfg.max_sequence_length)  # fmt: skip
         else:
             context = attention_without_dropout(q, k, v, padding_mask, cudnn=kernel == "cudnn")
         output = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
@@ -208,18 +210,20 @@ def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
     return target_device().platform == "gpu" and _sixteen_bit(dtype) and shape_ok
 
 
-def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int) -> jax.Array:
+def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int, frame_length: int) -> jax.Array:
     """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers.
 
     q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only);
-    dropout: a `Dropout`. The probabilities [B, H, Q, L] get the first Q query rows of the whole [B, H, L, L] mask.
+    dropout: a `Dropout`. The probabilities [B, H, Q, L] get the leading corner of the [B, H, F, F] mask, F the
+    `frame_length` (the model's longest sequence): the masks of the first Q queries and L keys of any wider batch.
     """
     batch, length, heads, _ = k.shape
     keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(head_dim)  # [B, H, Q, L]
     scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
-    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False, within=(batch, heads, length, length))
+    frame = (batch, heads, frame_length, frame_length)
+    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False, within=frame)
     return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, Q, H, K]
 
 
@@ -236,7 +240,8 @@ class TransformerLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
         cfg = self.cfg
-        whole_shape = x.shape  # the dropouts' masks are this shape's masks' leading corner
+        # the dropouts' masks: the leading corner of those of the whole layer at the longest sequence (`keep_mask`)
+        whole_shape = (x.shape[0], cfg.max_sequence_length, x.shape[2])
         attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, train)
         x = x[:, : attended.shape[1]]  # [B, Q, D]
         attended = Dropout(cfg.dropout)(attended, deterministic=not train, within=whole_shape)
