@@ -9,7 +9,10 @@ mesh restores onto another.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import sys
+import traceback
 
 import jax
 import numpy as np
@@ -17,6 +20,7 @@ import orbax.checkpoint as ocp
 
 
 def manager(directory, keep: int = 3) -> ocp.CheckpointManager:
+    drop_closed_loop_reports()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
     handlers = {"state": _tree_handler(), "record": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options, item_handlers=handlers)
@@ -30,8 +34,40 @@ def write_tree(path, tree) -> None:
 
 def read_tree(path, target):
     """The tree saved at `path`, restored onto the shapes, dtypes and shardings of `target`'s ShapeDtypeStructs."""
+    drop_closed_loop_reports()
     with ocp.Checkpointer(_tree_handler()) as checkpointer:
         return checkpointer.restore(path, args=_restore(target))
+
+
+_dropping_closed_loop_reports = False
+
+
+def drop_closed_loop_reports() -> None:
+    """Called before Orbax reads anything. When a read fails (a truncated array file), the reads it started still
+    finish on TensorStore's threads and post their results to the asyncio loop Orbax closes as the error leaves it;
+    each post raises "Event loop is closed", which Python reports as an unraisable exception: 4 to 100 tracebacks
+    printed around flaxbert's own clear error. This chains a filter in front of `sys.unraisablehook` (once per
+    process) that drops those reports, and only those."""
+    global _dropping_closed_loop_reports
+    if _dropping_closed_loop_reports:
+        return
+    previous = sys.unraisablehook
+
+    def hook(report) -> None:
+        if not _closed_loop_report(report):
+            previous(report)
+
+    sys.unraisablehook, _dropping_closed_loop_reports = hook, True
+
+
+def _closed_loop_report(report) -> bool:
+    """An unraisable report of asyncio's `call_soon_threadsafe` on a closed loop."""
+    error = report.exc_value
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
+        return False
+    asyncio_file = os.path.join("asyncio", "base_events.py")
+    frames = traceback.extract_tb(report.exc_traceback)
+    return any(f.name == "call_soon_threadsafe" and f.filename.endswith(asyncio_file) for f in frames)
 
 
 def _restore(target) -> ocp.args.PyTreeRestore:

@@ -219,6 +219,7 @@ def _check_saved(path: pathlib.Path, abstract) -> None:
     """Compares the saved arrays' names and shapes (Orbax's metadata) with the params the config describes, before
     restoring: a failed restore prints a page of Orbax and TensorStore tracebacks before its error."""
     handler = ocp.PyTreeCheckpointHandler()
+    checkpoint.drop_closed_loop_reports()
     try:
         saved = checkpoint.saved_shapes(handler.metadata(path))
     except Exception as e:  # no params directory, no metadata, a damaged metadata file
