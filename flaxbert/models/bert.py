@@ -7,8 +7,15 @@ import jax
 import jax.numpy as jnp
 
 from flaxbert.models.config import BertConfig
-from flaxbert.models.dropout import Dropout
-from flaxbert.models.layers import PositionEmbedding, check_length, dense, embed, layer_norm, transformer_layers
+from flaxbert.models.layers import (
+    PositionEmbedding,
+    check_length,
+    dense,
+    embed,
+    layer_norm,
+    sequence_dropout,
+    transformer_layers,
+)
 
 
 class BertEncoder(nn.Module):
@@ -31,8 +38,7 @@ class BertEncoder(nn.Module):
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])  # masks independent of the padded length
-        x = Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
+        x = sequence_dropout(cfg, x, train)
         x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         pooled = jnp.tanh(dense(cfg, cfg.hidden_dim, ("embed", "pooled"), "pooled_dense")(x[:, 0, :]))  # [B, D]
         return {"sequence_output": x, "pooled_output": pooled}

@@ -6,8 +6,14 @@ import flax.linen as nn
 import jax
 
 from flaxbert.models.config import DistilBertConfig
-from flaxbert.models.dropout import Dropout
-from flaxbert.models.layers import PositionEmbedding, check_length, embed, layer_norm, transformer_layers
+from flaxbert.models.layers import (
+    PositionEmbedding,
+    check_length,
+    embed,
+    layer_norm,
+    sequence_dropout,
+    transformer_layers,
+)
 
 
 class DistilBertEncoder(nn.Module):
@@ -27,7 +33,6 @@ class DistilBertEncoder(nn.Module):
         x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]
-        frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])  # masks independent of the padded length
-        x = Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
+        x = sequence_dropout(cfg, x, train)
         x = transformer_layers(self, x, inputs["padding_mask"], train, first_token_only)
         return x

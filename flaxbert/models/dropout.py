@@ -65,17 +65,14 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
         raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
     global_blocks = (*within[:-1], -(-within[-1] // _DRAWS_PER_BLOCK))
-    rows_axis = 0 if len(shape) > 1 else None  # 1-D: every block in row 0
-    per_row = global_blocks[1:] if rows_axis == 0 else global_blocks
-    if math.prod(per_row) >= 2**32:
+    first = 1 if len(shape) > 1 else 0  # the first axis of a row (a 1-D array is one row)
+    if math.prod(global_blocks[first:]) >= 2**32:
         raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks per row.")
     k1, k2 = _threefry_key(key)
-    row = jnp.zeros(blocks_shape, jnp.uint32)
-    if rows_axis == 0:
-        row = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0)
+    row = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0) if first else jnp.zeros(blocks_shape, jnp.uint32)
     counter = jnp.zeros(blocks_shape, jnp.uint32)
     stride = 1
-    for axis in reversed(range(len(blocks_shape) - len(per_row), len(blocks_shape))):  # the block's index in its row
+    for axis in reversed(range(first, len(blocks_shape))):  # the block's index in its row
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
         stride *= global_blocks[axis]
     words = threefry2x32(k1, k2, row, counter)

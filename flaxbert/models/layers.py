@@ -227,6 +227,14 @@ def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int, frame_
     return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, Q, H, K]
 
 
+def sequence_dropout(cfg, x: jax.Array, train: bool) -> jax.Array:
+    """`Dropout(cfg.dropout)` of a [B, L, D] activation whose mask is the leading corner of the one over
+    `cfg.max_sequence_length` positions (`keep_mask`'s `within`): the same at a position however wide the batch is
+    padded, and for a layer that computes position 0 alone, the whole layer's mask there."""
+    frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])
+    return Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
+
+
 class TransformerLayer(nn.Module):
     """keras-hub's post-norm `TransformerEncoder` block (REFERENCE §1.4), used by BERT and DistilBERT.
 
@@ -240,16 +248,14 @@ class TransformerLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
         cfg = self.cfg
-        # the dropouts' masks: the leading corner of those of the whole layer at the longest sequence (`keep_mask`)
-        whole_shape = (x.shape[0], cfg.max_sequence_length, x.shape[2])
         attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, train)
         x = x[:, : attended.shape[1]]  # [B, Q, D]
-        attended = Dropout(cfg.dropout)(attended, deterministic=not train, within=whole_shape)
+        attended = sequence_dropout(cfg, attended, train)
         x = layer_norm(cfg, "self_attention_layer_norm")(x + attended)
         h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
         h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
-        h = Dropout(cfg.dropout)(h, deterministic=not train, within=whole_shape)
+        h = sequence_dropout(cfg, h, train)
         return layer_norm(cfg, "feedforward_layer_norm")(x + h)
 
 

@@ -505,7 +505,7 @@ class TextClassifier:
         return kept[1] if kept is not None and kept[0] is tx else None
 
     def _initial_state(self, mngr, saved, create_state, tx, abstract, shardings):
-        """The state to train from: restored from the checkpoint of `saved` (`_resumable`'s), or a new one."""
+        """The state to train from: restored from the checkpoint of `saved` (`resume.resumable`'s), or a new one."""
         if saved is None:
             return create_state(self.params, self._continued_optimizer_state(tx))
         return checkpoint.restore_latest(mngr, abstract, shardings)
