@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
 import os
 import pathlib
 import subprocess
@@ -39,6 +38,7 @@ def sentences(path: pathlib.Path, limit: int | None = None) -> tuple[list[str], 
 
 def child(arm: str, shape_text: str, steps: int, data: pathlib.Path) -> None:
     sys.path[:0] = [str(REPO), str(HERE), str(REPO / "tests")]
+    import compile_log
     import jax
     import peers
     import tiny_preset
@@ -55,16 +55,7 @@ def child(arm: str, shape_text: str, steps: int, data: pathlib.Path) -> None:
     classifier.preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=128)
     x, y = sentences(data / "train.tsv", steps * shape.batch)
     dev_x, dev_y = sentences(data / "dev.tsv")
-    compiled = []
-    jax.config.update("jax_log_compiles", True)
-
-    class Compiles(logging.Handler):
-        def emit(self, record):
-            if "Compiling jit(train_step_summed)" in record.getMessage():
-                compiled.append(record.threadName)
-
-    logging.getLogger("jax._src.interpreters.pxla").addHandler(Compiles())
-    logging.getLogger("jax").propagate = False  # the handler above counts; nothing printed
+    events = compile_log.start()
     began = time.perf_counter()
     classifier.fit(x, y, batch_size=shape.batch, verbose=0)
     fitted = time.perf_counter()
@@ -73,7 +64,9 @@ def child(arm: str, shape_text: str, steps: int, data: pathlib.Path) -> None:
     classifier.fit(x, y, batch_size=shape.batch, verbose=0)  # every program compiled: the steps alone
     refit = time.perf_counter() - done
     print(json.dumps({"fit_s": fitted - began, "evaluate_s": done - fitted, "total_s": done - began, "refit_s": refit,
-                      "train_programs": len(compiled), "in_loop_thread": compiled.count("MainThread"),
+                      "train_programs": compile_log.count(events, "start", "train_step_summed"),
+                      "in_loop_thread": sum(e.thread == "MainThread" for e in events
+                                            if e.phase == "start" and e.program == "train_step_summed"),
                       "dev_accuracy": scores["accuracy"], "device": jax.devices()[0].device_kind}))  # fmt: skip
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import pathlib
 import subprocess
@@ -29,34 +28,24 @@ HERE = pathlib.Path(__file__).resolve().parent
 def child(root: str, preset: str, data: str, examples: int, runs: int) -> None:
     """One process: `runs` runs of the cell, a JSON line each."""
     sys.path[:0] = [root, f"{root}/benchmarks"]
-    import jax
+    import compile_log
     from sst2_epoch import read_tsv
 
     import flaxbert
 
     if not flaxbert.__file__.startswith(root):
         raise RuntimeError(f"flaxbert came from {flaxbert.__file__}, not {root}")
-    compiles = []
-
-    class Compiles(logging.Handler):
-        def emit(self, record):
-            if record.getMessage().startswith("Finished XLA compilation"):
-                compiles.append(record.getMessage())
-
-    jax.config.update("jax_log_compiles", True)
-    logger = logging.getLogger("jax")
-    logger.addHandler(Compiles())
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    events = compile_log.start()
     x, y = read_tsv(pathlib.Path(data) / "train.tsv", examples)
     dev_x, dev_y = read_tsv(pathlib.Path(data) / "dev.tsv", examples)
     for run in range(runs):
-        began, before = time.perf_counter(), len(compiles)
+        began, before = time.perf_counter(), compile_log.count(events, "compile")
         classifier = flaxbert.BertTextClassifier.from_preset(preset, num_classes=2, sequence_length=128)
         classifier.fit(x, y, batch_size=32, verbose=0)
         accuracy = classifier.evaluate(dev_x, dev_y, batch_size=64, verbose=0)["accuracy"]
         classifier.predict(dev_x, batch_size=64, verbose=0)
-        print(json.dumps({"run": run + 1, "seconds": time.perf_counter() - began, "compiles": len(compiles) - before,
+        compiles = compile_log.count(events, "compile") - before
+        print(json.dumps({"run": run + 1, "seconds": time.perf_counter() - began, "compiles": compiles,
                           "dev_accuracy": accuracy}), flush=True)  # fmt: skip
 
 

@@ -27,30 +27,13 @@ THRESHOLDS = (1.0, 0.0)  # jax's default, flaxbert's
 
 def child(cache: str, threshold: float, shape_text: str) -> None:
     """One process: the classifier built and fitted on one batch with `cache` at `threshold`; prints one JSON line."""
-    import logging
-
-    import jax
+    import compile_log
     import peers
 
     import flaxbert
 
     flaxbert.enable_compilation_cache(cache, min_compile_time_s=threshold)
-    compile_s, trace_lower_s = [], []
-
-    class Compiles(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            seconds = float(message.split(" in ")[-1].split()[0]) if message.startswith("Finished ") else 0.0
-            if message.startswith("Finished XLA compilation"):
-                compile_s.append(seconds)
-            elif message.startswith(("Finished tracing", "Finished jaxpr to MLIR")):
-                trace_lower_s.append(seconds)  # Python work a cache hit still does: the program is its key
-
-    jax.config.update("jax_log_compiles", True)
-    logger = logging.getLogger("jax")
-    logger.addHandler(Compiles())
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    events = compile_log.start()
     shape = peers.Shape.parse(shape_text)
     x, y = peers.random_inputs(shape.model, shape.batch, 128)
     began = time.perf_counter()
@@ -59,8 +42,9 @@ def child(cache: str, threshold: float, shape_text: str) -> None:
     classifier.fit(x, y, batch_size=shape.batch, verbose=0)
     fitted = time.perf_counter()
     print(json.dumps({"build_s": built - began, "fit_s": fitted - built, "first_step_s": fitted - began,
-                      "xla_compile_or_load_s": sum(compile_s), "trace_lower_s": sum(trace_lower_s),
-                      "programs": len(compile_s)}))  # fmt: skip
+                      "xla_compile_or_load_s": compile_log.seconds(events, "compile"),
+                      "trace_lower_s": compile_log.seconds(events, "trace") + compile_log.seconds(events, "lower"),
+                      "programs": compile_log.count(events, "compile")}))  # fmt: skip
 
 
 def run(cache: str, threshold: float, shape: str) -> dict:
