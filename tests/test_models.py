@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import flax.linen as nn
 import jax
@@ -119,6 +120,28 @@ def test_dropout_only_in_training_and_keyed(model, cfg):
     np.testing.assert_array_equal(train[0], train[1])
     assert not np.allclose(train[0], eval_out) and not np.allclose(train[0], train[2])
     assert eval_out.shape == (3, 3) and eval_out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "change,param,shapes",
+    [
+        (
+            {"intermediate_dim": 32},
+            "feedforward_intermediate_dense/kernel",
+            "(16, 24), but this model's config makes it (16, 32)",
+        ),
+        (
+            {"max_sequence_length": 30},
+            "position_embedding/embedding",
+            "(20, 16), but this model's config makes it (30, 16)",
+        ),
+    ],
+)
+def test_params_of_another_config_are_refused_by_name(change, param, shapes):
+    params = _init(BertEncoder(TINY_BERT), TINY_BERT)
+    other = BertEncoder(dataclasses.replace(TINY_BERT, **change))
+    with pytest.raises(ValueError, match=f"the param .*{param} has shape {re.escape(shapes)}"):
+        other.apply({"params": params}, _batch(TINY_BERT))
 
 
 def test_distil_bert_head_hidden_dim_defaults_to_backbone_width():

@@ -26,6 +26,8 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 _LEVELS = 1 << 16  # a draw is a uniform integer in [0, 2**16)
 _DRAWS_PER_BLOCK = 4  # a threefry-2x32 block gives two uint32 words = four 16-bit draws
@@ -84,16 +86,21 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
 
 def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Threefry-2x32 with 20 rounds: the block cipher of the words (x0, x1) under the key (k1, k2), all uint32
-    (the key words scalars, the blocks any one shape); equal bit for bit to `jax.extend.random.threefry_2x32`."""
-    schedule = (k1, k2, k1 ^ k2 ^ jnp.uint32(_KEY_PARITY))
-    x0, x1 = x0 + schedule[0], x1 + schedule[1]
+    (the key words scalars, the blocks any one shape); equal bit for bit to `jax.extend.random.threefry_2x32`.
+
+    In `lax` operations, which trace straight to their primitives (~130 of them a call): with jnp's operators, each
+    a jitted function, a mask's trace took 3x as long, the same program (11 ms against 3.5 ms on a 2-core CPU, and a
+    BERT train step draws 8 masks)."""
+    schedule = (k1, k2, lax.bitwise_xor(lax.bitwise_xor(k1, k2), np.uint32(_KEY_PARITY)))
+    x0, x1 = lax.add(x0, schedule[0]), lax.add(x1, schedule[1])
     for group in range(5):  # five groups of four rounds, each group followed by a key injection
         for distance in _ROTATIONS[group % 2]:
-            x0 = x0 + x1
-            x1 = (x1 << jnp.uint32(distance)) | (x1 >> jnp.uint32(32 - distance))
-            x1 = x1 ^ x0
-        x0 = x0 + schedule[(group + 1) % 3]
-        x1 = x1 + schedule[(group + 2) % 3] + jnp.uint32(group + 1)
+            x0 = lax.add(x0, x1)
+            rotated = lax.shift_left(x1, np.uint32(distance))
+            x1 = lax.bitwise_or(rotated, lax.shift_right_logical(x1, np.uint32(32 - distance)))
+            x1 = lax.bitwise_xor(x1, x0)
+        x0 = lax.add(x0, schedule[(group + 1) % 3])
+        x1 = lax.add(lax.add(x1, schedule[(group + 2) % 3]), np.uint32(group + 1))
     return x0, x1
 
 

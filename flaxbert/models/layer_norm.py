@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from flaxbert.models.params import param
+
 
 class LayerNorm(nn.Module):
     """`nn.LayerNorm(epsilon, dtype, param_dtype=float32, use_fast_variance=False)` over the last axis, with the same
@@ -34,8 +36,8 @@ class LayerNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = x.shape[-1]
-        scale = self.param("scale", self.scale_init, (features,), jnp.float32)
-        bias = self.param("bias", self.bias_init, (features,), jnp.float32)
+        scale = param(self, "scale", self.scale_init, (features,))
+        bias = param(self, "bias", self.bias_init, (features,))
         return layer_norm(x, scale, bias, self.epsilon, jnp.dtype(self.dtype))
 
 

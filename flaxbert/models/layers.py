@@ -18,6 +18,7 @@ from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import Dropout, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
+from flaxbert.models.params import param
 from flaxbert.models.target_device import is_cuda, target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02
@@ -49,12 +50,9 @@ class Projection(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         inputs = x.shape[-self.contract :]
-        kernel = self.param(
-            "kernel", _partitioned(_TRUNCATED_NORMAL, self.axes), (*inputs, *self.features), jnp.float32
-        )
-        bias = self.param(
-            "bias", _partitioned(nn.initializers.zeros_init(), self.axes[self.contract :]), self.features, jnp.float32
-        )
+        kernel = param(self, "kernel", _partitioned(_TRUNCATED_NORMAL, self.axes), (*inputs, *self.features))
+        bias_init = _partitioned(nn.initializers.zeros_init(), self.axes[self.contract :])
+        bias = param(self, "bias", bias_init, self.features)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         rows = x.reshape(-1, math.prod(inputs))
         y = rows @ kernel.reshape(rows.shape[-1], -1) + bias.reshape(-1)
@@ -97,11 +95,11 @@ class PositionEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, length: int) -> jax.Array:
-        table = self.param(
+        table = param(
+            self,
             "embedding",
             _partitioned(_TRUNCATED_NORMAL, ("positions", "embed")),
             (self.max_sequence_length, self.features),
-            jnp.float32,
         )
         return table[:length]  # [L, D]
 

@@ -15,6 +15,7 @@ moments' dtype (the params'): eagerly the updates are Keras' bit for bit, jitted
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -62,23 +63,39 @@ def keras_adam(
         mu, nu = jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params)
         return KerasAdamState(count=jnp.zeros((), jnp.int32), mu=mu, nu=nu)
 
+    # With numeric hyperparameters (the usual case) each variable's update is one jitted function, traced once per
+    # shape and dtype and inlined where it is called (the same program): BERT-base's 201 variables have 13 shapes,
+    # and tracing its ~10 operations for each variable took 0.11-0.14 s of the train step's trace on a 2-core CPU
+    # (0.04-0.08 s so). Traced hyperparameters (`inject_hyperparams`) cannot be closed over by a function kept
+    # across traces: those trace per variable as before.
+    numeric = all(isinstance(value, int | float) for value in (b1, b2, eps))
+    moved = jax.jit(functools.partial(_moved, b1=b1, b2=b2, eps=eps), inline=True) if numeric else None
+
     def update(grads, state: KerasAdamState, params=None):
         del params  # Keras' Adam reads only the gradients and its moments
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        mu = jax.tree.map(lambda g, m: m + (g - m) * (1 - b1), grads, state.mu)
-        nu = jax.tree.map(lambda g, v: v + (jnp.square(g) - v) * (1 - b2), grads, state.nu)
         alphas = {}  # the step size, computed once per dtype: traced once, not once per variable (0.1 s of BERT-base's)
 
-        def step(m, v):
-            """How far Keras moves one variable down: m * alpha / (sqrt(v) + eps), in the moments' dtype."""
+        def one(g, m, v):
             if m.dtype not in alphas:
                 alphas[m.dtype] = _alpha(lr, state.count, b1, b2, m.dtype)
-            return -((m * alphas[m.dtype]) / (jnp.sqrt(v) + jnp.asarray(eps, m.dtype)))
+            return (moved or functools.partial(_moved, b1=b1, b2=b2, eps=eps))(g, m, v, alphas[m.dtype])
 
-        updates = jax.tree.map(step, mu, nu)
+        leaves, tree = jax.tree.flatten(grads)
+        per_leaf = zip(leaves, tree.flatten_up_to(state.mu), tree.flatten_up_to(state.nu), strict=True)
+        moves = [one(g, m, v) for g, m, v in per_leaf]  # (update, m, v) per variable
+        updates, mu, nu = (tree.unflatten([move[i] for move in moves]) for i in range(3))
         return updates, KerasAdamState(count=optax.safe_increment(state.count), mu=mu, nu=nu)
 
     return optax.GradientTransformation(init, update)
+
+
+def _moved(g, m, v, alpha, *, b1, b2, eps):
+    """One variable's Keras update from its gradient `g` and moments `m`, `v`: `(how far it moves, new m, new v)`,
+    m * alpha / (sqrt(v) + eps) down, in the moments' dtype."""
+    m = m + (g - m) * (1 - b1)
+    v = v + (jnp.square(g) - v) * (1 - b2)
+    return -((m * alpha) / (jnp.sqrt(v) + jnp.asarray(eps, m.dtype))), m, v
 
 
 def _alpha(lr, count: jax.Array, b1: float, b2: float, dtype) -> jax.Array:
