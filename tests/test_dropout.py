@@ -78,6 +78,8 @@ def test_masks_depend_on_the_key_only():
     np.testing.assert_array_equal(keep_mask(jax.random.PRNGKey(1), (4, 64), 0.5), a)  # a raw uint32 key: the same
     rbg = keep_mask(jax.random.key(1, impl="rbg"), (4, 64), 0.5)  # another implementation's key works too
     assert rbg.shape == (4, 64) and 0.3 < float(jnp.mean(rbg)) < 0.7
+    with pytest.raises(TypeError, match="a dropout key must be a jax PRNG key .* got an array of int32"):
+        keep_mask(jnp.asarray([0, 1], jnp.int32), (4, 64), 0.5)
 
 
 def test_layer_scales_kept_values_by_the_inverse_keep_probability():

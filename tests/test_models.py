@@ -23,6 +23,7 @@ from flaxbert.models import (
 )
 from flaxbert.models.abstract import abstract_params, count_params, dummy_inputs
 from flaxbert.models.layers import Projection
+from flaxbert.models.params import ParamShapeError
 from flaxbert.parallel import make_mesh, param_shardings
 from flaxbert.presets.registry import PRESETS
 
@@ -122,26 +123,43 @@ def test_dropout_only_in_training_and_keyed(model, cfg):
     assert eval_out.shape == (3, 3) and eval_out.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
 @pytest.mark.parametrize(
     "change,param,shapes",
     [
-        (
-            {"intermediate_dim": 32},
-            "feedforward_intermediate_dense/kernel",
-            "(16, 24), but this model's config makes it (16, 32)",
-        ),
-        (
-            {"max_sequence_length": 30},
-            "position_embedding/embedding",
-            "(20, 16), but this model's config makes it (30, 16)",
-        ),
+        ({"intermediate_dim": 32}, "transformer_layer_0/feedforward_intermediate_dense/kernel", "(16, 24), but this"),
+        ({"max_sequence_length": 30}, "backbone/position_embedding/embedding", "(20, 16), but this"),
+        ({"vocabulary_size": 99}, "backbone/token_embedding/embedding", "(101, 16), but this"),
+        ({"hidden_dim": 8, "num_heads": 1}, "backbone/token_embedding/embedding", "(101, 16), but this"),
     ],
 )
-def test_params_of_another_config_are_refused_by_name(change, param, shapes):
-    params = _init(BertEncoder(TINY_BERT), TINY_BERT)
-    other = BertEncoder(dataclasses.replace(TINY_BERT, **change))
-    with pytest.raises(ValueError, match=f"the param .*{param} has shape {re.escape(shapes)}"):
+def test_params_of_another_config_are_refused_by_name(change, param, shapes, scan):
+    """flaxbert's check, one error type, the param named from the model down (a layer's function is traced once
+    for every layer and sees only its own names)."""
+    params = _init(BertClassifier(TINY_BERT, BertHeadConfig(3)), TINY_BERT)
+    other = BertClassifier(dataclasses.replace(TINY_BERT, scan_layers=scan, **change), BertHeadConfig(3))
+    with pytest.raises(ParamShapeError, match=f"the param (backbone/)?{param} has shape {re.escape(shapes)}"):
         other.apply({"params": params}, _batch(TINY_BERT))
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
+def test_one_layer_of_another_shape_is_named_by_its_index(scan):
+    cfg = dataclasses.replace(TINY_BERT, num_layers=3)  # the classifier scans layers 0 and 1, then runs 2 at [CLS]
+    params = _init(BertClassifier(cfg, BertHeadConfig(3)), cfg)
+    layer = params["backbone"]["transformer_layer_1"]["feedforward_output_dense"]
+    layer["bias"] = np.zeros(17, np.float32)
+    model = BertClassifier(dataclasses.replace(cfg, scan_layers=scan), BertHeadConfig(3))
+    reason = "transformer_layer_0's is (16,)" if scan else "this model's config makes it (16,)"
+    message = f"backbone/transformer_layer_1/feedforward_output_dense/bias has shape (17,), but {reason}"
+    with pytest.raises(ParamShapeError, match=re.escape(message)):
+        model.apply({"params": params}, _batch(TINY_BERT))
+    layer["bias"] = None
+    with pytest.raises(ParamShapeError, match=r"feedforward_output_dense/bias is a NoneType, not an array, but this"):
+        BertClassifier(cfg, BertHeadConfig(3)).apply({"params": params}, _batch(TINY_BERT))
+    layer["bias"] = [0.0] * 16  # a list of the right shape: taken as its array, the same outputs
+    lists = BertClassifier(cfg, BertHeadConfig(3)).apply({"params": params}, _batch(TINY_BERT))
+    layer["bias"] = np.zeros(16, np.float32)
+    np.testing.assert_array_equal(lists, BertClassifier(cfg, BertHeadConfig(3)).apply({"params": params}, _batch(cfg)))
 
 
 def test_distil_bert_head_hidden_dim_defaults_to_backbone_width():

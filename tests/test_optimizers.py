@@ -37,13 +37,31 @@ def test_keras_default_moves_params_as_keras_adam_does(keras):
         return optax.apply_updates(params, updates), state
 
     params, state = jax.tree.map(jnp.asarray, start), tx.init(start)
+    eager_params, eager_state = params, state
     for g in grads:
         reference.apply_gradients([(jnp.asarray(g[name]), variables[name]) for name in start])
         params, state = step(params, state, g)
+        updates, eager_state = tx.update(g, eager_state, eager_params)
+        eager_params = optax.apply_updates(eager_params, updates)
         for name, variable in variables.items():
             # Keras runs its ops one at a time; the jitted step fuses them (1 ulp at most per op).
             np.testing.assert_allclose(params[name], variable.value, rtol=1e-6, atol=1e-12, err_msg=name)
-    assert int(state.count) == int(reference.iterations) == 6
+            np.testing.assert_array_equal(eager_params[name], variable.value, err_msg=name)  # op by op: Keras' bits
+    assert int(state.count) == int(eager_state.count) == int(reference.iterations) == 6
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jitted"])
+def test_keras_adam_takes_the_step_size_in_the_moved_moments_dtype(jit):
+    """float32 gradients move a bfloat16 param's moments into float32, and Keras' step size is computed there: in
+    bfloat16, b2 = 0.999 rounds to 1, and the first update would be exactly 0."""
+    params = {"w": jnp.asarray([0.3, -1.2, 0.7], jnp.bfloat16), "b": jnp.zeros(2, jnp.float32)}
+    grads = {"w": jnp.asarray([1e-3, -2e-3, 5e-4], jnp.float32), "b": jnp.asarray([1e-3, -1e-3], jnp.float32)}
+    tx = keras_adam(1e-2)
+    updates, state = (jax.jit(tx.update) if jit else tx.update)(grads, tx.init(params))
+    assert state.mu["w"].dtype == updates["w"].dtype == jnp.float32
+    # Adam's first step is lr * g / (|g| + eps / sqrt(1 - b2)): ~lr against the gradient's sign
+    np.testing.assert_allclose(updates["w"], [-0.00996839, 0.00998414, -0.00993705], rtol=1e-5)
+    np.testing.assert_allclose(updates["b"], [-0.00996839, 0.00996839], rtol=1e-5)
 
 
 def test_keras_adam_state_is_a_small_named_tuple_and_takes_a_schedule():

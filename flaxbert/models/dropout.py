@@ -105,7 +105,13 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> 
 
 
 def _threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed and key.dtype != jnp.uint32:
+        raise TypeError(
+            f"a dropout key must be a jax PRNG key (jax.random.key(seed)) or a raw uint32 one (jax.random.PRNGKey), "
+            f"got an array of {key.dtype}."
+        )
+    data = jax.random.key_data(key) if typed else key
     if data.shape != (2,):  # not a threefry key (e.g. "rbg"): draw two words from it
         data = jax.random.bits(key, (2,), jnp.uint32)
     return data[0], data[1]

@@ -13,12 +13,13 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import Dropout, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
-from flaxbert.models.params import param
+from flaxbert.models.params import ParamShapeError, param
 from flaxbert.models.target_device import is_cuda, target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02
@@ -75,16 +76,28 @@ def layer_norm(cfg, name: str) -> LayerNorm:
     )
 
 
-def embed(num_embeddings: int, features: int, axes: tuple[str, str], name: str) -> nn.Embed:
+class Embedding(nn.Module):
+    """A lookup table `embedding` [num_embeddings, features], float32: flax's `nn.Embed`, its param and its values,
+    with the param checked as `params.param` checks it (flax's check traces the initializer on every apply)."""
+
+    num_embeddings: int
+    features: int
+    axes: tuple[str, str]
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise ValueError(f"{self.name} looks up integer ids, got an array of {ids.dtype}.")
+        shape = (self.num_embeddings, self.features)
+        table = param(self, "embedding", _partitioned(_TRUNCATED_NORMAL, self.axes), shape)
+        if self.num_embeddings == 1:  # as nn.Embed: every id reads the one row
+            return jnp.broadcast_to(table, (*ids.shape, self.features))
+        return jnp.take(table, ids, axis=0)
+
+
+def embed(num_embeddings: int, features: int, axes: tuple[str, str], name: str) -> Embedding:
     """An embedding table; lookups stay float32 so the embedding sum is exact before the first LayerNorm."""
-    return nn.Embed(
-        num_embeddings,
-        features,
-        dtype=jnp.float32,
-        param_dtype=jnp.float32,
-        embedding_init=_partitioned(_TRUNCATED_NORMAL, axes),
-        name=name,
-    )
+    return Embedding(num_embeddings, features, axes, name=name)
 
 
 class PositionEmbedding(nn.Module):
@@ -287,19 +300,42 @@ def transformer_layers(
     keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
     every_position = len(per_layer) - 1 if first_token_only else len(per_layer)  # the layers run on all positions
     layer = _layer_apply(cfg, train, first_token_only=False)
+    where = encoder.scope.path  # a layer's param errors name it from here down
     if cfg.scan_layers and every_position > 1:
+        _check_stackable(per_layer[:every_position], where)
         stacked = jax.tree.map(lambda *arrays: jnp.stack(arrays), *per_layer[:every_position])
 
         def step(x, params_and_key):
             return layer(params_and_key[0], x, padding_mask, params_and_key[1]), None
 
-        x = jax.lax.scan(step, x, (stacked, keys[:every_position]))[0]
+        x = _in_layer(where, 0, jax.lax.scan, step, x, (stacked, keys[:every_position]))[0]  # layers alike
     else:
-        for layer_params, key in zip(per_layer[:every_position], keys[:every_position], strict=True):
-            x = layer(layer_params, x, padding_mask, key)
+        for i, (layer_params, key) in enumerate(zip(per_layer[:every_position], keys[:every_position], strict=True)):
+            x = _in_layer(where, i, layer, layer_params, x, padding_mask, key)
     if first_token_only:
-        x = _layer_apply(cfg, train, first_token_only=True)(per_layer[-1], x, padding_mask, keys[-1])
+        last = _layer_apply(cfg, train, first_token_only=True)
+        x = _in_layer(where, cfg.num_layers - 1, last, per_layer[-1], x, padding_mask, keys[-1])
     return x
+
+
+def _in_layer(where: tuple[str, ...], index: int, run, *args):
+    """`run(*args)`, where a param of layer `index` with the wrong shape is named from the encoder (`where`) down:
+    the layer function, traced once for every layer, sees only its own names."""
+    try:
+        return run(*args)
+    except ParamShapeError as error:
+        raise error.within(*where, f"transformer_layer_{index}") from None
+
+
+def _check_stackable(per_layer: list, where: tuple[str, ...]) -> None:
+    """Scanned layers are stacked: each layer's params must have layer 0's shapes (which the layer then checks)."""
+    reference = jax.tree_util.tree_flatten_with_path(per_layer[0])[0]
+    for index, params in enumerate(per_layer[1:], start=1):
+        for (path, want), got in zip(reference, jax.tree.leaves(params), strict=False):  # trees unlike: stack says
+            if np.shape(got) != np.shape(want):
+                names = (*where, f"transformer_layer_{index}", *(str(getattr(k, "key", k)) for k in path))
+                reason = f"transformer_layer_0's is {np.shape(want)}, and scan_layers stacks the layers' params"
+                raise ParamShapeError(names, f"has shape {np.shape(got)}", np.shape(want), reason)
 
 
 @functools.lru_cache(maxsize=32)

@@ -63,13 +63,14 @@ def keras_adam(
         mu, nu = jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params)
         return KerasAdamState(count=jnp.zeros((), jnp.int32), mu=mu, nu=nu)
 
-    # With numeric hyperparameters (the usual case) each variable's update is one jitted function, traced once per
-    # shape and dtype and inlined where it is called (the same program): BERT-base's 201 variables have 13 shapes,
-    # and tracing its ~10 operations for each variable took 0.11-0.14 s of the train step's trace on a 2-core CPU
-    # (0.04-0.08 s so). Traced hyperparameters (`inject_hyperparams`) cannot be closed over by a function kept
-    # across traces: those trace per variable as before.
+    # Traced with numeric hyperparameters (the usual case), each variable's update is one jitted function, traced
+    # once per shape and dtype and inlined where it is called (the same program): BERT-base's 201 variables have 13
+    # shapes, and tracing its ~10 operations for each variable took 0.11-0.14 s of the train step's trace on a 2-core
+    # CPU (0.04-0.08 s so). Run eagerly, it stays op by op (one fused program would round differently from Keras),
+    # and traced hyperparameters (`inject_hyperparams`) cannot be closed over by a function kept across traces.
+    plain = functools.partial(_moved, b1=b1, b2=b2, eps=eps)
     numeric = all(isinstance(value, int | float) for value in (b1, b2, eps))
-    moved = jax.jit(functools.partial(_moved, b1=b1, b2=b2, eps=eps), inline=True) if numeric else None
+    traced_once = jax.jit(plain, inline=True) if numeric else plain
 
     def update(grads, state: KerasAdamState, params=None):
         del params  # Keras' Adam reads only the gradients and its moments
@@ -77,14 +78,13 @@ def keras_adam(
         alphas = {}  # the step size, computed once per dtype: traced once, not once per variable (0.1 s of BERT-base's)
 
         def one(g, m, v):
-            if m.dtype not in alphas:
-                alphas[m.dtype] = _alpha(lr, state.count, b1, b2, m.dtype)
-            return (moved or functools.partial(_moved, b1=b1, b2=b2, eps=eps))(g, m, v, alphas[m.dtype])
+            dtype = jnp.result_type(m, g, 1 - b1)  # the moved m's, in which Keras computes the step size
+            if dtype not in alphas:
+                alphas[dtype] = _alpha(lr, state.count, b1, b2, dtype)
+            return (traced_once if isinstance(g, jax.core.Tracer) else plain)(g, m, v, alphas[dtype])
 
-        leaves, tree = jax.tree.flatten(grads)
-        per_leaf = zip(leaves, tree.flatten_up_to(state.mu), tree.flatten_up_to(state.nu), strict=True)
-        moves = [one(g, m, v) for g, m, v in per_leaf]  # (update, m, v) per variable
-        updates, mu, nu = (tree.unflatten([move[i] for move in moves]) for i in range(3))
+        moves = jax.tree.map(one, grads, state.mu, state.nu)  # (update, m, v) per variable
+        updates, mu, nu = jax.tree.transpose(jax.tree.structure(grads), jax.tree.structure((0, 0, 0)), moves)
         return updates, KerasAdamState(count=optax.safe_increment(state.count), mu=mu, nu=nu)
 
     return optax.GradientTransformation(init, update)
