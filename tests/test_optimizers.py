@@ -115,6 +115,21 @@ def test_schedule_rejects_bad_arguments(num_steps, warmup_fraction, match):
         optimizers.warmup_linear_decay(num_steps, 1e-3, warmup_fraction)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"a": None, "b": np.ones(3, np.float32)}, ({"x": np.ones(2, np.float32)}, [np.ones(1, np.float32)])],
+    ids=["empty", "none_leaf", "tuple_and_list"],
+)
+def test_keras_adam_keeps_any_trees_structure(params):
+    tx = keras_adam(1e-3)
+    grads = jax.tree.map(lambda p: 1e-3 * p, params)
+    for update in (tx.update, jax.jit(tx.update)):
+        updates, state = update(grads, tx.init(params))
+        assert jax.tree.structure(updates) == jax.tree.structure(state.mu) == jax.tree.structure(params)
+        for leaf in jax.tree.leaves(updates):  # Adam's first step: ~lr against the gradient
+            np.testing.assert_allclose(leaf, -0.00099684, rtol=1e-5)
+
+
 def test_keras_adam_under_inject_hyperparams_moves_params_as_itself():
     """optax.inject_hyperparams calls the factory again with traced b1, b2 and eps: the range checks failed there
     (TracerBoolConversionError), so the default optimizer could not have its learning rate logged or changed."""

@@ -83,8 +83,9 @@ def keras_adam(
                 alphas[dtype] = _alpha(lr, state.count, b1, b2, dtype)
             return (traced_once if isinstance(g, jax.core.Tracer) else plain)(g, m, v, alphas[dtype])
 
-        moves = jax.tree.map(one, grads, state.mu, state.nu)  # (update, m, v) per variable
-        updates, mu, nu = jax.tree.transpose(jax.tree.structure(grads), jax.tree.structure((0, 0, 0)), moves)
+        tree = jax.tree.structure(grads)
+        moves = tree.flatten_up_to(jax.tree.map(one, grads, state.mu, state.nu))  # (update, m, v) per variable
+        updates, mu, nu = (tree.unflatten([move[i] for move in moves]) for i in range(3))
         return updates, KerasAdamState(count=optax.safe_increment(state.count), mu=mu, nu=nu)
 
     return optax.GradientTransformation(init, update)
