@@ -177,7 +177,9 @@ def test_offline_with_nothing_cached_gives_the_local_files_command(files, tmp_pa
     message = _error("--config", REPO / "configs" / "sst2.py", "--preset", files["preset"],
                      "--output-dir", tmp_path / "offline", env=env)  # fmt: skip
     assert "nyu-mll/glue/sst2/train-00000-of-00001.parquet is not in the Hugging Face cache" in message
-    assert f"python train.py --preset {files['preset']} --train-file PATH/train.tsv --validation-file" in message
+    # the flags to add, not a command of its own: that one dropped --config and every override
+    want = "Train from local files instead: run the same command with --train-file PATH/train.tsv --validation-file"
+    assert want in message and "--text-column sentence --label-column label added" in message
 
 
 def test_glue_from_the_hub_cache_as_parquet(files, tmp_path):

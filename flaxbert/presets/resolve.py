@@ -191,8 +191,9 @@ def _not_cached(name: str, handle: str, repo_id: str, what: str) -> FileNotFound
 
     return FileNotFoundError(
         f"Preset {name!r} ({handle}) is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be "
-        f"downloaded (offline: {what}). Fix: run once with network access (HF_HUB_OFFLINE unset) to cache it, or "
-        f"download the repository '{repo_id}' elsewhere and pass its local directory as the preset."
+        f"downloaded ({what}). Fix: run once with network access to huggingface.co (without HF_HUB_OFFLINE=1 or "
+        f"train.py's --offline) to cache it, or download the repository '{repo_id}' elsewhere and pass its local "
+        "directory as the preset."
     )
 
 

@@ -111,14 +111,15 @@ def _locate(config: Config, name: str) -> str:
     try:
         return datasets.hub_file(config.data.hub_repo, name, config.data.hub_revision, config.offline)
     except datasets.HubUnavailable as error:
-        raise RunError(f"{error}. Train from local files instead: {local_files_command(config)}") from None
+        raise RunError(f"{error}. Train from local files instead: {local_files_flags(config)}") from None
 
 
-def local_files_command(config: Config) -> str:
+def local_files_flags(config: Config) -> str:
+    """What to add to the command that met an uncached Hub dataset: its --config and overrides stay as they were."""
     columns = ",".join(config.data.text_columns)
     return (
-        f"python train.py --preset {config.preset} --train-file PATH/train.tsv --validation-file PATH/dev.tsv "
-        f"--text-column {columns} --label-column {config.data.label_column}"
+        f"run the same command with --train-file PATH/train.tsv --validation-file PATH/dev.tsv "
+        f"--text-column {columns} --label-column {config.data.label_column} added"
     )
 
 
