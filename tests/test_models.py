@@ -127,7 +127,11 @@ def test_dropout_only_in_training_and_keyed(model, cfg):
 @pytest.mark.parametrize(
     "change,param,shapes",
     [
-        ({"intermediate_dim": 32}, "transformer_layer_0/feedforward_intermediate_dense/kernel", "(16, 24), but this"),
+        (
+            {"intermediate_dim": 32},
+            "backbone/transformer_layer_0/feedforward_intermediate_dense/kernel",
+            "(16, 24), but this",
+        ),
         ({"max_sequence_length": 30}, "backbone/position_embedding/embedding", "(20, 16), but this"),
         ({"vocabulary_size": 99}, "backbone/token_embedding/embedding", "(101, 16), but this"),
         ({"hidden_dim": 8, "num_heads": 1}, "backbone/token_embedding/embedding", "(101, 16), but this"),
@@ -135,11 +139,12 @@ def test_dropout_only_in_training_and_keyed(model, cfg):
 )
 def test_params_of_another_config_are_refused_by_name(change, param, shapes, scan):
     """flaxbert's check, one error type, the param named from the model down (a layer's function is traced once
-    for every layer and sees only its own names)."""
-    params = _init(BertClassifier(TINY_BERT, BertHeadConfig(3)), TINY_BERT)
-    other = BertClassifier(dataclasses.replace(TINY_BERT, scan_layers=scan, **change), BertHeadConfig(3))
-    with pytest.raises(ParamShapeError, match=f"the param (backbone/)?{param} has shape {re.escape(shapes)}"):
-        other.apply({"params": params}, _batch(TINY_BERT))
+    for every layer and sees only its own names). Three layers: the classifier scans two, then runs one at [CLS]."""
+    cfg = dataclasses.replace(TINY_BERT, num_layers=3)
+    params = _init(BertClassifier(cfg, BertHeadConfig(3)), cfg)
+    other = BertClassifier(dataclasses.replace(cfg, scan_layers=scan, **change), BertHeadConfig(3))
+    with pytest.raises(ParamShapeError, match=f"the param {param} has shape {re.escape(shapes)}"):
+        other.apply({"params": params}, _batch(cfg))
 
 
 @pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
