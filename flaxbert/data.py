@@ -195,23 +195,48 @@ def _text(value, path, column: str, index: int) -> str:
     return value
 
 
-def _as_int(value):
-    if isinstance(value, bool):
+def _number(value) -> int | float | None:
+    """A label's number: an int for a whole one (`3`, `"3"`, and `3.0` or `"3.0"`, as pandas writes an integer column
+    that had a gap), a float for any other number (`0.5`: a score, not a class), None for a name."""
+    if isinstance(value, bool):  # JSON's true / false: names
         return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return int(value.strip())
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
         except ValueError:
             return None
+    if isinstance(value, float | np.floating):
+        return int(value) if float(value).is_integer() else float(value)
     return None
 
 
+def _as_int(value) -> int | None:
+    number = _number(value)
+    return number if isinstance(number, int) else None
+
+
+def _refuse_fractions(values: list, path, column: str, fix: str) -> None:
+    """A label that is a number but not a whole one is neither a class id nor (unless named) a class name."""
+    for i, value in enumerate(values):
+        if isinstance(_number(value), float):
+            raise DataError(
+                f"{str(path)!r} row {i + 1}: column {column!r} holds {value!r}, which is not a class id (an integer "
+                f"from 0): a text classifier takes class ids or class names; {fix}."
+            )
+
+
+_INT32 = np.iinfo(np.int32)
+
+
 def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) -> np.ndarray:
-    """Integer labels as they are, names through `label_names`."""
+    """Integer labels as they are (`2.0` as 2), names through `label_names`."""
     if label_names:
         index = {name: i for i, name in enumerate(label_names)}
         unknown = sorted({str(v) for v in values if str(v) not in index and _as_int(v) is None})
@@ -220,20 +245,30 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
                 f"{str(path)!r}: labels {unknown[:5]} in column {column!r} are not among "
                 f"label_names {list(label_names)}."
             )
-        return np.asarray([index[str(v)] if str(v) in index else _as_int(v) for v in values], np.int32)
-    ids = [_as_int(v) for v in values]
-    if any(i is None for i in ids):
-        names = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None})
-        raise DataError(
-            f"{str(path)!r}: column {column!r} holds label names such as {names[:5]}; say which integer each name "
-            f"means with --label-names (e.g. --label-names {','.join(names[:5])})."
-        )
+        ids = [index[str(v)] if str(v) in index else _as_int(v) for v in values]
+    else:
+        _refuse_fractions(values, path, column, "if these numbers name classes, list them with --label-names")
+        ids = [_as_int(v) for v in values]
+        if any(i is None for i in ids):
+            names = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None})
+            raise DataError(
+                f"{str(path)!r}: column {column!r} holds label names such as {names[:5]}; say which integer each "
+                f"name means with --label-names (e.g. --label-names {','.join(names[:5])})."
+            )
+    for i, label in enumerate(ids):
+        if not _INT32.min <= label <= _INT32.max:
+            raise DataError(
+                f"{str(path)!r} row {i + 1}: label {label} in column {column!r} is not a class id: class ids run "
+                "from 0 to the number of classes - 1."
+            )
     return np.asarray(ids, np.int32)
 
 
 def _names_of(values: list, path, column: str) -> tuple[str, ...]:
     """The sorted distinct label names, or () when every label is an integer; labels that mix the two are refused
-    (a stray name among integers would otherwise make every integer a name of its own)."""
+    (a stray name among integers would otherwise make every integer a name of its own), and so are numbers that
+    are not whole (a score column: sorted as names, 0.5 and 1.5 would silently become classes)."""
+    _refuse_fractions(values, path, column, "if these numbers name classes, list them with --label-names")
     named = [_as_int(v) is None for v in values]
     if not any(named):
         return ()

@@ -204,3 +204,34 @@ def test_labels_that_mix_ids_and_names_are_refused_naming_the_stray_one(tmp_path
     path.write_text("sentence\tlabel\na\t0\nb\t1\nc\tpos\nd\t1\n")
     with pytest.raises(data.DataError, match=r"mixes integer labels with names \['pos'\] \(the first in row 3\)"):
         data.read_split(path, ("sentence",), "label", infer_label_names=True)
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "parquet"])
+def test_whole_numbers_written_as_floats_are_class_ids(tmp_path, kind):
+    """pandas writes an integer column with a gap as 0.0, 1.0, ...: those are the ids 0, 1, ..., as JSONL's 1.0 was.
+    In TSV and CSV they used to become names sorted as strings ('0.0', '1.0', '10.0', '2.0'), so 10.0 got id 2 while
+    an integer-labelled dev file's 10 kept 10: silently swapped classes."""
+    rows = [(f"s{i}", float(y)) for i, y in enumerate([0, 1, 10, 2])]
+    split = data.read_split(_write(tmp_path, kind, rows), ("sentence",), "label", infer_label_names=True)
+    assert split.label_names == () and split.labels.tolist() == [0, 1, 10, 2]
+
+
+@pytest.mark.parametrize("kind", ["tsv", "jsonl", "parquet"])
+def test_numbers_that_are_not_whole_are_refused_unless_named(tmp_path, kind):
+    """A score column (0.5, 1.5) is not classes: it used to become two classes named '0.5' and '1.5'."""
+    path = _write(tmp_path, kind, [("a", 1.0), ("b", 0.5), ("c", 1.5)])
+    for infer in (True, False):
+        with pytest.raises(data.DataError, match=r"row 2: column 'label' holds '?0\.5'?, which is not a class id .* "
+                                                 r"list them with --label-names"):  # fmt: skip
+            data.read_split(path, ("sentence",), "label", infer_label_names=infer)
+    if kind == "tsv":  # numbers that name classes, named
+        split = data.read_split(path, ("sentence",), "label", label_names=("1.0", "0.5", "1.5"))
+        assert split.labels.tolist() == [0, 1, 2]
+
+
+def test_a_label_beyond_int32_is_refused_naming_its_row(tmp_path):
+    """It used to end in numpy's OverflowError traceback instead of the out-of-range message."""
+    path = tmp_path / "huge.tsv"
+    path.write_text("sentence\tlabel\na\t0\nb\t3000000000\n")
+    with pytest.raises(data.DataError, match=r"row 2: label 3000000000 in column 'label' is not a class id"):
+        data.read_split(path, ("sentence",), "label", infer_label_names=True)
