@@ -143,6 +143,9 @@ def main(argv=None) -> int:
     # PermissionError, ConnectionError: a gated Hub repository, a Hub server error (flaxbert's messages)
     except (ConfigError, DataError, job.RunError, ValueError, FileNotFoundError, PermissionError, ConnectionError) as e:
         return _error(e)
+    except KeyboardInterrupt:  # before training (loading, the first evaluation); fit's own says what it saved
+        print("train.py: stopped by Ctrl-C.", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 

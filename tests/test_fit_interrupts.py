@@ -99,3 +99,52 @@ def test_a_users_sigint_handler_runs_once_the_step_is_held(monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert received == [(signal.SIGINT, 2)] and len(calls) == 4 and len(history.history["loss"]) == 1
+
+
+def _fit_sending_sigints(classifier, checkpoint_dir, at_steps=(), rows=None):
+    """A 2-epoch fit (6 steps each) that sends this process SIGINT from on_log after each step in `at_steps` (twice
+    where it is named twice)."""
+    rng = np.random.default_rng(3)
+    x = {"token_ids": rng.integers(1, 500, (48, 12)), "segment_ids": np.zeros((48, 12), int),
+         "padding_mask": np.ones((48, 12), int)}  # fmt: skip
+    y = rng.integers(0, 4, 48)
+    rows = [] if rows is None else rows
+
+    def on_log(row):
+        rows.append(row["step"])
+        for _ in range(at_steps.count(row["step"])):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return classifier.fit(x, y, batch_size=8, epochs=2, seed=5, verbose=0, checkpoint_dir=checkpoint_dir,
+                          on_log=on_log, log_every=1)  # fmt: skip
+
+
+def _steps_saved(checkpoint_dir) -> list[int]:
+    return sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
+
+
+def test_ctrl_c_with_a_checkpoint_dir_saves_after_the_step_and_resumes_exactly(tmp_path, capfd):
+    """With a checkpoint_dir, Ctrl-C used to raise where it landed: the steps since the last epoch end were trained
+    for nothing (train.py's default saves at epoch ends only). Now the first Ctrl-C stops after its step, saves a
+    checkpoint there, and raises KeyboardInterrupt; the same fit resumes to the uninterrupted run's params."""
+    rows = []
+    interrupted = _classifier()
+    with pytest.raises(KeyboardInterrupt):
+        _fit_sending_sigints(interrupted, tmp_path / "ckpt", at_steps=(3,), rows=rows)
+    assert rows == [1, 2, 3] and _steps_saved(tmp_path / "ckpt") == [3]
+    assert "stopping after this step to save a checkpoint" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    history = _fit_sending_sigints(interrupted, tmp_path / "ckpt")
+    assert history.epoch == [0, 1]
+    uninterrupted = _classifier()
+    _fit_sending_sigints(uninterrupted, tmp_path / "reference")
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, jax.tree.map(np.array, uninterrupted.params),
+                                            jax.tree.map(np.array, interrupted.params))))  # fmt: skip
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
+    rows = []
+    with pytest.raises(KeyboardInterrupt):
+        # the first asks for a stop after step 2; the second raises at once, in step 2's on_log
+        _fit_sending_sigints(_classifier(), tmp_path / "ckpt", at_steps=(2, 2), rows=rows)
+    assert rows == [1, 2] and _steps_saved(tmp_path / "ckpt") == []

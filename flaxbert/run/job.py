@@ -236,6 +236,17 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
             said = f"a checkpoint is saved in {out / 'checkpoints'}: run the same command with --resume to continue"
             print(f"train.py: stopped by SIGTERM; {said} (no model/ or summary.json yet).", file=sys.stderr, flush=True)
         raise
+    except KeyboardInterrupt:  # Ctrl-C: fit saved a checkpoint after its step (a second Ctrl-C: it did not)
+        if writer:
+            latest = _resume_step(out / "checkpoints")
+            said = (
+                f"the latest checkpoint, step {latest}, is in {out / 'checkpoints'}: run the same command with "
+                "--resume to continue from it"
+                if latest is not None
+                else "no checkpoint was saved yet: the same command starts the run again"
+            )
+            print(f"train.py: stopped by Ctrl-C; {said}.", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None  # the shell's status for a command stopped by SIGINT
     seconds = time.perf_counter() - began
     end_step = steps_per_epoch * config.epochs
     if history.epoch:

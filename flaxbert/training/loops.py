@@ -114,7 +114,8 @@ def fit(
     data order depends only on (seed, epoch), so a run resumed from a checkpoint at step s feeds exactly the batches
     an uninterrupted run would have fed after s; `group_by_length` puts rows of similar length in the same batch
     (`batches.epoch_order`), which with `bucket` pads far less. With `ckpt`, SIGTERM saves a checkpoint and exits
-    with status 0 (without, it ends the process as usual). `record` (JSON-able) is saved with every checkpoint,
+    with status 0 (without, it ends the process as usual), and the first Ctrl-C saves one after the step, then raises
+    KeyboardInterrupt (a second one raises at once). `record` (JSON-able) is saved with every checkpoint,
     beside the data position and the metric totals; a fit resumed mid-epoch passes the latest checkpoint's `totals`
     back as `saved_totals`. `compile_validation(params_spec)`, if given, starts compiling `validate`'s programs
     (`compile_evaluate_ahead`) and returns their futures; it is called once the first epoch's train programs are
@@ -157,15 +158,14 @@ def fit(
         # SIGTERM is caught only where there is a checkpoint to save; otherwise it ends the process as usual.
         with (
             watch_sigterm() if ckpt is not None else contextlib.nullcontext(Preemption()) as preemption,
-            hold_sigint_in_steps() as interrupts,
+            hold_sigint_in_steps(stop_first=ckpt is not None) as interrupts,
         ):
             if ckpt is not None and start == 0:
                 checkpoint.mark_validated(ckpt, None)  # a new run: its validations are recorded from here on
             done = checkpoint.validated_steps(ckpt) if ckpt is not None and start % per_epoch == 0 else None
             if validate is not None and done is not None and start and start not in done:
                 validated(start // per_epoch)  # the run was killed while validating: its scores come first
-                if preemption.requested:
-                    raise SystemExit(0)
+                _stop_if_asked(preemption, interrupts)
             for epoch in range(start // per_epoch, epochs):
                 order, began = epoch_order(len(data), seed, epoch, shuffle, lengths, batch_size), time.perf_counter()
                 totals, window_began = (resumed if resumed and epoch == start // per_epoch else fresh), began
@@ -195,13 +195,13 @@ def fit(
                         bar.update(1)
                         # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
                         # checkpoint there would resume past the epoch's end work and never do it.
-                        stop = preemption.requested and i + 1 < per_epoch
+                        stop = (preemption.requested or interrupts.requested) and i + 1 < per_epoch
                         if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
                             position = dict(step=step, epoch=epoch, batch=i + 1, totals=jax.device_get(totals))
                             checkpoint.save(ckpt, step, state, dict(record, **_json_ready(position)))
                         if stop:
                             bar.close()
-                            raise SystemExit(0)
+                            _stop_if_asked(preemption, interrupts)
                 bar.close()
                 for key, value in steps.summarize(jax.device_get(totals["epoch"])).items():
                     history.setdefault(key, []).append(value)
@@ -211,14 +211,23 @@ def fit(
                 if validate is not None:
                     for key, value in validated(epoch + 1).items():
                         history.setdefault(f"val_{key}", []).append(value)
-                if preemption.requested:  # during the epoch's last step or its validation; the epoch is saved
-                    raise SystemExit(0)
+                # asked during the epoch's last step or its validation: the epoch is saved
+                _stop_if_asked(preemption, interrupts)
     except BaseException as error:
         compile_ahead.cancel({**programs, **validation_programs}, cause=error)
         if on_interrupt is not None:
             on_interrupt(state, dispatched)
         raise
     return state, history
+
+
+def _stop_if_asked(preemption: Preemption, interrupts) -> None:
+    """After a checkpoint: SIGTERM exits with status 0 (a preempted job ends cleanly), a first Ctrl-C raises the
+    KeyboardInterrupt it held back."""
+    if preemption.requested:
+        raise SystemExit(0)
+    if interrupts.requested:
+        raise KeyboardInterrupt
 
 
 def _json_ready(tree):

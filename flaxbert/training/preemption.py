@@ -1,10 +1,12 @@
 """Signals during training: SIGTERM (a TPU/GPU preemption notice) as a flag the training loop polls, so it can save
-before exiting, and Ctrl-C (SIGINT) held back while a step's result is being taken, so no step's work is lost."""
+before exiting, and Ctrl-C (SIGINT) held back while a step's result is being taken, so no step's work is lost; where
+there is a checkpoint to save, the first Ctrl-C is a flag too."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 
@@ -36,12 +38,23 @@ class StepInterrupts:
 
     A train step donates its input state, so a KeyboardInterrupt raised as the jitted call returns, before its result
     reaches a variable, would leave the loop holding only deleted buffers, and every step the fit had trained lost.
+
+    `stop_first` (a fit with a checkpoint to save): where Ctrl-C would raise KeyboardInterrupt, the first one only
+    sets `requested`, so that the loop saves a checkpoint after the step and raises it then; a second one is
+    handled as above, at once.
     """
 
-    def __init__(self, previous):
+    def __init__(self, previous, stop_first: bool = False):
         self.previous, self.inside, self.pending = previous, False, None
+        self.stop_first, self.requested = stop_first and previous is signal.default_int_handler, False
 
     def _handle(self, signum, frame):
+        if self.stop_first and not self.requested:
+            self.requested = True
+            sys.stderr.write("\nflaxbert: Ctrl-C: stopping after this step to save a checkpoint (Ctrl-C again stops "
+                             "at once, without it)\n")  # fmt: skip
+            sys.stderr.flush()
+            return
         if self.inside:
             self.pending = (signum, frame)
         else:
@@ -68,13 +81,13 @@ class StepInterrupts:
 
 
 @contextlib.contextmanager
-def hold_sigint_in_steps():
+def hold_sigint_in_steps(stop_first: bool = False):
     """Yields a `StepInterrupts` (on the main thread; elsewhere signals cannot arrive, and nothing is installed)."""
     if threading.current_thread() is not threading.main_thread():
         yield StepInterrupts(signal.SIG_DFL)
         return
     previous = signal.getsignal(signal.SIGINT)  # None: a handler set outside Python, which cannot be restored
-    interrupts = StepInterrupts(signal.default_int_handler if previous is None else previous)
+    interrupts = StepInterrupts(signal.default_int_handler if previous is None else previous, stop_first)
     signal.signal(signal.SIGINT, interrupts._handle)
     try:
         yield interrupts
