@@ -380,7 +380,8 @@ class TextClassifier:
         in closures): resume with the same ones. Nor are the params and optimizer state the run started from: a
         run killed before its first checkpoint starts again from what the classifier then holds.
         `checkpoint_every` also saves every that many steps; an epoch's end always saves; with a `checkpoint_dir`,
-        SIGTERM saves and exits with status 0.
+        SIGTERM saves and exits with status 0, and the first Ctrl-C saves after its step, then raises
+        KeyboardInterrupt (a second one raises at once).
         `backbone.trainable = False` freezes the encoder: only the head is updated. `on_log(row)`, if given, is
         called with a dict of training metrics every `log_every` steps and with each validation's metrics (the
         classifier takes the trained params when fit returns or stops: inside on_log it holds those fit began with).
