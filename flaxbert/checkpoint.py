@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import sys
 import traceback
 
@@ -46,15 +47,17 @@ def drop_closed_loop_reports() -> None:
     """Called before Orbax reads anything. When a read fails (a truncated array file), the reads it started still
     finish on TensorStore's threads and post their results to the asyncio loop Orbax closes as the error leaves it;
     each post raises "Event loop is closed", which Python reports as an unraisable exception: 4 to 100 tracebacks
-    printed around flaxbert's own clear error. This chains a filter in front of `sys.unraisablehook` (once per
-    process) that drops those reports, and only those."""
+    printed around flaxbert's own clear error. The reads of other arrays of the damaged file fail too, in coroutines
+    nobody awaits any more, and are reported as they are collected, often at interpreter exit (dozens of 60-line
+    TensorStore specs). This chains a filter in front of `sys.unraisablehook` (once per process) that drops those
+    two kinds of reports, and only those."""
     global _dropping_closed_loop_reports
     if _dropping_closed_loop_reports:
         return
     previous = sys.unraisablehook
 
     def hook(report) -> None:
-        if not _closed_loop_report(report):
+        if not (_closed_loop_report(report) or _failed_read_report(report)):
             previous(report)
 
     sys.unraisablehook, _dropping_closed_loop_reports = hook, True
@@ -68,6 +71,17 @@ def _closed_loop_report(report) -> bool:
     asyncio_file = os.path.join("asyncio", "base_events.py")
     frames = traceback.extract_tb(report.exc_traceback)
     return any(f.name == "call_soon_threadsafe" and f.filename.endswith(asyncio_file) for f in frames)
+
+
+def _failed_read_report(report) -> bool:
+    """An unraisable report of an Orbax array read that failed after the restore it served had already raised."""
+    code = getattr(report.object, "cr_code", None)
+    return (
+        code is not None
+        and code.co_name == "_read_array_index_and_device_put"
+        and f"{os.sep}orbax{os.sep}" in code.co_filename
+        and _READ_ERROR in str(report.exc_value)
+    )
 
 
 def _restore(target) -> ocp.args.PyTreeRestore:
@@ -134,8 +148,26 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     _check_fits(mngr, step, abstract_state)
     try:
         return mngr.restore(step, args=ocp.args.Composite(state=_restore(target)))["state"]
-    except Exception as error:  # another model size, head or optimizer than the one that saved it, or damage
-        raise _unusable(mngr, step, "does not fit this model and optimizer", error) from None
+    except Exception as error:  # damage (the shapes matched above), or arrays named otherwise than this state's
+        damaged = _unreadable_array(error)
+        if damaged is None:
+            raise _unusable(mngr, step, _MISFIT, error) from None
+        where = pathlib.Path(mngr.directory) / str(step)
+        raise _unusable(mngr, step, "is damaged", f"{damaged} cannot be read: a file under {where} is truncated or "
+                        "corrupt") from None  # fmt: skip
+
+
+_READ_ERROR = "Encountered error while reading array index"  # Orbax's message for an array file it cannot decode
+
+
+def _unreadable_array(error: Exception) -> str | None:
+    """`the array NAME` (or `an array`) where `error` is Orbax failing to read an array's data, else None."""
+    text = str(error)
+    if _READ_ERROR not in text:
+        return None
+    # TensorStore's spec in the message names the array's path inside the checkpoint (the others are absolute)
+    names = re.findall(r"'path': '([^'/][^']*?)/?'", text)
+    return f"the array {names[-1]}" if names else "an array"
 
 
 def _check_fits(mngr, step: int, abstract_state) -> None:
@@ -156,7 +188,7 @@ def _check_fits(mngr, step: int, abstract_state) -> None:
     if len(saved) != len(wanted):
         differ.insert(0, f"{len(saved)} arrays saved, {len(wanted)} in this model and optimizer's state")
     if differ:
-        raise _unusable(mngr, step, "does not fit this model and optimizer", "; ".join(differ[:3]))
+        raise _unusable(mngr, step, _MISFIT, "; ".join(differ[:3]))
 
 
 def saved_shapes(metadata) -> dict[str, tuple[int, ...]]:
@@ -174,14 +206,23 @@ def _dotted(path) -> str:
     return ".".join(str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))) for key in path)
 
 
+_MISFIT = "does not fit this model and optimizer"
+
+
 def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointError:
-    if isinstance(cause, Exception):
-        cause = f"{type(cause).__name__}: " + " ".join(str(cause).split())[:300]
-    return CheckpointError(
-        f"the checkpoint of step {step} in {mngr.directory} {why} ({cause}). Resume with the model, num_classes and "
-        "optimizer that wrote it, or pass a new checkpoint_dir (or delete that step's directory to fall back to the "
-        "one before)."
+    """The error for a latest checkpoint that cannot be resumed from: `why` (`_MISFIT`, or a kind of damage) and the
+    fix for it."""
+    if isinstance(cause, Exception):  # without the TensorStore spec Orbax appends to a read error
+        text = str(cause).split(" See full TensorStore details")[0]
+        cause = f"{type(cause).__name__}: " + " ".join(text.split())[:300]
+    where = pathlib.Path(mngr.directory) / str(step)
+    fix = (
+        f"Resume with the model, num_classes and optimizer that wrote it, or pass a new checkpoint_dir (or delete "
+        f"{where} to fall back to the checkpoint before it)"
+        if why == _MISFIT
+        else f"Delete {where} to resume from the checkpoint before it, or pass a new checkpoint_dir"
     )
+    return CheckpointError(f"the checkpoint of step {step} in {mngr.directory} {why} ({cause}). {fix}.")
 
 
 _VALIDATED = "validated.json"  # beside the step directories (Orbax lists only integer-named ones)

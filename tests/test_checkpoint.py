@@ -1,6 +1,7 @@
 """Orbax checkpoints on a data-parallel mesh: a save runs no device program, and the restore is bit for bit."""
 
 import asyncio
+import inspect
 import sys
 import types
 
@@ -83,3 +84,51 @@ def test_reports_of_reads_posting_to_a_closed_event_loop_are_dropped_and_no_othe
                                        err_msg=None, object=None)  # fmt: skip
         sys.unraisablehook(report)
     assert [report.exc_value for report in seen] == [same_words, other]
+
+
+def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_delete(tmp_path):
+    """A truncated array file used to be reported as a checkpoint that "does not fit this model and optimizer", with
+    300 characters of TensorStore spec and the advice to resume with the model that wrote it: the wrong fix."""
+    state = {"params": {"kernel": np.arange(4096, dtype=np.float32).reshape(64, 64)}, "step": np.int32(7)}
+    mngr = checkpoint.manager(tmp_path)
+    checkpoint.save(mngr, 7, state, {"batch": 3})
+    data_files = list((tmp_path / "7" / "state" / "ocdbt.process_0" / "d").iterdir())  # the arrays' chunks
+    assert data_files
+    for path in data_files:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), state)
+    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), state)
+    step_dir = str(tmp_path / "7")
+    with pytest.raises(checkpoint.CheckpointError) as refused:
+        checkpoint.restore_latest(mngr, abstract, shardings)
+    message = str(refused.value)
+    assert f"step 7 in {tmp_path} is damaged (the array params.kernel cannot be read: a file under" in message
+    assert f"Delete {step_dir} to resume from the checkpoint before it" in message
+    assert "does not fit" not in message and "TensorStore" not in message
+
+
+def test_reports_of_orbax_reads_failing_after_their_restore_are_dropped(monkeypatch):
+    """The failed restore's other array reads fail too, in coroutines nobody awaits, and are reported as they are
+    collected, often at interpreter exit: dozens of 60-line TensorStore specs after flaxbert's one-line error."""
+    from orbax.checkpoint._src.serialization import serialization
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(checkpoint, "_dropping_closed_loop_reports", False)
+    checkpoint.drop_closed_loop_reports()
+    reader = serialization._read_array_index_and_device_put
+    read = reader(**dict.fromkeys(inspect.signature(reader).parameters))  # a real one of its coroutines, not started
+    read.close()
+
+    async def someone_elses():
+        pass
+
+    other_coroutine = someone_elses()
+    other_coroutine.close()
+    failed = Exception("Encountered error while reading array index: (slice(0, 64, 1),). See full TensorStore details")
+    unrelated = Exception("a read error of another kind")
+    for owner, error in ((read, failed), (read, unrelated), (other_coroutine, failed)):
+        report = types.SimpleNamespace(exc_type=type(error), exc_value=error, exc_traceback=None, err_msg=None,
+                                       object=owner)  # fmt: skip
+        sys.unraisablehook(report)
+    assert [(r.object, r.exc_value) for r in seen] == [(read, unrelated), (other_coroutine, failed)]
