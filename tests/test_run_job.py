@@ -3,6 +3,7 @@ nothing (in-process; the end-to-end runs are in test_train_cli.py)."""
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -237,3 +238,25 @@ def test_a_preset_without_a_tokenizer_is_one_run_error(tmp_path):
     config = cfg.Config(preset=str(tmp_path / "no_vocab"), sequence_length=16)
     with pytest.raises(job.RunError, match=r"has no tokenizer \(vocabulary\); train.py needs one for raw text"):
         job.build_classifier(config)
+
+
+def test_resume_without_label_names_keeps_those_the_run_started_with(tmp_path):
+    """--label-names on integer labels, then --resume without the flag: the resume was accepted, rewrote the run's
+    config.json with no names and saved model/ without them (predictions and exports fell back to ids)."""
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
+    (tmp_path / "ids.tsv").write_text("sentence\tlabel\na\t1\nb\t0\nc\t1\nd\t0\n")
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), num_classes=2, sequence_length=16, epochs=1,
+                     batch_size=2)  # fmt: skip
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=str(tmp_path / "ids.tsv"),
+                                                                  validation=str(tmp_path / "ids.tsv")))  # fmt: skip
+    named = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("neg", "pos")))
+    job.run(named)
+    shutil.rmtree(tmp_path / "out" / "model")  # so that the resume writes it again
+    job.run(config, resume=True)
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["data"]["label_names"] == ["neg", "pos"]
+    from flaxbert import TextClassifier
+
+    assert TextClassifier.from_preset(str(tmp_path / "out" / "model")).label_names == ("neg", "pos")

@@ -43,6 +43,8 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     # Read now, not after training: a bad predict file must not cost a run.
     to_predict = datasets.read_split(predict_file, config.data.text_columns, None) if predict_file else None
     _check_output(out, config, resume, eval_only)
+    if resume:
+        config = _with_saved_label_names(out, config)
     if eval_only:  # the preset's trained head decides the classes (and names them, where it saved names)
         classifier = build_classifier(config, keep_head=True)
         config = _with_head(config, classifier)
@@ -385,6 +387,15 @@ def _changed(saved: dict, config: Config) -> list[str]:
             continue  # the same file reached by another path
         changed.append(f"{key}: {a!r} -> {b!r}")
     return changed
+
+
+def _with_saved_label_names(out: Path, config: Config) -> Config:
+    """A resumed run without --label-names goes on with the class names it was started with, given or inferred
+    (it used to save its model without the names a --label-names flag had given)."""
+    saved = tuple(json.loads((out / "config.json").read_text())["data"].get("label_names") or ())
+    if config.data.label_names or not saved:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=saved))
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
