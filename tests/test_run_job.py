@@ -54,6 +54,7 @@ def test_eval_only_refuses_a_training_runs_directory(tmp_path):
     config = _config(tmp_path)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("meh", "neg", "pos")))
     (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "out" / "config.json").write_text(json.dumps(cfg.to_dict(config)))
     with pytest.raises(job.RunError, match=r"holds a training run, whose config, metrics and summary --eval-only"):
         job.run(config, eval_only=True)
 
@@ -92,14 +93,18 @@ def test_resume_allows_what_changes_no_number_and_names_nested_keys(tmp_path, mo
 
 def test_an_output_dir_that_is_a_file_a_preset_or_not_a_run_is_refused_before_anything_loads(tmp_path):
     """A preset as its own output directory had its config.json overwritten by the run's (it no longer loaded); a file
-    as the directory failed with a traceback after the data and the model had loaded."""
+    as the directory failed with a traceback after the data and the model had loaded; a directory of the user's own
+    files lost its predictions.jsonl and summary.json."""
     from tests.tiny_preset import write_tiny_preset
 
     write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
     preset_config = (tmp_path / "preset" / "config.json").read_text()
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "predictions.jsonl").write_text("my own\n")  # train.py deleted it (and replaced summary.json)
     for out, message in [
         (tmp_path / "preset", r"holds a config.json that is not a train.py run's .* choose another --output-dir"),
+        (tmp_path / "mine", r"holds files that are not a train.py run's \(predictions.jsonl\), which this run could"),
         (tmp_path / "afile", r"--output-dir .*afile'.* is a file; pass a directory"),
         (tmp_path / "afile" / "sub", r"--output-dir .*sub'.*afile' is a file; pass a directory"),
     ]:
@@ -108,7 +113,8 @@ def test_an_output_dir_that_is_a_file_a_preset_or_not_a_run_is_refused_before_an
             with pytest.raises(job.RunError, match=message):
                 job.run(config, eval_only=eval_only)
     assert (tmp_path / "preset" / "config.json").read_text() == preset_config
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dev.tsv", "preset", "train.tsv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dev.tsv", "mine", "preset", "train.tsv"]
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["predictions.jsonl"]
 
 
 def test_offline_reaches_the_presets_download_too(tmp_path, monkeypatch):

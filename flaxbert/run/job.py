@@ -338,6 +338,12 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
     if not os.access(existing, os.W_OK | os.X_OK):
         raise RunError(f"--output-dir {str(out)!r}: {str(existing)!r} is not writable; pass a directory you can write.")
     saved = out / "config.json"
+    if out.is_dir() and not saved.exists() and any(out.iterdir()):  # every run writes config.json first
+        held = sorted(p.name for p in out.iterdir())
+        raise RunError(
+            f"--output-dir {str(out)!r} holds files that are not a train.py run's ({', '.join(held[:3])}"
+            f"{', ...' if len(held) > 3 else ''}), which this run could overwrite; choose a new or empty --output-dir."
+        )
     if saved.is_file() and not _is_run_config(saved):
         raise RunError(
             f"--output-dir {str(out)!r} holds a config.json that is not a train.py run's (a preset's, or another "
