@@ -36,8 +36,11 @@ class Split:
         return len(self.texts[0] if isinstance(self.texts, tuple) else self.texts)
 
 
-def read_rows(path) -> tuple[list[str], list[dict]]:
-    """The column names and rows of a TSV, CSV, JSONL or parquet file (or `label text` lines in .txt)."""
+def read_rows(path, labelled: bool = True) -> tuple[list[str], list[dict]]:
+    """The column names and rows of a TSV, CSV, JSONL or parquet file (or `label text` lines in .txt).
+
+    A .txt file read for its texts alone (`labelled=False`: prediction input) is one text a line, column `text`,
+    unless every line starts with an integer label (a labelled file's layout), which is then left out."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist (paths are relative to {os.getcwd()}).")
@@ -51,7 +54,7 @@ def read_rows(path) -> tuple[list[str], list[dict]]:
             return _read_jsonl(path)
         if kind == "parquet":
             return _read_parquet(path)
-        return _read_label_first(path)
+        return _read_label_first(path) if labelled else _read_text_lines(path)
     except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as error:
         raise DataError(f"cannot parse {str(path)!r} as {kind}: {error}") from None
 
@@ -125,19 +128,32 @@ def _read_parquet(path: Path):
     return list(table.column_names), table.to_pylist()
 
 
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """The non-blank lines of a text file, with their line numbers."""
+    with open(path, encoding=_ENCODING) as f:
+        numbered = [(number, line.rstrip("\r\n")) for number, line in enumerate(f, 1)]
+    return [(number, line) for number, line in numbered if line.strip()]
+
+
 def _read_label_first(path: Path):
     """SST-5's layout: one example a line, the label, one space, then the text."""
     rows = []
-    with open(path, encoding=_ENCODING) as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            label, _, text = line.partition(" ")
-            if not text:
-                raise DataError(f"{str(path)!r} line {number} has no text after its label; expected 'LABEL text'.")
-            rows.append({"label": label, "text": text})
+    for number, line in _lines(path):
+        label, _, text = line.partition(" ")
+        if not text:
+            raise DataError(f"{str(path)!r} line {number} has no text after its label; expected 'LABEL text'.")
+        rows.append({"label": label, "text": text})
     return ["label", "text"], rows
+
+
+def _read_text_lines(path: Path):
+    """Texts to classify: one a line, or a labelled file's texts (where every line starts with an integer label and
+    a space; plain sentences rarely all do). A plain line used to lose its first word, read as a label."""
+    lines = [line for _, line in _lines(path)]
+    firsts = [line.partition(" ") for line in lines]
+    if lines and all(text and _as_int(label) is not None for label, _, text in firsts):
+        return ["text"], [{"text": text} for _, _, text in firsts]
+    return ["text"], [{"text": line} for line in lines]
 
 
 def read_split(
@@ -153,7 +169,7 @@ def read_split(
     Labels given as names need `label_names`; with `infer_label_names` (for a training file) they default to the
     sorted distinct names of all the file's rows.
     """
-    columns, all_rows = read_rows(path)
+    columns, all_rows = read_rows(path, labelled=label_column is not None)
     if not all_rows:
         raise DataError(f"{str(path)!r} has no rows.")
     rows = all_rows[:limit] if limit else all_rows

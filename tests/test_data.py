@@ -235,3 +235,14 @@ def test_a_label_beyond_int32_is_refused_naming_its_row(tmp_path):
     path.write_text("sentence\tlabel\na\t0\nb\t3000000000\n")
     with pytest.raises(data.DataError, match=r"row 2: label 3000000000 in column 'label' is not a class id"):
         data.read_split(path, ("sentence",), "label", infer_label_names=True)
+
+
+def test_a_txt_file_to_predict_is_one_text_a_line_unless_every_line_is_labelled(tmp_path):
+    """A predict file of plain sentences lost each line's first word, read as its label."""
+    plain = tmp_path / "new.txt"
+    plain.write_text("a witty , seductive movie .\n\n2 stars at most\r\n")
+    assert data.read_split(plain, ("text",), None).texts == ["a witty , seductive movie .", "2 stars at most"]
+    labelled = tmp_path / "test.txt"  # SST-5's layout, passed to predict: the labels are left out
+    labelled.write_text("3 a gorgeous movie .\n0 the worst film\n")
+    assert data.read_split(labelled, ("text",), None).texts == ["a gorgeous movie .", "the worst film"]
+    assert data.read_split(labelled, ("text",), "label").labels.tolist() == [3, 0]
