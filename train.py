@@ -24,7 +24,11 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("--config", default=str(HERE / "configs" / "sst2.py"), help="a Python config file with get_config()")
+    p.add_argument(
+        "--config",
+        default=str(HERE / "configs" / "sst2.py"),
+        help="a Python config file with get_config(), or a run's config.json",
+    )
     p.add_argument("--preset", help="a built-in name, hf://org/repo, kaggle:// handle or local directory")
     data = p.add_argument_group("local data (instead of the config's Hub dataset)")
     data.add_argument("--train-file", help="TSV, CSV, JSONL, parquet, or .txt with 'LABEL text' lines")

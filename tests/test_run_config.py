@@ -87,6 +87,33 @@ def test_every_recipe_loads_and_its_saved_config_json_resumes_it():
         assert job._changed(json.loads(json.dumps(cfg.to_dict(c))), c) == [], path.name
 
 
+def test_a_runs_config_json_is_a_config_file(tmp_path):
+    """train.py --config runs/x/config.json (the config a run ran with) ended in an importlib AttributeError."""
+    for path in sorted((REPO / "configs").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        c = cfg.load(path)
+        (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict(c), indent=2))
+        assert cfg.load(tmp_path / "config.json") == c, path.name
+    for text, message in [
+        ('{"epochs": "3"}', r"config key 'epochs' takes a int, got '3'"),
+        (
+            '{"optimizer": {"learnig_rate": 1e-5}}',
+            r"unknown config key 'optimizer.learnig_rate'; did you mean "
+            r"optimizer.learning_rate",
+        ),  # fmt: skip
+        ('{"mesh": 8}', r"config key 'mesh' takes an object of its fields, got 8"),
+        ("[1, 2]", r"is not a run's config.json"),
+        ('{"epochs": 3', r"cannot read .* as a run's config.json: Expecting"),
+    ]:
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(cfg.ConfigError, match=message):
+            cfg.load(tmp_path / "bad.json")
+    (tmp_path / "config.yaml").write_text("epochs: 3\n")
+    with pytest.raises(cfg.ConfigError, match=r"--config takes a Python file with get_config\(\) or a run's config"):
+        cfg.load(tmp_path / "config.yaml")
+
+
 def test_every_field_is_read_by_the_run():
     """Each key must be read as `config.<key>` (or through the run's `cfg` / `opt` aliases of data / optimizer)."""
     source = (REPO / "flaxbert" / "run" / "job.py").read_text()

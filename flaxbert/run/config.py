@@ -1,4 +1,5 @@
-"""The config of a `train.py` run: frozen dataclasses, Python config files with `get_config()`, dotted overrides.
+"""The config of a `train.py` run: frozen dataclasses, Python config files with `get_config()` (or a run's own
+config.json), dotted overrides.
 
 A config names a preset and never repeats its architecture. Overrides such as `optimizer.learning_rate=3e-5` are
 parsed with the type of the field they set, and an unknown key fails with the closest known keys.
@@ -82,10 +83,14 @@ OPTIMIZERS = ("keras_default", "recommended")
 
 
 def load(path) -> Config:
-    """Runs `get_config()` of a Python config file."""
+    """Runs `get_config()` of a Python config file, or reads a run's `config.json` (the config it ran with)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist (configs live in configs/*.py).")
+    if path.suffix == ".json":
+        return _from_json(path)
+    if path.suffix != ".py":
+        raise ConfigError(f"--config takes a Python file with get_config() or a run's config.json, got {str(path)!r}.")
     spec = importlib.util.spec_from_file_location(f"flaxbert_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -95,6 +100,48 @@ def load(path) -> Config:
     if not isinstance(config, Config):
         raise ConfigError(f"get_config() in {str(path)!r} must return a flaxbert.run.config.Config.")
     return config
+
+
+def _from_json(path: Path) -> Config:
+    try:
+        tree = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:  # JSON and decoding errors are ValueErrors
+        raise ConfigError(f"cannot read {str(path)!r} as a run's config.json: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{str(path)!r} is not a run's config.json (a JSON object of config keys).")
+    return _filled(Config(), tree, "", path)
+
+
+def _filled(config, tree: dict, prefix: str, path: Path):
+    """`config` with the values of `tree` (a JSON object of its fields), each checked against its field's type."""
+    hints, changes = typing.get_type_hints(type(config)), {}
+    for name, value in tree.items():
+        key = prefix + name
+        if name not in hints:
+            raise ConfigError(f"{str(path)!r}: {_unknown(key)}")
+        current = getattr(config, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{str(path)!r}: config key {key!r} takes an object of its fields, got {value!r}.")
+            changes[name] = _filled(current, value, f"{key}.", path)
+        else:
+            changes[name] = _json_value(value, hints[name], key, path)
+    return dataclasses.replace(config, **changes)
+
+
+def _json_value(value, kind, key: str, path: Path):
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `T | None`
+        if value is None:
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if typing.get_origin(kind) is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (bool, int, str, float) and type(value) is kind:
+        return value
+    name = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"{str(path)!r}: config key {key!r} takes a {name}, got {value!r}.")
 
 
 def config_keys(config=Config()) -> list[str]:
@@ -112,10 +159,14 @@ def config_keys(config=Config()) -> list[str]:
 def override(config: Config, key: str, text: str) -> Config:
     """`config` with the dotted `key` set from its command-line text, parsed as the field's type."""
     if key not in config_keys(config):
-        close = difflib.get_close_matches(key, config_keys(config), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(config_keys(config))}"
-        raise ConfigError(f"unknown config key {key!r}{hint}")
+        raise ConfigError(_unknown(key))
     return _set(config, key, text, key)
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(config_keys())}"
+    return f"unknown config key {key!r}{hint}"
 
 
 def _set(config, path: str, text: str, key: str):
