@@ -266,3 +266,30 @@ def test_resume_without_label_names_keeps_those_the_run_started_with(tmp_path):
     from flaxbert import TextClassifier
 
     assert TextClassifier.from_preset(str(tmp_path / "out" / "model")).label_names == ("neg", "pos")
+
+
+def test_a_metrics_row_cut_short_by_a_kill_is_dropped_and_a_damaged_one_named(tmp_path):
+    """A run killed while appending a row left a partial last line, and --resume stopped on a bare JSON error."""
+    from flaxbert.run import metrics_log
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"split": "train", "step": 1}\n{"split": "train", "step": 2}\n{"split": "tr')
+    assert [row["step"] for row in metrics_log.read(path)] == [1, 2]
+    metrics_log.MetricsLog(path, resume_step=1)  # a resume keeps the rows up to its step, and drops the partial one
+    assert path.read_text() == '{"split": "train", "step": 1}\n'
+    path.write_text('{"split": "train", "step": 1}\n{"split": \n{"split": "train", "step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not a metrics row .*; delete that line"):
+        metrics_log.read(path)
+
+
+def test_resume_with_a_damaged_config_json_goes_on_with_a_warning(tmp_path):
+    """A damaged config.json was called "not a train.py run's ... choose another --output-dir": the run's checkpoints
+    were given up for lost. Now the resume goes on, with what it can no longer compare said (config.json is also
+    written atomically now, so a kill cannot cut it short)."""
+    config = _config(tmp_path)
+    (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "out" / "config.json").write_text('{"preset": "x", "da')
+    with pytest.warns(UserWarning, match=r"its config.json is missing or damaged, so the command's settings cannot"):
+        job._check_output(job.output_dir(config), config, True, False)
+    with pytest.raises(job.RunError, match=r"already holds a run; pass --resume"):
+        job._check_output(job.output_dir(config), config, False, False)

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -56,7 +57,7 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
         classifier = build_classifier(config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+        _write_atomically(out / "config.json", json.dumps(to_dict(config), indent=2) + "\n")
         if not resume and to_predict is None:  # an earlier run's, which this run's summary would not explain
             (out / "predictions.jsonl").unlink(missing_ok=True)
     summary = {"preset": config.preset, "output_dir": str(out), "examples": {k: len(v) for k, v in splits.items()}}
@@ -71,7 +72,7 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     if writer:
         if not curves.plot(read(out / "metrics.jsonl"), out / "curves.png", title=f"{config.preset} ({out})"):
             print("no curves.png: matplotlib is not installed (pip install 'flaxbert[train]').")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         print(format_summary(summary))
     return summary
 
@@ -338,6 +339,18 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
     if not os.access(existing, os.W_OK | os.X_OK):
         raise RunError(f"--output-dir {str(out)!r}: {str(existing)!r} is not writable; pass a directory you can write.")
     saved = out / "config.json"
+    if resume and (out / "checkpoints").is_dir() and not _is_run_config(saved):
+        warnings.warn(
+            f"--resume: the run in {str(out)!r} has checkpoints but its config.json is missing or damaged, so the "
+            "command's settings cannot be compared with the run's; fit still refuses a checkpoint of another model, "
+            "data, batch size or seed. config.json is written again.",
+            stacklevel=2,
+        )
+        return
+    if not (resume or eval_only) and (out / "checkpoints").exists():
+        raise RunError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --output-dir."
+        )
     if out.is_dir() and not saved.exists() and any(out.iterdir()):  # every run writes config.json first
         held = sorted(p.name for p in out.iterdir())
         raise RunError(
@@ -365,10 +378,6 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
                 f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changed)}); resume "
                 "it with the same ones, or start a new run in another --output-dir."
             )
-    elif (out / "checkpoints").exists():
-        raise RunError(
-            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --output-dir."
-        )
 
 
 # What a resumed run may change: where it writes (the directory being resumed is the output directory, however it is
@@ -398,6 +407,8 @@ def _changed(saved: dict, config: Config) -> list[str]:
 def _with_saved_label_names(out: Path, config: Config) -> Config:
     """A resumed run without --label-names goes on with the class names it was started with, given or inferred
     (it used to save its model without the names a --label-names flag had given)."""
+    if not _is_run_config(out / "config.json"):  # lost or damaged (the resume goes on, with a warning)
+        return config
     saved = tuple(json.loads((out / "config.json").read_text())["data"].get("label_names") or ())
     if config.data.label_names or not saved:
         return config
@@ -413,6 +424,13 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
     return flat
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """`path` holds the old text or the new, never a part (a kill mid-write left a config.json --resume refused)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _is_run_config(path: Path) -> bool:

@@ -29,7 +29,20 @@ class MetricsLog:
 
 
 def read(path) -> list[dict]:
+    """The rows of `path`, less a last line cut short (a run killed while appending it: a resume drops it anyway)."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    rows = []
+    for number, line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError as error:  # JSONDecodeError
+            if number == lines[-1][0]:
+                break
+            raise ValueError(
+                f"{path} line {number} is not a metrics row ({error}); delete that line (the rows are one JSON object "
+                "each) and run the command again."
+            ) from None
+    return rows
