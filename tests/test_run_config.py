@@ -34,6 +34,10 @@ def test_unknown_keys_and_bad_values():
     kernels = r"attention_kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\).*, got 'flash'"
     with pytest.raises(cfg.ConfigError, match=kernels):
         cfg.validate(cfg.Config(preset="x", attention_kernel="flash", data=cfg.DataConfig(train="t", validation="v")))
+    with pytest.raises(cfg.ConfigError, match=r"data.label_column is empty: pass --label-column NAME"):
+        cfg.validate(cfg.Config(preset="x", data=cfg.DataConfig(label_column="")))
+    with pytest.raises(cfg.ConfigError, match=r"data.text_columns must name one text column, or two"):
+        cfg.validate(cfg.Config(preset="x", data=cfg.DataConfig(text_columns=())))
     with pytest.raises(cfg.ConfigError, match="group_by_length=true needs bucket=true"):
         cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))
     with pytest.raises(cfg.ConfigError, match=r"optimizer.warmup_fraction must be in \[0, 1\], got 1.5"):

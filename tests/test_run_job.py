@@ -4,6 +4,7 @@ nothing (in-process; the end-to-end runs are in test_train_cli.py)."""
 import dataclasses
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -66,6 +67,15 @@ def test_resume_takes_the_run_directory_however_it_is_spelled(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     for spelling in ("./runs/x", str(tmp_path / "runs" / "x"), "runs/x/"):
         job._check_output(job.output_dir(config), dataclasses.replace(config, output_dir=spelling), True, False)
+    # a local preset by another spelling is the same preset (it was refused: preset: 'preset' -> 'preset/')
+    (tmp_path / "preset").mkdir()
+    local = dataclasses.replace(config, preset="preset")
+    (tmp_path / "runs" / "x" / "config.json").write_text(json.dumps(cfg.to_dict(local)))
+    for spelling in ("preset/", "./preset", str(tmp_path / "preset")):
+        job._check_output(job.output_dir(config), dataclasses.replace(local, preset=spelling), True, False)
+    with pytest.raises(job.RunError, match=r"\(preset: 'preset' -> 'other'\)"):
+        job._check_output(job.output_dir(config), dataclasses.replace(local, preset="other"), True, False)
+    (tmp_path / "runs" / "x" / "config.json").write_text(json.dumps(cfg.to_dict(config)))
     with pytest.raises(job.RunError, match=r"was started with other settings \(epochs: 3 -> 9\); resume it with"):
         job._check_output(job.output_dir(config), dataclasses.replace(config, epochs=9), True, False)
 
@@ -260,7 +270,10 @@ def test_resume_without_label_names_keeps_those_the_run_started_with(tmp_path):
     named = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("neg", "pos")))
     job.run(named)
     shutil.rmtree(tmp_path / "out" / "model")  # so that the resume writes it again
-    job.run(config, resume=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job.run(config, resume=True)  # the run had finished: the summary says so, without fit's API advice
+    assert not [w for w in caught if "already trained" in str(w.message)]
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["data"]["label_names"] == ["neg", "pos"]
     from flaxbert import TextClassifier

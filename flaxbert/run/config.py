@@ -241,6 +241,11 @@ def validate(config: Config, training: bool = True) -> None:
         (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),
         (bool(config.data.train) or not training, "data.train is empty: pass --train-file or set data.train"),
         (bool(config.data.validation), "data.validation is empty: pass --validation-file or set data.validation"),
+        (bool(config.data.label_column), "data.label_column is empty: pass --label-column NAME"),
+        (
+            1 <= len(config.data.text_columns) <= 2,
+            "data.text_columns must name one text column, or two for sentence pairs: pass --text-column NAME[,NAME]",
+        ),
         (config.data.train_limit >= 0, "data.train_limit must be >= 0"),
     ]
     for ok, message in checks:

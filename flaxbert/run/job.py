@@ -221,19 +221,21 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
         before = _logged(out / "metrics.jsonl", step=0)
     began = epoch_began = time.perf_counter()
     try:
-        history = classifier.fit(
-            train_split.texts,
-            train_split.labels,
-            batch_size=config.batch_size,
-            epochs=config.epochs,
-            validation_data=(validation.texts, validation.labels),
-            seed=config.seed,
-            checkpoint_dir=out / "checkpoints",
-            checkpoint_every=config.checkpoint_every or None,
-            on_log=on_log,
-            log_every=config.log_every,
-            group_by_length=config.group_by_length,
-        )
+        with warnings.catch_warnings():  # a finished run resumed: the summary says so (the warning gives API fixes)
+            warnings.filterwarnings("ignore", message=r"checkpoint_dir .* holds this run already trained")
+            history = classifier.fit(
+                train_split.texts,
+                train_split.labels,
+                batch_size=config.batch_size,
+                epochs=config.epochs,
+                validation_data=(validation.texts, validation.labels),
+                seed=config.seed,
+                checkpoint_dir=out / "checkpoints",
+                checkpoint_every=config.checkpoint_every or None,
+                on_log=on_log,
+                log_every=config.log_every,
+                group_by_length=config.group_by_length,
+            )
     except SystemExit as stop:  # SIGTERM: fit saved a checkpoint and exits with status 0, as preemption wants
         if stop.code in (0, None) and writer:
             said = f"a checkpoint is saved in {out / 'checkpoints'}: run the same command with --resume to continue"
@@ -400,6 +402,8 @@ def _changed(saved: dict, config: Config) -> list[str]:
             continue  # other labels would change the data, which fit's checkpoint compares
         if local and key in _DATA_FILES and a and b and os.path.realpath(a) == os.path.realpath(b):
             continue  # the same file reached by another path
+        if key == "preset" and a and b and os.path.isdir(a) and os.path.realpath(a) == os.path.realpath(b):
+            continue  # the same local preset directory
         changed.append(f"{key}: {a!r} -> {b!r}")
     return changed
 
