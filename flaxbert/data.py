@@ -55,7 +55,12 @@ def read_rows(path, labelled: bool = True) -> tuple[list[str], list[dict]]:
         if kind == "parquet":
             return _read_parquet(path)
         return _read_label_first(path) if labelled else _read_text_lines(path)
-    except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"cannot read {str(path)!r}: it is not UTF-8 ({error}); save it as UTF-8 (for a Latin-1 file: "
+            f"iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name})."
+        ) from None
+    except (csv.Error, json.JSONDecodeError) as error:
         raise DataError(f"cannot parse {str(path)!r} as {kind}: {error}") from None
 
 

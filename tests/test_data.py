@@ -246,3 +246,13 @@ def test_a_txt_file_to_predict_is_one_text_a_line_unless_every_line_is_labelled(
     labelled.write_text("3 a gorgeous movie .\n0 the worst film\n")
     assert data.read_split(labelled, ("text",), None).texts == ["a gorgeous movie .", "the worst film"]
     assert data.read_split(labelled, ("text",), "label").labels.tolist() == [3, 0]
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "txt"])
+def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path, kind):
+    path = tmp_path / f"latin.{kind}"
+    text = {"tsv": "sentence\tlabel\ncaf\xe9\t1\n", "csv": "sentence,label\ncaf\xe9,1\n",
+            "jsonl": '{"sentence": "caf\xe9", "label": 1}\n', "txt": "1 caf\xe9\n"}[kind]  # fmt: skip
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(data.DataError, match=rf"latin.{kind}': it is not UTF-8 .*; save it as UTF-8 .*iconv -f latin1"):
+        data.read_split(path, ("text" if kind == "txt" else "sentence",), "label")

@@ -383,8 +383,8 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
 
 
 # What a resumed run may change: where it writes (the directory being resumed is the output directory, however it is
-# spelled or wherever it moved), whether it may reach the Hub, and how it runs without changing a number (the mesh:
-# a preempted job may come back on other devices; the encoder's execution options; the evaluation batch size).
+# spelled or wherever it moved), whether it may reach the Hub, and how it runs (the mesh: a preempted job may come back
+# on other devices, which changes float32 rounding only; the encoder's execution options; the evaluation batch size).
 _RESUMABLE = {"output_dir", "offline", "mesh.data", "mesh.fsdp", "scan_layers", "attention_kernel", "eval_batch_size"}
 _DATA_FILES = ("data.train", "data.validation", "data.test")
 
