@@ -20,7 +20,7 @@ HARD_CASES = [
     "",
     " ",
     "   \t\n  ",
-    "\u00a0\u2003\u3000",  # no-break, em and ideographic spaces
+    "\u00a0\u2003\u3000",  # no-break, em and ideographic spaces: spaces here and in HF, not in keras-hub
     # mixed case and numbers
     "The Quick BROWN fOx",
     "iPhone McDonald's NASA's GPUs",
