@@ -10,6 +10,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
 from flaxbert.models.abstract import abstract_params, check_params, count_params
@@ -71,6 +72,17 @@ class Backbone:
         params = state["params"]  # on the default device: host arrays would be copied over at every call
         self._build(state["config"], None if params is None else jax.device_put(params), state["seed"])
         self.trainable = state["trainable"]
+
+    @property
+    def trainable(self) -> bool:
+        """Whether a classifier's fit updates the encoder (False: only its head trains)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, bool | np.bool_):  # "False" (from a config file) would train: it is truthy
+            raise ValueError(f"trainable must be True or False, got {value!r}.")
+        self._trainable = bool(value)
 
     @property
     def params(self) -> dict:

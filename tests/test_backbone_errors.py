@@ -237,6 +237,17 @@ def test_ids_out_of_range_and_bad_shapes(backbone):
         backbone(_inputs(padding_mask=[[1, 1, 1, 1, 1], [1, 1]]))
 
 
+def test_trainable_takes_a_bool_only(backbone):
+    """`trainable = "False"` (read from a config file) trained the encoder: any value was taken for its truth."""
+    for value in ("False", None, 0):
+        with pytest.raises(ValueError, match=rf"trainable must be True or False, got {re.escape(repr(value))}"):
+            backbone.trainable = value
+    assert backbone.trainable is True  # left as it was
+    backbone.trainable = np.bool_(False)
+    assert backbone.trainable is False
+    backbone.trainable = True  # the module's fixture, as the other tests expect it
+
+
 def test_bad_configs():
     with pytest.raises(ValueError, match="hidden_dim=10 must be divisible by num_heads=3"):
         flaxbert.BertBackbone(10, 1, 3, 10, 20)
