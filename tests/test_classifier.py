@@ -153,6 +153,8 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, seed="7"), r"seed must be None or an integer .*, got '7'"),
         (dict(x=FEATURES, y=LABELS, checkpoint_dir=""), "checkpoint_dir must be a directory path or None, got ''"),
         (dict(x=(["a"], ["b"], ["c"]), y=[0]), "a tuple of 3 text segments, but this BERT has 2 segment types"),
+        (dict(x=FEATURES, y=[0, np.nan]), r"y has no label at position 1 \(NaN or None\): drop the unlabelled"),
+        (dict(x=FEATURES, y=[None, None]), r"y has no label at position 0 \(and 1 more\)"),
     ],
 )
 def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, kwargs, message):

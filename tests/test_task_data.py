@@ -82,6 +82,17 @@ def test_unknown_label_names_are_refused_naming_them_and_the_known_ones():
         _prepare(["the fox"] * 3, ["fox", "cow", "owl"], label_names=("fox", "dog", "cat"))
 
 
+def test_a_model_of_one_segment_type_says_it_takes_no_pairs():
+    """It said to pass "a pair (first_texts, second_texts)": the input it had just refused."""
+    import dataclasses
+
+    one_type = dataclasses.replace(CONFIG, num_segments=1)
+    refused = r"has 1 segment type \(its token_type embeddings\): pass one batch of strings: it takes no sentence pairs"
+    with pytest.raises(ValueError, match=refused + r"\.$"):
+        prepare((["the fox"], ["the dog"]), None, None, preprocessor=_preprocessor(), backbone_config=one_type,
+                num_classes=3, need_labels=False, label_names=None, bucket=False)  # fmt: skip
+
+
 def test_label_names_without_the_classifiers_names_say_how_to_number_them():
     with pytest.raises(ValueError, match=r"y holds label names \(\['cat', 'fox'\]\), not class ids") as error:
         _prepare(["the fox"] * 2, ["fox", "cat"])

@@ -94,9 +94,11 @@ def _check_text(x, preprocessor, backbone_config) -> None:
         raise ValueError("x is empty: pass at least one example.")
     segments = getattr(backbone_config, "num_segments", None)  # DistilBERT has no segment embeddings
     if isinstance(x, tuple) and segments is not None and len(x) > segments:
+        takes = "one batch of strings: it takes no sentence pairs" if segments == 1 else (
+            "one batch of strings, or a pair (first_texts, second_texts)")  # fmt: skip
         raise ValueError(
-            f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment types (its "
-            "token_type embeddings): pass one batch of strings, or a pair (first_texts, second_texts)."
+            f"x is a tuple of {len(x)} text segments, but this BERT has {segments} segment type"
+            f"{'s' if segments > 1 else ''} (its token_type embeddings): pass {takes}."
         )
 
 
@@ -112,6 +114,13 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()]
         return _ids_of_names(names, num_classes, label_names)
     if labels.dtype.kind not in "iu" or labels.dtype == bool:
+        missing = _missing_labels(labels)
+        if missing.size:
+            more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""
+            raise ValueError(
+                f"y has no label at position {missing[0]}{more} (NaN or None): drop the unlabelled examples or fill "
+                "in their labels."
+            )
         raise ValueError(f"y must hold integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
@@ -120,6 +129,16 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
             "fix the labels or build the classifier with more classes."
         )
     return labels.astype(np.int32)
+
+
+def _missing_labels(labels: np.ndarray) -> np.ndarray:
+    """The positions of NaN (float) and None / NaN / pandas NA (object) labels."""
+    if labels.dtype.kind == "f":
+        return np.flatnonzero(np.isnan(labels))
+    if labels.dtype.kind == "O":
+        return np.flatnonzero([v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType"
+                               for v in labels.tolist()])  # fmt: skip
+    return np.array([], int)
 
 
 def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
