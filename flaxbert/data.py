@@ -243,13 +243,14 @@ def _as_int(value) -> int | None:
     return number if isinstance(number, int) else None
 
 
-def _refuse_fractions(values: list, path, column: str, fix: str) -> None:
+def _refuse_fractions(values: list, path, column: str) -> None:
     """A label that is a number but not a whole one is neither a class id nor (unless named) a class name."""
     for i, value in enumerate(values):
         if isinstance(_number(value), float):
             raise DataError(
                 f"{str(path)!r} row {i + 1}: column {column!r} holds {value!r}, which is not a class id (an integer "
-                f"from 0): a text classifier takes class ids or class names; {fix}."
+                "from 0): a text classifier takes class ids or class names; if these numbers name classes, list them "
+                "with --label-names."
             )
 
 
@@ -268,7 +269,7 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
             )
         ids = [index[str(v)] if str(v) in index else _as_int(v) for v in values]
     else:
-        _refuse_fractions(values, path, column, "if these numbers name classes, list them with --label-names")
+        _refuse_fractions(values, path, column)
         ids = [_as_int(v) for v in values]
         if any(i is None for i in ids):
             names = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None})
@@ -289,7 +290,7 @@ def _names_of(values: list, path, column: str) -> tuple[str, ...]:
     """The sorted distinct label names, or () when every label is an integer; labels that mix the two are refused
     (a stray name among integers would otherwise make every integer a name of its own), and so are numbers that
     are not whole (a score column: sorted as names, 0.5 and 1.5 would silently become classes)."""
-    _refuse_fractions(values, path, column, "if these numbers name classes, list them with --label-names")
+    _refuse_fractions(values, path, column)
     named = [_as_int(v) is None for v in values]
     if not any(named):
         return ()
