@@ -148,3 +148,13 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
         # the first asks for a stop after step 2; the second raises at once, in step 2's on_log
         _fit_sending_sigints(_classifier(), tmp_path / "ckpt", at_steps=(2, 2), rows=rows)
     assert rows == [1, 2] and _steps_saved(tmp_path / "ckpt") == []
+
+
+def test_a_stop_asked_for_after_the_loops_last_look_is_raised_on_leaving():
+    """A first Ctrl-C only asks for a stop; one that lands after the loop last looked must not be swallowed."""
+    from flaxbert.training.preemption import hold_sigint_in_steps
+
+    with pytest.raises(KeyboardInterrupt), hold_sigint_in_steps(stop_first=True) as interrupts:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupts.requested  # asked, not raised
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -93,3 +93,5 @@ def hold_sigint_in_steps(stop_first: bool = False):
         yield interrupts
     finally:
         signal.signal(signal.SIGINT, interrupts.previous)
+    if interrupts.requested:  # a stop asked for after the block's last look at `requested`: not swallowed
+        raise KeyboardInterrupt
