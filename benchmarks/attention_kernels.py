@@ -97,7 +97,7 @@ def measure(batch, length, heads, head_dim, dtype, rate, steps, configs) -> list
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="32:128:12:64,256:128:12:64", help="batch:length:heads:head_dim,...")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])

@@ -71,7 +71,7 @@ def child(arm: str, shape_text: str, steps: int, data: pathlib.Path) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="bert_tiny:32:float32", help="model:batch:precision (benchmarks/peers.py)")
     parser.add_argument("--steps", type=int, default=40, help="train batches")
     parser.add_argument("--pairs", type=int, default=2)

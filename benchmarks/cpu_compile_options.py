@@ -72,7 +72,7 @@ def measure(model: str, options: dict, which: str, train_batch: int, predict_bat
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bert_tiny", choices=sorted(peers.MODELS))
     parser.add_argument("--steps", default="both", choices=("both", "train", "predict"))
     parser.add_argument("--options", action="append", help="a JSON dict of options; repeatable (default: A/B above)")

@@ -99,7 +99,7 @@ def train_step_compile_s(model: str, seq: int, cipher, batch: int = 8) -> tuple[
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bert_tiny", choices=sorted(peers.MODELS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=128)

@@ -70,7 +70,7 @@ def _equations(jaxpr):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="bert_tiny:32:float32", help="model:batch:precision (benchmarks/peers.py)")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--against", default=None, help="another checkout to alternate with")

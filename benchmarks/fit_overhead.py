@@ -85,7 +85,7 @@ def fit_seconds(classifier, x, y, batch: int, steps: int, kwargs: dict) -> np.nd
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="N: fits run N and 2N steps")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=32)

@@ -176,7 +176,7 @@ def _most_named(named: collections.Counter, kernel: str) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
                         help="model:batch:precision:attention_kernel[:flat|:fit|:scan|:autodiff],...")  # fmt: skip

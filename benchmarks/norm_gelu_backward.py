@@ -36,7 +36,7 @@ def build(shape, arm: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default="bert_base:32:bfloat16,bert_base:32:float32")
     parser.add_argument("--steps", type=int, default=0, help="also time this many steps per pass (0: memory only)")
     args = parser.parse_args()

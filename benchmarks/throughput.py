@@ -29,15 +29,18 @@ is worth to each.
 What is timed (after warm-up, with a final device sync; every framework at verbose=0):
 - flaxbert: `classifier.fit(x=dict_of_int_arrays, y, batch_size, epochs=1)`. On GPU the train rate is batch / the
   marginal cost of a step, (best time of a fit over 2 * `steps` batches - best over `steps`) / `steps`, so what each
-  call pays once (state creation, data preparation, the epoch-end sync; the row's `fit_fixed_s`) is left out, as it
-  is from any long fit. On CPU it is the best whole fit over 2 * `steps` batches: there a step takes >= 100 ms, the
-  once-per-call costs are < 1% of that fit, and the marginal difference of two noisy timings moved the rate by up to
-  20%. One untimed fit over `steps` batches comes first (a second fit may compile what the first did not: flaxbert's
-  continued optimizer state), and a GPU marginal step that is not positive falls back to the whole fit, named under
-  the table (`throughput_worker._fit_step_s`). Then `classifier.predict(x, batch_size=predict_batch)`, whole call
-  timed.
-  The "jitted step" row drives the same compiled steps directly on one batch placed on the device once, so the gap
-  between the two rows is flaxbert's per-step loop overhead.
+  call pays once (state creation, data preparation, the epoch-end sync; the row's `fit_fixed_s`) is left out, as it is
+  from any long fit. On CPU it is the best whole fit over 2 * `steps` batches: there a step takes tens of ms or more
+  (bert_tiny at batch 32: 57 ms in session 27), the once-per-call costs are small beside that fit (the marginal
+  estimate of them read -0.02 to -0.01 s, i.e. nothing measurable), and the marginal difference of two noisy timings
+  moved the rate by up to 20%. One untimed fit over `steps` batches comes first (a second fit may compile what the
+  first did not: flaxbert's continued optimizer state), and a GPU marginal step that is not positive falls back to the
+  whole fit, named under the table (`throughput_worker._fit_step_s`). Then `classifier.predict(x,
+  batch_size=predict_batch)`, whole call timed.
+  The "jitted step" row drives the same compiled steps directly on one batch placed on the device once, from one
+  host thread, so for training and on an accelerator the gap between the two rows is flaxbert's per-step loop
+  overhead. On a CPU `predict` runs two steps at once from two host threads (`training/concurrent_steps.py`), so
+  there its row can beat the jitted one: that gap is the threading's gain, not overhead.
 - keras-hub: `keras.Model.fit` (timed the same way) / `keras.Model.predict` on the keras-hub classifier
   (Keras 3's own numpy array adapter). keras-hub 0.32's `PipelineModel.fit` override wraps numpy input in grain or
   tf.data before calling the same `keras.Model.fit`; neither is installed (no TensorFlow) and with
@@ -82,12 +85,14 @@ DEFAULT_SHAPES = {"cpu": "bert_tiny:32:float32", "gpu": ",".join(
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--shapes", default=None, help="model:batch:precision,... (default depends on --device)")
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=None, help="timed train steps / predict batches (cpu 30, gpu 20)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="flaxbert and keras-hub time fits of STEPS and 2 x STEPS batches, transformers' loop "
+                             "STEPS steps; predict runs STEPS batches (cpu 30, gpu 20)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help="timed passes, the best counts (cpu 3, gpu 1)")
     parser.add_argument("--predict-batch", type=int, default=None, help="default: the larger of 256 and the batch")
     parser.add_argument("--rounds", type=int, default=1, help="run every subprocess this many times, round-robin")

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gc
 import json
+import os
 import resource
 import time
 import traceback
@@ -100,10 +101,12 @@ class _Rows:
 
 
 class _Backend:
-    """Initialises jax or torch on the requested device before any timing, and reads peak memory."""
+    """Initialises jax or torch on the requested device, and imports the framework's library, before any timing (the
+    first step is timed from the model's building for each framework alike); reads peak memory."""
 
     def __init__(self, framework: str, device: str, compilation_cache):
         self.device, self.torch = device, framework == "transformers"
+        _import_library(framework)
         if self.torch:
             import torch
 
@@ -158,6 +161,24 @@ class _Backend:
             torch.cuda.reset_peak_memory_stats()
 
 
+def _import_library(framework: str) -> None:
+    """The framework's model classes, imported (transformers and keras-hub load them lazily: the first step timed
+    their imports, 0.6 s for keras-hub and up to 4 s for transformers on a busy 2-core VM, and not flaxbert's)."""
+    if framework == "transformers":
+        import transformers
+
+        transformers.BertForSequenceClassification, transformers.DistilBertForSequenceClassification  # noqa: B018
+    elif framework.startswith("keras_hub"):
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        import keras_hub
+
+        keras_hub.models.BertTextClassifier, keras_hub.models.DistilBertTextClassifier  # noqa: B018
+    else:
+        import flaxbert
+
+        flaxbert.TextClassifier  # noqa: B018
+
+
 def _predict_batch(shape, requested: int | None) -> int:
     """The predict batch of a row: `--predict-batch`, else the larger of 256 and the train batch."""
     return requested or max(256, shape.batch)
@@ -186,7 +207,8 @@ def _fit_step_s(fit, sync, steps: int, repeats: int, marginal: bool) -> tuple[fl
     alike. `marginal` (GPU): the step is (best time of fit(2 * steps) - best of fit(steps)) / steps, so what each
     call pays once (optimizer state, data adapter, the epoch-end sync) cancels out, as it does in a long fit; a GPU
     step is ~10 ms, and those costs would weigh on a short fit. Otherwise (CPU): the best whole fit(2 * steps) /
-    (2 * steps). A CPU step is >= 100 ms, so the once-per-call costs are < 1% of a 2 * `steps` fit, while the
+    (2 * steps). A CPU step takes tens of ms or more (bert_tiny at batch 32: 57 ms in session 27), so the once-per-call
+    costs are small beside a 2 * `steps` fit (session 27's marginal estimates of them: -0.02 to -0.01 s), while the
     difference of two noisy timings is not: sessions 4-6 read once-per-call costs of -2.6 to +1.2 s from it (the true
     ones ~0), which moved the CPU train rates by up to 20% either way. A marginal step that is not positive (timings
     too noisy to difference) falls back to the whole fit, a step no faster than the true one. The second value is the

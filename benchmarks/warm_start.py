@@ -54,7 +54,7 @@ def run(cache: str, threshold: float, shape: str) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", default="bert_base:2:float32", help="model:batch:precision (benchmarks/peers.py)")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--cache", default=None, help="time fresh processes on this already warm cache instead")
