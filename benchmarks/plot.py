@@ -31,6 +31,7 @@ GPU_TARGETS = {  # examples/s, (model, batch, precision, "train" | "predict")
 FLAXBERT, PEER = "tab:blue", "tab:gray"
 NO_MATPLOTLIB = "no chart: matplotlib is not installed"  # what write_png returns instead of a path
 NO_RESULT = "no chart: no row of the report has a result to draw"
+NOT_DRAWN = "no chart: only throughput.py and sst2_epoch.py reports are drawn (the others' tables: benchmarks/*.md)"
 
 
 def write_and_say(report: dict, json_path) -> None:
@@ -42,7 +43,7 @@ def write_and_say(report: dict, json_path) -> None:
 
 def write_png(report: dict, json_path) -> pathlib.Path | str:
     """Writes the chart of `report` beside `json_path` (same name, .png) and returns its path; or returns
-    NO_MATPLOTLIB or NO_RESULT (every row failed) and writes nothing."""
+    NO_MATPLOTLIB, NO_RESULT (every row failed) or NOT_DRAWN (another benchmark's report) and writes nothing."""
     try:
         import matplotlib
 
@@ -50,7 +51,9 @@ def write_png(report: dict, json_path) -> pathlib.Path | str:
         import matplotlib.pyplot as plt
     except ImportError:
         return NO_MATPLOTLIB
-    draw = {"throughput": _throughput, "sst2_epoch": _sst2_epoch}[report["benchmark"]]
+    draw = DRAWN.get(report.get("benchmark") if isinstance(report, dict) else None)
+    if draw is None:
+        return NOT_DRAWN
     figure = draw(plt, report)
     if figure is None:
         return NO_RESULT
@@ -126,6 +129,9 @@ def _sst2_epoch(plt, report):
                     f"({report['device']})", fontsize=10)  # fmt: skip
     figure.tight_layout()
     return figure
+
+
+DRAWN = {"throughput": _throughput, "sst2_epoch": _sst2_epoch}  # the "benchmark" field of the reports drawn
 
 
 def main():

@@ -181,3 +181,11 @@ def test_the_report_names_gpu_rows_whose_train_rate_fell_back_to_the_whole_fit(c
     out = capsys.readouterr().out
     named = "recomputed so), so no faster than the true rate: flaxbert bert_base 32."
     assert "not the marginal step" in out and named in out
+
+
+def test_a_report_of_another_benchmark_is_named_not_a_key_error(tmp_path):
+    """plot.py on a tokenize_sst2 or rerun_cell report ended in a KeyError."""
+    json_path = tmp_path / "tokenize_sst2.json"
+    for report in ({"peers": {}}, {"benchmark": "rerun_cell"}, [1, 2]):
+        assert plot.write_png(report, json_path) == plot.NOT_DRAWN
+    assert not json_path.with_suffix(".png").exists()
