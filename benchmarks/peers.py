@@ -43,7 +43,9 @@ PRECISIONS = ("float32", "bfloat16")
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 FLOPS_FORMULA = (
     "train FLOPs per example = 6 * N * L + 12 * layers * L^2 * hidden, N = non-embedding params "
-    "(encoder layers, pooler / pre-classifier, classifier), L = sequence length (PaLM appendix B)"
+    "(encoder layers, pooler / pre-classifier, classifier), L = sequence length (PaLM appendix B); it counts the "
+    "head at every position, where every framework runs it at [CLS] alone: +0.67% on bert_base, +1.3% on "
+    "distil_bert_base, +3.6% on bert_tiny"
 )
 
 
