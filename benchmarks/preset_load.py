@@ -51,11 +51,16 @@ def _load() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=pathlib.Path, default=None)
+    parser.add_argument("--workdir", type=pathlib.Path, default=None,
+                        help="a new or empty directory for the fake Hub cache and the conversions, kept afterwards "
+                             "(default: a temporary one, removed)")  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return _load()
+    if args.workdir is not None and args.workdir.exists() and any(args.workdir.iterdir()):
+        # its converted/ cache would make the first load a cached one
+        parser.error(f"--workdir {args.workdir} is not empty: pass a new or empty directory")
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="flaxbert-preset-load-"))
     _make_hub(workdir)
     env = dict(os.environ, HF_HUB_CACHE=str(workdir / "hub"), HF_HUB_OFFLINE="1",

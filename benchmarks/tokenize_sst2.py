@@ -6,6 +6,7 @@ with the reason. Also printed: SST-2's WordPiece length distribution and the sha
 bucketing removes for shuffled training batches. keras-hub's and transformers' ids are compared with flaxbert's.
 
     python benchmarks/tokenize_sst2.py                 # ../shared/data/sst2/train.tsv, the MiniLM uncased vocab
+    python benchmarks/tokenize_sst2.py --repeats 5 --json benchmarks/results/tokenize_sst2.json   # the kept report
     python benchmarks/tokenize_sst2.py --json out.json --sequence-length 128 --batch-size 1024
 
 keras-hub needs TensorFlow and tensorflow-text; install them in a separate virtual environment rather than in
@@ -20,6 +21,7 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import tempfile
 import time
 
@@ -192,6 +194,8 @@ def main():
         "sentences": len(sentences),
         "sequence_length": args.sequence_length,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,  # timed passes, the best counts
+        "command": " ".join(sys.argv),
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "versions": versions(),
