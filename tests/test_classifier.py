@@ -154,6 +154,8 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, checkpoint_dir=""), "checkpoint_dir must be a directory path or None, got ''"),
         (dict(x=(["a"], ["b"], ["c"]), y=[0]), "a tuple of 3 text segments, but this BERT has 2 segment types"),
         (dict(x=FEATURES, y=[0, np.nan]), r"y has no label at position 1 \(NaN or None\): drop the unlabelled"),
+        (dict(x=FEATURES, y=LABELS, verbose="yes"), r"verbose must be 0 \(silent\), 1 .* or 'auto', got 'yes'"),
+        (dict(x=FEATURES, y=LABELS, verbose=3), r"verbose must be 0 \(silent\), 1 .* or 'auto', got 3"),
         (dict(x=FEATURES, y=[None, None]), r"y has no label at position 0 \(and 1 more\)"),
     ],
 )
@@ -162,6 +164,32 @@ def test_fit_rejects_bad_input_and_leaves_the_model_unchanged(text_classifier, k
     with pytest.raises((TypeError, ValueError), match=message):
         text_classifier.fit(**{"batch_size": 2, "verbose": 0, **kwargs})
     assert _leaves_equal(before, text_classifier.params)
+
+
+def test_verbose_as_keras_reads_it(text_classifier, capsys):
+    """evaluate's bar showed steps alone, any value was taken, and 2 drew the bar too: 1 is now a bar with the
+    running loss and accuracy, 2 one line, as in Keras."""
+    scores = text_classifier.evaluate(FEATURES, LABELS, batch_size=1, verbose=1)
+    err = capsys.readouterr().err
+    assert f"loss: {scores['loss']:.4f} - accuracy: {scores['accuracy']:.4f}" in err and "2/2" in err
+    text_classifier.evaluate(FEATURES, LABELS, batch_size=1, verbose=2)
+    out, err = capsys.readouterr()
+    assert out.startswith(f"evaluate: loss: {scores['loss']:.4f} - accuracy: {scores['accuracy']:.4f} - ") and not err
+    text_classifier.predict(FEATURES, verbose=2)
+    out, err = capsys.readouterr()
+    assert out.startswith("predict: 2 examples - ") and not err
+    assert text_classifier.evaluate(FEATURES, LABELS, verbose="auto") == scores
+    with pytest.raises(ValueError, match=r"verbose must be .*, got None"):
+        text_classifier.predict(FEATURES, verbose=None)
+    capsys.readouterr()
+    fitted = flaxbert.BertTextClassifier(flaxbert.BertBackbone(50, 1, 2, 8, 8, max_sequence_length=4), num_classes=2)
+    ones = np.ones((4, 4), int)
+    inputs = {"token_ids": ones, "segment_ids": 0 * ones, "padding_mask": ones}
+    history = fitted.fit(inputs, [0, 1, 0, 1], batch_size=2, epochs=2, verbose=2)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"] and "step/s" not in err
+    assert lines[1].startswith(f"epoch 2/2: loss: {history.history['loss'][1]:.4f} - accuracy: ")
 
 
 def test_numpy_integers_count_as_integers(text_classifier):
@@ -358,6 +386,19 @@ def test_batch_sizes_that_do_not_split_over_the_mesh_are_padded_and_said():
         warnings.simplefilter("error")
         even = classifier.predict(PREPROCESSED, batch_size=8, verbose=0)
     np.testing.assert_allclose(odd, even, atol=1e-6)
+
+
+def test_a_mesh_from_jax_make_mesh_runs_as_an_auto_mesh():
+    """jax.make_mesh gives Explicit axes by default: compile took the mesh, then every predict, evaluate and fit
+    failed inside jax (a sharding-in-types error from the embedding lookup)."""
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4)
+    expected = classifier.predict(PREPROCESSED, batch_size=8, verbose=0)
+    explicit = jax.make_mesh((2, 4), ("data", "fsdp"))
+    assert set(explicit.axis_types) == {jax.sharding.AxisType.Explicit}
+    classifier.compile(mesh=explicit)
+    assert set(classifier.mesh.axis_types) == {jax.sharding.AxisType.Auto}
+    assert list(classifier.mesh.devices.flat) == list(explicit.devices.flat)
+    np.testing.assert_allclose(classifier.predict(PREPROCESSED, batch_size=8, verbose=0), expected, atol=1e-6)
 
 
 def test_wrong_backbone_and_compile_settings():

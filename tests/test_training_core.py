@@ -106,6 +106,25 @@ def test_evaluate_and_predict_are_exact_with_a_padded_last_batch(mesh_shape, buc
     assert metrics["accuracy"] == pytest.approx(float((direct.argmax(-1) == data.labels).mean()), abs=1e-7)
 
 
+def test_the_loops_pad_a_batch_that_does_not_split_over_the_mesh():
+    """Called directly without `rows`, a batch of 12 on 8 devices ended in jax's IndivisibleError; the loops now pad
+    it to 16 weightless rows, as the classifiers do, and a `rows` that cannot work is named."""
+    mesh = make_mesh(2, 4)
+    _, shardings = programs.state_shardings(MODEL, CFG, optax.sgd(0.1), mesh)
+    params = jax.device_put(_params(), shardings.params)
+    data = _data(n=30, length=24)
+    predict = programs.jit_predict_step(MODEL, mesh, shardings.params)
+    outputs = loops.predict(params, predict, data, batch_size=12, mesh=mesh, verbose=0)
+    np.testing.assert_allclose(outputs, loops.predict(params, predict, data, batch_size=16, mesh=mesh, verbose=0),
+                               atol=1e-6)  # fmt: skip
+    evaluate = programs.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
+    assert loops.evaluate(params, evaluate, data, batch_size=12, mesh=mesh, verbose=0)["loss"] == pytest.approx(
+        loops.evaluate(params, evaluate, data, batch_size=16, mesh=mesh, verbose=0)["loss"], abs=1e-6
+    )
+    with pytest.raises(ValueError, match=r"rows=12 must be at least batch_size=12 and a multiple of the mesh's 8"):
+        loops.predict(params, predict, data, batch_size=12, rows=12, mesh=mesh, verbose=0)
+
+
 def test_evaluation_order_is_longest_first_with_ties_in_input_order():
     data = _data(n=37, length=24)
     lengths = data.inputs["padding_mask"].sum(axis=1)

@@ -39,15 +39,27 @@ def flag(name: str, value) -> bool:
     return bool(value)
 
 
+def verbosity(value) -> int:
+    """fit / evaluate / predict's `verbose`, as Keras takes it: 0 (silent), 1 (a progress bar), 2 (one line: per
+    epoch in fit, at the end in evaluate and predict) or "auto" (1)."""
+    if isinstance(value, str) and value == "auto":
+        return 1
+    if isinstance(value, (bool, np.bool_)) or (is_int(value) and 0 <= value <= 2):
+        return int(value)
+    raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar), 2 (one line) or 'auto', got {value!r}.")
+
+
 def mesh(value) -> Mesh:
     """compile's `mesh`: None (every device, data parallel), a `(data, fsdp)` pair of ints, or a Mesh with the axes
-    ("data", "fsdp")."""
+    ("data", "fsdp"). A Mesh's axes are taken as Auto ones (the compiler propagates the shardings): `jax.make_mesh`
+    makes Explicit axes by default, under which flaxbert's programs failed inside jax (sharding-in-types errors)."""
     if value is None:
         return make_mesh()
     if isinstance(value, Mesh):
         if tuple(value.axis_names) != ("data", "fsdp"):
             raise ValueError(f"a Mesh for compile must have the axes ('data', 'fsdp'), got {value.axis_names}.")
-        return value
+        auto = (jax.sharding.AxisType.Auto,) * len(value.axis_names)
+        return value if tuple(value.axis_types) == auto else Mesh(value.devices, value.axis_names, axis_types=auto)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(n) for n in value):
         return make_mesh(*(int(n) for n in value))
     raise ValueError(

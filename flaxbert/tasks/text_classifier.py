@@ -391,6 +391,7 @@ class TextClassifier:
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         """
         epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.batch_size(batch_size)
+        verbose = arguments.verbosity(verbose)
         log_every = arguments.positive_int("log_every", log_every)
         if checkpoint_every is not None:
             checkpoint_every = arguments.positive_int("checkpoint_every", checkpoint_every,
@@ -535,7 +536,7 @@ class TextClassifier:
         """
         if not isinstance(return_dict, (bool, np.bool_)):
             raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
-        batch_size = arguments.batch_size(batch_size)
+        batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, shardings = self._steps("eval")
@@ -546,7 +547,7 @@ class TextClassifier:
 
     def predict(self, x, batch_size: int = 32, verbose: int = 1):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
-        batch_size = arguments.batch_size(batch_size)
+        batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
         predict_fn, shardings = self._steps("predict")

@@ -29,6 +29,18 @@ from flaxbert.training.programs import device_zero_sums, seed_array, zero_totals
 _IN_FLIGHT = 4  # evaluate / predict steps started ahead of the one the host waits for
 
 
+def _step_rows(rows: int | None, batch_size: int, mesh) -> int:
+    """The rows a step of `batch_size` examples takes: `rows`, by default `batch_size` rounded up to a multiple of the
+    mesh's devices (the padding rows carry no weight), as the classifiers pad."""
+    devices = mesh.size
+    if rows is None:
+        return -(-batch_size // devices) * devices
+    if rows < batch_size or rows % devices:
+        raise ValueError(f"rows={rows} must be at least batch_size={batch_size} and a multiple of the mesh's "
+                         f"{devices} devices.")  # fmt: skip
+    return rows
+
+
 def _feed(batch, mesh):
     """This process's rows of a global numpy batch, as global arrays sharded over the mesh."""
     rows = process_slice(len(batch["label"]))
@@ -69,7 +81,9 @@ def compile_fit_ahead(train_fn, state_spec, data: ArrayData, *, batch_size: int,
         return {}
     order = epoch_order(len(data), seed, epoch, shuffle, row_lengths(data) if group_by_length else None, batch_size)
     specs = (state_spec, *compile_ahead.spec((zero_totals(mesh), seed_array(seed, mesh))))
-    return _train_programs(train_fn, specs, data, order, first, batch_size, rows or batch_size, bucket, mesh)
+    return _train_programs(
+        train_fn, specs, data, order, first, batch_size, _step_rows(rows, batch_size, mesh), bucket, mesh
+    )
 
 
 def _train_programs(train_fn, specs, data: ArrayData, order, first: int, batch_size: int, rows: int, bucket: bool,
@@ -129,7 +143,7 @@ def fit(
     this call dispatched (0: `state` is the one passed in, maybe restored from a checkpoint), then the exception goes
     on; a Ctrl-C during a step is raised once the step's result is held (`preemption.hold_sigint_in_steps`).
     """
-    rows, record = rows or batch_size, dict(record or {}, seed=seed)
+    rows, record = _step_rows(rows, batch_size, mesh), dict(record or {}, seed=seed)
     seed_on_mesh = seed_array(seed, mesh)
     per_epoch = num_batches(len(data), batch_size)
     start = int(state.step)  # the only sync before the loop
@@ -146,8 +160,7 @@ def fit(
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
         scores = validate(state.params)
         if verbose:
-            shown = " - ".join(f"val_{key}: {value:.4f}" for key, value in scores.items())
-            tqdm.write(f"epoch {epoch}/{epochs}: {shown}")
+            tqdm.write(f"epoch {epoch}/{epochs}: {_scores(scores, 'val_')}")
         if on_log is not None:
             on_log(dict(split="validation", step=epoch * per_epoch, epoch=float(epoch), **scores))
         if ckpt is not None:
@@ -176,7 +189,7 @@ def fit(
                 if compile_validation is not None and not validation_programs:
                     validation_programs = compile_validation(specs[0].params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                           disable=verbose == 0, dynamic_ncols=True)  # fmt: skip
+                           disable=verbose != 1, dynamic_ncols=True)  # fmt: skip
                 fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
@@ -190,7 +203,7 @@ def fit(
                             now = time.perf_counter()
                             on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began, earlier))
                             totals, window_began, earlier = dict(totals, window=fresh["window"]), now, 0.0
-                        if verbose and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the only syncs inside the loop
+                        if verbose == 1 and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the loop's only syncs
                             _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
                         bar.update(1)
                         # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
@@ -203,8 +216,12 @@ def fit(
                             bar.close()
                             _stop_if_asked(preemption, interrupts)
                 bar.close()
-                for key, value in steps.summarize(jax.device_get(totals["epoch"])).items():
+                summary = steps.summarize(jax.device_get(totals["epoch"]))
+                for key, value in summary.items():
                     history.setdefault(key, []).append(value)
+                if verbose == 2:  # Keras' one line per epoch
+                    seconds = time.perf_counter() - began
+                    tqdm.write(f"epoch {epoch + 1}/{epochs}: {_scores(summary)} - {seconds:.1f} s")
                 if ckpt is not None:
                     end = (epoch + 1) * per_epoch
                     checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
@@ -254,6 +271,11 @@ def _train_row(step: int, epoch: float, sums, seconds: float, earlier: float = 0
     return dict(split="train", step=step, epoch=round(epoch, 4), **steps.summarize(sums), examples_per_second=rate)
 
 
+def _scores(scores: dict, prefix: str = "") -> str:
+    """`loss: 0.1234 - accuracy: 0.5678`, as Keras prints its metrics."""
+    return " - ".join(f"{prefix}{key}: {value:.4f}" for key, value in scores.items())
+
+
 def _show(bar, sums, examples_per_second):
     shown = steps.summarize(jax.device_get(sums))
     bar.set_postfix(loss=f"{shown['loss']:.4f}", accuracy=f"{shown['accuracy']:.4f}",
@@ -266,18 +288,24 @@ def _inference_order(data: ArrayData, bucket: bool) -> np.ndarray:
     return longest_first(data) if bucket else np.arange(len(data))
 
 
-def _batches(data: ArrayData, order, batch_size: int, rows: int, bucket: bool, desc: str, verbose: int):
+def _batches(data: ArrayData, order, batch_size: int, rows: int, bucket: bool):
     """(row indices, batch) over every example, in `order`."""
-    for i in tqdm(range(num_batches(len(data), batch_size)), desc=desc, unit="step", disable=verbose == 0):
+    for i in range(num_batches(len(data), batch_size)):
         indices = order[i * batch_size : (i + 1) * batch_size]
         yield indices, make_batch(data, indices, rows, bucket)
+
+
+def _progress(data: ArrayData, batch_size: int, desc: str, verbose: int):
+    """evaluate's and predict's bar (`verbose=1`), counting steps as their results arrive."""
+    return tqdm(total=num_batches(len(data), batch_size), desc=desc, unit="step", disable=verbose != 1,
+                dynamic_ncols=True)  # fmt: skip
 
 
 def compile_evaluate_ahead(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None,
                            bucket: bool = False) -> dict:  # fmt: skip
     """Starts compiling the programs `evaluate` with these arguments will run (`params` may be specs); returns their
     futures (`compile_ahead.compile_ahead`). A fit starts its validation's this way, before its first step."""
-    rows, order = rows or batch_size, _inference_order(data, bucket)
+    rows, order = _step_rows(rows, batch_size, mesh), _inference_order(data, bucket)
     head = compile_ahead.spec((params, device_zero_sums(mesh)))
     return _compile_for_batches(eval_fn, data, order, batch_size, rows, bucket, mesh, lambda b: (*head, b))
 
@@ -291,30 +319,41 @@ def evaluate(
     starts from zeros and the host adds its totals in batch order, the same float32 adds in the same order: the
     same numbers.
     """
-    rows, order = rows or batch_size, _inference_order(data, bucket)
+    rows, order = _step_rows(rows, batch_size, mesh), _inference_order(data, bucket)
     programs = compile_evaluate_ahead(params, eval_fn, data, batch_size=batch_size, mesh=mesh, rows=rows,
                                       bucket=bucket)  # fmt: skip
-    batches = (_feed(batch, mesh) for _, batch in _batches(data, order, batch_size, rows, bucket, "evaluate", verbose))
-    threads = host_threads(mesh)
+    batches = (_feed(batch, mesh) for _, batch in _batches(data, order, batch_size, rows, bucket))
+    threads, began = host_threads(mesh), time.perf_counter()
     try:
-        if threads == 1:
-            sums = device_zero_sums(mesh)
-            for batch in batches:
-                compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
-                sums = eval_fn(params, sums, batch)
-            return steps.summarize(jax.device_get(sums))
-        zeros, sums = device_zero_sums(mesh), steps.zero_sums()
+        with _progress(data, batch_size, "evaluate", verbose) as bar:
+            if threads == 1:
+                sums = device_zero_sums(mesh)
+                for i, batch in enumerate(batches):
+                    compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
+                    sums = eval_fn(params, sums, batch)
+                    if verbose == 1 and ((i + 1) % 10 == 0 or i + 1 == bar.total):  # the loop's only syncs
+                        bar.set_postfix_str(_scores(steps.summarize(jax.device_get(sums))), refresh=False)
+                    bar.update(1)
+                scores = steps.summarize(jax.device_get(sums))
+            else:
+                zeros, sums = device_zero_sums(mesh), steps.zero_sums()
 
-        def step(batch):
-            compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
-            return jax.device_get(eval_fn(params, zeros, batch))
+                def step(batch):
+                    compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
+                    return jax.device_get(eval_fn(params, zeros, batch))
 
-        for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
-            sums = jax.tree.map(np.add, sums, batch_sums)
-        return steps.summarize(sums)
+                for batch_sums in in_order(step, batches, threads=threads, ahead=_IN_FLIGHT):
+                    sums = jax.tree.map(np.add, sums, batch_sums)
+                    if verbose == 1:
+                        bar.set_postfix_str(_scores(steps.summarize(sums)), refresh=False)
+                    bar.update(1)
+                scores = steps.summarize(sums)
     except BaseException as error:  # cut short: the programs not yet begun are not needed
         compile_ahead.cancel(programs, cause=error)
         raise
+    if verbose == 2:  # Keras' one line
+        tqdm.write(f"evaluate: {_scores(scores)} - {time.perf_counter() - began:.1f} s")
+    return scores
 
 
 def predict(
@@ -326,12 +365,13 @@ def predict(
     several threads at once), so the device computes while the host builds the next batches. Outputs stay on the
     device until the end. With `bucket`, the examples are computed longest first and put back in input order.
     """
-    rows, order = rows or batch_size, _inference_order(data, bucket)
+    rows, order = _step_rows(rows, batch_size, mesh), _inference_order(data, bucket)
     head = compile_ahead.spec(params)
     programs = _compile_for_batches(predict_fn, data, order, batch_size, rows, bucket, mesh,
                                     lambda batch: (head, batch["inputs"]))  # fmt: skip
-    batches = _batches(data, order, batch_size, rows, bucket, "predict", verbose)
+    batches = _batches(data, order, batch_size, rows, bucket)
     fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in batches)
+    began = time.perf_counter()
 
     def step(item):
         indices, inputs = item
@@ -339,11 +379,17 @@ def predict(
         return indices, predict_fn(params, inputs)
 
     try:
-        outputs = list(in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT))
+        with _progress(data, batch_size, "predict", verbose) as bar:
+            outputs = []
+            for output in in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT):
+                outputs.append(output)
+                bar.update(1)
     except BaseException as error:  # cut short: the programs not yet begun are not needed
         compile_ahead.cancel(programs, cause=error)
         raise
     computed = np.concatenate([to_host(out)[: len(indices)] for indices, out in outputs])
     result = np.empty_like(computed)
     result[np.concatenate([indices for indices, _ in outputs])] = computed
+    if verbose == 2:  # Keras' one line
+        tqdm.write(f"predict: {len(data):,} examples - {time.perf_counter() - began:.1f} s")
     return result
