@@ -42,9 +42,9 @@ _CHILD = textwrap.dedent(
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     faults(3), faults(3)  # the heap grows to its working size over the first fits
-    # The marginal step (what each fit pays once cancels out); the lowest of three estimates, since the heap may
+    # The marginal step (what each fit pays once cancels out); the lowest of five estimates, since the heap may
     # still grow now and then when the two threads interleave their allocations differently.
-    per_step = min((faults(3) - faults(1)) / 6 for _ in range(3))
+    per_step = min((faults(3) - faults(1)) / 6 for _ in range(5))
     pages = temp / os.sysconf("SC_PAGE_SIZE")
     print(json.dumps({"applied": applied, "faults_per_step": per_step, "temp_pages": pages}))
     """
