@@ -340,8 +340,8 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
     existing = next(place for place in (out, *out.absolute().parents) if place.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise RunError(f"--output-dir {str(out)!r}: {str(existing)!r} is not writable; pass a directory you can write.")
-    saved = out / "config.json"
-    if resume and (out / "checkpoints").is_dir() and not _is_run_config(saved):
+    saved, run_config = out / "config.json", _run_config(out / "config.json")
+    if resume and (out / "checkpoints").is_dir() and run_config is None:
         warnings.warn(
             f"--resume: the run in {str(out)!r} has checkpoints but its config.json is missing or damaged, so the "
             "command's settings cannot be compared with the run's; fit still refuses a checkpoint of another model, "
@@ -359,7 +359,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
             f"--output-dir {str(out)!r} holds files that are not a train.py run's ({', '.join(held[:3])}"
             f"{', ...' if len(held) > 3 else ''}), which this run could overwrite; choose a new or empty --output-dir."
         )
-    if saved.is_file() and not _is_run_config(saved):
+    if saved.is_file() and run_config is None:
         raise RunError(
             f"--output-dir {str(out)!r} holds a config.json that is not a train.py run's (a preset's, or another "
             "program's), which this run would overwrite; choose another --output-dir."
@@ -374,7 +374,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
     if resume:
         if not saved.exists():
             raise RunError(f"--resume: {str(out)!r} holds no run (no config.json); start it without --resume.")
-        changed = _changed(json.loads(saved.read_text()), config)
+        changed = _changed(run_config, config)
         if changed:
             raise RunError(
                 f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changed)}); resume "
@@ -411,9 +411,10 @@ def _changed(saved: dict, config: Config) -> list[str]:
 def _with_saved_label_names(out: Path, config: Config) -> Config:
     """A resumed run without --label-names goes on with the class names it was started with, given or inferred
     (it used to save its model without the names a --label-names flag had given)."""
-    if not _is_run_config(out / "config.json"):  # lost or damaged (the resume goes on, with a warning)
+    run_config = _run_config(out / "config.json")
+    if run_config is None:  # lost or damaged (the resume goes on, with a warning)
         return config
-    saved = tuple(json.loads((out / "config.json").read_text())["data"].get("label_names") or ())
+    saved = tuple(run_config["data"].get("label_names") or ())
     if config.data.label_names or not saved:
         return config
     return dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=saved))
@@ -437,13 +438,15 @@ def _write_atomically(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def _is_run_config(path: Path) -> bool:
-    """Whether `path` is a config.json train.py wrote (by any version: its top-level sections)."""
+def _run_config(path: Path) -> dict | None:
+    """The config.json train.py wrote at `path` (by any version: its top-level sections), or None where there is
+    none: missing, damaged, or another program's."""
     try:
         saved = json.loads(path.read_text())
     except (ValueError, OSError):  # JSON errors are ValueErrors
-        return False
-    return isinstance(saved, dict) and {"preset", "data", "optimizer", "mesh"} <= saved.keys()
+        return None
+    is_run = isinstance(saved, dict) and {"preset", "data", "optimizer", "mesh"} <= saved.keys()
+    return saved if is_run and isinstance(saved["data"], dict) else None
 
 
 def _go_offline() -> None:

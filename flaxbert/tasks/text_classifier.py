@@ -36,7 +36,7 @@ from flaxbert.text import (
     DistilBertTokenizer,
 )
 from flaxbert.training import compile_ahead, loops, optimizers, programs, shared_steps, steps
-from flaxbert.training.batches import fingerprint, num_batches
+from flaxbert.training.batches import fingerprint, num_batches, padded_rows
 
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
@@ -321,7 +321,7 @@ class TextClassifier:
 
     def _rows(self, batch_size: int) -> int:
         """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded."""
-        rows = self._padded(batch_size)
+        rows = padded_rows(batch_size, self.mesh.size)
         if rows != batch_size:
             warnings.warn(
                 f"batch_size={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
@@ -337,11 +337,7 @@ class TextClassifier:
         if size >= batch_size:
             return batch_size, rows
         smaller = min(batch_size, max(1 << (size - 1).bit_length(), self.mesh.size))
-        return smaller, min(rows, self._padded(smaller))
-
-    def _padded(self, batch_size: int) -> int:
-        """The rows a step of `batch_size` examples takes: rounded up to a multiple of the device count."""
-        return -(-batch_size // self.mesh.size) * self.mesh.size
+        return smaller, min(rows, padded_rows(smaller, self.mesh.size))
 
     def _prepare(self, x, y, sample_weight, need_labels: bool, training: bool = False):
         """`(ArrayData, bucket)`: the checked data and whether its batches are cut to their length buckets. Raw text

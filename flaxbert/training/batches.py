@@ -48,6 +48,12 @@ def num_batches(size: int, batch_size: int) -> int:
     return math.ceil(size / batch_size)
 
 
+def padded_rows(batch_size: int, devices: int) -> int:
+    """The rows a step of `batch_size` examples takes on `devices`: rounded up to a multiple of them (the padding
+    rows carry no weight)."""
+    return -(-batch_size // devices) * devices
+
+
 GROUP_WINDOW = 50  # batches' worth of shuffled rows sorted by length together when grouping by length
 
 

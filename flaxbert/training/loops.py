@@ -19,6 +19,7 @@ from flaxbert.training.batches import (
     longest_first,
     make_batch,
     num_batches,
+    padded_rows,
     row_lengths,
 )
 from flaxbert.training.concurrent_steps import host_threads, in_order
@@ -30,11 +31,10 @@ _IN_FLIGHT = 4  # evaluate / predict steps started ahead of the one the host wai
 
 
 def _step_rows(rows: int | None, batch_size: int, mesh) -> int:
-    """The rows a step of `batch_size` examples takes: `rows`, by default `batch_size` rounded up to a multiple of the
-    mesh's devices (the padding rows carry no weight), as the classifiers pad."""
+    """The rows a step of `batch_size` examples takes: `rows`, by default `padded_rows`, as the classifiers pad."""
     devices = mesh.size
     if rows is None:
-        return -(-batch_size // devices) * devices
+        return padded_rows(batch_size, devices)
     if rows < batch_size or rows % devices:
         raise ValueError(f"rows={rows} must be at least batch_size={batch_size} and a multiple of the mesh's "
                          f"{devices} devices.")  # fmt: skip
