@@ -64,9 +64,13 @@ def test_one_label_without_a_problem_type_is_a_regression_head(tmp_path, hub_cac
     with pytest.warns(UserWarning, match=f"{regression}.*num_classes=2 gets a new, randomly initialised head"):
         classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None)
     assert classifier.head_params["logits"]["kernel"].shape == (48, 2)
-    hub_cache("org/one_label", path)  # the Hub conversion caches the encoder alone, as for a bare encoder
-    with pytest.raises(ValueError, match="has no classification head to keep: pass num_classes"):
+    # Through the Hub the same: the download is loaded as it is, not cached as a bare encoder whose load could only
+    # say "no classification head" and warn nothing when a new head replaced the regression one.
+    hub_cache("org/one_label", path)
+    with pytest.raises(ValueError, match=f"{regression}.*Pass num_classes for a new head"):
         flaxbert.TextClassifier.from_preset("hf://org/one_label", preprocessor=None)
+    with pytest.warns(UserWarning, match=f"{regression}.*num_classes=2 gets a new, randomly initialised head"):
+        flaxbert.TextClassifier.from_preset("hf://org/one_label", num_classes=2, preprocessor=None)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +85,9 @@ def test_one_label_without_a_problem_type_is_a_regression_head(tmp_path, hub_cac
         ("distil_bert", dict(dropout=0.0, attention_dropout=0.3), 0.0, "attention_dropout=0.3"),
     ],
 )
-def test_two_transformers_dropout_rates_warn_once_naming_both(tmp_path, kind, rates, used, named):
-    """transformers' attention-probability dropout rate was dropped silently: flaxbert has one rate, the hidden one."""
+def test_two_transformers_dropout_rates_warn_once_naming_both(tmp_path, hub_cache, kind, rates, used, named):
+    """transformers' attention-probability dropout rate was dropped silently: flaxbert has one rate, the hidden one.
+    Through the Hub it warns on every load too (a converted copy warned on the first alone)."""
     shape = (BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]) | rates
     path = save(random_model(f"{kind}_classifier", shape, num_labels=2), tmp_path / kind)
     with warnings.catch_warnings(record=True) as caught:
@@ -93,6 +98,10 @@ def test_two_transformers_dropout_rates_warn_once_naming_both(tmp_path, kind, ra
     assert classifier.backbone.config.dropout == used
     with pytest.warns(UserWarning, match=f"{named}; flaxbert has one dropout rate"):
         hf_checkpoint.load_backbone(path)
+    hub_cache(f"org/{kind}", path)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match=f"{named}; flaxbert has one dropout rate"):
+            flaxbert.TextClassifier.from_preset(f"hf://org/{kind}", preprocessor=None)
 
 
 def test_text_classifier_dispatches_and_keeps_the_saved_head(distil_dir):

@@ -132,10 +132,30 @@ def test_a_new_compile_or_a_toggled_backbone_starts_a_new_optimizer_state():
         fit()
     for trainable in (False, True):  # frozen: the head alone trains; then the whole model again
         toggled.backbone.trainable = reset.backbone.trainable = trainable
-        reset.compile(optimizer=reset.optimizer)
+        reset.compile(optimizer=optax.adam(1e-2))  # another optimizer object, as Keras' compile(optimizer=Adam(...))
         for fit in fits:
             fit()
         _assert_same(_params(toggled), _params(reset))
+
+
+@pytest.mark.parametrize("trainable", [True, False], ids=["whole", "frozen_backbone"])
+def test_compiling_with_the_optimizer_the_classifier_has_continues_its_state(trainable):
+    """Keras keeps a compiled optimizer object's state through `compile(optimizer=model.optimizer, ...)` (say, to
+    change the metrics); flaxbert restarted it (the logits moved 0.19 from Keras'). Now a fit, that compile and a
+    fit train as one fit of two epochs; "auto" is a new optimizer, as in keras-hub."""
+    x, y = _data(16, vocab=100)
+    split, whole, auto = _classifier(), _classifier(), _classifier()
+    for classifier in (split, whole, auto):
+        classifier.backbone.trainable = trainable
+    split.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    split.compile(optimizer=split.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    split.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    whole.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    _assert_same(_params(split), _params(whole))
+    auto.compile()
+    auto.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    auto.compile()
+    assert auto._optimizer_state is None
 
 
 def test_a_fit_cut_short_keeps_the_optimizer_state_of_its_last_step_or_none():
@@ -173,7 +193,7 @@ def test_a_fit_cut_short_keeps_the_optimizer_state_of_its_last_step_or_none():
     _assert_same(_params(failed), before)
     failed._jitted[("train", True)] = ((train_fn, create_state), tx, shardings)
     failed.fit(x, y, batch_size=8, verbose=0, shuffle=False)
-    reset.compile(optimizer=reset.optimizer)
+    reset.compile(optimizer=optax.adam(1e-2))  # a new optimizer: a new state
     reset.fit(x, y, batch_size=8, verbose=0, shuffle=False)
     _assert_same(_params(failed), _params(reset))
 

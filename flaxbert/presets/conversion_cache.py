@@ -24,10 +24,11 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, te
 # no problem_type is transformers' regression, cached as its encoder alone; 4: a head found by its weights where
 # config.json names no architectures, added tokens, another keras-hub task's backbone; 5: transformers' pair
 # truncation, longest_first, and the case settings of a tokenizer.json-only folder; 6: a sequence length capped by the
-# tokenizer's model_max_length): older copies are converted again rather than read as they were. (Copies in native
+# tokenizer's model_max_length; 7: checkpoints whose load warns or refuses something, a regression head among them,
+# are not converted): older copies are converted again rather than read as they were. (Copies in native
 # format 1 name attention_kernel "xla", the default then; `native.read` reads that as "auto", so the new default
 # needed no new conversion.)
-CONVERSION = 6
+CONVERSION = 7
 
 
 def cache_root() -> pathlib.Path:
@@ -54,7 +55,7 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     if (target / "config.json").is_file():
         return target
     config = hf_checkpoint.read_config(source)
-    if native.is_native(config) or _random_pooler(source, config):
+    if native.is_native(config) or _says_something(source, config):
         return source
     try:
         target.parent.mkdir(parents=True, exist_ok=True)  # before converting: an unwritable cache costs no conversion
@@ -100,20 +101,33 @@ def _converter(source: pathlib.Path, config: dict):
 
 
 def _has_head(source: pathlib.Path, config: dict) -> bool:
-    """Whether the preset has a classification head flaxbert runs (not a regression or multi-label one)."""
+    """Whether the preset has a classification head (a transformers head flaxbert cannot run is not cached)."""
     if keras_format.is_keras(config):
         return keras_format.is_classifier(keras_format.read_task(source))  # another task's head: a bare backbone
-    # A head flaxbert cannot run: its encoder is cached alone, as a bare encoder's is.
-    config = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
-    return hf_convert.is_classifier(config) and hf_convert.unsupported_head(config, str(source)) is None
+    return hf_convert.is_classifier(hf_checkpoint.checkpoint_config(source))
 
 
-def _random_pooler(source: pathlib.Path, config: dict) -> bool:
-    """A transformers BERT checkpoint without a pooler: loading it makes one from the caller's seed, with a warning,
-    so it is loaded directly each time rather than cached with one seed's pooler and no warning."""
-    if keras_format.is_keras(config) or not _is_bert(source, config):
+def _says_something(source: pathlib.Path, config: dict) -> bool:
+    """Whether loading the transformers checkpoint says something a native copy would not, so that it is loaded
+    directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
+    multi-label head (refused, or replaced with a warning, saying what it is), two dropout rates (a warning), a
+    tokenizer flaxbert refuses (preprocessor=None still loads the model)."""
+    if keras_format.is_keras(config):
         return False
-    return not hf_convert.has_pooler(hf_checkpoint.weight_shapes(source))
+    if _is_bert(source, config) and not hf_convert.has_pooler(hf_checkpoint.weight_shapes(source)):
+        return True
+    hf = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
+    if hf_convert.is_classifier(hf) and hf_convert.unsupported_head(hf, str(source)) is not None:
+        return True
+    if hf_convert.dropout_note(hf, str(source)) is not None:
+        return True
+    from flaxbert.text import BertTokenizer
+
+    try:
+        text_assets.tokenizer(BertTokenizer, source)
+    except ValueError:
+        return True
+    return False
 
 
 def _is_bert(source: pathlib.Path, config: dict) -> bool:

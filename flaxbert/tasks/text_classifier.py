@@ -265,9 +265,15 @@ class TextClassifier:
             mesh: None (every device, data parallel), a `(data, fsdp)` tuple such as `(1, 8)` for FSDP, or a
                 `jax.sharding.Mesh` with axes ("data", "fsdp").
 
-        Each call sets a new optimizer, as Keras' `compile` does: the next `fit` starts a new optimizer state.
+        Each call sets a new optimizer, as Keras' `compile` does: the next `fit` starts a new optimizer state,
+        unless `optimizer` is the one this classifier already has (`compile(optimizer=classifier.optimizer, ...)`, on
+        the same mesh): its state carries on, as a Keras optimizer object's does.
         """
         requested = {"optimizer": optimizer, "loss": loss, "metrics": metrics}  # what a pickled copy compiles with
+        previous = getattr(self, "_compiled_with", None)  # None: the first compile, from __init__ or unpickling
+        same_optimizer = previous is not None and not isinstance(optimizer, str) and any(
+            optimizer is given for given in (previous["optimizer"], self.optimizer)
+        )
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = _AUTO_OPTIMIZER
         elif isinstance(optimizer, optax.MultiSteps):  # gradient accumulation: a wrapper object, not a transformation
@@ -288,6 +294,7 @@ class TextClassifier:
             raise ValueError("jit_compile=False is not supported: flaxbert always runs its steps under jax.jit.")
         mesh = arguments.mesh(mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
+        continued = same_optimizer and mesh == self.mesh  # its state is laid out on the mesh
         self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
         boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
@@ -295,7 +302,8 @@ class TextClassifier:
         if self.head_params is None:
             self._init_head(mesh, boxed)
         self._jitted = {}
-        self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
+        if not continued:
+            self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
 
     def _steps(self, kind: str, trainable: bool = True):
         """The jitted step of `kind` for the current compile settings (`shared_steps`: the same functions, programs
@@ -367,7 +375,7 @@ class TextClassifier:
         optimizer state (Adam's moments, the step count that drives an optax schedule) carries over from one fit
         to the next: without shuffle and dropout (which each call draws anew), two `fit(epochs=1)` calls train
         exactly as one `fit(epochs=2)`. It starts anew after
-        `compile()` (a new optimizer) and when `backbone.trainable` changed since the last fit (other params
+        `compile()` with another optimizer and when `backbone.trainable` changed since the last fit (other params
         train); a fit cut short keeps the optimizer state of its last
         completed step with its params. When `checkpoint_dir` holds a checkpoint of this same run (same model and
         loss, data, batch_size, shuffle, seed; a None seed takes the checkpoint's), training resumes exactly where

@@ -11,7 +11,7 @@ keras-hub 0.32 gave other ids for 14, all from these edges (REFERENCE.md §4.4):
 - control and format characters (Cc, Cf: e.g. U+0007, zero-width space and joiner, soft hyphen, BOM): HF deletes them,
   joining their neighbours into one word; tf-text treats them as word breaks. HF also deletes U+FFFD and private-use
   characters, which keras-hub keeps as `[UNK]`, and treats U+2028/U+2029 as spaces, where keras-hub does not.
-- spaces other than ASCII's: keras-hub splits words on ASCII whitespace only (RE2's `\s`), so the no-break space
+- spaces other than ASCII's: keras-hub splits words on ASCII whitespace only (RE2's `\\s`), so the no-break space
   U+00A0 (HTML's `&nbsp;`), U+1680, U+2000-U+200A, the narrow no-break U+202F (French typography), U+205F and the
   ideographic space U+3000 join their neighbours into one word, mostly `[UNK]` ("good\u00a0movie": keras-hub
   `[UNK]`, flaxbert and HF "good", "movie").

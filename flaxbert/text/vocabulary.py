@@ -55,8 +55,9 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     Raises:
         FileNotFoundError: the folder has neither vocab.txt nor tokenizer.json.
         ValueError: the checkpoint asks for behaviour flaxbert does not implement (special tokens other than BERT's
-            [CLS], [SEP], [PAD], [MASK] and [UNK], no CJK or basic split, truncation on the left, a normalizer other
-            than BERT's), or a file is corrupt.
+            [CLS], [SEP], [PAD], [MASK] and [UNK], no CJK or basic split, truncation on the left, a tokenizer class
+            other than BERT's WordPiece one, a tokenizer.json whose normalizer, WordPiece settings, word split or
+            [CLS] / [SEP] layout differ from BERT's), or a file is corrupt.
     """
     directory = pathlib.Path(directory)
     if (directory / "vocab.txt").is_file():
@@ -110,19 +111,41 @@ def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:
     return [token for _, token in by_id]
 
 
+# transformers' tokenizer classes that are its BertTokenizer under another name (in transformers 5 each is BertTokenizer
+# itself or a subclass that changes nothing of the tokenization), and the names that load tokenizer.json as it is.
+_BERT_CLASSES = frozenset(
+    f"{model}{suffix}"
+    for model in ("Bert", "DistilBert", "Electra", "MobileBert", "SqueezeBert", "LayoutLM", "Lxmert", "ConvBert")
+    for suffix in ("Tokenizer", "TokenizerFast")
+)
+_AS_SAVED = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
 def _names_its_class(directory: pathlib.Path, config: dict) -> bool:
     """Whether transformers' AutoTokenizer builds a tokenizer class of its own for the folder (which takes its case
-    settings from tokenizer_config.json) rather than loading tokenizer.json as it is (`TokenizersBackend`)."""
+    settings from tokenizer_config.json) rather than loading tokenizer.json as it is (`TokenizersBackend`); a class
+    that is not BERT's WordPiece tokenizer (BertJapaneseTokenizer's MeCab or character split, say) is refused."""
     named = config.get("tokenizer_class")
+    if named and named not in _BERT_CLASSES | set(_AS_SAVED):
+        raise ValueError(
+            f"{directory / 'tokenizer_config.json'} names tokenizer_class {named!r}, which splits text otherwise than "
+            "BERT's WordPiece tokenizer, the only one flaxbert implements (it reads folders naming "
+            f"{', '.join(sorted(c for c in _BERT_CLASSES if not c.endswith('Fast')))}, their Fast twins, or "
+            f"{' / '.join(_AS_SAVED)} with a BERT tokenizer.json). Load the model with preprocessor=None and pass it "
+            "the ids transformers' tokenizer makes instead."
+        )
     if named:
-        return named not in ("PreTrainedTokenizerFast", "TokenizersBackend")
+        return named not in _AS_SAVED
     model_config = directory / "config.json"
     return model_config.is_file() and bool(json_file.read(model_config).get("model_type"))
 
 
 def _case_from_tokenizer_json(path: pathlib.Path) -> dict:
-    """`lowercase` and `strip_accents` of the BertNormalizer in a tokenizer.json, or an error naming what differs."""
-    normalizer = json_file.read(path).get("normalizer")
+    """`lowercase` and `strip_accents` of the BertNormalizer in a tokenizer.json, or an error naming what differs
+    from BERT's tokenizer there (the normalizer, the WordPiece settings, the split into words, the special tokens)."""
+    saved = json_file.read(path)
+    _check_bert_pipeline(saved, path)
+    normalizer = saved.get("normalizer")
     kind = normalizer.get("type") if isinstance(normalizer, dict) else None
     if kind != "BertNormalizer":
         raise ValueError(f"{path} normalizes text with {kind or 'no normalizer'}; flaxbert's BertTokenizer applies "
@@ -132,3 +155,49 @@ def _case_from_tokenizer_json(path: pathlib.Path) -> dict:
         raise ValueError(f"{path}'s BertNormalizer turns off clean_text or handle_chinese_chars; flaxbert's "
                          "BertTokenizer always cleans text and splits CJK characters.")  # fmt: skip
     return {"lowercase": normalizer.get("lowercase", True), "strip_accents": normalizer.get("strip_accents")}
+
+
+# A tokenizer.json's parts that flaxbert's BertTokenizer has fixed (tokenizer.py): what each must be, as a reader
+# compares it. transformers loads the file as it is when the folder names no tokenizer class.
+_BERT_TEMPLATES = {"single": ["[CLS]", "$A", "[SEP]"], "pair": ["[CLS]", "$A", "[SEP]", "$B", "[SEP]"]}
+_FIX = ("Save the tokenizer as a BertTokenizer (a tokenizer_config.json naming tokenizer_class BertTokenizer, and "
+        "BERT's settings), or load the model with preprocessor=None and pass it the ids transformers' tokenizer makes.")
+
+
+def _check_bert_pipeline(saved: dict, path: pathlib.Path) -> None:
+    model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    wordpiece = {"unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100}
+    for key, bert in wordpiece.items():
+        if model.get(key, bert) != bert:
+            raise ValueError(f"{path}: the WordPiece model sets {key}={model[key]!r}; flaxbert's BertTokenizer has "
+                             f"BERT's {bert!r} there, and would give other ids. {_FIX}")  # fmt: skip
+    split = saved.get("pre_tokenizer")
+    if isinstance(split, dict) and split.get("type") == "Sequence" and len(split.get("pretokenizers") or ()) == 1:
+        split = split["pretokenizers"][0]
+    if not (isinstance(split, dict) and split.get("type") == "BertPreTokenizer"):
+        kind = split.get("type") if isinstance(split, dict) else None
+        raise ValueError(f"{path} splits text into words with {kind or 'no pre_tokenizer'}; flaxbert's BertTokenizer "
+                         f"splits as BERT's does (BertPreTokenizer: whitespace and punctuation). {_FIX}")  # fmt: skip
+    if _templates(saved.get("post_processor")) != _BERT_TEMPLATES:
+        raise ValueError(f"{path}: its post_processor does not add [CLS] and [SEP] as BERT does ([CLS] A [SEP], and "
+                         f"[CLS] A [SEP] B [SEP] for pairs); flaxbert's packer adds BERT's. {_FIX}")  # fmt: skip
+
+
+def _templates(processor) -> dict | None:
+    """The single and pair layouts a tokenizer.json post_processor makes, as token strings and $A / $B."""
+    if not isinstance(processor, dict):
+        return None
+    if processor.get("type") == "BertProcessing":
+        (sep, _), (cls, _) = processor.get("sep", (None, 0)), processor.get("cls", (None, 0))
+        return {"single": [cls, "$A", sep], "pair": [cls, "$A", sep, "$B", sep]}
+    if processor.get("type") != "TemplateProcessing":
+        return None
+
+    def layout(pieces) -> list:
+        names = []
+        for piece in pieces or ():
+            special, sequence = piece.get("SpecialToken"), piece.get("Sequence")
+            names.append(special.get("id") if special else "$" + str((sequence or {}).get("id")))
+        return names
+
+    return {name: layout(processor.get(name)) for name in ("single", "pair")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -65,8 +66,11 @@ def warmup_linear_decay(num_steps: int, learning_rate: float, warmup_fraction: f
     return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup), decay], [warmup])
 
 
+@functools.lru_cache(maxsize=16)
 def freeze_backbone(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Applies `tx` to the head and zero updates to the `backbone` subtree (which keeps no optimizer state)."""
+    """Applies `tx` to the head and zero updates to the `backbone` subtree (which keeps no optimizer state). One
+    object per `tx` (kept for the last 16): the optimizer state a fit leaves is continued by the next fit with the
+    same object, also after `compile(optimizer=classifier.optimizer)` rebuilt the steps."""
 
     def labels(params):
         label = {k: "frozen" if k == "backbone" else "train" for k in params}

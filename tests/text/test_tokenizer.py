@@ -198,3 +198,52 @@ def test_non_string_items_are_named(uncased):
     with pytest.raises(ValueError, match="the input is not valid Unicode text"):
         uncased(surrogate)
     assert uncased("café") == uncased(["café"])[0]  # non-ASCII text passes the check
+
+
+def test_a_tokenizer_class_other_than_berts_is_refused(tmp_path, minilm_dir):
+    """transformers' BertJapaneseTokenizer (cl-tohoku's models) splits words into characters or by MeCab: read as a
+    plain WordPiece folder, its ids were other than transformers'. BERT's tokenizer under another model's name loads."""
+    from transformers import AutoTokenizer
+
+    (tmp_path / "vocab.txt").write_bytes((minilm_dir / "vocab.txt").read_bytes())
+    japanese = {"tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "basic",
+                "subword_tokenizer_type": "character"}  # fmt: skip
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(japanese), encoding="utf-8")
+    theirs = AutoTokenizer.from_pretrained(tmp_path)("unaffable", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="tokenizer_class 'BertJapaneseTokenizer', which splits text otherwise"):
+        BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "ElectraTokenizerFast"}', encoding="utf-8")
+    ours = BertTokenizer.from_preset(tmp_path)("unaffable")
+    assert ours == AutoTokenizer.from_pretrained(tmp_path)("unaffable", add_special_tokens=False)["input_ids"]
+    assert ours != theirs  # character by character, there
+
+
+TOKENIZER_JSON_EDITS = {
+    "max_input_chars_per_word": ({"model": {"max_input_chars_per_word": 10}}, "sets max_input_chars_per_word=10"),
+    "continuing_subword_prefix": ({"model": {"continuing_subword_prefix": "@@"}}, "continuing_subword_prefix='@@'"),
+    "pre_tokenizer": ({"pre_tokenizer": {"type": "WhitespaceSplit"}}, "splits text into words with WhitespaceSplit"),
+    "no post_processor": ({"post_processor": None}, "post_processor does not add .CLS. and .SEP. as BERT does"),
+}
+
+
+@pytest.mark.parametrize("edit", TOKENIZER_JSON_EDITS)
+def test_a_tokenizer_json_that_differs_from_berts_is_refused(tmp_path, minilm_dir, edit):
+    """Loaded as it is (no tokenizer class named), a tokenizer.json's WordPiece settings, word split and special
+    tokens are transformers' ids: flaxbert's fixed BERT pipeline gave others for these (on "Supercalifragilistic
+    fox!"), so it refuses them; BERT's own, a BertProcessing or a one-step Sequence of BertPreTokenizer, load."""
+    from transformers import AutoTokenizer
+
+    changes, message = TOKENIZER_JSON_EDITS[edit]
+    tokenizer_json = json.loads((minilm_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    bert_ids = AutoTokenizer.from_pretrained(minilm_dir)("Supercalifragilistic fox!")["input_ids"]
+    for key, value in changes.items():
+        tokenizer_json[key] = {**tokenizer_json[key], **value} if key == "model" else value
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
+    assert AutoTokenizer.from_pretrained(tmp_path)("Supercalifragilistic fox!")["input_ids"] != bert_ids
+    with pytest.raises(ValueError, match=message):
+        BertTokenizer.from_preset(tmp_path)
+    tokenizer_json = json.loads((minilm_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer_json["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+    tokenizer_json["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "BertPreTokenizer"}]}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
+    assert BertTokenizer.from_preset(tmp_path)("Supercalifragilistic fox!") == bert_ids[1:-1]
