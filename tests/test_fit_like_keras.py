@@ -261,3 +261,73 @@ def test_keras_spellings_of_the_defaults_are_taken():
     assert flaxbert.BertTextClassifier(backbone, num_classes=3, activation="linear").activation is None
     with pytest.raises(ValueError, match=r"use None \(or 'linear'\) for logits or 'softmax'"):
         flaxbert.BertTextClassifier(backbone, num_classes=3, activation="relu")
+
+
+def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_to_do():
+    """Keras code that spells out fit's defaults ran into Python's bare TypeError; a keyword asking for something
+    flaxbert lacks now says what to do instead, and a misspelt one names the closest."""
+    x, y = _data(8, vocab=100)
+    classifier = _classifier()
+    classifier.compile(optimizer=classifier.optimizer, run_eagerly=False, steps_per_execution=1, weighted_metrics=None)
+    history = classifier.fit(x, y, batch_size=8, verbose=0, callbacks=None, class_weight=None, initial_epoch=0,
+                             validation_split=0.0, steps_per_epoch=None, validation_freq=1)  # fmt: skip
+    assert list(history.history) == ["loss", "accuracy"]
+    assert classifier.predict(x, verbose=0, steps=None, callbacks=[]).shape == (8, 3)
+    assert set(classifier.evaluate(x, y, verbose=0, steps=None)) == {"loss", "accuracy"}
+    before = _params(classifier)
+    refusals = {
+        "class_weight": ({0: 1.0, 1: 2.0, 2: 1.0}, "sample_weight=np.take"),
+        "callbacks": ([object()], "on_log=fn"),
+        "validation_split": (0.2, "validation_data=.x_val, y_val."),
+        "initial_epoch": (1, "checkpoint_dir=.*resumes"),
+    }
+    for keyword, (value, instead) in refusals.items():
+        with pytest.raises(ValueError, match=rf"fit\({keyword}=.*flaxbert's fit has no {keyword}; .*{instead}"):
+            classifier.fit(x, y, batch_size=8, verbose=0, **{keyword: value})
+    with pytest.raises(ValueError, match="predict has no steps"):
+        classifier.predict(x, steps=1)
+    with pytest.raises(ValueError, match="compile has no run_eagerly; every step runs under jax.jit"):
+        classifier.compile(run_eagerly=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'; did you mean 'epochs'"):
+        classifier.fit(x, y, epoch=2)
+    _assert_same(_params(classifier), before)
+
+
+def test_compile_takes_keras_spellings_of_accuracy_and_jit_and_refuses_the_rest(keras):
+    classifier = _classifier()
+    for metrics in (("sparse_categorical_accuracy",), ["acc"], [keras.metrics.SparseCategoricalAccuracy()]):
+        classifier.compile(metrics=metrics)
+    for metrics in (["f1"], "accuracy", []):
+        with pytest.raises(ValueError, match="metrics must be 'auto' or a list of accuracy metrics"):
+            classifier.compile(metrics=metrics)
+    classifier.compile(jit_compile="auto")
+    for jit in (False, None, "False"):  # "False" was taken as True
+        with pytest.raises(ValueError, match=f"jit_compile={jit!r} is not supported"):
+            classifier.compile(jit_compile=jit)
+
+
+def test_what_compile_sets_is_not_assigned_around_it_and_trainable_false_is_refused():
+    """Assigned after a fit, classifier.optimizer (and loss, mesh) reached no step: the steps already built kept the
+    old one, silently. classifier.trainable = False trained everything, where Keras freezes the model."""
+    classifier = _classifier()
+    for name in ("optimizer", "loss", "mesh"):
+        with pytest.raises(AttributeError, match=rf"classifier.{name} is set by compile: call classifier.compile"):
+            setattr(classifier, name, optax.sgd(0.0))
+    with pytest.raises(ValueError, match="set classifier.backbone.trainable = False"):
+        classifier.trainable = False
+    classifier.backbone.trainable = False
+    classifier.trainable = True  # as Keras' model.trainable = True makes every layer trainable
+    assert classifier.backbone.trainable and classifier.trainable
+
+
+def test_an_optimizer_that_needs_other_arguments_is_refused_at_compile_and_value_reaches_those_that_read_it():
+    """optax.lbfgs (and reduce_on_plateau, polyak_sgd) were taken by compile and failed inside optax at the first
+    step; fit now passes the batch's loss as value=, which reduce_on_plateau tracks, and lbfgs is refused up front."""
+    x, y = _data(16, vocab=100)
+    classifier = _classifier()
+    with pytest.raises(ValueError, match="missing 2 required keyword-only arguments: 'grad' and 'value_fn'"):
+        classifier.compile(optimizer=optax.lbfgs())
+    classifier.compile(optimizer=optax.chain(optax.adam(1e-2), optax.contrib.reduce_on_plateau(patience=5)))
+    history = classifier.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
+    plateau = classifier._optimizer_state[1][1]
+    assert float(plateau.best_value) == pytest.approx(min(history.history["loss"]), rel=1e-6)

@@ -108,6 +108,8 @@ def test_label_names_without_the_classifiers_names_say_how_to_number_them():
         (("the", "quick", "brown", "fox"), r"x is a tuple of 4 string\(s\), not a batch of examples: pass a list of s"),
         (("the fox",), r"x is a tuple of 1 string\(s\), not a batch of examples: pass a list of strings"),
         (("the", "fox"), r"for two texts pass a list \[first, second\]; for one sentence pair pass a tuple of lists"),
+        # a (features, labels) pair as x was told it held raw strings
+        (({"token_ids": np.ones((2, 4), np.int32)}, np.zeros(2)), r"x is a tuple of 2 holding a dict, like a \(fea"),
     ],
 )
 def test_text_that_is_not_a_batch_is_refused_saying_what_to_pass(x, message):

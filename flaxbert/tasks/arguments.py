@@ -93,6 +93,99 @@ def check_loss(loss, num_classes: int) -> None:
         )
 
 
+def check_optimizer(tx, boxed_params) -> None:
+    """An optax optimizer that fit can drive: `init` and `update(grads, state, params, value=loss)` (the extra
+    argument where it takes extra arguments) traced on the model's abstract params, so that one needing more (the
+    line search of `optax.lbfgs` wants `grad` and `value_fn`) is refused here, not inside the first step."""
+    import flax.linen as nn
+    import optax
+
+    takes_extras = isinstance(tx, optax.GradientTransformationExtraArgs)
+
+    def one_update(params, value):
+        return tx.update(params, tx.init(params), params, **({"value": value} if takes_extras else {}))
+
+    try:
+        jax.eval_shape(one_update, nn.unbox(boxed_params), jax.ShapeDtypeStruct((), np.float32))
+    except Exception as error:  # whatever the optimizer raises, said in the terms of the call
+        raise ValueError(
+            f"optimizer.update(grads, state, params{', value=loss' if takes_extras else ''}) failed on this model's "
+            f"params ({type(error).__name__}: {str(error)[:200]}): fit passes each step's gradients, the optimizer "
+            "state, the params and (to optimizers taking extra arguments) the batch's loss as value=; an optimizer "
+            "that needs other arguments (optax.lbfgs: grad, value_fn) cannot drive fit."
+        ) from None
+
+
+# The metrics compile takes: keras-hub's default, SparseCategoricalAccuracy, by any of its Keras names.
+_ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
+
+
+def check_metrics(metrics) -> None:
+    """ "auto", or a list or tuple of accuracy metrics (Keras' names, or Keras' SparseCategoricalAccuracy object):
+    fit and evaluate always report the loss and the accuracy."""
+    if isinstance(metrics, str) and metrics == "auto":
+        return
+
+    def accuracy(metric) -> bool:
+        if isinstance(metric, str):
+            return metric in _ACCURACY_NAMES
+        return type(metric).__name__ == "SparseCategoricalAccuracy" and type(metric).__module__.startswith("keras")
+
+    if not (isinstance(metrics, list | tuple) and metrics and all(accuracy(m) for m in metrics)):
+        raise ValueError(
+            f"metrics must be 'auto' or a list of accuracy metrics ({', '.join(map(repr, _ACCURACY_NAMES))} or "
+            f"keras.metrics.SparseCategoricalAccuracy()), got {metrics!r}: fit and evaluate report the loss and the "
+            "accuracy, as 'loss' and 'accuracy', and no other metric."
+        )
+
+
+# Keras' fit / evaluate / predict / compile keywords that flaxbert has no use for: the values that ask for nothing
+# (taken, so Keras code that spells out its defaults runs) and what to do instead of any other.
+_KERAS_KEYWORDS = {
+    "callbacks": ((None, []), "fit(on_log=fn) gets every logged row of training metrics and each validation's, and "
+                  "fit(checkpoint_dir=...) saves checkpoints; Keras callbacks do not run here"),
+    "class_weight": ((None,), "weight each example by its class with sample_weight=np.take(class_weights, y)"),
+    "initial_epoch": ((0,), "fit(checkpoint_dir=...) resumes an interrupted run exactly where it stopped"),
+    "validation_split": ((0,), "split off the validation rows and pass them as validation_data=(x_val, y_val)"),
+    "steps_per_epoch": ((None,), "each epoch is one pass over x: pass fewer rows for fewer steps"),
+    "validation_steps": ((None,), "validation covers all of validation_data: pass fewer rows for fewer steps"),
+    "validation_freq": ((1,), "validation runs after every epoch"),
+    "validation_batch_size": ((None,), "validation runs at fit's batch_size"),
+    "steps": ((None,), "it covers all of x: pass fewer rows for fewer steps"),
+    "run_eagerly": ((False, None), "every step runs under jax.jit"),
+    "steps_per_execution": ((1,), "each step is one jitted call, dispatched while the one before runs"),
+    "weighted_metrics": ((None, []), "the loss is weighted by sample_weight and the accuracy is not, as Keras' "
+                         "compile metrics are not"),
+}  # fmt: skip
+_KERAS_KEYWORDS_OF = {
+    "fit": ("callbacks", "class_weight", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
+            "validation_freq", "validation_batch_size"),
+    "evaluate": ("callbacks", "steps"),
+    "predict": ("callbacks", "steps"),
+    "compile": ("run_eagerly", "steps_per_execution", "weighted_metrics"),
+}  # fmt: skip
+
+
+def keras_keywords(method, given: dict) -> None:
+    """Takes Keras-only keywords passed to `method` (a classifier's fit, evaluate, predict or compile) where their
+    value asks for nothing; refuses any other value saying what to do instead, and any other keyword as Python
+    would, with the closest names."""
+    import difflib
+    import inspect
+
+    name = method.__name__
+    for keyword, value in given.items():
+        if keyword not in _KERAS_KEYWORDS_OF[name]:
+            known = [p for p in inspect.signature(method).parameters if p != "keras_options"]
+            close = difflib.get_close_matches(keyword, known + list(_KERAS_KEYWORDS_OF[name]), n=3)
+            raise TypeError(f"{name}() got an unexpected keyword argument {keyword!r}"
+                            + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "."))  # fmt: skip
+        nothing, instead = _KERAS_KEYWORDS[keyword]
+        plain = isinstance(value, int | float | list) and not isinstance(value, bool)
+        if not any(value is v or (plain and type(value) is not bool and value == v) for v in nothing):
+            raise ValueError(f"{name}({keyword}={value!r}): flaxbert's {name} has no {keyword}; {instead}.")
+
+
 def check_seed(seed) -> None:
     if seed is not None and (not is_int(seed) or not 0 <= seed < 2**31):
         raise ValueError(f"seed must be None or an integer in [0, 2**31), got {seed!r}.")

@@ -38,6 +38,12 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
     x = _from_column(x)
     if isinstance(x, tuple):
         x = tuple(_from_column(part) for part in x)
+        if any(isinstance(part, dict) for part in x):  # read as text segments, it was refused as strings
+            raise ValueError(
+                f"x is a tuple of {len(x)} holding a dict, like a (features, labels) pair: pass the dict of "
+                "token_ids / padding_mask arrays as x and the labels as y (a tuple as x holds the segments of "
+                "sentence pairs)."
+            )
     if isinstance(x, dict):
         inputs = check_inputs(x, backbone_config)
         is_text = False

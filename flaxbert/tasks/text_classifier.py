@@ -41,6 +41,7 @@ from flaxbert.training.batches import fingerprint, num_batches, padded_rows
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
 _STEPS_LOCK = threading.Lock()
+_SET_BY_COMPILE = "classifier.{name} is set by compile: call classifier.compile({name}=...) to change it."
 # The "auto" optimizer and loss (on logits or on probabilities): one object each, so that classifiers compiled with
 # them share their compiled steps (`training/shared_steps.py`).
 _AUTO_OPTIMIZER = optimizers.keras_default()
@@ -141,6 +142,51 @@ class TextClassifier:
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+    # What compile sets, read-only: an assignment would reach only steps built after it (a fit or evaluate builds
+    # and keeps them), and would skip compile's checks.
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        """The optax optimizer `fit` trains with (set by `compile`)."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, value) -> None:
+        raise AttributeError(_SET_BY_COMPILE.format(name="optimizer"))
+
+    @property
+    def loss(self):
+        """The loss `fit` and `evaluate` compute (set by `compile`)."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, value) -> None:
+        raise AttributeError(_SET_BY_COMPILE.format(name="loss"))
+
+    @property
+    def mesh(self) -> jax.sharding.Mesh:
+        """The device mesh every step runs on (set by `compile`)."""
+        return self._mesh
+
+    @mesh.setter
+    def mesh(self, value) -> None:
+        raise AttributeError(_SET_BY_COMPILE.format(name="mesh"))
+
+    @property
+    def trainable(self) -> bool:
+        """Always True: fit trains the head, and the backbone unless `backbone.trainable` is False. Setting True
+        makes the backbone trainable too, as Keras' `model.trainable = True` does its layers; False is refused:
+        a classifier that updates nothing has nothing to fit (freeze the encoder with `backbone.trainable`)."""
+        return True
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        if value is not True and value is not np.True_:
+            raise ValueError(
+                f"classifier.trainable = {value!r}: a classifier with nothing trainable would fit nothing. To train "
+                "the head alone, set classifier.backbone.trainable = False."
+            )
+        self.backbone.trainable = True
 
     @property
     def activation(self) -> str | None:
@@ -252,7 +298,7 @@ class TextClassifier:
         self._set_params(jax.device_put(self.params, self._steps("predict")[1]))
 
     # -- compile -------------------------------------------------------------------------------------------------
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile: bool = True, *, mesh=None):
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile=True, *, mesh=None, **keras_options):
         """Sets the optimizer, loss and device mesh for `fit` / `evaluate` (keras-hub's defaults with "auto").
 
         Args:
@@ -260,8 +306,9 @@ class TextClassifier:
                 `optax.MultiSteps` (gradient accumulation).
             loss: "auto" / "sparse_categorical_crossentropy" (from logits unless `activation="softmax"`), or a
                 callable `(outputs [B, C], labels [B]) -> per-example loss [B]`.
-            metrics: "auto" or ["accuracy"]; loss and accuracy are always reported.
-            jit_compile: must be True: every step runs under `jax.jit`.
+            metrics: "auto", or a list of accuracy metrics: "accuracy", "sparse_categorical_accuracy" or Keras'
+                `SparseCategoricalAccuracy()`; loss and accuracy are always reported, as "loss" and "accuracy".
+            jit_compile: True or "auto": every step runs under `jax.jit`.
             mesh: None (every device, data parallel), a `(data, fsdp)` tuple such as `(1, 8)` for FSDP, or a
                 `jax.sharding.Mesh` with axes ("data", "fsdp").
 
@@ -269,10 +316,13 @@ class TextClassifier:
         unless `optimizer` is the one this classifier already has (`compile(optimizer=classifier.optimizer, ...)`, on
         the same mesh): its state carries on, as a Keras optimizer object's does.
         """
+        arguments.keras_keywords(self.compile, keras_options)
         requested = {"optimizer": optimizer, "loss": loss, "metrics": metrics}  # what a pickled copy compiles with
         previous = getattr(self, "_compiled_with", None)  # None: the first compile, from __init__ or unpickling
-        same_optimizer = previous is not None and not isinstance(optimizer, str) and any(
-            optimizer is given for given in (previous["optimizer"], self.optimizer)
+        same_optimizer = (
+            previous is not None
+            and not isinstance(optimizer, str)
+            and any(optimizer is given for given in (previous["optimizer"], self.optimizer))
         )
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = _AUTO_OPTIMIZER
@@ -280,24 +330,24 @@ class TextClassifier:
             optimizer = optimizer.gradient_transformation()
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
+        boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
+        if optimizer is not _AUTO_OPTIMIZER:
+            arguments.check_optimizer(optimizer, boxed)
         if isinstance(loss, str) and loss in ("auto", "sparse_categorical_crossentropy"):
             loss = _AUTO_LOSSES[self.activation != "softmax"]
         elif not callable(loss):
             raise ValueError(f"loss must be 'auto', 'sparse_categorical_crossentropy' or a callable, got {loss!r}.")
         else:
             arguments.check_loss(loss, self.num_classes)
-        if metrics not in ("auto", ["accuracy"], ("accuracy",), ["sparse_categorical_accuracy"]):
-            raise ValueError(
-                f"metrics must be 'auto' or ['accuracy'] (loss and accuracy are always reported), got {metrics!r}."
-            )
-        if not jit_compile:
-            raise ValueError("jit_compile=False is not supported: flaxbert always runs its steps under jax.jit.")
+        arguments.check_metrics(metrics)
+        if jit_compile is not True and jit_compile != "auto":
+            raise ValueError(f"jit_compile={jit_compile!r} is not supported: flaxbert always runs its steps under "
+                             "jax.jit (jit_compile=True or 'auto', the default).")  # fmt: skip
         mesh = arguments.mesh(mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
         continued = same_optimizer and mesh == self.mesh  # its state is laid out on the mesh
-        self.optimizer, self.loss, self.mesh, self._compiled_with = optimizer, loss, mesh, requested
+        self._optimizer, self._loss, self._mesh, self._compiled_with = optimizer, loss, mesh, requested
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
-        boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
         self.backbone.init_params(mesh, boxed["backbone"])
         if self.head_params is None:
             self._init_head(mesh, boxed)
@@ -361,7 +411,7 @@ class TextClassifier:
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
-            group_by_length: bool = False) -> History:  # fmt: skip
+            group_by_length: bool = False, **keras_options) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
         `x`, `y`, `batch_size`, `epochs` and `verbose` may be passed by position, in Keras' order; the rest by name.
@@ -394,6 +444,7 @@ class TextClassifier:
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         """
+        arguments.keras_keywords(self.fit, keras_options)
         epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.batch_size(batch_size)
         verbose = arguments.verbosity(verbose)
         log_every = arguments.positive_int("log_every", log_every)
@@ -530,7 +581,7 @@ class TextClassifier:
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
     def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 1, *, sample_weight=None,
-                 return_dict: bool = True) -> dict[str, float] | list[float]:  # fmt: skip
+                 return_dict: bool = True, **keras_options) -> dict[str, float] | list[float]:  # fmt: skip
         """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
         in `fit`: class ids, or names of `label_names`.
 
@@ -538,6 +589,7 @@ class TextClassifier:
         Keras reports its compile metrics. `return_dict=False` returns Keras' list `[loss, accuracy]`; the default
         is the dict (Keras' is the list).
         """
+        arguments.keras_keywords(self.evaluate, keras_options)
         if not isinstance(return_dict, (bool, np.bool_)):
             raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
@@ -549,8 +601,11 @@ class TextClassifier:
                                          verbose)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
-    def predict(self, x, batch_size: int = 32, verbose: int = 1):
-        """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`)."""
+    def predict(self, x, batch_size: int = 32, verbose: int = 1, **keras_options):
+        """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`). Keras' `steps` and
+        `callbacks` are taken where they ask for nothing (None), as fit's, evaluate's and compile's Keras-only
+        keywords are (`arguments.keras_keywords`), and refused otherwise, saying what to do instead."""
+        arguments.keras_keywords(self.predict, keras_options)
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)

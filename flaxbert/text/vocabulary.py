@@ -160,8 +160,10 @@ def _case_from_tokenizer_json(path: pathlib.Path) -> dict:
 # A tokenizer.json's parts that flaxbert's BertTokenizer has fixed (tokenizer.py): what each must be, as a reader
 # compares it. transformers loads the file as it is when the folder names no tokenizer class.
 _BERT_TEMPLATES = {"single": ["[CLS]", "$A", "[SEP]"], "pair": ["[CLS]", "$A", "[SEP]", "$B", "[SEP]"]}
-_FIX = ("Save the tokenizer as a BertTokenizer (a tokenizer_config.json naming tokenizer_class BertTokenizer, and "
-        "BERT's settings), or load the model with preprocessor=None and pass it the ids transformers' tokenizer makes.")
+_FIX = (
+    "Save the tokenizer as a BertTokenizer (a tokenizer_config.json naming tokenizer_class BertTokenizer, and "
+    "BERT's settings), or load the model with preprocessor=None and pass it the ids transformers' tokenizer makes."
+)
 
 
 def _check_bert_pipeline(saved: dict, path: pathlib.Path) -> None:

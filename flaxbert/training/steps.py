@@ -46,8 +46,8 @@ def train_step(state, batch, *, model, seed, loss_fn):
         real = jnp.maximum(jnp.sum(batch["mask"]), 1.0)
         return jnp.sum(loss * batch["weight"]) / real, (loss, outputs)
 
-    (_, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    return state.apply_gradients(grads), _metrics(loss, outputs, batch)
+    (value, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    return state.apply_gradients(grads, value), _metrics(loss, outputs, batch)
 
 
 def train_step_summed(state, sums: dict, batch, **step_args):
