@@ -57,6 +57,16 @@ def test_configs_flaxbert_cannot_reproduce_or_read_are_refused(tmp_path, bert_di
         ({"add_cross_attention": True}, "is_decoder / add_cross_attention is set"),
         ({"position_embedding_type": "relative_key"}, "'relative_key' is not supported"),
         ({"hidden_size": None}, "config.json lacks 'hidden_size', which a 'bert' config needs"),
+        # values flaxbert's config refuses, named by their transformers key (they were named by flaxbert's field,
+        # and a list activation was a TypeError from a dict lookup)
+        (
+            {"hidden_size": "32"},
+            r"config.json's hidden_size='32' does not describe a model flaxbert builds: .*"
+            r"\(flaxbert's hidden_dim is transformers' hidden_size\)",
+        ),
+        ({"type_vocab_size": 0}, "config.json's type_vocab_size=0 does not describe"),
+        ({"hidden_dropout_prob": 1.0}, r"config.json's hidden_dropout_prob=1.0 does not describe .*in \[0, 1\)"),
+        ({"hidden_act": ["gelu"]}, r"activation \['gelu'\] is not supported; expected one of"),
     ]:
         config = {k: v for k, v in {**saved, **change}.items() if v is not None}
         (tmp_path / "config.json").write_text(json.dumps(config))

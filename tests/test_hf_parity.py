@@ -9,7 +9,8 @@ import flaxbert
 from flaxbert.models import BertClassifier, DistilBertClassifier
 from flaxbert.presets import hf_checkpoint
 
-pytestmark = pytest.mark.parity
+# Every checkpoint here is whole: a warning of encoder weights that have no place (beyond config.json's model) fails.
+pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("error:.*have no place in the model")]
 ATOL = 1e-5
 
 
@@ -29,6 +30,23 @@ def test_bert_backbone_matches_transformers(tmp_path, shape, fmt):
     assert _max_diff(got["sequence_output"], want.last_hidden_state.numpy()) <= ATOL
     assert _max_diff(got["pooled_output"], want.pooler_output.numpy()) <= ATOL
     assert backbone.count_params() == sum(p.numel() for p in model.parameters())
+
+
+def test_weights_beyond_the_configs_model_are_said_and_the_model_is_transformers_load(tmp_path):
+    """config.json of 1 layer beside 2 layers' weights: transformers builds 1 layer and reports the rest as
+    unexpected; flaxbert dropped them silently. Both build the same model; flaxbert now says what it left out."""
+    import json
+
+    import transformers
+
+    path = save(random_model("bert", BERT_SHAPES["h48_heads3_l1_seg3"] | {"num_hidden_layers": 2}), tmp_path / "c")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 1}))
+    reference = transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
+    batch = padded_batch(reference.config.vocab_size, reference.config.type_vocab_size)
+    with pytest.warns(UserWarning, match=r"16 encoder weights .* \(1 layers\), and are not used: encoder.layer.1"):
+        backbone = flaxbert.BertBackbone.from_preset(path)
+    assert _max_diff(backbone(batch)["sequence_output"], torch_outputs(reference, batch).last_hidden_state) <= ATOL
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])

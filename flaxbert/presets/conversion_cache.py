@@ -110,11 +110,14 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
 def _says_something(source: pathlib.Path, config: dict) -> bool:
     """Whether loading the transformers checkpoint says something a native copy would not, so that it is loaded
     directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
-    multi-label head (refused, or replaced with a warning, saying what it is), two dropout rates (a warning), a
-    tokenizer flaxbert refuses (preprocessor=None still loads the model)."""
+    multi-label head (refused, or replaced with a warning, saying what it is), two dropout rates or weights its
+    config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the model)."""
     if keras_format.is_keras(config):
         return False
-    if _is_bert(source, config) and not hf_convert.has_pooler(hf_checkpoint.weight_shapes(source)):
+    names = hf_checkpoint.weight_shapes(source)
+    if _is_bert(source, config) and not hf_convert.has_pooler(names):
+        return True
+    if hf_convert.unused_encoder_weights(names, hf_checkpoint.load_config(source)):
         return True
     hf = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
     if hf_convert.is_classifier(hf) and hf_convert.unsupported_head(hf, str(source)) is not None:

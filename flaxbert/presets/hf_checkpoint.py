@@ -186,6 +186,7 @@ def load_backbone(directory, dtype=None, expected: str | None = None, *, state: 
     source = str(directory)
     _warn_dropout(directory)
     state = read_state_dict(directory) if state is None else state
+    _warn_unused(state, cfg, source)
     encoder = BertEncoder(cfg) if isinstance(cfg, BertConfig) else DistilBertEncoder(cfg)
     pooler = not isinstance(cfg, BertConfig) or hf_convert.has_pooler(state)
     params = hf_convert.params_from_state_dict(state, cfg, with_head=False, source=source, pooler=pooler)
@@ -232,6 +233,7 @@ def load_classifier(directory, dtype=None, expected: str | None = None, *, state
     state = read_state_dict(directory) if state is None else state
     head = hf_convert.head_config(checkpoint_config(directory, state), source)
     _warn_dropout(directory)
+    _warn_unused(state, cfg, source)
     if not _has_head(state):
         raise ValueError(
             f"{source} has no classification head (no 'classifier.weight'); it is a bare encoder: "
@@ -242,6 +244,18 @@ def load_classifier(directory, dtype=None, expected: str | None = None, *, state
     params = _to_arrays(params)  # float32 (half-precision checkpoints are cast)
     check_params(params, abstract_params(model, cfg), source)
     return cfg, head, params
+
+
+def _warn_unused(state: dict, cfg, source: str) -> None:
+    unused = hf_convert.unused_encoder_weights(state, cfg)
+    if unused:
+        warnings.warn(
+            f"{source}: {len(unused)} encoder weights of the checkpoint have no place in the model its config.json "
+            f"describes ({cfg.num_layers} layers), and are not used: {', '.join(unused[:4])}"
+            f"{', ...' if len(unused) > 4 else ''}. transformers loads it so too (it reports them as unexpected); "
+            "if the weights are the model, config.json is not theirs.",
+            stacklevel=4,
+        )
 
 
 def _warn_dropout(directory) -> None:

@@ -8,6 +8,7 @@ kernels are [in, out]; attention kernels split their hidden axis into (heads, he
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -48,7 +49,7 @@ def architecture(hf_config: dict, source: str) -> str:
 
 
 def _activation(name, source):
-    if name not in _HF_ACTIVATIONS:
+    if not isinstance(name, str) or name not in _HF_ACTIVATIONS:
         raise ValueError(f"{source}: activation {name!r} is not supported; expected one of {sorted(_HF_ACTIVATIONS)}.")
     return _HF_ACTIVATIONS[name]
 
@@ -62,6 +63,26 @@ def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig
             f"{source}: config.json lacks {missing}, which a {hf.get('model_type')!r} config needs; the file is "
             "incomplete or not a transformers config."
         ) from None
+    except ValueError as error:  # a value the flaxbert config refuses ("BertConfig.<field> must be ..."): say whose
+        field = re.match(r"(?:Distil)?BertConfig\.(\w+) ", str(error))
+        keys = _DISTIL_BERT_KEYS if architecture(hf, source) == "distil_bert" else _BERT_KEYS
+        if field is None or field[1] not in keys:
+            raise
+        key = keys[field[1]]
+        raise ValueError(
+            f"{source}: config.json's {key}={hf.get(key)!r} does not describe a model flaxbert builds: {error} "
+            f"(flaxbert's {field[1]} is transformers' {key})."
+        ) from None
+
+
+# transformers' config.json key of each flaxbert config field it sets
+_BERT_KEYS = {"vocabulary_size": "vocab_size", "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+              "hidden_dim": "hidden_size", "intermediate_dim": "intermediate_size", "dropout": "hidden_dropout_prob",
+              "max_sequence_length": "max_position_embeddings", "num_segments": "type_vocab_size",
+              "layer_norm_epsilon": "layer_norm_eps"}  # fmt: skip
+_DISTIL_BERT_KEYS = {"vocabulary_size": "vocab_size", "num_layers": "n_layers", "num_heads": "n_heads",
+                     "hidden_dim": "dim", "intermediate_dim": "hidden_dim", "dropout": "dropout",
+                     "max_sequence_length": "max_position_embeddings"}  # fmt: skip
 
 
 def _backbone_config(hf: dict, source: str, dtype: str) -> BertConfig | DistilBertConfig:
@@ -150,6 +171,21 @@ def other_task(hf: dict) -> tuple[str, str] | None:
 def has_pooler(weight_names) -> bool:
     """Whether a BERT state dict holds the pooler, which transformers leaves out of its token-level heads."""
     return any(name.endswith("pooler.dense.weight") for name in weight_names)
+
+
+def unused_encoder_weights(weight_names, cfg) -> list[str]:
+    """The checkpoint's encoder weights (embeddings, layers, pooler) that the model config.json describes has no
+    place for: weights of layers beyond its num_hidden_layers, say. transformers loads such a checkpoint too, and
+    reports them as unexpected; the buffers it saves beside them (position_ids) are not weights."""
+    arch = "bert" if isinstance(cfg, BertConfig) else "distil_bert"
+    used = {hf.removeprefix(_PREFIXES[arch]) for hf, _, _ in weight_rows(cfg, with_head=False)}
+    sections = ("embeddings.", "encoder.", "pooler.") if arch == "bert" else ("embeddings.", "transformer.")
+    names = normalize_keys(dict.fromkeys(weight_names), arch)
+    return sorted(
+        name
+        for name in names
+        if name.startswith(sections) and name not in used and not name.endswith(("position_ids", "token_type_ids"))
+    )
 
 
 def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str) -> dict:

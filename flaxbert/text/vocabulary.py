@@ -34,7 +34,8 @@ def write_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> pathlib.
 def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     """Reads the vocabulary and case settings of a local Hugging Face BERT checkpoint folder.
 
-    The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`. Case and accents are
+    The vocabulary comes from `vocab.txt`, or else from the WordPiece model in `tokenizer.json`; a folder with
+    both must give each token the same id in them (transformers 5 takes tokenizer.json's). Case and accents are
     read where transformers 5's `AutoTokenizer` reads them. A folder that names its tokenizer class (the
     `tokenizer_class` of `tokenizer_config.json`, or else the `model_type` of `config.json`) gets transformers'
     `BertTokenizer`, built from `tokenizer_config.json` with its defaults where a key is absent: `do_lower_case=True`,
@@ -62,6 +63,8 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     directory = pathlib.Path(directory)
     if (directory / "vocab.txt").is_file():
         vocabulary = read_vocabulary(directory / "vocab.txt")
+        if (directory / "tokenizer.json").is_file():
+            _check_same_ids(vocabulary, directory)
     elif (directory / "tokenizer.json").is_file():
         vocabulary = _vocabulary_from_tokenizer_json(directory / "tokenizer.json")
     else:
@@ -96,6 +99,25 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     added = [t for t in added_tokens.read_hf(directory, config) if t["content"] not in SPECIAL_TOKENS.values() or
              t["content"] not in known]  # fmt: skip
     return vocabulary, settings | ({"added_tokens": added} if added else {})
+
+
+def _check_same_ids(vocabulary: list[str], directory: pathlib.Path) -> None:
+    """transformers 5 takes the ids of tokenizer.json where a folder has it beside vocab.txt; flaxbert reads vocab.txt
+    (a token listed twice keeps its last id, as there), so the two must give every token the same id."""
+    from_txt = {token: i for i, token in enumerate(vocabulary)}
+    model = json_file.member(json_file.read(directory / "tokenizer.json"), "model", directory / "tokenizer.json")
+    if model.get("type") != "WordPiece":
+        raise ValueError(f"{directory / 'tokenizer.json'} holds a {model.get('type')} model, not WordPiece: "
+                         "transformers tokenizes with it, not with vocab.txt.")  # fmt: skip
+    from_json = json_file.member(model, "vocab", f"{directory / 'tokenizer.json'}'s model")
+    if from_json != from_txt:
+        token = next((t for t in from_txt if from_json.get(t) != from_txt[t]), None)
+        differs = (f"{token!r} is id {from_txt[token]} in vocab.txt but {from_json.get(token)} in tokenizer.json"
+                   if token is not None else "tokenizer.json has tokens vocab.txt lacks")  # fmt: skip
+        raise ValueError(
+            f"{directory}: vocab.txt and tokenizer.json disagree ({differs}); transformers takes tokenizer.json's "
+            "ids, flaxbert reads vocab.txt. Delete the stale one (or save the tokenizer again) to load this folder."
+        )
 
 
 def _vocabulary_from_tokenizer_json(path: pathlib.Path) -> list[str]:

@@ -247,3 +247,20 @@ def test_a_tokenizer_json_that_differs_from_berts_is_refused(tmp_path, minilm_di
     tokenizer_json["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "BertPreTokenizer"}]}
     (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
     assert BertTokenizer.from_preset(tmp_path)("Supercalifragilistic fox!") == bert_ids[1:-1]
+
+
+def test_vocab_txt_and_tokenizer_json_that_disagree_are_refused(tmp_path, minilm_dir):
+    """transformers 5 tokenizes with tokenizer.json's ids; flaxbert read vocab.txt's, so a stale vocab.txt (two
+    tokens swapped) gave other ids silently."""
+    from transformers import AutoTokenizer
+
+    vocabulary = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    hello, world = vocabulary.index("hello"), vocabulary.index("world")
+    vocabulary[hello], vocabulary[world] = "world", "hello"
+    (tmp_path / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (tmp_path / "tokenizer.json").write_bytes((minilm_dir / "tokenizer.json").read_bytes())
+    assert AutoTokenizer.from_pretrained(tmp_path)("hello", add_special_tokens=False)["input_ids"] == [hello]
+    with pytest.raises(ValueError, match=f"disagree \\('hello' is id {world} in vocab.txt but {hello} in tokenizer"):
+        BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "vocab.txt").unlink()
+    assert BertTokenizer.from_preset(tmp_path)("hello") == [hello]
