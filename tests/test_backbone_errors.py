@@ -164,7 +164,10 @@ def test_damaged_transformers_side_files_are_named(tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": []}))
     with pytest.raises(ValueError, match="tokenizer.json lacks 'model'"):
         flaxbert.BertTokenizer.from_preset(tmp_path)
-    (tmp_path / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
+    (tmp_path / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")  # beside vocab.txt, tokenizer.json is read too
+    with pytest.raises(ValueError, match="tokenizer.json lacks 'model'"):
+        flaxbert.BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
     (tmp_path / "tokenizer_config.json").write_text("{")
     with pytest.raises(ValueError, match="tokenizer_config.json is not valid JSON"):
         flaxbert.BertTokenizer.from_preset(tmp_path)

@@ -1,6 +1,7 @@
 """keras-hub presets written by keras-hub's own save_to_preset load in flaxbert with equal outputs (fp32, 1e-5)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -78,6 +79,26 @@ def test_task_preset_matches_keras_hub(keras_hub, tmp_path, arch):
         )
 
 
+def test_a_softmax_heads_loss_is_keras_hubs_compiled_one_not_its_constructors(keras_hub, tmp_path):
+    """keras-hub's Task compiles in its constructor before BertTextClassifier sets its activation, so a softmax
+    classifier's default loss treats the probabilities as logits (from_logits=True) until compile() is called again.
+    flaxbert's "auto" loss is the one keras-hub's compile() sets, from the probabilities (README: deviations)."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=101, num_layers=1, num_heads=2, hidden_dim=16,
+                                             intermediate_dim=20, max_sequence_length=24, dropout=0.0)  # fmt: skip
+    reference = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None, activation="softmax")
+    _randomize(reference)
+    reference.save_to_preset(str(tmp_path / "preset"))
+    x, y = _inputs(True, 101), np.array([0, 2, 1])
+    as_built = float(reference.test_on_batch(x, y)[0])
+    assert reference.loss._fn_kwargs["from_logits"] is True  # the constructor's compile, before the activation
+    reference.compile()
+    assert reference.loss._fn_kwargs["from_logits"] is False
+    loaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset", preprocessor=None)
+    ours = loaded.evaluate(x, y, batch_size=8, verbose=0)["loss"]
+    assert ours == pytest.approx(float(reference.test_on_batch(x, y)[0]), rel=1e-5)
+    assert abs(ours - as_built) > 1e-4
+
+
 def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
     """keras-hub's sharded presets (model.weights.json lists each layer's shard files: flaxbert failed on the lists)
     and bfloat16 ones (Keras writes bfloat16 variables as opaque 2-byte records: flaxbert handed those to jax)."""
@@ -106,6 +127,14 @@ def test_sharded_and_bfloat16_presets_load(keras_hub, tmp_path):
     default = flaxbert.TextClassifier.from_preset(tmp_path / "bfloat16", preprocessor=None)
     assert default.backbone.config.dtype == "float32"
     assert _max_diff(default.predict(x, batch_size=8, verbose=0), np.asarray(reloaded(x))) <= ATOL
+    # float16 variables too (refused as weights that "do not fit the model"), as keras-hub reloads them
+    float16 = keras_hub.models.BertTextClassifier(keras_hub.models.BertBackbone(**kwargs, dtype="float16"), 3,
+                                                  preprocessor=None)  # fmt: skip
+    float16.set_weights([np.asarray(w.numpy(), np.float16) for w in models["bfloat16"].weights])
+    float16.save_to_preset(str(tmp_path / "float16"))
+    reloaded = keras_hub.models.TextClassifier.from_preset(str(tmp_path / "float16"), preprocessor=None)
+    loaded = flaxbert.TextClassifier.from_preset(tmp_path / "float16", preprocessor=None)
+    assert _max_diff(loaded.predict(x, batch_size=8, verbose=0), np.asarray(reloaded(x))) <= ATOL
 
 
 @pytest.mark.parametrize("arch", ["bert", "distil_bert"])
@@ -187,6 +216,13 @@ def _drop_num_heads(preset):
     (preset / "config.json").write_text(json.dumps(config))
 
 
+def _quantized(preset):  # what backbone.quantize("int8") then save_to_preset write (keras-hub 0.32)
+    config = json.loads((preset / "config.json").read_text())
+    int8 = {"class_name": "QuantizedDTypePolicy", "config": {"mode": "int8", "source_name": None}}
+    config["config"]["dtype"] = {"class_name": "DTypePolicyMap", "config": {"policy_map": {"token_embedding": int8}}}
+    (preset / "config.json").write_text(json.dumps(config))
+
+
 def _add_third_dense_variable(preset):
     import h5py
 
@@ -211,13 +247,49 @@ def _add_third_dense_variable(preset):
             r"unexpected variable 'layers/dense/vars/2' in the weights file: that layer has 2 variable\(s\)",
         ),
         (lambda p: (p / "task.weights.h5").unlink(), FileNotFoundError, r"task.weights.h5 is missing"),
+        (_quantized, ValueError, r"is a quantized keras-hub preset .*DTypePolicyMap"),  # an "unexpected variable"
     ],
-    ids=["task_json", "config_field", "tokenizer_json", "preprocessor_json", "variable_index", "task_weights"],
+    ids=[
+        "task_json",
+        "config_field",
+        "tokenizer_json",
+        "preprocessor_json",
+        "variable_index",
+        "task_weights",
+        "quantized",
+    ],  # fmt: skip
 )
 def test_damaged_side_files_are_named(task_preset, tmp_path, damage, error, message):
     """Each raised a bare JSONDecodeError, KeyError or IndexError, or called a missing file corrupt."""
     with pytest.raises(error, match=message):
         flaxbert.TextClassifier.from_preset(_copy(task_preset, tmp_path, damage))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"oov_token": "<unk>"},
+        {"suffix_indicator": "@@"},
+        {"special_tokens": ["[FOO]"]},
+        {"split": False},
+        {"sequence_length": 6},
+    ],  # fmt: skip
+    ids=lambda setting: next(iter(setting)),
+)
+def test_keras_tokenizer_settings_flaxbert_lacks_are_refused(task_preset, tmp_path, setting):
+    """keras-hub's tokenizer.json keys other than the case ones were dropped, and the ids were other than keras-hub's
+    (an oov_token '<unk>': [2, 1, 6, 3] where keras-hub gives [2, 10, 6, 3]); now each is refused by name."""
+
+    def edit(preset):
+        saved = json.loads((preset / "tokenizer.json").read_text())
+        saved["config"].update(setting)
+        (preset / "tokenizer.json").write_text(json.dumps(saved))
+
+    preset = _copy(task_preset, tmp_path, edit)
+    ((key, value),) = setting.items()
+    with pytest.raises(ValueError, match=rf"sets the tokenizer's {key}={re.escape(repr(value))}; flaxbert's"):
+        flaxbert.TextClassifier.from_preset(preset)
+    assert flaxbert.TextClassifier.from_preset(preset, preprocessor=None).preprocessor is None
 
 
 def test_task_preset_with_tokenizer_assets(task_preset):
@@ -227,6 +299,14 @@ def test_task_preset_with_tokenizer_assets(task_preset):
     assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
     assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)
     assert flaxbert.BertTextClassifier.from_preset(task_preset, sequence_length=6).preprocessor.sequence_length == 6
+
+
+def test_a_preset_saved_without_a_preprocessor_gets_a_length_its_positions_hold(task_preset, tmp_path):
+    """keras-hub's default 512 is more than this model's 16 positions: from_preset refused it, asking for a
+    sequence_length the user never gave."""
+    preset = _copy(task_preset, tmp_path, lambda p: (p / "preprocessor.json").unlink())
+    loaded = flaxbert.BertTextClassifier.from_preset(preset)
+    assert (loaded.preprocessor.sequence_length, loaded.backbone.config.max_sequence_length) == (16, 16)
 
 
 def test_unknown_keywords_and_an_idle_sequence_length_are_refused(task_preset, tmp_path):

@@ -8,6 +8,7 @@ shape against `jax.eval_shape` of the model, so a renamed or missing variable fa
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 
@@ -69,6 +70,13 @@ def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBert
     if name not in _BACKBONES:
         raise ValueError(f"{source}: keras-hub class {name!r} is not supported; flaxbert reads {sorted(_BACKBONES)}.")
     c = _settings(config, source, "config.json")
+    policy = c.get("dtype")
+    if isinstance(policy, dict) and "Quantized" in json.dumps(policy):  # a DTypePolicyMap of QuantizedDTypePolicy
+        raise ValueError(
+            f"{source} is a quantized keras-hub preset (its config.json dtype is {policy.get('class_name')} with "
+            "quantized layers: int8 or float8 weights with their scales); flaxbert reads float presets only. Load "
+            "the preset it was quantized from."
+        )
     try:
         common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
                       hidden_dim=c["hidden_dim"], intermediate_dim=c["intermediate_dim"],
@@ -135,11 +143,12 @@ def _variables(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 def _array(dataset: h5py.Dataset) -> np.ndarray:
     """A dataset's values; Keras writes bfloat16 variables as opaque 2-byte records tagged `dtype="bfloat16"`, read
-    here as float32 (exactly: flaxbert keeps params in float32 and computes in the config's dtype)."""
+    here as float32, as float16 ones are (exactly: flaxbert keeps params in float32 and computes in the config's
+    dtype, as keras-hub reloads a float16 preset's variables in float32)."""
     values = np.asarray(dataset)
     if dataset.attrs.get("dtype") in ("bfloat16", b"bfloat16"):
         values = values.view(ml_dtypes.bfloat16).astype(np.float32)
-    return values
+    return values.astype(np.float32) if values.dtype == np.float16 else values
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:

@@ -34,6 +34,22 @@ def _vocabulary(directory: pathlib.Path, name: str) -> pathlib.Path:
     return path
 
 
+# keras-hub WordPieceTokenizer settings flaxbert's BertTokenizer has fixed, at the values keras-hub's BertTokenizer
+# saves: any other changes the ids, so it is refused by name.
+_KERAS_FIXED = {"sequence_length": None, "split": True, "split_on_cjk": True, "suffix_indicator": "##",
+                "oov_token": "[UNK]", "special_tokens": None}  # fmt: skip
+
+
+def _check_keras_defaults(saved: dict, path: pathlib.Path) -> None:
+    for key, fixed in _KERAS_FIXED.items():
+        if saved.get(key, fixed) != fixed:
+            raise ValueError(
+                f"{path} sets the tokenizer's {key}={saved[key]!r}; flaxbert's BertTokenizer has keras-hub "
+                f"BertTokenizer's {fixed!r} there, and would give other token ids. Load the model with "
+                "preprocessor=None and pass it token ids."
+            )
+
+
 def tokenizer(tokenizer_cls, directory):
     """The preset's tokenizer as `tokenizer_cls`, or None when the preset was saved without one."""
     directory = pathlib.Path(directory)
@@ -45,6 +61,7 @@ def tokenizer(tokenizer_cls, directory):
         if not (directory / "tokenizer.json").is_file():
             return None
         saved = _keras_settings(directory / "tokenizer.json")
+        _check_keras_defaults(saved, directory / "tokenizer.json")
         settings = {k: saved[k] for k in ("lowercase", "strip_accents", "special_tokens_in_strings") if k in saved}
         return tokenizer_cls(_vocabulary(directory, "assets/tokenizer/vocabulary.txt"), **settings)
     has_files = (directory / "vocab.txt").is_file() or (directory / "tokenizer.json").is_file()
@@ -58,7 +75,9 @@ def preprocessor_settings(directory) -> dict:
     """`sequence_length` and `truncate` as the preset saved them. transformers checkpoints save neither: the length
     is the least of 512, the model's `max_position_embeddings` and the tokenizer's `model_max_length` (where
     transformers' `truncation=True` and its pipelines cut texts), and the truncation is "longest_first", which
-    transformers applies to them, so that ids are transformers' (keras-hub presets keep keras-hub's, round_robin)."""
+    transformers applies to them, so that ids are transformers' (keras-hub presets keep keras-hub's, round_robin). A
+    keras-hub preset saved without a preprocessor gets 512 or its position count where that is less (keras-hub's
+    512 would fail at the first call)."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
@@ -66,7 +85,11 @@ def preprocessor_settings(directory) -> dict:
     if keras_format.is_keras(config):
         saved = directory / "preprocessor.json"
         keras = _keras_settings(saved) if saved.is_file() else {}
-        return {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
+        settings = {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
+        positions = (config.get("config") or {}).get("max_sequence_length")
+        if "sequence_length" not in settings and isinstance(positions, int) and 2 <= positions < 512:
+            settings["sequence_length"] = positions  # no preprocessor saved: 512, as keras-hub's, where it fits
+        return settings
     tokenizer_config = directory / "tokenizer_config.json"
     tokenizer_config = json_file.read(tokenizer_config) if tokenizer_config.is_file() else {}
     limits = [config.get("max_position_embeddings"), tokenizer_config.get("model_max_length")]

@@ -43,6 +43,9 @@ from flaxbert.text.vocabulary import SPECIAL_TOKENS, read_vocabulary, write_voca
 MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
 SUFFIX_INDICATOR = "##"
 OOV_TOKEN = SPECIAL_TOKENS["oov_token"]
+# The special tokens keras-hub matches whole in text (special_tokens_in_strings): not the OOV token, "[UNK]" typed in a
+# text is split like other text there. transformers matches it too: its folders add it as a special added token.
+_IN_STRINGS = ("cls_token", "sep_token", "pad_token", "mask_token")
 
 
 def build_wordpiece(
@@ -95,8 +98,10 @@ class BertTokenizer:
         lowercase: lower-case text first (`True` for `*_uncased` presets).
         strip_accents: delete accents. `False` (keras-hub presets, even uncased ones), `True`, or `None` to strip
             exactly when `lowercase` (HF and Google BERT uncased checkpoints).
-        special_tokens_in_strings: match the special token strings (`"[CLS]"`, ...) whole inside input text. Off by
-            default, as in keras-hub: "[SEP]" typed in a text is split like any other text. This holds for special
+        special_tokens_in_strings: match the special token strings `"[CLS]"`, `"[SEP]"`, `"[PAD]"` and `"[MASK]"`
+            whole inside input text, as keras-hub does (not `"[UNK]"`, there; a transformers folder adds it as a
+            special added token, as transformers matches it too). Off by default, as in keras-hub: "[SEP]" typed in
+            a text is split like any other text. This holds for special
             added tokens too (transformers' `split_special_tokens` is its opposite).
         added_tokens: tokens transformers added to the vocabulary (`tokenizer.add_tokens`, extra special tokens),
             matched whole in the text before WordPiece: strings, or dicts of `tokenizers.AddedToken` options
@@ -154,7 +159,7 @@ class BertTokenizer:
             self._vocabulary,
             lowercase=self.lowercase,
             strip_accents=strip_accents,
-            special_tokens=list(self.SPECIAL_TOKENS.values()) if special_tokens_in_strings else [],
+            special_tokens=[SPECIAL_TOKENS[name] for name in _IN_STRINGS] if special_tokens_in_strings else [],
             added_tokens=self.added_tokens,
         )
         new = list(enumerate(self._tokens))[len(self._vocabulary) :]

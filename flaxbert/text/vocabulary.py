@@ -51,7 +51,8 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
 
     Returns:
         `(vocabulary, settings)`: settings are `BertTokenizer` keyword arguments (`lowercase`, `strip_accents`,
-        `special_tokens_in_strings`, and `added_tokens` where there are any besides the five BERT special tokens).
+        `special_tokens_in_strings`, and `added_tokens`: "[UNK]", special (transformers matches it whole in text,
+        as its other special tokens), and any others besides the BERT special tokens).
 
     Raises:
         FileNotFoundError: the folder has neither vocab.txt nor tokenizer.json.
@@ -94,10 +95,13 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     else:
         case = _case_from_tokenizer_json(directory / "tokenizer.json")
     settings = case | {"special_tokens_in_strings": not config.get("split_special_tokens", False)}
-    # The five special tokens are BertTokenizer's own (special_tokens_in_strings says whether text may hold them).
-    known = set(vocabulary)
-    added = [t for t in added_tokens.read_hf(directory, config) if t["content"] not in SPECIAL_TOKENS.values() or
-             t["content"] not in known]  # fmt: skip
+    # The special tokens are BertTokenizer's own (special_tokens_in_strings says whether text may hold them), but for
+    # "[UNK]": keras-hub splits it in text, transformers matches it as it does its other special tokens.
+    known, unk = set(vocabulary), SPECIAL_TOKENS["oov_token"]
+    added = [t for t in added_tokens.read_hf(directory, config) if t["content"] == unk or
+             t["content"] not in SPECIAL_TOKENS.values() or t["content"] not in known]  # fmt: skip
+    if unk not in {t["content"] for t in added}:
+        added.append({"content": unk, "special": True, "normalized": False})
     return vocabulary, settings | ({"added_tokens": added} if added else {})
 
 

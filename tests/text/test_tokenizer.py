@@ -112,8 +112,14 @@ def test_config_and_vocabulary_round_trip(tmp_path, uncased):
 def test_from_preset_reads_an_hf_checkpoint_folder(minilm_dir, uncased):
     tokenizer = BertTokenizer.from_preset(minilm_dir)
     # tokenizer_config.json: do_lower_case true, strip_accents null (-> strip when lower-casing, as HF does)
-    assert tokenizer.get_config() == {"lowercase": True, "strip_accents": None, "special_tokens_in_strings": True}
+    # transformers matches "[UNK]" typed in text as its other special tokens; keras-hub does not (it is no special
+    # token there): a transformers folder has it as a special added token
+    unk = {"content": "[UNK]", "special": True, "normalized": False, "single_word": False, "lstrip": False,
+           "rstrip": False}  # fmt: skip
+    assert tokenizer.get_config() == {"lowercase": True, "strip_accents": None, "special_tokens_in_strings": True,
+                                      "added_tokens": [unk]}  # fmt: skip
     assert tokenizer("Crème [SEP]") == [13675, 21382, 102] == tokenizer("creme") + [102]
+    assert tokenizer("a [UNK] b[UNK]c") == [1037, 100, 1038, 100, 1039]  # transformers' ids
     assert uncased("Crème [SEP]") == [100, 1031, 19802, 1033]  # keras-hub settings: accent kept, "[SEP]" split
 
 
@@ -264,3 +270,13 @@ def test_vocab_txt_and_tokenizer_json_that_disagree_are_refused(tmp_path, minilm
         BertTokenizer.from_preset(tmp_path)
     (tmp_path / "vocab.txt").unlink()
     assert BertTokenizer.from_preset(tmp_path)("hello") == [hello]
+
+
+def test_unk_typed_in_text_is_split_as_keras_hub_splits_it(keras_hub):
+    """keras-hub's special_tokens_in_strings matches [CLS], [SEP], [PAD] and [MASK] whole, not the OOV token: flaxbert
+    matched "[UNK]" too ([8, 1, 9] where keras-hub gives [8, 5, 7, 6, 9])."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[", "]", "unk", "a", "b", "s"]
+    theirs = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True, special_tokens_in_strings=True)
+    ours = BertTokenizer(vocab, lowercase=True, special_tokens_in_strings=True)
+    for text in ("a [UNK] b", "a[UNK]b", "[SEP][SEP]", "[[SEP]]", "a[MASK]b", "[unk]"):
+        assert ours(text) == [int(i) for i in theirs(text)], text
