@@ -99,6 +99,6 @@ def test_a_converted_copy_keeps_the_default_execution_not_a_choice_of_its_own(ti
     _, target = tiny_hub
     assert resolve("hf://org/tiny") == target
     config = json.loads((target / "config.json").read_text())
-    assert config["format_version"] == native.VERSION == 2
+    assert config["format_version"] == native.VERSION == 3
     assert (config["backbone"]["attention_kernel"], config["backbone"]["scan_layers"]) == ("auto", False)
     assert flaxbert.BertBackbone.from_preset("hf://org/tiny").config.attention_kernel == "auto"

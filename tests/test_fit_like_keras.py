@@ -152,6 +152,17 @@ def test_compiling_with_the_optimizer_the_classifier_has_continues_its_state(tra
     split.fit(x, y, batch_size=8, verbose=0, shuffle=False)
     whole.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
     _assert_same(_params(split), _params(whole))
+    # the same optax.MultiSteps object again too (each compile made it a new transformation, and a new state)
+    accumulating, at_once = _classifier(), _classifier()
+    steps = optax.MultiSteps(optax.adam(1e-2), every_k_schedule=2)
+    for classifier in (accumulating, at_once):
+        classifier.backbone.trainable = trainable
+        classifier.compile(optimizer=steps)
+    accumulating.fit(x, y, batch_size=8, verbose=0, shuffle=False)  # 2 steps: one update
+    accumulating.compile(optimizer=steps)
+    accumulating.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    at_once.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    _assert_same(_params(accumulating), _params(at_once))
     auto.compile()
     auto.fit(x, y, batch_size=8, verbose=0, shuffle=False)
     auto.compile()
@@ -268,9 +279,11 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
     flaxbert lacks now says what to do instead, and a misspelt one names the closest."""
     x, y = _data(8, vocab=100)
     classifier = _classifier()
-    classifier.compile(optimizer=classifier.optimizer, run_eagerly=False, steps_per_execution=1, weighted_metrics=None)
-    history = classifier.fit(x, y, batch_size=8, verbose=0, callbacks=None, class_weight=None, initial_epoch=0,
-                             validation_split=0.0, steps_per_epoch=None, validation_freq=1)  # fmt: skip
+    classifier.compile(optimizer=classifier.optimizer, run_eagerly=False, steps_per_execution=1, weighted_metrics=None,
+                       loss_weights=None)  # fmt: skip
+    history = classifier.fit(x, y, batch_size=8, verbose=0, callbacks=(), class_weight=None,
+                             initial_epoch=np.int64(0), validation_split=0.0, steps_per_epoch=None,
+                             validation_freq=1)  # fmt: skip
     assert list(history.history) == ["loss", "accuracy"]
     assert classifier.predict(x, verbose=0, steps=None, callbacks=[]).shape == (8, 3)
     assert set(classifier.evaluate(x, y, verbose=0, steps=None)) == {"loss", "accuracy"}
@@ -331,3 +344,6 @@ def test_an_optimizer_that_needs_other_arguments_is_refused_at_compile_and_value
     history = classifier.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
     plateau = classifier._optimizer_state[1][1]
     assert float(plateau.best_value) == pytest.approx(min(history.history["loss"]), rel=1e-6)
+    # an extra-arguments optimizer that takes no value= gets none (optax.contrib.sam was refused for it)
+    classifier.compile(optimizer=optax.contrib.sam(optax.sgd(1e-2), optax.sgd(1e-2), sync_period=2))
+    assert np.isfinite(classifier.fit(x, y, batch_size=8, verbose=0).history["loss"]).all()

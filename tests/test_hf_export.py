@@ -177,6 +177,15 @@ def test_tokenizer_real_uncased_vocabulary(tmp_path, minilm_dir):
     assert reread.get_config() == tokenizer.get_config() and reread.get_vocabulary() == tokenizer.get_vocabulary()
 
 
+def test_a_tokenizer_transformers_cannot_express_exports_with_a_warning(tmp_path):
+    """keras-hub's special_tokens_in_strings matches "[CLS]" but splits "[UNK]" typed in text; transformers matches
+    both or neither: the export says that texts holding "[UNK]" get other ids there (and only those)."""
+    tokenizer = BertTokenizer(SMALL_VOCAB, lowercase=True, special_tokens_in_strings=True)
+    with pytest.warns(UserWarning, match=r"splits '\[UNK\]' \(keras-hub's rule\); transformers matches '\[UNK\]' too"):
+        hf = _check_tokenizer(tmp_path, tokenizer, DistilBertConfig(**DISTIL))
+    assert hf("[UNK]", add_special_tokens=False)["input_ids"] != tokenizer("[UNK]")
+
+
 def test_unrepresentable_models_raise_and_leave_nothing(tmp_path):
     target = tmp_path / "export"
     cfg = DistilBertConfig(**DISTIL, layer_norm_epsilon=1e-6)

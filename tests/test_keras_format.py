@@ -216,11 +216,14 @@ def _drop_num_heads(preset):
     (preset / "config.json").write_text(json.dumps(config))
 
 
-def _quantized(preset):  # what backbone.quantize("int8") then save_to_preset write (keras-hub 0.32)
-    config = json.loads((preset / "config.json").read_text())
-    int8 = {"class_name": "QuantizedDTypePolicy", "config": {"mode": "int8", "source_name": None}}
-    config["config"]["dtype"] = {"class_name": "DTypePolicyMap", "config": {"policy_map": {"token_embedding": int8}}}
-    (preset / "config.json").write_text(json.dumps(config))
+def _quantized(policy: str):  # what backbone.quantize(mode) then save_to_preset write (keras-hub 0.32)
+    def quantize(preset):
+        config = json.loads((preset / "config.json").read_text())
+        layer = {"class_name": policy, "config": {"mode": "int8", "source_name": None}}
+        config["config"]["dtype"] = {"class_name": "DTypePolicyMap", "config": {"policy_map": {"embedding": layer}}}
+        (preset / "config.json").write_text(json.dumps(config))
+
+    return quantize
 
 
 def _add_third_dense_variable(preset):
@@ -247,7 +250,9 @@ def _add_third_dense_variable(preset):
             r"unexpected variable 'layers/dense/vars/2' in the weights file: that layer has 2 variable\(s\)",
         ),
         (lambda p: (p / "task.weights.h5").unlink(), FileNotFoundError, r"task.weights.h5 is missing"),
-        (_quantized, ValueError, r"is a quantized keras-hub preset .*DTypePolicyMap"),  # an "unexpected variable"
+        # each was an "unexpected variable" in the weights file
+        (_quantized("QuantizedDTypePolicy"), ValueError, r"is a quantized keras-hub preset .*QuantizedDTypePolicy"),
+        (_quantized("Int4DTypePolicy"), ValueError, r"is a quantized keras-hub preset .*holds Int4DTypePolicy"),
     ],
     ids=[
         "task_json",
@@ -256,7 +261,8 @@ def _add_third_dense_variable(preset):
         "preprocessor_json",
         "variable_index",
         "task_weights",
-        "quantized",
+        "int8",
+        "int4",
     ],  # fmt: skip
 )
 def test_damaged_side_files_are_named(task_preset, tmp_path, damage, error, message):

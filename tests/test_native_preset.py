@@ -218,10 +218,10 @@ def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no staging directory left
 
 
-def test_format_2_presets_and_version_1s_default_kernel(saved, tmp_path):
+def test_format_3_presets_and_version_1s_default_kernel(saved, tmp_path):
     """Version 2 came with attention_kernel "auto" as the default. Version 1 wrote its default, "xla", into every
     preset, so a version-1 "xla" loads as "auto"; a kernel it was told to use stays; an unknown version says upgrade."""
-    assert json.loads((saved / "config.json").read_text())["format_version"] == 2
+    assert json.loads((saved / "config.json").read_text())["format_version"] == 3
     assert flaxbert.BertBackbone.from_preset(saved).config.attention_kernel == "auto"
     for saved_kernel, loaded in (("xla", "auto"), ("pallas", "pallas"), ("cudnn", "cudnn")):
 
@@ -233,7 +233,22 @@ def test_format_2_presets_and_version_1s_default_kernel(saved, tmp_path):
         assert flaxbert.BertBackbone.from_preset(old).config.attention_kernel == loaded
         forced = flaxbert.BertBackbone.from_preset(old, attention_kernel="xla")
         assert forced.config.attention_kernel == "xla"
-    newer = _edited(saved, tmp_path, "v3", lambda c: c.update(format_version=3))
-    with pytest.raises(ValueError, match=r"v3/config.json is flaxbert format version 3; this flaxbert reads versions "
-                                         r"1, 2: upgrade flaxbert"):  # fmt: skip
+    newer = _edited(saved, tmp_path, "v4", lambda c: c.update(format_version=4))
+    with pytest.raises(ValueError, match=r"v4/config.json is flaxbert format version 4; this flaxbert reads versions "
+                                         r"1, 2, 3: upgrade flaxbert"):  # fmt: skip
         flaxbert.BertBackbone.from_preset(newer)
+
+
+def test_a_format_2_tokenizer_keeps_matching_unk_typed_in_text(tmp_path):
+    """Format 3's special_tokens_in_strings splits "[UNK]" typed in text, as keras-hub does; a format-2 preset
+    matched it whole, and keeps doing so (a transformers folder's tokenizer lists it as a special added token)."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[", "]", "unk", "a"]
+    tokenizer = flaxbert.BertTokenizer(vocab, lowercase=True, special_tokens_in_strings=True)
+    assert tokenizer("a [UNK] a") == [8, 5, 7, 6, 8]
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(9, 1, 2, 8, 8, max_sequence_length=8), 2,
+                                             preprocessor=preprocessor)  # fmt: skip
+    classifier.save_to_preset(tmp_path / "v3")
+    assert flaxbert.BertTokenizer.from_preset(tmp_path / "v3")("a [UNK] a") == [8, 5, 7, 6, 8]
+    old = _edited(tmp_path / "v3", tmp_path, "v2", lambda c: c.update(format_version=2))
+    assert flaxbert.BertTokenizer.from_preset(old)("a [UNK] a") == [8, 1, 8]

@@ -13,6 +13,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import warnings
 
 import flax.linen as nn
 import jax
@@ -62,6 +63,14 @@ def export_transformers(
     if tokenizer is not None:
         text_assets.check_vocabulary(tokenizer, backbone_config.vocabulary_size, "", "transformers would index past "
                                      "the embedding table.")  # fmt: skip
+        unk = tokenizer.oov_token
+        if tokenizer.special_tokens_in_strings and not any(t["content"] == unk for t in tokenizer.added_tokens):
+            warnings.warn(
+                f"this tokenizer matches [CLS], [SEP], [PAD] and [MASK] typed in text but splits {unk!r} (keras-hub's "
+                f"rule); transformers matches {unk!r} too whenever it matches the others, so a text holding the "
+                f"string {unk!r} gets other ids from the exported tokenizer.",
+                stacklevel=3,
+            )
     # Everything that can fail on the user's input runs before anything touches the disk.
     config = hf_convert.hf_config(backbone_config, head_config, pad_token_id=pad_id)
     host = jax.tree_util.tree_map(np.asarray, nn.unbox(to_host(params)))  # every shard, from every process

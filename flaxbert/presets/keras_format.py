@@ -8,7 +8,6 @@ shape against `jax.eval_shape` of the model, so a renamed or missing variable fa
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 
@@ -70,12 +69,12 @@ def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBert
     if name not in _BACKBONES:
         raise ValueError(f"{source}: keras-hub class {name!r} is not supported; flaxbert reads {sorted(_BACKBONES)}.")
     c = _settings(config, source, "config.json")
-    policy = c.get("dtype")
-    if isinstance(policy, dict) and "Quantized" in json.dumps(policy):  # a DTypePolicyMap of QuantizedDTypePolicy
+    quantized = sorted(set(_policy_classes(c.get("dtype"))) - {"DTypePolicy", "FloatDTypePolicy", "DTypePolicyMap"})
+    if quantized:  # Keras' quantize(): QuantizedDTypePolicy (int8, float8), Int4DTypePolicy, GPTQ, AWQ, ...
         raise ValueError(
-            f"{source} is a quantized keras-hub preset (its config.json dtype is {policy.get('class_name')} with "
-            "quantized layers: int8 or float8 weights with their scales); flaxbert reads float presets only. Load "
-            "the preset it was quantized from."
+            f"{source} is a quantized keras-hub preset (its config.json dtype holds {', '.join(quantized)}: "
+            "integer or float8 weights with their scales); flaxbert reads float presets only. Load the preset it "
+            "was quantized from."
         )
     try:
         common = dict(vocabulary_size=c["vocabulary_size"], num_layers=c["num_layers"], num_heads=c["num_heads"],
@@ -139,6 +138,18 @@ def _variables(path: pathlib.Path) -> dict[str, np.ndarray]:
     except OSError as e:
         raise ValueError(f"{path} is not a readable .weights.h5 file ({e}); it may be truncated or corrupt.") from e
     return found
+
+
+def _policy_classes(policy):
+    """Every Keras class_name in a serialised dtype policy (a DTypePolicyMap nests one per layer)."""
+    if isinstance(policy, dict):
+        if isinstance(policy.get("class_name"), str):
+            yield policy["class_name"]
+        for value in policy.values():
+            yield from _policy_classes(value)
+    elif isinstance(policy, list):
+        for value in policy:
+            yield from _policy_classes(value)
 
 
 def _array(dataset: h5py.Dataset) -> np.ndarray:

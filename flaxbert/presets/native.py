@@ -1,6 +1,6 @@
 """flaxbert's native preset format: what `save_to_preset` writes and what converted downloads are cached as.
 
-    <dir>/config.json        {"format": "flaxbert", "format_version": 2, "architecture", "backbone", "task",
+    <dir>/config.json        {"format": "flaxbert", "format_version": 3, "architecture", "backbone", "task",
                               "tokenizer", "preprocessor"}: plain JSON of the frozen configs
     <dir>/vocabulary.txt     the WordPiece vocabulary, one token per line (when there is a tokenizer)
     <dir>/tokenizer.json     the same tokenizer in Hugging Face `tokenizers` format, for other tools
@@ -31,8 +31,11 @@ from flaxbert.parallel.host import process_0s, wait_for_every_process
 # Version 2 (session 22): attention_kernel "auto" became the default. Version 1 wrote the default of its time, "xla",
 # into every preset, so a version-1 "xla" is read as "auto" (`read`); flaxbert versions that know only version 1 say
 # "upgrade flaxbert" to a version-2 preset instead of calling its "auto" damaged.
-FORMAT, VERSION = "flaxbert", 2
-READS = (1, 2)
+# Version 3 (session 30): special_tokens_in_strings matches [CLS], [SEP], [PAD] and [MASK] in text, as keras-hub does,
+# not "[UNK]" (a transformers tokenizer lists it as a special added token). Versions 1 and 2 matched "[UNK]" too, so
+# their tokenizers get it as a special added token on read (`read`): their ids stay what they were.
+FORMAT, VERSION = "flaxbert", 3
+READS = (1, 2, 3)
 _BACKBONES = {"bert": BertConfig, "distil_bert": DistilBertConfig}
 _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
 _KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
@@ -144,6 +147,12 @@ def read(directory) -> dict:
     backbone = config["backbone"]
     if config["format_version"] == 1 and backbone.get("attention_kernel") == "xla":
         config = dict(config, backbone=dict(backbone, attention_kernel="auto"))  # version 1's default, not a choice
+    tokenizer = config["tokenizer"]
+    if config["format_version"] < 3 and isinstance(tokenizer, dict) and tokenizer.get("special_tokens_in_strings"):
+        added = list(tokenizer.get("added_tokens") or [])
+        if not any(isinstance(t, dict) and t.get("content") == "[UNK]" for t in added):
+            added.append({"content": "[UNK]", "special": True, "normalized": False})
+        config = dict(config, tokenizer=dict(tokenizer, added_tokens=added))
     return config
 
 

@@ -98,19 +98,18 @@ def check_optimizer(tx, boxed_params) -> None:
     argument where it takes extra arguments) traced on the model's abstract params, so that one needing more (the
     line search of `optax.lbfgs` wants `grad` and `value_fn`) is refused here, not inside the first step."""
     import flax.linen as nn
-    import optax
 
-    takes_extras = isinstance(tx, optax.GradientTransformationExtraArgs)
+    from flaxbert.training.state import optimizer_update
 
     def one_update(params, value):
-        return tx.update(params, tx.init(params), params, **({"value": value} if takes_extras else {}))
+        return optimizer_update(tx, params, tx.init(params), params, value)
 
     try:
         jax.eval_shape(one_update, nn.unbox(boxed_params), jax.ShapeDtypeStruct((), np.float32))
     except Exception as error:  # whatever the optimizer raises, said in the terms of the call
         raise ValueError(
-            f"optimizer.update(grads, state, params{', value=loss' if takes_extras else ''}) failed on this model's "
-            f"params ({type(error).__name__}: {str(error)[:200]}): fit passes each step's gradients, the optimizer "
+            f"optimizer.update(grads, state, params, value=loss) failed on this model's params "
+            f"({type(error).__name__}: {str(error)[:200]}): fit passes each step's gradients, the optimizer "
             "state, the params and (to optimizers taking extra arguments) the batch's loss as value=; an optimizer "
             "that needs other arguments (optax.lbfgs: grad, value_fn) cannot drive fit."
         ) from None
@@ -156,13 +155,14 @@ _KERAS_KEYWORDS = {
     "steps_per_execution": ((1,), "each step is one jitted call, dispatched while the one before runs"),
     "weighted_metrics": ((None, []), "the loss is weighted by sample_weight and the accuracy is not, as Keras' "
                          "compile metrics are not"),
+    "loss_weights": ((None,), "a classifier has one output and one loss"),
 }  # fmt: skip
 _KERAS_KEYWORDS_OF = {
     "fit": ("callbacks", "class_weight", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
             "validation_freq", "validation_batch_size"),
     "evaluate": ("callbacks", "steps"),
     "predict": ("callbacks", "steps"),
-    "compile": ("run_eagerly", "steps_per_execution", "weighted_metrics"),
+    "compile": ("run_eagerly", "steps_per_execution", "weighted_metrics", "loss_weights"),
 }  # fmt: skip
 
 
@@ -181,8 +181,9 @@ def keras_keywords(method, given: dict) -> None:
             raise TypeError(f"{name}() got an unexpected keyword argument {keyword!r}"
                             + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "."))  # fmt: skip
         nothing, instead = _KERAS_KEYWORDS[keyword]
-        plain = isinstance(value, int | float | list) and not isinstance(value, bool)
-        if not any(value is v or (plain and type(value) is not bool and value == v) for v in nothing):
+        number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+        empty = isinstance(value, list | tuple) and not value and [] in nothing
+        if not (empty or any(value is v or (number and value == v) for v in nothing)):
             raise ValueError(f"{name}({keyword}={value!r}): flaxbert's {name} has no {keyword}; {instead}.")
 
 

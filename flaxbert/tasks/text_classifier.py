@@ -256,7 +256,8 @@ class TextClassifier:
         return self._state(pickling=True)
 
     def __deepcopy__(self, memo) -> TextClassifier:
-        """A copy as pickling makes one, on the same mesh, sharing the optimizer and loss functions."""
+        """A copy as pickling makes one, on the same mesh, with an optimizer and loss of the same functions as the
+        original's (equal, not the same objects)."""
         copied = type(self).__new__(type(self))
         copied.__setstate__(copy.deepcopy(self._state(pickling=False), memo))
         return copied
@@ -327,7 +328,8 @@ class TextClassifier:
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = _AUTO_OPTIMIZER
         elif isinstance(optimizer, optax.MultiSteps):  # gradient accumulation: a wrapper object, not a transformation
-            optimizer = optimizer.gradient_transformation()
+            # the same wrapper again keeps the transformation made from it, so that its state carries on
+            optimizer = self.optimizer if same_optimizer else optimizer.gradient_transformation()
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
         boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included

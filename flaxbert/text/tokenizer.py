@@ -248,6 +248,12 @@ class BertTokenizer:
             raise ValueError(f"token {token!r} is not in the vocabulary.")
         return self._ids[token]
 
+    def __reduce__(self):
+        """Pickled (and deep-copied) as its vocabulary and settings, and rebuilt from them: a pickled Rust tokenizer
+        loses its `encode_special_tokens` setting, and special added tokens were then matched whole in text where
+        the original split them."""
+        return _rebuilt, (type(self), self._vocabulary, self.get_config())
+
     def get_config(self) -> dict:
         """The settings that, with the vocabulary file, rebuild this tokenizer: `type(t)(vocab, **t.get_config())`
         (`added_tokens` only where there are any)."""
@@ -290,3 +296,8 @@ def _is_batch_of_ids(ids) -> bool:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
         return False  # not ids at all: `_checked_ids` says so
     return hasattr(next(iter(ids), None), "__iter__")
+
+
+def _rebuilt(cls, vocabulary: list[str], config: dict):
+    """A pickled tokenizer, rebuilt (`BertTokenizer.__reduce__`)."""
+    return cls(vocabulary, **config)

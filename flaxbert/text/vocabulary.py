@@ -152,6 +152,9 @@ def _names_its_class(directory: pathlib.Path, config: dict) -> bool:
     settings from tokenizer_config.json) rather than loading tokenizer.json as it is (`TokenizersBackend`); a class
     that is not BERT's WordPiece tokenizer (BertJapaneseTokenizer's MeCab or character split, say) is refused."""
     named = config.get("tokenizer_class")
+    if named is not None and not isinstance(named, str):
+        raise ValueError(f"{directory / 'tokenizer_config.json'}: tokenizer_class must be a class name (a string), "
+                         f"got {named!r}; the file is damaged.")  # fmt: skip
     if named and named not in _BERT_CLASSES | set(_AS_SAVED):
         raise ValueError(
             f"{directory / 'tokenizer_config.json'} names tokenizer_class {named!r}, which splits text otherwise than "

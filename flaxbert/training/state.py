@@ -27,7 +27,17 @@ class TrainState:
         """One optimizer update. `value`, the loss `grads` are the gradient of, goes to optimizers that take extra
         arguments (`optax.GradientTransformationExtraArgs`), as `value=` (what `optax.contrib.reduce_on_plateau`
         and `optax.polyak_sgd` read; the others ignore it)."""
-        takes_extras = value is not None and isinstance(self.tx, optax.GradientTransformationExtraArgs)
-        extras = {"value": value} if takes_extras else {}
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params, **extras)
+        updates, opt_state = optimizer_update(self.tx, grads, self.opt_state, self.params, value)
         return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state)
+
+
+def optimizer_update(tx: optax.GradientTransformation, grads, opt_state, params, value=None):
+    """`tx.update(grads, opt_state, params)`, with `value=value` where `tx` takes extra arguments and accepts it (an
+    extra-arguments transformation may not: `optax.contrib.sam` refuses the keyword, and gets none)."""
+    if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
+        try:
+            return tx.update(grads, opt_state, params, value=value)
+        except TypeError as error:  # raised at the call, while tracing, before any update is computed
+            if "unexpected keyword argument 'value'" not in str(error):
+                raise
+    return tx.update(grads, opt_state, params)

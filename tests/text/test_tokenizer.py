@@ -218,6 +218,9 @@ def test_a_tokenizer_class_other_than_berts_is_refused(tmp_path, minilm_dir):
     theirs = AutoTokenizer.from_pretrained(tmp_path)("unaffable", add_special_tokens=False)["input_ids"]
     with pytest.raises(ValueError, match="tokenizer_class 'BertJapaneseTokenizer', which splits text otherwise"):
         BertTokenizer.from_preset(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": ["BertTokenizer"]}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tokenizer_class must be a class name \(a string\), got \['BertTokenizer'\]"):
+        BertTokenizer.from_preset(tmp_path)
     (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "ElectraTokenizerFast"}', encoding="utf-8")
     ours = BertTokenizer.from_preset(tmp_path)("unaffable")
     assert ours == AutoTokenizer.from_pretrained(tmp_path)("unaffable", add_special_tokens=False)["input_ids"]
@@ -280,3 +283,23 @@ def test_unk_typed_in_text_is_split_as_keras_hub_splits_it(keras_hub):
     ours = BertTokenizer(vocab, lowercase=True, special_tokens_in_strings=True)
     for text in ("a [UNK] b", "a[UNK]b", "[SEP][SEP]", "[[SEP]]", "a[MASK]b", "[unk]"):
         assert ours(text) == [int(i) for i in theirs(text)], text
+
+
+def test_a_pickled_or_copied_tokenizer_splits_what_the_original_splits(tmp_path, minilm_dir):
+    """A folder saved with split_special_tokens: its special added tokens ("[UNK]", extra markers) are split in text.
+    Pickled, the Rust tokenizer forgot that, and the copy matched them whole ([1037, 100, 1037], not transformers')."""
+    import copy
+    import pickle
+
+    from transformers import AutoTokenizer
+
+    (tmp_path / "vocab.txt").write_bytes((minilm_dir / "vocab.txt").read_bytes())
+    config = {"tokenizer_class": "BertTokenizer", "split_special_tokens": True,
+              "extra_special_tokens": ["<e>"]}  # fmt: skip
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    theirs = AutoTokenizer.from_pretrained(tmp_path)("a [UNK] <e> a", add_special_tokens=False)["input_ids"]
+    tokenizer = BertTokenizer.from_preset(tmp_path)
+    assert tokenizer("a [UNK] <e> a") == theirs and 100 not in theirs
+    for copied in (pickle.loads(pickle.dumps(tokenizer)), copy.deepcopy(tokenizer)):
+        assert type(copied) is BertTokenizer and copied("a [UNK] <e> a") == theirs
+        assert copied.get_config() == tokenizer.get_config()
