@@ -6,13 +6,17 @@ work or change to the classifier, so a rejected call leaves it as it was.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import pathlib
 
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from flaxbert.parallel import make_mesh
+from flaxbert.training.state import optimizer_update
 
 
 def is_int(value) -> bool:
@@ -97,9 +101,6 @@ def check_optimizer(tx, boxed_params) -> None:
     """An optax optimizer that fit can drive: `init` and `update(grads, state, params, value=loss)` (the extra
     argument where it takes extra arguments) traced on the model's abstract params, so that one needing more (the
     line search of `optax.lbfgs` wants `grad` and `value_fn`) is refused here, not inside the first step."""
-    import flax.linen as nn
-
-    from flaxbert.training.state import optimizer_update
 
     def one_update(params, value):
         return optimizer_update(tx, params, tx.init(params), params, value)
@@ -120,8 +121,8 @@ _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
 
 
 def check_metrics(metrics) -> None:
-    """ "auto", or a list or tuple of accuracy metrics (Keras' names, or Keras' SparseCategoricalAccuracy object):
-    fit and evaluate always report the loss and the accuracy."""
+    """Accepts "auto", or a list or tuple of accuracy metrics (Keras' names, or Keras' SparseCategoricalAccuracy
+    object): fit and evaluate always report the loss and the accuracy."""
     if isinstance(metrics, str) and metrics == "auto":
         return
 
@@ -170,9 +171,6 @@ def keras_keywords(method, given: dict) -> None:
     """Takes Keras-only keywords passed to `method` (a classifier's fit, evaluate, predict or compile) where their
     value asks for nothing; refuses any other value saying what to do instead, and any other keyword as Python
     would, with the closest names."""
-    import difflib
-    import inspect
-
     name = method.__name__
     for keyword, value in given.items():
         if keyword not in _KERAS_KEYWORDS_OF[name]:
