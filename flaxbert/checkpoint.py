@@ -19,6 +19,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from flaxbert.presets import json_file
+
 
 def manager(directory, keep: int = 3) -> ocp.CheckpointManager:
     drop_closed_loop_reports()
@@ -250,7 +252,4 @@ def mark_validated(mngr: ocp.CheckpointManager, step: int | None) -> None:
     if jax.process_index() != 0:
         return
     path = pathlib.Path(mngr.directory) / _VALIDATED
-    steps = [] if step is None else sorted((validated_steps(mngr) or set()) | {step})
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(steps))
-    tmp.replace(path)
+    json_file.write(path, [] if step is None else sorted((validated_steps(mngr) or set()) | {step}))

@@ -303,7 +303,7 @@ def test_resume_with_a_damaged_config_json_goes_on_with_a_warning(tmp_path):
     (tmp_path / "out" / "checkpoints").mkdir(parents=True)
     (tmp_path / "out" / "config.json").write_text('{"preset": "x", "da')
     with pytest.warns(UserWarning, match=r"its config.json is missing or damaged, so the command's settings cannot"):
-        job._check_output(job.output_dir(config), config, True, False)
-    assert job._with_saved_label_names(job.output_dir(config), config) == config  # and the resume reads it no more
+        run_config = job._check_output(job.output_dir(config), config, True, False)
+    assert run_config is None and job._with_saved_label_names(run_config, config) == config  # no names to take
     with pytest.raises(job.RunError, match=r"already holds a run; pass --resume"):
         job._check_output(job.output_dir(config), config, False, False)

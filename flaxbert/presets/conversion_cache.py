@@ -112,20 +112,21 @@ def _says_something(source: pathlib.Path, config: dict) -> bool:
     directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
     multi-label head (refused, or replaced with a warning, saying what it is), two dropout rates or weights its
     config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the model)."""
+    from flaxbert.models.config import BertConfig
+    from flaxbert.text import BertTokenizer
+
     if keras_format.is_keras(config):
         return False
-    names = hf_checkpoint.weight_shapes(source)
-    if _is_bert(source, config) and not hf_convert.has_pooler(names):
+    names, backbone = hf_checkpoint.weight_shapes(source), hf_checkpoint.load_config(source)
+    if isinstance(backbone, BertConfig) and not hf_convert.has_pooler(names):
         return True
-    if hf_convert.unused_encoder_weights(names, hf_checkpoint.load_config(source)):
+    if hf_convert.unused_encoder_weights(names, backbone):
         return True
     hf = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
     if hf_convert.is_classifier(hf) and hf_convert.unsupported_head(hf, str(source)) is not None:
         return True
     if hf_convert.dropout_note(hf, str(source)) is not None:
         return True
-    from flaxbert.text import BertTokenizer
-
     try:
         text_assets.tokenizer(BertTokenizer, source)
     except ValueError:

@@ -1,4 +1,5 @@
-"""Reading the JSON side files of a preset (config.json, task.json, tokenizer files, shard indexes).
+"""Reading the JSON side files of a preset (config.json, task.json, tokenizer files, shard indexes), and writing
+JSON files whole.
 
 A damaged or foreign file must fail with flaxbert's own message, naming the file and what is wrong with it, not with
 a `JSONDecodeError` or a `KeyError` from deep inside a loader. No jax here: the text pipeline reads these files too.
@@ -28,6 +29,15 @@ def read(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path} holds a JSON {_kind(data)}, not an object of settings; it is corrupt.")
     return data
+
+
+def write(path: str | os.PathLike, data) -> None:
+    """Writes `data` as indented JSON to `path` through a sibling file renamed over it: `path` holds the old text or
+    the new, never a part of it (a kill mid-write left a config.json that --resume refused)."""
+    path = pathlib.Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 def member(data: dict, key: str, path, kind: type = dict):

@@ -149,9 +149,11 @@ def read(directory) -> dict:
         config = dict(config, backbone=dict(backbone, attention_kernel="auto"))  # version 1's default, not a choice
     tokenizer = config["tokenizer"]
     if config["format_version"] < 3 and isinstance(tokenizer, dict) and tokenizer.get("special_tokens_in_strings"):
+        from flaxbert.text.vocabulary import UNK_AS_ADDED_TOKEN  # here: flaxbert.text imports the presets
+
         added = list(tokenizer.get("added_tokens") or [])
-        if not any(isinstance(t, dict) and t.get("content") == "[UNK]" for t in added):
-            added.append({"content": "[UNK]", "special": True, "normalized": False})
+        if not any(isinstance(t, dict) and t.get("content") == UNK_AS_ADDED_TOKEN["content"] for t in added):
+            added.append(dict(UNK_AS_ADDED_TOKEN))
         config = dict(config, tokenizer=dict(tokenizer, added_tokens=added))
     return config
 

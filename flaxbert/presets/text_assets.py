@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 
 from flaxbert.presets import json_file, keras_format, native
-from flaxbert.text.vocabulary import read_hf_tokenizer
+from flaxbert.text.vocabulary import SPECIAL_TOKENS, SUFFIX_INDICATOR, read_hf_tokenizer
 
 
 def _config(directory: pathlib.Path) -> dict:
@@ -36,8 +36,8 @@ def _vocabulary(directory: pathlib.Path, name: str) -> pathlib.Path:
 
 # keras-hub WordPieceTokenizer settings flaxbert's BertTokenizer has fixed, at the values keras-hub's BertTokenizer
 # saves: any other changes the ids, so it is refused by name.
-_KERAS_FIXED = {"sequence_length": None, "split": True, "split_on_cjk": True, "suffix_indicator": "##",
-                "oov_token": "[UNK]", "special_tokens": None}  # fmt: skip
+_KERAS_FIXED = {"sequence_length": None, "split": True, "split_on_cjk": True, "suffix_indicator": SUFFIX_INDICATOR,
+                "oov_token": SPECIAL_TOKENS["oov_token"], "special_tokens": None}  # fmt: skip
 
 
 def _check_keras_defaults(saved: dict, path: pathlib.Path) -> None:

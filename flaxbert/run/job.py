@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from flaxbert import data as datasets
+from flaxbert.presets import json_file
 from flaxbert.run import curves
 from flaxbert.run.config import Config, ConfigError, to_dict
 from flaxbert.run.metrics_log import MetricsLog, read
@@ -43,9 +44,9 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
         _go_offline()
     # Read now, not after training: a bad predict file must not cost a run.
     to_predict = datasets.read_split(predict_file, config.data.text_columns, None) if predict_file else None
-    _check_output(out, config, resume, eval_only)
+    run_config = _check_output(out, config, resume, eval_only)
     if resume:
-        config = _with_saved_label_names(out, config)
+        config = _with_saved_label_names(run_config, config)
     if eval_only:  # the preset's trained head decides the classes (and names them, where it saved names)
         classifier = build_classifier(config, keep_head=True)
         config = _with_head(config, classifier)
@@ -57,7 +58,7 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
         classifier = build_classifier(config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomically(out / "config.json", json.dumps(to_dict(config), indent=2) + "\n")
+        json_file.write(out / "config.json", to_dict(config))
         if not resume and to_predict is None:  # an earlier run's, which this run's summary would not explain
             (out / "predictions.jsonl").unlink(missing_ok=True)
     summary = {"preset": config.preset, "output_dir": str(out), "examples": {k: len(v) for k, v in splits.items()}}
@@ -72,7 +73,7 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     if writer:
         if not curves.plot(read(out / "metrics.jsonl"), out / "curves.png", title=f"{config.preset} ({out})"):
             print("no curves.png: matplotlib is not installed (pip install 'flaxbert[train]').")
-        _write_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        json_file.write(out / "summary.json", summary)
         print(format_summary(summary))
     return summary
 
@@ -331,9 +332,9 @@ def _logged(path: Path, step: int) -> dict:
             for row in read(path) if row["step"] == step and row["split"] != "train"}  # fmt: skip
 
 
-def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> None:
+def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> dict | None:
     """Refuses an output directory this run cannot write, or would overwrite what is not a run of its own, before
-    any data or model is loaded."""
+    any data or model is loaded; returns the config.json of the run the directory holds (`_run_config`)."""
     for place in (out, *out.absolute().parents):
         if place.exists() and not place.is_dir():
             raise RunError(f"--output-dir {str(out)!r}: {str(place)!r} is a file; pass a directory.")
@@ -348,7 +349,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
             "data, batch size or seed. config.json is written again.",
             stacklevel=2,
         )
-        return
+        return None
     if not (resume or eval_only) and (out / "checkpoints").exists():
         raise RunError(
             f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --output-dir."
@@ -370,7 +371,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
                 f"{str(out)!r} holds a training run, whose config, metrics and summary --eval-only would overwrite; "
                 "choose another --output-dir."
             )
-        return
+        return run_config
     if resume:
         if not saved.exists():
             raise RunError(f"--resume: {str(out)!r} holds no run (no config.json); start it without --resume.")
@@ -380,6 +381,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> N
                 f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changed)}); resume "
                 "it with the same ones, or start a new run in another --output-dir."
             )
+    return run_config
 
 
 # What a resumed run may change: where it writes (the directory being resumed is the output directory, however it is
@@ -408,10 +410,9 @@ def _changed(saved: dict, config: Config) -> list[str]:
     return changed
 
 
-def _with_saved_label_names(out: Path, config: Config) -> Config:
-    """A resumed run without --label-names goes on with the class names it was started with, given or inferred
-    (it used to save its model without the names a --label-names flag had given)."""
-    run_config = _run_config(out / "config.json")
+def _with_saved_label_names(run_config: dict | None, config: Config) -> Config:
+    """A resumed run without --label-names goes on with the class names it was started with (`run_config`, its
+    config.json), given or inferred (it used to save its model without the names a --label-names flag had given)."""
     if run_config is None:  # lost or damaged (the resume goes on, with a warning)
         return config
     saved = tuple(run_config["data"].get("label_names") or ())
@@ -429,13 +430,6 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
     return flat
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """`path` holds the old text or the new, never a part (a kill mid-write left a config.json --resume refused)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def _run_config(path: Path) -> dict | None:

@@ -38,10 +38,14 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from flaxbert.presets.registry import presets_for
 from flaxbert.text import added_tokens as added
 from flaxbert.text.inputs import as_text, as_texts
-from flaxbert.text.vocabulary import SPECIAL_TOKENS, read_vocabulary, write_vocabulary
+from flaxbert.text.vocabulary import (
+    MAX_WORD_CHARS,
+    SPECIAL_TOKENS,
+    SUFFIX_INDICATOR,
+    read_vocabulary,
+    write_vocabulary,
+)
 
-MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
-SUFFIX_INDICATOR = "##"
 OOV_TOKEN = SPECIAL_TOKENS["oov_token"]
 # The special tokens keras-hub matches whole in text (special_tokens_in_strings): not the OOV token, "[UNK]" typed in a
 # text is split like other text there. transformers matches it too: its folders add it as a special added token.

@@ -11,6 +11,12 @@ from flaxbert.text import added_tokens
 SPECIAL_TOKENS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
                   "oov_token": "[UNK]"}  # fmt: skip
 _HF_NAMES = {"oov_token": "unk_token"}
+# BERT's WordPiece settings, which flaxbert's BertTokenizer has fixed (a reader refuses others)
+MAX_WORD_CHARS = 100  # longer words become [UNK] whole (HF counts characters; tf-text counts UTF-8 bytes)
+SUFFIX_INDICATOR = "##"
+# transformers matches its unk_token typed in text as it does its other special tokens (keras-hub splits it): a
+# transformers folder's tokenizer has it as this special added token (format-2 native presets get it on read too).
+UNK_AS_ADDED_TOKEN = {"content": SPECIAL_TOKENS["oov_token"], "special": True, "normalized": False}
 
 
 def read_vocabulary(path: str | os.PathLike) -> list[str]:
@@ -101,7 +107,7 @@ def read_hf_tokenizer(directory: str | os.PathLike) -> tuple[list[str], dict]:
     added = [t for t in added_tokens.read_hf(directory, config) if t["content"] == unk or
              t["content"] not in SPECIAL_TOKENS.values() or t["content"] not in known]  # fmt: skip
     if unk not in {t["content"] for t in added}:
-        added.append({"content": unk, "special": True, "normalized": False})
+        added.append(dict(UNK_AS_ADDED_TOKEN))
     return vocabulary, settings | ({"added_tokens": added} if added else {})
 
 
@@ -188,7 +194,8 @@ def _case_from_tokenizer_json(path: pathlib.Path) -> dict:
 
 # A tokenizer.json's parts that flaxbert's BertTokenizer has fixed (tokenizer.py): what each must be, as a reader
 # compares it. transformers loads the file as it is when the folder names no tokenizer class.
-_BERT_TEMPLATES = {"single": ["[CLS]", "$A", "[SEP]"], "pair": ["[CLS]", "$A", "[SEP]", "$B", "[SEP]"]}
+_CLS, _SEP = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
+_BERT_TEMPLATES = {"single": [_CLS, "$A", _SEP], "pair": [_CLS, "$A", _SEP, "$B", _SEP]}
 _FIX = (
     "Save the tokenizer as a BertTokenizer (a tokenizer_config.json naming tokenizer_class BertTokenizer, and "
     "BERT's settings), or load the model with preprocessor=None and pass it the ids transformers' tokenizer makes."
@@ -197,7 +204,8 @@ _FIX = (
 
 def _check_bert_pipeline(saved: dict, path: pathlib.Path) -> None:
     model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
-    wordpiece = {"unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100}
+    wordpiece = {"unk_token": SPECIAL_TOKENS["oov_token"], "continuing_subword_prefix": SUFFIX_INDICATOR,
+                 "max_input_chars_per_word": MAX_WORD_CHARS}  # fmt: skip
     for key, bert in wordpiece.items():
         if model.get(key, bert) != bert:
             raise ValueError(f"{path}: the WordPiece model sets {key}={model[key]!r}; flaxbert's BertTokenizer has "
