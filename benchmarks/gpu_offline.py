@@ -153,7 +153,7 @@ def kernels(hlo_text: str) -> list[tuple[str, str, int, str]]:
                 for callee in re.findall(r"(?:to_apply|calls|body)=%?([\w.\-]+)", line):
                     walk(callee)
                 continue
-            operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
+            operands = set(re.findall(r"%([\w.\-]+)", rest.split(")")[0]))  # an array passed twice is read once
             size = nbytes(shape) + sum(nbytes(shapes.get((computation, o), "")) for o in operands)
             if op == "custom-call":
                 target = re.search(r'custom_call_target="([^"]+)"', line).group(1)

@@ -92,13 +92,13 @@ def test_on_this_cpu_auto_is_the_xla_path_bit_for_bit():
 @pytest.mark.filterwarnings("ignore:attention_kernel='pallas' runs its GPU kernels")  # interpreted here on purpose
 def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch, request):
     calls = []
-    kernels = fused_attention.attention
+    kernels = fused_attention.attention_packed
 
     def spy(*args, **kwargs):
         calls.append(args[0].shape)
         return kernels(*args, **kwargs)
 
-    monkeypatch.setattr(fused_attention, "attention", spy)
+    monkeypatch.setattr(fused_attention, "attention_packed", spy)
     picked, rule = [], layers.auto_attention_kernel
 
     def on_an_h200(dtype, length, head_dim, device):
@@ -114,4 +114,4 @@ def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch, request
     calls.clear()
     auto.lower(params, True)  # traced, not run: the kernels' numbers are tests/test_fused_attention.py's
     # every layer but the last (a classifier runs its last layer for [CLS] alone, with XLA's ops)
-    assert calls == [(2, 16, 2, 16)] * (TINY.num_layers - 1) and picked[-1] == jax.devices()[0]
+    assert calls == [(2, 16, 3, 2, 16)] * (TINY.num_layers - 1)  # q, k, v packed and picked[-1] == jax.devices()[0]

@@ -113,6 +113,8 @@ def test_supported_shapes():
     assert not fused_attention.supports(128, 8)  # the matmul units' minimum
     with pytest.raises(ValueError, match="power-of-two head_dim"):
         fused_attention.attention(*(jnp.zeros((1, 8, 1, 24)),) * 3, jnp.ones((1, 8)))
+    with pytest.raises(ValueError, match=r"q, k, v packed as \[B, L, 3, H, D\].*got \(1, 8, 2, 1, 16\)"):
+        fused_attention.attention_packed(jnp.zeros((1, 8, 2, 1, 16)), jnp.ones((1, 8)))  # k and v only
     with pytest.raises(ValueError, match="block_rows must be a power of two from 16 to 32 for length 20, got 24"):
         fused_attention.attention(*(jnp.zeros((1, 20, 1, 16)),) * 3, jnp.ones((1, 20)), block_rows=24)
     with pytest.raises(ValueError, match="warps must be a power of two from 1 to 16"):
@@ -169,17 +171,17 @@ def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dro
     """Cross-lowering for CUDA on this CPU host runs Pallas's Triton lowering of every kernel: an op without a Triton
     rule or a block shape Triton cannot take fails here rather than on a GPU (compiling the Triton IR needs one)."""
     static = fused_attention._settings(length, length, keep_scale(0.1), interpret=False)  # attention()'s defaults
-    qkv = jax.ShapeDtypeStruct((2, length, 12, head_dim), dtype)
+    qkv = jax.ShapeDtypeStruct((2, length, 3, 12, head_dim), dtype)  # q, k, v packed
     codes = jax.ShapeDtypeStruct((2, length), jnp.int32)
     keep = jax.ShapeDtypeStruct((2, 12, length, length), jnp.int8) if dropout else None
 
-    def grads(q, k, v, codes, keep):
-        def loss(q, k, v):
-            return jnp.sum(fused_attention._attention(q, k, v, codes, keep, static).astype(jnp.float32))
+    def grads(qkv, codes, keep):
+        def loss(qkv):
+            return jnp.sum(fused_attention._attention(qkv, codes, keep, static).astype(jnp.float32))
 
-        return jax.grad(loss, (0, 1, 2))(q, k, v)
+        return jax.grad(loss)(qkv)
 
-    lowered = jax.jit(grads).trace(qkv, qkv, qkv, codes, keep).lower(lowering_platforms=("cuda",)).as_text()
+    lowered = jax.jit(grads).trace(qkv, codes, keep).lower(lowering_platforms=("cuda",)).as_text()
     assert lowered.count("__gpu$xla.gpu.triton") == 3  # forward, dq, dk + dv
 
 

@@ -54,14 +54,23 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
             keep a block's scores within 8K float32s.
         warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores.
     """
-    batch, length, heads, head_dim = q.shape
-    if not supports(length, head_dim):
-        raise ValueError(f"fused attention needs length <= 512 and a power-of-two head_dim >= 16; got {q.shape}.")
+    qkv = jnp.stack([q, k, v], axis=2)
+    return attention_packed(qkv, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps)
+
+
+def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None):
+    """`attention` of q, k, v packed as one [B, L, 3, H, D] array (`qkv[:, :, 0]` the queries, 1 the keys, 2 the
+    values), the layout one matmul of the input by the three projections' kernels side by side gives: the kernels
+    read their blocks of each straight from it, where three separate arrays would be three strided copies."""
+    batch, length, three, heads, head_dim = qkv.shape
+    if three != 3 or not supports(length, head_dim):
+        raise ValueError(f"fused attention needs q, k, v packed as [B, L, 3, H, D], length <= 512 and a power-of-two "
+                         f"head_dim >= 16; got {qkv.shape}.")  # fmt: skip
     padded = max(16, pl.next_power_of_2(length))
     codes = jnp.where(padding_mask.astype(bool), _ATTEND, _MASKED).astype(jnp.int32)
     if padded != length:
         extra = padded - length
-        q, k, v = (jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0))) for x in (q, k, v))
+        qkv = jnp.pad(qkv, ((0, 0), (0, extra), (0, 0), (0, 0), (0, 0)))
         codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
         keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
     keep = None if keep is None else keep.astype(jnp.int8)
@@ -72,21 +81,21 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
     if backend == "cpu":
         warnings.warn(CPU_WARNING, stacklevel=2)
     static = _settings(length, padded, keep_scale, block_rows, warps, interpret=backend == "cpu")
-    return _sharded(q, k, v, codes, keep, static)[:, :length]
+    return _sharded(qkv, codes, keep, static)[:, :length]
 
 
-def _sharded(q, k, v, codes, keep, static: _Static):
+def _sharded(qkv, codes, keep, static: _Static):
     """The kernels on each device's rows when traced under a multi-device mesh (flaxbert's loops set it), with the
     batch split over every mesh axis as flaxbert shards it; XLA cannot partition a Triton call by itself and would
     otherwise gather the whole batch onto every device."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.size == 1:
-        return _attention(q, k, v, codes, keep, static)
+        return _attention(qkv, codes, keep, static)
     rows = jax.sharding.PartitionSpec(mesh.axis_names)
-    args = (q, k, v, codes) + (() if keep is None else (keep,))
+    args = (qkv, codes) + (() if keep is None else (keep,))
 
-    def local(q, k, v, codes, keep=None):
-        return _attention(q, k, v, codes, keep, static)
+    def local(qkv, codes, keep=None):
+        return _attention(qkv, codes, keep, static)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(rows,) * len(args), out_specs=rows, check_vma=False)(*args)
 
@@ -165,8 +174,9 @@ def _dkv_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropou
 
 
 def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args):
-    """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments bound."""
-    batch, padded, heads, head_dim = args[0].shape  # q
+    """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments bound; the
+    kernel's q, k and v are `args[0]`, the packed [B, L, 3, H, D] array, passed three times."""
+    batch, padded, _, heads, head_dim = args[0].shape
     bound = functools.partial(kernel, scale=math.sqrt(head_dim), keep_scale=static.keep_scale, dropout=dropout)
     return pl.pallas_call(
         bound,
@@ -176,7 +186,7 @@ def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs
         out_shape=out_shape,
         compiler_params=None if static.interpret else _triton_params(static.warps),
         interpret=static.interpret,
-    )(*args)
+    )(args[0], args[0], *args)
 
 
 def _triton_params(warps: int):
@@ -185,59 +195,69 @@ def _triton_params(warps: int):
     return pl_triton.CompilerParams(num_warps=warps, num_stages=2)
 
 
-def _specs(padded: int, head_dim: int, rows: int, by: str, dropout: bool, backward: bool) -> list:
-    """BlockSpecs for q, k, v [B, L, H, D], codes [B, L], keep [B, H, L, L] and, backward, dO [B, L, H, D] and the
-    row statistics lse, delta [B, H, L].
+def _specs(padded: int, head_dim: int, rows: int, by: str, dropout: bool, backward: bool) -> tuple[list, object]:
+    """(in_specs, rows_spec): BlockSpecs for q, k, v (the packed [B, L, 3, H, D] array three times), codes [B, L],
+    keep [B, H, L, L] and, backward, dO [B, L, H, D] and the row statistics lse, delta [B, H, L]; and the spec of a
+    [B, L, H, D] array blocked as q is (dO; the context and dq outputs).
 
     by="query": a block of query rows sees every key; by="key": a block of keys sees every query.
     """
-    full = pl.BlockSpec((None, padded, None, head_dim), lambda b, h, i: (b, 0, h, 0))
-    block = pl.BlockSpec((None, rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
+
+    def packed(part: int, block: bool):
+        if block:
+            return pl.BlockSpec((None, rows, None, None, head_dim), lambda b, h, i: (b, i, part, h, 0))
+        return pl.BlockSpec((None, padded, None, None, head_dim), lambda b, h, i: (b, 0, part, h, 0))
+
     if by == "query":
-        q, kv = block, full
+        qkv = [packed(0, True), packed(1, False), packed(2, False)]
+        q_rows = pl.BlockSpec((None, rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
         codes = pl.BlockSpec((None, padded), lambda b, h, i: (b, 0))
         keep = pl.BlockSpec((None, None, rows, padded), lambda b, h, i: (b, h, i, 0))
         stats = pl.BlockSpec((None, None, rows), lambda b, h, i: (b, h, i))
     else:
-        q, kv = full, block
+        qkv = [packed(0, False), packed(1, True), packed(2, True)]
+        q_rows = pl.BlockSpec((None, padded, None, head_dim), lambda b, h, i: (b, 0, h, 0))
         codes = pl.BlockSpec((None, rows), lambda b, h, i: (b, i))
         keep = pl.BlockSpec((None, None, padded, rows), lambda b, h, i: (b, h, 0, i))
         stats = pl.BlockSpec((None, None, padded), lambda b, h, i: (b, h, 0))
-    return [q, kv, kv, codes] + ([keep] if dropout else []) + ([q, stats, stats] if backward else [])
+    specs = qkv + [codes] + ([keep] if dropout else []) + ([q_rows, stats, stats] if backward else [])
+    return specs, q_rows
 
 
-def _forward(q, k, v, codes, keep, static: _Static):
-    batch, padded, heads, head_dim = q.shape
+def _forward(qkv, codes, keep, static: _Static):
+    batch, padded, _, heads, head_dim = qkv.shape
     dropout = keep is not None
-    in_specs = _specs(padded, head_dim, static.rows, "query", dropout, backward=False)
-    out_specs = [in_specs[0], pl.BlockSpec((None, None, static.rows), lambda b, h, i: (b, h, i))]
-    out_shape = [jax.ShapeDtypeStruct(q.shape, v.dtype), jax.ShapeDtypeStruct((batch, heads, padded), jnp.float32)]
-    args = (q, k, v, codes) + ((keep,) if dropout else ())
+    in_specs, rows_spec = _specs(padded, head_dim, static.rows, "query", dropout, backward=False)
+    out_specs = [rows_spec, pl.BlockSpec((None, None, static.rows), lambda b, h, i: (b, h, i))]
+    out_shape = [jax.ShapeDtypeStruct((batch, padded, heads, head_dim), qkv.dtype),
+                 jax.ShapeDtypeStruct((batch, heads, padded), jnp.float32)]  # fmt: skip
+    args = (qkv, codes) + ((keep,) if dropout else ())
     return _call(_forward_kernel, static, dropout, out_shape, in_specs, out_specs, *args)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _attention(q, k, v, codes, keep, static: _Static):
-    return _forward(q, k, v, codes, keep, static)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _attention(qkv, codes, keep, static: _Static):
+    return _forward(qkv, codes, keep, static)[0]
 
 
-def _attention_fwd(q, k, v, codes, keep, static: _Static):
-    o, lse = _forward(q, k, v, codes, keep, static)
-    return o, (q, k, v, codes, keep, o, lse)
+def _attention_fwd(qkv, codes, keep, static: _Static):
+    o, lse = _forward(qkv, codes, keep, static)
+    return o, (qkv, codes, keep, o, lse)
 
 
 def _attention_bwd(static: _Static, residuals, do):
-    q, k, v, codes, keep, o, lse = residuals
-    padded, head_dim = q.shape[1], q.shape[3]
+    qkv, codes, keep, o, lse = residuals
+    padded, head_dim = qkv.shape[1], qkv.shape[4]
+    rows_shape = jax.ShapeDtypeStruct(o.shape, qkv.dtype)  # [B, L, H, D]
     delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), o.astype(jnp.float32))  # rowsum(dP * P), per head
     dropout = keep is not None
-    args = (q, k, v, codes) + ((keep,) if dropout else ()) + (do.astype(v.dtype), lse, delta)
-    by_query = _specs(padded, head_dim, static.rows, "query", dropout, backward=True)
-    dq = _call(_dq_kernel, static, dropout, jax.ShapeDtypeStruct(q.shape, q.dtype), by_query, by_query[0], *args)
-    by_key = _specs(padded, head_dim, static.rows, "key", dropout, backward=True)
-    out_shape = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)]
-    dk, dv = _call(_dkv_kernel, static, dropout, out_shape, by_key, [by_key[1], by_key[2]], *args)
-    return dq, dk, dv, None, None
+    args = (qkv, codes) + ((keep,) if dropout else ()) + (do.astype(qkv.dtype), lse, delta)
+    by_query, rows_spec = _specs(padded, head_dim, static.rows, "query", dropout, backward=True)
+    dq = _call(_dq_kernel, static, dropout, rows_shape, by_query, rows_spec, *args)
+    by_key, _ = _specs(padded, head_dim, static.rows, "key", dropout, backward=True)
+    key_rows = pl.BlockSpec((None, static.rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
+    dk, dv = _call(_dkv_kernel, static, dropout, [rows_shape, rows_shape], by_key, [key_rows, key_rows], *args)
+    return jnp.stack([dq, dk, dv], axis=2), None, None
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

@@ -41,6 +41,9 @@ class Projection(nn.Module):
     copies of both: bert_tiny's feed-forward block takes 30-38 ms forward and backward so against 24-27 ms flattened
     to [B * L, D], and its whole train step ~11% less time (benchmarks/RESULTS.md, session 14). The reshapes are
     free (row-major bitcasts) on every backend.
+
+    Called with `weights_only`, it returns its kernel as an [inputs, features] matrix and its bias, both in the
+    compute dtype, without applying them: for a caller that multiplies by several projections' kernels side by side.
     """
 
     features: tuple[int, ...]
@@ -49,13 +52,15 @@ class Projection(nn.Module):
     contract: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, weights_only: bool = False):
         inputs = x.shape[-self.contract :]
         kernel = param(self, "kernel", _partitioned(_TRUNCATED_NORMAL, self.axes), (*inputs, *self.features))
         bias_init = _partitioned(nn.initializers.zeros_init(), self.axes[self.contract :])
         bias = param(self, "bias", bias_init, self.features)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         rows = x.reshape(-1, math.prod(inputs))
+        if weights_only:
+            return kernel.reshape(rows.shape[-1], -1), bias.reshape(-1)
         y = rows @ kernel.reshape(rows.shape[-1], -1) + bias.reshape(-1)
         return y.reshape(*x.shape[: -self.contract], *self.features)
 
@@ -148,27 +153,39 @@ class SelfAttention(nn.Module):
         def projection(name):
             return Projection((cfg.num_heads, cfg.head_dim), ("embed", "heads", "kv"), cfg.dtype, name=name)
 
-        queries = x[:, :1] if self.first_token_only else x
-        q = projection("query")(queries)  # [B, Q, H, K]
-        k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
+        def output(context):  # [B, Q, H, K] -> [B, Q, D]
+            dense = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
+            return dense(context)
+
         dropout = draws_dropout(cfg, train)
-        every_query = not self.first_token_only  # the kernels take square attention; one query row keeps XLA's ops
         kernel = cfg.attention_kernel
         if kernel == "auto":
             kernel = auto_attention_kernel(cfg.dtype, x.shape[1], cfg.head_dim, target_device())
-        if every_query and kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+        # the kernels take square attention (every position queries); one query row keeps XLA's ops
+        if not self.first_token_only and kernel == "pallas" and fused_attention.supports(x.shape[1], cfg.head_dim):
+            # One matmul by the three kernels side by side, read by the kernels as it is: the input read once, one
+            # weight gradient and one input gradient, 2 kernels fewer forward and ~8 backward per layer than three
+            # projections (benchmarks/RESULTS.md, session 31). XLA's ops would need q, k and v copied out of it
+            # (bert_tiny's CPU train step 8% slower), so the other paths keep three projections.
+            weights = [projection(name)(x, weights_only=True) for name in ("query", "key", "value")]
+            matrix, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*weights, strict=True))
+            packed = x.reshape(-1, x.shape[-1]) @ matrix + bias
+            packed = packed.reshape(*x.shape[:2], 3, cfg.num_heads, cfg.head_dim)  # [B, L, 3, H, K]
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
             frame = (batch, cfg.num_heads, cfg.max_sequence_length, cfg.max_sequence_length)
             probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length), frame) if dropout else None
-            context = fused_attention.attention(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout))
-        elif dropout:
+            context = fused_attention.attention_packed(packed, padding_mask, probs_keep, keep_scale(cfg.dropout))
+            return output(context)
+        queries = x[:, :1] if self.first_token_only else x
+        q = projection("query")(queries)  # [B, Q, H, K]
+        k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
+        if dropout:
             context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim,
                                              cfg.max_sequence_length)  # fmt: skip
         else:
             context = attention_without_dropout(q, k, v, padding_mask, cudnn=kernel == "cudnn")
-        output = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
-        return output(context)  # [B, Q, D]
+        return output(context)
 
 
 def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
