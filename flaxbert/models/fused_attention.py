@@ -30,6 +30,10 @@ from jax.experimental import pallas as pl
 from flaxbert.models.target_device import target_device
 
 _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the padding mask hides, length padding
+# The packed layout's axis 2: keys and values first, so that the backward pass's dk, dv kernel writes both as one
+# block of two, and dq into the third slot of the same array.
+PACKED_ORDER = ("key", "value", "query")
+_KEYS, _VALUES, _QUERIES = 0, 1, 2  # their slots: keys and values are block 0 of a two-slot block
 
 
 CPU_WARNING = (
@@ -54,14 +58,15 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
             keep a block's scores within 8K float32s.
         warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores.
     """
-    qkv = jnp.stack([q, k, v], axis=2)
-    return attention_packed(qkv, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps)
+    packed = jnp.stack([{"query": q, "key": k, "value": v}[name] for name in PACKED_ORDER], axis=2)
+    return attention_packed(packed, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps)
 
 
 def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None):
-    """`attention` of q, k, v packed as one [B, L, 3, H, D] array (`qkv[:, :, 0]` the queries, 1 the keys, 2 the
-    values), the layout one matmul of the input by the three projections' kernels side by side gives: the kernels
-    read their blocks of each straight from it, where three separate arrays would be three strided copies."""
+    """`attention` of keys, values and queries packed as one [B, L, 3, H, D] array in `PACKED_ORDER` along axis 2,
+    the layout one matmul of the input by the three projections' kernels side by side (in that order) gives: the
+    kernels read their blocks of each straight from it, where three separate arrays would be three strided copies,
+    and the backward pass writes the gradient in the same layout."""
     batch, length, three, heads, head_dim = qkv.shape
     if three != 3 or not supports(length, head_dim):
         raise ValueError(f"fused attention needs q, k, v packed as [B, L, 3, H, D], length <= 512 and a power-of-two "
@@ -154,7 +159,7 @@ def _score_grads(q, k, v, codes, keep, do, lse, delta, scale, keep_scale):
 
 
 def _dq_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout):
-    keep_ref, do_ref, lse_ref, delta_ref, dq_ref = refs if dropout else (None, *refs)
+    keep_ref, do_ref, lse_ref, delta_ref, dq_ref = refs if dropout else (None, *refs)  # dq: its slot of the packed grad
     k = k_ref[...]
     keep = None if keep_ref is None else keep_ref[...]
     _, ds = _score_grads(q_ref[...], k, v_ref[...], codes_ref[...], keep, do_ref[...], lse_ref[...], delta_ref[...],
@@ -163,19 +168,21 @@ def _dq_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout
 
 
 def _dkv_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout):
-    keep_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref = refs if dropout else (None, *refs)
+    # grads_in: the packed grad with dq written (aliased to the output, not read); dkv: the keys' and values' slots
+    keep_ref, do_ref, lse_ref, delta_ref, _, dkv_ref = refs if dropout else (None, *refs)
     q, do = q_ref[...], do_ref[...]
     keep = None if keep_ref is None else keep_ref[...]
     p, ds = _score_grads(q, k_ref[...], v_ref[...], codes_ref[...], keep, do, lse_ref[...], delta_ref[...], scale,
                          keep_scale)  # fmt: skip
     pd = _dropped(p, keep, keep_scale).astype(do.dtype)
-    dv_ref[...] = jnp.dot(pd.T, do, preferred_element_type=jnp.float32).astype(dv_ref.dtype)
-    dk_ref[...] = jnp.dot(ds.astype(q.dtype).T, q, preferred_element_type=jnp.float32).astype(dk_ref.dtype)
+    dkv_ref[:, _VALUES, :] = jnp.dot(pd.T, do, preferred_element_type=jnp.float32).astype(dkv_ref.dtype)
+    dkv_ref[:, _KEYS, :] = jnp.dot(ds.astype(q.dtype).T, q, preferred_element_type=jnp.float32).astype(dkv_ref.dtype)
 
 
-def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args):
+def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args, aliased: bool = False):
     """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments bound; the
-    kernel's q, k and v are `args[0]`, the packed [B, L, 3, H, D] array, passed three times."""
+    kernel's q, k and v are `args[0]`, the packed [B, L, 3, H, D] array, passed three times. `aliased`: the last
+    argument is the output's buffer (written in place where the kernel writes, kept elsewhere)."""
     batch, padded, _, heads, head_dim = args[0].shape
     bound = functools.partial(kernel, scale=math.sqrt(head_dim), keep_scale=static.keep_scale, dropout=dropout)
     return pl.pallas_call(
@@ -186,6 +193,7 @@ def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs
         out_shape=out_shape,
         compiler_params=None if static.interpret else _triton_params(static.warps),
         interpret=static.interpret,
+        input_output_aliases={len(args) + 1: 0} if aliased else {},
     )(args[0], args[0], *args)
 
 
@@ -196,7 +204,7 @@ def _triton_params(warps: int):
 
 
 def _specs(padded: int, head_dim: int, rows: int, by: str, dropout: bool, backward: bool) -> tuple[list, object]:
-    """(in_specs, rows_spec): BlockSpecs for q, k, v (the packed [B, L, 3, H, D] array three times), codes [B, L],
+    """(in_specs, rows_spec): BlockSpecs for q, k, v (their slots of the packed array), codes [B, L],
     keep [B, H, L, L] and, backward, dO [B, L, H, D] and the row statistics lse, delta [B, H, L]; and the spec of a
     [B, L, H, D] array blocked as q is (dO; the context and dq outputs).
 
@@ -209,13 +217,13 @@ def _specs(padded: int, head_dim: int, rows: int, by: str, dropout: bool, backwa
         return pl.BlockSpec((None, padded, None, None, head_dim), lambda b, h, i: (b, 0, part, h, 0))
 
     if by == "query":
-        qkv = [packed(0, True), packed(1, False), packed(2, False)]
+        qkv = [packed(_QUERIES, True), packed(_KEYS, False), packed(_VALUES, False)]
         q_rows = pl.BlockSpec((None, rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
         codes = pl.BlockSpec((None, padded), lambda b, h, i: (b, 0))
         keep = pl.BlockSpec((None, None, rows, padded), lambda b, h, i: (b, h, i, 0))
         stats = pl.BlockSpec((None, None, rows), lambda b, h, i: (b, h, i))
     else:
-        qkv = [packed(0, False), packed(1, True), packed(2, True)]
+        qkv = [packed(_QUERIES, False), packed(_KEYS, True), packed(_VALUES, True)]
         q_rows = pl.BlockSpec((None, padded, None, head_dim), lambda b, h, i: (b, 0, h, 0))
         codes = pl.BlockSpec((None, rows), lambda b, h, i: (b, i))
         keep = pl.BlockSpec((None, None, padded, rows), lambda b, h, i: (b, h, 0, i))
@@ -246,18 +254,21 @@ def _attention_fwd(qkv, codes, keep, static: _Static):
 
 
 def _attention_bwd(static: _Static, residuals, do):
+    """The packed gradient [B, L, 3, H, D], written where the attention's input was read: dq into its slot by one
+    kernel, then dk and dv (one block of two slots) by the other, in the same buffer."""
     qkv, codes, keep, o, lse = residuals
-    padded, head_dim = qkv.shape[1], qkv.shape[4]
-    rows_shape = jax.ShapeDtypeStruct(o.shape, qkv.dtype)  # [B, L, H, D]
+    padded, head_dim, rows = qkv.shape[1], qkv.shape[4], static.rows
+    packed_shape = jax.ShapeDtypeStruct(qkv.shape, qkv.dtype)
     delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), o.astype(jnp.float32))  # rowsum(dP * P), per head
     dropout = keep is not None
     args = (qkv, codes) + ((keep,) if dropout else ()) + (do.astype(qkv.dtype), lse, delta)
-    by_query, rows_spec = _specs(padded, head_dim, static.rows, "query", dropout, backward=True)
-    dq = _call(_dq_kernel, static, dropout, rows_shape, by_query, rows_spec, *args)
-    by_key, _ = _specs(padded, head_dim, static.rows, "key", dropout, backward=True)
-    key_rows = pl.BlockSpec((None, static.rows, None, head_dim), lambda b, h, i: (b, i, h, 0))
-    dk, dv = _call(_dkv_kernel, static, dropout, [rows_shape, rows_shape], by_key, [key_rows, key_rows], *args)
-    return jnp.stack([dq, dk, dv], axis=2), None, None
+    by_query, _ = _specs(padded, head_dim, rows, "query", dropout, backward=True)
+    q_slot = pl.BlockSpec((None, rows, None, None, head_dim), lambda b, h, i: (b, i, _QUERIES, h, 0))
+    grads = _call(_dq_kernel, static, dropout, packed_shape, by_query, q_slot, *args)
+    by_key, _ = _specs(padded, head_dim, rows, "key", dropout, backward=True)
+    kv_slots = pl.BlockSpec((None, rows, 2, None, head_dim), lambda b, h, i: (b, i, 0, h, 0))
+    grads = _call(_dkv_kernel, static, dropout, packed_shape, [*by_key, kv_slots], kv_slots, *args, grads, aliased=True)
+    return grads, None, None
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

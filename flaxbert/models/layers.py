@@ -167,10 +167,10 @@ class SelfAttention(nn.Module):
             # weight gradient and one input gradient, 2 kernels fewer forward and ~8 backward per layer than three
             # projections (benchmarks/RESULTS.md, session 31). XLA's ops would need q, k and v copied out of it
             # (bert_tiny's CPU train step 8% slower), so the other paths keep three projections.
-            weights = [projection(name)(x, weights_only=True) for name in ("query", "key", "value")]
+            weights = [projection(name)(x, weights_only=True) for name in fused_attention.PACKED_ORDER]
             matrix, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*weights, strict=True))
             packed = x.reshape(-1, x.shape[-1]) @ matrix + bias
-            packed = packed.reshape(*x.shape[:2], 3, cfg.num_heads, cfg.head_dim)  # [B, L, 3, H, K]
+            packed = packed.reshape(*x.shape[:2], 3, cfg.num_heads, cfg.head_dim)  # [B, L, 3, H, K]: k, v, q
             # The same function as the branches below, dropout mask included (drawn by the same submodule).
             batch, length = x.shape[:2]
             frame = (batch, cfg.num_heads, cfg.max_sequence_length, cfg.max_sequence_length)
