@@ -1,6 +1,7 @@
 """What one train step's dropout masks cost: `flax.linen.Dropout`'s draws (`jax.random.bernoulli`) vs flaxbert's
-(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block), on the shapes a model's step masks, with
-the threefry cipher written out (flaxbert's) or as jax's `threefry2x32_p` primitive (which jax lowers to a loop on CPU).
+(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block, their keep bits written as bytes), on the
+shapes a model's step masks, with the threefry cipher written out (flaxbert's) or as jax's `threefry2x32_p` primitive
+(which jax lowers to a loop on CPU).
 
     python benchmarks/dropout_masks.py                         # bert_tiny, batch 32, seq 128, on the default device
     python benchmarks/dropout_masks.py --model bert_base --batch 256

@@ -62,6 +62,16 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
     Block `j` of row `i` (the index along the first axis; 1-D arrays are one row) is the threefry block of the
     counter words `(i, j)`, where `j` counts blocks of four draws along the row's other axes, flattened.
     """
+    return keep_bytes(key, shape, rate, within) != 0
+
+
+def keep_bytes(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple[int, ...] | None = None) -> jax.Array:
+    """`keep_mask` as uint8, 1 where kept, 0 where dropped: one byte an element, as a kernel reads it.
+
+    Each threefry block's four keep bits are written as the four bytes of one uint32 and the array of those words is
+    reinterpreted as bytes: the program computes each block once and writes one byte per element, which its users
+    read as they are (a bool array built from four 16-bit draws instead came out of XLA:GPU as the draws, 2 bytes an
+    element, converted to int8 by one more kernel for the attention kernels)."""
     within = tuple(shape) if within is None else tuple(within)
     if len(within) != len(shape) or any(n > m for n, m in zip(shape, within, strict=True)):
         raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
@@ -77,11 +87,18 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
     for axis in reversed(range(first, len(blocks_shape))):  # the block's index in its row
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
         stride *= global_blocks[axis]
-    words = threefry2x32(k1, k2, row, counter)
-    words = jnp.stack(words, axis=-1)  # [..., blocks, 2] uint32
-    draws = jax.lax.bitcast_convert_type(words, jnp.uint16)  # [..., blocks, 2, 2] uint16
-    draws = draws.reshape(*shape[:-1], -1)[..., : shape[-1]]
-    return draws >= jnp.uint16(drop_threshold(rate))
+    w0, w1 = threefry2x32(k1, k2, row, counter)
+    # Draws 0-3 of a block are the low and high 16 bits of w0, then of w1 (the words' halves in memory order, as a
+    # bitcast of the words to uint16 reads them); keep bit c goes to byte c of the packed word (memory order too).
+    threshold = np.uint32(drop_threshold(rate))
+    halves = (lax.bitwise_and(w0, np.uint32(0xFFFF)), lax.shift_right_logical(w0, np.uint32(16)),
+              lax.bitwise_and(w1, np.uint32(0xFFFF)), lax.shift_right_logical(w1, np.uint32(16)))  # fmt: skip
+    packed = jnp.zeros(blocks_shape, jnp.uint32)
+    for byte, draw in enumerate(halves):
+        kept = lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32)
+        packed = lax.bitwise_or(packed, lax.shift_left(kept, np.uint32(8 * byte)))
+    keep = jax.lax.bitcast_convert_type(packed, jnp.uint8)  # [..., blocks, 4]
+    return keep.reshape(*shape[:-1], -1)[..., : shape[-1]]
 
 
 def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -130,5 +147,6 @@ class Dropout(nn.Module):
         return jnp.where(self.keep(x.shape, within), x * scale, jnp.zeros((), x.dtype))
 
     def keep(self, shape: tuple[int, ...], within: tuple[int, ...] | None = None) -> jax.Array:
-        """The mask `__call__` would apply to an array of `shape` (for kernels that apply it themselves)."""
-        return keep_mask(self.make_rng("dropout"), shape, self.rate, within)
+        """The mask `__call__` would apply to an array of `shape`, as `keep_bytes` (for kernels that apply it
+        themselves)."""
+        return keep_bytes(self.make_rng("dropout"), shape, self.rate, within)

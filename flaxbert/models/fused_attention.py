@@ -52,7 +52,8 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
 
     Args:
         padding_mask: [B, L], nonzero where a key is attended.
-        keep: optional [B, H, L, L] dropout keep mask for the probabilities (True keeps), e.g. `dropout.keep_mask`.
+        keep: optional [B, H, L, L] dropout keep mask for the probabilities (nonzero keeps), e.g.
+            `dropout.keep_bytes`.
         keep_scale: what kept probabilities are multiplied by (the inverse keep probability).
         block_rows: queries (forward, dq) or keys (dk, dv) per program, a power of two >= 16; default: as many as
             keep a block's scores within 8K float32s.
@@ -78,7 +79,7 @@ def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, b
         qkv = jnp.pad(qkv, ((0, 0), (0, extra), (0, 0), (0, 0), (0, 0)))
         codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
         keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
-    keep = None if keep is None else keep.astype(jnp.int8)
+    keep = None if keep is None else keep.astype(jnp.uint8)  # `Dropout.keep`'s bytes as they are; a bool mask cast
     backend = target_device().platform  # the mesh's platform: a CPU mesh on a GPU host interprets the kernels
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
