@@ -72,7 +72,47 @@ def keep_bytes(key: jax.Array, shape: tuple[int, ...], rate: float, within: tupl
     reinterpreted as bytes: the program computes each block once and writes one byte per element, which its users
     read as they are (a bool array built from four 16-bit draws instead came out of XLA:GPU as the draws, 2 bytes an
     element, converted to int8 by one more kernel for the attention kernels)."""
-    within = tuple(shape) if within is None else tuple(within)
+    return keep_bytes_together(key, [(shape, within)], rate)[0]
+
+
+def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float):
+    """`keep_bytes` of several masks, each `(shape, within)`, drawn by one threefry call over all their blocks.
+
+    A compiler sees one cipher (~130 operations) instead of one per mask: XLA:GPU's fusion passes take time with the
+    length of these chains, and a BERT-base train step's 37 masks were ~15 s of its ~21 s compile (benchmarks/
+    RESULTS.md, session 31). Mask `s` of `n` is keyed by `key` with the row word `row * n + s` (for one mask, `row`:
+    `keep_bytes`'s draws), so the masks are independent of each other, and each keeps `keep_bytes`' properties: a
+    pure function of the element's index in its `within` frame, whose leading corners it is."""
+    k1, k2 = _threefry_key(key)
+    rows, counters, shapes = [], [], []
+    for index, (shape, within) in enumerate(masks):
+        row, counter = _block_counters(tuple(shape), tuple(shape) if within is None else tuple(within))
+        rows.append(lax.add(lax.mul(row, np.uint32(len(masks))), np.uint32(index)).reshape(-1))
+        counters.append(counter.reshape(-1))
+        shapes.append((tuple(shape), row.shape))
+    w0, w1 = threefry2x32(k1, k2, jnp.concatenate(rows), jnp.concatenate(counters))
+    # Draws 0-3 of a block are the low and high 16 bits of w0, then of w1 (the words' halves in memory order, as a
+    # bitcast of the words to uint16 reads them); keep bit c goes to byte c of the packed word (memory order too).
+    threshold = np.uint32(drop_threshold(rate))
+    halves = (lax.bitwise_and(w0, np.uint32(0xFFFF)), lax.shift_right_logical(w0, np.uint32(16)),
+              lax.bitwise_and(w1, np.uint32(0xFFFF)), lax.shift_right_logical(w1, np.uint32(16)))  # fmt: skip
+    packed = jnp.zeros(w0.shape, jnp.uint32)
+    for byte, draw in enumerate(halves):
+        kept = lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32)
+        packed = lax.bitwise_or(packed, lax.shift_left(kept, np.uint32(8 * byte)))
+    out, start = [], 0
+    for shape, blocks_shape in shapes:
+        size = math.prod(blocks_shape)
+        words = packed[start : start + size].reshape(blocks_shape)
+        start += size
+        keep = jax.lax.bitcast_convert_type(words, jnp.uint8)  # [..., blocks, 4]
+        out.append(keep.reshape(*shape[:-1], -1)[..., : shape[-1]])
+    return out
+
+
+def _block_counters(shape: tuple[int, ...], within: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """The threefry counter words (row, block in the row) of each block of four draws of a mask of `shape` taken as
+    the leading corner of one of shape `within` (`keep_mask`)."""
     if len(within) != len(shape) or any(n > m for n, m in zip(shape, within, strict=True)):
         raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
@@ -80,25 +120,13 @@ def keep_bytes(key: jax.Array, shape: tuple[int, ...], rate: float, within: tupl
     first = 1 if len(shape) > 1 else 0  # the first axis of a row (a 1-D array is one row)
     if math.prod(global_blocks[first:]) >= 2**32:
         raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks per row.")
-    k1, k2 = _threefry_key(key)
     row = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0) if first else jnp.zeros(blocks_shape, jnp.uint32)
     counter = jnp.zeros(blocks_shape, jnp.uint32)
     stride = 1
     for axis in reversed(range(first, len(blocks_shape))):  # the block's index in its row
         counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
         stride *= global_blocks[axis]
-    w0, w1 = threefry2x32(k1, k2, row, counter)
-    # Draws 0-3 of a block are the low and high 16 bits of w0, then of w1 (the words' halves in memory order, as a
-    # bitcast of the words to uint16 reads them); keep bit c goes to byte c of the packed word (memory order too).
-    threshold = np.uint32(drop_threshold(rate))
-    halves = (lax.bitwise_and(w0, np.uint32(0xFFFF)), lax.shift_right_logical(w0, np.uint32(16)),
-              lax.bitwise_and(w1, np.uint32(0xFFFF)), lax.shift_right_logical(w1, np.uint32(16)))  # fmt: skip
-    packed = jnp.zeros(blocks_shape, jnp.uint32)
-    for byte, draw in enumerate(halves):
-        kept = lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32)
-        packed = lax.bitwise_or(packed, lax.shift_left(kept, np.uint32(8 * byte)))
-    keep = jax.lax.bitcast_convert_type(packed, jnp.uint8)  # [..., blocks, 4]
-    return keep.reshape(*shape[:-1], -1)[..., : shape[-1]]
+    return row, counter
 
 
 def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:

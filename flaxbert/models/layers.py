@@ -17,7 +17,7 @@ import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
-from flaxbert.models.dropout import Dropout, keep_scale
+from flaxbert.models.dropout import Dropout, keep_bytes_together, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.params import ParamShapeError, param
 from flaxbert.models.target_device import is_cuda, target_device
@@ -147,7 +147,9 @@ class SelfAttention(nn.Module):
     first_token_only: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
+    def __call__(self, x: jax.Array, padding_mask: jax.Array, probs_keep: jax.Array | None = None) -> jax.Array:
+        """x: [B, L, D]; probs_keep: the dropout mask of the probabilities, [B, H, Q, L] (`layer_keep_masks`), or
+        None for no dropout."""
         cfg = self.cfg
 
         def projection(name):
@@ -157,7 +159,6 @@ class SelfAttention(nn.Module):
             dense = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
             return dense(context)
 
-        dropout = draws_dropout(cfg, train)
         kernel = cfg.attention_kernel
         if kernel == "auto":
             kernel = auto_attention_kernel(cfg.dtype, x.shape[1], cfg.head_dim, target_device())
@@ -171,18 +172,14 @@ class SelfAttention(nn.Module):
             matrix, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*weights, strict=True))
             packed = x.reshape(-1, x.shape[-1]) @ matrix + bias
             packed = packed.reshape(*x.shape[:2], 3, cfg.num_heads, cfg.head_dim)  # [B, L, 3, H, K]: k, v, q
-            # The same function as the branches below, dropout mask included (drawn by the same submodule).
-            batch, length = x.shape[:2]
-            frame = (batch, cfg.num_heads, cfg.max_sequence_length, cfg.max_sequence_length)
-            probs_keep = Dropout(cfg.dropout).keep((batch, cfg.num_heads, length, length), frame) if dropout else None
+            # The same function as the branches below, dropout mask included.
             context = fused_attention.attention_packed(packed, padding_mask, probs_keep, keep_scale(cfg.dropout))
             return output(context)
         queries = x[:, :1] if self.first_token_only else x
         q = projection("query")(queries)  # [B, Q, H, K]
         k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
-        if dropout:
-            context = attention_with_dropout(q, k, v, padding_mask, Dropout(cfg.dropout), cfg.head_dim,
-                                             cfg.max_sequence_length)  # fmt: skip
+        if probs_keep is not None:
+            context = attention_with_dropout(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout), cfg.head_dim)
         else:
             context = attention_without_dropout(q, k, v, padding_mask, cudnn=kernel == "cudnn")
         return output(context)
@@ -238,21 +235,38 @@ def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
     return target_device().platform == "gpu" and _sixteen_bit(dtype) and shape_ok
 
 
-def attention_with_dropout(q, k, v, padding_mask, dropout, head_dim: int, frame_length: int) -> jax.Array:
+def attention_with_dropout(q, k, v, padding_mask, keep, scale: float, head_dim: int) -> jax.Array:
     """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers.
 
     q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only);
-    dropout: a `Dropout`. The probabilities [B, H, Q, L] get the leading corner of the [B, H, F, F] mask, F the
-    `frame_length` (the model's longest sequence): the masks of the first Q queries and L keys of any wider batch.
+    keep: the probabilities' [B, H, Q, L] dropout mask (nonzero keeps, `layer_keep_masks`) and `scale` what kept
+    ones are multiplied by.
     """
-    batch, length, heads, _ = k.shape
-    keep = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
+    key_mask = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(head_dim)  # [B, H, Q, L]
-    scores = jnp.where(keep, scores, jnp.finfo(jnp.float32).min)
-    frame = (batch, heads, frame_length, frame_length)
-    probs = dropout(jax.nn.softmax(scores, axis=-1), deterministic=False, within=frame)
+    scores = jnp.where(key_mask, scores, jnp.finfo(jnp.float32).min)
+    probs = dropped(jax.nn.softmax(scores, axis=-1), keep, scale)
     return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, Q, H, K]
+
+
+def dropped(x: jax.Array, keep: jax.Array | None, scale: float) -> jax.Array:
+    """`x` with its elements dropped where `keep` is 0 and the rest multiplied by `scale` (None: `x` as it is)."""
+    if keep is None:
+        return x
+    return jnp.where(keep != 0, x * jnp.asarray(scale, x.dtype), jnp.zeros((), x.dtype))
+
+
+def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int) -> tuple:
+    """A TransformerLayer's three dropout masks, drawn by one threefry call (`keep_bytes_together`): the attention
+    probabilities' [B, H, Q, L] and the attention output's and feed-forward output's [B, Q, D], where Q is the
+    positions the layer computes (all `length`, or 1 for `first_token_only`). Each is the leading corner of its mask
+    over `cfg.max_sequence_length` positions, so a position's masks do not depend on how wide its batch was padded,
+    and a layer that computes position 0 alone drops what the whole layer drops there."""
+    frame = cfg.max_sequence_length
+    hidden = ((batch, queries, cfg.hidden_dim), (batch, frame, cfg.hidden_dim))
+    probs = ((batch, cfg.num_heads, queries, length), (batch, cfg.num_heads, frame, frame))
+    return tuple(keep_bytes_together(key, [probs, hidden, hidden], cfg.dropout))
 
 
 def sequence_dropout(cfg, x: jax.Array, train: bool) -> jax.Array:
@@ -276,15 +290,20 @@ class TransformerLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
         cfg = self.cfg
-        attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, train)
-        x = x[:, : attended.shape[1]]  # [B, Q, D]
-        attended = sequence_dropout(cfg, attended, train)
-        x = layer_norm(cfg, "self_attention_layer_norm")(x + attended)
+        batch, length = x.shape[:2]
+        queries = 1 if self.first_token_only else length
+        probs_keep = attended_keep = output_keep = None
+        if draws_dropout(cfg, train):
+            probs_keep, attended_keep, output_keep = layer_keep_masks(cfg, self.make_rng("dropout"), batch, length,
+                                                                      queries)  # fmt: skip
+        scale = keep_scale(cfg.dropout)
+        attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, probs_keep)
+        x = x[:, :queries]  # [B, Q, D]
+        x = layer_norm(cfg, "self_attention_layer_norm")(x + dropped(attended, attended_keep, scale))
         h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
         h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
-        h = sequence_dropout(cfg, h, train)
-        return layer_norm(cfg, "feedforward_layer_norm")(x + h)
+        return layer_norm(cfg, "feedforward_layer_norm")(x + dropped(h, output_keep, scale))
 
 
 def transformer_layers(
