@@ -2,8 +2,10 @@
 
 XLA runs BERT's attention as separate passes over the [B, H, L, L] scores and probabilities, with transposes between
 the [B, L, H, D] projections and the per-head matmuls (on an H100, bert_base batch 256: most of the non-matmul half of
-the train step; benchmarks/RESULTS.md). These kernels read q, k and v in their projection layout, keep a block's
-scores on chip, and in the backward pass recompute them from the rows' log-sum-exp.
+the train step; benchmarks/RESULTS.md). These kernels read q, k and v in their projection layout (packed as one
+[B, L, 3, H, D] array: one matmul by the three kernels side by side gives it, and the backward pass writes the
+gradient the same way), keep a block's scores on chip, and in the backward pass recompute them from the rows'
+log-sum-exp.
 
 The function is the XLA path's (`layers.attention_with_dropout`): float32 scores divided by sqrt(head_dim), masked
 keys replaced by the float32 minimum, softmax, dropout of the probabilities with a given keep mask and scale, and the
