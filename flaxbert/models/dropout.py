@@ -162,6 +162,14 @@ def _threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return data[0], data[1]
 
 
+def dropped(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
+    """`x` with its elements dropped where `keep` is 0 (or False) and the rest multiplied by `keep_scale(rate)`; None
+    keeps `x` as it is."""
+    if keep is None:
+        return x
+    return jnp.where(keep != 0, x * jnp.asarray(keep_scale(rate), x.dtype), jnp.zeros((), x.dtype))
+
+
 class Dropout(nn.Module):
     """Drop-in for `nn.Dropout(rate)(x, deterministic=...)`, drawing from the "dropout" rng stream."""
 
@@ -171,10 +179,4 @@ class Dropout(nn.Module):
         """`within`: the shape of the array `x` is the leading corner of, whose mask `x` gets (see `keep_mask`)."""
         if deterministic or drop_threshold(self.rate) == 0:
             return x
-        scale = jnp.asarray(keep_scale(self.rate), x.dtype)
-        return jnp.where(self.keep(x.shape, within), x * scale, jnp.zeros((), x.dtype))
-
-    def keep(self, shape: tuple[int, ...], within: tuple[int, ...] | None = None) -> jax.Array:
-        """The mask `__call__` would apply to an array of `shape`, as `keep_bytes` (for kernels that apply it
-        themselves)."""
-        return keep_bytes(self.make_rng("dropout"), shape, self.rate, within)
+        return dropped(x, keep_bytes(self.make_rng("dropout"), x.shape, self.rate, within), self.rate)

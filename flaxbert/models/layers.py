@@ -17,7 +17,7 @@ import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
-from flaxbert.models.dropout import Dropout, keep_bytes_together, keep_scale
+from flaxbert.models.dropout import Dropout, dropped, keep_bytes_together, keep_scale
 from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.params import ParamShapeError, param
 from flaxbert.models.target_device import is_cuda, target_device
@@ -179,7 +179,7 @@ class SelfAttention(nn.Module):
         q = projection("query")(queries)  # [B, Q, H, K]
         k, v = (projection(name)(x) for name in ("key", "value"))  # [B, L, H, K]
         if probs_keep is not None:
-            context = attention_with_dropout(q, k, v, padding_mask, probs_keep, keep_scale(cfg.dropout), cfg.head_dim)
+            context = attention_with_dropout(q, k, v, padding_mask, probs_keep, cfg.dropout, cfg.head_dim)
         else:
             context = attention_without_dropout(q, k, v, padding_mask, cudnn=kernel == "cudnn")
         return output(context)
@@ -235,26 +235,18 @@ def cudnn_applies(dtype, head_dim: int, length: int) -> bool:
     return target_device().platform == "gpu" and _sixteen_bit(dtype) and shape_ok
 
 
-def attention_with_dropout(q, k, v, padding_mask, keep, scale: float, head_dim: int) -> jax.Array:
+def attention_with_dropout(q, k, v, padding_mask, keep, rate: float, head_dim: int) -> jax.Array:
     """keras-hub's training-time attention: dropout on the attention probabilities, which no fused kernel offers.
 
     q: [B, Q, H, K], the first Q <= L positions' queries; k, v: [B, L, H, K]; padding_mask: [B, L] (masks keys only);
-    keep: the probabilities' [B, H, Q, L] dropout mask (nonzero keeps, `layer_keep_masks`) and `scale` what kept
-    ones are multiplied by.
+    keep: the probabilities' [B, H, Q, L] dropout mask (nonzero keeps, `layer_keep_masks`) at dropout `rate`.
     """
     key_mask = padding_mask[:, None, None, :].astype(bool)  # [B, 1, 1, L]
     scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(head_dim)  # [B, H, Q, L]
     scores = jnp.where(key_mask, scores, jnp.finfo(jnp.float32).min)
-    probs = dropped(jax.nn.softmax(scores, axis=-1), keep, scale)
+    probs = dropped(jax.nn.softmax(scores, axis=-1), keep, rate)
     return jnp.einsum("bhqs,bshk->bqhk", probs.astype(v.dtype), v)  # [B, Q, H, K]
-
-
-def dropped(x: jax.Array, keep: jax.Array | None, scale: float) -> jax.Array:
-    """`x` with its elements dropped where `keep` is 0 and the rest multiplied by `scale` (None: `x` as it is)."""
-    if keep is None:
-        return x
-    return jnp.where(keep != 0, x * jnp.asarray(scale, x.dtype), jnp.zeros((), x.dtype))
 
 
 def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int) -> tuple:
@@ -296,14 +288,13 @@ class TransformerLayer(nn.Module):
         if draws_dropout(cfg, train):
             probs_keep, attended_keep, output_keep = layer_keep_masks(cfg, self.make_rng("dropout"), batch, length,
                                                                       queries)  # fmt: skip
-        scale = keep_scale(cfg.dropout)
         attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, probs_keep)
         x = x[:, :queries]  # [B, Q, D]
-        x = layer_norm(cfg, "self_attention_layer_norm")(x + dropped(attended, attended_keep, scale))
+        x = layer_norm(cfg, "self_attention_layer_norm")(x + dropped(attended, attended_keep, cfg.dropout))
         h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
         h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
-        return layer_norm(cfg, "feedforward_layer_norm")(x + dropped(h, output_keep, scale))
+        return layer_norm(cfg, "feedforward_layer_norm")(x + dropped(h, output_keep, cfg.dropout))
 
 
 def transformer_layers(
