@@ -7,19 +7,19 @@ import pytest
 from jax.extend.random import threefry_2x32
 from jax.sharding import NamedSharding, PartitionSpec
 
-from flaxbert.models.dropout import Dropout, drop_threshold, keep_mask, threefry2x32
+from flaxbert.models.dropout import Dropout, drop_threshold, keep_bytes, keep_bytes_together, keep_mask, threefry2x32
 from flaxbert.parallel import make_mesh
 
 
-def _reference_mask(key, shape, rate):
+def _reference_mask(key, shape, rate, mask_index=0, masks=1):
     """The mask from jax's public threefry_2x32: block j of row i (the index along the first axis; a 1-D array is one
-    row) is threefry(k, (i, j)), j counting blocks of four along the row's other axes flattened; its two uint32
-    words give four little-endian 16-bit draws for elements 4j .. 4j+3 of the last axis."""
+    row) is threefry(k, (i * masks + mask_index, j)), j counting blocks of four along the row's other axes
+    flattened; its two uint32 words give four little-endian 16-bit draws for elements 4j .. 4j+3 of the last axis."""
     k = np.asarray(jax.random.key_data(key))
     given, shape = tuple(shape), tuple(shape) if len(shape) > 1 else (1, *shape)
     rows, inner, last = shape[0], int(np.prod(shape[1:-1])), shape[-1]
     blocks = -(-last // 4)
-    row = np.repeat(np.arange(rows, dtype=np.uint32), inner * blocks)
+    row = np.repeat(np.arange(rows, dtype=np.uint32) * masks + mask_index, inner * blocks).astype(np.uint32)
     counters = np.tile(np.arange(inner * blocks, dtype=np.uint32), rows)
     n = row.size
     words = np.asarray(threefry_2x32(k, np.concatenate([row, counters])))
@@ -55,6 +55,22 @@ def test_a_corner_gets_the_larger_arrays_mask_there(shape, within):
     np.testing.assert_array_equal(keep_mask(key, shape, 0.3, within), _reference_mask(key, within, 0.3)[corner])
     with pytest.raises(ValueError, match="not a leading corner of shape"):
         keep_mask(key, within, 0.3, shape)
+
+
+def test_masks_drawn_together_are_each_the_reference_layout_of_their_own_row_words():
+    """One threefry call for several masks (a layer's three): mask s of n takes row words row * n + s, so each is the
+    reference layout of its own words, a leading corner of its frame, as bytes 0 / 1; one mask alone is keep_bytes."""
+    key = jax.random.key(7)
+    masks = [((2, 3, 1, 9), (2, 3, 9, 9)), ((2, 1, 6), (2, 5, 6)), ((2, 5, 6), None)]
+    drawn = keep_bytes_together(key, masks, 0.3)
+    for index, ((shape, within), got) in enumerate(zip(masks, drawn, strict=True)):
+        assert got.dtype == jnp.uint8 and got.shape == shape and set(np.unique(got)) <= {0, 1}
+        frame = shape if within is None else within
+        corner = tuple(slice(0, n) for n in shape)
+        np.testing.assert_array_equal(got != 0, _reference_mask(key, frame, 0.3, index, len(masks))[corner])
+    assert not np.array_equal(np.asarray(drawn[1]), np.asarray(drawn[2])[:, :1])  # the same frame, other draws
+    (shape, within), alone = masks[0], keep_bytes_together(key, masks[:1], 0.3)[0]
+    np.testing.assert_array_equal(alone, keep_bytes(key, shape, 0.3, within))
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])

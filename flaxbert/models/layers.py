@@ -262,9 +262,9 @@ def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int)
 
 
 def sequence_dropout(cfg, x: jax.Array, train: bool) -> jax.Array:
-    """`Dropout(cfg.dropout)` of a [B, L, D] activation whose mask is the leading corner of the one over
-    `cfg.max_sequence_length` positions (`keep_mask`'s `within`): the same at a position however wide the batch is
-    padded, and for a layer that computes position 0 alone, the whole layer's mask there."""
+    """`Dropout(cfg.dropout)` of a [B, L, D] activation (the embeddings') whose mask is the leading corner of the
+    one over `cfg.max_sequence_length` positions (`keep_mask`'s `within`): the same at a position however wide the
+    batch is padded. The layers draw theirs together (`layer_keep_masks`)."""
     frame = (x.shape[0], cfg.max_sequence_length, x.shape[2])
     return Dropout(cfg.dropout)(x, deterministic=not train, within=frame)
 
