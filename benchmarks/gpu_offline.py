@@ -75,12 +75,16 @@ def answer_for(device) -> None:
     """Makes flaxbert's device checks (`target_device`, `is_cuda`, the compiler options' probe compile) answer for
     the compile-only `device` instead of asking a running GPU."""
     import flaxbert.compilation as compilation
+    import flaxbert.models.dropout_kernel as dropout_kernel
+    import flaxbert.models.dropout_layer as dropout_layer
     import flaxbert.models.fused_attention as fused_attention
     import flaxbert.models.layers as layers
     import flaxbert.models.target_device as target_module
 
-    target_module.target_device = layers.target_device = fused_attention.target_device = lambda: device
-    target_module.is_cuda = layers.is_cuda = compilation.is_cuda = lambda d: d.platform == "gpu"
+    for module in (target_module, layers, fused_attention, dropout_layer):
+        module.target_device = lambda: device
+    for module in (target_module, layers, compilation, dropout_kernel):
+        module.is_cuda = lambda d: d.platform == "gpu"
     compilation._accepted = lambda platform, options: True
 
 

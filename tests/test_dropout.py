@@ -7,7 +7,8 @@ import pytest
 from jax.extend.random import threefry_2x32
 from jax.sharding import NamedSharding, PartitionSpec
 
-from flaxbert.models.dropout import Dropout, drop_threshold, keep_bytes, keep_bytes_together, keep_mask, threefry2x32
+from flaxbert.models.dropout import drop_threshold, keep_bytes, keep_bytes_together, keep_mask, threefry2x32
+from flaxbert.models.dropout_layer import Dropout
 from flaxbert.parallel import make_mesh
 
 

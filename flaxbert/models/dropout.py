@@ -11,8 +11,9 @@ padded, and length-bucketed training trains as fixed-length training does.
 
 The cipher is written out here in uint32 arithmetic (`threefry2x32`), bit for bit jax's `threefry2x32_p`: on CPU jax
 lowers that primitive to a loop of five passes over whole arrays, each reading and writing every word, where the
-written-out rounds fuse with the counters and the comparison into one elementwise kernel (on GPU jax unrolls the
-rounds too, so there it compiles to the same thing).
+written-out rounds fuse with the counters and the comparison into one elementwise kernel. On NVIDIA GPUs the models
+draw the same masks with a Pallas kernel instead (`dropout_kernel`, chosen by `dropout_layer`): XLA:GPU takes
+seconds to fuse these chains of integer operations.
 
 XLA:CPU, bert_tiny batch 32: the step's 4.7M mask draws take 7.5-8.3 ms, against 13.3-14.7 ms with the primitive and
 33-37 ms with `jax.random.bernoulli`, and the train step compiles in 3.0-3.2 s instead of 4.6-5.1 s
@@ -21,9 +22,9 @@ XLA:CPU, bert_tiny batch 32: the step's 4.7M mask draws take 7.5-8.3 ms, against
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,39 +81,62 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
 
     A compiler sees one cipher (~130 operations) instead of one per mask: XLA:GPU's fusion passes take time with the
     length of these chains, and a BERT-base train step's 37 masks were ~15 s of its ~21 s compile (benchmarks/
-    RESULTS.md, session 31). Mask `s` of `n` is keyed by `key` with the row word `row * n + s` (for one mask, `row`:
-    `keep_bytes`'s draws), so the masks are independent of each other, and each keeps `keep_bytes`' properties: a
-    pure function of the element's index in its `within` frame, whose leading corners it is."""
-    k1, k2 = _threefry_key(key)
-    rows, counters, shapes = [], [], []
+    RESULTS.md, session 31; on NVIDIA GPUs the layers draw theirs with `dropout_kernel`, the same masks). Mask `s` of
+    `n` is keyed by `key` with the row word `row * n + s` (for one mask, `row`: `keep_bytes`' draws), so the masks are
+    independent of each other, and each keeps `keep_bytes`' properties: a pure function of the element's index in its
+    `within` frame, whose leading corners it is."""
+    k1, k2 = threefry_key(key)
+    rows, counters, layouts = [], [], []
     for index, (shape, within) in enumerate(masks):
-        row, counter = _block_counters(tuple(shape), tuple(shape) if within is None else tuple(within))
+        layout = block_layout(tuple(shape), tuple(shape) if within is None else tuple(within))
+        row, counter = _block_counters(layout)
         rows.append(lax.add(lax.mul(row, np.uint32(len(masks))), np.uint32(index)).reshape(-1))
         counters.append(counter.reshape(-1))
-        shapes.append((tuple(shape), row.shape))
+        layouts.append((tuple(shape), layout.blocks_shape))
     w0, w1 = threefry2x32(k1, k2, jnp.concatenate(rows), jnp.concatenate(counters))
-    # Draws 0-3 of a block are the low and high 16 bits of w0, then of w1 (the words' halves in memory order, as a
-    # bitcast of the words to uint16 reads them); keep bit c goes to byte c of the packed word (memory order too).
-    threshold = np.uint32(drop_threshold(rate))
-    halves = (lax.bitwise_and(w0, np.uint32(0xFFFF)), lax.shift_right_logical(w0, np.uint32(16)),
-              lax.bitwise_and(w1, np.uint32(0xFFFF)), lax.shift_right_logical(w1, np.uint32(16)))  # fmt: skip
-    packed = jnp.zeros(w0.shape, jnp.uint32)
-    for byte, draw in enumerate(halves):
-        kept = lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32)
-        packed = lax.bitwise_or(packed, lax.shift_left(kept, np.uint32(8 * byte)))
+    packed = packed_keep(w0, w1, drop_threshold(rate))
     out, start = [], 0
-    for shape, blocks_shape in shapes:
+    for shape, blocks_shape in layouts:
         size = math.prod(blocks_shape)
-        words = packed[start : start + size].reshape(blocks_shape)
+        out.append(unpacked(packed[start : start + size].reshape(blocks_shape), shape))
         start += size
-        keep = jax.lax.bitcast_convert_type(words, jnp.uint8)  # [..., blocks, 4]
-        out.append(keep.reshape(*shape[:-1], -1)[..., : shape[-1]])
     return out
 
 
-def _block_counters(shape: tuple[int, ...], within: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-    """The threefry counter words (row, block in the row) of each block of four draws of a mask of `shape` taken as
-    the leading corner of one of shape `within` (`keep_mask`)."""
+def packed_keep(w0: jax.Array, w1: jax.Array, threshold: int) -> jax.Array:
+    """The four keep bits of each threefry block `(w0, w1)` as the four bytes of one uint32, byte c 1 where draw c is
+    at least `threshold`. Draws 0-3 of a block are the low and high 16 bits of w0, then of w1 (the words' halves in
+    memory order, as a bitcast of the words to uint16 reads them); byte c is in memory order too."""
+    threshold = np.uint32(threshold)
+    halves = (lax.bitwise_and(w0, np.uint32(0xFFFF)), lax.shift_right_logical(w0, np.uint32(16)),
+              lax.bitwise_and(w1, np.uint32(0xFFFF)), lax.shift_right_logical(w1, np.uint32(16)))  # fmt: skip
+    packed = None
+    for byte, draw in enumerate(halves):
+        kept = lax.shift_left(lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32), np.uint32(8 * byte))
+        packed = kept if packed is None else lax.bitwise_or(packed, kept)
+    return packed
+
+
+def unpacked(words: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """A mask of `shape` as uint8 from its blocks' packed words (`packed_keep`, shaped as `block_layout`'s
+    `blocks_shape`): the words reinterpreted as their bytes, which are the elements in order."""
+    keep = jax.lax.bitcast_convert_type(words, jnp.uint8)  # [..., blocks, 4]
+    return keep.reshape(*shape[:-1], -1)[..., : shape[-1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockLayout:
+    """How a mask's elements map to threefry blocks (`keep_mask`): `blocks_shape` is the mask's shape with its last
+    axis counted in blocks of four draws; `first` the first axis counted within a row (1, or 0 for a 1-D mask, one
+    row); `strides[a]` the counter step of axis `a` (in the `within` frame; unused below `first`)."""
+
+    blocks_shape: tuple[int, ...]
+    first: int
+    strides: tuple[int, ...]
+
+
+def block_layout(shape: tuple[int, ...], within: tuple[int, ...]) -> BlockLayout:
+    """The `BlockLayout` of a mask of `shape` taken as the leading corner of one of shape `within`."""
     if len(within) != len(shape) or any(n > m for n, m in zip(shape, within, strict=True)):
         raise ValueError(f"a dropout mask of shape {shape} is not a leading corner of shape {within}.")
     blocks_shape = (*shape[:-1], -(-shape[-1] // _DRAWS_PER_BLOCK))  # the last axis, in blocks of 4 draws
@@ -120,12 +144,22 @@ def _block_counters(shape: tuple[int, ...], within: tuple[int, ...]) -> tuple[ja
     first = 1 if len(shape) > 1 else 0  # the first axis of a row (a 1-D array is one row)
     if math.prod(global_blocks[first:]) >= 2**32:
         raise ValueError(f"dropout over an array of shape {within} needs more than 2**32 threefry blocks per row.")
-    row = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0) if first else jnp.zeros(blocks_shape, jnp.uint32)
-    counter = jnp.zeros(blocks_shape, jnp.uint32)
+    strides = [0] * len(shape)
     stride = 1
-    for axis in reversed(range(first, len(blocks_shape))):  # the block's index in its row
-        counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(stride)
+    for axis in reversed(range(first, len(shape))):
+        strides[axis] = stride
         stride *= global_blocks[axis]
+    return BlockLayout(blocks_shape, first, tuple(strides))
+
+
+def _block_counters(layout: BlockLayout) -> tuple[jax.Array, jax.Array]:
+    """The threefry counter words (row, block in the row) of each block of `layout`."""
+    blocks_shape = layout.blocks_shape
+    first_axis = jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, 0)
+    row = first_axis if layout.first else jnp.zeros(blocks_shape, jnp.uint32)
+    counter = jnp.zeros(blocks_shape, jnp.uint32)
+    for axis in reversed(range(layout.first, len(blocks_shape))):  # the block's index in its row
+        counter = counter + jax.lax.broadcasted_iota(jnp.uint32, blocks_shape, axis) * jnp.uint32(layout.strides[axis])
     return row, counter
 
 
@@ -149,7 +183,9 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> 
     return x0, x1
 
 
-def _threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def threefry_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The two uint32 words that key the masks' threefry blocks: a threefry key's own (typed or raw), else two words
+    drawn from the key."""
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not typed and key.dtype != jnp.uint32:
         raise TypeError(
@@ -168,15 +204,3 @@ def dropped(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
     if keep is None:
         return x
     return jnp.where(keep != 0, x * jnp.asarray(keep_scale(rate), x.dtype), jnp.zeros((), x.dtype))
-
-
-class Dropout(nn.Module):
-    """Drop-in for `nn.Dropout(rate)(x, deterministic=...)`, drawing from the "dropout" rng stream."""
-
-    rate: float
-
-    def __call__(self, x: jax.Array, deterministic: bool, within: tuple[int, ...] | None = None) -> jax.Array:
-        """`within`: the shape of the array `x` is the leading corner of, whose mask `x` gets (see `keep_mask`)."""
-        if deterministic or drop_threshold(self.rate) == 0:
-            return x
-        return dropped(x, keep_bytes(self.make_rng("dropout"), x.shape, self.rate, within), self.rate)

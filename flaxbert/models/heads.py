@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flaxbert.models.bert import BertEncoder
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.models.distil_bert import DistilBertEncoder
-from flaxbert.models.dropout import Dropout
+from flaxbert.models.dropout_layer import Dropout
 from flaxbert.models.layers import dense
 
 

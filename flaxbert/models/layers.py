@@ -17,7 +17,8 @@ import numpy as np
 
 from flaxbert.models import fused_attention
 from flaxbert.models.activations import ACTIVATION_FNS
-from flaxbert.models.dropout import Dropout, dropped, keep_bytes_together, keep_scale
+from flaxbert.models.dropout import dropped, keep_scale
+from flaxbert.models.dropout_layer import Dropout, keep_masks
 from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.params import ParamShapeError, param
 from flaxbert.models.target_device import is_cuda, target_device
@@ -258,7 +259,7 @@ def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int)
     frame = cfg.max_sequence_length
     hidden = ((batch, queries, cfg.hidden_dim), (batch, frame, cfg.hidden_dim))
     probs = ((batch, cfg.num_heads, queries, length), (batch, cfg.num_heads, frame, frame))
-    return tuple(keep_bytes_together(key, [probs, hidden, hidden], cfg.dropout))
+    return tuple(keep_masks(key, [probs, hidden, hidden], cfg.dropout))
 
 
 def sequence_dropout(cfg, x: jax.Array, train: bool) -> jax.Array:

@@ -1,0 +1,132 @@
+"""The dropout mask kernel draws `dropout.keep_bytes_together`'s masks bit for bit, alone or split over a mesh, and
+the models take their masks from it where it applies (NVIDIA GPUs).
+
+On CPU the kernel runs in Pallas's interpreter, so these tests check its index arithmetic and cipher; that Triton
+compiles it is checked by compiling the train step for a GPU on a CPU host (benchmarks/gpu_offline.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer
+from flaxbert.models.layers import TransformerLayer
+from flaxbert.parallel import make_mesh
+
+_interpreted = functools.partial(dropout_kernel.keep_bytes_together, interpret=True)
+
+# (shape, within) lists: a layer's three masks in a larger frame with an odd length; a 1-D mask; the [CLS]-only
+# layer's one query row; masks whose block counts share only a factor of 2 (tiles of 2 words).
+MASK_SETS = [
+    [((2, 3, 5, 7), (2, 3, 9, 9)), ((2, 5, 16), (2, 9, 16)), ((2, 5, 16), None)],
+    [((37,), (64,))],
+    [((3, 2, 1, 10), (3, 2, 12, 12)), ((3, 1, 24), (3, 12, 24)), ((3, 1, 24), (3, 12, 24))],
+    [((2, 13), None), ((6, 4, 5), (6, 8, 5))],
+]
+
+
+@pytest.mark.parametrize("masks", MASK_SETS)
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_kernel_draws_the_masks_of_keep_bytes_together_bit_for_bit(masks, rate):
+    key = jax.random.key(3)
+    want = dropout.keep_bytes_together(key, masks, rate)
+    got = _interpreted(key, masks, rate)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    assert 0 < np.mean(np.concatenate([np.ravel(b) for b in want])) < 1  # both kept and dropped elements
+
+
+def test_a_bert_base_layers_masks_are_tiled_across_programs():
+    """A layer's masks at BERT-base widths (4,096-word tiles, several per mask), in the 512-position frame."""
+    key = jax.random.key(11)
+    hidden = ((2, 128, 768), (2, 512, 768))
+    masks = [((2, 12, 128, 128), (2, 12, 512, 512)), hidden, hidden]
+    for a, b in zip(_interpreted(key, masks, 0.1), dropout.keep_bytes_together(key, masks, 0.1), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_on_a_mesh_each_device_draws_its_own_rows():
+    """Traced under a 4 x 2 mesh, the kernel runs per device (one manual region) on its part of the batch and the
+    masks are those of one device, row for row."""
+    mesh = make_mesh(data=4, fsdp=2)
+    masks = [((8, 2, 6, 6), (8, 2, 16, 16)), ((8, 6, 12), (8, 16, 12))]
+    key = jax.random.key(5)
+    draw = jax.jit(lambda key: _interpreted(key, masks, 0.3))
+    with jax.set_mesh(mesh):
+        lowered = draw.lower(key)
+        sharded = lowered.compile()(key)
+    assert lowered.as_text().count("sdy.manual_computation") == 1
+    for a, b in zip(sharded, dropout.keep_bytes_together(key, masks, 0.3), strict=True):
+        assert len(a.sharding.device_set) == 8
+        np.testing.assert_array_equal(a, b)
+
+
+def _device(platform="gpu", version="cuda 12.9", capability="9.0"):
+    return types.SimpleNamespace(platform=platform, client=types.SimpleNamespace(platform_version=version),
+                                 compute_capability=capability)  # fmt: skip
+
+
+def test_applies_to_recent_nvidia_gpus_and_batch_first_masks_on_a_mesh():
+    layer_masks = [((8, 2, 6, 6), None), ((8, 6, 12), None)]
+    assert dropout_kernel.applies(_device(), layer_masks)
+    assert dropout_kernel.applies(_device(), [((37,), None)])  # one device: any mask
+    assert not dropout_kernel.applies(_device(capability="7.5"), layer_masks)
+    assert not dropout_kernel.applies(_device(version="rocm 6.0", capability=None), layer_masks)
+    assert not dropout_kernel.applies(jax.devices("cpu")[0], layer_masks)
+    with jax.sharding.use_abstract_mesh(make_mesh(data=4, fsdp=2).abstract_mesh):
+        assert dropout_kernel.applies(_device(), layer_masks)
+        assert not dropout_kernel.applies(_device(), [((6, 5), None)])  # 6 rows do not split over 8 devices
+        assert not dropout_kernel.applies(_device(), [((16,), None)])  # a 1-D mask has no batch axis
+        assert not dropout_kernel.applies(_device(), [((8, 4), None), ((16, 4), None)])  # not one batch
+
+
+def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
+    """A training TransformerLayer draws its three masks through `dropout_layer.keep_masks`: on CPU by XLA, and with
+    the kernel applying, from the kernel (here interpreted), the same masks either way."""
+    cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
+                     max_sequence_length=12, dropout=0.3)  # fmt: skip
+    layer = TransformerLayer(cfg)
+    x = jax.random.normal(jax.random.key(0), (2, 7, 16))
+    padding_mask = np.ones((2, 7), np.int32)
+    params = layer.init(jax.random.key(1), x, padding_mask, False)
+
+    def run():
+        return jax.jit(lambda p, x: layer.apply(p, x, padding_mask, True, rngs={"dropout": jax.random.key(2)}))
+
+    by_xla = run()(params, x)
+    calls = []
+
+    def kernel(key, masks, rate):
+        calls.append(masks)
+        return _interpreted(key, masks, rate)
+
+    monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
+    monkeypatch.setattr(dropout_kernel, "keep_bytes_together", kernel)
+    by_kernel = run()(params, x)
+    assert [len(masks) for masks in calls] == [3]
+    # the same masks; the programs differ (a mask read from a kernel's output, not fused), so XLA:CPU may round the
+    # LayerNorms' sums differently: float32 rounding apart, where one other mask would move values by ~1
+    np.testing.assert_allclose(by_kernel, by_xla, rtol=0, atol=2e-6)
+    assert not np.array_equal(by_xla, layer.apply(params, x, padding_mask, False))  # dropout did drop
+
+
+def test_the_dropout_module_takes_its_mask_from_the_kernel_where_it_applies(monkeypatch):
+    x = np.ones((4, 9), np.float32)
+
+    def run():
+        return jax.jit(lambda x: dropout_layer.Dropout(0.5).apply({}, x, False, rngs={"dropout": jax.random.key(4)}))
+
+    by_xla = run()(x)
+    calls = []
+    monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
+    monkeypatch.setattr(dropout_kernel, "keep_bytes_together", lambda *args: calls.append(args) or _interpreted(*args))
+    np.testing.assert_array_equal(run()(x), by_xla)
+    assert len(calls) == 1
+    assert set(np.unique(by_xla)) == {0.0, 2.0}
