@@ -18,7 +18,10 @@
 #    compile) with the loop recorded into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`,
 #    CUDA graphs with conditional nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the
 #    signature of a host round trip per loop iteration, which a loop in a command buffer does not make. Its step time
-#    is the one measured before the profile (profiling runs XLA op by op, without command buffers).
+#    is the one measured before the profile (profiling runs XLA op by op, without command buffers). Each arm's compile
+#    is broken down by XLA's own timers (HLO passes, autotuning, code generation; benchmarks/xla_phases.py): on a
+#    CPU host without autotuning, session 32's bert_base bf16 batch 32 step spent 4.2 s in HLO passes (2.7 s of it
+#    fusing) and 4.2 s generating code.
 # 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
 # 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
@@ -77,6 +80,7 @@ bert_base:32:bfloat16:auto:fit,bert_base:32:bfloat16:auto:flat}"
 BUCKETS="${BUCKETS:-distil_bert_base:32:bfloat16}"
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
+XLA_TIMERS=hlo_pass_pipeline=1,gpu_compiler=1,nvptx_compiler=2  # step 2's compile phases (benchmarks/xla_phases.py)
 PEERS=flaxbert,keras_hub,transformers
 {
   date -u
@@ -93,9 +97,13 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   for arm in "|$AB" "--xla_gpu_enable_llvm_module_compilation_parallelism=true|$AB" \
              "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
     flags="${arm%%|*}" variant="${arm#*|}"
-    XLA_FLAGS="$flags" timeout 45 python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt
+    XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
+      python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt 2>/tmp/xla.log
     echo "gpu_kernel_profile.py $variant ($flags) exit status $?"
+    grep -v "^[IW][0-9]" /tmp/xla.log | tail -n 20  # the script's own messages, without XLA's log lines
     cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt" 2>/dev/null; rm -f /tmp/ab.txt
+    echo "XLA's compile phases, $variant ($flags):" >>"$OUT/profile_gpu_compile.txt"
+    python3 benchmarks/xla_phases.py /tmp/xla.log >>"$OUT/profile_gpu_compile.txt"
   done
   echo "== 3. throughput, $SMALL"
   timeout 125 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
