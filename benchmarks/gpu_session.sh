@@ -21,7 +21,9 @@
 #    is the one measured before the profile (profiling runs XLA op by op, without command buffers). Each arm's compile
 #    is broken down by XLA's own timers (HLO passes, autotuning, code generation; benchmarks/xla_phases.py): on a
 #    CPU host without autotuning, session 32's bert_base bf16 batch 32 step spent 4.2 s in HLO passes (2.7 s of it
-#    fusing) and 4.2 s generating code.
+#    fusing) and 4.2 s generating code. One more arm turns off XLA's fusion autotuner
+#    (`xla_gpu_experimental_enable_fusion_autotuner`, on in jax 0.10's XLA), which on a GPU may compile and time
+#    each reduction and transpose fusion both with XLA's emitter and with Triton's: ~240 such fusions in this step.
 # 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
 # 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
@@ -94,7 +96,8 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "--xla_gpu_enable_llvm_module_compilation_parallelism=true|$AB" \
+  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" \
+             "--xla_gpu_enable_llvm_module_compilation_parallelism=true|$AB" \
              "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
