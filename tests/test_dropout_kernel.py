@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer
+from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer, layers
 from flaxbert.models.layers import TransformerLayer
 from flaxbert.parallel import make_mesh
 
@@ -88,33 +88,54 @@ def test_applies_to_recent_nvidia_gpus_and_batch_first_masks_on_a_mesh():
 
 
 def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
-    """A training TransformerLayer draws its three masks through `dropout_layer.keep_masks`: on CPU by XLA, and with
-    the kernel applying, from the kernel (here interpreted), the same masks either way."""
+    """A training TransformerLayer draws its three masks through `dropout_layer.keep_masks`, keyed by its
+    `dropout_key` as it is: on CPU by XLA, and with the kernel applying, from the kernel (here interpreted), the same
+    masks either way."""
     cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
                      max_sequence_length=12, dropout=0.3)  # fmt: skip
     layer = TransformerLayer(cfg)
     x = jax.random.normal(jax.random.key(0), (2, 7, 16))
     padding_mask = np.ones((2, 7), np.int32)
     params = layer.init(jax.random.key(1), x, padding_mask, False)
+    key = jax.random.key(2)
 
     def run():
-        return jax.jit(lambda p, x: layer.apply(p, x, padding_mask, True, rngs={"dropout": jax.random.key(2)}))
+        return jax.jit(lambda p, x, key: layer.apply(p, x, padding_mask, True, key))
 
-    by_xla = run()(params, x)
+    by_xla = run()(params, x, key)
     calls = []
 
     def kernel(key, masks, rate):
-        calls.append(masks)
+        calls.append((key, masks))
         return _interpreted(key, masks, rate)
 
     monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
     monkeypatch.setattr(dropout_kernel, "keep_bytes_together", kernel)
-    by_kernel = run()(params, x)
-    assert [len(masks) for masks in calls] == [3]
+    by_kernel = run()(params, x, key)
+    assert [len(masks) for _, masks in calls] == [3]
     # the same masks; the programs differ (a mask read from a kernel's output, not fused), so XLA:CPU may round the
     # LayerNorms' sums differently: float32 rounding apart, where one other mask would move values by ~1
     np.testing.assert_allclose(by_kernel, by_xla, rtol=0, atol=2e-6)
     assert not np.array_equal(by_xla, layer.apply(params, x, padding_mask, False))  # dropout did drop
+    with pytest.raises(ValueError, match="draws its masks from dropout_key"):
+        layer.apply(params, x, padding_mask, True)
+
+
+def test_a_layers_masks_are_keyed_by_its_dropout_key_as_it_is(monkeypatch):
+    """No key is folded inside the layer (each fold is one more cipher for XLA to fuse): the masks are
+    `layer_keep_masks` of the key the layer is given."""
+    cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
+                     max_sequence_length=12, dropout=0.3)  # fmt: skip
+    layer = TransformerLayer(cfg)
+    x = jax.random.normal(jax.random.key(0), (2, 7, 16))
+    padding_mask = np.ones((2, 7), np.int32)
+    params = layer.init(jax.random.key(1), x, padding_mask, False)
+    seen = []
+    real = dropout_layer.keep_masks
+    monkeypatch.setattr(layers, "keep_masks", lambda key, masks, rate: seen.append(key) or real(key, masks, rate))
+    layer.apply(params, x, padding_mask, True, jax.random.key(9))
+    assert len(seen) == 1
+    np.testing.assert_array_equal(jax.random.key_data(seen[0]), jax.random.key_data(jax.random.key(9)))
 
 
 def test_the_dropout_module_takes_its_mask_from_the_kernel_where_it_applies(monkeypatch):

@@ -275,20 +275,27 @@ class TransformerLayer(nn.Module):
 
     With `first_token_only` the block computes its output for position 0 alone ([B, 1, D], the same numbers and
     dropout masks as the first row of the whole block's): the keys and values need every position, nothing else does.
+
+    Its dropout masks are keyed by `dropout_key` as it is (`layer_keep_masks`), not by a key folded from a flax rng
+    stream: each fold is one more threefry chain in the step, and XLA:GPU spends ~50 ms fusing each (a BERT-base
+    train step compiled for an H200 on a 2-core CPU: 9.1-9.3 -> 8.1-8.4 s; benchmarks/RESULTS.md, session 32).
     """
 
     cfg: object
     first_token_only: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool) -> jax.Array:  # x: [B, L, D]
+    def __call__(self, x: jax.Array, padding_mask: jax.Array, train: bool, dropout_key: jax.Array | None = None):
+        """x: [B, L, D]; `dropout_key`: the key of the layer's masks, needed in training at a dropout rate above 0."""
         cfg = self.cfg
         batch, length = x.shape[:2]
         queries = 1 if self.first_token_only else length
         probs_keep = attended_keep = output_keep = None
         if draws_dropout(cfg, train):
-            probs_keep, attended_keep, output_keep = layer_keep_masks(cfg, self.make_rng("dropout"), batch, length,
-                                                                      queries)  # fmt: skip
+            if dropout_key is None:
+                raise ValueError(f"a TransformerLayer in training at dropout {cfg.dropout} draws its masks from "
+                                 f"dropout_key; pass one (e.g. jax.random.key(0)).")  # fmt: skip
+            probs_keep, attended_keep, output_keep = layer_keep_masks(cfg, dropout_key, batch, length, queries)
         attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, probs_keep)
         x = x[:, :queries]  # [B, Q, D]
         x = layer_norm(cfg, "self_attention_layer_norm")(x + dropped(attended, attended_keep, cfg.dropout))
@@ -379,7 +386,7 @@ def _layer_apply(cfg, train: bool, first_token_only: bool):
     dropout = draws_dropout(cfg, train)
 
     def apply(params, x, padding_mask, key):
-        return layer.apply({"params": params}, x, padding_mask, train, rngs={"dropout": key} if dropout else None)
+        return layer.apply({"params": params}, x, padding_mask, train, key if dropout else None)
 
     return jax.jit(apply)
 
