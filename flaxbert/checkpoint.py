@@ -141,7 +141,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     # shardings hold one sharding (applying to no array).
     target = jax.tree.map(
         lambda sharding, subtree: jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), subtree
+            lambda a: jax.ShapeDtypeStruct(_stored(a).shape, _stored(a).dtype, sharding=sharding), subtree
         ),
         shardings,
         abstract_state,
@@ -149,7 +149,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     step = mngr.latest_step()
     _check_fits(mngr, step, abstract_state)
     try:
-        return mngr.restore(step, args=ocp.args.Composite(state=_restore(target)))["state"]
+        restored = mngr.restore(step, args=ocp.args.Composite(state=_restore(target)))["state"]
+        return jax.tree.map(_as_saved_from, abstract_state, restored)
     except Exception as error:  # damage (the shapes matched above), or arrays named otherwise than this state's
         damaged = _unreadable_array(error)
         if damaged is None:
@@ -199,8 +200,27 @@ def saved_shapes(metadata) -> dict[str, tuple[int, ...]]:
 
 
 def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
-    """A tree's arrays (or ShapeDtypeStructs) as {the dotted name Orbax saves each under: shape}."""
-    return {_dotted(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    """A tree's arrays (or ShapeDtypeStructs) as {the dotted name Orbax saves each under: the saved shape}."""
+    return {_dotted(path): tuple(_stored(leaf).shape) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _is_key(leaf) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _stored(leaf):
+    """The shape and dtype Orbax writes for `leaf`: a typed PRNG key array (the noise key of `optax.noisy_sgd`'s
+    state) as its key data, uint32 words, which is also how it reads it back."""
+    return jax.eval_shape(jax.random.key_data, leaf) if _is_key(leaf) else leaf
+
+
+def _as_saved_from(abstract, restored):
+    """A restored leaf as the state holds it: key data wrapped back into a typed key of `abstract`'s kind."""
+    if not _is_key(abstract):
+        return restored
+    kinds = []
+    jax.eval_shape(lambda key: kinds.append(jax.random.key_impl(key)), abstract)  # the kind of a key, from its type
+    return jax.random.wrap_key_data(restored, impl=kinds[0])
 
 
 def _dotted(path) -> str:

@@ -168,3 +168,35 @@ def test_adafactor_trains_on_any_mesh_with_its_factored_moments_replicated():
     # Adafactor's RMS-normalized updates amplify the meshes' different reduction orders: the same two fits differ
     # by up to 2.8e-5 (with optax.adam by 1.6e-6), against updates of ~1e-2.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), *trained)
+
+
+def test_an_optimizer_whose_state_holds_a_prng_key_fits_and_resumes_exactly(tmp_path):
+    """`optax.noisy_sgd` keeps a typed PRNG key in its state: the fit's programs are compiled ahead from the state's
+    spec (a key array has no weak type), and a checkpoint stores the key as its uint32 words, which the resumed run
+    wraps back into a key. A run resumed after its first epoch ends with the params of one that ran through."""
+    import warnings
+
+    import flaxbert
+
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 50, (32, 8)), "segment_ids": np.zeros((32, 8), int),
+         "padding_mask": np.ones((32, 8), int)}  # fmt: skip
+    y = rng.integers(0, 2, 32)
+
+    def classifier():
+        backbone = flaxbert.BertBackbone(50, 1, 2, 16, 24, max_sequence_length=16, seed=0)
+        model = flaxbert.BertTextClassifier(backbone, num_classes=2, seed=0)
+        with warnings.catch_warnings():  # optax asks for an explicit key in later versions
+            warnings.simplefilter("ignore")
+            model.compile(optimizer=optax.noisy_sgd(0.1, seed=3))
+        return model
+
+    through = classifier()
+    whole = through.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0).history["loss"]
+    classifier().fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0, checkpoint_dir=tmp_path)
+    resumed = classifier()
+    rest = resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0, checkpoint_dir=tmp_path).history["loss"]
+    assert rest == whole[1:]  # the second epoch only, the same loss
+    for a, b in zip(jax.tree.leaves(through.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(jax.tree.leaves(through.params)[0], jax.tree.leaves(classifier().params)[0])

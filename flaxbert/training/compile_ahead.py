@@ -53,8 +53,9 @@ def spec(tree):
     def one(x):
         if isinstance(x, jax.ShapeDtypeStruct):
             return x
-        if isinstance(x, jax.Array):
-            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding, weak_type=x.weak_type)
+        if isinstance(x, jax.Array):  # a typed PRNG key array (an optimizer's noise key) has no weak type
+            weak = getattr(x, "weak_type", False)
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding, weak_type=weak)
         return jax.ShapeDtypeStruct(np.shape(x), np.result_type(x))
 
     return jax.tree.map(one, tree)
