@@ -335,7 +335,8 @@ def test_what_compile_sets_is_not_assigned_around_it_and_trainable_false_is_refu
 
 def test_an_optimizer_that_needs_other_arguments_is_refused_at_compile_and_value_reaches_those_that_read_it():
     """optax.lbfgs (and reduce_on_plateau, polyak_sgd) were taken by compile and failed inside optax at the first
-    step; fit now passes the batch's loss as value=, which reduce_on_plateau tracks, and lbfgs is refused up front."""
+    step; fit now passes the batch's loss as value=, which reduce_on_plateau tracks (inside optax.MultiSteps too),
+    and lbfgs is refused up front."""
     x, y = _data(16, vocab=100)
     classifier = _classifier()
     with pytest.raises(ValueError, match="missing 2 required keyword-only arguments: 'grad' and 'value_fn'"):
@@ -344,6 +345,14 @@ def test_an_optimizer_that_needs_other_arguments_is_refused_at_compile_and_value
     history = classifier.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
     plateau = classifier._optimizer_state[1][1]
     assert float(plateau.best_value) == pytest.approx(min(history.history["loss"]), rel=1e-6)
+    # inside optax.MultiSteps too, whose own transformation takes no extra arguments (fit was refused, saying only
+    # that reduce_on_plateau missed its value)
+    inner = optax.chain(optax.adam(1e-2), optax.contrib.reduce_on_plateau(patience=5))
+    accumulating = _classifier()
+    accumulating.compile(optimizer=optax.MultiSteps(inner, every_k_schedule=1))
+    accumulated = accumulating.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
+    plateau = accumulating._optimizer_state[1].inner_opt_state[1]
+    assert float(plateau.best_value) == pytest.approx(min(accumulated.history["loss"]), rel=1e-6)
     # an extra-arguments optimizer that takes no value= gets none (optax.contrib.sam was refused for it)
     classifier.compile(optimizer=optax.contrib.sam(optax.sgd(1e-2), optax.sgd(1e-2), sync_period=2))
     assert np.isfinite(classifier.fit(x, y, batch_size=8, verbose=0).history["loss"]).all()

@@ -328,8 +328,11 @@ class TextClassifier:
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = _AUTO_OPTIMIZER
         elif isinstance(optimizer, optax.MultiSteps):  # gradient accumulation: a wrapper object, not a transformation
-            # the same wrapper again keeps the transformation made from it, so that its state carries on
-            optimizer = self.optimizer if same_optimizer else optimizer.gradient_transformation()
+            # the same wrapper again keeps the transformation made from it, so that its state carries on. Its own
+            # `gradient_transformation()` takes no extra arguments, though the wrapper passes them to what it wraps
+            # (the loss, as value=, that optax.contrib.reduce_on_plateau needs)
+            wrapped = optax.GradientTransformationExtraArgs(optimizer.init, optimizer.update)
+            optimizer = self.optimizer if same_optimizer else wrapped
         if not isinstance(optimizer, optax.GradientTransformation):
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
         boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
