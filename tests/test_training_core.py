@@ -253,3 +253,38 @@ def test_the_functional_loops_check_the_mesh_and_consume_the_state():
     train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
     loops.fit(state, train, _data(n=8), batch_size=8, epochs=1, seed=0, shuffle=False, mesh=mesh, verbose=0)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
+
+
+def test_the_bars_show_running_scores_only_once_the_device_has_them(monkeypatch):
+    """With verbose=1, fit and evaluate take the running totals every 10 steps and show them when computed, never
+    waiting for the device mid-epoch (a read at once stalled the loop every 10 steps); the last step's totals are
+    shown as they come, and they are the epoch's scores."""
+    mesh = make_mesh(1, 1, devices=jax.devices()[:1])
+    tx = optax.sgd(0.5)
+    data = _data(n=8 * 25)  # 25 steps an epoch at batch 8
+    _, shardings = programs.state_shardings(MODEL, CFG, tx, mesh)
+    train = programs.jit_train_step(MODEL, mesh, shardings, loss_fn=sparse_categorical_crossentropy)
+    asked, shown = [], []
+
+    def ready(sums):  # a device that has each snapshot only the third time it is asked
+        asked.append(id(sums))
+        return asked.count(id(sums)) >= 3
+
+    def show(bar, sums, examples_per_second):
+        shown.append((bar.n, steps.summarize(jax.device_get(sums))))
+
+    monkeypatch.setattr(loops, "_ready", ready)
+    monkeypatch.setattr(loops, "_show", show)
+    _, history = loops.fit(programs.create_state(_params(), tx, shardings), train, data, batch_size=8, epochs=1,
+                           seed=0, shuffle=True, mesh=mesh, verbose=1)  # fmt: skip
+    # totals taken after steps 10 and 20 (bar.n counts the steps before), shown 2 steps later; step 25's at once
+    assert [n for n, _ in shown] == [11, 21, 24]
+    assert shown[-1][1]["loss"] == pytest.approx(history["loss"][0], rel=1e-6)
+
+    postfixes = []  # evaluate on one host thread (several read each step's sums in their own threads)
+    monkeypatch.setattr(loops, "host_threads", lambda mesh: 1)
+    monkeypatch.setattr(loops.tqdm, "set_postfix_str", lambda bar, text, refresh=True: postfixes.append(bar.n))
+    evaluate = programs.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
+    params = programs.create_state(_params(), tx, shardings).params
+    loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=1)
+    assert postfixes == [11, 21, 24]

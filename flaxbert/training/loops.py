@@ -190,6 +190,7 @@ def fit(
                     validation_programs = compile_validation(specs[0].params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose != 1, dynamic_ncols=True)  # fmt: skip
+                shown = None  # (running totals, steps they count) the bar shows once the device has them
                 fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
@@ -203,8 +204,12 @@ def fit(
                             now = time.perf_counter()
                             on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began, earlier))
                             totals, window_began, earlier = dict(totals, window=fresh["window"]), now, 0.0
-                        if verbose == 1 and ((i + 1) % 10 == 0 or i + 1 == per_epoch):  # the loop's only syncs
-                            _show(bar, totals["epoch"], (i + 1 - first) * batch_size / (time.perf_counter() - began))
+                        if verbose == 1:  # the bar's scores, without waiting for the device (`_ready`)
+                            if (i + 1) % 10 == 0 or i + 1 == per_epoch:
+                                shown = totals["epoch"], i + 1 - first  # not donated: the reference stays valid
+                            if shown is not None and (i + 1 == per_epoch or _ready(shown[0])):
+                                _show(bar, shown[0], shown[1] * batch_size / (time.perf_counter() - began))
+                                shown = None
                         bar.update(1)
                         # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
                         # checkpoint there would resume past the epoch's end work and never do it.
@@ -276,6 +281,14 @@ def _scores(scores: dict, prefix: str = "") -> str:
     return " - ".join(f"{prefix}{key}: {value:.4f}" for key, value in scores.items())
 
 
+def _ready(sums) -> bool:
+    """Whether the device has computed `sums` (a check that does not wait). The bars take a reference to the running
+    totals every 10 steps and show them once computed: reading them at once made the host wait for the device every
+    10 steps, and the device then idled while the host dispatched the next step (issue 7: no host syncs in the
+    loop). The epoch's last totals are read as they come: the epoch's end reads them anyway."""
+    return all(leaf.is_ready() for leaf in jax.tree.leaves(sums))
+
+
 def _show(bar, sums, examples_per_second):
     shown = steps.summarize(jax.device_get(sums))
     bar.set_postfix(loss=f"{shown['loss']:.4f}", accuracy=f"{shown['accuracy']:.4f}",
@@ -327,12 +340,15 @@ def evaluate(
     try:
         with _progress(data, batch_size, "evaluate", verbose) as bar:
             if threads == 1:
-                sums = device_zero_sums(mesh)
+                sums, shown = device_zero_sums(mesh), None
                 for i, batch in enumerate(batches):
                     compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
                     sums = eval_fn(params, sums, batch)
-                    if verbose == 1 and ((i + 1) % 10 == 0 or i + 1 == bar.total):  # the loop's only syncs
-                        bar.set_postfix_str(_scores(steps.summarize(jax.device_get(sums))), refresh=False)
+                    if verbose == 1:  # as fit's bar: shown once the device has them, without waiting
+                        shown = sums if (i + 1) % 10 == 0 or i + 1 == bar.total else shown
+                        if shown is not None and (i + 1 == bar.total or _ready(shown)):
+                            bar.set_postfix_str(_scores(steps.summarize(jax.device_get(shown))), refresh=False)
+                            shown = None
                     bar.update(1)
                 scores = steps.summarize(jax.device_get(sums))
             else:
