@@ -115,7 +115,7 @@ def _kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int,
     count = np.uint32(len(layouts))
     row_word = counter = None
     for mask, layout in enumerate(layouts):  # the counter words of this program's tile, in its mask's layout
-        first = lax.mul(lax.sub(program, starts[mask]), tile).astype(jnp.uint32)
+        first = lax.mul(lax.sub(program, starts[mask]).astype(jnp.uint32), np.uint32(tile))  # in uint32: no overflow
         flat = lax.add(lax.broadcasted_iota(jnp.uint32, (tile,), 0), first)
         row, position = _row_and_counter(flat, layout)
         row = lax.add(row, words_ref[2])  # the device's first row
