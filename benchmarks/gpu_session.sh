@@ -12,18 +12,20 @@
 #    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
 #    subprocess and time box, so a slow compile costs its own row.
 # 2. The cold compile, A/B (the 10 s first-step target): the train step of bert_base bf16 batch 32, each arm a fresh
-#    process without a persistent cache: XLA's defaults; `xla_gpu_enable_llvm_module_compilation_parallelism` (off by
-#    default: XLA:GPU then compiles the whole program's LLVM module on one thread; on, it splits it over the compile
-#    thread pool; jax turns it on only with its opt-in XLA kernel cache); and `scan_layers=True` (one layer to
-#    compile) with the loop recorded into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`,
-#    CUDA graphs with conditional nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the
-#    signature of a host round trip per loop iteration, which a loop in a command buffer does not make. Its step time
-#    is the one measured before the profile (profiling runs XLA op by op, without command buffers). Each arm's compile
-#    is broken down by XLA's own timers (HLO passes, autotuning, code generation; benchmarks/xla_phases.py): on a
-#    CPU host without autotuning, session 32's bert_base bf16 batch 32 step spent 4.2 s in HLO passes (2.7 s of it
-#    fusing) and 4.2 s generating code. One more arm turns off XLA's fusion autotuner
-#    (`xla_gpu_experimental_enable_fusion_autotuner`, on in jax 0.10's XLA), which on a GPU may compile and time
-#    each reduction and transpose fusion both with XLA's emitter and with Triton's: ~240 such fusions in this step.
+#    process without a persistent cache, each compile broken down by XLA's own timers (HLO passes, autotuning, code
+#    generation: benchmarks/xla_phases.py; on a CPU host without autotuning session 32's step spent 3.6 s in HLO
+#    passes and 4.2 s generating code). The arms: XLA's defaults; XLA's fusion autotuner off
+#    (`xla_gpu_experimental_enable_fusion_autotuner`, on in jax 0.10's XLA, which on a GPU may compile and time each
+#    of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's); the dropout masks
+#    drawn by XLA's operations instead of the Pallas kernel (":xla_masks", flaxbert before session 32: that compile
+#    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
+#    step times are the kernel's cost or gain); and `scan_layers=True` (one layer to compile) with the loop recorded
+#    into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`, CUDA graphs with conditional
+#    nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the signature of a host round trip
+#    per loop iteration, which a loop in a command buffer does not make. An arm's step time is the one measured
+#    before its profile (profiling runs XLA op by op, without command buffers). (Session 31's arm with
+#    `xla_gpu_enable_llvm_module_compilation_parallelism` is out: it changed nothing on the CPU host, and the
+#    timers show whether code generation is worth it.)
 # 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
 # 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
@@ -96,8 +98,7 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" \
-             "--xla_gpu_enable_llvm_module_compilation_parallelism=true|$AB" \
+  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" \
              "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \

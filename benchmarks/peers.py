@@ -253,6 +253,26 @@ def torch_inputs(inputs: dict[str, np.ndarray]) -> dict:
 
 
 @contextlib.contextmanager
+def xla_dropout_masks():
+    """While it lasts, models built draw their dropout masks with XLA's operations on every device, as flaxbert did
+    before session 32, instead of the Pallas kernel on NVIDIA GPUs (`flaxbert/models/dropout_kernel.py`; the same
+    masks): the A/B of that change."""
+    from flaxbert.models import dropout_kernel, layers
+    from flaxbert.training import shared_steps
+
+    applies = dropout_kernel.applies
+    dropout_kernel.applies = lambda device, masks: False
+    layers._layer_apply.cache_clear()  # its jitted layer functions hold traces of the other arm
+    shared_steps.clear()  # and so do the steps kept for classifiers to come
+    try:
+        yield
+    finally:
+        dropout_kernel.applies = applies
+        layers._layer_apply.cache_clear()
+        shared_steps.clear()
+
+
+@contextlib.contextmanager
 def autodiff_norm_and_gelu():
     """While it lasts, models built use flax's `nn.LayerNorm` and `jax.nn.gelu` differentiated automatically, as
     flaxbert did before session 23, instead of its own (`flaxbert/models/layer_norm.py`, `activations.py`), whose
