@@ -87,16 +87,21 @@ def test_applies_to_recent_nvidia_gpus_and_batch_first_masks_on_a_mesh():
         assert not dropout_kernel.applies(_device(), [((8, 4), None), ((16, 4), None)])  # not one batch
 
 
-def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
-    """A training TransformerLayer draws its three masks through `dropout_layer.keep_masks`, keyed by its
-    `dropout_key` as it is: on CPU by XLA, and with the kernel applying, from the kernel (here interpreted), the same
-    masks either way."""
+def _training_layer():
+    """(a TransformerLayer at dropout 0.3, its params, an input [2, 7, 16], its padding mask)."""
     cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
                      max_sequence_length=12, dropout=0.3)  # fmt: skip
     layer = TransformerLayer(cfg)
     x = jax.random.normal(jax.random.key(0), (2, 7, 16))
     padding_mask = np.ones((2, 7), np.int32)
-    params = layer.init(jax.random.key(1), x, padding_mask, False)
+    return layer, layer.init(jax.random.key(1), x, padding_mask, False), x, padding_mask
+
+
+def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
+    """A training TransformerLayer draws its three masks through `dropout_layer.keep_masks`, keyed by its
+    `dropout_key` as it is: on CPU by XLA, and with the kernel applying, from the kernel (here interpreted), the same
+    masks either way."""
+    layer, params, x, padding_mask = _training_layer()
     key = jax.random.key(2)
 
     def run():
@@ -124,12 +129,7 @@ def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
 def test_a_layers_masks_are_keyed_by_its_dropout_key_as_it_is(monkeypatch):
     """No key is folded inside the layer (each fold is one more cipher for XLA to fuse): the masks are
     `layer_keep_masks` of the key the layer is given."""
-    cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
-                     max_sequence_length=12, dropout=0.3)  # fmt: skip
-    layer = TransformerLayer(cfg)
-    x = jax.random.normal(jax.random.key(0), (2, 7, 16))
-    padding_mask = np.ones((2, 7), np.int32)
-    params = layer.init(jax.random.key(1), x, padding_mask, False)
+    layer, params, x, padding_mask = _training_layer()
     seen = []
     real = dropout_layer.keep_masks
     monkeypatch.setattr(layers, "keep_masks", lambda key, masks, rate: seen.append(key) or real(key, masks, rate))
