@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import re
 import sys
 import time
 
 import hlo_parts
 import numpy as np
+import peers
 
 SEQ = 128
 # XLA's GpuDeviceInfoProto for each target (public spec sheet figures; Hopper's SM limits).
@@ -91,7 +93,6 @@ def answer_for(device) -> None:
 def compiled_train_step(device, model: str, batch: int, precision: str, attention_kernel: str = "auto") -> tuple:
     """(the optimized HLO text, lower seconds, compile seconds) of the train step `throughput.py` times."""
     import jax
-    import peers
 
     from flaxbert.parallel import batch_sharding, replicated
     from flaxbert.training import programs, shared_steps, steps
@@ -200,7 +201,8 @@ def report(variant: str, rows: list, bandwidth: float, lower_s: float, compile_s
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="bert_base:32:bfloat16,bert_base:256:bfloat16",
-                        help="model:batch:precision[:attention_kernel], comma-separated")  # fmt: skip
+                        help="model:batch:precision[:attention_kernel][:xla_masks] (the dropout masks by XLA's "
+                             "operations, as before session 32), comma-separated")  # fmt: skip
     parser.add_argument("--target", choices=sorted(TARGETS), default="h200")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--hlo", help="write each variant's optimized HLO to this prefix + variant + .hlo")
@@ -212,8 +214,11 @@ def main():
     answer_for(device)
     out = [f"target: {device.device_kind} (compile-only), jax {jax.__version__}, seq {SEQ}"]
     for variant in args.variants.split(","):
-        model, batch, precision, *kernel = variant.split(":")
-        text, lower_s, compile_s = compiled_train_step(device, model, int(batch), precision, *kernel)
+        model, batch, precision, *rest = variant.split(":")
+        arm = peers.xla_dropout_masks() if "xla_masks" in rest else contextlib.nullcontext()
+        with arm:
+            kernel = [part for part in rest if part != "xla_masks"]
+            text, lower_s, compile_s = compiled_train_step(device, model, int(batch), precision, *kernel)
         if args.hlo:
             with open(f"{args.hlo}{variant.replace(':', '_')}.hlo", "w") as f:
                 f.write(text)

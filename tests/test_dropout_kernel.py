@@ -80,6 +80,7 @@ def test_applies_to_recent_nvidia_gpus_and_batch_first_masks_on_a_mesh():
     assert not dropout_kernel.applies(_device(capability="7.5"), layer_masks)
     assert not dropout_kernel.applies(_device(version="rocm 6.0", capability=None), layer_masks)
     assert not dropout_kernel.applies(jax.devices("cpu")[0], layer_masks)
+    assert not dropout_kernel.applies(_device(), [((8, 0, 12), None)])  # nothing to draw
     with jax.sharding.use_abstract_mesh(make_mesh(data=4, fsdp=2).abstract_mesh):
         assert dropout_kernel.applies(_device(), layer_masks)
         assert not dropout_kernel.applies(_device(), [((6, 5), None)])  # 6 rows do not split over 8 devices

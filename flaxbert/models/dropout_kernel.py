@@ -40,8 +40,8 @@ def applies(device, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]])
         capability = tuple(int(x) for x in device.compute_capability.split(".")[:2])
     except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
         return False
-    if not is_cuda(device) or capability < (8, 0):
-        return False
+    if not is_cuda(device) or capability < (8, 0) or any(math.prod(shape) == 0 for shape, _ in masks):
+        return False  # an empty mask has no tile to compute (XLA's path gives it as it is)
     mesh = jax.sharding.get_abstract_mesh()
     devices = 1 if mesh.empty else mesh.size
     batches = {shape[0] if len(shape) > 1 else None for shape, _ in masks}
