@@ -152,3 +152,50 @@ def test_the_dropout_module_takes_its_mask_from_the_kernel_where_it_applies(monk
     np.testing.assert_array_equal(run()(x), by_xla)
     assert len(calls) == 1
     assert set(np.unique(by_xla)) == {0.0, 2.0}
+
+
+def _fit_on_a_mesh(monkeypatch, kernel: bool):
+    """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its masks by the kernel (interpreted) or by
+    XLA; its history and params."""
+    import optax
+
+    import flaxbert
+    from flaxbert.training import shared_steps
+
+    drawn = []  # (mesh size, the first mask's shape) of each draw the kernel traced
+
+    def drawing(key, masks, rate):
+        drawn.append((jax.sharding.get_abstract_mesh().size, tuple(masks[0][0])))
+        return _interpreted(key, masks, rate)
+
+    if kernel:
+        monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
+        monkeypatch.setattr(dropout_kernel, "keep_bytes_together", drawing)
+    layers._layer_apply.cache_clear()  # traced layer functions and kept steps hold the other arm's masks
+    shared_steps.clear()
+    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+                                     max_sequence_length=24, attention_kernel="xla", seed=0)  # fmt: skip
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
+    classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 101, (16, 12)).astype(np.int32), "segment_ids": np.zeros((16, 12), np.int32),
+         "padding_mask": (np.arange(12) < rng.integers(6, 13, (16, 1))).astype(np.int32)}  # fmt: skip
+    history = classifier.fit(x, rng.integers(0, 3, 16), batch_size=8, epochs=1, verbose=0, seed=0)
+    layers._layer_apply.cache_clear()
+    shared_steps.clear()
+    return history.history, classifier.params, drawn
+
+
+def test_a_fit_on_a_mesh_with_the_kernels_masks_trains_as_with_xlas(monkeypatch):
+    """The whole path on a multi-device mesh: the encoder's layers, traced under fit's 4 x 2 mesh inside its jitted
+    layer function, draw their masks in the kernel's shard_map, each device its own rows; the embeddings' and the
+    head's too. The fit's loss and params are those of the fit whose masks XLA drew."""
+    with monkeypatch.context() as patched:
+        by_kernel = _fit_on_a_mesh(patched, kernel=True)
+    by_xla = _fit_on_a_mesh(monkeypatch, kernel=False)
+    # the embeddings', each layer's (the last at [CLS] alone) and the head's, on the global batch of 8 over 8 devices
+    assert sorted(by_kernel[2]) == [(8, (8, 2, 1, 12)), (8, (8, 2, 12, 12)), (8, (8, 12, 32)), (8, (8, 32))]
+    assert by_xla[2] == []
+    np.testing.assert_allclose(by_kernel[0]["loss"], by_xla[0]["loss"], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(by_kernel[1]), jax.tree.leaves(by_xla[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
