@@ -69,7 +69,7 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
             layouts.append(dropout.block_layout(shape, within))
         packed = _packed_words(words, layouts, threshold, interpret)
         pieces = zip(packed, layouts, shapes, strict=True)
-        return [dropout.unpacked(words.reshape(layout.blocks_shape), shape) for words, layout, shape in pieces]
+        return [dropout.unpacked(flat.reshape(layout.blocks_shape), shape) for flat, layout, shape in pieces]
 
     if devices == 1:
         return draw(jnp.zeros((), jnp.uint32))
@@ -136,7 +136,7 @@ def _kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int,
 
 def _row_and_counter(flat: jax.Array, layout) -> tuple[jax.Array, jax.Array]:
     """The threefry counter words (row, block in the row) of the blocks at these flat indices of `layout`'s
-    blocks array: `dropout.block_counters` computed from the index."""
+    blocks array: what `dropout.keep_bytes_together` builds from iotas, computed from the index."""
     dims = layout.blocks_shape
     counter = jnp.zeros_like(flat)
     rest = flat
