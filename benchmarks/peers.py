@@ -257,19 +257,26 @@ def xla_dropout_masks():
     """While it lasts, models built draw their dropout masks with XLA's operations on every device, as flaxbert did
     before session 32, instead of the Pallas kernel on NVIDIA GPUs (`flaxbert/models/dropout_kernel.py`; the same
     masks): the A/B of that change."""
-    from flaxbert.models import dropout_kernel, layers
-    from flaxbert.training import shared_steps
+    from flaxbert.models import dropout_kernel
 
     applies = dropout_kernel.applies
     dropout_kernel.applies = lambda device, masks: False
-    layers._layer_apply.cache_clear()  # its jitted layer functions hold traces of the other arm
-    shared_steps.clear()  # and so do the steps kept for classifiers to come
+    _forget_traces()
     try:
         yield
     finally:
         dropout_kernel.applies = applies
-        layers._layer_apply.cache_clear()
-        shared_steps.clear()
+        _forget_traces()
+
+
+def _forget_traces():
+    """Drops the traces an arm's models leave behind: the jitted layer functions, and the steps kept for classifiers
+    to come, which would otherwise serve the next arm."""
+    from flaxbert.models import layers
+    from flaxbert.training import shared_steps
+
+    layers._layer_apply.cache_clear()
+    shared_steps.clear()
 
 
 @contextlib.contextmanager
@@ -282,7 +289,6 @@ def autodiff_norm_and_gelu():
     import jax.numpy as jnp
 
     from flaxbert.models import bert, distil_bert, layers
-    from flaxbert.training import shared_steps
 
     def flax_layer_norm(cfg, name):
         return nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32,
@@ -294,8 +300,7 @@ def autodiff_norm_and_gelu():
     ours = [module.layer_norm for module in modules]
     for module in modules:
         module.layer_norm = flax_layer_norm
-    layers._layer_apply.cache_clear()  # its jitted layer functions hold traces of the other arm
-    shared_steps.clear()  # and so do the steps kept for classifiers to come
+    _forget_traces()
     layers.ACTIVATION_FNS.update(gelu=functools.partial(jax.nn.gelu, approximate=False),
                                  gelu_approximate=functools.partial(jax.nn.gelu, approximate=True))  # fmt: skip
     try:
@@ -304,5 +309,4 @@ def autodiff_norm_and_gelu():
         for module, layer_norm in zip(modules, ours, strict=True):
             module.layer_norm = layer_norm
         layers.ACTIVATION_FNS.update(activations)
-        layers._layer_apply.cache_clear()
-        shared_steps.clear()
+        _forget_traces()

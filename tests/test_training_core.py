@@ -283,8 +283,9 @@ def test_the_bars_show_running_scores_only_once_the_device_has_them(monkeypatch)
 
     postfixes = []  # evaluate on one host thread (several read each step's sums in their own threads)
     monkeypatch.setattr(loops, "host_threads", lambda mesh: 1)
-    monkeypatch.setattr(loops.tqdm, "set_postfix_str", lambda bar, text, refresh=True: postfixes.append(bar.n))
+    monkeypatch.setattr(loops.tqdm, "set_postfix_str", lambda bar, text, refresh=True: postfixes.append((bar.n, text)))
     evaluate = programs.jit_eval_step(MODEL, mesh, shardings.params, loss_fn=sparse_categorical_crossentropy)
     params = programs.create_state(_params(), tx, shardings).params
-    loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=1)
-    assert postfixes == [11, 21, 24]
+    scores = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=1)
+    assert [n for n, _ in postfixes] == [11, 21, 24]
+    assert postfixes[-1][1] == loops._scores(scores)  # the last shows the scores evaluate returns

@@ -42,8 +42,7 @@ def applies(device, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]])
         return False
     if not is_cuda(device) or capability < (8, 0) or any(math.prod(shape) == 0 for shape, _ in masks):
         return False  # an empty mask has no tile to compute (XLA's path gives it as it is)
-    mesh = jax.sharding.get_abstract_mesh()
-    devices = 1 if mesh.empty else mesh.size
+    devices = _devices()
     batches = {shape[0] if len(shape) > 1 else None for shape, _ in masks}
     return devices == 1 or (len(batches) == 1 and None not in batches and batches.pop() % devices == 0)
 
@@ -55,8 +54,7 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
     batch (`applies`), the same rows of the same masks."""
     k1, k2 = dropout.threefry_key(key)
     threshold = dropout.drop_threshold(rate)
-    mesh = jax.sharding.get_abstract_mesh()
-    devices = 1 if mesh.empty else mesh.size
+    mesh, devices = jax.sharding.get_abstract_mesh(), _devices()
 
     def draw(first_row):  # the masks' rows from `first_row` on, as many as a device holds
         words = jnp.stack([k1, k2, first_row.astype(jnp.uint32), jnp.zeros((), jnp.uint32)])
@@ -80,6 +78,12 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
 
     # the device's first row: its index over the mesh axes, batch-major as flaxbert splits the batch, times its rows
     return jax.shard_map(local, mesh=mesh, in_specs=(), out_specs=[rows] * len(masks), check_vma=False)()
+
+
+def _devices() -> int:
+    """The devices of the mesh the program is traced under (1 without one)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return 1 if mesh.empty else mesh.size
 
 
 def _packed_words(words, layouts: list, threshold: int, interpret: bool) -> list[jax.Array]:

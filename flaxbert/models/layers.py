@@ -383,10 +383,9 @@ def _layer_apply(cfg, train: bool, first_token_only: bool):
     configs (a sweep over dropout rates) does not keep every one's traces; an evicted config is traced again.
     """
     layer = TransformerLayer(cfg, first_token_only, parent=None)
-    dropout = draws_dropout(cfg, train)
 
-    def apply(params, x, padding_mask, key):
-        return layer.apply({"params": params}, x, padding_mask, train, key if dropout else None)
+    def apply(params, x, padding_mask, key):  # the key is a placeholder where no dropout is drawn, and unread
+        return layer.apply({"params": params}, x, padding_mask, train, key)
 
     return jax.jit(apply)
 

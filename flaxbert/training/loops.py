@@ -190,7 +190,7 @@ def fit(
                     validation_programs = compile_validation(specs[0].params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose != 1, dynamic_ncols=True)  # fmt: skip
-                shown = None  # (running totals, steps they count) the bar shows once the device has them
+                pending = _Pending()  # the running totals the bar shows once the device has them
                 fed = (_feed(make_batch(data, order[i * batch_size : (i + 1) * batch_size], rows, bucket), mesh)
                        for i in range(first, per_epoch))  # fmt: skip
                 with contextlib.closing(prefetch(fed)) as batches:
@@ -204,12 +204,10 @@ def fit(
                             now = time.perf_counter()
                             on_log(_train_row(step, step / per_epoch, totals["window"], now - window_began, earlier))
                             totals, window_began, earlier = dict(totals, window=fresh["window"]), now, 0.0
-                        if verbose == 1:  # the bar's scores, without waiting for the device (`_ready`)
-                            if (i + 1) % 10 == 0 or i + 1 == per_epoch:
-                                shown = totals["epoch"], i + 1 - first  # not donated: the reference stays valid
-                            if shown is not None and (i + 1 == per_epoch or _ready(shown[0])):
-                                _show(bar, shown[0], shown[1] * batch_size / (time.perf_counter() - began))
-                                shown = None
+                        due = pending.after(totals["epoch"], i + 1, per_epoch) if verbose == 1 else None
+                        if due is not None:
+                            sums, at = due
+                            _show(bar, sums, (at - first) * batch_size / (time.perf_counter() - began))
                         bar.update(1)
                         # Preempted at the epoch's last step, the epoch still ends below (checkpoint, validation): a
                         # checkpoint there would resume past the epoch's end work and never do it.
@@ -282,11 +280,27 @@ def _scores(scores: dict, prefix: str = "") -> str:
 
 
 def _ready(sums) -> bool:
-    """Whether the device has computed `sums` (a check that does not wait). The bars take a reference to the running
-    totals every 10 steps and show them once computed: reading them at once made the host wait for the device every
-    10 steps, and the device then idled while the host dispatched the next step (issue 7: no host syncs in the
-    loop). The epoch's last totals are read as they come: the epoch's end reads them anyway."""
+    """Whether the device has computed `sums` (a check that does not wait)."""
     return all(leaf.is_ready() for leaf in jax.tree.leaves(sums))
+
+
+class _Pending:
+    """The running totals a bar shows, without waiting for the device. Every 10 steps it keeps a reference to them
+    (the steps do not donate them) and hands them out once computed: reading them at once made the host wait for the
+    device every 10 steps, and the device then idled while the host dispatched the next step (issue 7: no host syncs
+    in the loop). The last step's are handed out as they come: the loop's end reads them anyway."""
+
+    def __init__(self):
+        self.kept = None  # (totals, the step they count to)
+
+    def after(self, sums, step: int, last: int):
+        """After step `step` (1-based) of `last`: the (totals, step) to show now, or None."""
+        if step % 10 == 0 or step == last:
+            self.kept = sums, step
+        if self.kept is None or not (step == last or _ready(self.kept[0])):
+            return None
+        due, self.kept = self.kept, None
+        return due
 
 
 def _show(bar, sums, examples_per_second):
@@ -340,15 +354,13 @@ def evaluate(
     try:
         with _progress(data, batch_size, "evaluate", verbose) as bar:
             if threads == 1:
-                sums, shown = device_zero_sums(mesh), None
+                sums, pending = device_zero_sums(mesh), _Pending()
                 for i, batch in enumerate(batches):
                     compile_ahead.wait(programs, batch["inputs"]["token_ids"].shape[1])
                     sums = eval_fn(params, sums, batch)
-                    if verbose == 1:  # as fit's bar: shown once the device has them, without waiting
-                        shown = sums if (i + 1) % 10 == 0 or i + 1 == bar.total else shown
-                        if shown is not None and (i + 1 == bar.total or _ready(shown)):
-                            bar.set_postfix_str(_scores(steps.summarize(jax.device_get(shown))), refresh=False)
-                            shown = None
+                    due = pending.after(sums, i + 1, bar.total) if verbose == 1 else None
+                    if due is not None:
+                        bar.set_postfix_str(_scores(steps.summarize(jax.device_get(due[0]))), refresh=False)
                     bar.update(1)
                 scores = steps.summarize(jax.device_get(sums))
             else:
