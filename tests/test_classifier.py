@@ -271,6 +271,36 @@ def test_a_frozen_backbone_run_resumes_exactly(tmp_path):
     assert _leaves_equal(jax.tree.map(np.array, straight.params), jax.tree.map(np.array, resumed.params))
 
 
+def test_a_bfloat16_run_resumes_exactly_from_a_checkpoint_without_the_params_casts(tmp_path):
+    """A bfloat16 train state keeps its params' bfloat16 casts; checkpoints leave them out (they are the params'),
+    and the resumed run casts them again: it ends where the uninterrupted run does, bit for bit."""
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 100, (32, 12)), "segment_ids": np.zeros((32, 12), int),
+         "padding_mask": np.ones((32, 12), int)}  # fmt: skip
+    y = rng.integers(0, 4, 32)
+
+    def classifier():
+        backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, seed=0, dtype="bfloat16")
+        return flaxbert.BertTextClassifier(backbone, num_classes=4, seed=1)
+
+    def stop_at_5(row):
+        if row["step"] == 5:
+            raise KeyboardInterrupt
+
+    fit = functools.partial(classifier().fit, x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path,
+                            checkpoint_every=2, log_every=1)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        fit(on_log=stop_at_5)  # the last checkpoint is step 4's
+    saved = checkpoint.saved_shapes(checkpoint.manager(tmp_path).item_metadata(4)["state"])
+    assert saved and not any("compute_params" in name for name in saved)
+    resumed = classifier()
+    resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path)
+    straight = classifier()
+    straight.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert _leaves_equal(jax.tree.map(np.array, straight.params), jax.tree.map(np.array, resumed.params))
+    assert not _leaves_equal(jax.tree.map(np.array, classifier().params), jax.tree.map(np.array, resumed.params))
+
+
 def test_a_fit_resumed_mid_epoch_reports_the_whole_epoch(tmp_path, monkeypatch):
     """The epoch's metric sums up to the checkpoint are saved with it: the resumed run's history is the
     uninterrupted one's (it used to average only the steps after the resume). Its first on_log row's examples/s

@@ -214,7 +214,7 @@ def fit(
                         stop = (preemption.requested or interrupts.requested) and i + 1 < per_epoch
                         if ckpt is not None and ((ckpt_every and step % ckpt_every == 0) or stop):
                             position = dict(step=step, epoch=epoch, batch=i + 1, totals=jax.device_get(totals))
-                            checkpoint.save(ckpt, step, state, dict(record, **_json_ready(position)))
+                            checkpoint.save(ckpt, step, state.saved(), dict(record, **_json_ready(position)))
                         if stop:
                             bar.close()
                             _stop_if_asked(preemption, interrupts)
@@ -227,7 +227,7 @@ def fit(
                     tqdm.write(f"epoch {epoch + 1}/{epochs}: {_scores(summary)} - {seconds:.1f} s")
                 if ckpt is not None:
                     end = (epoch + 1) * per_epoch
-                    checkpoint.save(ckpt, end, state, dict(record, step=end, epoch=epoch + 1, batch=0))
+                    checkpoint.save(ckpt, end, state.saved(), dict(record, step=end, epoch=epoch + 1, batch=0))
                 if validate is not None:
                     for key, value in validated(epoch + 1).items():
                         history.setdefault(f"val_{key}", []).append(value)

@@ -1,4 +1,4 @@
-"""The training state: a pytree of (step, params, opt_state); the optimizer itself is static."""
+"""The training state: a pytree of (step, params, opt_state, compute_params); the optimizer itself is static."""
 
 from __future__ import annotations
 
@@ -9,26 +9,52 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from flaxbert.models.compute_params import compute_copies, with_copies
+
 
 @struct.dataclass
 class TrainState:
+    """`compute_params`: the params the model multiplies by in its compute dtype (`compute_dtype`, None for float32),
+    cast by the update that wrote the params (`models/compute_params.py`); None where nothing is cast. Derived from
+    the params, so checkpoints leave them out (`saved`) and a restored state casts them again."""
+
     step: jax.Array
     params: Any
     opt_state: Any
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    compute_params: Any = None
+    compute_dtype: Any = struct.field(pytree_node=False, default=None)
 
     @classmethod
-    def create(cls, params, tx: optax.GradientTransformation, opt_state=None) -> TrainState:
-        """A state at step 0 with a fresh optimizer state, or with `opt_state` (an earlier run's, continued)."""
+    def create(cls, params, tx: optax.GradientTransformation, opt_state=None, compute_dtype=None) -> TrainState:
+        """A state at step 0 with a fresh optimizer state, or with `opt_state` (an earlier run's, continued);
+        `compute_dtype`: the model's (`cfg.dtype`), whose casts of the params the state keeps."""
         opt_state = tx.init(params) if opt_state is None else opt_state
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, tx=tx)
+        dtype = None if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.float32 else jnp.dtype(compute_dtype)
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, tx=tx,
+                   compute_params=compute_copies(params, dtype), compute_dtype=dtype)  # fmt: skip
+
+    @property
+    def model_params(self):
+        """The params as the model reads them: the compute dtype's casts in the places of the params they cast."""
+        return with_copies(self.params, self.compute_params)
+
+    def saved(self) -> TrainState:
+        """The state as a checkpoint holds it: without the casts of its params (`with_compute_params` redoes them)."""
+        return self.replace(compute_params=None)
+
+    def with_compute_params(self) -> TrainState:
+        """A state restored from `saved`'s, with the casts of its params made again."""
+        return self.replace(compute_params=compute_copies(self.params, self.compute_dtype))
 
     def apply_gradients(self, grads, value=None) -> TrainState:
         """One optimizer update. `value`, the loss `grads` are the gradient of, goes to optimizers that take extra
         arguments (`optax.GradientTransformationExtraArgs`), as `value=` (what `optax.contrib.reduce_on_plateau`
         and `optax.polyak_sgd` read; the others ignore it)."""
         updates, opt_state = optimizer_update(self.tx, grads, self.opt_state, self.params, value)
-        return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state,
+                            compute_params=compute_copies(params, self.compute_dtype))  # fmt: skip
 
 
 def optimizer_update(tx: optax.GradientTransformation, grads, opt_state, params, value=None):

@@ -46,7 +46,10 @@ def train_step(state, batch, *, model, seed, loss_fn):
         real = jnp.maximum(jnp.sum(batch["mask"]), 1.0)
         return jnp.sum(loss * batch["weight"]) / real, (loss, outputs)
 
-    (value, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    # The model reads the params' casts to its compute dtype where the state keeps them: their gradients are those
+    # of the float32 params through the cast, less the cast back up, done here.
+    (value, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.model_params)
+    grads = jax.tree.map(lambda grad, param: grad.astype(param.dtype), grads, state.params)
     return state.apply_gradients(grads, value), _metrics(loss, outputs, batch)
 
 

@@ -1,0 +1,113 @@
+"""A bfloat16 train state keeps its Projections' params cast to bfloat16, written by the optimizer update: the same
+steps as when the model casts them itself, bit for bit, with the casts sharded as their params."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flaxbert.models import (
+    BertClassifier,
+    BertConfig,
+    BertHeadConfig,
+    DistilBertClassifier,
+    DistilBertConfig,
+    DistilBertHeadConfig,
+)
+from flaxbert.models.abstract import abstract_params
+from flaxbert.models.compute_params import compute_copies, with_copies
+from flaxbert.models.random_init import random_params
+from flaxbert.parallel import make_mesh
+from flaxbert.training import programs, steps
+from flaxbert.training.state import TrainState
+
+DIMS = dict(vocabulary_size=61, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=24, max_sequence_length=12,
+            dropout=0.1, dtype="bfloat16")  # fmt: skip
+MODELS = {
+    "bert": BertClassifier(BertConfig(**DIMS), BertHeadConfig(num_classes=3, dropout=0.1)),
+    "distil_bert": DistilBertClassifier(DistilBertConfig(**DIMS), DistilBertHeadConfig(num_classes=3, dropout=0.1)),
+}
+
+
+def _params(model):
+    return jax.tree.map(jnp.asarray, random_params(abstract_params(model, model.backbone), seed=0))
+
+
+def _batch(n=6, length=12):
+    rng = np.random.default_rng(0)
+    mask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
+    inputs = {"token_ids": rng.integers(1, 61, (n, length)).astype(np.int32) * mask,
+              "segment_ids": np.zeros((n, length), np.int32), "padding_mask": mask}  # fmt: skip
+    return {"inputs": inputs, "label": rng.integers(0, 3, n).astype(np.int32), "weight": np.ones(n, np.float32),
+            "mask": np.ones(n, np.float32)}  # fmt: skip
+
+
+def _paths(tree) -> set[str]:
+    return {jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_the_casts_are_every_projections_kernel_and_bias_and_nothing_else(arch):
+    params = _params(MODELS[arch])
+    copies = compute_copies(params, jnp.bfloat16)
+    every = _paths(params)
+    projections = {p for p in every if p.endswith(("['kernel']", "['bias']")) and "layer_norm" not in p}
+    assert _paths(copies) == projections and len(projections) == 2 * (2 * 6 + 2)  # 6 a layer, the pooler, the logits
+    for path, copy in jax.tree_util.tree_flatten_with_path(copies)[0]:
+        original = functools.reduce(lambda node, key: node[key.key], path, params)
+        assert copy.dtype == jnp.bfloat16 and copy.shape == original.shape
+        np.testing.assert_array_equal(np.asarray(copy), np.asarray(original.astype(jnp.bfloat16)))
+    merged = with_copies(params, copies)
+    assert _paths(merged) == every
+    assert {str(leaf.dtype) for leaf in jax.tree.leaves(merged)} == {"bfloat16", "float32"}
+    assert compute_copies(params, "float32") is None and compute_copies(params, None) is None
+    assert with_copies(params, None) is params
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_train_steps_on_the_states_casts_equal_the_models_own_casts_bit_for_bit(arch):
+    """The reference state keeps no casts (no compute dtype): the model casts its float32 params itself, as every
+    step did before the state kept them. Dropout on, AdamW, three steps."""
+    model = MODELS[arch]
+    step = jax.jit(functools.partial(steps.train_step, model=model, seed=3,
+                                     loss_fn=steps.sparse_categorical_crossentropy))  # fmt: skip
+    tx = optax.adamw(1e-2, weight_decay=0.01)
+    kept = TrainState.create(_params(model), tx, compute_dtype="bfloat16")
+    cast_inside = TrainState.create(_params(model), tx)
+    assert cast_inside.compute_params is None and kept.compute_dtype == jnp.bfloat16
+    batch = _batch()
+    zeroed = kept.replace(compute_params=jax.tree.map(jnp.zeros_like, kept.compute_params))
+    assert float(step(zeroed, batch)[1]["loss_sum"]) != float(step(kept, batch)[1]["loss_sum"])  # the model reads them
+    for _ in range(3):
+        kept, kept_metrics = step(kept, batch)
+        cast_inside, inside_metrics = step(cast_inside, batch)
+        assert jax.tree.map(float, kept_metrics) == jax.tree.map(float, inside_metrics)
+    for name in ("params", "opt_state"):
+        np.testing.assert_equal(jax.device_get(getattr(kept, name)), jax.device_get(getattr(cast_inside, name)))
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), kept.params, _params(model))
+    assert all(jax.tree.leaves(moved))  # the steps trained every param
+    # the update wrote the casts of the params it wrote
+    np.testing.assert_equal(jax.device_get(kept.compute_params),
+                            jax.device_get(compute_copies(kept.params, jnp.bfloat16)))  # fmt: skip
+
+
+def test_the_casts_are_sharded_as_their_params_and_checkpoints_leave_them_out():
+    model = MODELS["bert"]
+    mesh, tx = make_mesh(2, 4), optax.adam(1e-3)
+    abstract, shardings = programs.state_shardings(model, model.backbone, tx, mesh)
+    layer = ("backbone", "transformer_layer_1", "feedforward_intermediate_dense")
+    for name in ("kernel", "bias"):
+        param = functools.reduce(lambda node, key: node[key], (*layer, name), shardings.params)
+        cast = functools.reduce(lambda node, key: node[key], (*layer, name), shardings.compute_params)
+        assert cast == param and cast.spec != ()  # sharded over fsdp, not replicated
+        cast_shape = functools.reduce(lambda node, key: node[key], (*layer, name), abstract.compute_params)
+        assert cast_shape.dtype == jnp.bfloat16
+    assert abstract.saved().compute_params is None and shardings.saved().compute_params is None
+    state = programs.create_state(_params(model), tx, shardings)
+    recast = programs.with_compute_params(state.saved(), shardings)
+    assert jax.tree.map(lambda a: a.sharding, recast.compute_params) == shardings.compute_params
+    np.testing.assert_equal(jax.device_get(recast.compute_params), jax.device_get(state.compute_params))
+    assert abstract_params(model, model.backbone).keys() == state.params.keys()
