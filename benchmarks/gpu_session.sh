@@ -19,7 +19,10 @@
 #    of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's); the dropout masks
 #    drawn by XLA's operations instead of the Pallas kernel (":xla_masks", flaxbert before session 32: that compile
 #    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
-#    step times are the kernel's cost or gain); and `scan_layers=True` (one layer to compile) with the loop recorded
+#    step times are the kernel's cost or gain); the params cast to bfloat16 by the model in every forward pass
+#    instead of by the optimizer update (":model_casts", flaxbert before session 33: 738 kernels against 661 in the
+#    deviceless compile, the batch-32 lever; the two arms' step times are what the 77 cast kernels cost); and
+#    `scan_layers=True` (one layer to compile) with the loop recorded
 #    into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`, CUDA graphs with conditional
 #    nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the signature of a host round trip
 #    per loop iteration, which a loop in a command buffer does not make. An arm's step time is the one measured
@@ -98,7 +101,7 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" \
+  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" "|$AB:model_casts" \
              "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \

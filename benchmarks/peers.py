@@ -269,6 +269,23 @@ def xla_dropout_masks():
         _forget_traces()
 
 
+@contextlib.contextmanager
+def model_casts():
+    """While it lasts, train states keep no bfloat16 casts of their params and the model casts them in every forward
+    pass, as flaxbert did before session 33, instead of reading the casts the optimizer update wrote
+    (`flaxbert/models/compute_params.py`; the same numbers): the A/B of that change."""
+    from flaxbert.training import state
+
+    copies = state.compute_copies
+    state.compute_copies = lambda params, dtype: None
+    _forget_traces()
+    try:
+        yield
+    finally:
+        state.compute_copies = copies
+        _forget_traces()
+
+
 def _forget_traces():
     """Drops the traces an arm's models leave behind: the jitted layer functions, and the steps kept for classifiers
     to come, which would otherwise serve the next arm."""

@@ -570,8 +570,8 @@ class TextClassifier:
         """The state to train from: restored from the checkpoint of `saved` (`resume.resumable`'s), or a new one."""
         if saved is None:
             return create_state(self.params, self._continued_optimizer_state(tx))
-        restored = checkpoint.restore_latest(mngr, abstract.saved(), shardings.saved())
-        return programs.with_compute_params(restored, shardings)
+        saved = checkpoint.restore_latest(mngr, abstract.saved(), shardings.saved())
+        return programs.restored_state(abstract, saved, shardings)
 
     def _compile_fit_ahead(self, train_fn, spec, data, compile_validation, **fit_args) -> list[dict]:
         """Starts compiling a fit's first programs, and its validation's, before its state (of `spec`) is built or

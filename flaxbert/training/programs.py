@@ -73,12 +73,12 @@ def create_state(params, tx, shardings) -> TrainState:
     return jit_create_state(tx, shardings)(params)
 
 
-def with_compute_params(state, shardings):
-    """`state`, restored from a checkpoint (which leaves out the casts of its params: `TrainState.saved`), with the
-    casts made again on their shardings; consumed (its arrays move into the returned state)."""
-    if state.compute_dtype is None:
-        return state
-    return jax.jit(TrainState.with_compute_params, out_shardings=shardings, donate_argnums=0)(state)
+def restored_state(abstract, saved: dict, shardings) -> TrainState:
+    """The train state of `abstract`'s kind holding `saved` (what `TrainState.saved` wrote to a checkpoint, read
+    back), with the casts of its params made again on their shardings. `saved` is consumed: its arrays move into the
+    returned state."""
+    restore = jax.jit(abstract.restored, out_shardings=shardings, donate_argnums=0)
+    return restore(saved) if abstract.compute_dtype is not None else abstract.restored(saved)
 
 
 def _traced_on(mesh, step):

@@ -16,7 +16,7 @@ from flaxbert.models.compute_params import compute_copies, with_copies
 class TrainState:
     """`compute_params`: the params the model multiplies by in its compute dtype (`compute_dtype`, None for float32),
     cast by the update that wrote the params (`models/compute_params.py`); None where nothing is cast. Derived from
-    the params, so checkpoints leave them out (`saved`) and a restored state casts them again."""
+    the params, so checkpoints leave them out (`saved`) and a restored state casts them again (`restored`)."""
 
     step: jax.Array
     params: Any
@@ -39,13 +39,16 @@ class TrainState:
         """The params as the model reads them: the compute dtype's casts in the places of the params they cast."""
         return with_copies(self.params, self.compute_params)
 
-    def saved(self) -> TrainState:
-        """The state as a checkpoint holds it: without the casts of its params (`with_compute_params` redoes them)."""
-        return self.replace(compute_params=None)
+    def saved(self) -> dict:
+        """What a checkpoint holds: `{"step", "params", "opt_state"}`, without the casts of the params (`restored`
+        redoes them), under the names checkpoints had before the state kept them."""
+        return {"step": self.step, "params": self.params, "opt_state": self.opt_state}
 
-    def with_compute_params(self) -> TrainState:
-        """A state restored from `saved`'s, with the casts of its params made again."""
-        return self.replace(compute_params=compute_copies(self.params, self.compute_dtype))
+    def restored(self, saved: dict) -> TrainState:
+        """This state's kind (an abstract state will do) holding `saved`'s arrays (`saved`'s tree), the casts of its
+        params made again."""
+        params = saved["params"]
+        return self.replace(**saved, compute_params=compute_copies(params, self.compute_dtype))
 
     def apply_gradients(self, grads, value=None) -> TrainState:
         """One optimizer update. `value`, the loss `grads` are the gradient of, goes to optimizers that take extra
