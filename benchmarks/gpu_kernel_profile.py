@@ -5,12 +5,13 @@ as one vector: a few kernels instead of a few per parameter, the same elementwis
 `classifier.fit` over fresh batches instead of the bare step, ":scan" for the encoder with `scan_layers=True` (one layer
 to compile, run as a loop), or ":autodiff" for the model with flax's LayerNorm and jax's GELU differentiated
 automatically (flaxbert's before session 23; its own keep less for the backward pass), ":xla_masks" for the dropout
-masks drawn by XLA's operations instead of the Pallas kernel (flaxbert's before session 32), or ":model_casts" for the
-params cast by the model in every forward pass instead of by the optimizer update (before session 33). It runs the same
-classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout 0.1,
-seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel name,
-per kind of kernel (the name without its number), per part of the model (`hlo_parts.py`: the pass and module path of
-each kernel's HLO instruction, read from the compiled program) and per host event. Kernel time against wall time says
+masks drawn by XLA's operations instead of the Pallas kernel (flaxbert's before session 32), ":model_casts" for the
+params cast by the model in every forward pass instead of by the optimizer update (before session 33), or ":xla_norms"
+for the LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (before session 33). It runs the
+same classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout
+0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel
+name, per kind of kernel (the name without its number), per part of the model (`hlo_parts.py`: the pass and module path
+of each kernel's HLO instruction, read from the compiled program) and per host event. Kernel time against wall time says
 whether the GPU is busy (compute- or memory-bound: the top kernels say which) or waits (on launches, or in a fit on the
 host's loop: its host events say where).
 
@@ -104,7 +105,7 @@ def trace_times(trace_dir: str) -> tuple[list[tuple[str, str, float]], dict[str,
 def profile(variant: str, steps: int) -> list[str]:
     model, batch_size, precision, attention_kernel, *modes = variant.split(":")
     modifiers = (("autodiff", peers.autodiff_norm_and_gelu), ("xla_masks", peers.xla_dropout_masks),
-                 ("model_casts", peers.model_casts))  # fmt: skip
+                 ("model_casts", peers.model_casts), ("xla_norms", peers.xla_layer_norm_backward))  # fmt: skip
     for modifier, arm in modifiers:
         if modifier in modes:  # combines with one other mode: "...:fit:autodiff"
             base = ":".join([model, batch_size, precision, attention_kernel, *(m for m in modes if m != modifier)])
@@ -112,8 +113,8 @@ def profile(variant: str, steps: int) -> list[str]:
                 lines = profile(base, steps)
             return [lines[0].replace(f"## {base}:", f"## {variant}:", 1), *lines[1:]]
     if len(modes) > 1 or (modes and modes[0] not in ("flat", "fit", "scan")):
-        raise ValueError(f"{variant}: the modes are flat, fit, scan, autodiff, xla_masks and model_casts; the last "
-                         f"three combine with one other")  # fmt: skip
+        raise ValueError(f"{variant}: the modes are flat, fit, scan, autodiff, xla_masks, model_casts and xla_norms; "
+                         f"the last four combine with one other")  # fmt: skip
     mode = modes[0] if modes else ""
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS
@@ -186,7 +187,7 @@ def main():
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
                         help="model:batch:precision:attention_kernel[:flat|:fit|:scan|:autodiff|:xla_masks|"
-                             ":model_casts],...")  # fmt: skip
+                             ":model_casts|:xla_norms],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")

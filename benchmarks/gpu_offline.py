@@ -77,15 +77,15 @@ def answer_for(device) -> None:
     """Makes flaxbert's device checks (`target_device`, `is_cuda`, the compiler options' probe compile) answer for
     the compile-only `device` instead of asking a running GPU."""
     import flaxbert.compilation as compilation
-    import flaxbert.models.dropout_kernel as dropout_kernel
     import flaxbert.models.dropout_layer as dropout_layer
     import flaxbert.models.fused_attention as fused_attention
+    import flaxbert.models.layer_norm as layer_norm
     import flaxbert.models.layers as layers
     import flaxbert.models.target_device as target_module
 
-    for module in (target_module, layers, fused_attention, dropout_layer):
+    for module in (target_module, layers, fused_attention, dropout_layer, layer_norm):
         module.target_device = lambda: device
-    for module in (target_module, layers, compilation, dropout_kernel):
+    for module in (target_module, compilation):
         module.is_cuda = lambda d: d.platform == "gpu"
     compilation._accepted = lambda platform, options: True
 
@@ -201,9 +201,10 @@ def report(variant: str, rows: list, bandwidth: float, lower_s: float, compile_s
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="bert_base:32:bfloat16,bert_base:256:bfloat16",
-                        help="model:batch:precision[:attention_kernel][:xla_masks][:model_casts] (the dropout masks "
-                             "by XLA's operations, as before session 32; the params cast by the model in every "
-                             "forward pass, as before session 33), comma-separated")  # fmt: skip
+                        help="model:batch:precision[:attention_kernel][:xla_masks][:model_casts][:xla_norms] (the "
+                             "dropout masks by XLA's operations, as before session 32; the params cast by the model in "
+                             "every forward pass, and the LayerNorms' backward passes by XLA's operations, as before "
+                             "session 33), comma-separated")  # fmt: skip
     parser.add_argument("--target", choices=sorted(TARGETS), default="h200")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--hlo", help="write each variant's optimized HLO to this prefix + variant + .hlo")
@@ -216,7 +217,11 @@ def main():
     out = [f"target: {device.device_kind} (compile-only), jax {jax.__version__}, seq {SEQ}"]
     for variant in args.variants.split(","):
         model, batch, precision, *rest = variant.split(":")
-        arms = {"xla_masks": peers.xla_dropout_masks, "model_casts": peers.model_casts}
+        arms = {
+            "xla_masks": peers.xla_dropout_masks,
+            "model_casts": peers.model_casts,
+            "xla_norms": peers.xla_layer_norm_backward,
+        }
         with contextlib.ExitStack() as stack:
             for name in set(rest) & set(arms):
                 stack.enter_context(arms[name]())

@@ -21,11 +21,12 @@
 #    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
 #    step times are the kernel's cost or gain); the params cast to bfloat16 by the model in every forward pass
 #    instead of by the optimizer update (":model_casts", flaxbert before session 33: 738 kernels against 661 in the
-#    deviceless compile, the batch-32 lever; the two arms' step times are what the 77 cast kernels cost); and
-#    `scan_layers=True` (one layer to compile) with the loop recorded
-#    into XLA's command buffers (`xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL`, CUDA graphs with conditional
-#    nodes): session 22's scanned step ran 1.78x as long as the unrolled one, the signature of a host round trip
-#    per loop iteration, which a loop in a command buffer does not make. An arm's step time is the one measured
+#    deviceless compile, the batch-32 lever; the two arms' step times are what the 77 cast kernels cost); and the
+#    LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (":xla_norms", flaxbert before
+#    session 33: the kernel took the deviceless compile from 661 to 559 kernels at batch 32 and 81.85 to 72.93 GB at
+#    batch 256; the two arms' step times say whether a kernel written here beats XLA's six). Session 32's arm with
+#    `scan_layers=True` and the loop in XLA's command buffers is out, for time: the scanned step ran 1.78x as long as
+#    the unrolled one in session 22, and no default depends on it. An arm's step time is the one measured
 #    before its profile (profiling runs XLA op by op, without command buffers). (Session 31's arm with
 #    `xla_gpu_enable_llvm_module_compilation_parallelism` is out: it changed nothing on the CPU host, and the
 #    timers show whether code generation is worth it.)
@@ -102,7 +103,7 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
   for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" "|$AB:model_casts" \
-             "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL|$AB:scan"; do
+             "|$AB:xla_norms"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
       python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt 2>/tmp/xla.log

@@ -270,6 +270,23 @@ def xla_dropout_masks():
 
 
 @contextlib.contextmanager
+def xla_layer_norm_backward():
+    """While it lasts, models built compute their LayerNorms' backward passes with XLA's operations on every device,
+    as flaxbert did before session 33, instead of the Pallas kernel on NVIDIA GPUs
+    (`flaxbert/models/layer_norm_kernel.py`; the same gradients to float32 rounding): the A/B of that change."""
+    from flaxbert.models import layer_norm_kernel
+
+    applies = layer_norm_kernel.applies
+    layer_norm_kernel.applies = lambda device, shape: False
+    _forget_traces()
+    try:
+        yield
+    finally:
+        layer_norm_kernel.applies = applies
+        _forget_traces()
+
+
+@contextlib.contextmanager
 def model_casts():
     """While it lasts, train states keep no bfloat16 casts of their params and the model casts them in every forward
     pass, as flaxbert did before session 33, instead of reading the casts the optimizer update wrote

@@ -27,7 +27,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from flaxbert.models import dropout
-from flaxbert.models.target_device import is_cuda
+from flaxbert.models.target_device import mesh_devices, runs_triton_kernels
 
 _TILE = 4096  # words a program computes at most (16K mask bytes)
 
@@ -36,13 +36,9 @@ def applies(device, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]])
     """Whether the kernel draws these masks in a program for `device` traced under the current mesh: an NVIDIA GPU of
     compute capability 8.0 or later (where the attention kernels run too), and on a multi-device mesh masks whose
     first axis is one batch, which flaxbert splits over every mesh axis (each device draws its own rows)."""
-    try:
-        capability = tuple(int(x) for x in device.compute_capability.split(".")[:2])
-    except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
-        return False
-    if not is_cuda(device) or capability < (8, 0) or any(math.prod(shape) == 0 for shape, _ in masks):
+    if not runs_triton_kernels(device) or any(math.prod(shape) == 0 for shape, _ in masks):
         return False  # an empty mask has no tile to compute (XLA's path gives it as it is)
-    devices = _devices()
+    devices = mesh_devices()
     batches = {shape[0] if len(shape) > 1 else None for shape, _ in masks}
     return devices == 1 or (len(batches) == 1 and None not in batches and batches.pop() % devices == 0)
 
@@ -54,7 +50,7 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
     batch (`applies`), the same rows of the same masks."""
     k1, k2 = dropout.threefry_key(key)
     threshold = dropout.drop_threshold(rate)
-    mesh, devices = jax.sharding.get_abstract_mesh(), _devices()
+    mesh, devices = jax.sharding.get_abstract_mesh(), mesh_devices()
 
     def draw(first_row):  # the masks' rows from `first_row` on, as many as a device holds
         words = jnp.stack([k1, k2, first_row.astype(jnp.uint32), jnp.zeros((), jnp.uint32)])
@@ -78,12 +74,6 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
 
     # the device's first row: its index over the mesh axes, batch-major as flaxbert splits the batch, times its rows
     return jax.shard_map(local, mesh=mesh, in_specs=(), out_specs=[rows] * len(masks), check_vma=False)()
-
-
-def _devices() -> int:
-    """The devices of the mesh the program is traced under (1 without one)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    return 1 if mesh.empty else mesh.size
 
 
 def _packed_words(words, layouts: list, threshold: int, interpret: bool) -> list[jax.Array]:

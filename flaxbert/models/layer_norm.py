@@ -8,8 +8,9 @@ written in the forward pass and read in the backward one. Here it saves the inpu
 a bfloat16 encoder) and the float32 mean and 1 / std of each row, and the backward pass recomputes the normalised
 input from them in the fusion that uses it: for a [B, L, 768] activation in bfloat16, one 2-byte array where there
 were three 4-byte ones. The gradients are the same function (`tests/test_layer_norm.py` checks them against automatic
-differentiation of the flax layer), computed in float32 and rounded once. Being a `jax.custom_vjp` function, it has
-no forward-mode derivative (`jax.jvp`, `jax.jacfwd` raise; nothing in flaxbert uses them).
+differentiation of the flax layer), computed in float32 and rounded once; on NVIDIA GPUs by one Pallas kernel
+(`layer_norm_kernel.py`), which recomputes the statistics itself. Being a `jax.custom_vjp` function, it has no
+forward-mode derivative (`jax.jvp`, `jax.jacfwd` raise; nothing in flaxbert uses them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from flaxbert.models import layer_norm_kernel
 from flaxbert.models.params import param
+from flaxbert.models.target_device import target_device
 
 
 class LayerNorm(nn.Module):
@@ -61,8 +64,10 @@ def _forward(x, scale, bias, epsilon, dtype):
 
 
 def _backward(epsilon, dtype, saved, dy):
-    del epsilon, dtype
+    del dtype
     x, mean, inv_std, scale = saved
+    if layer_norm_kernel.applies(target_device(), x.shape):  # one kernel on NVIDIA GPUs: the same function
+        return layer_norm_kernel.backward(x, dy, scale, epsilon)
     normalized = (x.astype(mean.dtype) - mean) * inv_std
     dy = dy.astype(mean.dtype)
     rows = tuple(range(dy.ndim - 1))

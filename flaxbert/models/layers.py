@@ -21,7 +21,7 @@ from flaxbert.models.dropout import dropped, keep_scale
 from flaxbert.models.dropout_layer import Dropout, keep_masks
 from flaxbert.models.layer_norm import LayerNorm
 from flaxbert.models.params import ParamShapeError, param
-from flaxbert.models.target_device import is_cuda, target_device
+from flaxbert.models.target_device import runs_triton_kernels, target_device
 
 # keras-hub and HF both initialise every kernel and embedding from a normal truncated at +-2 sigma, sigma = 0.02
 # (flaxbert's objects draw it on the host: `random_init.py`).
@@ -195,12 +195,8 @@ def auto_attention_kernel(dtype, length: int, head_dim: int, device) -> str:
     measured, lengths up to 128 (shorter buckets need less of each kernel's on-chip memory) and head sizes up to 64
     that the kernels take. Longer sequences, larger heads, float32, CPUs, TPUs and other GPUs run XLA's ops until
     measured there."""
-    try:
-        recent_nvidia = is_cuda(device) and tuple(int(x) for x in device.compute_capability.split(".")[:2]) >= (8, 0)
-    except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
-        recent_nvidia = False
     measured = length <= 128 and head_dim <= 64 and fused_attention.supports(length, head_dim)
-    return "pallas" if recent_nvidia and _sixteen_bit(dtype) and measured else "xla"
+    return "pallas" if runs_triton_kernels(device) and _sixteen_bit(dtype) and measured else "xla"
 
 
 def _sixteen_bit(dtype) -> bool:

@@ -21,3 +21,19 @@ def target_device():
 def is_cuda(device) -> bool:
     """Whether `device` is an NVIDIA GPU (a CUDA PJRT client; a ROCm GPU's platform is "gpu" too)."""
     return device.platform == "gpu" and "cuda" in getattr(device.client, "platform_version", "").lower()
+
+
+def runs_triton_kernels(device) -> bool:
+    """Whether `device` is an NVIDIA GPU of compute capability 8.0 or later: where flaxbert's Pallas kernels (compiled
+    by Triton) may run."""
+    try:
+        capability = tuple(int(x) for x in device.compute_capability.split(".")[:2])
+    except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
+        return False
+    return is_cuda(device) and capability >= (8, 0)
+
+
+def mesh_devices() -> int:
+    """The devices of the mesh the program is traced under (1 without one)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return 1 if mesh.empty else mesh.size

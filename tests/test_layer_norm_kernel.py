@@ -1,0 +1,157 @@
+"""LayerNorm's backward pass as one Pallas kernel (NVIDIA GPUs): the same gradients as XLA's formulas.
+
+On CPU the kernel runs in Pallas's interpreter, so these tests check its blocking, chunking and sums; that Triton
+takes it is checked by lowering it for CUDA (`benchmarks/gpu_offline.py` compiles it for an H200 as well)."""
+
+import functools
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flaxbert.models import layer_norm, layer_norm_kernel, layers
+from flaxbert.parallel import make_mesh
+
+EPSILON = 1e-12
+_interpreted = functools.partial(layer_norm_kernel.backward, interpret=True)
+
+
+def _inputs(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal(shape) * 3.0 + 0.7, dtype)
+    dy = jnp.asarray(rng.standard_normal(shape), dtype)
+    scale = jnp.asarray(rng.uniform(0.5, 1.5, shape[-1]), jnp.float32)
+    return x, dy, scale
+
+
+def _xla(x, dy, scale):
+    """The XLA path of `layer_norm._backward` (statistics from the forward pass)."""
+    _, mean, inv_std = layer_norm._statistics(x, EPSILON)
+    return layer_norm._backward(EPSILON, x.dtype, (x, mean, inv_std, scale), dy)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [
+        ((4, 128, 768), jnp.bfloat16),  # BERT-base's rows: 3 chunks of 256, 128 steps of 4 rows a program
+        ((3, 7, 384), jnp.float32),  # MiniLM's width (3 x 128); 21 rows: one row a step
+        ((6, 1, 48), jnp.float32),  # the [CLS]-only layer's [B, 1, D]; 3 chunks of 16
+        ((2, 4096, 128), jnp.float32),  # 8,192 rows: several steps a program, at most 1,024 programs
+    ],
+)
+def test_the_kernel_computes_the_xla_paths_gradients(shape, dtype):
+    x, dy, scale = _inputs(shape, dtype)
+    dx, d_scale, d_bias = jax.jit(lambda *a: _interpreted(*a, EPSILON))(x, dy, scale)
+    want_dx, want_scale, want_bias = jax.jit(_xla)(x, dy, scale)
+    assert dx.dtype == x.dtype and d_scale.dtype == d_bias.dtype == jnp.float32
+    if dtype == jnp.bfloat16:  # both round the same float32 value once; the sums' order may move it by one step
+        np.testing.assert_allclose(dx.astype(np.float32), want_dx.astype(np.float32), rtol=2**-7, atol=2**-12)
+    else:
+        np.testing.assert_allclose(dx, want_dx, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(d_scale, want_scale, rtol=2e-5, atol=2e-4)
+    np.testing.assert_allclose(d_bias, want_bias, rtol=2e-5, atol=2e-4)
+
+
+def test_the_kernel_blocks_rows_in_steps_and_programs():
+    """8,192 rows of 128: 4 rows a step, 8 steps a program, 1,024 programs, each one row of partial sums."""
+    x, dy, scale = _inputs((8192, 128), jnp.float32)
+    lowered = jax.jit(lambda *a: layer_norm_kernel._backward_rows(*a, EPSILON, True)).trace(x, dy, scale)
+    dx, partial = lowered.out_info
+    assert dx.shape == (8192, 128) and partial.shape == (1024, 2, 128)
+
+
+def _device(platform="gpu", version="cuda 12.9", capability="9.0"):
+    return types.SimpleNamespace(platform=platform, client=types.SimpleNamespace(platform_version=version),
+                                 compute_capability=capability)  # fmt: skip
+
+
+def test_applies_to_recent_nvidia_gpus_and_bert_widths():
+    assert layer_norm_kernel.applies(_device(), (32, 128, 768))
+    assert layer_norm_kernel.applies(_device(), (32, 1, 384))
+    assert layer_norm_kernel.applies(_device(), (5, 1024))
+    assert not layer_norm_kernel.applies(_device(capability="7.5"), (32, 128, 768))
+    assert not layer_norm_kernel.applies(_device(version="rocm 6.0", capability=None), (32, 128, 768))
+    assert not layer_norm_kernel.applies(jax.devices("cpu")[0], (32, 128, 768))
+    assert not layer_norm_kernel.applies(_device(), (768,))  # no rows
+    assert not layer_norm_kernel.applies(_device(), (0, 128, 768))  # nothing to compute
+    assert not layer_norm_kernel.applies(_device(), (4, 40))  # 5 chunks of 8: too narrow for Triton's blocks
+    assert not layer_norm_kernel.applies(_device(), (4, 17 * 64))  # 17 chunks
+    with jax.sharding.use_abstract_mesh(make_mesh(data=4, fsdp=2).abstract_mesh):
+        assert layer_norm_kernel.applies(_device(), (16, 128, 768))
+        assert not layer_norm_kernel.applies(_device(), (6, 128, 768))  # 6 rows do not split over 8 devices
+
+
+def test_the_kernels_lower_to_triton_for_a_cuda_gpu():
+    """Cross-lowering for CUDA on this CPU host runs Pallas's Triton lowering: an op without a Triton rule or an
+    array shape Triton cannot take fails here rather than on a GPU."""
+    spec = jax.ShapeDtypeStruct((4, 128, 768), jnp.bfloat16)
+    scale = jax.ShapeDtypeStruct((768,), jnp.float32)
+    lowered = jax.jit(lambda x, dy, s: layer_norm_kernel.backward(x, dy, s, EPSILON)).trace(spec, spec, scale)
+    assert lowered.lower(lowering_platforms=("cuda",)).as_text().count("__gpu$xla.gpu.triton") == 1
+
+
+def _layer_norm_grads(x, dy, scale, bias):
+    def loss(x, scale, bias):
+        return jnp.sum(layer_norm.layer_norm(x, scale, bias, EPSILON, x.dtype).astype(jnp.float32) * dy)
+
+    return jax.grad(loss, argnums=(0, 1, 2))(x, scale, bias)
+
+
+def test_layer_norm_takes_its_backward_pass_from_the_kernel_where_it_applies(monkeypatch):
+    x, dy, scale = _inputs((2, 16, 96), jnp.float32)
+    bias = jnp.linspace(-1.0, 1.0, 96, dtype=jnp.float32)
+    by_xla = jax.jit(_layer_norm_grads)(x, dy, scale, bias)
+    calls = []
+    monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
+    monkeypatch.setattr(layer_norm_kernel, "backward", lambda *a: calls.append(a[0].shape) or _interpreted(*a))
+    by_kernel = jax.jit(lambda *a: _layer_norm_grads(*a))(x, dy, scale, bias)  # a new trace
+    assert calls == [(2, 16, 96)]
+    for a, b in zip(by_kernel, by_xla, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
+
+
+def _fit_on_a_mesh(monkeypatch, kernel: bool):
+    """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its LayerNorms' backward passes by the kernel
+    (interpreted) or by XLA; its history, params and the shapes the kernel saw (with the mesh's size)."""
+    import flaxbert
+    from flaxbert.training import shared_steps
+
+    seen = []
+
+    def backward(x, dy, scale, epsilon):
+        seen.append((jax.sharding.get_abstract_mesh().size, tuple(x.shape)))
+        return _interpreted(x, dy, scale, epsilon)
+
+    if kernel:
+        monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
+        monkeypatch.setattr(layer_norm_kernel, "backward", backward)
+    layers._layer_apply.cache_clear()  # traced layer functions and kept steps hold the other arm's backward pass
+    shared_steps.clear()
+    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+                                     max_sequence_length=24, attention_kernel="xla", seed=0)  # fmt: skip
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
+    classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 101, (16, 12)).astype(np.int32), "segment_ids": np.zeros((16, 12), np.int32),
+         "padding_mask": (np.arange(12) < rng.integers(6, 13, (16, 1))).astype(np.int32)}  # fmt: skip
+    history = classifier.fit(x, rng.integers(0, 3, 16), batch_size=8, epochs=1, verbose=0, seed=0)
+    layers._layer_apply.cache_clear()
+    shared_steps.clear()
+    return history.history, classifier.params, seen
+
+
+def test_a_fit_on_a_mesh_with_the_kernel_trains_as_with_xlas_backward_pass(monkeypatch):
+    """The whole path on a multi-device mesh: every LayerNorm's backward pass (the embeddings', each layer's two, the
+    last layer's at [CLS] alone) runs the kernel in its shard_map on the global batch, each device its own rows; the
+    fit's loss and params are those of the fit whose LayerNorm gradients XLA computed."""
+    with monkeypatch.context() as patched:
+        by_kernel = _fit_on_a_mesh(patched, kernel=True)
+    by_xla = _fit_on_a_mesh(monkeypatch, kernel=False)
+    assert sorted(set(by_kernel[2])) == [(8, (8, 1, 32)), (8, (8, 12, 32))]
+    assert by_xla[2] == []
+    np.testing.assert_allclose(by_kernel[0]["loss"], by_xla[0]["loss"], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(by_kernel[1]), jax.tree.leaves(by_xla[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
