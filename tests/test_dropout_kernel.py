@@ -13,6 +13,7 @@ import types
 import jax
 import numpy as np
 import pytest
+from mesh_fit import fit_on_a_mesh
 
 from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer, layers
 from flaxbert.models.layers import TransformerLayer
@@ -156,12 +157,7 @@ def test_the_dropout_module_takes_its_mask_from_the_kernel_where_it_applies(monk
 
 def _fit_on_a_mesh(monkeypatch, kernel: bool):
     """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its masks by the kernel (interpreted) or by
-    XLA; its history and params."""
-    import optax
-
-    import flaxbert
-    from flaxbert.training import shared_steps
-
+    XLA; its history, params and the draws the kernel traced."""
     drawn = []  # (mesh size, the first mask's shape) of each draw the kernel traced
 
     def drawing(key, masks, rate):
@@ -171,19 +167,8 @@ def _fit_on_a_mesh(monkeypatch, kernel: bool):
     if kernel:
         monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
         monkeypatch.setattr(dropout_kernel, "keep_bytes_together", drawing)
-    layers._layer_apply.cache_clear()  # traced layer functions and kept steps hold the other arm's masks
-    shared_steps.clear()
-    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
-                                     max_sequence_length=24, attention_kernel="xla", seed=0)  # fmt: skip
-    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
-    classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
-    rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, 101, (16, 12)).astype(np.int32), "segment_ids": np.zeros((16, 12), np.int32),
-         "padding_mask": (np.arange(12) < rng.integers(6, 13, (16, 1))).astype(np.int32)}  # fmt: skip
-    history = classifier.fit(x, rng.integers(0, 3, 16), batch_size=8, epochs=1, verbose=0, seed=0)
-    layers._layer_apply.cache_clear()
-    shared_steps.clear()
-    return history.history, classifier.params, drawn
+    history, params = fit_on_a_mesh()
+    return history, params, drawn
 
 
 def test_a_fit_on_a_mesh_with_the_kernels_masks_trains_as_with_xlas(monkeypatch):

@@ -9,10 +9,10 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from mesh_fit import fit_on_a_mesh
 
-from flaxbert.models import layer_norm, layer_norm_kernel, layers
+from flaxbert.models import layer_norm, layer_norm_kernel
 from flaxbert.parallel import make_mesh
 
 EPSILON = 1e-12
@@ -116,9 +116,6 @@ def test_layer_norm_takes_its_backward_pass_from_the_kernel_where_it_applies(mon
 def _fit_on_a_mesh(monkeypatch, kernel: bool):
     """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its LayerNorms' backward passes by the kernel
     (interpreted) or by XLA; its history, params and the shapes the kernel saw (with the mesh's size)."""
-    import flaxbert
-    from flaxbert.training import shared_steps
-
     seen = []
 
     def backward(x, dy, scale, epsilon):
@@ -128,19 +125,8 @@ def _fit_on_a_mesh(monkeypatch, kernel: bool):
     if kernel:
         monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
         monkeypatch.setattr(layer_norm_kernel, "backward", backward)
-    layers._layer_apply.cache_clear()  # traced layer functions and kept steps hold the other arm's backward pass
-    shared_steps.clear()
-    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
-                                     max_sequence_length=24, attention_kernel="xla", seed=0)  # fmt: skip
-    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
-    classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
-    rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, 101, (16, 12)).astype(np.int32), "segment_ids": np.zeros((16, 12), np.int32),
-         "padding_mask": (np.arange(12) < rng.integers(6, 13, (16, 1))).astype(np.int32)}  # fmt: skip
-    history = classifier.fit(x, rng.integers(0, 3, 16), batch_size=8, epochs=1, verbose=0, seed=0)
-    layers._layer_apply.cache_clear()
-    shared_steps.clear()
-    return history.history, classifier.params, seen
+    history, params = fit_on_a_mesh()
+    return history, params, seen
 
 
 def test_a_fit_on_a_mesh_with_the_kernel_trains_as_with_xlas_backward_pass(monkeypatch):
