@@ -47,8 +47,7 @@ class TrainState:
     def restored(self, saved: dict) -> TrainState:
         """This state's kind (an abstract state will do) holding `saved`'s arrays (`saved`'s tree), the casts of its
         params made again."""
-        params = saved["params"]
-        return self.replace(**saved, compute_params=compute_copies(params, self.compute_dtype))
+        return self.replace(**saved, compute_params=compute_copies(saved["params"], self.compute_dtype))
 
     def apply_gradients(self, grads, value=None) -> TrainState:
         """One optimizer update. `value`, the loss `grads` are the gradient of, goes to optimizers that take extra
