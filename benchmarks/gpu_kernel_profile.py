@@ -104,17 +104,15 @@ def trace_times(trace_dir: str) -> tuple[list[tuple[str, str, float]], dict[str,
 
 def profile(variant: str, steps: int) -> list[str]:
     model, batch_size, precision, attention_kernel, *modes = variant.split(":")
-    modifiers = (("autodiff", peers.autodiff_norm_and_gelu), ("xla_masks", peers.xla_dropout_masks),
-                 ("model_casts", peers.model_casts), ("xla_norms", peers.xla_layer_norm_backward))  # fmt: skip
-    for modifier, arm in modifiers:
+    for modifier, arm in peers.ARMS.items():
         if modifier in modes:  # combines with one other mode: "...:fit:autodiff"
             base = ":".join([model, batch_size, precision, attention_kernel, *(m for m in modes if m != modifier)])
             with arm():
                 lines = profile(base, steps)
             return [lines[0].replace(f"## {base}:", f"## {variant}:", 1), *lines[1:]]
     if len(modes) > 1 or (modes and modes[0] not in ("flat", "fit", "scan")):
-        raise ValueError(f"{variant}: the modes are flat, fit, scan, autodiff, xla_masks, model_casts and xla_norms; "
-                         f"the last four combine with one other")  # fmt: skip
+        raise ValueError(f"{variant}: the modes are flat, fit and scan, and the A/B arms {', '.join(peers.ARMS)}, "
+                         f"which combine with one other")  # fmt: skip
     mode = modes[0] if modes else ""
     shape = peers.Shape.parse(f"{model}:{batch_size}:{precision}")
     traced = FIT_TRACED_STEPS if mode == "fit" else TRACED_STEPS

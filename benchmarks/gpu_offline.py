@@ -201,10 +201,8 @@ def report(variant: str, rows: list, bandwidth: float, lower_s: float, compile_s
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="bert_base:32:bfloat16,bert_base:256:bfloat16",
-                        help="model:batch:precision[:attention_kernel][:xla_masks][:model_casts][:xla_norms] (the "
-                             "dropout masks by XLA's operations, as before session 32; the params cast by the model in "
-                             "every forward pass, and the LayerNorms' backward passes by XLA's operations, as before "
-                             "session 33), comma-separated")  # fmt: skip
+                        help="model:batch:precision[:attention_kernel][:arm...], comma-separated; each arm one of "
+                             f"{', '.join(peers.ARMS)} (peers.ARMS: the code before one change)")  # fmt: skip
     parser.add_argument("--target", choices=sorted(TARGETS), default="h200")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--hlo", help="write each variant's optimized HLO to this prefix + variant + .hlo")
@@ -217,15 +215,10 @@ def main():
     out = [f"target: {device.device_kind} (compile-only), jax {jax.__version__}, seq {SEQ}"]
     for variant in args.variants.split(","):
         model, batch, precision, *rest = variant.split(":")
-        arms = {
-            "xla_masks": peers.xla_dropout_masks,
-            "model_casts": peers.model_casts,
-            "xla_norms": peers.xla_layer_norm_backward,
-        }
         with contextlib.ExitStack() as stack:
-            for name in set(rest) & set(arms):
-                stack.enter_context(arms[name]())
-            kernel = [part for part in rest if part not in arms]
+            for name in set(rest) & set(peers.ARMS):
+                stack.enter_context(peers.ARMS[name]())
+            kernel = [part for part in rest if part not in peers.ARMS]
             text, lower_s, compile_s = compiled_train_step(device, model, int(batch), precision, *kernel)
         if args.hlo:
             with open(f"{args.hlo}{variant.replace(':', '_')}.hlo", "w") as f:

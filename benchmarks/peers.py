@@ -252,54 +252,43 @@ def torch_inputs(inputs: dict[str, np.ndarray]) -> dict:
     return {names[k]: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}
 
 
-@contextlib.contextmanager
 def xla_dropout_masks():
     """While it lasts, models built draw their dropout masks with XLA's operations on every device, as flaxbert did
     before session 32, instead of the Pallas kernel on NVIDIA GPUs (`flaxbert/models/dropout_kernel.py`; the same
     masks): the A/B of that change."""
     from flaxbert.models import dropout_kernel
 
-    applies = dropout_kernel.applies
-    dropout_kernel.applies = lambda device, masks: False
-    _forget_traces()
-    try:
-        yield
-    finally:
-        dropout_kernel.applies = applies
-        _forget_traces()
+    return _replaced(dropout_kernel, "applies", lambda device, masks: False)
 
 
-@contextlib.contextmanager
 def xla_layer_norm_backward():
     """While it lasts, models built compute their LayerNorms' backward passes with XLA's operations on every device,
     as flaxbert did before session 33, instead of the Pallas kernel on NVIDIA GPUs
     (`flaxbert/models/layer_norm_kernel.py`; the same gradients to float32 rounding): the A/B of that change."""
     from flaxbert.models import layer_norm_kernel
 
-    applies = layer_norm_kernel.applies
-    layer_norm_kernel.applies = lambda device, shape: False
-    _forget_traces()
-    try:
-        yield
-    finally:
-        layer_norm_kernel.applies = applies
-        _forget_traces()
+    return _replaced(layer_norm_kernel, "applies", lambda device, shape: False)
 
 
-@contextlib.contextmanager
 def model_casts():
     """While it lasts, train states keep no bfloat16 casts of their params and the model casts them in every forward
     pass, as flaxbert did before session 33, instead of reading the casts the optimizer update wrote
     (`flaxbert/models/compute_params.py`; the same numbers): the A/B of that change."""
     from flaxbert.training import state
 
-    copies = state.compute_copies
-    state.compute_copies = lambda params, dtype: None
+    return _replaced(state, "compute_copies", lambda params, dtype: None)
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value):
+    """`module.<name>` is `value` while it lasts, with the traces made before and during it forgotten."""
+    original = getattr(module, name)
+    setattr(module, name, value)
     _forget_traces()
     try:
         yield
     finally:
-        state.compute_copies = copies
+        setattr(module, name, original)
         _forget_traces()
 
 
@@ -344,3 +333,12 @@ def autodiff_norm_and_gelu():
             module.layer_norm = layer_norm
         layers.ACTIVATION_FNS.update(activations)
         _forget_traces()
+
+
+# The A/B arms the GPU scripts take as variant modes: each the code before one change, everything else as it is.
+ARMS = {
+    "autodiff": autodiff_norm_and_gelu,
+    "xla_masks": xla_dropout_masks,
+    "model_casts": model_casts,
+    "xla_norms": xla_layer_norm_backward,
+}

@@ -27,3 +27,11 @@ def fit_on_a_mesh() -> tuple[dict, dict]:
         layers._layer_apply.cache_clear()
         shared_steps.clear()
     return history.history, classifier.params
+
+
+def fit_through_kernel(monkeypatch, module, name: str, kernel) -> tuple[dict, dict]:
+    """`fit_on_a_mesh` with the kernel `module` (`dropout_kernel`, `layer_norm_kernel`) applying everywhere and its
+    entry point `name` replaced by `kernel` (the caller's: one that runs it interpreted, and records its calls)."""
+    monkeypatch.setattr(module, "applies", lambda *args: True)
+    monkeypatch.setattr(module, name, kernel)
+    return fit_on_a_mesh()

@@ -13,7 +13,7 @@ import types
 import jax
 import numpy as np
 import pytest
-from mesh_fit import fit_on_a_mesh
+from mesh_fit import fit_on_a_mesh, fit_through_kernel
 
 from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer, layers
 from flaxbert.models.layers import TransformerLayer
@@ -164,11 +164,10 @@ def _fit_on_a_mesh(monkeypatch, kernel: bool):
         drawn.append((jax.sharding.get_abstract_mesh().size, tuple(masks[0][0])))
         return _interpreted(key, masks, rate)
 
-    if kernel:
-        monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
-        monkeypatch.setattr(dropout_kernel, "keep_bytes_together", drawing)
-    history, params = fit_on_a_mesh()
-    return history, params, drawn
+    fitted = (
+        fit_through_kernel(monkeypatch, dropout_kernel, "keep_bytes_together", drawing) if kernel else fit_on_a_mesh()
+    )
+    return (*fitted, drawn)
 
 
 def test_a_fit_on_a_mesh_with_the_kernels_masks_trains_as_with_xlas(monkeypatch):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mesh_fit import fit_on_a_mesh
+from mesh_fit import fit_on_a_mesh, fit_through_kernel
 
 from flaxbert.models import layer_norm, layer_norm_kernel
 from flaxbert.parallel import make_mesh
@@ -122,11 +122,8 @@ def _fit_on_a_mesh(monkeypatch, kernel: bool):
         seen.append((jax.sharding.get_abstract_mesh().size, tuple(x.shape)))
         return _interpreted(x, dy, scale, epsilon)
 
-    if kernel:
-        monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
-        monkeypatch.setattr(layer_norm_kernel, "backward", backward)
-    history, params = fit_on_a_mesh()
-    return history, params, seen
+    fitted = fit_through_kernel(monkeypatch, layer_norm_kernel, "backward", backward) if kernel else fit_on_a_mesh()
+    return (*fitted, seen)
 
 
 def test_a_fit_on_a_mesh_with_the_kernel_trains_as_with_xlas_backward_pass(monkeypatch):
