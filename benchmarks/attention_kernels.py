@@ -6,8 +6,8 @@ where no dropout applies, so it has rows at dropout 0 only; where it does not ap
 XLA path again. Run on the GPU before trusting a throughput A/B: it shows whether Triton compiles the kernels,
 whether they agree with XLA there, and what attention alone gains.
 
-    python benchmarks/attention_kernels.py      # GPU: bert_base heads, batch 32 and 256, 4 block/warp configurations
-    python benchmarks/attention_kernels.py --shapes 2:24:2:16 --dtype float32 --steps 2 --configs 0:0,16:0  # CPU
+    python benchmarks/attention_kernels.py      # GPU: bert_base heads, batch 32 and 256, 5 kernel configurations
+    python benchmarks/attention_kernels.py --shapes 2:24:2:16 --dtype float32 --steps 2 --configs 0:0:0,16:0:1  # CPU
 """
 
 from __future__ import annotations
@@ -27,14 +27,10 @@ from flaxbert.models.layers import attention_with_dropout, attention_without_dro
 
 
 def xla_attention(q, k, v, padding_mask, keep, scale):
-    """The encoder's XLA path (`layers.SelfAttention`) with a given mask in place of its Dropout submodule."""
+    """The encoder's XLA path (`layers.SelfAttention`) with a given keep mask, `scale` = `keep_scale(rate)`."""
     if keep is None:
         return attention_without_dropout(q, k, v, padding_mask)
-
-    def given_mask(probs, deterministic, within):  # `Dropout`'s signature; `keep` is already the whole mask
-        return jnp.where(keep, probs * scale, 0.0)
-
-    return attention_with_dropout(q, k, v, padding_mask, given_mask, q.shape[-1], q.shape[1])
+    return attention_with_dropout(q, k, v, padding_mask, keep, 1.0 - 1.0 / scale, q.shape[-1])
 
 
 def best_time(fn, args, steps: int, repeats: int = 3) -> float:
@@ -54,15 +50,18 @@ def cudnn_attention(q, k, v, padding_mask, keep, scale):
     return attention_without_dropout(q, k, v, padding_mask, cudnn=True)
 
 
-def paths(configs: list[tuple[int, int]], rate: float):
+def paths(configs: list[tuple[int, int, int]], rate: float):
     """(label, attention function) for the XLA path, cuDNN's (without dropout) and the Pallas kernels at each
-    (block rows, warps); 0: the default."""
+    (block rows, warps, backward kernels: 1 or 2); 0: the default."""
     yield "xla", xla_attention
     if not rate:
         yield "cudnn", cudnn_attention
-    for rows, warps in configs:  # attention(q, k, v, padding_mask, keep, keep_scale): the same positional arguments
-        kernels = functools.partial(fused_attention.attention, block_rows=rows or None, warps=warps or None)
-        yield f"pallas, block_rows={rows or 'default'}, warps={warps or 'default'}", kernels
+    for rows, warps, backward in configs:  # attention(q, k, v, padding_mask, keep, keep_scale): positional as XLA's
+        one = {0: None, 1: True, 2: False}[backward]
+        kernels = functools.partial(fused_attention.attention, block_rows=rows or None, warps=warps or None,
+                                    one_backward_kernel=one)  # fmt: skip
+        label = f"pallas, block_rows={rows or 'default'}, warps={warps or 'default'}, backward={backward or 'default'}"
+        yield label, kernels
 
 
 def measure(batch, length, heads, head_dim, dtype, rate, steps, configs) -> list[dict]:
@@ -101,7 +100,9 @@ def main():
     parser.add_argument("--shapes", default="32:128:12:64,256:128:12:64", help="batch:length:heads:head_dim,...")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])
-    parser.add_argument("--configs", default="0:0,0:8,32:4,32:8", help="block_rows:warps,... (0: the default)")
+    parser.add_argument("--configs", default="0:0:0,0:0:2,16:8:1,32:4:1,0:8:2",
+                        help="block_rows:warps:backward kernels (1 or 2),... (0: the default; block_rows and warps "
+                             "apply to every kernel)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -112,7 +113,7 @@ def main():
     for shape in args.shapes.split(","):
         batch, length, heads, head_dim = (int(x) for x in shape.split(":"))
         for rate in args.dropout:
-            configs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")]
+            configs = [tuple(int(x) for x in f"{c}:0:0".split(":")[:3]) for c in args.configs.split(",")]
             for row in measure(batch, length, heads, head_dim, args.dtype, rate, args.steps, configs):
                 rows.append(row)
                 if "error" in row:

@@ -19,13 +19,15 @@
 #    of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's); the dropout masks
 #    drawn by XLA's operations instead of the Pallas kernel (":xla_masks", flaxbert before session 32: that compile
 #    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
-#    step times are the kernel's cost or gain); the params cast to bfloat16 by the model in every forward pass
-#    instead of by the optimizer update (":model_casts", flaxbert before session 33: 738 kernels against 661 in the
-#    deviceless compile, the batch-32 lever; the two arms' step times are what the 77 cast kernels cost); and the
-#    LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (":xla_norms", flaxbert before
-#    session 33: the kernel took the deviceless compile from 661 to 559 kernels at batch 32 and 81.85 to 72.93 GB at
-#    batch 256; the two arms' step times say whether a kernel written here beats XLA's six). Session 32's arm with
-#    `scan_layers=True` and the loop in XLA's command buffers is out, for time: the scanned step ran 1.78x as long as
+#    step times are the kernel's cost or gain); the LayerNorms' backward passes by XLA's operations instead of the
+#    Pallas kernel (":xla_norms", flaxbert before session 33: the kernel took the deviceless compile from 661 to 559
+#    kernels at batch 32 and 81.85 to 72.93 GB at batch 256; the two arms' step times say whether a kernel written
+#    here beats XLA's six); and the attention's backward pass as two Pallas kernels instead of one
+#    (":two_attention_bwd", flaxbert before session 34: one kernel took the deviceless compile from 559 to 537 kernels
+#    at batch 32 and 72.93 to 66.21 GB at batch 256; the two arms' step times say whether it is faster on the chip).
+#    Session 33's arm with the params cast by the model in every forward pass (":model_casts") is out, for time:
+#    that change only removed kernels (77) and bytes, and the arm is still there to run. Session 32's arm with
+#    `scan_layers=True` and the loop in XLA's command buffers is out too: the scanned step ran 1.78x as long as
 #    the unrolled one in session 22, and no default depends on it. An arm's step time is the one measured
 #    before its profile (profiling runs XLA op by op, without command buffers). (Session 31's arm with
 #    `xla_gpu_enable_llvm_module_compilation_parallelism` is out: it changed nothing on the CPU host, and the
@@ -102,8 +104,8 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" "|$AB:model_casts" \
-             "|$AB:xla_norms"; do
+  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" "|$AB:xla_norms" \
+             "|$AB:two_attention_bwd"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
       python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt 2>/tmp/xla.log

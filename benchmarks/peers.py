@@ -270,6 +270,16 @@ def xla_layer_norm_backward():
     return _replaced(layer_norm_kernel, "applies", lambda device, shape: False)
 
 
+def two_attention_backward_kernels():
+    """While it lasts, models built run the Pallas attention's backward pass as two kernels at every length, as
+    flaxbert did before session 34 (one by blocks of queries for dq, one by blocks of keys for dk and dv, each
+    recomputing the scores), instead of one kernel a (sequence, head) up to 128 tokens
+    (`fused_attention._backward_kernel`; the same gradients to float32 rounding): the A/B of that change."""
+    from flaxbert.models import fused_attention
+
+    return _replaced(fused_attention, "ONE_BACKWARD_KERNEL_UP_TO", 0)
+
+
 def model_casts():
     """While it lasts, train states keep no bfloat16 casts of their params and the model casts them in every forward
     pass, as flaxbert did before session 33, instead of reading the casts the optimizer update wrote
@@ -341,4 +351,5 @@ ARMS = {
     "xla_masks": xla_dropout_masks,
     "model_casts": model_casts,
     "xla_norms": xla_layer_norm_backward,
+    "two_attention_bwd": two_attention_backward_kernels,
 }

@@ -56,14 +56,16 @@ def _inputs(batch, length, heads, head_dim, dtype=jnp.float32, seed=0):
     return q, k, v, cotangent, jnp.asarray(padding_mask)
 
 
-# A power of two in one block; 24 padded to 32; 40 padded to 64 and tiled in blocks of 16 queries (and keys).
+# A power of two in one block; 24 padded to 32; 40 padded to 64 and tiled in blocks of 16 queries (and keys); the
+# backward pass as two kernels (the default at head size 16) and as one (its queries 16 at a time where tiled).
+@pytest.mark.parametrize("one_kernel", [False, True], ids=["two backward kernels", "one backward kernel"])
 @pytest.mark.parametrize("length, block_rows, rate", [(16, None, 0.3), (24, None, 0.0), (40, 16, 0.3)])
-def test_values_and_gradients_match_the_xla_path(length, block_rows, rate):
+def test_values_and_gradients_match_the_xla_path(length, block_rows, rate, one_kernel):
     q, k, v, cotangent, padding_mask = _inputs(2, length, 2, 16)
     keep = _keep_mask(jax.random.key(7), (2, 2, length, length), rate) if rate else None
     scale = keep_scale(rate)
 
-    fused_fn = functools.partial(fused_attention.attention, block_rows=block_rows)
+    fused_fn = functools.partial(fused_attention.attention, block_rows=block_rows, one_backward_kernel=one_kernel)
 
     def loss(attention, q, k, v):
         return jnp.sum(attention(q, k, v, padding_mask, keep, scale) * cotangent)
@@ -76,6 +78,50 @@ def test_values_and_gradients_match_the_xla_path(length, block_rows, rate):
     for name, a, b in zip("qkv", fused_grads, ref_grads, strict=True):
         np.testing.assert_allclose(a, b, atol=2e-6 * np.abs(b).max(), rtol=1e-5, err_msg=f"d{name}")
         assert np.abs(b).max() > 0.1  # the comparison is not between zeros
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_at_bert_sizes_one_backward_kernel_gives_the_two_kernels_gradients(dtype):
+    """At length 128 and head size 64 (every BERT-base preset's) the backward pass is one kernel by default, walking
+    the queries 32 at a time; its gradients are the two kernels' (float32: to rounding; bf16: within one bf16 step of
+    the values, the sums being taken in another order) and the XLA path's."""
+    static = fused_attention._settings(128, 128, 64, keep_scale(0.1), interpret=True)
+    assert static.one_backward_kernel == (32, 8) and (static.rows, static.warps) == (64, 4)
+    q, k, v, cotangent, padding_mask = _inputs(1, 128, 1, 64, dtype)
+    keep = _keep_mask(jax.random.key(3), (1, 1, 128, 128), 0.1)
+
+    def grads(attention):
+        def loss(q, k, v):
+            out = attention(q, k, v, padding_mask, keep, keep_scale(0.1))
+            return jnp.sum(out.astype(jnp.float32) * cotangent.astype(jnp.float32))
+
+        return [np.asarray(g, np.float32) for g in jax.jit(jax.grad(loss, (0, 1, 2)))(q, k, v)]
+
+    one = grads(fused_attention.attention)
+    two = grads(functools.partial(fused_attention.attention, one_backward_kernel=False))
+    ref = grads(_reference)
+    for name, a, b, c in zip("qkv", one, two, ref, strict=True):
+        tolerance = (1e-5 if dtype == jnp.float32 else 1e-2) * np.abs(c).max()
+        np.testing.assert_allclose(a, b, atol=tolerance, err_msg=f"d{name}, one kernel against two")
+        np.testing.assert_allclose(a, c, atol=tolerance, err_msg=f"d{name}, one kernel against XLA")
+        assert np.abs(c).max() > 0.1
+
+
+def test_the_backward_kernels_defaults():
+    """One backward kernel up to 128 padded tokens at the head sizes checked for register spills (64: 32 queries a
+    step, 32: 16), two elsewhere; block_rows and warps, when given, apply to it too."""
+    settings = functools.partial(fused_attention._settings, keep_scale=1.0, interpret=False)
+    assert settings(128, 128, 64).one_backward_kernel == (32, 8)
+    assert settings(100, 128, 32).one_backward_kernel == (16, 8)
+    assert settings(20, 32, 64).one_backward_kernel == (32, 8)
+    assert settings(12, 16, 64).one_backward_kernel == (16, 8)  # no more queries a step than the sequence has
+    assert settings(129, 256, 64).one_backward_kernel is None
+    assert settings(128, 128, 16).one_backward_kernel is None
+    assert settings(128, 128, 128).one_backward_kernel is None
+    assert settings(128, 128, 16, one_backward_kernel=True).one_backward_kernel == (16, 8)
+    assert settings(128, 128, 64, one_backward_kernel=False).one_backward_kernel is None
+    given = settings(128, 128, 64, block_rows=16, warps=4)
+    assert given.one_backward_kernel == (16, 4) and (given.rows, given.warps) == (16, 4)
 
 
 def test_hidden_keys_get_no_probability_or_gradient():
@@ -164,13 +210,14 @@ def test_an_unknown_or_missing_attention_kernel_is_rejected():
 
 
 @pytest.mark.parametrize(
-    "length, head_dim, dtype, dropout",
-    [(128, 64, jnp.bfloat16, True), (512, 64, jnp.bfloat16, False), (16, 16, jnp.float32, True)],
-)
-def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dropout):
+    "length, head_dim, dtype, dropout, kernels",
+    [(128, 64, jnp.bfloat16, True, 2), (128, 32, jnp.bfloat16, False, 2), (512, 64, jnp.bfloat16, False, 3),
+     (16, 16, jnp.float32, True, 3)],
+)  # fmt: skip
+def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dropout, kernels):
     """Cross-lowering for CUDA on this CPU host runs Pallas's Triton lowering of every kernel: an op without a Triton
     rule or a block shape Triton cannot take fails here rather than on a GPU (compiling the Triton IR needs one)."""
-    static = fused_attention._settings(length, length, keep_scale(0.1), interpret=False)  # attention()'s defaults
+    static = fused_attention._settings(length, length, head_dim, keep_scale(0.1), interpret=False)  # the defaults
     qkv = jax.ShapeDtypeStruct((2, length, 3, 12, head_dim), dtype)  # q, k, v packed
     codes = jax.ShapeDtypeStruct((2, length), jnp.int32)
     keep = jax.ShapeDtypeStruct((2, 12, length, length), jnp.int8) if dropout else None
@@ -182,12 +229,13 @@ def test_the_kernels_lower_to_triton_for_a_cuda_gpu(length, head_dim, dtype, dro
         return jax.grad(loss)(qkv)
 
     lowered = jax.jit(grads).trace(qkv, codes, keep).lower(lowering_platforms=("cuda",)).as_text()
-    assert lowered.count("__gpu$xla.gpu.triton") == 3  # forward, dq, dk + dv
+    assert lowered.count("__gpu$xla.gpu.triton") == kernels  # forward, then dq + dk + dv or dq and dk + dv
 
 
 def _fit_on_a_mesh(kernel: str):
     """One fit step of a tiny classifier data-parallel over 4 x 2 devices; its history, params and lowered step."""
-    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=24,
+    # one head of 32: the backward pass is one kernel
+    backbone = flaxbert.BertBackbone(vocabulary_size=101, num_layers=2, num_heads=1, hidden_dim=32, intermediate_dim=24,
                                      max_sequence_length=24, attention_kernel=kernel)  # fmt: skip
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3)
     classifier.compile(optimizer=optax.sgd(0.1), mesh=(4, 2))
@@ -208,7 +256,8 @@ def _fit_on_a_mesh(kernel: str):
 def test_on_a_mesh_each_device_runs_the_kernels_on_its_own_rows():
     """A whole BERT classifier's train step (dropout on) gives the XLA path's loss and updated params; under fit's
     4 x 2 mesh the kernels run in a shard_map over the batch (forward and backward of the first layer: two manual
-    regions; the last layer computes [CLS] alone, one query row, with XLA's ops)."""
+    regions, the backward pass one kernel at head size 32; the last layer computes [CLS] alone, one query row, with
+    XLA's ops)."""
     (fused_history, fused_params, lowered), (xla_history, xla_params, _) = map(_fit_on_a_mesh, ("pallas", "xla"))
     assert lowered.count("sdy.manual_computation") == 2
     np.testing.assert_allclose(fused_history.history["loss"], xla_history.history["loss"], rtol=1e-6)

@@ -5,7 +5,9 @@ the [B, L, H, D] projections and the per-head matmuls (on an H100, bert_base bat
 the train step; benchmarks/RESULTS.md). These kernels read q, k and v in their projection layout (packed as one
 [B, L, 3, H, D] array: one matmul by the three kernels side by side gives it, and the backward pass writes the
 gradient the same way), keep a block's scores on chip, and in the backward pass recompute them from the rows'
-log-sum-exp.
+log-sum-exp. Up to 128 padded tokens the backward pass is one kernel a (sequence, head): all its keys in one program,
+which walks the queries a block at a time, writes each block's dq and sums dk and dv; longer sequences take two
+kernels, one by blocks of queries (dq) and one by blocks of keys (dk, dv), each recomputing the scores.
 
 The function is the XLA path's (`layers.attention_with_dropout`): float32 scores divided by sqrt(head_dim), masked
 keys replaced by the float32 minimum, softmax, dropout of the probabilities with a given keep mask and scale, and the
@@ -36,6 +38,12 @@ _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the pa
 # block of two, and dq into the third slot of the same array.
 PACKED_ORDER = ("key", "value", "query")
 _KEYS, _VALUES, _QUERIES = 0, 1, 2  # their slots: keys and values are block 0 of a two-slot block
+# Where the backward pass is one kernel by default: sequences padded to at most this many tokens, whose programs hold
+# every key's dk and dv sums (2 x 128 x head_dim float32s at 128) beside one block of scores...
+ONE_BACKWARD_KERNEL_UP_TO = 128
+# ...and these head sizes, with (queries a step, warps) that ptxas compiles for sm_90a without spilling registers at
+# every padded length up to 128 (benchmarks/RESULTS.md, session 34). Other head sizes take the two kernels.
+ONE_BACKWARD_KERNEL_BLOCKS = {64: (32, 8), 32: (16, 8)}
 
 
 CPU_WARNING = (
@@ -49,7 +57,9 @@ def supports(length: int, head_dim: int) -> bool:
     return length <= 512 and head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
-def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None):
+def attention(
+    q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None, one_backward_kernel=None
+):
     """Softmax attention over [B, L, H, D] q, k, v; returns the [B, L, H, D] context in v's dtype.
 
     Args:
@@ -57,15 +67,22 @@ def attention(q, k, v, padding_mask, keep=None, keep_scale: float = 1.0, *, bloc
         keep: optional [B, H, L, L] dropout keep mask for the probabilities (nonzero keeps), e.g.
             `dropout.keep_bytes`.
         keep_scale: what kept probabilities are multiplied by (the inverse keep probability).
-        block_rows: queries (forward, dq) or keys (dk, dv) per program, a power of two >= 16; default: as many as
-            keep a block's scores within 8K float32s.
-        warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores.
+        block_rows: queries (forward, dq) or keys (dk, dv) per program, or the queries the one backward kernel
+            takes a step, a power of two >= 16; default: as many as keep a block's scores within 8K float32s (the one
+            backward kernel: `ONE_BACKWARD_KERNEL_BLOCKS`).
+        warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores (the one backward
+            kernel: `ONE_BACKWARD_KERNEL_BLOCKS`).
+        one_backward_kernel: the backward pass as one kernel a (sequence, head) instead of two; default: where the
+            sequence pads to at most `ONE_BACKWARD_KERNEL_UP_TO` tokens and `ONE_BACKWARD_KERNEL_BLOCKS` has the head
+            size.
     """
     packed = jnp.stack([{"query": q, "key": k, "value": v}[name] for name in PACKED_ORDER], axis=2)
-    return attention_packed(packed, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps)
+    return attention_packed(packed, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps,
+                            one_backward_kernel=one_backward_kernel)  # fmt: skip
 
 
-def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None):
+def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, block_rows=None, warps=None,
+                     one_backward_kernel=None):  # fmt: skip
     """`attention` of keys, values and queries packed as one [B, L, 3, H, D] array in `PACKED_ORDER` along axis 2,
     the layout one matmul of the input by the three projections' kernels side by side (in that order) gives: the
     kernels read their blocks of each straight from it, where three separate arrays would be three strided copies,
@@ -88,7 +105,8 @@ def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, b
                          f"attention_kernel='xla'.")  # fmt: skip
     if backend == "cpu":
         warnings.warn(CPU_WARNING, stacklevel=2)
-    static = _settings(length, padded, keep_scale, block_rows, warps, interpret=backend == "cpu")
+    static = _settings(length, padded, head_dim, keep_scale, block_rows, warps, one_backward_kernel,
+                       interpret=backend == "cpu")  # fmt: skip
     return _sharded(qkv, codes, keep, static)[:, :length]
 
 
@@ -108,24 +126,33 @@ def _sharded(qkv, codes, keep, static: _Static):
     return jax.shard_map(local, mesh=mesh, in_specs=(rows,) * len(args), out_specs=rows, check_vma=False)(*args)
 
 
-def _settings(length: int, padded: int, keep_scale: float, block_rows=None, warps=None, *, interpret: bool):
+def _settings(length: int, padded: int, head_dim: int, keep_scale: float, block_rows=None, warps=None,
+              one_backward_kernel=None, *, interpret: bool):  # fmt: skip
     """The kernels' compile-time settings for a sequence of `length` padded to `padded`, defaults filled in."""
-    rows = block_rows or max(16, min(padded, 8192 // padded))
-    if rows < 16 or rows & (rows - 1) or rows > padded:
-        raise ValueError(f"block_rows must be a power of two from 16 to {padded} for length {length}, got {rows}.")
-    warps = warps or (4 if rows * padded <= 8192 else 8)
-    if warps not in (1, 2, 4, 8, 16):
+    if block_rows is not None and (block_rows < 16 or block_rows & (block_rows - 1) or block_rows > padded):
+        raise ValueError(
+            f"block_rows must be a power of two from 16 to {padded} for length {length}, got {block_rows}."
+        )
+    if warps is not None and warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
-    return _Static(rows, warps, float(keep_scale), interpret)
+    rows = block_rows or max(16, min(padded, 8192 // padded))
+    if one_backward_kernel is None:
+        one_backward_kernel = padded <= ONE_BACKWARD_KERNEL_UP_TO and head_dim in ONE_BACKWARD_KERNEL_BLOCKS
+    backward = None
+    if one_backward_kernel:
+        step, step_warps = ONE_BACKWARD_KERNEL_BLOCKS.get(head_dim, (16, 8))
+        backward = (block_rows or min(step, padded), warps or step_warps)
+    return _Static(rows, warps or (4 if rows * padded <= 8192 else 8), float(keep_scale), backward, interpret)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
     """The kernels' compile-time settings."""
 
-    rows: int  # queries or keys per program
+    rows: int  # queries or keys per program (the forward kernel, the two backward kernels)
     warps: int
     keep_scale: float
+    one_backward_kernel: tuple[int, int] | None  # (queries a step, warps) of the one backward kernel, if it runs
     interpret: bool  # CPU: run the kernels in Pallas's interpreter
 
 
@@ -182,19 +209,49 @@ def _dkv_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropou
     dkv_ref[:, _KEYS, :] = jnp.dot(ds.astype(q.dtype).T, q, preferred_element_type=jnp.float32).astype(dkv_ref.dtype)
 
 
-def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args, aliased: bool = False):
-    """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments bound; the
-    kernel's q, k and v are `args[0]`, the packed [B, L, 3, H, D] array, passed three times. `aliased`: the last
-    argument is the output's buffer (written in place where the kernel writes, kept elsewhere)."""
+def _backward_kernel(q_ref, k_ref, v_ref, codes_ref, *refs, scale, keep_scale, dropout, rows):
+    """dq, dk and dv of one (sequence, head): every query, key and value in the program. It walks the queries `rows`
+    at a time; each block's dq is complete when written, and dk, dv are sums over the blocks, written at the end."""
+    keep_ref, do_ref, o_ref, lse_ref, grads_ref = refs if dropout else (None, *refs)  # grads: [L, 3, D], all slots
+    k, v, codes = k_ref[...], v_ref[...], codes_ref[...]
+    padded, head_dim = k.shape
+
+    def block(i, sums):
+        dk, dv = sums
+        at = pl.ds(pl.multiple_of(i * rows, rows), rows)
+        q, do = q_ref[at, :], do_ref[at, :]
+        keep = None if keep_ref is None else keep_ref[at, :]
+        delta = jnp.sum(do.astype(jnp.float32) * o_ref[at, :].astype(jnp.float32), axis=1)  # rowsum(dO * O)
+        p, ds = _score_grads(q, k, v, codes, keep, do, lse_ref[at], delta, scale, keep_scale)
+        grads_ref[at, _QUERIES, :] = jnp.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32).astype(
+            grads_ref.dtype
+        )
+        pd = _dropped(p, keep, keep_scale).astype(do.dtype)
+        dv = dv + jnp.dot(pd.T, do, preferred_element_type=jnp.float32)
+        dk = dk + jnp.dot(ds.astype(q.dtype).T, q, preferred_element_type=jnp.float32)
+        return dk, dv
+
+    zeros = jnp.zeros((padded, head_dim), jnp.float32)
+    dk, dv = jax.lax.fori_loop(0, padded // rows, block, (zeros, zeros))
+    grads_ref[:, _KEYS, :] = dk.astype(grads_ref.dtype)
+    grads_ref[:, _VALUES, :] = dv.astype(grads_ref.dtype)
+
+
+def _call(kernel, static: _Static, dropout: bool, out_shape, in_specs, out_specs, *args, aliased: bool = False,
+          blocks=None, warps=None, **bind):  # fmt: skip
+    """One pallas_call over the grid (batch, head, block of rows) with the kernel's static arguments (and `bind`)
+    bound; the kernel's q, k and v are `args[0]`, the packed [B, L, 3, H, D] array, passed three times. `aliased`: the
+    last argument is the output's buffer (written in place where the kernel writes, kept elsewhere). `blocks` and
+    `warps`: the grid's blocks of rows and the warps a program, if not `static.rows` at a time and `static.warps`."""
     batch, padded, _, heads, head_dim = args[0].shape
-    bound = functools.partial(kernel, scale=math.sqrt(head_dim), keep_scale=static.keep_scale, dropout=dropout)
+    bound = functools.partial(kernel, scale=math.sqrt(head_dim), keep_scale=static.keep_scale, dropout=dropout, **bind)
     return pl.pallas_call(
         bound,
-        grid=(batch, heads, padded // static.rows),
+        grid=(batch, heads, blocks or padded // static.rows),
         in_specs=in_specs,
         out_specs=out_specs,
         out_shape=out_shape,
-        compiler_params=None if static.interpret else _triton_params(static.warps),
+        compiler_params=None if static.interpret else _triton_params(warps or static.warps),
         interpret=static.interpret,
         input_output_aliases={len(args) + 1: 0} if aliased else {},
     )(args[0], args[0], *args)
@@ -257,21 +314,40 @@ def _attention_fwd(qkv, codes, keep, static: _Static):
 
 
 def _attention_bwd(static: _Static, residuals, do):
-    """The packed gradient [B, L, 3, H, D], written where the attention's input was read: dq into its slot by one
-    kernel, then dk and dv (one block of two slots) by the other, in the same buffer."""
+    """The packed gradient [B, L, 3, H, D], written where the attention's input was read."""
     qkv, codes, keep, o, lse = residuals
+    do = do.astype(qkv.dtype)
+    if static.one_backward_kernel is not None:
+        return _one_kernel_backward(qkv, codes, keep, o, lse, do, static), None, None
+    return _two_kernel_backward(qkv, codes, keep, o, lse, do, static), None, None
+
+
+def _one_kernel_backward(qkv, codes, keep, o, lse, do, static: _Static):
+    """dq, dk and dv from one program a (sequence, head) (`_backward_kernel`): every slot of its head written."""
+    padded, head_dim = qkv.shape[1], qkv.shape[4]
+    dropout = keep is not None
+    whole, rows_spec = _specs(padded, head_dim, padded, "key", dropout, backward=True)  # every row, one block
+    in_specs = whole[:-2] + [rows_spec, whole[-1]]  # dO, O (for delta), lse
+    slots = pl.BlockSpec((None, padded, 3, None, head_dim), lambda b, h, i: (b, 0, 0, h, 0))
+    args = (qkv, codes) + ((keep,) if dropout else ()) + (do, o, lse)
+    out_shape = jax.ShapeDtypeStruct(qkv.shape, qkv.dtype)
+    rows, warps = static.one_backward_kernel
+    return _call(_backward_kernel, static, dropout, out_shape, in_specs, slots, *args, blocks=1, warps=warps, rows=rows)
+
+
+def _two_kernel_backward(qkv, codes, keep, o, lse, do, static: _Static):
+    """dq into its slot by one kernel, then dk and dv (one block of two slots) by the other, in the same buffer."""
     padded, head_dim, rows = qkv.shape[1], qkv.shape[4], static.rows
     packed_shape = jax.ShapeDtypeStruct(qkv.shape, qkv.dtype)
     delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), o.astype(jnp.float32))  # rowsum(dP * P), per head
     dropout = keep is not None
-    args = (qkv, codes) + ((keep,) if dropout else ()) + (do.astype(qkv.dtype), lse, delta)
+    args = (qkv, codes) + ((keep,) if dropout else ()) + (do, lse, delta)
     by_query, _ = _specs(padded, head_dim, rows, "query", dropout, backward=True)
     q_slot = pl.BlockSpec((None, rows, None, None, head_dim), lambda b, h, i: (b, i, _QUERIES, h, 0))
     grads = _call(_dq_kernel, static, dropout, packed_shape, by_query, q_slot, *args)
     by_key, _ = _specs(padded, head_dim, rows, "key", dropout, backward=True)
     kv_slots = pl.BlockSpec((None, rows, 2, None, head_dim), lambda b, h, i: (b, i, 0, h, 0))
-    grads = _call(_dkv_kernel, static, dropout, packed_shape, [*by_key, kv_slots], kv_slots, *args, grads, aliased=True)
-    return grads, None, None
+    return _call(_dkv_kernel, static, dropout, packed_shape, [*by_key, kv_slots], kv_slots, *args, grads, aliased=True)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
