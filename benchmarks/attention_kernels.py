@@ -100,7 +100,7 @@ def main():
     parser.add_argument("--shapes", default="32:128:12:64,256:128:12:64", help="batch:length:heads:head_dim,...")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])
-    parser.add_argument("--configs", default="0:0:0,0:0:2,16:8:1,32:4:1,0:8:2",
+    parser.add_argument("--configs", default="0:0:0,0:0:2,32:8:1,32:4:1,0:8:2",
                         help="block_rows:warps:backward kernels (1 or 2),... (0: the default; block_rows and warps "
                              "apply to every kernel)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)

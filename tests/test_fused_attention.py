@@ -83,10 +83,10 @@ def test_values_and_gradients_match_the_xla_path(length, block_rows, rate, one_k
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_at_bert_sizes_one_backward_kernel_gives_the_two_kernels_gradients(dtype):
     """At length 128 and head size 64 (every BERT-base preset's) the backward pass is one kernel by default, walking
-    the queries 32 at a time; its gradients are the two kernels' (float32: to rounding; bf16: within one bf16 step of
+    the queries 16 at a time; its gradients are the two kernels' (float32: to rounding; bf16: within one bf16 step of
     the values, the sums being taken in another order) and the XLA path's."""
     static = fused_attention._settings(128, 128, 64, keep_scale(0.1), interpret=True)
-    assert static.one_backward_kernel == (32, 8) and (static.rows, static.warps) == (64, 4)
+    assert static.one_backward_kernel == (16, 8) and (static.rows, static.warps) == (64, 4)
     q, k, v, cotangent, padding_mask = _inputs(1, 128, 1, 64, dtype)
     keep = _keep_mask(jax.random.key(3), (1, 1, 128, 128), 0.1)
 
@@ -108,20 +108,19 @@ def test_at_bert_sizes_one_backward_kernel_gives_the_two_kernels_gradients(dtype
 
 
 def test_the_backward_kernels_defaults():
-    """One backward kernel up to 128 padded tokens at the head sizes checked for register spills (64: 32 queries a
-    step, 32: 16), two elsewhere; block_rows and warps, when given, apply to it too."""
+    """One backward kernel up to 128 padded tokens at the head sizes checked for register spills (32 and 64), 16
+    queries a step on 8 warps; two kernels elsewhere. block_rows and warps, when given, apply to it too."""
     settings = functools.partial(fused_attention._settings, keep_scale=1.0, interpret=False)
-    assert settings(128, 128, 64).one_backward_kernel == (32, 8)
+    assert settings(128, 128, 64).one_backward_kernel == (16, 8)
     assert settings(100, 128, 32).one_backward_kernel == (16, 8)
-    assert settings(20, 32, 64).one_backward_kernel == (32, 8)
-    assert settings(12, 16, 64).one_backward_kernel == (16, 8)  # no more queries a step than the sequence has
+    assert settings(12, 16, 64).one_backward_kernel == (16, 8)
     assert settings(129, 256, 64).one_backward_kernel is None
     assert settings(128, 128, 16).one_backward_kernel is None
     assert settings(128, 128, 128).one_backward_kernel is None
     assert settings(128, 128, 16, one_backward_kernel=True).one_backward_kernel == (16, 8)
     assert settings(128, 128, 64, one_backward_kernel=False).one_backward_kernel is None
-    given = settings(128, 128, 64, block_rows=16, warps=4)
-    assert given.one_backward_kernel == (16, 4) and (given.rows, given.warps) == (16, 4)
+    given = settings(128, 128, 64, block_rows=32, warps=4)
+    assert given.one_backward_kernel == (32, 4) and (given.rows, given.warps) == (32, 4)
 
 
 def test_hidden_keys_get_no_probability_or_gradient():

@@ -82,7 +82,8 @@ def _packed_words(words, layouts: list, threshold: int, interpret: bool) -> list
     sizes = [math.prod(layout.blocks_shape) for layout in layouts]
     tile = min(_TILE, *(size & -size for size in sizes))  # the largest power of two up to _TILE dividing every size
     starts = np.cumsum([0] + [size // tile for size in sizes]).tolist()
-    kernel = functools.partial(_kernel, layouts=tuple(layouts), starts=tuple(starts), threshold=threshold, tile=tile)
+    kernel = functools.partial(_dropout_masks_kernel, layouts=tuple(layouts), starts=tuple(starts),
+                               threshold=threshold, tile=tile)  # fmt: skip
 
     def blocks_of(mask):  # program i writes tile i - start of its mask; the others' index maps stay in range, unused
         return pl.BlockSpec((tile,), lambda i: (jnp.clip(i - starts[mask], 0, starts[mask + 1] - starts[mask] - 1),))
@@ -104,7 +105,7 @@ def _triton_params(tile: int):
     return pl_triton.CompilerParams(num_warps=max(1, min(8, tile // 256)), num_stages=1)
 
 
-def _kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int, tile: int):
+def _dropout_masks_kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int, tile: int):
     program = pl.program_id(0)
     count = np.uint32(len(layouts))
     row_word = counter = None

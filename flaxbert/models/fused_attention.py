@@ -41,9 +41,12 @@ _KEYS, _VALUES, _QUERIES = 0, 1, 2  # their slots: keys and values are block 0 o
 # Where the backward pass is one kernel by default: sequences padded to at most this many tokens, whose programs hold
 # every key's dk and dv sums (2 x 128 x head_dim float32s at 128) beside one block of scores...
 ONE_BACKWARD_KERNEL_UP_TO = 128
-# ...and these head sizes, with (queries a step, warps) that ptxas compiles for sm_90a without spilling registers at
-# every padded length up to 128 (benchmarks/RESULTS.md, session 34). Other head sizes take the two kernels.
-ONE_BACKWARD_KERNEL_BLOCKS = {64: (32, 8), 32: (16, 8)}
+# ...and these head sizes, at which the kernel's default (queries a step, warps) compiles for sm_90a with no register
+# spills and no ptxas performance notes at every padded length up to 128 (32 queries a step wait on wgmma results at
+# head size 64 and spill at 32; benchmarks/results/kernel_registers_attention_h200_session34.txt). Other head sizes
+# take the two kernels.
+ONE_BACKWARD_KERNEL_HEAD_SIZES = (32, 64)
+ONE_BACKWARD_KERNEL_BLOCK = (16, 8)
 
 
 CPU_WARNING = (
@@ -69,12 +72,12 @@ def attention(
         keep_scale: what kept probabilities are multiplied by (the inverse keep probability).
         block_rows: queries (forward, dq) or keys (dk, dv) per program, or the queries the one backward kernel
             takes a step, a power of two >= 16; default: as many as keep a block's scores within 8K float32s (the one
-            backward kernel: `ONE_BACKWARD_KERNEL_BLOCKS`).
+            backward kernel: `ONE_BACKWARD_KERNEL_BLOCK`'s 16).
         warps: Triton warps per program; default 4, or 8 when a block holds more than 8K scores (the one backward
-            kernel: `ONE_BACKWARD_KERNEL_BLOCKS`).
+            kernel: `ONE_BACKWARD_KERNEL_BLOCK`'s 8).
         one_backward_kernel: the backward pass as one kernel a (sequence, head) instead of two; default: where the
-            sequence pads to at most `ONE_BACKWARD_KERNEL_UP_TO` tokens and `ONE_BACKWARD_KERNEL_BLOCKS` has the head
-            size.
+            sequence pads to at most `ONE_BACKWARD_KERNEL_UP_TO` tokens at a head size in
+            `ONE_BACKWARD_KERNEL_HEAD_SIZES`.
     """
     packed = jnp.stack([{"query": q, "key": k, "value": v}[name] for name in PACKED_ORDER], axis=2)
     return attention_packed(packed, padding_mask, keep, keep_scale, block_rows=block_rows, warps=warps,
@@ -137,11 +140,11 @@ def _settings(length: int, padded: int, head_dim: int, keep_scale: float, block_
         raise ValueError(f"warps must be a power of two from 1 to 16 (Triton's num_warps), got {warps}.")
     rows = block_rows or max(16, min(padded, 8192 // padded))
     if one_backward_kernel is None:
-        one_backward_kernel = padded <= ONE_BACKWARD_KERNEL_UP_TO and head_dim in ONE_BACKWARD_KERNEL_BLOCKS
+        one_backward_kernel = padded <= ONE_BACKWARD_KERNEL_UP_TO and head_dim in ONE_BACKWARD_KERNEL_HEAD_SIZES
     backward = None
     if one_backward_kernel:
-        step, step_warps = ONE_BACKWARD_KERNEL_BLOCKS.get(head_dim, (16, 8))
-        backward = (block_rows or min(step, padded), warps or step_warps)
+        step, step_warps = ONE_BACKWARD_KERNEL_BLOCK
+        backward = (block_rows or step, warps or step_warps)
     return _Static(rows, warps or (4 if rows * padded <= 8192 else 8), float(keep_scale), backward, interpret)
 
 

@@ -77,8 +77,8 @@ def _backward_rows(x, dy, scale, epsilon: float, interpret: bool):
         per_program *= 2
     programs = rows // per_program
     chunk = features & -features
-    kernel = functools.partial(_kernel, chunk=chunk, chunks=features // chunk, step=step, steps=per_program // step,
-                               epsilon=epsilon)  # fmt: skip
+    kernel = functools.partial(_layer_norm_backward_kernel, chunk=chunk, chunks=features // chunk, step=step,
+                               steps=per_program // step, epsilon=epsilon)  # fmt: skip
     block = pl.BlockSpec((per_program, features), lambda i: (i, 0))
     return pl.pallas_call(
         kernel,
@@ -97,7 +97,8 @@ def _triton_params():
     return pl_triton.CompilerParams(num_warps=4, num_stages=1)
 
 
-def _kernel(x_ref, dy_ref, scale_ref, dx_ref, partial_ref, *, chunk, chunks, step, steps, epsilon):
+def _layer_norm_backward_kernel(x_ref, dy_ref, scale_ref, dx_ref, partial_ref, *, chunk, chunks, step, steps,
+                                epsilon):  # fmt: skip
     """One program: its `steps` blocks of `step` rows in turn, each row's gradient as `layer_norm._backward` computes
     it (the row's statistics recomputed from `x`), the blocks' `dy * normalized` and `dy` summed over their rows."""
     features = chunk * chunks
