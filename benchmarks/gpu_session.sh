@@ -44,6 +44,11 @@
 #    optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows. Each kernel is named after
 #    the part of the model its HLO ops come from (benchmarks/hlo_parts.py), with a table of the time per part:
 #    session 23 could say only that 24 ms went to ~1,000 elementwise and reduction fusions, not to which.
+# 5b. With the time left (if 100 s or more), attention_kernels.py at bert_base's heads, dropout 0.1, batch 256 and
+#    32: XLA's path, the Pallas kernels with today's one backward kernel (16 queries a step, 8 warps), with the two
+#    backward kernels (flaxbert before session 34) and with the one kernel at 32 queries a step (the blocking ptxas
+#    notes wgmma waits in, benchmarks/results/kernel_registers_attention_h200_session34.txt): attention alone, fwd and
+#    fwd + bwd ms, and each path's differences from XLA's, the check that the one kernel computes the same on the chip.
 # 6. With the time left (if 120 s or more), bucket_compiles.py: distil_bert_base bf16 batch 32 fitting 30 batches of
 #    SST-2 from raw text, then evaluating its dev set, bucketed, no compile cache, one process with the programs
 #    compiled ahead in background threads (session 25's default) and one compiling each in the loop as before; the
@@ -56,9 +61,9 @@
 # 7. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
-#   END_S=230 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
+#   END_S=260 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
-#     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 OUT=/tmp/o \
+#     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 ATTENTION=2:24:2:16 OUT=/tmp/o \
 #     bash benchmarks/gpu_session.sh
 # Files: session.log, throughput_gpu_b256.json, profile_gpu_compile.txt, throughput_gpu_b32.json,
 # throughput_gpu_warm.json, profile_gpu.txt, bucket_compiles_gpu.json, throughput_gpu_fp32.json: 8, the most the
@@ -88,6 +93,7 @@ AB="${AB:-bert_base:32:bfloat16:auto}"
 PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:256:bfloat16:auto:autodiff,\
 bert_base:32:bfloat16:auto:fit,bert_base:32:bfloat16:auto:flat}"
 BUCKETS="${BUCKETS:-distil_bert_base:32:bfloat16}"
+ATTENTION="${ATTENTION:-256:128:12:64,32:128:12:64}"  # step 5b's batch:length:heads:head_dim
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
 XLA_TIMERS=hlo_pass_pipeline=1,gpu_compiler=1,nvptx_compiler=2  # step 2's compile phases (benchmarks/xla_phases.py)
@@ -130,6 +136,15 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   timeout 95 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
     --out "$OUT/profile_gpu.txt"
   echo "gpu_kernel_profile.py exit status $?"
+  LEFT=$((END_S - SECONDS))
+  if ((LEFT >= 100)); then
+    echo "== 5b. attention alone, one backward kernel against two, $LEFT s left"
+    timeout 60 python3 benchmarks/attention_kernels.py --shapes "$ATTENTION" --dropout 0.1 --steps 20 \
+      --configs 0:0:0,0:0:2,32:8:1
+    echo "attention_kernels.py exit status $?"
+  else
+    echo "== 5b. skipped: $LEFT s left"
+  fi
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 120)); then
     echo "== 6. bucketed fit's compiles, ahead vs in the loop, $BUCKETS, $LEFT s left"
