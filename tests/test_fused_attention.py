@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.extend.core import jaxprs_in_params
 
 import flaxbert
 from flaxbert.models import (
@@ -47,6 +48,16 @@ def _reference(q, k, v, padding_mask, keep, scale):
     return jnp.einsum("bhqs,bshd->bqhd", p.astype(v.dtype), v)
 
 
+def _kernel_calls(fn, *args) -> int:
+    """The Pallas kernels `fn(*args)` runs: its jaxpr's `pallas_call`s, those of nested jaxprs included."""
+
+    def count(jaxpr):
+        return sum((e.primitive.name == "pallas_call") + sum(count(sub) for sub in jaxprs_in_params(e.params))
+                   for e in jaxpr.eqns)  # fmt: skip
+
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
 def _inputs(batch, length, heads, head_dim, dtype=jnp.float32, seed=0):
     rng = np.random.default_rng(seed)
     q, k, v, cotangent = (jnp.asarray(rng.standard_normal((batch, length, heads, head_dim)), dtype) for _ in range(4))
@@ -70,7 +81,9 @@ def test_values_and_gradients_match_the_xla_path(length, block_rows, rate, one_k
     def loss(attention, q, k, v):
         return jnp.sum(attention(q, k, v, padding_mask, keep, scale) * cotangent)
 
-    fused, fused_grads = jax.jit(jax.value_and_grad(functools.partial(loss, fused_fn), (0, 1, 2)))(q, k, v)
+    fused_value_and_grad = jax.value_and_grad(functools.partial(loss, fused_fn), (0, 1, 2))
+    assert _kernel_calls(fused_value_and_grad, q, k, v) == (2 if one_kernel else 3)  # forward + backward kernel(s)
+    fused, fused_grads = jax.jit(fused_value_and_grad)(q, k, v)
     ref, ref_grads = jax.jit(jax.value_and_grad(functools.partial(loss, _reference), (0, 1, 2)))(q, k, v)
     context = jax.jit(functools.partial(fused_fn, keep_scale=scale))(q, k, v, padding_mask, keep)
     np.testing.assert_allclose(context, _reference(q, k, v, padding_mask, keep, scale), atol=1e-6, rtol=1e-5)
@@ -90,16 +103,17 @@ def test_at_bert_sizes_one_backward_kernel_gives_the_two_kernels_gradients(dtype
     q, k, v, cotangent, padding_mask = _inputs(1, 128, 1, 64, dtype)
     keep = _keep_mask(jax.random.key(3), (1, 1, 128, 128), 0.1)
 
-    def grads(attention):
+    def grads(attention, kernels):
         def loss(q, k, v):
             out = attention(q, k, v, padding_mask, keep, keep_scale(0.1))
             return jnp.sum(out.astype(jnp.float32) * cotangent.astype(jnp.float32))
 
+        assert _kernel_calls(jax.grad(loss, (0, 1, 2)), q, k, v) == kernels  # forward + backward kernel(s)
         return [np.asarray(g, np.float32) for g in jax.jit(jax.grad(loss, (0, 1, 2)))(q, k, v)]
 
-    one = grads(fused_attention.attention)
-    two = grads(functools.partial(fused_attention.attention, one_backward_kernel=False))
-    ref = grads(_reference)
+    one = grads(fused_attention.attention, 2)  # the defaults
+    two = grads(functools.partial(fused_attention.attention, one_backward_kernel=False), 3)
+    ref = grads(_reference, 0)
     for name, a, b, c in zip("qkv", one, two, ref, strict=True):
         tolerance = (1e-5 if dtype == jnp.float32 else 1e-2) * np.abs(c).max()
         np.testing.assert_allclose(a, b, atol=tolerance, err_msg=f"d{name}, one kernel against two")
