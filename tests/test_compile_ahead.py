@@ -4,6 +4,8 @@ import concurrent.futures
 import gc
 import logging
 import re
+import time
+import types
 import weakref
 
 import jax
@@ -160,6 +162,46 @@ def test_cancelled_compiles_are_dropped_and_started_again_when_asked():
     assert again[last] is not futures[last] and again[last].result() is True
 
 
+class _Timed:
+    """A stand-in for a jitted function that notes when each program's lowering and compile ran: lowering waits 40 ms,
+    letting other threads run meanwhile (as a trace lets them between its turns at the GIL), compiling 120 ms."""
+
+    def __init__(self):
+        self.ran = []  # (phase, program, start, end)
+
+    def lower(self, program):
+        start = time.perf_counter()
+        time.sleep(0.04)
+        self.ran.append(("lower", program, start, time.perf_counter()))
+        return types.SimpleNamespace(compile=lambda: self._compile(program))
+
+    def _compile(self, program):
+        start = time.perf_counter()
+        time.sleep(0.12)
+        self.ran.append(("compile", program, start, time.perf_counter()))
+
+    def spans(self, phase):
+        return sorted((start, end, program) for kind, program, start, end in self.ran if kind == phase)
+
+
+def test_compile_threads_lower_one_at_a_time_first_asked_first_and_compile_side_by_side(monkeypatch):
+    """Tracing and lowering is Python work, which threads share one at a time: started together, every program
+    would finish lowering late, the first needed one too. The threads take turns at it in the order the programs
+    were asked for, and compile side by side."""
+    pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="flaxbert-compile")
+    monkeypatch.setattr(compile_ahead, "_pool", pool)
+    program = _Timed()
+    futures = compile_ahead.compile_ahead(program, {n: (n,) for n in range(6)})
+    for n in range(6):
+        compile_ahead.wait(futures, n)
+    pool.shutdown()
+    assert all(future.result() for future in futures.values())
+    lowering, compiling = program.spans("lower"), program.spans("compile")
+    assert [n for _, _, n in lowering] == list(range(6))
+    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(lowering, lowering[1:], strict=False))
+    assert any(next_start < end for (_, end, _), (next_start, _, _) in zip(compiling, compiling[1:], strict=False))
+
+
 def test_jax_settings_scoped_to_the_callers_thread_are_not_compiled_ahead_in_vain():
     """`with jax.default_matmul_precision(...)` keys jax's compile caches but holds only in the thread that entered
     it: a program compiled ahead in a compile thread would go unused and the loop would compile its own as well
@@ -242,10 +284,10 @@ def test_a_ctrl_c_with_a_compile_still_running_says_once_why_the_exit_waits(monk
 
     release, real = threading.Event(), compile_ahead._compile
 
-    def compile_eval_slowly(jitted, args, context):
+    def compile_eval_slowly(jitted, args, context, ticket):
         if "eval" in getattr(jitted, "__name__", ""):
             release.wait(60)  # the validation's program: still compiling when Ctrl-C comes
-        return real(jitted, args, context)
+        return real(jitted, args, context, ticket)
 
     monkeypatch.setattr(compile_ahead, "_compile", compile_eval_slowly)
     x = {"token_ids": np.arange(1, 129).reshape(16, 8) % 40 + 5, "segment_ids": np.zeros((16, 8), int),

@@ -7,9 +7,12 @@ each (session 23's batch-32 step on an H200), while the GPU idles, and its valid
 the loop names the shapes it will meet before it starts, and a pool of threads compiles them, the first needed first,
 several at once on an accelerator's host (XLA compiles without holding the GIL), while the loop runs the programs
 already built; a fit also starts its validation's programs, which then wait ready for the epoch's end. The loop waits
-only for a program still compiling. (Not yet measured on a GPU: `benchmarks/bucket_compiles.py`, queued in
-`gpu_session.sh`, times both ways, and a second fit in each process shows whether kernels autotuned while other work
-ran on the GPU came out slower.)
+only for a program still compiling. Tracing and lowering a program is Python work, which threads do one at a time
+(the GIL), so the threads take turns at it, first needed first, and compile side by side. Started together, 4
+BERT-base train programs (bf16, 4 threads on a 2-core CPU) each finished lowering after 2.7-3.1 s, the first needed
+one too; in turn the first is ready for XLA after 1.0-1.2 s, and the others lower while it compiles. (Not yet
+measured on a GPU: `benchmarks/bucket_compiles.py`, queued in `gpu_session.sh`, times both ways, and a second fit in
+each process shows whether kernels autotuned while other work ran on the GPU came out slower.)
 
 jax keeps what `jitted.lower(*specs).compile()` built: calling `jitted` on arrays of those shapes, dtypes and
 shardings then runs that program without compiling again. A second request for a program already started (an
@@ -21,6 +24,9 @@ loop's own call, as it was before.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import heapq
+import itertools
 import os
 import sys
 import threading
@@ -44,6 +50,34 @@ _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {(jax settings, specs): Future}
 _told = False  # whether `cancel` has said why an exit waits, since the last compile was started
+_tickets = itertools.count()  # the order compiles were asked for in: the order they trace and lower in
+
+
+class _InTurn:
+    """Lets one thread at a time through, the lowest ticket waiting first."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._busy = False
+        self._waiting: list[int] = []  # a heap of tickets
+
+    @contextlib.contextmanager
+    def turn(self, ticket: int):
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            while self._busy or self._waiting[0] != ticket:
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+
+_lowering = _InTurn()
 
 
 def spec(tree):
@@ -78,7 +112,7 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
             signature = (context, _signature(args))
             earlier = started.get(signature)
             if earlier is None or earlier.cancelled() or (earlier.done() and not earlier.result()):
-                started[signature] = _threads().submit(_compile, jitted, args, context)
+                started[signature] = _threads().submit(_compile, jitted, args, context, next(_tickets))
                 _told = False
             futures[key] = started[signature]
     return futures
@@ -116,16 +150,18 @@ def cancel(futures: dict, cause: BaseException | None = None) -> None:
           f"process exiting now waits for {them}.", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def _compile(jitted, args, context) -> bool:
-    """Compiles `jitted` for `args` (jax keeps the executable for calls on arguments of these specs); False where it
-    did not: where the caller had jax settings scoped to its own thread (`with jax.default_matmul_precision(...)`),
-    which key jax's compile caches but do not reach this thread, so what it compiled would go unused, or where the
-    compile failed (the loop's own call compiles again and raises the error). No exception is kept: it would hold
-    this frame, and `jitted`, alive."""
+def _compile(jitted, args, context, ticket: int) -> bool:
+    """Compiles `jitted` for `args` (jax keeps the executable for calls on arguments of these specs), tracing and
+    lowering it in `ticket`'s turn; False where it did not: where the caller had jax settings scoped to its own thread
+    (`with jax.default_matmul_precision(...)`), which key jax's compile caches but do not reach this thread, so what it
+    compiled would go unused, or where the compile failed (the loop's own call compiles again and raises the error).
+    No exception is kept: it would hold this frame, and `jitted`, alive."""
     if _jax_context() != context:
         return False
     try:
-        jitted.lower(*args).compile()
+        with _lowering.turn(ticket):
+            lowered = jitted.lower(*args)
+        lowered.compile()
     except Exception:
         return False
     return True
