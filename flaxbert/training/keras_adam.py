@@ -67,7 +67,7 @@ def keras_adam(
     # once per shape and dtype: BERT-base's 201 variables have 13 shapes, and tracing its ~10 operations for each
     # variable took 0.11-0.14 s of the train step's trace on a 2-core CPU (0.04-0.08 s so). Left a call, not inlined
     # into the step's jaxpr, it is also lowered once per shape: the bf16 step lowers in 0.19-0.21 s instead of
-    # 0.30-0.42 s, and XLA, inlining the calls, compiles the same kernels to the same numbers. Run eagerly, it stays
+    # 0.28-0.42 s, and XLA, inlining the calls, compiles the same kernels to the same numbers. Run eagerly, it stays
     # op by op (one fused program would round differently from Keras), and traced hyperparameters
     # (`inject_hyperparams`) cannot be closed over by a function kept across traces.
     plain = functools.partial(_moved, b1=b1, b2=b2, eps=eps)
