@@ -19,6 +19,7 @@ import peers
 
 import flaxbert
 from flaxbert.parallel import batch_sharding
+from flaxbert.training import programs
 
 
 def top_ops(run, steps: int, top: int) -> list[tuple[str, float]]:
@@ -74,7 +75,7 @@ def main():
     report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
     predict_fn, shardings = classifier._steps("predict")
-    params = jax.device_put(classifier.params, shardings)
+    params = programs.model_params(jax.device_put(classifier.params, shardings), classifier.backbone.config.dtype)
     inputs = jax.device_put(x, sharding)
 
     def predict():

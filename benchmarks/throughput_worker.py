@@ -231,6 +231,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     import jax
 
     from flaxbert.parallel import batch_sharding
+    from flaxbert.training import programs
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
@@ -269,7 +270,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     rows.add(jitted, train_examples_per_s=steps * shape.batch / step_s)
     state.clear()  # frees the device copy of the train state before predicting
     predict_fn, shardings = classifier._steps("predict")
-    params = jax.device_put(classifier.params, shardings)
+    params = programs.model_params(jax.device_put(classifier.params, shardings), classifier.backbone.config.dtype)
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, batch_sharding(classifier.mesh))
     backend.sync(predict_fn(params, inputs))
     raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)

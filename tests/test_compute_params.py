@@ -114,3 +114,52 @@ def test_the_casts_are_sharded_as_their_params_and_checkpoints_leave_them_out():
     assert jax.tree.map(lambda a: a.sharding, recast.compute_params) == shardings.compute_params
     np.testing.assert_equal(jax.device_get(recast.compute_params), casts)
     np.testing.assert_equal(jax.device_get(recast.params), jax.device_get(state.params))
+
+
+def test_predict_evaluate_and_validation_run_their_steps_on_the_casts_to_the_same_numbers(monkeypatch):
+    """`predict` and `evaluate` give their steps the params cast once per call, and a fit's validation its train
+    state's casts, instead of each step casting them again: the same numbers as steps on the float32 params, bit for
+    bit, on a (2, 4) mesh; the casts sharded as their params; the fit's eval program the one `evaluate` runs."""
+    import flaxbert
+    from flaxbert.training import loops
+
+    backbone = flaxbert.BertBackbone(61, 2, 2, 16, 24, max_sequence_length=12, dtype="bfloat16", seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
+    classifier.compile(mesh=(2, 4))
+    batch = _batch(n=16)
+    x, y = batch["inputs"], batch["label"]
+    given = []
+    for name in ("predict", "evaluate"):
+        real = getattr(loops, name)
+        monkeypatch.setattr(
+            loops,
+            name,
+            lambda params, *a, real=real, name=name, **k: (given.append((name, params)), real(params, *a, **k))[1],
+        )
+    logits = classifier.predict(x, batch_size=8, verbose=0)
+    scores = classifier.evaluate(x, y, batch_size=8, verbose=0)
+    predict_fn, shardings = classifier._steps("predict")
+    eval_fn, _ = classifier._steps("eval")
+    where = ("backbone", "transformer_layer_0", "feedforward_intermediate_dense", "kernel")
+    for name, params in given:
+        assert {str(leaf.dtype) for leaf in jax.tree.leaves(compute_copies(params, jnp.bfloat16))} == {"bfloat16"}
+        kernel = functools.reduce(lambda node, key: node[key], where, params)
+        sharding = functools.reduce(lambda node, key: node[key], where, shardings)
+        assert kernel.dtype == jnp.bfloat16 and kernel.sharding.is_equivalent_to(sharding, 2), name
+    own_casts = jax.device_put(classifier.params, shardings)  # float32: the steps cast them, as before
+    rows = flaxbert.parallel.batch_sharding(classifier.mesh)
+    halves = [jax.device_put({k: v[i : i + 8] for k, v in x.items()}, rows) for i in (0, 8)]
+    np.testing.assert_array_equal(logits, np.concatenate([jax.device_get(predict_fn(own_casts, h)) for h in halves]))
+    sums = loops.device_zero_sums(classifier.mesh)
+    for i, half in zip((0, 8), halves, strict=True):
+        labels = {"label": y[i : i + 8], "weight": np.ones(8, np.float32), "mask": np.ones(8, np.float32)}
+        sums = eval_fn(own_casts, sums, {"inputs": half, **jax.device_put(labels, rows)})
+    assert scores == steps.summarize(jax.device_get(sums))
+    given.clear()
+    compiled = eval_fn._cache_size()
+    history = classifier.fit(x, y, batch_size=8, verbose=0, validation_data=(x, y))
+    assert [name for name, _ in given] == ["evaluate"]
+    assert given[0][1]["backbone"]["transformer_layer_1"]["self_attention"]["query"]["kernel"].dtype == jnp.bfloat16
+    assert eval_fn._cache_size() == compiled  # the validation ran the program evaluate compiled
+    after = classifier.evaluate(x, y, batch_size=8, verbose=0)
+    assert history.history["val_loss"] == [after["loss"]] and eval_fn._cache_size() == compiled

@@ -25,16 +25,19 @@ def compute_copies(params, dtype):
     (flax's logical-axis boxes): the copies keep the boxes, so they take the params' shardings."""
     if dtype is None or jnp.dtype(dtype) == jnp.float32:
         return None
+    found = projections(params)
+    return None if found is None else jax.tree.map(lambda a: a.astype(dtype), found)
 
-    def copies(node):
-        if not isinstance(node, dict):
-            return None
-        if set(node) == PROJECTION_PARAMS:
-            return {name: jax.tree.map(lambda a: a.astype(dtype), node[name]) for name in sorted(node)}
-        found = {key: copies(value) for key, value in node.items()}
-        return {key: value for key, value in found.items() if value is not None} or None
 
-    return copies(params)
+def projections(tree):
+    """The Projections' dicts of `tree` (params, or a tree shaped like them: their shardings) under their paths, as
+    they are, or None where it has none: the part of it `compute_copies` casts."""
+    if not isinstance(tree, dict):
+        return None
+    if set(tree) == PROJECTION_PARAMS:
+        return {name: tree[name] for name in sorted(tree)}
+    found = {key: projections(value) for key, value in tree.items()}
+    return {key: value for key, value in found.items() if value is not None} or None
 
 
 def with_copies(params, copies):

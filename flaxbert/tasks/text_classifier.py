@@ -579,7 +579,7 @@ class TextClassifier:
         their futures."""
         early = [loops.compile_fit_ahead(train_fn, spec, data, mesh=self.mesh, **fit_args)]
         if compile_validation is not None:
-            early.append(compile_validation(spec.params))
+            early.append(compile_validation(spec.model_params))
         return early
 
     def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0):
@@ -602,7 +602,7 @@ class TextClassifier:
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, shardings = self._steps("eval")
-        params = jax.device_put(self.params, shardings)
+        params = programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
         scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
                                          verbose)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
@@ -616,7 +616,7 @@ class TextClassifier:
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
         predict_fn, shardings = self._steps("predict")
-        params = jax.device_put(self.params, shardings)
+        params = programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip

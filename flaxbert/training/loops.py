@@ -158,7 +158,7 @@ def fit(
 
     def validated(epoch: int) -> dict:
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
-        scores = validate(state.params)
+        scores = validate(state.model_params)  # the casts the state keeps
         if verbose:
             tqdm.write(f"epoch {epoch}/{epochs}: {_scores(scores, 'val_')}")
         if on_log is not None:
@@ -187,7 +187,7 @@ def fit(
                 first = start - epoch * per_epoch if epoch == start // per_epoch else 0
                 programs = _train_programs(train_fn, specs, data, order, first, batch_size, rows, bucket, mesh)
                 if compile_validation is not None and not validation_programs:
-                    validation_programs = compile_validation(specs[0].params)
+                    validation_programs = compile_validation(specs[0].model_params)
                 bar = tqdm(total=per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                            disable=verbose != 1, dynamic_ncols=True)  # fmt: skip
                 pending = _Pending()  # the running totals the bar shows once the device has them
