@@ -1,4 +1,5 @@
-"""flaxbert's train step compiled for an NVIDIA GPU on a host without one: its kernels and the bytes they move.
+"""flaxbert's train step (or predict step) compiled for an NVIDIA GPU on a host without one: its kernels and the
+bytes they move.
 
 XLA compiles for a GPU it is told about (a target config: compute capability, SM count, memory and bandwidth) without
 the GPU being there (jax's "deviceless" ahead-of-time compile through `jax.experimental.topologies`). The program is
@@ -119,6 +120,28 @@ def compiled_train_step(device, model: str, batch: int, precision: str, attentio
     return text, lowered_at - start, time.perf_counter() - lowered_at
 
 
+def compiled_predict_step(device, model: str, batch: int, precision: str, attention_kernel: str = "auto") -> tuple:
+    """(the optimized HLO text, lower seconds, compile seconds) of the predict step `predict` runs: on the params as
+    `programs.model_params` gives them (cast to the compute dtype once per call)."""
+    import jax
+
+    from flaxbert.parallel import batch_sharding
+    from flaxbert.training import programs, shared_steps
+
+    classifier = peers.flaxbert_classifier(model, precision, attention_kernel=attention_kernel)
+    mesh = jax.sharding.Mesh(np.array([device]).reshape(1, 1), ("data", "fsdp"))
+    predict_fn, shardings = shared_steps.predict_step(classifier.model, classifier.backbone.config, mesh)
+    cast = programs.model_params(classifier.params, classifier.backbone.config.dtype)  # here, on the host's CPU
+    params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), cast, shardings)
+    x, _ = peers.random_inputs(model, batch, SEQ)
+    inputs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding(mesh)) for k, v in x.items()}
+    start = time.perf_counter()
+    lowered = predict_fn.lower(params, inputs)
+    lowered_at = time.perf_counter()
+    text = lowered.compile().as_text()
+    return text, lowered_at - start, time.perf_counter() - lowered_at
+
+
 def nbytes(shape_text: str) -> int:
     """The bytes of every array in an HLO shape (a tuple's summed)."""
     return sum(
@@ -201,7 +224,8 @@ def report(variant: str, rows: list, bandwidth: float, lower_s: float, compile_s
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="bert_base:32:bfloat16,bert_base:256:bfloat16",
-                        help="model:batch:precision[:attention_kernel][:arm...], comma-separated; each arm one of "
+                        help="model:batch:precision[:attention_kernel][:predict][:arm...], comma-separated; "
+                             ":predict for the predict step instead of the train step; each arm one of "
                              f"{', '.join(peers.ARMS)} (peers.ARMS: the code before one change)")  # fmt: skip
     parser.add_argument("--target", choices=sorted(TARGETS), default="h200")
     parser.add_argument("--top", type=int, default=20)
@@ -218,8 +242,9 @@ def main():
         with contextlib.ExitStack() as stack:
             for name in set(rest) & set(peers.ARMS):
                 stack.enter_context(peers.ARMS[name]())
-            kernel = [part for part in rest if part not in peers.ARMS]
-            text, lower_s, compile_s = compiled_train_step(device, model, int(batch), precision, *kernel)
+            kernel = [part for part in rest if part not in peers.ARMS and part != "predict"]
+            compiled = compiled_predict_step if "predict" in rest else compiled_train_step
+            text, lower_s, compile_s = compiled(device, model, int(batch), precision, *kernel)
         if args.hlo:
             with open(f"{args.hlo}{variant.replace(':', '_')}.hlo", "w") as f:
                 f.write(text)

@@ -280,13 +280,17 @@ def two_attention_backward_kernels():
     return _replaced(fused_attention, "ONE_BACKWARD_KERNEL_UP_TO", 0)
 
 
+@contextlib.contextmanager
 def model_casts():
-    """While it lasts, train states keep no bfloat16 casts of their params and the model casts them in every forward
-    pass, as flaxbert did before session 33, instead of reading the casts the optimizer update wrote
-    (`flaxbert/models/compute_params.py`; the same numbers): the A/B of that change."""
-    from flaxbert.training import state
+    """While it lasts, train states keep no bfloat16 casts of their params and `predict` and `evaluate` make none,
+    and the model casts them in every forward pass, as flaxbert did before session 33 (training) and session 35
+    (inference), instead of reading the casts the optimizer update wrote or `programs.model_params` made
+    (`flaxbert/models/compute_params.py`; the same numbers): the A/B of those changes."""
+    from flaxbert.training import programs, state
 
-    return _replaced(state, "compute_copies", lambda params, dtype: None)
+    with _replaced(state, "compute_copies", lambda params, dtype: None), \
+            _replaced(programs, "model_params", lambda params, dtype: params):  # fmt: skip
+        yield
 
 
 @contextlib.contextmanager
