@@ -202,6 +202,26 @@ def test_compile_threads_lower_one_at_a_time_first_asked_first_and_compile_side_
     assert any(next_start < end for (_, end, _), (next_start, _, _) in zip(compiling, compiling[1:], strict=False))
 
 
+def test_a_program_whose_trace_compiles_another_ahead_and_waits_for_it_does_not_wait_for_its_own_turn(monkeypatch):
+    """Code traced in a compile thread's turn (a loss or model that predicts with another classifier, say) may ask
+    for a program and wait for it: that compile goes without a turn, since the one it would wait for is its
+    asker's."""
+    pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="flaxbert-compile")
+    monkeypatch.setattr(compile_ahead, "_pool", pool)
+    inner = jax.jit(lambda x: jnp.sin(x) @ x)
+    waited = []
+
+    def outer(x):
+        futures = compile_ahead.compile_ahead(inner, {5: (jax.ShapeDtypeStruct((5, 5), jnp.float32),)})
+        waited.append(concurrent.futures.wait(list(futures.values()), timeout=30).not_done)
+        return x * 2
+
+    futures = compile_ahead.compile_ahead(jax.jit(outer), {3: (jax.ShapeDtypeStruct((3, 3), jnp.float32),)})
+    assert futures[3].result(timeout=60) is True
+    pool.shutdown()
+    assert waited == [set()]  # the inner compile was done, not left waiting
+
+
 def test_jax_settings_scoped_to_the_callers_thread_are_not_compiled_ahead_in_vain():
     """`with jax.default_matmul_precision(...)` keys jax's compile caches but holds only in the thread that entered
     it: a program compiled ahead in a compile thread would go unused and the loop would compile its own as well

@@ -58,23 +58,31 @@ class _InTurn:
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._busy = False
+        self._holder = None  # the thread let through, if any
         self._waiting: list[int] = []  # a heap of tickets
 
     @contextlib.contextmanager
-    def turn(self, ticket: int):
+    def turn(self, ticket: int | None):
+        """Waits for `ticket`'s turn and holds it while the block runs; None goes through without one."""
+        if ticket is None:
+            yield
+            return
         with self._changed:
             heapq.heappush(self._waiting, ticket)
-            while self._busy or self._waiting[0] != ticket:
+            while self._holder is not None or self._waiting[0] != ticket:
                 self._changed.wait()
             heapq.heappop(self._waiting)
-            self._busy = True
+            self._holder = threading.get_ident()
         try:
             yield
         finally:
             with self._changed:
-                self._busy = False
+                self._holder = None
                 self._changed.notify_all()
+
+    def held_here(self) -> bool:
+        """Whether this thread holds the turn: it is tracing a program, whose code asks for another."""
+        return self._holder == threading.get_ident()
 
 
 _lowering = _InTurn()
@@ -112,7 +120,10 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
             signature = (context, _signature(args))
             earlier = started.get(signature)
             if earlier is None or earlier.cancelled() or (earlier.done() and not earlier.result()):
-                started[signature] = _threads().submit(_compile, jitted, args, context, next(_tickets))
+                # Asked for by code traced in its turn (a step whose code compiles another program and waits for
+                # it), it goes without one: waiting for the turn its asker holds would never end.
+                ticket = None if _lowering.held_here() else next(_tickets)
+                started[signature] = _threads().submit(_compile, jitted, args, context, ticket)
                 _told = False
             futures[key] = started[signature]
     return futures
@@ -150,7 +161,7 @@ def cancel(futures: dict, cause: BaseException | None = None) -> None:
           f"process exiting now waits for {them}.", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def _compile(jitted, args, context, ticket: int) -> bool:
+def _compile(jitted, args, context, ticket: int | None) -> bool:
     """Compiles `jitted` for `args` (jax keeps the executable for calls on arguments of these specs), tracing and
     lowering it in `ticket`'s turn; False where it did not: where the caller had jax settings scoped to its own thread
     (`with jax.default_matmul_precision(...)`), which key jax's compile caches but do not reach this thread, so what it
