@@ -18,7 +18,7 @@ from flaxbert.models import (
     DistilBertHeadConfig,
 )
 from flaxbert.models.abstract import abstract_params
-from flaxbert.models.compute_params import compute_copies, with_copies
+from flaxbert.models.compute_params import compute_copies, projections, with_copies
 from flaxbert.models.random_init import random_params
 from flaxbert.parallel import make_mesh
 from flaxbert.training import programs, steps
@@ -128,21 +128,24 @@ def test_predict_evaluate_and_validation_run_their_steps_on_the_casts_to_the_sam
     classifier.compile(mesh=(2, 4))
     batch = _batch(n=16)
     x, y = batch["inputs"], batch["label"]
-    given = []
+    given = []  # (loop, the params it was given)
+
+    def recorded(name, real):
+        def loop(params, *args, **kwargs):
+            given.append((name, params))
+            return real(params, *args, **kwargs)
+
+        return loop
+
     for name in ("predict", "evaluate"):
-        real = getattr(loops, name)
-        monkeypatch.setattr(
-            loops,
-            name,
-            lambda params, *a, real=real, name=name, **k: (given.append((name, params)), real(params, *a, **k))[1],
-        )
+        monkeypatch.setattr(loops, name, recorded(name, getattr(loops, name)))
     logits = classifier.predict(x, batch_size=8, verbose=0)
     scores = classifier.evaluate(x, y, batch_size=8, verbose=0)
     predict_fn, shardings = classifier._steps("predict")
     eval_fn, _ = classifier._steps("eval")
     where = ("backbone", "transformer_layer_0", "feedforward_intermediate_dense", "kernel")
     for name, params in given:
-        assert {str(leaf.dtype) for leaf in jax.tree.leaves(compute_copies(params, jnp.bfloat16))} == {"bfloat16"}
+        assert {str(leaf.dtype) for leaf in jax.tree.leaves(projections(params))} == {"bfloat16"}
         kernel = functools.reduce(lambda node, key: node[key], where, params)
         sharding = functools.reduce(lambda node, key: node[key], where, shardings)
         assert kernel.dtype == jnp.bfloat16 and kernel.sharding.is_equivalent_to(sharding, 2), name
