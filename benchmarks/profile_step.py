@@ -19,7 +19,6 @@ import peers
 
 import flaxbert
 from flaxbert.parallel import batch_sharding
-from flaxbert.training import programs
 
 
 def top_ops(run, steps: int, top: int) -> list[tuple[str, float]]:
@@ -74,8 +73,7 @@ def main():
     compiled = train_fn.lower(state[0], sums[0], batch, seed).compile()
     report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
-    predict_fn, shardings = classifier._steps("predict")
-    params = programs.model_params(jax.device_put(classifier.params, shardings), classifier.backbone.config.dtype)
+    predict_fn, params = classifier._inference_step("predict")  # the params as `predict` gives them
     inputs = jax.device_put(x, sharding)
 
     def predict():

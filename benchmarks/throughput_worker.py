@@ -231,7 +231,6 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     import jax
 
     from flaxbert.parallel import batch_sharding
-    from flaxbert.training import programs
 
     x, y = peers.random_inputs(shape.model, 2 * steps * shape.batch, seq)
     px, _ = peers.random_inputs(shape.model, steps * pb, seq, seed=1)
@@ -269,8 +268,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
     rows.add(jitted, train_examples_per_s=steps * shape.batch / step_s)
     state.clear()  # frees the device copy of the train state before predicting
-    predict_fn, shardings = classifier._steps("predict")
-    params = programs.model_params(jax.device_put(classifier.params, shardings), classifier.backbone.config.dtype)
+    predict_fn, params = classifier._inference_step("predict")  # the params as `predict` gives them
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, batch_sharding(classifier.mesh))
     backend.sync(predict_fn(params, inputs))
     raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)

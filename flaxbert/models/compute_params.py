@@ -19,11 +19,18 @@ import jax.numpy as jnp
 PROJECTION_PARAMS = frozenset({"kernel", "bias"})  # a Projection's params, and no other module's
 
 
+def cast_dtype(dtype):
+    """The dtype a model computing in `dtype` casts its Projections' params to, or None for float32 (or None): nothing
+    to cast."""
+    return None if dtype is None or jnp.dtype(dtype) == jnp.float32 else jnp.dtype(dtype)
+
+
 def compute_copies(params, dtype):
     """Every Projection's kernel and bias in `params` cast to the compute `dtype`, as a tree of those alone (the
     Projections' dicts under their paths); None for float32, where nothing is cast. `params` may hold boxed leaves
     (flax's logical-axis boxes): the copies keep the boxes, so they take the params' shardings."""
-    if dtype is None or jnp.dtype(dtype) == jnp.float32:
+    dtype = cast_dtype(dtype)
+    if dtype is None:
         return None
     found = projections(params)
     return None if found is None else jax.tree.map(lambda a: a.astype(dtype), found)

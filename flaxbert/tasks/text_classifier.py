@@ -382,6 +382,12 @@ class TextClassifier:
                 self._jitted[key] = built
             return self._jitted[key]
 
+    def _inference_step(self, kind: str):
+        """`(step, params)` for "eval" or "predict": the jitted step, and the params as it reads them, on its
+        shardings and cast to the compute dtype once (`programs.model_params`), not in each step."""
+        step, shardings = self._steps(kind)
+        return step, programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
+
     def _rows(self, batch_size: int) -> int:
         """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded."""
         rows = padded_rows(batch_size, self.mesh.size)
@@ -601,8 +607,7 @@ class TextClassifier:
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
-        eval_fn, shardings = self._steps("eval")
-        params = programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
+        eval_fn, params = self._inference_step("eval")
         scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
                                          verbose)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
@@ -615,8 +620,7 @@ class TextClassifier:
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
-        predict_fn, shardings = self._steps("predict")
-        params = programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
+        predict_fn, params = self._inference_step("predict")
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip

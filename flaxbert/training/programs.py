@@ -12,7 +12,7 @@ import numpy as np
 
 from flaxbert.compilation import inference_compiler_options, train_compiler_options
 from flaxbert.models.abstract import abstract_params
-from flaxbert.models.compute_params import compute_copies, projections, with_copies
+from flaxbert.models.compute_params import cast_dtype, compute_copies, projections, with_copies
 from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, replicated
 from flaxbert.training import steps
 from flaxbert.training.state import TrainState
@@ -147,10 +147,11 @@ def model_params(params, dtype):
     `predict` give their steps, as a fit gives its validation its train state's `model_params`: in a 16-bit predict
     step each cast was a kernel of its own, in every step (81 of a BERT-base bf16 predict step's 203 kernels, compiled
     for an H100). The same values: the same casts of the same params. Float32 params are returned as they are."""
-    if dtype is None or jnp.dtype(dtype) == jnp.float32:
+    dtype = cast_dtype(dtype)
+    if dtype is None:
         return params
     shardings = projections(jax.tree.map(lambda a: a.sharding, params))  # the state's casts have these too
-    return with_copies(params, jax.device_put(_cast_copies(params, jnp.dtype(dtype)), shardings))
+    return with_copies(params, jax.device_put(_cast_copies(params, dtype), shardings))
 
 
 _cast_copies = jax.jit(compute_copies, static_argnums=1)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from flaxbert.models.compute_params import compute_copies, with_copies
+from flaxbert.models.compute_params import cast_dtype, compute_copies, with_copies
 
 
 @struct.dataclass
@@ -30,7 +30,7 @@ class TrainState:
         """A state at step 0 with a fresh optimizer state, or with `opt_state` (an earlier run's, continued);
         `compute_dtype`: the model's (`cfg.dtype`), whose casts of the params the state keeps."""
         opt_state = tx.init(params) if opt_state is None else opt_state
-        dtype = None if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.float32 else jnp.dtype(compute_dtype)
+        dtype = cast_dtype(compute_dtype)
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, tx=tx,
                    compute_params=compute_copies(params, dtype), compute_dtype=dtype)  # fmt: skip
 
