@@ -14,13 +14,16 @@
 # 2. The cold compile, A/B (the 10 s first-step target): the train step of bert_base bf16 batch 32, each arm a fresh
 #    process without a persistent cache, each compile broken down by XLA's own timers (HLO passes, autotuning, code
 #    generation: benchmarks/xla_phases.py; on a CPU host without autotuning session 32's step spent 3.6 s in HLO
-#    passes and 4.2 s generating code). The arms: XLA's defaults; XLA's fusion autotuner off
+#    passes and 4.2 s generating code). The arms: XLA's defaults; each block's residual add, dropout and LayerNorm
+#    differentiated as separate operations (":plain_norm_bwd", flaxbert before session 36: one kernel call for their
+#    backward pass, and the forward add fused into the LayerNorm, took the deviceless compile from 537 to 443 kernels
+#    at batch 32 and 66.21 to 64.18 GB at batch 256); XLA's fusion autotuner off
 #    (`xla_gpu_experimental_enable_fusion_autotuner`, on in jax 0.10's XLA, which on a GPU may compile and time each
 #    of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's); the dropout masks
 #    drawn by XLA's operations instead of the Pallas kernel (":xla_masks", flaxbert before session 32: that compile
 #    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
 #    step times are the kernel's cost or gain); the LayerNorms' backward passes by XLA's operations instead of the
-#    Pallas kernel (":xla_norms", flaxbert before session 33: the kernel took the deviceless compile from 661 to 559
+#    Pallas kernel (":xla_norms", flaxbert before session 33, and before 36's kernel too: the kernel took the deviceless compile from 661 to 559
 #    kernels at batch 32 and 81.85 to 72.93 GB at batch 256; the two arms' step times say whether a kernel written
 #    here beats XLA's six); and the attention's backward pass as two Pallas kernels instead of one
 #    (":two_attention_bwd", flaxbert before session 34: one kernel took the deviceless compile from 559 to 537 kernels
@@ -110,8 +113,8 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
   echo "throughput.py exit status $?"; charts_out
   echo "== 2. cold compile A/B, $AB"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_masks" "|$AB:xla_norms" \
-             "|$AB:two_attention_bwd"; do
+  for arm in "|$AB" "|$AB:plain_norm_bwd" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" \
+             "|$AB:xla_masks" "|$AB:xla_norms" "|$AB:two_attention_bwd"; do
     flags="${arm%%|*}" variant="${arm#*|}"
     XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
       python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt 2>/tmp/xla.log

@@ -181,7 +181,7 @@ def compile_attention(device, length: int, head_dim: int, rows: int, warps: int,
 
     batch, heads = 32, 12
     args = (spec((batch, length, 3, heads, head_dim), jnp.bfloat16), spec((batch, length), jnp.int32),
-            spec((batch, heads, length, length), jnp.uint8),
+            spec((batch, heads, length, length), jnp.int8),
             spec((batch, length, heads, head_dim), jnp.float32))  # fmt: skip
     jax.jit(grads).trace(*args).lower(lowering_platforms=("cuda",)).compile()
 

@@ -270,6 +270,22 @@ def xla_layer_norm_backward():
     return _replaced(layer_norm_kernel, "applies", lambda device, shape: False)
 
 
+def plain_layer_norm_backward():
+    """While it lasts, models built differentiate each block's residual add, dropout and LayerNorm as separate
+    operations (the LayerNorm's backward pass by its own kernel on NVIDIA GPUs), as flaxbert did before session 36,
+    instead of `layer_norm.residual_layer_norm`'s one kernel call that also writes the branch's gradient and its
+    bias's sums, and lets XLA fuse the forward add into the LayerNorm (the same gradients to float32 rounding): the
+    A/B of that change."""
+    from flaxbert.models import layer_norm
+    from flaxbert.models.dropout import dropped
+
+    def composed(x, h, h_bias, keep, scale, bias, rate, epsilon, dtype):
+        s = x + dropped((h + h_bias).reshape(x.shape), keep, rate)
+        return layer_norm.layer_norm(s, scale, bias, epsilon, dtype)
+
+    return _replaced(layer_norm, "residual_layer_norm", composed)
+
+
 def two_attention_backward_kernels():
     """While it lasts, models built run the Pallas attention's backward pass as two kernels at every length, as
     flaxbert did before session 34 (one by blocks of queries for dq, one by blocks of keys for dk and dv, each
@@ -326,12 +342,21 @@ def autodiff_norm_and_gelu():
     import jax.numpy as jnp
 
     from flaxbert.models import bert, distil_bert, layers
+    from flaxbert.models.dropout import dropped
+
+    class FlaxLayerNorm(nn.LayerNorm):
+        """flax's LayerNorm, taking a block's residual branch (`layer_norm.Branch`) as flaxbert's does: added first."""
+
+        def __call__(self, x, branch=None):
+            if branch is not None:
+                x = x + dropped((branch.h + branch.h_bias).reshape(x.shape), branch.keep, branch.rate)
+            return super().__call__(x)
 
     def flax_layer_norm(cfg, name):
-        return nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32,
-                            use_fast_variance=False, name=name,
-                            scale_init=layers._partitioned(nn.initializers.ones_init(), ("norm",)),
-                            bias_init=layers._partitioned(nn.initializers.zeros_init(), ("norm",)))  # fmt: skip
+        return FlaxLayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32,
+                             use_fast_variance=False, name=name,
+                             scale_init=layers._partitioned(nn.initializers.ones_init(), ("norm",)),
+                             bias_init=layers._partitioned(nn.initializers.zeros_init(), ("norm",)))  # fmt: skip
 
     modules, activations = (layers, bert, distil_bert), dict(layers.ACTIVATION_FNS)
     ours = [module.layer_norm for module in modules]
@@ -356,4 +381,5 @@ ARMS = {
     "model_casts": model_casts,
     "xla_norms": xla_layer_norm_backward,
     "two_attention_bwd": two_attention_backward_kernels,
+    "plain_norm_bwd": plain_layer_norm_backward,
 }

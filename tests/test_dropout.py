@@ -65,7 +65,7 @@ def test_masks_drawn_together_are_each_the_reference_layout_of_their_own_row_wor
     masks = [((2, 3, 1, 9), (2, 3, 9, 9)), ((2, 1, 6), (2, 5, 6)), ((2, 5, 6), None)]
     drawn = keep_bytes_together(key, masks, 0.3)
     for index, ((shape, within), got) in enumerate(zip(masks, drawn, strict=True)):
-        assert got.dtype == jnp.uint8 and got.shape == shape and set(np.unique(got)) <= {0, 1}
+        assert got.dtype == jnp.int8 and got.shape == shape and set(np.unique(got)) <= {0, 1}
         frame = shape if within is None else within
         corner = tuple(slice(0, n) for n in shape)
         np.testing.assert_array_equal(got != 0, _reference_mask(key, frame, 0.3, index, len(masks))[corner])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mesh_fit import fit_on_a_mesh, fit_through_kernel
 
-from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer, layers
+from flaxbert.models import BertConfig, dropout, dropout_kernel, dropout_layer, layer_norm_kernel, layers
 from flaxbert.models.layers import TransformerLayer
 from flaxbert.parallel import make_mesh
 
@@ -32,14 +32,15 @@ MASK_SETS = [
 
 
 @pytest.mark.parametrize("masks", MASK_SETS)
-@pytest.mark.parametrize("rate", [0.1, 0.5])
-def test_kernel_draws_the_masks_of_keep_bytes_together_bit_for_bit(masks, rate):
+@pytest.mark.parametrize("rate, as_bytes", [(0.1, False), (0.5, False), (0.1, True)])
+def test_kernel_draws_the_masks_of_keep_bytes_together_bit_for_bit(masks, rate, as_bytes):
+    """The same masks whether the kernel writes the packed words or their bytes."""
     key = jax.random.key(3)
     want = dropout.keep_bytes_together(key, masks, rate)
-    got = _interpreted(key, masks, rate)
+    got = _interpreted(key, masks, rate, as_bytes=as_bytes)
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
-        assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+        assert a.shape == b.shape and a.dtype == b.dtype == np.int8
         np.testing.assert_array_equal(a, b)
     assert 0 < np.mean(np.concatenate([np.ravel(b) for b in want])) < 1  # both kept and dropped elements
 
@@ -112,9 +113,9 @@ def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
     by_xla = run()(params, x, key)
     calls = []
 
-    def kernel(key, masks, rate):
+    def kernel(key, masks, rate, as_bytes):
         calls.append((key, masks))
-        return _interpreted(key, masks, rate)
+        return _interpreted(key, masks, rate, as_bytes=as_bytes)
 
     monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
     monkeypatch.setattr(dropout_kernel, "keep_bytes_together", kernel)
@@ -128,13 +129,35 @@ def test_layers_take_their_masks_from_the_kernel_where_it_applies(monkeypatch):
         layer.apply(params, x, padding_mask, True)
 
 
+def test_a_layer_has_its_masks_written_as_bytes_where_the_layer_norm_kernel_applies(monkeypatch):
+    """Bytes where the LayerNorm kernel takes the block's backward pass (its forward fusion then reads them), the
+    packed words elsewhere: the same masks."""
+    layer, params, x, padding_mask = _training_layer()
+    asked = []
+
+    def kernel(key, masks, rate, as_bytes):
+        asked.append(as_bytes)
+        return _interpreted(key, masks, rate, as_bytes=as_bytes)
+
+    monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
+    monkeypatch.setattr(dropout_kernel, "keep_bytes_together", kernel)
+    outputs = []
+    for norm_kernel in (False, True):
+        monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape, on=norm_kernel: on)
+        outputs.append(jax.jit(lambda p, x: layer.apply(p, x, padding_mask, True, jax.random.key(2)))(params, x))
+    assert asked == [False, True]
+    # the same masks; the programs differ (the residual LayerNorm's forward keeps less), so XLA:CPU may round the
+    # LayerNorms' sums differently: float32 rounding apart, where one other mask would move values by ~1
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=2e-6)
+
+
 def test_a_layers_masks_are_keyed_by_its_dropout_key_as_it_is(monkeypatch):
     """No key is folded inside the layer (each fold is one more cipher for XLA to fuse): the masks are
     `layer_keep_masks` of the key the layer is given."""
     layer, params, x, padding_mask = _training_layer()
     seen = []
     real = dropout_layer.keep_masks
-    monkeypatch.setattr(layers, "keep_masks", lambda key, masks, rate: seen.append(key) or real(key, masks, rate))
+    monkeypatch.setattr(layers, "keep_masks", lambda key, *args: seen.append(key) or real(key, *args))
     layer.apply(params, x, padding_mask, True, jax.random.key(9))
     assert len(seen) == 1
     np.testing.assert_array_equal(jax.random.key_data(seen[0]), jax.random.key_data(jax.random.key(9)))
@@ -149,7 +172,8 @@ def test_the_dropout_module_takes_its_mask_from_the_kernel_where_it_applies(monk
     by_xla = run()(x)
     calls = []
     monkeypatch.setattr(dropout_kernel, "applies", lambda device, masks: True)
-    monkeypatch.setattr(dropout_kernel, "keep_bytes_together", lambda *args: calls.append(args) or _interpreted(*args))
+    monkeypatch.setattr(dropout_kernel, "keep_bytes_together",
+                        lambda *args, **kw: calls.append(args) or _interpreted(*args, **kw))  # fmt: skip
     np.testing.assert_array_equal(run()(x), by_xla)
     assert len(calls) == 1
     assert set(np.unique(by_xla)) == {0.0, 2.0}
@@ -160,9 +184,9 @@ def _fit_on_a_mesh(monkeypatch, kernel: bool):
     XLA; its history, params and the draws the kernel traced."""
     drawn = []  # (mesh size, the first mask's shape) of each draw the kernel traced
 
-    def drawing(key, masks, rate):
+    def drawing(key, masks, rate, as_bytes=False):
         drawn.append((jax.sharding.get_abstract_mesh().size, tuple(masks[0][0])))
-        return _interpreted(key, masks, rate)
+        return _interpreted(key, masks, rate, as_bytes=as_bytes)
 
     fitted = (
         fit_through_kernel(monkeypatch, dropout_kernel, "keep_bytes_together", drawing) if kernel else fit_on_a_mesh()

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from mesh_fit import fit_on_a_mesh, fit_through_kernel
 
-from flaxbert.models import layer_norm, layer_norm_kernel
+from flaxbert.models import dropout, layer_norm, layer_norm_kernel
 from flaxbert.parallel import make_mesh
 
 EPSILON = 1e-12
 _interpreted = functools.partial(layer_norm_kernel.backward, interpret=True)
+_residual_interpreted = functools.partial(layer_norm_kernel.residual_backward, interpret=True)
 
 
 def _inputs(shape, dtype, seed=0):
@@ -55,12 +56,69 @@ def test_the_kernel_computes_the_xla_paths_gradients(shape, dtype):
     np.testing.assert_allclose(d_bias, want_bias, rtol=2e-5, atol=2e-4)
 
 
+def _keep(shape, seed=1):
+    return jnp.asarray(np.random.default_rng(seed).random(shape) >= 0.1, jnp.int8)
+
+
+def _xla_residual(x, branch, keep, dy, scale, keep_scale):
+    """`residual_backward`'s values by XLA's operations, (ds, dh, d_scale, d_bias, d_h_bias), the LayerNorm's input
+    `x + dropped(branch)` computed in x's dtype as the forward pass computes it."""
+    c = jnp.asarray(keep_scale, x.dtype)
+    s = x + (branch if keep is None else jnp.where(keep != 0, branch * c, 0))
+    ds, d_scale, d_bias = _xla(s, dy, scale)
+    dh = ds if keep is None else jnp.where(keep != 0, ds * c, 0)
+    return ds, dh, d_scale, d_bias, dh.astype(jnp.float32).sum(tuple(range(dh.ndim - 1)))
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [((4, 128, 768), jnp.bfloat16), ((3, 7, 384), jnp.float32), ((6, 1, 48), jnp.float32)],
+)
+def test_the_residual_kernel_also_gives_the_branchs_gradients(shape, dtype, masked):
+    """The kernel adds the LayerNorm's input up from x and the branch, as the forward pass did (rounded in x's dtype:
+    the keep scale is 1.109375, 10/9 in bfloat16). With a dropout mask, dh is ds dropped as the forward pass dropped
+    the branch (0 where dropped, times the keep scale elsewhere); without one it is ds itself. The third row of sums
+    is dh's, the branch bias's."""
+    x, dy, scale = _inputs(shape, dtype)
+    branch = jnp.asarray(np.random.default_rng(2).standard_normal(shape), dtype)
+    keep = _keep(shape) if masked else None
+    keep_scale = float(np.asarray(1 / 0.9, dtype))
+    got = jax.jit(lambda *a: _residual_interpreted(*a, EPSILON, keep_scale))(x, branch, keep, dy, scale)
+    want = _xla_residual(x, branch, keep, dy, scale, keep_scale)  # op by op: each rounds (jit may keep more bits)
+    assert [a.dtype for a in got] == [dtype, dtype, jnp.float32, jnp.float32, jnp.float32]
+    for a, b in zip(got[:2], want[:2], strict=True):
+        if dtype == jnp.bfloat16:  # each rounds its float32 value once (the reference rounds ds before dropping it)
+            np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=2**-7, atol=2**-12)
+        else:
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    if masked:
+        assert not np.any(np.asarray(got[1], np.float32)[np.asarray(keep) == 0])  # dropped where the mask drops
+    else:  # the kernel's one output, returned as both (`test_the_kernel_blocks_rows_in_steps_and_programs`)
+        np.testing.assert_array_equal(np.asarray(got[0], np.float32), np.asarray(got[1], np.float32))
+    # the kernel sums dh in float32 before rounding it: against the float32 reference (the same inputs, upcast)
+    s = x + (branch if keep is None else jnp.where(keep != 0, branch * jnp.asarray(keep_scale, dtype), 0))
+    wide = _xla_residual(s.astype(jnp.float32), jnp.zeros(shape), keep, dy.astype(jnp.float32), scale, keep_scale)
+    for a, b in zip(got[2:], wide[2:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4)
+
+
 def test_the_kernel_blocks_rows_in_steps_and_programs():
-    """8,192 rows of 128: 4 rows a step, 8 steps a program, 1,024 programs, each one row of partial sums."""
+    """8,192 rows of 128: 4 rows a step, 8 steps a program, 1,024 programs, each one row of partial sums (three with
+    a branch, whose dh is a second output where a dropout mask is given)."""
     x, dy, scale = _inputs((8192, 128), jnp.float32)
-    lowered = jax.jit(lambda *a: layer_norm_kernel._backward_rows(*a, EPSILON, True)).trace(x, dy, scale)
-    dx, partial = lowered.out_info
+
+    def rows(branch, keep):
+        return jax.jit(lambda *a: layer_norm_kernel._backward_rows(*a, EPSILON, 1.0, True)).trace(
+            x, branch, keep, dy, scale
+        ).out_info  # fmt: skip
+
+    (dx,), partial = rows(None, None)
     assert dx.shape == (8192, 128) and partial.shape == (1024, 2, 128)
+    (dx,), partial = rows(x, None)
+    assert partial.shape == (1024, 3, 128)
+    (dx, dh), partial = rows(x, _keep((8192, 128)))
+    assert dx.shape == dh.shape == (8192, 128) and partial.shape == (1024, 3, 128)
 
 
 def _device(platform="gpu", version="cuda 12.9", capability="9.0"):
@@ -89,8 +147,11 @@ def test_the_kernels_lower_to_triton_for_a_cuda_gpu():
     array shape Triton cannot take fails here rather than on a GPU."""
     spec = jax.ShapeDtypeStruct((4, 128, 768), jnp.bfloat16)
     scale = jax.ShapeDtypeStruct((768,), jnp.float32)
-    lowered = jax.jit(lambda x, dy, s: layer_norm_kernel.backward(x, dy, s, EPSILON)).trace(spec, spec, scale)
-    assert lowered.lower(lowering_platforms=("cuda",)).as_text().count("__gpu$xla.gpu.triton") == 1
+    keep = jax.ShapeDtypeStruct((4, 128, 768), jnp.int8)
+    plain = jax.jit(lambda x, dy, s: layer_norm_kernel.backward(x, dy, s, EPSILON))
+    residual = jax.jit(lambda x, h, k, dy, s: layer_norm_kernel.residual_backward(x, h, k, dy, s, EPSILON, 1.109375))
+    for lowered in (plain.trace(spec, spec, scale), residual.trace(spec, spec, keep, spec, scale)):
+        assert lowered.lower(lowering_platforms=("cuda",)).as_text().count("__gpu$xla.gpu.triton") == 1
 
 
 def _layer_norm_grads(x, dy, scale, bias):
@@ -113,27 +174,86 @@ def test_layer_norm_takes_its_backward_pass_from_the_kernel_where_it_applies(mon
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
 
 
+def _residual_grads(x, h, h_bias, keep, dy, scale, bias, composed: bool):
+    """The gradients of x, h, h_bias, scale and bias of `residual_layer_norm` or, `composed`, of autodiff through
+    `layer_norm(x + dropped(h + h_bias))`."""
+
+    def loss(x, h, h_bias, scale, bias):
+        if composed:
+            s = x + dropout.dropped((h + h_bias).reshape(x.shape), keep, 0.1)
+            y = layer_norm.layer_norm(s, scale, bias, EPSILON, x.dtype)
+        else:
+            y = layer_norm.residual_layer_norm(x, h, h_bias, keep, scale, bias, 0.1, EPSILON, x.dtype)
+        return jnp.sum(y.astype(jnp.float32) * dy)
+
+    return jax.grad(loss, argnums=(0, 1, 2, 3, 4))(x, h, h_bias, scale, bias)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("masked", [True, False])
+def test_residual_layer_norm_has_autodiffs_gradients_by_the_kernel(monkeypatch, masked, dtype):
+    """Where the kernel does not apply (this CPU), `residual_layer_norm` is the composition it stands for, the same
+    operations (the programs of every other device are those of before it). Where it applies (patched in,
+    interpreted), its gradients are autodiff's of that composition: to float32 rounding, and in bfloat16 to a step of
+    bfloat16 (the kernel rounds once what autodiff rounds twice)."""
+    x, dy, scale = _inputs((2, 16, 96), dtype)
+    h = jnp.asarray(np.random.default_rng(5).standard_normal((32, 96)), dtype)
+    h_bias, bias = jnp.linspace(-0.5, 0.5, 96, dtype=dtype), jnp.linspace(-1.0, 1.0, 96)
+    keep = _keep(x.shape) if masked else None
+    args = (x, h, h_bias, keep, dy, scale, bias)
+    want = jax.jit(lambda *a: _residual_grads(*a, composed=True))(*args)
+    assert str(jax.make_jaxpr(lambda *a: _residual_grads(*a, composed=False))(*args)) == str(
+        jax.make_jaxpr(lambda *a: _residual_grads(*a, composed=True))(*args)
+    )
+    calls = []
+
+    def residual_backward(x, branch, keep, dy, scale, epsilon, keep_scale):
+        calls.append((x.shape, branch.shape, keep is not None, keep_scale))
+        return _residual_interpreted(x, branch, keep, dy, scale, epsilon, keep_scale)
+
+    monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
+    monkeypatch.setattr(layer_norm_kernel, "residual_backward", residual_backward)
+    by_kernel = jax.jit(lambda *a: _residual_grads(*a, composed=False))(*args)
+    # the bfloat16 product of the branch and the keep scale, as `dropout.dropped` multiplies
+    assert calls == [((2, 16, 96), (2, 16, 96), masked, float(np.asarray(dropout.keep_scale(0.1), dtype)))]
+    for a, b in zip(by_kernel, want, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        if dtype == jnp.float32:
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+        else:
+            a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+            np.testing.assert_allclose(a, b, rtol=2**-6, atol=2**-6 * np.abs(b).max())
+
+
 def _fit_on_a_mesh(monkeypatch, kernel: bool):
     """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its LayerNorms' backward passes by the kernel
-    (interpreted) or by XLA; its history, params and the shapes the kernel saw (with the mesh's size)."""
+    (interpreted) or by XLA; its history, params and the shapes the kernel saw (with the mesh's size): the plain
+    LayerNorm's (the embeddings') and the layers' residual ones."""
     seen = []
 
     def backward(x, dy, scale, epsilon):
-        seen.append((jax.sharding.get_abstract_mesh().size, tuple(x.shape)))
+        seen.append(("plain", jax.sharding.get_abstract_mesh().size, tuple(x.shape)))
         return _interpreted(x, dy, scale, epsilon)
 
-    fitted = fit_through_kernel(monkeypatch, layer_norm_kernel, "backward", backward) if kernel else fit_on_a_mesh()
-    return (*fitted, seen)
+    def residual_backward(x, branch, keep, dy, scale, epsilon, keep_scale):
+        seen.append(("residual", jax.sharding.get_abstract_mesh().size, tuple(x.shape)))
+        return _residual_interpreted(x, branch, keep, dy, scale, epsilon, keep_scale)
+
+    if not kernel:
+        return (*fit_on_a_mesh(), seen)
+    monkeypatch.setattr(layer_norm_kernel, "residual_backward", residual_backward)
+    return (*fit_through_kernel(monkeypatch, layer_norm_kernel, "backward", backward), seen)
 
 
 def test_a_fit_on_a_mesh_with_the_kernel_trains_as_with_xlas_backward_pass(monkeypatch):
-    """The whole path on a multi-device mesh: every LayerNorm's backward pass (the embeddings', each layer's two, the
-    last layer's at [CLS] alone) runs the kernel in its shard_map on the global batch, each device its own rows; the
-    fit's loss and params are those of the fit whose LayerNorm gradients XLA computed."""
+    """The whole path on a multi-device mesh: every LayerNorm's backward pass (the embeddings', each layer's two
+    residual ones, the last layer's at [CLS] alone) runs the kernel in its shard_map on the global batch, each device
+    its own rows; the fit's loss and params are those of the fit whose LayerNorm gradients XLA computed."""
     with monkeypatch.context() as patched:
         by_kernel = _fit_on_a_mesh(patched, kernel=True)
     by_xla = _fit_on_a_mesh(monkeypatch, kernel=False)
-    assert sorted(set(by_kernel[2])) == [(8, (8, 1, 32)), (8, (8, 12, 32))]
+    assert sorted(set(by_kernel[2])) == [("plain", 8, (8, 12, 32)), ("residual", 8, (8, 1, 32)),
+                                         ("residual", 8, (8, 12, 32))]  # fmt: skip
     assert by_xla[2] == []
     np.testing.assert_allclose(by_kernel[0]["loss"], by_xla[0]["loss"], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(by_kernel[1]), jax.tree.leaves(by_xla[1]), strict=True):

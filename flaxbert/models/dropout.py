@@ -67,12 +67,14 @@ def keep_mask(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple
 
 
 def keep_bytes(key: jax.Array, shape: tuple[int, ...], rate: float, within: tuple[int, ...] | None = None) -> jax.Array:
-    """`keep_mask` as uint8, 1 where kept, 0 where dropped: one byte an element, as a kernel reads it.
+    """`keep_mask` as int8, 1 where kept, 0 where dropped: one byte an element, as a kernel reads it.
 
     Each threefry block's four keep bits are written as the four bytes of one uint32 and the array of those words is
     reinterpreted as bytes: the program computes each block once and writes one byte per element, which its users
     read as they are (a bool array built from four 16-bit draws instead came out of XLA:GPU as the draws, 2 bytes an
-    element, converted to int8 by one more kernel for the attention kernels)."""
+    element, converted to int8 by one more kernel for the attention kernels). Signed bytes: XLA:GPU's Triton fusions
+    take int8 inputs and not uint8 ones, so a block's LayerNorm fusion can apply its branch's mask itself
+    (`layer_norm.residual_layer_norm`)."""
     return keep_bytes_together(key, [(shape, within)], rate)[0]
 
 
@@ -118,9 +120,9 @@ def packed_keep(w0: jax.Array, w1: jax.Array, threshold: int) -> jax.Array:
 
 
 def unpacked(words: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """A mask of `shape` as uint8 from its blocks' packed words (`packed_keep`, shaped as `block_layout`'s
+    """A mask of `shape` as int8 from its blocks' packed words (`packed_keep`, shaped as `block_layout`'s
     `blocks_shape`): the words reinterpreted as their bytes, which are the elements in order."""
-    keep = jax.lax.bitcast_convert_type(words, jnp.uint8)  # [..., blocks, 4]
+    keep = jax.lax.bitcast_convert_type(words, jnp.int8)  # [..., blocks, 4]
     return keep.reshape(*shape[:-1], -1)[..., : shape[-1]]
 
 

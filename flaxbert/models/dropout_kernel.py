@@ -10,9 +10,9 @@ masks back instead of computing them where it applies them: +0.9% (batch 32) to 
 and 16 more kernels.
 
 A mask is computed as the packed words of `dropout.keep_bytes_together` (each the four keep bytes of one threefry
-block), over the flat index of the mask's blocks, tiled by a power of two that divides their count (Triton's
-arrays are powers of two): no padding to slice off, and Pallas's interpreter (CPU, for the tests) computes exactly
-what Triton does.
+block), written out as words or as their bytes (`keep_bytes_together`'s `as_bytes`), over the flat index of the
+mask's blocks, tiled by a power of two that divides their count (Triton's arrays are powers of two): no
+padding to slice off, and Pallas's interpreter (CPU, for the tests) computes exactly what Triton does.
 """
 
 from __future__ import annotations
@@ -44,10 +44,17 @@ def applies(device, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]])
 
 
 def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float,
-                        *, interpret: bool = False) -> list[jax.Array]:  # fmt: skip
+                        *, as_bytes: bool = False, interpret: bool = False) -> list[jax.Array]:  # fmt: skip
     """`dropout.keep_bytes_together(key, masks, rate)`, all the masks by one kernel call. `interpret`: run the kernel
     in Pallas's interpreter (CPU). Traced under a multi-device mesh, each device draws the rows of its part of the
-    batch (`applies`), the same rows of the same masks."""
+    batch (`applies`), the same rows of the same masks.
+
+    `as_bytes`: the kernel writes each mask as a flat array of bytes rather than of the words that pack them, the
+    same values. XLA's Triton fusions read a flat byte array reshaped to the mask as it is, and the words'
+    bytes ([N, 4] reshaped) not: where the LayerNorm kernel takes a block's backward pass, its forward LayerNorm fusion
+    then applies the branch's mask itself (`layer_norm.residual_layer_norm`). Elsewhere XLA lays out its own
+    LayerNorms' reductions around flat bytes worse (a BERT-base bf16 batch-32 step compiled for an H100 with XLA's
+    LayerNorm backward: 639 kernels with words, 804 with bytes), so words are the default."""
     k1, k2 = dropout.threefry_key(key)
     threshold = dropout.drop_threshold(rate)
     mesh, devices = jax.sharding.get_abstract_mesh(), mesh_devices()
@@ -61,9 +68,11 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
                 shape, within = (shape[0] // devices, *shape[1:]), (shape[0] // devices, *within[1:])
             shapes.append(shape)
             layouts.append(dropout.block_layout(shape, within))
-        packed = _packed_words(words, layouts, threshold, interpret)
-        pieces = zip(packed, layouts, shapes, strict=True)
-        return [dropout.unpacked(flat.reshape(layout.blocks_shape), shape) for flat, layout, shape in pieces]
+        drawn = _keep_bytes(words, layouts, threshold, as_bytes, interpret)
+        pieces = zip(drawn, layouts, shapes, strict=True)
+        if as_bytes:
+            return [keep.reshape(*layout.blocks_shape[:-1], -1)[..., : shape[-1]] for keep, layout, shape in pieces]
+        return [dropout.unpacked(packed.reshape(layout.blocks_shape), shape) for packed, layout, shape in pieces]
 
     if devices == 1:
         return draw(jnp.zeros((), jnp.uint32))
@@ -76,24 +85,27 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
     return jax.shard_map(local, mesh=mesh, in_specs=(), out_specs=[rows] * len(masks), check_vma=False)()
 
 
-def _packed_words(words, layouts: list, threshold: int, interpret: bool) -> list[jax.Array]:
-    """Each mask's flat [N] packed keep words (`layouts[s]`'s N blocks), all from one kernel call: the grid runs the
-    first mask's tiles, then the second's, and so on. `words`: the key's two, the first row, 0."""
+def _keep_bytes(words, layouts: list, threshold: int, as_bytes: bool, interpret: bool) -> list[jax.Array]:
+    """Each mask's flat [N] packed keep words (`layouts[s]`'s N blocks), or `as_bytes` their [4 N] bytes in order,
+    all from one kernel call: the grid runs the first mask's tiles, then the second's, and so on. `words`: the key's
+    two, the first row, 0."""
     sizes = [math.prod(layout.blocks_shape) for layout in layouts]
     tile = min(_TILE, *(size & -size for size in sizes))  # the largest power of two up to _TILE dividing every size
     starts = np.cumsum([0] + [size // tile for size in sizes]).tolist()
     kernel = functools.partial(_dropout_masks_kernel, layouts=tuple(layouts), starts=tuple(starts),
-                               threshold=threshold, tile=tile)  # fmt: skip
+                               threshold=threshold, tile=tile, as_bytes=as_bytes)  # fmt: skip
+    per_word = 4 if as_bytes else 1
 
     def blocks_of(mask):  # program i writes tile i - start of its mask; the others' index maps stay in range, unused
-        return pl.BlockSpec((tile,), lambda i: (jnp.clip(i - starts[mask], 0, starts[mask + 1] - starts[mask] - 1),))
+        last = starts[mask + 1] - starts[mask] - 1
+        return pl.BlockSpec((tile * per_word,), lambda i: (jnp.clip(i - starts[mask], 0, last),))
 
     return pl.pallas_call(
         kernel,
         grid=(starts[-1],),
         in_specs=[pl.BlockSpec((4,), lambda i: (0,))],
         out_specs=[blocks_of(mask) for mask in range(len(layouts))],
-        out_shape=[jax.ShapeDtypeStruct((size,), jnp.uint32) for size in sizes],
+        out_shape=[jax.ShapeDtypeStruct((size * per_word,), jnp.int8 if as_bytes else jnp.uint32) for size in sizes],
         compiler_params=None if interpret else _triton_params(tile),
         interpret=interpret,
     )(words)
@@ -105,7 +117,8 @@ def _triton_params(tile: int):
     return pl_triton.CompilerParams(num_warps=max(1, min(8, tile // 256)), num_stages=1)
 
 
-def _dropout_masks_kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int, tile: int):
+def _dropout_masks_kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, threshold: int, tile: int,
+                          as_bytes: bool):  # fmt: skip
     program = pl.program_id(0)
     count = np.uint32(len(layouts))
     row_word = counter = None
@@ -122,11 +135,16 @@ def _dropout_masks_kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, t
             row_word, counter = jnp.where(here, word, row_word), jnp.where(here, position, counter)
     w0, w1 = dropout.threefry2x32(words_ref[0], words_ref[1], row_word, counter)
     packed = dropout.packed_keep(w0, w1, threshold)
+    # as bytes, byte c of every block is every fourth byte from c (the packed words' bytes in memory order)
+    keep = [lax.shift_right_logical(packed, np.uint32(8 * c)).astype(jnp.int8) for c in range(4)] if as_bytes else []
     for mask, out_ref in enumerate(out_refs):
 
         @pl.when((program >= starts[mask]) & (program < starts[mask + 1]))
         def _store(out_ref=out_ref):
-            out_ref[...] = packed
+            if not as_bytes:
+                out_ref[...] = packed
+            for c, byte in enumerate(keep):
+                out_ref[pl.ds(c, tile, stride=4)] = byte
 
 
 def _row_and_counter(flat: jax.Array, layout) -> tuple[jax.Array, jax.Array]:

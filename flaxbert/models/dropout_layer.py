@@ -15,11 +15,12 @@ from flaxbert.models import dropout, dropout_kernel
 from flaxbert.models.target_device import target_device
 
 
-def keep_masks(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float) -> list:
+def keep_masks(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float,
+               as_bytes: bool = False) -> list:  # fmt: skip
     """`dropout.keep_bytes_together(key, masks, rate)`, drawn by the kernel where `dropout_kernel.applies` to the
-    device the program is traced for."""
+    device the program is traced for (which writes them `as_bytes` if asked: `dropout_kernel.keep_bytes_together`)."""
     if dropout_kernel.applies(target_device(), masks):
-        return dropout_kernel.keep_bytes_together(key, masks, rate)
+        return dropout_kernel.keep_bytes_together(key, masks, rate, as_bytes=as_bytes)
     return dropout.keep_bytes_together(key, masks, rate)
 
 

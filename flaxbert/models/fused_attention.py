@@ -101,7 +101,7 @@ def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, b
         qkv = jnp.pad(qkv, ((0, 0), (0, extra), (0, 0), (0, 0), (0, 0)))
         codes = jnp.pad(codes, ((0, 0), (0, extra)), constant_values=_PADDING)
         keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, 0), (0, extra), (0, extra)))
-    keep = None if keep is None else keep.astype(jnp.uint8)  # `layer_keep_masks`' bytes as they are; a bool mask cast
+    keep = None if keep is None else keep.astype(jnp.int8)  # `layer_keep_masks`' bytes as they are; a bool mask cast
     backend = target_device().platform  # the mesh's platform: a CPU mesh on a GPU host interprets the kernels
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "

@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxbert.models import fused_attention
+from flaxbert.models import fused_attention, layer_norm_kernel
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import dropped, keep_scale
 from flaxbert.models.dropout_layer import Dropout, keep_masks
-from flaxbert.models.layer_norm import LayerNorm
+from flaxbert.models.layer_norm import Branch, LayerNorm
 from flaxbert.models.params import ParamShapeError, param
 from flaxbert.models.target_device import runs_triton_kernels, target_device
 
@@ -45,6 +45,8 @@ class Projection(nn.Module):
 
     Called with `weights_only`, it returns its kernel as an [inputs, features] matrix and its bias, both in the
     compute dtype, without applying them: for a caller that multiplies by several projections' kernels side by side.
+    Called with `bias_apart`, it returns the product without the bias, as the matmul's [rows, features], and the
+    bias: for a caller that adds it itself (a block's residual LayerNorm, `layer_norm.Branch`).
     """
 
     features: tuple[int, ...]
@@ -53,7 +55,7 @@ class Projection(nn.Module):
     contract: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array, weights_only: bool = False):
+    def __call__(self, x: jax.Array, weights_only: bool = False, bias_apart: bool = False):
         inputs = x.shape[-self.contract :]
         kernel = param(self, "kernel", _partitioned(_TRUNCATED_NORMAL, self.axes), (*inputs, *self.features))
         bias_init = _partitioned(nn.initializers.zeros_init(), self.axes[self.contract :])
@@ -62,8 +64,10 @@ class Projection(nn.Module):
         rows = x.reshape(-1, math.prod(inputs))
         if weights_only:
             return kernel.reshape(rows.shape[-1], -1), bias.reshape(-1)
-        y = rows @ kernel.reshape(rows.shape[-1], -1) + bias.reshape(-1)
-        return y.reshape(*x.shape[: -self.contract], *self.features)
+        y = rows @ kernel.reshape(rows.shape[-1], -1)
+        if bias_apart:
+            return y, bias.reshape(-1)
+        return (y + bias.reshape(-1)).reshape(*x.shape[: -self.contract], *self.features)
 
 
 def dense(cfg, features: int, axes: tuple[str, str], name: str) -> Projection:
@@ -141,24 +145,25 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention; padding masks keys only, dropout hits the attention probabilities.
 
     With `first_token_only` only position 0 attends (keys and values still come from every position): the output is
-    [B, 1, D], the first row of the whole layer's output, dropout masks included.
+    [B, 1, D], the first row of the whole layer's output, dropout masks included. The output comes without its
+    projection's bias, and the bias beside it, for the block's residual LayerNorm to add (`layer_norm.Branch`).
     """
 
     cfg: object
     first_token_only: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, padding_mask: jax.Array, probs_keep: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, padding_mask: jax.Array, probs_keep: jax.Array | None = None):
         """x: [B, L, D]; probs_keep: the dropout mask of the probabilities, [B, H, Q, L] (`layer_keep_masks`), or
-        None for no dropout."""
+        None for no dropout. Returns the output less its bias, as [B * Q, D] rows, and the bias [D]."""
         cfg = self.cfg
 
         def projection(name):
             return Projection((cfg.num_heads, cfg.head_dim), ("embed", "heads", "kv"), cfg.dtype, name=name)
 
-        def output(context):  # [B, Q, H, K] -> [B, Q, D]
+        def output(context):  # [B, Q, H, K] -> [B * Q, D] (less its bias), [D]
             dense = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
-            return dense(context)
+            return dense(context, bias_apart=True)
 
         kernel = cfg.attention_kernel
         if kernel == "auto":
@@ -255,7 +260,9 @@ def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int)
     frame = cfg.max_sequence_length
     hidden = ((batch, queries, cfg.hidden_dim), (batch, frame, cfg.hidden_dim))
     probs = ((batch, cfg.num_heads, queries, length), (batch, cfg.num_heads, frame, frame))
-    return tuple(keep_masks(key, [probs, hidden, hidden], cfg.dropout))
+    # as bytes where the LayerNorm kernel takes the blocks' backward passes: their forward fusions then read them
+    as_bytes = layer_norm_kernel.applies(target_device(), hidden[0])
+    return tuple(keep_masks(key, [probs, hidden, hidden], cfg.dropout, as_bytes))
 
 
 def sequence_dropout(cfg, x: jax.Array, train: bool) -> jax.Array:
@@ -292,13 +299,14 @@ class TransformerLayer(nn.Module):
                 raise ValueError(f"a TransformerLayer in training at dropout {cfg.dropout} draws its masks from "
                                  f"dropout_key; pass one (e.g. jax.random.key(0)).")  # fmt: skip
             probs_keep, attended_keep, output_keep = layer_keep_masks(cfg, dropout_key, batch, length, queries)
-        attended = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, probs_keep)
+        attended, bias = SelfAttention(cfg, self.first_token_only, name="self_attention")(x, padding_mask, probs_keep)
         x = x[:, :queries]  # [B, Q, D]
-        x = layer_norm(cfg, "self_attention_layer_norm")(x + dropped(attended, attended_keep, cfg.dropout))
+        # LayerNorm(x + dropout(attended + bias)), whose backward pass also gives the branch's gradients
+        x = layer_norm(cfg, "self_attention_layer_norm")(x, Branch(attended, bias, attended_keep, cfg.dropout))
         h = dense(cfg, cfg.intermediate_dim, ("embed", "mlp"), "feedforward_intermediate_dense")(x)  # [B, Q, F]
         h = ACTIVATION_FNS[cfg.activation](h)
-        h = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h)  # [B, Q, D]
-        return layer_norm(cfg, "feedforward_layer_norm")(x + dropped(h, output_keep, cfg.dropout))
+        h, bias = dense(cfg, cfg.hidden_dim, ("mlp", "embed"), "feedforward_output_dense")(h, bias_apart=True)
+        return layer_norm(cfg, "feedforward_layer_norm")(x, Branch(h, bias, output_keep, cfg.dropout))
 
 
 def transformer_layers(
