@@ -225,6 +225,23 @@ def test_residual_layer_norm_has_autodiffs_gradients_by_the_kernel(monkeypatch, 
             np.testing.assert_allclose(a, b, rtol=2**-6, atol=2**-6 * np.abs(b).max())
 
 
+def test_a_branch_in_another_dtype_than_x_is_differentiated_automatically(monkeypatch):
+    """The kernel rounds what it adds up in x's dtype; a branch in another (float32 into a bfloat16 x, which the
+    forward pass adds in float32) takes the composition's own gradients, not the kernel's."""
+    x, dy, scale = _inputs((2, 16, 96), jnp.bfloat16)
+    h, h_bias = jnp.ones((32, 96), jnp.float32), jnp.zeros(96, jnp.float32)
+    calls = []
+    monkeypatch.setattr(layer_norm_kernel, "applies", lambda device, shape: True)
+    monkeypatch.setattr(layer_norm_kernel, "residual_backward", lambda *a: calls.append(a))
+    monkeypatch.setattr(layer_norm_kernel, "backward", _interpreted)  # the composition's LayerNorm: the plain kernel
+    args = (x, h, h_bias, _keep(x.shape), dy, scale, jnp.zeros(96))
+    got = jax.jit(lambda *a: _residual_grads(*a, composed=False))(*args)
+    want = jax.jit(lambda *a: _residual_grads(*a, composed=True))(*args)
+    assert calls == []
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
 def _fit_on_a_mesh(monkeypatch, kernel: bool):
     """One epoch of a tiny classifier data-parallel over 4 x 2 devices, its LayerNorms' backward passes by the kernel
     (interpreted) or by XLA; its history, params and the shapes the kernel saw (with the mesh's size): the plain

@@ -114,8 +114,8 @@ def residual_layer_norm(x, h, h_bias, keep, scale, bias, rate: float, epsilon: f
     """`layer_norm(x + dropped(h + h_bias, keep, rate), scale, bias, epsilon, dtype)`: a post-norm block's residual
     add and LayerNorm (`Branch` says what h is). Where the LayerNorm backward kernel applies (NVIDIA GPUs), its
     backward pass is one kernel call that also gives the branch's gradients (`_residual_backward`); elsewhere these
-    operations, differentiated automatically."""
-    if layer_norm_kernel.applies(target_device(), x.shape):
+    operations, differentiated automatically (also for a branch in another dtype than x: the kernel rounds in x's)."""
+    if layer_norm_kernel.applies(target_device(), x.shape) and x.dtype == h.dtype == h_bias.dtype:
         return _residual_layer_norm(x, h, h_bias, keep, scale, bias, rate, epsilon, dtype)
     return layer_norm(x + dropped((h + h_bias).reshape(x.shape), keep, rate), scale, bias, epsilon, dtype)
 
