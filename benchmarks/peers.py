@@ -270,36 +270,16 @@ def xla_layer_norm_backward():
     return _replaced(layer_norm_kernel, "applies", lambda device, shape: False)
 
 
-@contextlib.contextmanager
 def plain_layer_norm_backward():
     """While it lasts, models built differentiate each block's residual add, dropout and LayerNorm as separate
     operations (the LayerNorm's backward pass by its own kernel on NVIDIA GPUs) and draw their dropout masks as
     packed words, as flaxbert did before session 36, instead of `layer_norm.residual_layer_norm`'s one kernel call
     that also writes the branch's gradient and its bias's sums, and lets XLA fuse the forward add into the LayerNorm
-    (the same gradients to float32 rounding): the A/B of that change."""
+    (the same gradients to float32 rounding): the A/B of that change. One switch decides both
+    (`layer_norm.residual_kernel_applies`)."""
     from flaxbert.models import layer_norm
-    from flaxbert.models.dropout import dropped
 
-    def composed(x, h, h_bias, keep, scale, bias, rate, epsilon, dtype):
-        s = x + dropped((h + h_bias).reshape(x.shape), keep, rate)
-        return layer_norm.layer_norm(s, scale, bias, epsilon, dtype)
-
-    with _word_masks(), _replaced(layer_norm, "residual_layer_norm", composed):
-        yield
-
-
-def _word_masks():
-    """While it lasts, the dropout mask kernel writes every mask as packed words, as before session 36, never as
-    bytes (`dropout_kernel.keep_bytes_together`'s `as_bytes`): for the arms whose LayerNorms XLA or session 35's
-    code differentiates, around which bytes lay out worse."""
-    from flaxbert.models import dropout_kernel
-
-    def as_words(key, masks, rate, *, as_bytes=False, interpret=False):
-        del as_bytes
-        return drawing(key, masks, rate, interpret=interpret)
-
-    drawing = dropout_kernel.keep_bytes_together
-    return _replaced(dropout_kernel, "keep_bytes_together", as_words)
+    return _replaced(layer_norm, "residual_kernel_applies", lambda shape: False)
 
 
 def two_attention_backward_kernels():
@@ -357,15 +337,14 @@ def autodiff_norm_and_gelu():
     import jax
     import jax.numpy as jnp
 
-    from flaxbert.models import bert, distil_bert, layers
-    from flaxbert.models.dropout import dropped
+    from flaxbert.models import bert, distil_bert, layer_norm, layers
 
     class FlaxLayerNorm(nn.LayerNorm):
         """flax's LayerNorm, taking a block's residual branch (`layer_norm.Branch`) as flaxbert's does: added first."""
 
         def __call__(self, x, branch=None):
             if branch is not None:
-                x = x + dropped((branch.h + branch.h_bias).reshape(x.shape), branch.keep, branch.rate)
+                x = layer_norm.residual_input(x, branch.h, branch.h_bias, branch.keep, branch.rate)
             return super().__call__(x)
 
     def flax_layer_norm(cfg, name):
@@ -382,7 +361,7 @@ def autodiff_norm_and_gelu():
     layers.ACTIVATION_FNS.update(gelu=functools.partial(jax.nn.gelu, approximate=False),
                                  gelu_approximate=functools.partial(jax.nn.gelu, approximate=True))  # fmt: skip
     try:
-        with _word_masks():  # flax's LayerNorms: masks as before session 36
+        with plain_layer_norm_backward():  # flax's LayerNorms: masks as words, as before session 36
             yield
     finally:
         for module, layer_norm in zip(modules, ours, strict=True):

@@ -135,16 +135,15 @@ def _dropout_masks_kernel(words_ref, *out_refs, layouts: tuple, starts: tuple, t
             row_word, counter = jnp.where(here, word, row_word), jnp.where(here, position, counter)
     w0, w1 = dropout.threefry2x32(words_ref[0], words_ref[1], row_word, counter)
     packed = dropout.packed_keep(w0, w1, threshold)
-    # as bytes, byte c of every block is every fourth byte from c (the packed words' bytes in memory order)
-    keep = [lax.shift_right_logical(packed, np.uint32(8 * c)).astype(jnp.int8) for c in range(4)] if as_bytes else []
     for mask, out_ref in enumerate(out_refs):
 
         @pl.when((program >= starts[mask]) & (program < starts[mask + 1]))
         def _store(out_ref=out_ref):
             if not as_bytes:
                 out_ref[...] = packed
-            for c, byte in enumerate(keep):
-                out_ref[pl.ds(c, tile, stride=4)] = byte
+                return
+            for c in range(4):  # byte c of every block: every fourth byte from c (the words' bytes in memory order)
+                out_ref[pl.ds(c, tile, stride=4)] = lax.shift_right_logical(packed, np.uint32(8 * c)).astype(jnp.int8)
 
 
 def _row_and_counter(flat: jax.Array, layout) -> tuple[jax.Array, jax.Array]:

@@ -110,14 +110,27 @@ def _backward(epsilon, dtype, saved, dy):
 layer_norm.defvjp(_forward, _backward)
 
 
+def residual_kernel_applies(shape: tuple[int, ...]) -> bool:
+    """Whether a block's residual LayerNorm of an input of `shape` takes the kernel path in the program being traced
+    (`residual_layer_norm`): where the LayerNorm backward kernel applies. Its layer's dropout masks are then written
+    as bytes, which its forward fusion reads (`layers.layer_keep_masks`). The one place both are decided."""
+    return layer_norm_kernel.applies(target_device(), shape)
+
+
+def residual_input(x, h, h_bias, keep, rate: float) -> jax.Array:
+    """A post-norm block's LayerNorm input, `x + dropped(h + h_bias, keep, rate)` (`Branch` says what h is): the bias
+    added to the matmul's rows, as `Projection` adds it."""
+    return x + dropped((h + h_bias).reshape(x.shape), keep, rate)
+
+
 def residual_layer_norm(x, h, h_bias, keep, scale, bias, rate: float, epsilon: float, dtype) -> jax.Array:
-    """`layer_norm(x + dropped(h + h_bias, keep, rate), scale, bias, epsilon, dtype)`: a post-norm block's residual
-    add and LayerNorm (`Branch` says what h is). Where the LayerNorm backward kernel applies (NVIDIA GPUs), its
-    backward pass is one kernel call that also gives the branch's gradients (`_residual_backward`); elsewhere these
-    operations, differentiated automatically (also for a branch in another dtype than x: the kernel rounds in x's)."""
-    if layer_norm_kernel.applies(target_device(), x.shape) and x.dtype == h.dtype == h_bias.dtype:
+    """`layer_norm(residual_input(x, h, h_bias, keep, rate), scale, bias, epsilon, dtype)`: a post-norm block's
+    residual add and LayerNorm. Where `residual_kernel_applies` (NVIDIA GPUs), its backward pass is one kernel call
+    that also gives the branch's gradients (`_residual_backward`); elsewhere these operations, differentiated
+    automatically (also for a branch in another dtype than x: the kernel rounds in x's)."""
+    if residual_kernel_applies(x.shape) and x.dtype == h.dtype == h_bias.dtype:
         return _residual_layer_norm(x, h, h_bias, keep, scale, bias, rate, epsilon, dtype)
-    return layer_norm(x + dropped((h + h_bias).reshape(x.shape), keep, rate), scale, bias, epsilon, dtype)
+    return layer_norm(residual_input(x, h, h_bias, keep, rate), scale, bias, epsilon, dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
@@ -126,7 +139,7 @@ def _residual_layer_norm(x, h, h_bias, keep, scale, bias, rate: float, epsilon: 
 
 
 def _residual_forward(x, h, h_bias, keep, scale, bias, rate, epsilon, dtype):
-    branch = (h + h_bias).reshape(x.shape)  # the bias added to the matmul's rows, as `Projection` adds it
+    branch = (h + h_bias).reshape(x.shape)  # `residual_input`'s, kept for the kernel
     y = _forward(x + dropped(branch, keep, rate), scale, bias, epsilon, dtype)[0]
     # The sum is not kept: the kernel adds it up again from x and the branch (kept anyway, for the layers' weight
     # gradients and for this one), so XLA computes it inside the LayerNorm's fusion instead of writing it out.
@@ -142,8 +155,7 @@ def _residual_backward(rate, epsilon, dtype, saved, dy):
     scaled = float(np.asarray(keep_scale(rate), branch.dtype))  # what `dropped` multiplied the branch by
     ds, dh, d_scale, d_bias, d_h_bias = layer_norm_kernel.residual_backward(x, branch, keep, dy, scale, epsilon,
                                                                             scaled)  # fmt: skip
-    features = branch.shape[-1]
-    dh = dh.astype(branch.dtype).reshape(-1, features)
+    dh = dh.reshape(-1, branch.shape[-1])  # h's rows; in h's dtype, which is x's (`residual_layer_norm`)
     return ds, dh, d_h_bias.astype(branch.dtype), None, d_scale, d_bias
 
 

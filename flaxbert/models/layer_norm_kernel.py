@@ -78,17 +78,15 @@ def _backward(x, branch, keep, dy, scale, epsilon: float, keep_scale, interpret:
     """The kernel over the rows of its arrays on the current mesh: `([dx] or [dx, dh], sums)`, the sums
     `[2 or 3, features]` over every program of every device."""
     mesh, devices = jax.sharding.get_abstract_mesh(), mesh_devices()
-    present = [a is not None for a in (branch, keep)]
+    given = [a for a in (branch, keep) if a is not None]  # a mask comes with a branch: (), (branch,), (branch, keep)
 
     def local(x, dy, scale, *given):
         features = x.shape[-1]
-        it = iter(a.reshape(-1, features) for a in given)
-        branch, keep = (next(it) if p else None for p in present)
+        branch, keep = [a.reshape(-1, features) for a in given] + [None] * (2 - len(given))
         outputs, partial = _backward_rows(x.reshape(-1, features), branch, keep, dy.reshape(-1, features), scale,
                                           epsilon, keep_scale, interpret)  # fmt: skip
         return [out.reshape(x.shape) for out in outputs], partial
 
-    given = [a for a in (branch, keep) if a is not None]
     if devices == 1:
         outputs, partial = local(x, dy, scale, *given)
     else:

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxbert.models import fused_attention, layer_norm_kernel
+from flaxbert.models import fused_attention
+from flaxbert.models import layer_norm as layer_norms  # the module; `layer_norm` here is the factory below
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import dropped, keep_scale
 from flaxbert.models.dropout_layer import Dropout, keep_masks
@@ -261,7 +262,7 @@ def layer_keep_masks(cfg, key: jax.Array, batch: int, length: int, queries: int)
     hidden = ((batch, queries, cfg.hidden_dim), (batch, frame, cfg.hidden_dim))
     probs = ((batch, cfg.num_heads, queries, length), (batch, cfg.num_heads, frame, frame))
     # as bytes where the LayerNorm kernel takes the blocks' backward passes: their forward fusions then read them
-    as_bytes = layer_norm_kernel.applies(target_device(), hidden[0])
+    as_bytes = layer_norms.residual_kernel_applies(hidden[0])
     return tuple(keep_masks(key, [probs, hidden, hidden], cfg.dropout, as_bytes))
 
 
