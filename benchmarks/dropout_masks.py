@@ -1,7 +1,7 @@
 """What one train step's dropout masks cost: `flax.linen.Dropout`'s draws (`jax.random.bernoulli`) vs flaxbert's
-(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block, their keep bits written as bytes), on the
-shapes a model's step masks, with the threefry cipher written out (flaxbert's) or as jax's `threefry2x32_p` primitive
-(which jax lowers to a loop on CPU).
+(`flaxbert.models.dropout.keep_mask`, four 16-bit draws per threefry block, their keep bits written as bytes, packed
+elementwise or, as the models draw them on CPU, by a reduction), on the shapes a model's step masks, with the threefry
+cipher written out (flaxbert's) or as jax's `threefry2x32_p` primitive (which jax lowers to a loop on CPU).
 
     python benchmarks/dropout_masks.py                         # bert_tiny, batch 32, seq 128, on the default device
     python benchmarks/dropout_masks.py --model bert_base --batch 256
@@ -65,6 +65,9 @@ VARIANTS = {
         lambda key, shape: jax.random.bernoulli(key, 1 - peers.DROPOUT, shape)
     ),
     "flaxbert keep_mask": masks_from(lambda key, shape: keep_mask(key, shape, peers.DROPOUT)),
+    "flaxbert keep_mask, packed by a reduction (the models' masks on CPU)": masks_from(
+        lambda key, shape: dropout.keep_bytes_together(key, [(shape, None)], peers.DROPOUT, True)[0] != 0
+    ),
     "flaxbert keep_mask, jax's threefry2x32_p": masks_from(
         lambda key, shape: with_cipher(_primitive_cipher, keep_mask, key, shape, peers.DROPOUT)
     ),

@@ -1,5 +1,8 @@
 """flaxbert's dropout: 16-bit threefry draws four per block, the drop rate, unbiased scaling, any mesh."""
 
+import re
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +10,10 @@ import pytest
 from jax.extend.random import threefry_2x32
 from jax.sharding import NamedSharding, PartitionSpec
 
+from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, dropout_layer
+from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.models.dropout import drop_threshold, keep_bytes, keep_bytes_together, keep_mask, threefry2x32
-from flaxbert.models.dropout_layer import Dropout
+from flaxbert.models.dropout_layer import Dropout, keep_masks
 from flaxbert.parallel import make_mesh
 
 
@@ -72,6 +77,70 @@ def test_masks_drawn_together_are_each_the_reference_layout_of_their_own_row_wor
     assert not np.array_equal(np.asarray(drawn[1]), np.asarray(drawn[2])[:, :1])  # the same frame, other draws
     (shape, within), alone = masks[0], keep_bytes_together(key, masks[:1], 0.3)[0]
     np.testing.assert_array_equal(alone, keep_bytes(key, shape, 0.3, within))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize(
+    "masks",
+    [
+        [((2, 3, 1, 9), (2, 3, 9, 9)), ((2, 1, 6), (2, 5, 6)), ((2, 5, 6), None)],
+        [((7,), None), ((3, 5), (4, 7))],
+        [((4, 2, 16, 16), None), ((4, 16, 24), None), ((4, 1, 24), (4, 16, 24))],  # a layer's three
+    ],
+)
+def test_masks_packed_by_a_reduction_are_the_same_bytes(masks, rate):
+    """What the models draw on CPU (`packed_by_reduction`): the same bytes as the elementwise packing, eagerly and
+    jitted."""
+    key = jax.random.key(11)
+    want = keep_bytes_together(key, masks, rate)
+    for draw in (keep_bytes_together, jax.jit(keep_bytes_together, static_argnums=(1, 2, 3))):
+        got = draw(key, tuple(masks), rate, True)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype == jnp.int8
+            np.testing.assert_array_equal(a, b)
+
+
+def test_on_cpu_the_layers_masks_are_packed_by_a_reduction_the_same_on_any_mesh():
+    masks = [((8, 2, 16, 16), None), ((8, 16, 24), (8, 32, 24)), ((8, 1, 24), (8, 32, 24))]
+    key = jax.random.key(5)
+    rows = NamedSharding(make_mesh(data=4, fsdp=2), PartitionSpec(("data", "fsdp")))
+
+    @jax.jit
+    def sharded(key):
+        return [jax.lax.with_sharding_constraint(m, rows) for m in keep_masks(key, masks, 0.1)]
+
+    for got, want in zip(sharded(key), keep_bytes_together(key, masks, 0.1), strict=True):
+        assert len(got.sharding.device_set) == 8
+        np.testing.assert_array_equal(got, want)
+
+
+def _cipher_fusions(compiled_text: str) -> int:
+    """The computations of a compiled program that hold a whole threefry cipher (20 rounds: 20 xors, and more)."""
+    return sum(1 for body in re.split(r"\n(?=\S)", compiled_text) if body.count(" xor(") >= 20)
+
+
+def test_xla_cpu_compiles_each_masks_cipher_once_however_many_users_read_it(monkeypatch):
+    """A train step reads a layer's masks in several fusions (forward, backward, gradient reductions). XLA:CPU copies
+    an elementwise cipher into each of them, which its compile time paid for (BERT-base: 104 copies of 14 ciphers);
+    packed by a reduction, each cipher is one fusion. This 2-layer classifier's grad draws 4 masks' ciphers: the
+    embeddings', each layer's and the head's."""
+    cfg = BertConfig(vocabulary_size=101, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=24,
+                     max_sequence_length=20)  # fmt: skip
+    model = BertClassifier(cfg, BertHeadConfig(num_classes=2))
+    params = nn.unbox(abstract_params(model, cfg))
+    inputs = dummy_inputs(cfg, batch_size=2, length=8)
+
+    def compiled():
+        def loss(p):
+            return jnp.sum(model.apply({"params": p}, inputs, train=True, rngs={"dropout": jax.random.key(0)}))
+
+        return jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+
+    assert _cipher_fusions(compiled()) == 4
+    elementwise = dropout_layer.dropout.keep_bytes_together
+    monkeypatch.setattr(dropout_layer.dropout, "keep_bytes_together",
+                        lambda key, masks, rate, packed_by_reduction: elementwise(key, masks, rate))  # fmt: skip
+    assert _cipher_fusions(compiled()) > 8  # what the reduction saves: copies in the users
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])

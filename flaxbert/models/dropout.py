@@ -78,7 +78,8 @@ def keep_bytes(key: jax.Array, shape: tuple[int, ...], rate: float, within: tupl
     return keep_bytes_together(key, [(shape, within)], rate)[0]
 
 
-def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float):
+def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float,
+                        packed_by_reduction: bool = False) -> list:  # fmt: skip
     """`keep_bytes` of several masks, each `(shape, within)`, drawn by one threefry call over all their blocks.
 
     A compiler sees one cipher (~130 operations) instead of one per mask: XLA:GPU's fusion passes take time with the
@@ -86,7 +87,15 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
     RESULTS.md, session 31; on NVIDIA GPUs the layers draw theirs with `dropout_kernel`, the same masks). Mask `s` of
     `n` is keyed by `key` with the row word `row * n + s` (for one mask, `row`: `keep_bytes`' draws), so the masks are
     independent of each other, and each keeps `keep_bytes`' properties: a pure function of the element's index in its
-    `within` frame, whose leading corners it is."""
+    `within` frame, whose leading corners it is.
+
+    `packed_by_reduction`: the same masks, each block's keep bytes gathered by a reduction over its four draws
+    (`packed_keep_reduced`). XLA:CPU copies a chain of elementwise operations into every fusion that reads it, and a
+    train step reads a mask in ~7 (forward, backward, gradient reductions), so it compiled each cipher ~7 times; a
+    reduction it does not copy, so the cipher is compiled and run once a call, its words kept in memory. The models
+    ask for it on CPU: BERT-base's train step compiled in 3.9-5.0 s instead of 5.8-8.2 s, and a bert_tiny layer's
+    three masks at batch 32 are drawn in 1.7 ms instead of 5.5 (benchmarks/RESULTS.md, session 37). Elsewhere the
+    lanes it adds would cost (a TPU pads a minor axis of 4 to 128)."""
     k1, k2 = threefry_key(key)
     rows, counters, layouts = [], [], []
     for index, (shape, within) in enumerate(masks):
@@ -95,8 +104,11 @@ def keep_bytes_together(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple
         rows.append(lax.add(lax.mul(row, np.uint32(len(masks))), np.uint32(index)).reshape(-1))
         counters.append(counter.reshape(-1))
         layouts.append((tuple(shape), layout.blocks_shape))
-    w0, w1 = threefry2x32(k1, k2, jnp.concatenate(rows), jnp.concatenate(counters))
-    packed = packed_keep(w0, w1, drop_threshold(rate))
+    row, counter, threshold = jnp.concatenate(rows), jnp.concatenate(counters), drop_threshold(rate)
+    if packed_by_reduction:
+        packed = packed_keep_reduced(k1, k2, row, counter, threshold)
+    else:
+        packed = packed_keep(*threefry2x32(k1, k2, row, counter), threshold)
     out, start = [], 0
     for shape, blocks_shape in layouts:
         size = math.prod(blocks_shape)
@@ -117,6 +129,20 @@ def packed_keep(w0: jax.Array, w1: jax.Array, threshold: int) -> jax.Array:
         kept = lax.shift_left(lax.convert_element_type(lax.ge(draw, threshold), jnp.uint32), np.uint32(8 * byte))
         packed = kept if packed is None else lax.bitwise_or(packed, kept)
     return packed
+
+
+def packed_keep_reduced(k1: jax.Array, k2: jax.Array, row: jax.Array, counter: jax.Array, threshold: int) -> jax.Array:
+    """`packed_keep(*threefry2x32(k1, k2, row, counter), threshold)` for 1-D counter words, as a reduction: the
+    blocks broadcast over a lane axis of four, lane c takes draw c and shifts its keep bit to byte c, and the lanes
+    are OR-ed together."""
+    lanes = (row.shape[0], _DRAWS_PER_BLOCK)
+    w0, w1 = threefry2x32(k1, k2, lax.broadcast_in_dim(row, lanes, (0,)), lax.broadcast_in_dim(counter, lanes, (0,)))
+    lane = lax.broadcasted_iota(jnp.uint32, lanes, 1)
+    word = lax.select(lax.lt(lane, np.uint32(2)), w0, w1)  # draws 0, 1 in w0; 2, 3 in w1
+    draw = lax.bitwise_and(lax.shift_right_logical(word, lax.mul(lax.bitwise_and(lane, np.uint32(1)), np.uint32(16))),
+                           np.uint32(0xFFFF))  # fmt: skip
+    kept = lax.convert_element_type(lax.ge(draw, np.uint32(threshold)), jnp.uint32)
+    return lax.reduce(lax.shift_left(kept, lax.mul(lane, np.uint32(8))), np.uint32(0), lax.bitwise_or, (1,))
 
 
 def unpacked(words: jax.Array, shape: tuple[int, ...]) -> jax.Array:

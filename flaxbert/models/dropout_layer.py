@@ -3,7 +3,7 @@
 
 The masks are `dropout.keep_bytes_together`'s wherever they are drawn. On an NVIDIA GPU the Pallas kernel draws them
 (`dropout_kernel`: XLA then compiles no cipher, ~30% of a BERT-base train step's compile); elsewhere XLA computes
-them from `dropout`'s operations (on CPU they fuse with their users).
+them from `dropout`'s operations (on CPU packed by a reduction, which XLA:CPU keeps out of their users' fusions).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from flaxbert.models.target_device import target_device
 def keep_masks(key: jax.Array, masks: list[tuple[tuple[int, ...], tuple[int, ...] | None]], rate: float,
                as_bytes: bool = False) -> list:  # fmt: skip
     """`dropout.keep_bytes_together(key, masks, rate)`, drawn by the kernel where `dropout_kernel.applies` to the
-    device the program is traced for (which writes them `as_bytes` if asked: `dropout_kernel.keep_bytes_together`)."""
-    if dropout_kernel.applies(target_device(), masks):
+    device the program is traced for (which writes them `as_bytes` if asked: `dropout_kernel.keep_bytes_together`),
+    and packed by a reduction on CPU (XLA:CPU then compiles the cipher once, not into each of the masks' users)."""
+    device = target_device()
+    if dropout_kernel.applies(device, masks):
         return dropout_kernel.keep_bytes_together(key, masks, rate, as_bytes=as_bytes)
-    return dropout.keep_bytes_together(key, masks, rate)
+    return dropout.keep_bytes_together(key, masks, rate, packed_by_reduction=device.platform == "cpu")
 
 
 class Dropout(nn.Module):
