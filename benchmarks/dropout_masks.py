@@ -65,7 +65,7 @@ VARIANTS = {
         lambda key, shape: jax.random.bernoulli(key, 1 - peers.DROPOUT, shape)
     ),
     "flaxbert keep_mask": masks_from(lambda key, shape: keep_mask(key, shape, peers.DROPOUT)),
-    "flaxbert keep_mask, packed by a reduction (the models' masks on CPU)": masks_from(
+    "flaxbert keep_mask, packed by a reduction (as the models pack theirs on CPU)": masks_from(
         lambda key, shape: dropout.keep_bytes_together(key, [(shape, None)], peers.DROPOUT, True)[0] != 0
     ),
     "flaxbert keep_mask, jax's threefry2x32_p": masks_from(

@@ -100,6 +100,14 @@ def test_masks_packed_by_a_reduction_are_the_same_bytes(masks, rate):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("packed_by_reduction", [False, True])
+def test_empty_masks_are_empty(packed_by_reduction):
+    masks = [((0, 5), None), ((2, 0, 4), (2, 3, 4)), ((3, 0), None), ((0,), None), ((2, 5), None)]
+    drawn = keep_bytes_together(jax.random.key(0), masks, 0.1, packed_by_reduction)
+    assert [m.shape for m in drawn] == [shape for shape, _ in masks]
+    np.testing.assert_array_equal(drawn[-1], keep_bytes_together(jax.random.key(0), masks, 0.1)[-1])
+
+
 def test_on_cpu_the_layers_masks_are_packed_by_a_reduction_the_same_on_any_mesh():
     masks = [((8, 2, 16, 16), None), ((8, 16, 24), (8, 32, 24)), ((8, 1, 24), (8, 32, 24))]
     key = jax.random.key(5)

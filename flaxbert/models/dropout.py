@@ -13,11 +13,13 @@ The cipher is written out here in uint32 arithmetic (`threefry2x32`), bit for bi
 lowers that primitive to a loop of five passes over whole arrays, each reading and writing every word, where the
 written-out rounds fuse with the counters and the comparison into one elementwise kernel. On NVIDIA GPUs the models
 draw the same masks with a Pallas kernel instead (`dropout_kernel`, chosen by `dropout_layer`): XLA:GPU takes
-seconds to fuse these chains of integer operations.
+seconds to fuse these chains of integer operations. On CPU they pack the keep bits by a reduction
+(`keep_bytes_together`'s `packed_by_reduction`), which XLA:CPU does not copy into each of the masks' users.
 
-XLA:CPU, bert_tiny batch 32: the step's 4.7M mask draws take 7.5-8.3 ms, against 13.3-14.7 ms with the primitive and
-33-37 ms with `jax.random.bernoulli`, and the train step compiles in 3.0-3.2 s instead of 4.6-5.1 s
-(`benchmarks/dropout_masks.py`, benchmarks/RESULTS.md).
+XLA:CPU, bert_tiny batch 32, packed elementwise (session 13): the step's 4.7M mask draws take 7.5-8.3 ms, against
+13.3-14.7 ms with the primitive and 33-37 ms with `jax.random.bernoulli`, and the train step compiles in 3.0-3.2 s
+instead of 4.6-5.1 s (`benchmarks/dropout_masks.py`, benchmarks/RESULTS.md). Packed by a reduction (session 37),
+the draws take 2.7-3.0 ms against 5.6-6.3 ms packed elementwise in the same run.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def unpacked(words: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """A mask of `shape` as int8 from its blocks' packed words (`packed_keep`, shaped as `block_layout`'s
     `blocks_shape`): the words reinterpreted as their bytes, which are the elements in order."""
     keep = jax.lax.bitcast_convert_type(words, jnp.int8)  # [..., blocks, 4]
-    return keep.reshape(*shape[:-1], -1)[..., : shape[-1]]
+    return keep.reshape(*shape[:-1], keep.shape[-2] * keep.shape[-1])[..., : shape[-1]]  # no -1: sizes may be 0
 
 
 @dataclasses.dataclass(frozen=True)
