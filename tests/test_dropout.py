@@ -104,7 +104,7 @@ def test_masks_packed_by_a_reduction_are_the_same_bytes(masks, rate):
 def test_empty_masks_are_empty(packed_by_reduction):
     masks = [((0, 5), None), ((2, 0, 4), (2, 3, 4)), ((3, 0), None), ((0,), None), ((2, 5), None)]
     drawn = keep_bytes_together(jax.random.key(0), masks, 0.1, packed_by_reduction)
-    assert [m.shape for m in drawn] == [shape for shape, _ in masks]
+    assert [m.shape for m in drawn] == [shape for shape, _ in masks] and {m.dtype for m in drawn} == {jnp.dtype("int8")}
     np.testing.assert_array_equal(drawn[-1], keep_bytes_together(jax.random.key(0), masks, 0.1)[-1])
 
 

@@ -136,7 +136,9 @@ def packed_keep(w0: jax.Array, w1: jax.Array, threshold: int) -> jax.Array:
 def packed_keep_reduced(k1: jax.Array, k2: jax.Array, row: jax.Array, counter: jax.Array, threshold: int) -> jax.Array:
     """`packed_keep(*threefry2x32(k1, k2, row, counter), threshold)` for 1-D counter words, as a reduction: the
     blocks broadcast over a lane axis of four, lane c takes draw c and shifts its keep bit to byte c, and the lanes
-    are OR-ed together."""
+    are OR-ed together. Each lane computes its own draw rather than masking byte c out of `packed_keep`'s whole word:
+    that shorter form sent XLA:CPU's algebraic simplifier into a loop (it logged "likely stuck in a circular
+    simplification loop" 363 times over a mesh test's compiles)."""
     lanes = (row.shape[0], _DRAWS_PER_BLOCK)
     w0, w1 = threefry2x32(k1, k2, lax.broadcast_in_dim(row, lanes, (0,)), lax.broadcast_in_dim(counter, lanes, (0,)))
     lane = lax.broadcasted_iota(jnp.uint32, lanes, 1)
