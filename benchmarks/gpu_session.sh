@@ -8,6 +8,11 @@
 #   here:   bash benchmarks/gpu_wheels.sh
 #   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl", ".data"], timeout_s=600)
 #
+# 0. The kernels on the chip (tests/test_kernels_on_gpu.py, time-boxed to 100 s): until session 38 the Pallas
+#    kernels (dropout masks, LayerNorm backward, attention) had run only in Pallas's interpreter on CPU and been
+#    compiled for a GPU without one; these tests run them, and cuDNN's attention, against XLA's operations on the GPU,
+#    and a BERT-base-wide train step with them against XLA's bfloat16 and float32 steps. A failure here makes every
+#    flaxbert number after it suspect.
 # 1. throughput.py, flaxbert beside keras-hub and transformers in the same run, cold persistent compile cache:
 #    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
 #    subprocess and time box, so a slow compile costs its own row.
@@ -63,7 +68,8 @@
 #    within ~3% of step 2's default arm and the compile drops, it is a lever for the 10 s cold first step.
 # 7. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
 #    keras-hub in training, before the cuBLAS default).
-# Overrides for a CPU smoke test of the script itself (~3 minutes; a small END_S skips step 6):
+# Overrides for a CPU smoke test of the script itself (~3 minutes; step 0 skips its tests, which need a GPU, and a
+# small END_S skips step 6):
 #   END_S=260 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
 #     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 ATTENTION=2:24:2:16 OUT=/tmp/o \
@@ -106,6 +112,10 @@ PEERS=flaxbert,keras_hub,transformers
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+  echo "== 0. the kernels on the chip against XLA's operations"
+  JAX_PLATFORMS="${DEVICE/gpu/cuda}" timeout 100 python3 -m pytest tests/test_kernels_on_gpu.py -q -rfEs \
+    -p no:cacheprovider
+  echo "test_kernels_on_gpu.py exit status $?"
   echo "== 1. throughput, $BIG"
   timeout 150 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
     --frameworks "$PEERS" --budget-s 140 --timeout-s 70 --compilation-cache "$CACHE" \
