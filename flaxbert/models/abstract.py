@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxbert import gc_pause
 from flaxbert.models.config import BertConfig
 
 
@@ -40,7 +41,8 @@ def abstract_params(module: nn.Module, cfg) -> dict:
 
 def _trace_abstract_params(module: nn.Module, cfg) -> dict:
     init = lambda key: module.init(key, dummy_inputs(cfg))["params"]  # noqa: E731
-    return jax.eval_shape(init, jax.random.key(0))
+    with gc_pause.paused():
+        return jax.eval_shape(init, jax.random.key(0))
 
 
 _traced_abstract_params = functools.lru_cache(maxsize=32)(_trace_abstract_params)  # linen modules hash by fields

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from flaxbert import gc_pause
 from flaxbert.parallel import make_mesh
 from flaxbert.training.state import optimizer_update
 
@@ -106,7 +107,8 @@ def check_optimizer(tx, boxed_params) -> None:
         return optimizer_update(tx, params, tx.init(params), params, value)
 
     try:
-        jax.eval_shape(one_update, nn.unbox(boxed_params), jax.ShapeDtypeStruct((), np.float32))
+        with gc_pause.paused():
+            jax.eval_shape(one_update, nn.unbox(boxed_params), jax.ShapeDtypeStruct((), np.float32))
     except Exception as error:  # whatever the optimizer raises, said in the terms of the call
         raise ValueError(
             f"optimizer.update(grads, state, params, value=loss) failed on this model's params "

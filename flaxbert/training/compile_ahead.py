@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
+from flaxbert import gc_pause
+
 try:  # the jax settings, global and this thread's own, that key jax's compile caches
     from jax._src.config import trace_context as _jax_context
 except ImportError:  # a jax without it: every thread is taken to share the caller's settings
@@ -170,7 +172,7 @@ def _compile(jitted, args, context, ticket: int | None) -> bool:
     if _jax_context() != context:
         return False
     try:
-        with _lowering.turn(ticket):
+        with _lowering.turn(ticket), gc_pause.paused():
             lowered = jitted.lower(*args)
         lowered.compile()
     except Exception:

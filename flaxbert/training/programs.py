@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaxbert import gc_pause
 from flaxbert.compilation import inference_compiler_options, train_compiler_options
 from flaxbert.models.abstract import abstract_params
 from flaxbert.models.compute_params import cast_dtype, compute_copies, projections, with_copies
@@ -26,7 +27,9 @@ def state_shardings(model, cfg, tx, mesh):
     shape (1,) for a vector. A leaf its sharding does not fit (more axes than dims, or a dim the mesh axes do not
     divide) is replicated instead."""
     check_hidden_dim(mesh, cfg.hidden_dim)
-    boxed = jax.eval_shape(lambda p: TrainState.create(p, tx, compute_dtype=cfg.dtype), abstract_params(model, cfg))
+    boxed = abstract_params(model, cfg)
+    with gc_pause.paused():
+        boxed = jax.eval_shape(lambda p: TrainState.create(p, tx, compute_dtype=cfg.dtype), boxed)
     abstract = nn.unbox(boxed)
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
