@@ -8,7 +8,7 @@
 #   here:   bash benchmarks/gpu_wheels.sh
 #   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl", ".data"], timeout_s=600)
 #
-# 0. The kernels on the chip (tests/test_kernels_on_gpu.py, time-boxed to 100 s): until session 38 the Pallas
+# 0. The kernels on the chip (tests/test_kernels_on_gpu.py, time-boxed to 120 s): until session 38 the Pallas
 #    kernels (dropout masks, LayerNorm backward, attention) had run only in Pallas's interpreter on CPU and been
 #    compiled for a GPU without one; these tests run them, and cuDNN's attention, against XLA's operations on the GPU,
 #    and a BERT-base-wide train step with them against XLA's bfloat16 and float32 steps. A failure here makes every
@@ -113,7 +113,7 @@ PEERS=flaxbert,keras_hub,transformers
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   echo "== 0. the kernels on the chip against XLA's operations"
-  JAX_PLATFORMS="${DEVICE/gpu/cuda}" timeout 100 python3 -m pytest tests/test_kernels_on_gpu.py -q -rfEs \
+  JAX_PLATFORMS="${DEVICE/gpu/cuda}" timeout 120 python3 -m pytest tests/test_kernels_on_gpu.py -q -rfEs --durations=8 \
     -p no:cacheprovider
   echo "test_kernels_on_gpu.py exit status $?"
   echo "== 1. throughput, $BIG"
