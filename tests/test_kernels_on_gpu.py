@@ -130,6 +130,27 @@ def test_residual_layer_norm_kernel_gives_xlas_gradients(monkeypatch, shape, dty
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-4, err_msg=name)
 
 
+def _value_and_grads(attention, q, k, v, cotangent):
+    """The context (float32) and the gradients of q, k and v of `attention(q, k, v)` for `cotangent`, jitted."""
+
+    def loss(q, k, v):
+        out = attention(q, k, v).astype(jnp.float32)
+        return jnp.sum(out * cotangent.astype(jnp.float32)), out
+
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))(q, k, v)
+    return out, grads
+
+
+def _assert_attention_matches(got, want):
+    """Context and gradients within a hundredth of the reference's largest value, the gradients not all zero."""
+    (out, grads), (want_out, want_grads) = got, want
+    np.testing.assert_allclose(out, want_out, atol=1e-2 * np.abs(want_out).max())
+    for name, a, b in zip("qkv", grads, want_grads, strict=True):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        assert np.abs(b).max() > 0.1  # the comparison is not between zeros
+        np.testing.assert_allclose(a, b, atol=1e-2 * np.abs(b).max(), err_msg=f"d{name}")
+
+
 # BERT-base's heads at length 128 (one backward kernel by default), 100 padded to 128, and 512 (two kernels).
 @pytest.mark.parametrize("one_kernel", [None, False], ids=["default backward", "two backward kernels"])
 @pytest.mark.parametrize("batch, length", [(4, 128), (2, 100), (1, 512)])
@@ -138,25 +159,14 @@ def test_attention_kernels_give_xlas_values_and_gradients(batch, length, one_ker
     keep = dropout.keep_mask(jax.random.key(7), (batch, 12, length, length), 0.1)
     scale = dropout.keep_scale(0.1)
     fused = functools.partial(fused_attention.attention, one_backward_kernel=one_kernel)
-
-    def value_and_grads(attention):
-        def loss(q, k, v):
-            out = attention(q, k, v, padding_mask, keep, scale).astype(jnp.float32)
-            return jnp.sum(out * cotangent.astype(jnp.float32)), out
-
-        return jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))(q, k, v)
-
     expected_kernels = 2 if one_kernel is None and length <= 128 else 3  # forward + backward kernel(s)
     assert _triton_calls(jax.value_and_grad(lambda q: jnp.sum(fused(q, k, v, padding_mask, keep, scale))), q) == (
         expected_kernels
     )
-    (_, out), grads = value_and_grads(fused)
-    (_, want_out), want_grads = value_and_grads(_attention_reference)
-    np.testing.assert_allclose(out, want_out, atol=1e-2 * np.abs(want_out).max())
-    for name, a, b in zip("qkv", grads, want_grads, strict=True):
-        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-        assert np.abs(b).max() > 0.1  # the comparison is not between zeros
-        np.testing.assert_allclose(a, b, atol=1e-2 * np.abs(b).max(), err_msg=f"d{name}")
+    _assert_attention_matches(
+        _value_and_grads(lambda q, k, v: fused(q, k, v, padding_mask, keep, scale), q, k, v, cotangent),
+        _value_and_grads(lambda q, k, v: _attention_reference(q, k, v, padding_mask, keep, scale), q, k, v, cotangent),
+    )
 
 
 _DIMS = dict(vocabulary_size=1000, num_layers=2, num_heads=12, hidden_dim=768, intermediate_dim=3072,
@@ -251,22 +261,13 @@ def test_cudnn_attention_gives_xlas_values_and_gradients():
     spread over the queries as cuDNN takes it: XLA's values and gradients."""
     q, k, v, cotangent, padding_mask = _attention_inputs(4, 128, 12, 64, jnp.bfloat16)
 
-    def value_and_grads(cudnn):
-        def loss(q, k, v):
-            out = layers.attention_without_dropout(q, k, v, padding_mask, cudnn=cudnn).astype(jnp.float32)
-            return jnp.sum(out * cotangent.astype(jnp.float32)), out
+    def attention(cudnn):
+        return lambda q, k, v: layers.attention_without_dropout(q, k, v, padding_mask, cudnn=cudnn)
 
-        return jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))(q, k, v)
-
-    lowered = jax.jit(lambda q: layers.attention_without_dropout(q, k, v, padding_mask, cudnn=True)).lower(q)
-    assert "cudnn" in lowered.compile().as_text().lower()  # cuDNN's fused attention, not XLA's fallback
-    (_, out), grads = value_and_grads(True)
-    (_, want_out), want_grads = value_and_grads(False)
-    np.testing.assert_allclose(out, want_out, atol=1e-2 * np.abs(want_out).max())
-    for name, a, b in zip("qkv", grads, want_grads, strict=True):
-        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-        assert np.abs(b).max() > 0.1  # the comparison is not between zeros
-        np.testing.assert_allclose(a, b, atol=1e-2 * np.abs(b).max(), err_msg=f"d{name}")
+    assert "cudnn" in jax.jit(attention(True)).lower(q, k, v).compile().as_text().lower()  # not XLA's fallback
+    _assert_attention_matches(
+        _value_and_grads(attention(True), q, k, v, cotangent), _value_and_grads(attention(False), q, k, v, cotangent)
+    )
 
 
 @pytest.mark.parametrize("kernel", ["cudnn", "pallas"])
