@@ -5,8 +5,8 @@ one trace, and its full collections walk every object the process holds: ~184K o
 (jax's caches, flax's modules, the parameter tree). bert_base bf16 batch 8 on a 2-core CPU, 6 interleaved rounds in
 one process (`python benchmarks/trace_gc.py --rounds 6`): the train step's trace 0.350-0.528 s with the collector
 running, 0.321-0.351 s paused; its lowering 0.220-0.343 -> 0.190-0.213 s; the abstract params 0.145-0.284 ->
-0.136-0.194 s (medians equal). A fresh process on a warm compile cache (`benchmarks/warm_start.py`, 6 per arm):
-tracing and lowering summed 1.72-2.45 -> 1.43-1.57 s, the build 1.23-1.77 -> 1.14-1.30 s: host time every process
+0.136-0.194 s (medians equal). A fresh process on a warm compile cache (`benchmarks/warm_start.py`, 15 per arm in
+three runs): tracing and lowering summed, median 1.98 -> 1.73 s, the build 1.49 -> 1.33 s: host time every process
 pays before its first step, and each bucket length's program pays again.
 
 Paused, the collector only waits: reference counting still frees everything but cycles, and the cycles made
