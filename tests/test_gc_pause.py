@@ -9,11 +9,14 @@ import types
 
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
 from flaxbert import gc_pause
 from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, abstract
-from flaxbert.training import compile_ahead
+from flaxbert.parallel import make_mesh
+from flaxbert.tasks import arguments
+from flaxbert.training import compile_ahead, programs
 
 
 @pytest.fixture(autouse=True)
@@ -91,12 +94,19 @@ def test_compiling_ahead_lowers_with_the_collector_paused():
     assert program.collector == [False, True]  # lowered paused, compiled (XLA: no Python objects) with it back
 
 
-def test_tracing_the_abstract_params_pauses_the_collector(monkeypatch):
+def test_the_build_and_compiles_traces_pause_the_collector(monkeypatch):
+    """The abstract params, the train state's shapes and the optimizer check: each `jax.eval_shape` runs paused."""
     seen = []
     original = jax.eval_shape
     monkeypatch.setattr(jax, "eval_shape", lambda *a: seen.append(gc.isenabled()) or original(*a))
     cfg = BertConfig(vocabulary_size=11, num_layers=1, num_heads=1, hidden_dim=8, intermediate_dim=8)
-    params = abstract._trace_abstract_params(BertClassifier(cfg, BertHeadConfig(2)), cfg)
+    model = BertClassifier(cfg, BertHeadConfig(2))
+    params = abstract._trace_abstract_params(model, cfg)
     assert seen == [False] and gc.isenabled()
     assert params["logits"]["kernel"].value.shape == (8, 2)
     assert params["logits"]["kernel"].value.dtype == jnp.float32
+    tx = optax.adam(1e-3)
+    abstract_state, _ = programs.state_shardings(model, cfg, tx, make_mesh())
+    assert abstract_state.opt_state[0].mu["logits"]["kernel"].shape == (8, 2)
+    arguments.check_optimizer(tx, params)
+    assert seen and not any(seen) and gc.isenabled()

@@ -240,20 +240,20 @@ def test_a_bert_base_layers_train_step_with_the_kernels_is_as_close_to_float32_a
     assert calls == []
     np.testing.assert_allclose(kernel_loss, xla_loss, rtol=1e-2)
     np.testing.assert_allclose(xla_loss, wide_loss, rtol=1e-2)
-    for path, wide in jax.tree_util.tree_leaves_with_path(wide_deltas):
-        name, kernel_delta = jax.tree_util.keystr(path), _at(kernel_deltas, path)
+    kernel_flat, xla_flat, wide_flat = map(_by_name, (kernel_deltas, xla_deltas, wide_deltas))
+    assert kernel_flat.keys() == xla_flat.keys() == wide_flat.keys()
+    for name, wide in wide_flat.items():
         if name.endswith("['key']['bias']"):  # noise: against the query bias's update
-            assert _norm(kernel_delta) < 0.1 * _norm(_at(wide_deltas, path[:-2])["query"]["bias"]), name
+            query_bias = wide_flat[name.replace("['key']['bias']", "['query']['bias']")]
+            assert _norm(kernel_flat[name]) < 0.1 * _norm(query_bias), name
             continue
-        kernel, xla = _norm(kernel_delta - wide), _norm(_at(xla_deltas, path) - wide)
+        kernel, xla = _norm(kernel_flat[name] - wide), _norm(xla_flat[name] - wide)
         assert _norm(wide) > 0, name  # the steps moved it
         assert kernel <= 3 * xla + 1e-7 and kernel <= 0.1 * _norm(wide), f"{name}: {kernel} vs XLA's {xla}"
 
 
-def _at(tree, path):
-    for entry in path:
-        tree = tree[entry.key]
-    return tree
+def _by_name(tree) -> dict:
+    return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def test_cudnn_attention_gives_xlas_values_and_gradients():
@@ -271,11 +271,19 @@ def test_cudnn_attention_gives_xlas_values_and_gradients():
 
 
 @pytest.mark.parametrize("kernel", ["cudnn", "pallas"])
-def test_predict_with_an_attention_kernel_is_xlas(kernel):
-    """A BERT-base-wide classifier's predict (no dropout) through cuDNN's fused attention or the Pallas kernels:
-    XLA's logits."""
+def test_predict_with_an_attention_kernel_is_xlas(monkeypatch, kernel):
+    """A BERT-base-wide classifier's predict (no dropout) through cuDNN's fused attention or the Pallas kernels (each
+    traced into the program: checked): XLA's logits."""
     x, _ = _batch()
-    logits = {name: _fresh_classifier(attention_kernel=name).predict(x, batch_size=8, verbose=0)
-              for name in (kernel, "xla")}  # fmt: skip
+    calls, attention = [], jax.nn.dot_product_attention
+    monkeypatch.setattr(jax.nn, "dot_product_attention",
+                        lambda *a, **k: calls.append(k.get("implementation")) or attention(*a, **k))  # fmt: skip
+    _record_calls(monkeypatch, fused_attention, "attention_packed", calls)
+    logits = {}
+    for name in (kernel, "xla"):
+        calls.clear()
+        logits[name] = _fresh_classifier(attention_kernel=name).predict(x, batch_size=8, verbose=0)
+        traced = {"cudnn": "cudnn" in calls, "pallas": "attention_packed" in calls}[kernel]
+        assert traced == (name == kernel), (name, calls)
     assert np.abs(logits["xla"]).max() > 0.1
     np.testing.assert_allclose(logits[kernel], logits["xla"], atol=1e-2 * np.abs(logits["xla"]).max())

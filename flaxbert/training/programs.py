@@ -27,9 +27,9 @@ def state_shardings(model, cfg, tx, mesh):
     shape (1,) for a vector. A leaf its sharding does not fit (more axes than dims, or a dim the mesh axes do not
     divide) is replicated instead."""
     check_hidden_dim(mesh, cfg.hidden_dim)
-    boxed = abstract_params(model, cfg)
+    params = abstract_params(model, cfg)
     with gc_pause.paused():
-        boxed = jax.eval_shape(lambda p: TrainState.create(p, tx, compute_dtype=cfg.dtype), boxed)
+        boxed = jax.eval_shape(lambda p: TrainState.create(p, tx, compute_dtype=cfg.dtype), params)
     abstract = nn.unbox(boxed)
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
 
