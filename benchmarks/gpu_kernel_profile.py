@@ -21,7 +21,7 @@ host's loop: its host events say where).
 bert_tiny:4:float32:xla:fit --steps 2   # CPU smoke
 
 Run it under `XLA_FLAGS=...` (in a fresh process, without --compilation-cache) to A/B XLA's GPU options: the header
-names the flags, and each variant's first step is its cold compile (benchmarks/gpu_session.sh's step 2).
+names the flags, and each variant's first step is its cold compile (benchmarks/gpu_session.sh's step 5).
 
 Session 2's output (the code of then, on an H100) is benchmarks/results/profile_step_gpu.txt.
 """

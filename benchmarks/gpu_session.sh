@@ -1,83 +1,75 @@
 #!/usr/bin/env bash
 # Issue 7's GPU measurements as one device call of under 10 minutes (a session has 15 minutes of device time, machine
-# start included, so there is no second try): most important first, each step time-boxed, every result under $OUT.
-# Session 23 profiled the step, moved NVIDIA matmuls to cuBLAS alone (flaxbert/compilation.py) and measured the fp32
-# and distil rows; its flaxbert bf16 rows with that default ran without the peers (benchmarks/RESULTS.md). This plan
-# puts the peers beside today's defaults again and profiles what is left.
+# start included, so there is no second try); every result under $OUT. The targets' rows come first, and their time
+# boxes fit in the script's 575 s even if every one runs out (steps 0-4: 120 + 150 + 125 + 70 + 95 = 560 s); the
+# diagnoses after them run while time is left, each only where its box still fits. (Until session 39 six cold-compile
+# arms of ~40 s each, on session 23's H200, ran second: with step 0 added, the batch-32 rows, the warm first step and
+# the profile would have fallen past the device's 600 s.)
 #
 #   here:   bash benchmarks/gpu_wheels.sh
 #   device: run(command="OUT=$OUT bash benchmarks/gpu_session.sh", carry=[".whl", ".data"], timeout_s=600)
 #
-# 0. The kernels on the chip (tests/test_kernels_on_gpu.py, time-boxed to 120 s): until session 38 the Pallas
-#    kernels (dropout masks, LayerNorm backward, attention) had run only in Pallas's interpreter on CPU and been
-#    compiled for a GPU without one; these tests run them, and cuDNN's attention, against XLA's operations on the GPU,
-#    and a BERT-base-wide train step with them against XLA's bfloat16 and float32 steps. A failure here makes every
-#    flaxbert number after it suspect.
+# 0. The kernels on the chip (tests/test_kernels_on_gpu.py; verbose, so a cut-off run still shows each test's verdict):
+#    until session 38 the Pallas kernels (dropout masks, LayerNorm backward, attention) had run only in Pallas's
+#    interpreter on CPU and been compiled for a GPU without one. These tests run them, and cuDNN's attention, against
+#    XLA's operations on the GPU, and a BERT-base-wide train step with them against XLA's bfloat16 and float32 steps.
+#    A failure here makes every flaxbert number after it suspect.
 # 1. throughput.py, flaxbert beside keras-hub and transformers in the same run, cold persistent compile cache:
-#    bert_base bf16 batch 256 (the train and predict targets). Each (framework, model, precision) gets its own
-#    subprocess and time box, so a slow compile costs its own row.
-# 2. The cold compile, A/B (the 10 s first-step target): the train step of bert_base bf16 batch 32, each arm a fresh
-#    process without a persistent cache, each compile broken down by XLA's own timers (HLO passes, autotuning, code
-#    generation: benchmarks/xla_phases.py; on a CPU host without autotuning session 32's step spent 3.6 s in HLO
-#    passes and 4.2 s generating code). The arms: XLA's defaults; each block's residual add, dropout and LayerNorm
-#    differentiated as separate operations (":plain_norm_bwd", flaxbert before session 36: one kernel call for their
-#    backward pass, and the forward add fused into the LayerNorm, took the deviceless compile from 537 to 443 kernels
-#    at batch 32 and 66.21 to 64.18 GB at batch 256); XLA's fusion autotuner off
-#    (`xla_gpu_experimental_enable_fusion_autotuner`, on in jax 0.10's XLA, which on a GPU may compile and time each
-#    of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's); the dropout masks
-#    drawn by XLA's operations instead of the Pallas kernel (":xla_masks", flaxbert before session 32: that compile
-#    took 12.7-13.3 s on the CPU host against 9.1-9.3 s with the kernel, which moves 0.9% more bytes; the two arms'
-#    step times are the kernel's cost or gain); the LayerNorms' backward passes by XLA's operations instead of the
-#    Pallas kernel (":xla_norms", flaxbert before session 33, and before 36's kernel too: the kernel took the deviceless compile from 661 to 559
-#    kernels at batch 32 and 81.85 to 72.93 GB at batch 256; the two arms' step times say whether a kernel written
-#    here beats XLA's six); and the attention's backward pass as two Pallas kernels instead of one
-#    (":two_attention_bwd", flaxbert before session 34: one kernel took the deviceless compile from 559 to 537 kernels
-#    at batch 32 and 72.93 to 66.21 GB at batch 256; the two arms' step times say whether it is faster on the chip).
-#    Session 33's arm with the params cast by the model in every forward pass (":model_casts") is out, for time:
-#    that change only removed kernels (77) and bytes, and the arm is still there to run. Session 32's arm with
-#    `scan_layers=True` and the loop in XLA's command buffers is out too: the scanned step ran 1.78x as long as
-#    the unrolled one in session 22, and no default depends on it. An arm's step time is the one measured
-#    before its profile (profiling runs XLA op by op, without command buffers). (Session 31's arm with
-#    `xla_gpu_enable_llvm_module_compilation_parallelism` is out: it changed nothing on the CPU host, and the
-#    timers show whether code generation is worth it.)
-# 3. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
-# 4. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 3 warm; then warm_start.py's breakdown
+#    bert_base bf16 batch 256 (the train and predict targets, and the cold first step). Each (framework, model,
+#    precision) gets its own subprocess and time box, so a slow compile costs only its own row.
+# 2. throughput.py as in 1, bert_base and distil_bert_base bf16 at batch 32.
+# 3. Time to first step, flaxbert bert_base bf16 batch 32, with the cache from 2 warm; then warm_start.py's breakdown
 #    of it in two more fresh processes (build, fit, XLA's compile-or-load, tracing and lowering: session 23's warm
 #    5.1 s was not broken down on the GPU).
-# 5. gpu_kernel_profile.py with the cache warm: bert_base bf16 batch 256 with today's defaults (what is left beside the
-#    matmuls), and the same with ":autodiff", flax's LayerNorm and jax's GELU differentiated automatically (the A/B of
-#    session 23's LayerNorm and GELU that keep only their inputs for the backward pass: bert_base bf16 batch 32 temp
-#    memory on XLA:CPU 4,754 -> 3,675 MiB); batch 32 through `fit` (session 23: `fit` ran at 92% of its jitted step
-#    there, ~0.7 ms more a step at either batch: does the GPU wait on the host's loop, and on what?); batch 32 with the
-#    optimizer flattened (fewer kernels: the batch-32 lever), against 3's jitted rows. Each kernel is named after
-#    the part of the model its HLO ops come from (benchmarks/hlo_parts.py), with a table of the time per part:
-#    session 23 could say only that 24 ms went to ~1,000 elementwise and reduction fusions, not to which.
-# 5b. With the time left (if 100 s or more), attention_kernels.py at bert_base's heads, dropout 0.1, batch 256 and
-#    32: XLA's path, the Pallas kernels with today's one backward kernel (16 queries a step, 8 warps), with the two
-#    backward kernels (flaxbert before session 34) and with the one kernel at 32 queries a step (the blocking ptxas
-#    notes wgmma waits in, benchmarks/results/kernel_registers_attention_h200_session34.txt): attention alone, fwd and
-#    fwd + bwd ms, and each path's differences from XLA's, the check that the one kernel computes the same on the chip.
-# 6. With the time left (if 120 s or more), bucket_compiles.py: distil_bert_base bf16 batch 32 fitting 30 batches of
-#    SST-2 from raw text, then evaluating its dev set, bucketed, no compile cache, one process with the programs
-#    compiled ahead in background threads (session 25's default) and one compiling each in the loop as before; the
-#    second fit in each shows whether kernels autotuned beside other GPU work came out slower.
-# 6b. With the time left (if 60 s or more), step 2's cold compile once more with `xla_gpu_autotune_level=0`: with
-#    Triton's GEMMs off (flaxbert's default) every matmul is cuBLAS's, and XLA then takes cuBLAS's own heuristic
-#    algorithm instead of timing candidates for each matmul. Session 23 tried autotuning off with Triton's GEMMs
-#    still on (their untuned default tiles: a 14x slower step); this is the arm it did not run. If the step stays
-#    within ~3% of step 2's default arm and the compile drops, it is a lever for the 10 s cold first step.
-# 7. With the time left (if 100 s or more), bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x
-#    keras-hub in training, before the cuBLAS default).
+# 4. gpu_kernel_profile.py with the cache warm: bert_base bf16 batch 256 with today's defaults (what is left beside the
+#    matmuls), and the same with ":autodiff" (flax's LayerNorm and jax's GELU differentiated automatically: the A/B of
+#    session 23's LayerNorm and GELU that keep only their inputs for the backward pass); batch 32 through `fit` (does
+#    the GPU wait on the host's loop, and on what?); batch 32 with the optimizer flattened (fewer kernels: the
+#    batch-32 lever), against 2's jitted rows. Each kernel is named after the part of the model its HLO ops come from
+#    (benchmarks/hlo_parts.py), with a table of the time per part.
+# 5. The cold compile, A/B (the 10 s first-step target), one arm after another while 55 s are left: the train step of
+#    bert_base bf16 batch 32, each arm a fresh process without a persistent cache, each compile broken down by XLA's
+#    own timers (HLO passes, autotuning, code generation: benchmarks/xla_phases.py). In order:
+#    - today's defaults;
+#    - code generation split over the host's cores (`xla_gpu_enable_llvm_module_compilation_parallelism`, off by
+#      default, with `xla_gpu_force_compilation_parallelism` at `nproc`): the deviceless compile spent 4.3 of its 7.6 s
+#      generating code on one thread (session 38), and XLA skips the split when it compiles without a device, so only
+#      a GPU host can say what it saves;
+#    - XLA's fusion autotuner off (`xla_gpu_experimental_enable_fusion_autotuner`, which on a GPU may compile and time
+#      each of the step's ~240 reduction and transpose fusions with XLA's emitter and with Triton's);
+#    - `xla_gpu_autotune_level=0`: with Triton's GEMMs off (flaxbert's default) every matmul is cuBLAS's, and XLA then
+#      takes cuBLAS's own heuristic algorithm instead of timing candidates for each matmul (session 23 tried it with
+#      Triton's GEMMs still on, whose untuned tiles made the step 14x slower). If the step stays within ~3% of the
+#      default arm's and the compile drops, it is a lever for the cold first step;
+#    - the LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (":xla_norms", flaxbert before
+#      session 33; in the deviceless compile at batch 32 the kernel took the step from 661 to 559 kernels);
+#    - each block's residual add, dropout and LayerNorm differentiated as separate operations (":plain_norm_bwd",
+#      flaxbert before session 36, whose one backward kernel call took it from 537 to 443);
+#    - the attention's backward pass as two Pallas kernels instead of one (":two_attention_bwd", before session 34,
+#      whose one kernel took it from 559 to 537);
+#    - the dropout masks drawn by XLA's operations instead of the Pallas kernel (":xla_masks", before session 32).
+#    The kernel arms' step times say whether each kernel written here beats XLA's operations on the chip. An arm's
+#    step time is the one measured before its profile (profiling runs XLA op by op, without command buffers).
+# 6. If 100 s are left, attention_kernels.py at bert_base's heads, dropout 0.1, batch 256 and 32: XLA's path, the
+#    Pallas kernels with today's one backward kernel (16 queries a step, 8 warps), with the two backward kernels, and
+#    with the one kernel at 32 queries a step: attention alone, fwd and fwd + bwd ms, and each path's differences from
+#    XLA's (the check that the one kernel computes the same on the chip).
+# 7. If 120 s are left, bucket_compiles.py: distil_bert_base bf16 batch 32 fitting 30 batches of SST-2 from raw text,
+#    then evaluating its dev set, bucketed, no compile cache; one process with the programs compiled ahead in
+#    background threads (session 25's default) and one compiling each in the loop. The second fit in each shows
+#    whether kernels autotuned beside other GPU work came out slower.
+# 8. If 100 s are left, bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x keras-hub in training,
+#    before the cuBLAS default).
 # Overrides for a CPU smoke test of the script itself (~3 minutes; step 0 skips its tests, which need a GPU, and a
-# small END_S skips step 6):
+# small END_S skips the last steps):
 #   END_S=260 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
 #     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 ATTENTION=2:24:2:16 OUT=/tmp/o \
 #     bash benchmarks/gpu_session.sh
-# Files: session.log, throughput_gpu_b256.json, profile_gpu_compile.txt, throughput_gpu_b32.json,
-# throughput_gpu_warm.json, profile_gpu.txt, bucket_compiles_gpu.json, throughput_gpu_fp32.json: 8, the most the
-# device tool returns, so the charts the benchmarks write beside their
-# JSON are moved out of $OUT (draw them here: python benchmarks/plot.py FILES_AT/throughput_gpu_b256.json ...).
+# Files: session.log, throughput_gpu_b256.json, throughput_gpu_b32.json, throughput_gpu_warm.json, profile_gpu.txt,
+# profile_gpu_compile.txt, bucket_compiles_gpu.json, throughput_gpu_fp32.json: 8, the most the device tool returns, so
+# the charts the benchmarks write beside their JSON are moved out of $OUT (draw them here: python benchmarks/plot.py
+# FILES_AT/throughput_gpu_b256.json ...).
 set -uo pipefail
 : "${OUT:?set OUT to the output folder}"
 mkdir -p "$OUT"  # the device tool makes it; a smoke test here may name a new one
@@ -97,36 +89,58 @@ mkdir -p "$CHARTS"
 charts_out() { mv "$OUT"/*.png "$CHARTS"/ 2>/dev/null; true; }  # after every step, so a cut-off run returns its JSON
 BIG="${BIG:-bert_base:256:bfloat16}"
 SMALL="${SMALL:-bert_base:32:bfloat16,distil_bert_base:32:bfloat16}"
-FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 4 takes (one of SMALL)
+FIRST="${FIRST:-bert_base:32:bfloat16}"  # the shape whose warm time to first step step 3 takes (one of SMALL)
 AB="${AB:-bert_base:32:bfloat16:auto}"
 PROFILE="${PROFILE:-bert_base:256:bfloat16:auto,bert_base:256:bfloat16:auto:autodiff,\
 bert_base:32:bfloat16:auto:fit,bert_base:32:bfloat16:auto:flat}"
 BUCKETS="${BUCKETS:-distil_bert_base:32:bfloat16}"
-ATTENTION="${ATTENTION:-256:128:12:64,32:128:12:64}"  # step 5b's batch:length:heads:head_dim
+ATTENTION="${ATTENTION:-256:128:12:64,32:128:12:64}"  # step 6's batch:length:heads:head_dim
 FP32="${FP32:-bert_base:256:float32}"
 DEVICE="${DEVICE:-gpu}"
-XLA_TIMERS=hlo_pass_pipeline=1,gpu_compiler=1,nvptx_compiler=2  # step 2's compile phases (benchmarks/xla_phases.py)
+XLA_TIMERS=hlo_pass_pipeline=1,gpu_compiler=1,nvptx_compiler=2  # step 5's compile phases (benchmarks/xla_phases.py)
 PEERS=flaxbert,keras_hub,transformers
+# step 5's second arm: the LLVM module split for code generation on as many threads as the host has cores
+PARALLEL_CODEGEN="--xla_gpu_enable_llvm_module_compilation_parallelism=true --xla_gpu_force_compilation_parallelism=$(nproc)"
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   python3 -c "import jax, flax, optax, torch, transformers; print('jax', jax.__version__, jax.devices(), 'flax',
 flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   echo "== 0. the kernels on the chip against XLA's operations"
-  JAX_PLATFORMS="${DEVICE/gpu/cuda}" timeout 120 python3 -m pytest tests/test_kernels_on_gpu.py -q -rfEs --durations=8 \
-    -p no:cacheprovider
+  JAX_PLATFORMS="${DEVICE/gpu/cuda}" timeout 120 python3 -m pytest tests/test_kernels_on_gpu.py -v --tb=short -rfEs \
+    --durations=8 -p no:cacheprovider
   echo "test_kernels_on_gpu.py exit status $?"
   echo "== 1. throughput, $BIG"
   timeout 150 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$BIG" --steps 20 --repeats 1 \
     --frameworks "$PEERS" --budget-s 140 --timeout-s 70 --compilation-cache "$CACHE" \
     --json "$OUT/throughput_gpu_b256.json"
   echo "throughput.py exit status $?"; charts_out
-  echo "== 2. cold compile A/B, $AB"
+  echo "== 2. throughput, $SMALL"
+  timeout 125 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
+    --frameworks "$PEERS" --budget-s 115 --timeout-s 60 --compilation-cache "$CACHE" \
+    --json "$OUT/throughput_gpu_b32.json"
+  echo "throughput.py exit status $?"; charts_out
+  echo "== 3. time to first step, warm cache"
+  timeout 35 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
+    --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
+  charts_out
+  timeout 35 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
+  echo "warm_start.py exit status $?"
+  echo "== 4. kernel profile, $PROFILE"
+  timeout 95 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
+    --out "$OUT/profile_gpu.txt"
+  echo "gpu_kernel_profile.py exit status $?"
+  echo "== 5. cold compile A/B, $AB, while 55 s are left"
   : >"$OUT/profile_gpu_compile.txt"
-  for arm in "|$AB" "|$AB:plain_norm_bwd" "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" \
-             "|$AB:xla_masks" "|$AB:xla_norms" "|$AB:two_attention_bwd"; do
-    flags="${arm%%|*}" variant="${arm#*|}"
-    XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 45 \
+  for arm in "|$AB" "$PARALLEL_CODEGEN|$AB" "--xla_gpu_autotune_level=0|$AB" \
+             "--xla_gpu_experimental_enable_fusion_autotuner=false|$AB" "|$AB:xla_norms" "|$AB:plain_norm_bwd" \
+             "|$AB:two_attention_bwd" "|$AB:xla_masks"; do
+    flags="${arm%%|*}" variant="${arm#*|}" LEFT=$((END_S - SECONDS))
+    if ((LEFT < 55)); then
+      echo "arm $variant ($flags) and those after it skipped: $LEFT s left"
+      break
+    fi
+    XLA_FLAGS="$flags" TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE="$XLA_TIMERS" timeout 50 \
       python3 benchmarks/gpu_kernel_profile.py --variants "$variant" --out /tmp/ab.txt 2>/tmp/xla.log
     echo "gpu_kernel_profile.py $variant ($flags) exit status $?"
     grep -v "^[IW][0-9]" /tmp/xla.log | tail -n 20  # the script's own messages, without XLA's log lines
@@ -134,58 +148,33 @@ flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, 'trans
     echo "XLA's compile phases, $variant ($flags):" >>"$OUT/profile_gpu_compile.txt"
     python3 benchmarks/xla_phases.py /tmp/xla.log >>"$OUT/profile_gpu_compile.txt"
   done
-  echo "== 3. throughput, $SMALL"
-  timeout 125 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$SMALL" --steps 20 --repeats 1 \
-    --frameworks "$PEERS" --budget-s 115 --timeout-s 60 --compilation-cache "$CACHE" \
-    --json "$OUT/throughput_gpu_b32.json"
-  echo "throughput.py exit status $?"; charts_out
-  echo "== 4. time to first step, warm cache"
-  timeout 35 python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FIRST" --steps 5 --repeats 1 \
-    --frameworks flaxbert --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_warm.json"
-  charts_out
-  timeout 35 python3 benchmarks/warm_start.py --shape "$FIRST" --cache "$CACHE" --pairs 2
-  echo "warm_start.py exit status $?"
-  echo "== 5. kernel profile, $PROFILE"
-  timeout 95 python3 benchmarks/gpu_kernel_profile.py --variants "$PROFILE" --compilation-cache "$CACHE" \
-    --out "$OUT/profile_gpu.txt"
-  echo "gpu_kernel_profile.py exit status $?"
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
-    echo "== 5b. attention alone, one backward kernel against two, $LEFT s left"
+    echo "== 6. attention alone, one backward kernel against two, $LEFT s left"
     timeout 60 python3 benchmarks/attention_kernels.py --shapes "$ATTENTION" --dropout 0.1 --steps 20 \
       --configs 0:0:0,0:0:2,32:8:1
     echo "attention_kernels.py exit status $?"
   else
-    echo "== 5b. skipped: $LEFT s left"
+    echo "== 6. skipped: $LEFT s left"
   fi
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 120)); then
-    echo "== 6. bucketed fit's compiles, ahead vs in the loop, $BUCKETS, $LEFT s left"
+    echo "== 7. bucketed fit's compiles, ahead vs in the loop, $BUCKETS, $LEFT s left"
     timeout $((LEFT > 215 ? 200 : LEFT - 15)) python3 benchmarks/bucket_compiles.py --shape "$BUCKETS" --steps 30 \
       --pairs 1 --data .data/sst2 --json "$OUT/bucket_compiles_gpu.json"
     echo "bucket_compiles.py exit status $?"
   else
-    echo "== 6. skipped: $LEFT s left"
-  fi
-  LEFT=$((END_S - SECONDS))
-  if ((LEFT >= 60)); then
-    echo "== 6b. cold compile with cuBLAS's own algorithm choice, $AB, $LEFT s left"
-    XLA_FLAGS="--xla_gpu_autotune_level=0" timeout 45 python3 benchmarks/gpu_kernel_profile.py --variants "$AB" \
-      --out /tmp/ab.txt
-    echo "gpu_kernel_profile.py $AB (--xla_gpu_autotune_level=0) exit status $?"
-    cat /tmp/ab.txt >>"$OUT/profile_gpu_compile.txt" 2>/dev/null; rm -f /tmp/ab.txt
-  else
-    echo "== 6b. skipped: $LEFT s left"
+    echo "== 7. skipped: $LEFT s left"
   fi
   LEFT=$((END_S - SECONDS))
   if ((LEFT >= 100)); then
-    echo "== 7. throughput, $FP32, $LEFT s left"
+    echo "== 8. throughput, $FP32, $LEFT s left"
     timeout "$LEFT" python3 benchmarks/throughput.py --device "$DEVICE" --shapes "$FP32" --steps 10 --repeats 1 \
       --frameworks "$PEERS" --budget-s $((LEFT - 10)) --timeout-s $((LEFT / 3)) \
       --compilation-cache "$CACHE" --json "$OUT/throughput_gpu_fp32.json"
     echo "throughput.py exit status $?"; charts_out
   else
-    echo "== 7. skipped: $LEFT s left"
+    echo "== 8. skipped: $LEFT s left"
   fi
   ls -l "$OUT"
   date -u
