@@ -107,6 +107,20 @@ def test_evaluate_matches_predict():
     assert metrics["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == np.array(LABELS))))
 
 
+def test_a_column_of_class_ids_is_taken_as_keras_takes_it():
+    """y of shape (n, 1), which Keras' sparse cross-entropy accepts: the same scores and training as y of shape (n,)."""
+    column = np.array(LABELS)[:, None]
+    ours, twin = (flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone, seed=1), num_classes=4) for _ in range(2))
+    assert ours.evaluate(PREPROCESSED, column, verbose=0) == ours.evaluate(PREPROCESSED, LABELS, verbose=0)
+    with_column = ours.fit(PREPROCESSED, column, batch_size=2, epochs=2, seed=0, verbose=0, validation_data=(
+        PREPROCESSED, column)).history  # fmt: skip
+    with_ids = twin.fit(PREPROCESSED, LABELS, batch_size=2, epochs=2, seed=0, verbose=0, validation_data=(
+        PREPROCESSED, LABELS)).history  # fmt: skip
+    assert with_column == with_ids and len(with_ids["val_loss"]) == 2
+    untrained = _small(flaxbert.BertBackbone, seed=1).params
+    assert _leaves_equal(ours.params, twin.params) and not _leaves_equal(ours.backbone.params, untrained)
+
+
 @pytest.fixture(scope="module")
 def text_classifier():
     preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
@@ -134,6 +148,8 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, sample_weight=[-1.0, 1.0]), r"non-negative.*sample_weight\[0\] is -1.0"),
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0, 1e39]), r"at most 3.403e\+38 \(float32's largest\)"),
         (dict(x=FEATURES, y=[[0], [1, 2]]), "y is not one rectangular array of numbers"),
+        (dict(x=FEATURES, y=np.eye(4)[[0, 3]]), r"shape \(n,\) or \(n, 1\); got shape \(2, 4\) \(one-hot.*argmax"),
+        (dict(x=FEATURES, y=np.zeros((2, 1, 1), int)), r"one class id per example.*got shape \(2, 1, 1\)\.$"),
         (dict(x={**PREPROCESSED, "token_ids": [[1, 2], [3]]}, y=LABELS), r"inputs\['token_ids'\] is not one rect"),
         (dict(x=FEATURES, y=LABELS, group_by_length="yes"), "group_by_length must be True or False"),
         (dict(x=PREPROCESSED, y=LABELS, group_by_length=True), "only helps length-bucketed.*x is preprocessed"),

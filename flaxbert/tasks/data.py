@@ -110,8 +110,11 @@ def _check_text(x, preprocessor, backbone_config) -> None:
 
 def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
     labels = as_array(y, "y", "pass one integer class id per example.")
+    if labels.ndim == 2 and labels.shape[1] == 1:  # a column of ids, which Keras' sparse cross-entropy takes too
+        labels = labels[:, 0]
     if labels.ndim != 1:
-        raise ValueError(f"y must be a 1-D sequence of class ids, got shape {labels.shape}.")
+        rows = " (one-hot or probability rows? pass their class ids, y.argmax(axis=-1))" if labels.ndim == 2 else ""
+        raise ValueError(f"y must hold one class id per example, shape (n,) or (n, 1); got shape {labels.shape}{rows}.")
     if len(labels) != size:
         raise ValueError(f"len(x) != len(y): {size} examples but {len(labels)} labels.")
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
