@@ -29,6 +29,7 @@ from flaxbert.presets import hf_export, native, text_assets
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
 from flaxbert.tasks.data import prepare
+from flaxbert.tasks.summary import summary_lines
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
     BertTokenizer,
@@ -239,6 +240,12 @@ class TextClassifier:
 
     def count_params(self) -> int:
         return self.backbone.count_params() + sum(int(x.size) for x in jax.tree.leaves(self.head_params))
+
+    def summary(self, print_fn=None) -> None:
+        """Prints the model's layers, their shapes and parameter counts, and the preprocessor, as Keras'
+        `Model.summary()` does; `print_fn` is called with each line instead of `print`."""
+        for line in summary_lines(self):
+            (print_fn or print)(line)
 
     # -- pickling ------------------------------------------------------------------------------------------------
     def __getstate__(self) -> dict:

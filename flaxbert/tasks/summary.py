@@ -1,0 +1,104 @@
+"""A classifier's summary, as Keras' `Model.summary()` prints one: its layers, their shapes and parameter counts.
+
+Read from the params' shapes (`abstract_params`): it touches no device and gathers nothing from a mesh. The encoder's
+layers, all alike, share one row.
+"""
+
+from __future__ import annotations
+
+import re
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from flaxbert.models.abstract import abstract_params
+
+_LAYER = re.compile(r"transformer_layer_(\d+)$")
+# The encoder's parts in the order its forward pass meets them; any other part follows, by name.
+_ORDER = ("token_embedding", "segment_embedding", "position_embedding", "embeddings_layer_norm", "transformer_layers",
+          "pooled_dense")  # fmt: skip
+_WIDTHS = (50, 37, 15)  # 102 characters, as Keras' summary is wide
+
+
+def summary_lines(classifier) -> list[str]:
+    """The lines `TextClassifier.summary()` prints."""
+    config = classifier.backbone.config
+    shapes = nn.unbox(abstract_params(classifier.model, config))
+    encoder, head = shapes["backbone"], {k: v for k, v in shapes.items() if k != "backbone"}
+    backbone_count, head_count = _count(encoder), _count(head)
+    total = backbone_count + head_count
+    trainable = total if classifier.backbone.trainable else head_count
+    names = f", label_names {list(classifier.label_names)}" if classifier.label_names else ""
+    output = "probabilities" if classifier.activation == "softmax" else "logits"
+    lines = [f'Model: "{type(classifier).__name__}" ({classifier.num_classes} classes{names}; outputs {output})']
+    if classifier.preprocessor is not None:
+        lines.append(_preprocessor_line(classifier.preprocessor))
+    rule = "-" * sum(_WIDTHS)
+    lines += [rule, _row("Layer", "Shape", "Param #"), "=" * sum(_WIDTHS)]
+    frozen = "" if classifier.backbone.trainable else ", frozen"
+    compute = f"{config.dtype} compute" if config.dtype != "float32" else "float32"
+    lines.append(_row(f"backbone ({type(classifier.backbone).__name__}, {compute}{frozen})", "", backbone_count))
+    lines += [_row(f"  {name}", shape, count) for name, shape, count in _encoder_rows(encoder, config)]
+    lines.append(_row(f"head (dropout {classifier.head.dropout:g})", "", head_count))
+    lines += [_row(f"  {name}", _shape(part), _count(part)) for name, part in sorted(head.items(), key=_head_order)]
+    lines += [
+        rule,
+        f"Total params: {total:,} ({_megabytes(total)} in float32)",
+        f"Trainable params: {trainable:,} ({_megabytes(trainable)})",
+        f"Non-trainable params: {total - trainable:,} ({_megabytes(total - trainable)})",
+    ]
+    return lines
+
+
+def _encoder_rows(encoder: dict, config) -> list[tuple[str, str, str]]:
+    """(name, shape, count) per part of the encoder, its layers as one row."""
+    layers = sorted((int(_LAYER.match(name).group(1)), part) for name, part in encoder.items() if _LAYER.match(name))
+    parts = {name: part for name, part in encoder.items() if not _LAYER.match(name)}
+    rows = {name: (name, _shape(part), f"{_count(part):,}") for name, part in parts.items()}
+    if layers:
+        each = _count(layers[0][1])
+        head_dim = config.hidden_dim // config.num_heads
+        shape = (f"{config.num_heads} heads x {head_dim}, {config.hidden_dim} -> {config.intermediate_dim} -> "
+                 f"{config.hidden_dim}")  # fmt: skip
+        name = f"transformer_layer_0 .. {layers[-1][0]} ({len(layers)})"
+        rows["transformer_layers"] = (name, shape, f"{len(layers)} x {each:,}")
+    return [rows[name] for name in sorted(rows, key=lambda name: (_ORDER.index(name) if name in _ORDER else 99, name))]
+
+
+def _head_order(item) -> tuple[int, str]:
+    """The head's dense layers before its logits, the order the forward pass meets them."""
+    return (item[0] == "logits", item[0])
+
+
+def _shape(part: dict) -> str:
+    """A part's shape in words: an embedding table's rows x width, a LayerNorm's width, a dense layer's in -> out."""
+    if "embedding" in part:
+        return " x ".join(str(n) for n in part["embedding"].shape)
+    if "scale" in part:
+        return str(part["scale"].shape[0])
+    kernel = part.get("kernel")
+    if kernel is not None and len(kernel.shape) == 2:
+        return f"{kernel.shape[0]} -> {kernel.shape[1]}"
+    return ", ".join(str(tuple(leaf.shape)) for leaf in jax.tree.leaves(part))
+
+
+def _count(tree) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def _megabytes(count: int) -> str:
+    return f"{count * 4 / 2**20:,.2f} MB"
+
+
+def _row(name: str, shape: str, count) -> str:
+    count = f"{count:,}" if isinstance(count, int) else count
+    name_width, shape_width, count_width = _WIDTHS
+    return f"{name:<{name_width - 1}} {shape:<{shape_width - 1}} {count:>{count_width}}"
+
+
+def _preprocessor_line(preprocessor) -> str:
+    tokenizer = preprocessor.tokenizer
+    case = "lowercased" if tokenizer.lowercase else "cased"
+    return (f"Preprocessor: {type(preprocessor).__name__} (sequence_length {preprocessor.sequence_length}; "
+            f"{type(tokenizer).__name__}, {tokenizer.vocabulary_size():,} tokens, {case})")  # fmt: skip
