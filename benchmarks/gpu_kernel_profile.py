@@ -6,8 +6,10 @@ as one vector: a few kernels instead of a few per parameter, the same elementwis
 to compile, run as a loop), or ":autodiff" for the model with flax's LayerNorm and jax's GELU differentiated
 automatically (flaxbert's before session 23; its own keep less for the backward pass), ":xla_masks" for the dropout
 masks drawn by XLA's operations instead of the Pallas kernel (flaxbert's before session 32), ":model_casts" for the
-params cast by the model in every forward pass instead of by the optimizer update (before session 33), or ":xla_norms"
-for the LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (before session 33). It runs the
+params cast by the model in every forward pass instead of by the optimizer update (before session 33), ":xla_norms"
+for the LayerNorms' backward passes by XLA's operations instead of the Pallas kernel (before session 33), or
+":no_kernels" for XLA's operations wherever flaxbert would run a Pallas kernel (`$FLAXBERT_PALLAS_KERNELS=0`; the
+other arms are in `peers.ARMS`). It runs the
 same classifier and step as throughput.py's "jitted step" row (benchmarks/peers.py: random init, Keras' AdamW, dropout
 0.1, seq 128): the step's wall time over 20 steps, then a 5-step `jax.profiler` trace (10 for a fit) summed per kernel
 name, per kind of kernel (the name without its number), per part of the model (`hlo_parts.py`: the pass and module path
@@ -185,7 +187,7 @@ def main():
     parser.add_argument("--variants", default="bert_base:256:bfloat16:auto,bert_base:32:bfloat16:auto,"
                         "bert_base:32:bfloat16:auto:flat,bert_base:256:bfloat16:xla",
                         help="model:batch:precision:attention_kernel[:flat|:fit|:scan|:autodiff|:xla_masks|"
-                             ":model_casts|:xla_norms],...")  # fmt: skip
+                             ":model_casts|:xla_norms|:no_kernels|...],...")  # fmt: skip
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compilation-cache", default=None, help="a persistent compile cache directory to use")
     parser.add_argument("--out", default=None, help="also write the report here")

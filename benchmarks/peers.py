@@ -293,6 +293,26 @@ def two_attention_backward_kernels():
 
 
 @contextlib.contextmanager
+def no_pallas_kernels():
+    """While it lasts, models built run XLA's operations wherever flaxbert would run its Pallas kernels (attention,
+    dropout masks, LayerNorm backward passes: `$FLAXBERT_PALLAS_KERNELS=0`, the same math): the A/B of all the
+    kernels at once."""
+    from flaxbert.models.target_device import KERNELS_VARIABLE
+
+    before = os.environ.get(KERNELS_VARIABLE)
+    os.environ[KERNELS_VARIABLE] = "0"
+    _forget_traces()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[KERNELS_VARIABLE]
+        else:
+            os.environ[KERNELS_VARIABLE] = before
+        _forget_traces()
+
+
+@contextlib.contextmanager
 def model_casts():
     """While it lasts, train states keep no bfloat16 casts of their params and `predict` and `evaluate` make none,
     and the model casts them in every forward pass, as flaxbert did before session 33 (training) and session 35
@@ -378,4 +398,5 @@ ARMS = {
     "xla_norms": xla_layer_norm_backward,
     "two_attention_bwd": two_attention_backward_kernels,
     "plain_norm_bwd": plain_layer_norm_backward,
+    "no_kernels": no_pallas_kernels,
 }

@@ -115,3 +115,25 @@ def test_where_auto_picks_pallas_the_model_runs_the_kernels(monkeypatch, request
     auto.lower(params, True)  # traced, not run: the kernels' numbers are tests/test_fused_attention.py's
     # every layer but the last (a classifier runs its last layer for [CLS] alone, with XLA's ops)
     assert calls == [(2, 16, 3, 2, 16)] * (TINY.num_layers - 1)  # q, k, v packed and picked[-1] == jax.devices()[0]
+
+
+def test_flaxbert_pallas_kernels_0_turns_off_every_kernel_flaxbert_picks(monkeypatch):
+    """$FLAXBERT_PALLAS_KERNELS=0: XLA's operations where flaxbert's Pallas kernels would run (attention, dropout
+    masks, LayerNorm backward), the way out where a jax version cannot lower them; a value other than 0 or 1 is
+    refused with both."""
+    from flaxbert.models import dropout_kernel, layer_norm_kernel
+
+    def picks():
+        attention = layers.auto_attention_kernel("bfloat16", 128, 64, H200)
+        masks = dropout_kernel.applies(H200, [((8, 2, 6, 6), None)])
+        return attention, masks, layer_norm_kernel.applies(H200, (32, 768))
+
+    monkeypatch.delenv("FLAXBERT_PALLAS_KERNELS", raising=False)
+    assert picks() == ("pallas", True, True)
+    monkeypatch.setenv("FLAXBERT_PALLAS_KERNELS", "1")
+    assert picks() == ("pallas", True, True)
+    monkeypatch.setenv("FLAXBERT_PALLAS_KERNELS", "0")
+    assert picks() == ("xla", False, False)
+    monkeypatch.setenv("FLAXBERT_PALLAS_KERNELS", "off")
+    with pytest.raises(ValueError, match=r"\$FLAXBERT_PALLAS_KERNELS='off': set it to 1 \(the default.*or 0 \(XLA's"):
+        picks()

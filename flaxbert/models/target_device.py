@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
+
+# "0" turns off the Pallas kernels flaxbert picks by itself (`runs_triton_kernels`), for XLA's operations, the same
+# math: the way out where a jax version cannot lower or compile them, and the A/B of all of them at once.
+KERNELS_VARIABLE = "FLAXBERT_PALLAS_KERNELS"
 
 
 def target_device():
@@ -24,13 +30,24 @@ def is_cuda(device) -> bool:
 
 
 def runs_triton_kernels(device) -> bool:
-    """Whether `device` is an NVIDIA GPU of compute capability 8.0 or later: where flaxbert's Pallas kernels (compiled
-    by Triton) may run."""
+    """Whether `device` is an NVIDIA GPU of compute capability 8.0 or later, and `$FLAXBERT_PALLAS_KERNELS` does not
+    turn them off: where flaxbert's Pallas kernels (compiled by Triton) may run. Read as each program is traced."""
     try:
         capability = tuple(int(x) for x in device.compute_capability.split(".")[:2])
     except (AttributeError, TypeError, ValueError):  # no CUDA compute capability to read
         return False
-    return is_cuda(device) and capability >= (8, 0)
+    return is_cuda(device) and capability >= (8, 0) and pallas_kernels_allowed()
+
+
+def pallas_kernels_allowed() -> bool:
+    """`$FLAXBERT_PALLAS_KERNELS`: unset or "1", flaxbert's kernels where they apply; "0", XLA's operations."""
+    value = os.environ.get(KERNELS_VARIABLE, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(
+            f"${KERNELS_VARIABLE}={value!r}: set it to 1 (the default: flaxbert's Pallas kernels on NVIDIA GPUs of "
+            "compute capability 8.0 or later) or 0 (XLA's operations everywhere), or unset it."
+        )
+    return value == "1"
 
 
 def mesh_devices() -> int:
