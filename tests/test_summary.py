@@ -1,4 +1,5 @@
-"""`classifier.summary()`: its parameter counts against transformers' models of the same shape, row by row."""
+"""`classifier.summary()`: its parameter counts against transformers' models of the same shape, row by row; and the
+classifier's and preprocessor's reprs."""
 
 import re
 
@@ -90,3 +91,19 @@ def test_summary_returns_nothing_as_keras_does(print_fn, capsys):
     classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(**DIMS), 2)
     assert classifier.summary(print_fn=print_fn) is None
     assert capsys.readouterr().out.startswith('Model: "BertTextClassifier" (2 classes; outputs logits)\n')
+
+
+def test_the_reprs_name_the_backbone_the_head_and_the_preprocessor():
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+    tokenizer = flaxbert.BertTokenizer(vocabulary, lowercase=True)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=20, truncate="waterfall")
+    assert repr(preprocessor) == (
+        "BertTextClassifierPreprocessor(BertTokenizer(vocabulary_size=7, lowercase=True, strip_accents=False, "
+        "special_tokens_in_strings=False), sequence_length=20, truncate='waterfall', bucket=False)"
+    )
+    backbone = flaxbert.BertBackbone(**{**DIMS, "vocabulary_size": 7})
+    classifier = flaxbert.BertTextClassifier(backbone, 2, preprocessor=preprocessor, label_names=["neg", "pos"])
+    text = repr(classifier)
+    assert text.startswith("BertTextClassifier(BertBackbone(BertConfig(vocabulary_size=7, num_layers=3, num_heads=2, ")
+    assert f"), params={backbone.count_params():,}), num_classes=2, activation=None, dropout=0.1, " in text
+    assert text.endswith(f"label_names=('neg', 'pos'), preprocessor={preprocessor!r})")

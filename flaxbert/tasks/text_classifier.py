@@ -241,6 +241,10 @@ class TextClassifier:
     def count_params(self) -> int:
         return self.backbone.count_params() + sum(int(x.size) for x in jax.tree.leaves(self.head_params))
 
+    def __repr__(self) -> str:
+        head = ", ".join(f"{field.name}={getattr(self.head, field.name)!r}" for field in dataclasses.fields(self.head))
+        return f"{type(self).__name__}({self.backbone!r}, {head}, preprocessor={self.preprocessor!r})"
+
     def summary(self, print_fn=None) -> None:
         """Prints the model's layers, their shapes and parameter counts, and the preprocessor, as Keras'
         `Model.summary()` does; `print_fn` is called with each line instead of `print`."""

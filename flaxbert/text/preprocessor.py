@@ -110,6 +110,10 @@ class BertTextClassifierPreprocessor:
         """The settings that, with the tokenizer, rebuild this preprocessor."""
         return {"sequence_length": self.sequence_length, "truncate": self.truncate, "bucket": self.bucket}
 
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
+        return f"{type(self).__name__}({self.tokenizer!r}, {settings})"
+
 
 class DistilBertTextClassifierPreprocessor(BertTextClassifierPreprocessor):
     """Turns text into DistilBERT classifier inputs: as `BertTextClassifierPreprocessor`, without `segment_ids`.
