@@ -10,9 +10,8 @@ import re
 
 import flax.linen as nn
 import jax
-import numpy as np
 
-from flaxbert.models.abstract import abstract_params
+from flaxbert.models.abstract import abstract_params, count_params
 
 _LAYER = re.compile(r"transformer_layer_(\d+)$")
 # The encoder's parts in the order its forward pass meets them; any other part follows, by name.
@@ -26,7 +25,7 @@ def summary_lines(classifier) -> list[str]:
     config = classifier.backbone.config
     shapes = nn.unbox(abstract_params(classifier.model, config))
     encoder, head = shapes["backbone"], {k: v for k, v in shapes.items() if k != "backbone"}
-    backbone_count, head_count = _count(encoder), _count(head)
+    backbone_count, head_count = count_params(encoder), count_params(head)
     total = backbone_count + head_count
     trainable = total if classifier.backbone.trainable else head_count
     names = f", label_names {list(classifier.label_names)}" if classifier.label_names else ""
@@ -41,7 +40,8 @@ def summary_lines(classifier) -> list[str]:
     lines.append(_row(f"backbone ({type(classifier.backbone).__name__}, {compute}{frozen})", "", backbone_count))
     lines += [_row(f"  {name}", shape, count) for name, shape, count in _encoder_rows(encoder, config)]
     lines.append(_row(f"head (dropout {classifier.head.dropout:g})", "", head_count))
-    lines += [_row(f"  {name}", _shape(part), _count(part)) for name, part in sorted(head.items(), key=_head_order)]
+    for name, part in sorted(head.items(), key=_head_order):
+        lines.append(_row(f"  {name}", _shape(part), count_params(part)))
     lines += [
         rule,
         f"Total params: {total:,} ({_megabytes(total)} in float32)",
@@ -55,9 +55,9 @@ def _encoder_rows(encoder: dict, config) -> list[tuple[str, str, str]]:
     """(name, shape, count) per part of the encoder, its layers as one row."""
     layers = sorted((int(_LAYER.match(name).group(1)), part) for name, part in encoder.items() if _LAYER.match(name))
     parts = {name: part for name, part in encoder.items() if not _LAYER.match(name)}
-    rows = {name: (name, _shape(part), f"{_count(part):,}") for name, part in parts.items()}
+    rows = {name: (name, _shape(part), f"{count_params(part):,}") for name, part in parts.items()}
     if layers:
-        each = _count(layers[0][1])
+        each = count_params(layers[0][1])
         head_dim = config.hidden_dim // config.num_heads
         shape = (f"{config.num_heads} heads x {head_dim}, {config.hidden_dim} -> {config.intermediate_dim} -> "
                  f"{config.hidden_dim}")  # fmt: skip
@@ -81,10 +81,6 @@ def _shape(part: dict) -> str:
     if kernel is not None and len(kernel.shape) == 2:
         return f"{kernel.shape[0]} -> {kernel.shape[1]}"
     return ", ".join(str(tuple(leaf.shape)) for leaf in jax.tree.leaves(part))
-
-
-def _count(tree) -> int:
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
 def _megabytes(count: int) -> str:
