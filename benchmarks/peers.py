@@ -292,24 +292,13 @@ def two_attention_backward_kernels():
     return _replaced(fused_attention, "ONE_BACKWARD_KERNEL_UP_TO", 0)
 
 
-@contextlib.contextmanager
 def no_pallas_kernels():
     """While it lasts, models built run XLA's operations wherever flaxbert would run its Pallas kernels (attention,
-    dropout masks, LayerNorm backward passes: `$FLAXBERT_PALLAS_KERNELS=0`, the same math): the A/B of all the
-    kernels at once."""
-    from flaxbert.models.target_device import KERNELS_VARIABLE
+    dropout masks, LayerNorm backward passes; the switch `$FLAXBERT_PALLAS_KERNELS=0` throws, the same math): the A/B
+    of all the kernels at once."""
+    from flaxbert.models import target_device
 
-    before = os.environ.get(KERNELS_VARIABLE)
-    os.environ[KERNELS_VARIABLE] = "0"
-    _forget_traces()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[KERNELS_VARIABLE]
-        else:
-            os.environ[KERNELS_VARIABLE] = before
-        _forget_traces()
+    return _replaced(target_device, "pallas_kernels_allowed", lambda: False)
 
 
 @contextlib.contextmanager

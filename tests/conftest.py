@@ -12,6 +12,8 @@ import tempfile
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests pick and patch flaxbert's GPU kernels themselves: a developer's switch-off must not change their defaults.
+os.environ.pop("FLAXBERT_PALLAS_KERNELS", None)
 # One persistent compilation cache for the whole run, shared by the xdist workers (they inherit this environment from
 # the controller, which imports this file first): tests that compile the same program reuse it. A temporary one,
 # removed at exit, unless $JAX_COMPILATION_CACHE_DIR is set.

@@ -108,5 +108,7 @@ def test_the_build_and_compiles_traces_pause_the_collector(monkeypatch):
     tx = optax.adam(1e-3)
     abstract_state, _ = programs.state_shardings(model, cfg, tx, make_mesh())
     assert abstract_state.opt_state[0].mu["logits"]["kernel"].shape == (8, 2)
+    assert len(seen) >= 2 and not any(seen) and gc.isenabled()  # the state's shapes traced too, paused
+    before = len(seen)
     arguments.check_optimizer(tx, params)
-    assert seen and not any(seen) and gc.isenabled()
+    assert len(seen) == before + 1 and not any(seen) and gc.isenabled()

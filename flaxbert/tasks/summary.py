@@ -53,9 +53,13 @@ def summary_lines(classifier) -> list[str]:
 
 def _encoder_rows(encoder: dict, config) -> list[tuple[str, str, str]]:
     """(name, shape, count) per part of the encoder, its layers as one row."""
-    layers = sorted((int(_LAYER.match(name).group(1)), part) for name, part in encoder.items() if _LAYER.match(name))
-    parts = {name: part for name, part in encoder.items() if not _LAYER.match(name)}
-    rows = {name: (name, _shape(part), f"{count_params(part):,}") for name, part in parts.items()}
+    layers, rows = [], {}
+    for name, part in encoder.items():
+        if match := _LAYER.match(name):
+            layers.append((int(match.group(1)), part))
+        else:
+            rows[name] = (name, _shape(part), f"{count_params(part):,}")
+    layers.sort(key=lambda layer: layer[0])
     if layers:
         each = count_params(layers[0][1])
         head_dim = config.hidden_dim // config.num_heads
