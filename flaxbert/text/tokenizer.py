@@ -7,7 +7,8 @@ keras-hub 0.32 gave other ids for 14, all from these edges (REFERENCE.md §4.4):
 
 - lower-casing: HF lower-cases each character; tf-text applies NFKC and Unicode case folding first, so keras-hub maps
   "ß" to "ss", ligatures such as "ﬁ" to "fi", full-width and half-width forms to their plain ones, "…" to "...",
-  "①" to "1", and composes decomposed accents.
+  "①" to "1", composes decomposed accents, and drops variation selectors (an emoji's U+FE0F: "♥\ufe0f" is "♥"
+  to keras-hub; HF strips it only with the accents, so with them kept it is one `[UNK]` word).
 - control and format characters (Cc, Cf: e.g. U+0007, zero-width space and joiner, soft hyphen, BOM): HF deletes them,
   joining their neighbours into one word; tf-text treats them as word breaks. HF also deletes U+FFFD and private-use
   characters, which keras-hub keeps as `[UNK]`, and treats U+2028/U+2029 as spaces, where keras-hub does not.
@@ -27,6 +28,8 @@ keras-hub 0.32 gave other ids for 14, all from these edges (REFERENCE.md §4.4):
 transformers' pure-Python `BertTokenizerLegacy` (the slow tokenizer) applies NFC first, so with `strip_accents=False`
 and a vocabulary that holds accented letters it can differ on decomposed accents ("cafe" + U+0301) from transformers'
 default (Rust) `BertTokenizer` and flaxbert. The uncased English vocabulary has no accented letters, so it never does.
+It also deletes unassigned code points and noncharacters (U+FFFF, U+FDD0), which the Rust tokenizer and flaxbert keep
+as `[UNK]`, and its older Unicode tables miss some recent punctuation and CJK Extension E, as keras-hub's do above.
 """
 
 import os
