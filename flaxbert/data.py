@@ -39,8 +39,8 @@ class Split:
 def read_rows(path, labelled: bool = True) -> tuple[list[str], list[dict]]:
     """The column names and rows of a TSV, CSV, JSONL or parquet file (or `label text` lines in .txt).
 
-    A .txt file read for its texts alone (`labelled=False`: prediction input) is one text a line, column `text`,
-    unless every line starts with an integer label (a labelled file's layout), which is then left out."""
+    A .txt file read for its texts alone (`labelled=False`: prediction input) is one whole text a line, column `text`:
+    row N is line N, a blank line an empty text."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist (paths are relative to {os.getcwd()}).")
@@ -152,13 +152,10 @@ def _read_label_first(path: Path):
 
 
 def _read_text_lines(path: Path):
-    """Texts to classify: one a line, or a labelled file's texts (where every line starts with an integer label and
-    a space; plain sentences rarely all do). A plain line used to lose its first word, read as a label."""
-    lines = [line for _, line in _lines(path)]
-    firsts = [line.partition(" ") for line in lines]
-    if lines and all(text and _as_int(label) is not None for label, _, text in firsts):
-        return ["text"], [{"text": text} for _, _, text in firsts]
-    return ["text"], [{"text": line} for line in lines]
+    """Texts to classify, every line whole: prediction N is line N. A line's first word is never a label (lines that
+    all started with a number lost it), and a blank line is an empty text, not dropped (that shifted the rows)."""
+    with open(path, encoding=_ENCODING) as f:
+        return ["text"], [{"text": line.rstrip("\r\n")} for line in f]
 
 
 def read_split(
@@ -172,7 +169,8 @@ def read_split(
     """Reads one split; `label_column=None` reads texts only (prediction input). `limit` > 0 keeps the first rows.
 
     Labels given as names need `label_names`; with `infer_label_names` (for a training file) they default to the
-    sorted distinct names of all the file's rows.
+    sorted distinct names of all the file's rows. Names never keep surrounding whitespace ("pos " is "pos").
+    A .txt file read for prediction is one text a line, whatever `text_columns` names.
     """
     columns, all_rows = read_rows(path, labelled=label_column is not None)
     if not all_rows:
@@ -180,6 +178,8 @@ def read_split(
     rows = all_rows[:limit] if limit else all_rows
     if not 1 <= len(text_columns) <= 2:
         raise DataError(f"text_columns must name one column, or two for sentence pairs; got {list(text_columns)}.")
+    if label_column is None and FORMATS.get(Path(path).suffix.lower()) == "txt":
+        text_columns = _txt_text_column(path, text_columns)
     wanted = [*text_columns, *([label_column] if label_column else [])]
     _check_distinct(columns, wanted, repr(str(path)))
     for name in wanted:
@@ -196,7 +196,19 @@ def read_split(
     if label_column:
         values = [_cell(row, label_column, path, i, label=True) for i, row in enumerate(rows)]
         labels = to_label_ids(values, label_names, path, label_column)
-    return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels, label_names)
+    names = tuple(_label_name(name) for name in label_names)
+    return Split(str(path), texts[0] if len(texts) == 1 else (texts[0], texts[1]), labels, names)
+
+
+def _txt_text_column(path, text_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """A .txt predict file's one column is its text, whatever --text-column names (`sentence`, SST-2's, is for the
+    labelled files)."""
+    if len(text_columns) == 2:
+        raise DataError(
+            f"{str(path)!r} is one text a line, but text_columns {list(text_columns)} ask for sentence pairs; give "
+            "the pairs in a TSV, CSV, JSONL or parquet file with those columns."
+        )
+    return ("text",)
 
 
 def _cell(row: dict, column: str, path, index: int, label: bool = False):
@@ -238,6 +250,11 @@ def _number(value) -> int | float | None:
     return None
 
 
+def _label_name(value) -> str:
+    """A label as a name: surrounding whitespace is not part of it ("pos " is "pos", as " 1" is 1)."""
+    return str(value).strip()
+
+
 def _as_int(value) -> int | None:
     number = _number(value)
     return number if isinstance(number, int) else None
@@ -258,16 +275,14 @@ _INT32 = np.iinfo(np.int32)
 
 
 def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) -> np.ndarray:
-    """Integer labels as they are (`2.0` as 2), names through `label_names`."""
+    """Class ids: whole numbers as they are (`2.0` as 2), names through `label_names` (without surrounding whitespace).
+
+    With `label_names`, a label is the index of the name it spells, and a whole number (`2`, `2.0`, `"2.0"`) that of
+    the name spelling the same number (`2.0` is the class named "2"). A number no name spells is a class id only when
+    no name is a number; otherwise which class it means cannot be told, and it is refused.
+    """
     if label_names:
-        index = {name: i for i, name in enumerate(label_names)}
-        unknown = sorted({str(v) for v in values if str(v) not in index and _as_int(v) is None})
-        if unknown:
-            raise DataError(
-                f"{str(path)!r}: labels {unknown[:5]} in column {column!r} are not among "
-                f"label_names {list(label_names)}."
-            )
-        ids = [index[str(v)] if str(v) in index else _as_int(v) for v in values]
+        ids = _ids_by_name(values, label_names, path, column)
     else:
         _refuse_fractions(values, path, column)
         ids = [_as_int(v) for v in values]
@@ -286,6 +301,36 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
     return np.asarray(ids, np.int32)
 
 
+def _ids_by_name(values: list, label_names: tuple[str, ...], path, column: str) -> list[int]:
+    names = [_label_name(name) for name in label_names]
+    numbers = [_as_int(name) for name in names]
+    keys = [name if number is None else number for name, number in zip(names, numbers, strict=True)]  # 2 is "2.0"
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            raise DataError(
+                f"label_names {list(label_names)} name one class twice ({label_names[keys.index(key)]!r} and "
+                f"{label_names[i]!r}): surrounding whitespace is not part of a name, and numbers are compared by "
+                "value (2 is 2.0); give each class one name in --label-names."
+            )
+    index = {key: i for i, key in enumerate(keys)}
+    numeric = any(number is not None for number in numbers)
+    ids, unknown = [], set()
+    for value in values:
+        name, number = _label_name(value), _as_int(value)
+        if name in index or number in index:
+            ids.append(index[name] if name in index else index[number])
+        elif number is not None and not numeric:  # names that are words: a number is a class id
+            ids.append(number)
+        else:
+            unknown.add(name)
+    if unknown:
+        why = "; as some names are numbers, a number is not read as a class id" if numeric else ""
+        raise DataError(
+            f"{str(path)!r}: labels {sorted(unknown)[:5]} in column {column!r} are not among label_names {names}{why}."
+        )
+    return ids
+
+
 def _names_of(values: list, path, column: str) -> tuple[str, ...]:
     """The sorted distinct label names, or () when every label is an integer; labels that mix the two are refused
     (a stray name among integers would otherwise make every integer a name of its own), and so are numbers that
@@ -296,12 +341,12 @@ def _names_of(values: list, path, column: str) -> tuple[str, ...]:
         return ()
     if not all(named):
         first = named.index(True)
-        names = sorted({str(v) for v, is_name in zip(values, named, strict=True) if is_name})
+        names = sorted({_label_name(v) for v, is_name in zip(values, named, strict=True) if is_name})
         raise DataError(
             f"{str(path)!r}: column {column!r} mixes integer labels with names {names[:5]} (the first in row "
             f"{first + 1}); use class ids throughout, or names throughout (ordered by --label-names)."
         )
-    return tuple(sorted({str(v) for v in values}))
+    return tuple(sorted({_label_name(v) for v in values}))
 
 
 def check_labels(split: Split, num_classes: int, column: str) -> None:

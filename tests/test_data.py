@@ -237,15 +237,21 @@ def test_a_label_beyond_int32_is_refused_naming_its_row(tmp_path):
         data.read_split(path, ("sentence",), "label", infer_label_names=True)
 
 
-def test_a_txt_file_to_predict_is_one_text_a_line_unless_every_line_is_labelled(tmp_path):
-    """A predict file of plain sentences lost each line's first word, read as its label."""
-    plain = tmp_path / "new.txt"
-    plain.write_text("a witty , seductive movie .\n\n2 stars at most\r\n")
-    assert data.read_split(plain, ("text",), None).texts == ["a witty , seductive movie .", "2 stars at most"]
-    labelled = tmp_path / "test.txt"  # SST-5's layout, passed to predict: the labels are left out
-    labelled.write_text("3 a gorgeous movie .\n0 the worst film\n")
-    assert data.read_split(labelled, ("text",), None).texts == ["a gorgeous movie .", "the worst film"]
-    assert data.read_split(labelled, ("text",), "label").labels.tolist() == [3, 0]
+def test_a_txt_file_to_predict_is_one_whole_text_a_line(tmp_path):
+    """Lines that all started with a number lost it, read as a label ('1 of the best films' -> 'of the best films');
+    a blank line was dropped, so prediction N no longer matched line N; and `--text-column sentence` (SST-2's) was
+    refused: "column 'sentence' not found ... its columns are ['text']"."""
+    numbered = tmp_path / "new.txt"
+    numbered.write_text("1 of the best films\n2 hours of boredom\n")
+    for columns in (("text",), ("sentence",)):
+        assert data.read_split(numbered, columns, None).texts == ["1 of the best films", "2 hours of boredom"]
+    blank = tmp_path / "blank.txt"
+    blank.write_text("a witty , seductive movie .\n\n2 stars at most\r\n")
+    assert data.read_split(blank, ("sentence",), None).texts == ["a witty , seductive movie .", "", "2 stars at most"]
+    with pytest.raises(data.DataError, match=r"new.txt' is one text a line, but text_columns \['q', 'a'\] ask for"):
+        data.read_split(numbered, ("q", "a"), None)
+    labelled = data.read_split(numbered, ("text",), "label")  # read for its labels, the same file is 'LABEL text'
+    assert labelled.texts == ["of the best films", "hours of boredom"] and labelled.labels.tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "txt"])
@@ -256,3 +262,39 @@ def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path, kind):
     path.write_bytes(text.encode("latin-1"))
     with pytest.raises(data.DataError, match=rf"latin.{kind}': it is not UTF-8 .*; save it as UTF-8 .*iconv -f latin1"):
         data.read_split(path, ("text" if kind == "txt" else "sentence",), "label")
+
+
+@pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "parquet"])
+def test_numbers_are_the_label_names_that_spell_them(tmp_path, kind):
+    """With --label-names 1,2,3, pandas' 1.0 and 2.0 were read as the class ids 1 and 2 (the classes named '2' and '3')
+    while the integers 1 and 2 were the classes named '1' and '2'."""
+    for label in (float, int, str):
+        path = _write(tmp_path, kind, [("a", 1), ("b", 2), ("c", 3)], label=label)
+        split = data.read_split(path, ("sentence",), "label", label_names=("1", "2", "3"))
+        assert split.labels.tolist() == [0, 1, 2]
+
+
+def test_numbers_among_numeric_label_names_are_not_class_ids(tmp_path):
+    path = tmp_path / "numbers.jsonl"
+    path.write_text("".join(json.dumps({"sentence": "s", "label": y}) + "\n" for y in [3, "2.0", " 1", 3.0, 0]))
+    with pytest.raises(data.DataError, match=r"labels \['0'\] .* not among label_names \['1', '2', '3'\]; as some "
+                                             r"names are numbers, a number is not read as a class id"):  # fmt: skip
+        data.read_split(path, ("sentence",), "label", label_names=("1", "2", "3"))
+    split = data.read_split(path, ("sentence",), "label", label_names=("0", "1", "2", "3"))
+    assert split.labels.tolist() == [3, 2, 1, 3, 0]
+    with pytest.raises(data.DataError, match=r"\['0', '1', '2', '2.0'\] name one class twice \('2' and '2.0'\)"):
+        data.read_split(path, ("sentence",), "label", label_names=("0", "1", "2", "2.0"))
+    words = data.read_split(path, ("sentence",), "label", label_names=("a", "b", "c", "d"))  # names: ids as they are
+    assert words.labels.tolist() == [3, 2, 1, 3, 0]
+
+
+def test_label_names_are_compared_without_surrounding_whitespace(tmp_path):
+    """'pos' and 'pos ' were two classes, and --label-names neg,pos refused the file's 'pos ' (' 1' was already 1)."""
+    path = tmp_path / "spaces.tsv"
+    path.write_text("sentence\tlabel\na\tpos\nb\tpos \nc\t neg\n")
+    inferred = data.read_split(path, ("sentence",), "label", infer_label_names=True)
+    assert inferred.label_names == ("neg", "pos") and inferred.labels.tolist() == [1, 1, 0]
+    given = data.read_split(path, ("sentence",), "label", label_names=(" neg", "pos "))
+    assert given.label_names == ("neg", "pos") and given.labels.tolist() == [1, 1, 0]
+    with pytest.raises(data.DataError, match=r"\['pos', 'pos '\] name one class twice \('pos' and 'pos '\)"):
+        data.read_split(path, ("sentence",), "label", label_names=("pos", "pos "))
