@@ -16,7 +16,7 @@ from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBer
 from flaxbert.models.abstract import abstract_params, check_params, count_params
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
-from flaxbert.models.random_init import random_params
+from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel.host import host_to_mesh, to_host
 from flaxbert.parallel.mesh import param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
@@ -52,6 +52,7 @@ class Backbone:
         return self
 
     def _build(self, config, params, seed: int) -> None:
+        check_seed(seed)
         if config.dtype == "float16" and jax.default_backend() == "cpu":
             raise ValueError(
                 "dtype='float16' needs a GPU: XLA on CPU has no float16 matrix products with float32 accumulation "
@@ -137,6 +138,7 @@ class Backbone:
             scan_layers, attention_kernel: how the encoder runs (see `BertConfig`); None keeps the preset's.
         """
         check_execution(scan_layers, attention_kernel)  # before reading any weights
+        check_seed(seed)
         config, params = cls._read_preset(preset, load_weights, dtype, seed)
         config = with_execution(config, scan_layers=scan_layers, attention_kernel=attention_kernel)
         return cls.from_config(config, params, seed=seed)

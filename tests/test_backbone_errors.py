@@ -359,3 +359,37 @@ def test_a_classifiers_params_are_checked_whole_before_any_is_taken(backbone):
         jax.tree.leaves(jax.tree.map(lambda a, b: a is b, classifier.params, before))
     )  # nothing was taken
     classifier.params = jax.tree.map(np.asarray, before)  # float32 numpy arrays of the right shapes are fine
+
+
+@pytest.mark.parametrize("seed", ["7", 1.5, None, True, np.float32(2)])
+def test_a_seed_that_is_not_an_integer_is_refused_where_it_is_given(seed):
+    """A string and a float were taken (int() cut 1.5 to 1), and None failed later, deep in the random init."""
+    with pytest.raises(ValueError, match=r"seed must be an integer, got "):
+        flaxbert.BertBackbone(50, 1, 2, 8, 16, max_sequence_length=8, seed=seed)
+    backbone = flaxbert.BertBackbone(50, 1, 2, 8, 16, max_sequence_length=8, seed=-3)  # any integer, as jax keys
+    with pytest.raises(ValueError, match=r"seed must be an integer, got "):
+        flaxbert.BertTextClassifier(backbone, num_classes=2, seed=seed)
+    assert flaxbert.BertTextClassifier(backbone, num_classes=2, seed=np.int64(5)).predict(
+        {"token_ids": np.ones((1, 4), int), "segment_ids": np.zeros((1, 4), int), "padding_mask": np.ones((1, 4), int)},
+        verbose=0,
+    ).shape == (1, 2)
+
+
+def test_a_preprocessor_changed_after_construction_is_checked_at_each_call():
+    """The constructor's checks ran once: a sequence_length set later failed only on texts long enough, and a larger
+    tokenizer only on a text holding a rare token."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+    backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 8, 16, max_sequence_length=16)
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab), sequence_length=8)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    preprocessor.sequence_length = 32
+    with pytest.raises(ValueError, match=r"preprocessor.sequence_length=32 is longer than the backbone's max_seq"):
+        classifier.predict(["the fox"], verbose=0)
+    with pytest.raises(ValueError, match=r"preprocessor.sequence_length=32 is longer"):
+        classifier.fit(["the fox", "fox"], [0, 1], verbose=0)
+    preprocessor.sequence_length = 16
+    preprocessor.tokenizer = flaxbert.BertTokenizer([*vocab, "jumped"])
+    with pytest.raises(ValueError, match=r"preprocessor: the tokenizer has 8 tokens but the model embeds only 7"):
+        classifier.evaluate(["the fox"], [0], verbose=0)
+    preprocessor.tokenizer = flaxbert.BertTokenizer(vocab)
+    assert classifier.predict(["the fox"], verbose=0).shape == (1, 2)

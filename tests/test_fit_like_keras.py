@@ -356,3 +356,16 @@ def test_an_optimizer_that_needs_other_arguments_is_refused_at_compile_and_value
     # an extra-arguments optimizer that takes no value= gets none (optax.contrib.sam was refused for it)
     classifier.compile(optimizer=optax.contrib.sam(optax.sgd(1e-2), optax.sgd(1e-2), sync_period=2))
     assert np.isfinite(classifier.fit(x, y, batch_size=8, verbose=0).history["loss"]).all()
+
+
+@pytest.mark.parametrize("learning_rate", [float("nan"), float("inf")])
+def test_a_loss_that_turns_non_finite_is_said_once(learning_rate):
+    """Keras trains on silently (unless a TerminateOnNaN callback is given); flaxbert says so, once a fit."""
+    x, y = _data(16)
+    classifier = _classifier()
+    classifier.compile(optimizer=optax.sgd(learning_rate))
+    with pytest.warns(RuntimeWarning, match=r"training loss of epoch 1 is nan: a step's gradients") as caught:
+        history = classifier.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.isnan(history.history["loss"]).all()
+    assert len([w for w in caught if "training loss" in str(w.message)]) == 1
+    assert not np.isfinite(jax.tree.leaves(classifier.params)[0]).all()

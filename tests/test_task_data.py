@@ -137,3 +137,33 @@ def test_a_dataframe_column_is_taken_as_its_array_for_x_and_for_pairs():
     np.testing.assert_array_equal(paired, _prepare((texts, seconds)).inputs["token_ids"])
     with pytest.raises(ValueError, match="x must be a list of strings, .* got _Column"):
         _prepare(_Column(texts, convertible=False))
+
+
+def test_a_texts_and_labels_pair_given_as_x_is_named():
+    """Keras' fit((x, y)) spelling: the labels were read as a second text segment, refused item by item."""
+    with pytest.raises(ValueError, match=r"x is a tuple of 2 whose part 1 holds numbers, like a \(texts, labels\)"):
+        _prepare((["the fox", "the"], np.array([0, 1])))
+
+
+def test_a_huge_float_label_is_named_as_given():
+    """It was cast to int64 first (numpy warned of an invalid cast) and named as -9223372036854775808."""
+    outside = r"y has labels outside \[0, 3\) \(num_classes=3\): e.g. \[1e\+20\]"
+    with np.errstate(invalid="raise"), pytest.raises(ValueError, match=outside):
+        _prepare(["the", "fox"], [0.0, 1e20])
+
+
+def test_one_weight_per_row_in_a_column_is_taken_as_keras_takes_it():
+    x = {"token_ids": np.full((3, 4), 5), "padding_mask": np.ones((3, 4), int), "segment_ids": np.zeros((3, 4), int)}
+    kwargs = dict(preprocessor=None, backbone_config=CONFIG, num_classes=3, need_labels=True, label_names=None)
+    column, _ = prepare(x, [0, 1, 2], np.array([[1.0], [0.5], [2.0]]), **kwargs)
+    flat, _ = prepare(x, [0, 1, 2], np.array([1.0, 0.5, 2.0]), **kwargs)
+    np.testing.assert_array_equal(column.sample_weight, [1.0, 0.5, 2.0])
+    np.testing.assert_array_equal(flat.sample_weight, column.sample_weight)
+    with pytest.raises(ValueError, match=r"sample_weight must have one weight per example \(3\), got shape \(3, 2\)"):
+        prepare(x, [0, 1, 2], np.ones((3, 2)), **kwargs)
+
+
+def test_one_example_of_ids_not_in_a_batch_is_told_to_add_the_batch_axis():
+    x = {"token_ids": np.full(4, 5), "padding_mask": np.ones(4, int), "segment_ids": np.zeros(4, int)}
+    with pytest.raises(ValueError, match=r"has shape \(4,\); every input must be 2-D, \[batch, length\] \(one example"):
+        check_inputs(x, CONFIG)

@@ -49,7 +49,12 @@ def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
             array = arrays[key] = array.astype(np.int32)
         if not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"inputs[{key!r}] must hold integers, got dtype {array.dtype}.")
-        if array.ndim != 2 or array.shape != shape:
+        if array.ndim != 2:
+            raise ValueError(
+                f"inputs[{key!r}] has shape {array.shape}; every input must be 2-D, [batch, length] (one example "
+                "is a batch of one: add a leading axis, e.g. np.asarray(ids)[None])."
+            )
+        if array.shape != shape:
             raise ValueError(
                 f"inputs[{key!r}] has shape {array.shape}; every input must be [batch, length] like token_ids {shape}."
             )

@@ -26,6 +26,12 @@ from flaxbert.models.layers import INIT_STDDEV
 _CUT = 2.0  # in stddevs, as `jax.nn.initializers.truncated_normal`
 
 
+def check_seed(seed) -> None:
+    """A model's init seed is any integer (as a jax key's): a float, string or None is refused where it is given."""
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool | np.bool_):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+
+
 def random_params(abstract, seed: int, path: tuple[str, ...] = ()) -> dict:
     """`abstract` (the boxed or plain shapes of `abstract_params`) as float32 numpy arrays, drawn from `seed`.
 

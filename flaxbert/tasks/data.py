@@ -13,6 +13,7 @@ import copy
 import numpy as np
 
 from flaxbert.models.inputs import as_array, check_inputs
+from flaxbert.presets.text_assets import check_vocabulary
 from flaxbert.training.batches import ArrayData
 
 
@@ -43,6 +44,12 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
                 f"x is a tuple of {len(x)} holding a dict, like a (features, labels) pair: pass the dict of "
                 "token_ids / padding_mask arrays as x and the labels as y (a tuple as x holds the segments of "
                 "sentence pairs)."
+            )
+        numbers = [i for i, part in enumerate(x) if _starts_with_a_number(part)]
+        if numbers:  # read as text segments, it would be refused item by item
+            raise ValueError(
+                f"x is a tuple of {len(x)} whose part {numbers[0]} holds numbers, like a (texts, labels) pair: pass "
+                "the texts as x and the labels as y (a tuple as x holds the segments of sentence pairs)."
             )
     if isinstance(x, dict):
         inputs = check_inputs(x, backbone_config)
@@ -77,6 +84,20 @@ def _from_column(x):
         return x
 
 
+def check_preprocessor(preprocessor, backbone_config) -> None:
+    """Refuses a preprocessor whose rows the backbone cannot take: longer than its position embeddings, or with token
+    ids past its embedding table. At construction, and at each call, as `sequence_length` and `tokenizer` may be set
+    since: otherwise only the texts long enough, or holding a rare token, would fail."""
+    longest = backbone_config.max_sequence_length
+    if preprocessor.sequence_length > longest:
+        raise ValueError(
+            f"preprocessor.sequence_length={preprocessor.sequence_length} is longer than the backbone's "
+            f"max_sequence_length={longest} (its position embeddings): use a sequence_length of at most {longest}."
+        )
+    check_vocabulary(preprocessor.tokenizer, backbone_config.vocabulary_size, "preprocessor: ",
+                     "Use the tokenizer the backbone was trained with.")  # fmt: skip
+
+
 def _check_text(x, preprocessor, backbone_config) -> None:
     """Refuses raw-text `x` that is not a batch (or a tuple of batches) this classifier can preprocess."""
     if preprocessor is None:
@@ -84,6 +105,7 @@ def _check_text(x, preprocessor, backbone_config) -> None:
             "x holds raw strings but this classifier has preprocessor=None: pass a preprocessor (e.g. "
             "BertTextClassifierPreprocessor) or preprocessed inputs as a dict of token_ids / padding_mask arrays."
         )
+    check_preprocessor(preprocessor, backbone_config)
     if isinstance(x, (str, bytes)) or (isinstance(x, np.ndarray) and x.ndim == 0):
         raise ValueError("x must be a batch of strings (a list), not one string: wrap it in a list.")
     if isinstance(x, tuple) and x and all(isinstance(part, (str, bytes)) for part in x):
@@ -108,6 +130,13 @@ def _check_text(x, preprocessor, backbone_config) -> None:
         )
 
 
+def _starts_with_a_number(part) -> bool:
+    try:
+        return len(part) > 0 and isinstance(part[0], int | float | np.number | np.bool_)
+    except TypeError:  # not a sized, indexable batch: refused as text later, as it was
+        return False
+
+
 def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
     labels = as_array(y, "y", "pass one integer class id per example.")
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column of ids, which Keras' sparse cross-entropy takes too
@@ -118,6 +147,7 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
     if len(labels) != size:
         raise ValueError(f"len(x) != len(y): {size} examples but {len(labels)} labels.")
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        _check_range(labels, num_classes)  # before the cast: 1e20 is said as given, not as int64's wrap of it
         labels = labels.astype(np.int64)
     if labels.dtype.kind in "US" or (labels.dtype.kind == "O" and all(isinstance(n, str) for n in labels.tolist())):
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()]
@@ -131,13 +161,17 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
                 "in their labels."
             )
         raise ValueError(f"y must hold integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
+    _check_range(labels, num_classes)
+    return labels.astype(np.int32)
+
+
+def _check_range(labels: np.ndarray, num_classes: int) -> None:
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
         raise ValueError(
             f"y has labels outside [0, {num_classes}) (num_classes={num_classes}): e.g. {bad[:5].tolist()}; "
             "fix the labels or build the classifier with more classes."
         )
-    return labels.astype(np.int32)
 
 
 def _missing_labels(labels: np.ndarray) -> np.ndarray:
@@ -175,6 +209,8 @@ def _weights(sample_weight, size: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
     weights = as_array(sample_weight, "sample_weight", "pass one number per example.", dtype=np.float64)
+    if weights.shape == (size, 1):  # a column of weights, which Keras takes too
+        weights = weights[:, 0]
     if weights.shape != (size,):
         raise ValueError(f"sample_weight must have one weight per example ({size}), got shape {weights.shape}.")
     largest = float(np.finfo(np.float32).max)  # the steps weigh in float32: a larger weight would become inf there

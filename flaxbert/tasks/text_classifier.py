@@ -23,12 +23,12 @@ from flaxbert import checkpoint
 from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params
-from flaxbert.models.random_init import random_params
+from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel import check_hidden_dim, host_to_mesh, param_shardings, to_host
-from flaxbert.presets import hf_export, native, text_assets
+from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
-from flaxbert.tasks.data import prepare
+from flaxbert.tasks.data import check_preprocessor, prepare
 from flaxbert.tasks.summary import summary_lines
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -71,6 +71,7 @@ class TextClassifier:
     tokenizer_cls: type
 
     def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, head_params=None, **head_kwargs):
+        check_seed(seed)
         if not isinstance(backbone, self.backbone_cls):
             raise TypeError(
                 f"{type(self).__name__} needs a {self.backbone_cls.__name__}, got {type(backbone).__name__}."
@@ -80,15 +81,8 @@ class TextClassifier:
             not isinstance(preprocessor, self.preprocessor_cls) or preprocessor.outputs != self.preprocessor_cls.outputs
         ):
             raise TypeError(f"preprocessor must be a {self.preprocessor_cls.__name__} or None, got {preprocessor!r}.")
-        longest = backbone.config.max_sequence_length
-        if preprocessor is not None and preprocessor.sequence_length > longest:
-            raise ValueError(
-                f"preprocessor.sequence_length={preprocessor.sequence_length} is longer than the backbone's "
-                f"max_sequence_length={longest} (its position embeddings): use a sequence_length of at most {longest}."
-            )
         if preprocessor is not None:
-            text_assets.check_vocabulary(preprocessor.tokenizer, backbone.config.vocabulary_size, "preprocessor: ",
-                                         "Use the tokenizer the backbone was trained with.")  # fmt: skip
+            check_preprocessor(preprocessor, backbone.config)
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
         self.model = self.model_cls(backbone.config, self.head)
@@ -545,6 +539,12 @@ class TextClassifier:
         except BaseException as error:
             for futures in early:
                 compile_ahead.cancel(futures, cause=error)
+            if _out_of_memory(error):
+                error.add_note(
+                    f"flaxbert: a train step of batch_size={batch_size} did not fit in device memory; fit again with "
+                    "a smaller batch_size (or a bfloat16 dtype). The classifier holds the params it had before "
+                    "this fit."
+                )
             raise
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
@@ -554,26 +554,28 @@ class TextClassifier:
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
-    def _keep_trained(self, tx, state) -> None:
+    def _keep_trained(self, tx, state) -> bool:
         """Takes the params and the optimizer state of `state`, the last step a fit with the optimizer `tx` (its
         `_steps`') completed: its end, or where it was cut short (Ctrl-C, an error in on_log, SIGTERM), as Keras'
-        fit keeps them. A state a failed step consumed (donated, so deleted) is not taken: the params stay those from
-        before the fit, and the next fit starts a new optimizer state if this one had continued (and so consumed) the
-        kept one. (`tx`, not `state.tx`: jax rebuilds a step's output with the static fields of the call it first
-        traced, which may hold an optimizer equal to this one but not the same object.)"""
-        if not any(leaf.is_deleted() for leaf in jax.tree.leaves((state.params, state.opt_state))):
+        fit keeps them; says whether it did. A state a failed step consumed (donated, so deleted) or computed (a step
+        that failed on the device, out of memory say, hands back arrays that hold its error) is not taken: the params
+        stay those from before the fit, and the next fit starts a new optimizer state if this one had continued (and
+        so consumed) the kept one. (`tx`, not `state.tx`: jax rebuilds a step's output with the static fields of
+        the call it first traced, which may hold an optimizer equal to this one but not the same object.)"""
+        if _computed(jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
             self._optimizer_state = (tx, state.opt_state)
+            return True
+        return False
 
     def _keep_interrupted(self, tx, state, dispatched: int, *, restored: bool) -> None:
         """A fit cut short (`loops.fit`'s on_interrupt): after `dispatched` steps, the classifier keeps what they
-        trained (`_keep_trained`) and counts the fit. Before its first step, it stays as it was: a new state hands
+        trained (`_keep_trained`) and counts the fit, unless a step failed on the device and left nothing to keep.
+        Before its first step, it stays as it was: a new state hands
         back the optimizer state it continued (its params are the classifier's own); one restored from a checkpoint
         (`restored`) is dropped, so a fit refused while resuming (a damaged record) changes nothing."""
-        if dispatched:
+        if (dispatched or not restored) and self._keep_trained(tx, state) and dispatched:
             self._fits += 1
-        if dispatched or not restored:
-            self._keep_trained(tx, state)
 
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,
@@ -635,6 +637,24 @@ class TextClassifier:
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose)  # fmt: skip
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is XLA's out-of-device-memory one, and can take a note (Python 3.11+)."""
+    return (isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
+            and hasattr(error, "add_note"))  # fmt: skip
+
+
+def _computed(leaves) -> bool:
+    """Whether every array in `leaves` holds values: none was consumed (donated to a later step) and none carries the
+    error of a step that failed on the device. Waits for the steps that compute them."""
+    if any(leaf.is_deleted() for leaf in leaves):
+        return False
+    try:
+        jax.block_until_ready(leaves)
+    except jax.errors.JaxRuntimeError:
+        return False
+    return True
 
 
 def _picklable(value) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -154,7 +155,7 @@ def fit(
     lengths = row_lengths(data) if group_by_length else None
     # The step's argument specs, taken before the first step donates the state: its programs compile ahead.
     specs, programs, validation_programs = compile_ahead.spec((state, fresh, seed_on_mesh)), {}, {}
-    dispatched = 0
+    dispatched, warned_non_finite = 0, False
 
     def validated(epoch: int) -> dict:
         """Validates the params after `epoch` epochs (shown, logged, and marked done beside its checkpoint)."""
@@ -220,6 +221,15 @@ def fit(
                             _stop_if_asked(preemption, interrupts)
                 bar.close()
                 summary = steps.summarize(jax.device_get(totals["epoch"]))
+                if not np.isfinite(summary["loss"]) and not warned_non_finite:
+                    warned_non_finite = True
+                    warnings.warn(
+                        f"the training loss of epoch {epoch + 1} is {summary['loss']}: a step's gradients were not "
+                        "finite, so the params no longer are either. Lower the learning rate (and check that it and "
+                        "the loss are finite numbers), then train again from the params you had.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                 for key, value in summary.items():
                     history.setdefault(key, []).append(value)
                 if verbose == 2:  # Keras' one line per epoch
