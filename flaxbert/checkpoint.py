@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from flaxbert.presets import json_file
+from flaxbert.state_digest import digests
 
 
 def manager(directory, keep: int = 3) -> ocp.CheckpointManager:
@@ -114,11 +115,35 @@ def _array_types() -> ocp.type_handlers.TypeHandlerRegistry:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, record: dict) -> None:
-    """Saves `state` (step, params, opt_state) and `record` (data position, seed, ...) under `step`; blocks."""
+    """Saves `state` (step, params, opt_state) and `record` (data position, seed, ...) under `step`; blocks. The
+    record also holds each array's digest (`state_digest`), which `restore_latest` checks."""
     if step in mngr.all_steps():
         return
+    record = dict(record, digest=_digests(state))
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state), record=ocp.args.JsonSave(record)))
     mngr.wait_until_finished()
+
+
+def _digests(state) -> dict[str, list]:
+    """{Orbax's dotted name: [dtype written, digest]} of each array of `state` (a typed PRNG key as its key data)."""
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    values = digests([jax.random.key_data(leaf) if _is_key(leaf) else leaf for _, leaf in flat])
+    return {_dotted(path): list(value) for (path, _), value in zip(flat, values, strict=True)}
+
+
+def _check_digests(mngr, step: int, saved: dict | None, restored) -> None:
+    """Refuses a restored state whose arrays do not hold the bits saved: a data file's damage that Orbax read through.
+    Arrays a checkpoint written before digests lacks, or restored as another dtype, are not compared."""
+    if not saved:
+        return
+    now = _digests(restored)
+    damaged = [name for name, (dtype, value) in now.items() if saved.get(name, [None])[0] == dtype
+               and saved[name][1] != value]  # fmt: skip
+    if damaged:
+        where = pathlib.Path(mngr.directory) / str(step)
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        raise _unusable(mngr, step, "is damaged", f"the array {damaged[0]}{more} read back other bits than were "
+                        f"saved (its digest differs): a file under {where} is corrupt")  # fmt: skip
 
 
 class CheckpointError(ValueError):
@@ -149,8 +174,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
     step = mngr.latest_step()
     _check_fits(mngr, step, abstract_state)
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=_restore(target)))["state"]
-        return jax.tree.map(_as_saved_from, abstract_state, restored)
+        both = mngr.restore(step, args=ocp.args.Composite(state=_restore(target), record=ocp.args.JsonRestore()))
     except Exception as error:  # damage (the shapes matched above), or arrays named otherwise than this state's
         damaged = _unreadable_array(error)
         if damaged is None:
@@ -158,6 +182,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
         where = pathlib.Path(mngr.directory) / str(step)
         raise _unusable(mngr, step, "is damaged", f"{damaged} cannot be read: a file under {where} is truncated or "
                         "corrupt") from None  # fmt: skip
+    _check_digests(mngr, step, (both["record"] or {}).get("digest"), both["state"])
+    return jax.tree.map(_as_saved_from, abstract_state, both["state"])
 
 
 _READ_ERROR = "Encountered error while reading array index"  # Orbax's message for an array file it cannot decode

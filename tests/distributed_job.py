@@ -1,11 +1,13 @@
 """A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz
 [PRESET_DIR]` (with PRESET_DIR, the fitted classifier saved there as a native preset, and beside it, in
-PRESET_DIR_hf, as a transformers checkpoint, by every process together).
+PRESET_DIR_hf, as a transformers checkpoint, by every process together; the fit then checkpoints in
+PRESET_DIR_ckpt and is restored from it).
 
 The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
 """
 
 import sys
+import warnings
 
 from flaxbert.parallel import initialize_distributed
 
@@ -26,7 +28,15 @@ def main(output: str, preset_dir: str | None = None) -> None:
     y = rng.integers(0, 2, n)
     classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(100, 1, 2, 16, 32, max_sequence_length=12),
                                              num_classes=2)  # fmt: skip
-    classifier.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    # With a preset to write (the two-process run), the fit checkpoints into one directory shared by the processes,
+    # and a second fit restores its last checkpoint: the state's digests are computed and checked across processes.
+    ckpt = None if preset_dir is None else preset_dir + "_ckpt"
+    classifier.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=ckpt, seed=0)
+    if ckpt is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            classifier.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=ckpt, seed=0)
+        assert any("already trained" in str(w.message) for w in caught), [str(w.message) for w in caught]
     logits = classifier.predict(x, batch_size=8, verbose=0)
     if preset_dir is not None:
         classifier.save_to_preset(preset_dir)
