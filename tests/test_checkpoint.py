@@ -1,4 +1,5 @@
-"""Orbax checkpoints on a data-parallel mesh: a save runs no device program, and the restore is bit for bit."""
+"""Orbax checkpoints on a data-parallel mesh: a save runs no slice programs (one digest program for training
+checkpoints), the restore is bit for bit, and damage is named."""
 
 import asyncio
 import inspect

@@ -728,6 +728,30 @@ def test_a_small_input_runs_in_a_small_batch(text_classifier, monkeypatch):
     assert seen == [("predict", 32, 32), ("predict", 8, 8), ("evaluate", 32, 32)]  # 8 devices
 
 
+def test_a_batch_larger_than_the_data_trains_as_one_batch_of_its_rows(monkeypatch):
+    """fit padded every step to batch_size: a 2**21 batch over 3 examples asked XLA for 17 GB (Keras' fit runs one
+    batch of len(x)). It now trains one batch of the next power of two over the devices, as a batch of 3 does."""
+    seen = []
+    real_fit = loops.fit
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["batch_size"], kwargs["rows"]))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(loops, "fit", spy)
+    trained = []
+    for batch_size in (3, 2**21):
+        preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
+        classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), 4, preprocessor=preprocessor)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # batch_size=3 does not split over 8 devices: padded, said elsewhere
+            history = classifier.fit(FEATURES + FEATURES[:1], LABELS + [1], batch_size=batch_size, epochs=2, verbose=0)
+        trained.append((history.history["loss"], jax.tree.map(np.asarray, classifier.params)))
+    assert seen == [(3, 8), (8, 8)]  # 8 devices
+    np.testing.assert_array_equal(trained[0][0], trained[1][0])
+    assert _leaves_equal(trained[0][1], trained[1][1])
+
+
 def test_validation_scores_are_printed_with_verbose(text_classifier, capsys):
     text_classifier.fit(FEATURES, LABELS, batch_size=2, epochs=2, validation_data=(FEATURES, LABELS))
     printed = capsys.readouterr()

@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-# A fresh process with 8 GB of address space: a batch of 2**21 rows asks XLA for ~17 GB at run time (the step
-# compiles; its buffers cannot be allocated), after a fit of batch 2 trained the classifier.
+# A fresh process with 8 GB of address space: a batch of 2048 rows of 512 tokens asks XLA for ~13 GB at run time (the
+# step compiles; its buffers cannot be allocated), after a fit of batch 2 trained the classifier.
 _CHILD = textwrap.dedent(
     """
     import json, resource
@@ -16,7 +16,7 @@ _CHILD = textwrap.dedent(
     import flaxbert
 
     def build():
-        backbone = flaxbert.BertBackbone(200, 1, 2, 16, 32, max_sequence_length=16, seed=0)
+        backbone = flaxbert.BertBackbone(200, 2, 2, 16, 32, max_sequence_length=512, seed=0)
         classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, seed=1)
         classifier.compile(optimizer=optax.sgd(0.1))  # stateless: a new optimizer state equals a continued one
         return classifier
@@ -27,12 +27,14 @@ _CHILD = textwrap.dedent(
     x = {"token_ids": np.arange(1, 33).reshape(4, 8), "segment_ids": np.zeros((4, 8), int),
          "padding_mask": np.ones((4, 8), int)}
     y = np.array([0, 1, 0, 1])
+    large = {"token_ids": np.ones((2048, 512), int), "segment_ids": np.zeros((2048, 512), int),
+             "padding_mask": np.ones((2048, 512), int)}
     classifier, reference = build(), build()
     for each in (classifier, reference):
         each.fit(x, y, batch_size=2, verbose=0, seed=0)
     before, logits = leaves(classifier), classifier.predict(x, verbose=0)
     try:
-        classifier.fit(x, y, batch_size=2**21, verbose=0)
+        classifier.fit(large, np.arange(2048) % 2, batch_size=2048, verbose=0)
         error = None
     except Exception as caught:
         error = [type(caught).__name__, str(caught), getattr(caught, "__notes__", [])]
@@ -59,7 +61,7 @@ def test_a_step_out_of_device_memory_leaves_the_classifier_as_it_was():
     assert kind == "JaxRuntimeError" and "RESOURCE_EXHAUSTED" in message
     if sys.version_info >= (3, 11):
         assert notes == [
-            "flaxbert: a train step of batch_size=2097152 did not fit in device memory; fit again with a smaller "
+            "flaxbert: a train step of batch_size=2048 did not fit in device memory; fit again with a smaller "
             "batch_size (or a bfloat16 dtype). The classifier holds the params it had before this fit."
         ]
     assert result["unchanged"] and result["same_logits"]

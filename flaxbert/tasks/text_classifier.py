@@ -406,8 +406,8 @@ class TextClassifier:
         return rows
 
     def _shrunk(self, batch_size: int, rows: int, size: int) -> tuple[int, int]:
-        """(batch_size, rows) for evaluating or predicting `size` examples: a batch larger than they need shrinks
-        to the next power of two (so at most one program per doubling) that splits over the devices."""
+        """(batch_size, rows) for training, evaluating or predicting `size` examples: a batch larger than they need
+        shrinks to the next power of two (so at most one program per doubling) that splits over the devices."""
         if size >= batch_size:
             return batch_size, rows
         smaller = min(batch_size, max(1 << (size - 1).bit_length(), self.mesh.size))
@@ -495,6 +495,9 @@ class TextClassifier:
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
                                                    bucket=val_bucket)  # fmt: skip
         (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", self.backbone.trainable)
+        # A batch larger than the data trains as one batch of (a power of two over) its rows, as Keras' fit runs one of
+        # len(x): the same examples and masks, without padding rows (a 2**21 batch over 4 examples ran out of memory).
+        step_batch, step_rows = self._shrunk(batch_size, rows, len(data))
         trained = resume.trained_model(self.backbone.config, self.head, self.loss, type(self.model).__name__)
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": group_by_length, "shuffle": shuffle, "data": fingerprint(data),
@@ -516,8 +519,8 @@ class TextClassifier:
             start = saved["step"] if saved is not None else 0
             if start < last_step:  # the first programs compile while the state is built or restored
                 early = self._compile_fit_ahead(train_fn, programs.state_spec(abstract, shardings), data,
-                                                compile_validation, batch_size=batch_size, epochs=epochs, seed=seed,
-                                                shuffle=shuffle, rows=rows, bucket=bucket,
+                                                compile_validation, batch_size=step_batch, epochs=epochs, seed=seed,
+                                                shuffle=shuffle, rows=step_rows, bucket=bucket,
                                                 group_by_length=group_by_length, start=start)  # fmt: skip
             state = self._initial_state(mngr, saved, create_state, tx, abstract, shardings)
             if start >= last_step:
@@ -527,8 +530,8 @@ class TextClassifier:
                     "new checkpoint_dir (or more epochs) to train again.",
                     stacklevel=2,
                 )
-            state, history = loops.fit(state, train_fn, data, batch_size=batch_size, epochs=epochs, seed=seed,
-                                       shuffle=shuffle, mesh=self.mesh, rows=rows, bucket=bucket,
+            state, history = loops.fit(state, train_fn, data, batch_size=step_batch, epochs=epochs, seed=seed,
+                                       shuffle=shuffle, mesh=self.mesh, rows=step_rows, bucket=bucket,
                                        group_by_length=group_by_length, ckpt=mngr,
                                        ckpt_every=checkpoint_every, record=record,
                                        saved_totals=(saved or {}).get("totals"), validate=validate,
