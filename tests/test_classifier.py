@@ -620,6 +620,19 @@ def test_a_fit_refused_while_resuming_leaves_the_classifier_as_it_was(tmp_path, 
     assert _leaves_equal(kept_values, jax.tree.map(np.array, other._optimizer_state[1]))
 
 
+def test_a_run_resumed_with_other_validation_data_is_refused(tmp_path):
+    """A validation file changed in place resumed without a word, and train.py's summary put the scores of two
+    datasets side by side (QA). Resuming without validation_data, or with the same, goes on."""
+    x, y = _tiny_data(8)
+    val, other_val = _tiny_data(4, seed=1), _tiny_data(4, seed=2)
+    fit = functools.partial(_tiny().fit, x, y, batch_size=2, seed=0, verbose=0, checkpoint_dir=tmp_path)
+    fit(epochs=1, validation_data=val)
+    with pytest.raises(ValueError, match=r"holds a different run at step 4 .*'validation': 'other validation_data"):
+        fit(epochs=2, validation_data=other_val)
+    assert fit(epochs=2, validation_data=val).epoch == [1]
+    assert fit(epochs=3).epoch == [2]
+
+
 def test_each_fit_draws_a_new_order_and_new_masks_unless_seeded():
     """fit's order and dropout keys came from (seed=0, epoch / step) in every call, so fitting one epoch at a time
     replayed the same shuffle and masks; the default seed now counts the classifier's fits (Keras' fit draws new

@@ -60,6 +60,13 @@ def test_eval_only_refuses_a_training_runs_directory(tmp_path):
         job.run(config, eval_only=True)
 
 
+def test_resume_and_eval_only_together_are_refused(tmp_path):
+    """--resume did nothing beside --eval-only, without a word."""
+    with pytest.raises(job.RunError, match=r"--resume continues a training run and --eval-only trains nothing"):
+        job.run(_config(tmp_path), resume=True, eval_only=True)
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_takes_the_run_directory_however_it_is_spelled(tmp_path, monkeypatch):
     config = _config(tmp_path, output_dir="runs/x")
     (tmp_path / "runs" / "x").mkdir(parents=True)
@@ -148,6 +155,7 @@ def test_offline_reaches_the_presets_download_too(tmp_path, monkeypatch):
         (dict(optimizer=cfg.OptimizerConfig(clipnorm=-1.0)), r"optimizer.clipnorm must be positive and finite"),
         (dict(optimizer=cfg.OptimizerConfig(learning_rate=float("inf"))), r"learning_rate must be positive and fin"),
         (dict(optimizer=cfg.OptimizerConfig(weight_decay=float("nan"))), r"weight_decay must be non-negative and fin"),
+        (dict(mesh=cfg.MeshConfig(data=1, fsdp=-1)), r"mesh sizes must be positive \(DATA may be -1: .*got 1,-1"),
     ],
 )
 def test_values_no_run_can_use_are_refused_up_front(tmp_path, changes, message):

@@ -238,7 +238,11 @@ def validate(config: Config, training: bool = True) -> None:
         (0 <= config.seed < 2**31, f"seed must be an integer in [0, 2**31), got {config.seed}"),
         (config.log_every >= 1, "log_every must be at least 1"),
         (config.checkpoint_every >= 0, "checkpoint_every must be 0 (epoch ends) or positive"),
-        (config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1), "mesh sizes must be >= 1 or -1"),
+        (
+            config.mesh.fsdp >= 1 and (config.mesh.data >= 1 or config.mesh.data == -1),
+            f"mesh sizes must be positive (DATA may be -1: every device the FSDP size leaves), got "
+            f"{config.mesh.data},{config.mesh.fsdp}",
+        ),
         (bool(config.data.train) or not training, "data.train is empty: pass --train-file or set data.train"),
         (bool(config.data.validation), "data.validation is empty: pass --validation-file or set data.validation"),
         (bool(config.data.label_column), "data.label_column is empty: pass --label-column NAME"),

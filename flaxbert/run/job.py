@@ -335,6 +335,8 @@ def _logged(path: Path, step: int) -> dict:
 def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> dict | None:
     """Refuses an output directory this run cannot write, or would overwrite what is not a run of its own, before
     any data or model is loaded; returns the config.json of the run the directory holds (`_run_config`)."""
+    if resume and eval_only:
+        raise RunError("--resume continues a training run and --eval-only trains nothing: pass one of them.")
     for place in (out, *out.absolute().parents):
         if place.exists() and not place.is_dir():
             raise RunError(f"--output-dir {str(out)!r}: {str(place)!r} is a file; pass a directory.")

@@ -42,6 +42,8 @@ def resumable(directory, saved: dict | None, record: dict, seed: int) -> dict | 
             "the same number of examples, but other texts, labels or weights (or texts tokenized to another "
             "sequence_length)"
         )
+    if "validation" in mismatched:
+        mismatched["validation"] = "other validation_data (texts, labels, weights or their number)"
     if "model" in mismatched:  # only the fields that differ
         was, now = mismatched.pop("model")
         keys = sorted(set(was) | set(now))
@@ -49,7 +51,7 @@ def resumable(directory, saved: dict | None, record: dict, seed: int) -> dict | 
     if mismatched:
         raise ValueError(
             f"checkpoint_dir {str(directory)!r} holds a different run at step {saved['step']} (saved vs now: "
-            f"{mismatched}); resume with the same model, loss, data, batch_size, shuffle, seed, trainable and "
-            "group_by_length settings, or use a new checkpoint_dir."
+            f"{mismatched}); resume with the same model, loss, data, validation_data, batch_size, shuffle, seed, "
+            "trainable and group_by_length settings, or use a new checkpoint_dir."
         )
     return saved

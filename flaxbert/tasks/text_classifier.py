@@ -502,6 +502,8 @@ class TextClassifier:
         record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
                   "group_by_length": group_by_length, "shuffle": shuffle, "data": fingerprint(data),
                   "model": trained}  # fmt: skip
+        if validation_data is not None:  # its scores are the run's history too: a resume must score the same data
+            record["validation"] = fingerprint(val_data)
         try:
             mngr = checkpoint.manager(checkpoint_dir) if checkpoint_dir is not None else None
         except OSError as error:  # Orbax makes the directory
@@ -515,6 +517,8 @@ class TextClassifier:
             if seed is None:  # every record holds the seed its run trained with
                 seed = saved["seed"] if saved is not None else self._fits
             saved = resume.resumable(None if mngr is None else mngr.directory, saved, record, seed)
+            if saved is not None:
+                checkpoint.validated_steps(mngr)  # a damaged record of validations is said now, not an epoch later
             last_step = epochs * num_batches(len(data), batch_size)
             start = saved["step"] if saved is not None else 0
             if start < last_step:  # the first programs compile while the state is built or restored
