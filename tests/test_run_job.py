@@ -315,3 +315,16 @@ def test_resume_with_a_damaged_config_json_goes_on_with_a_warning(tmp_path):
     assert run_config is None and job._with_saved_label_names(run_config, config) == config  # no names to take
     with pytest.raises(job.RunError, match=r"already holds a run; pass --resume"):
         job._check_output(job.output_dir(config), config, False, False)
+
+
+def test_a_checkpoint_fit_refuses_is_fixed_in_train_pys_words(tmp_path):
+    """fit's refusals end with "pass a new checkpoint_dir", an argument train.py does not have (QA)."""
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16, epochs=1)
+    job.run(config)
+    (tmp_path / "out" / "checkpoints" / "validated.json").write_text("garbage")
+    with pytest.raises(job.RunError, match=r"validated.json is damaged .* pass a new --output-dir \(or delete ") as e:
+        job.run(config, resume=True)
+    assert "checkpoint_dir" not in str(e.value)

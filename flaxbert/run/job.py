@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -237,6 +238,10 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
                 log_every=config.log_every,
                 group_by_length=config.group_by_length,
             )
+    except ValueError as error:  # a checkpoint of another run, or a damaged one: fix it in train.py's words
+        fix = f"a new --output-dir (or delete {out}, its run, to start it again)"
+        message = re.sub(r"(pass|use) a new checkpoint_dir", lambda m: f"{m.group(1)} {fix}", str(error))
+        raise RunError(message) from None
     except SystemExit as stop:  # SIGTERM: fit saved a checkpoint and exits with status 0, as preemption wants
         if stop.code in (0, None) and writer:
             said = f"a checkpoint is saved in {out / 'checkpoints'}: run the same command with --resume to continue"
