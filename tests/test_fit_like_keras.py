@@ -369,3 +369,15 @@ def test_a_loss_that_turns_non_finite_is_said_once(learning_rate):
     assert np.isnan(history.history["loss"]).all()
     assert len([w for w in caught if "training loss" in str(w.message)]) == 1
     assert not np.isfinite(jax.tree.leaves(classifier.params)[0]).all()
+
+
+def test_one_class_trains_nothing_and_says_so():
+    """keras-hub fits a one-class classifier to a loss of 0 without a word (QA); flaxbert warns."""
+    x, _ = _data(8)
+    backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=8, seed=0)
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=1, seed=1)
+    before = _params(classifier)
+    with pytest.warns(UserWarning, match=r"num_classes=1: every label is class 0, and the cross-entropy over one"):
+        history = classifier.fit(x, np.zeros(8, int), batch_size=8, verbose=0)
+    assert history.history["loss"] == [0.0]
+    jax.tree.map(np.testing.assert_array_equal, _params(classifier), before)

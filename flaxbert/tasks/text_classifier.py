@@ -473,6 +473,12 @@ class TextClassifier:
             raise ValueError(f"on_log must be a function of one row (a dict) or None, got {on_log!r}.")
         arguments.check_seed(seed)
         arguments.check_checkpoint_dir(checkpoint_dir)
+        if self.num_classes == 1:  # a one-logit head predicts (a regression checkpoint's, say), but trains nothing
+            warnings.warn(
+                "num_classes=1: every label is class 0, and the cross-entropy over one class is 0 for every example, "
+                "so fit trains nothing (keras-hub's does the same). Use num_classes=2 for two classes.",
+                stacklevel=2,
+            )
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True)
         if group_by_length and not bucket:
