@@ -62,8 +62,7 @@ def _encoder_rows(encoder: dict, config) -> list[tuple[str, str, str]]:
     layers.sort(key=lambda layer: layer[0])
     if layers:
         each = count_params(layers[0][1])
-        head_dim = config.hidden_dim // config.num_heads
-        shape = (f"{config.num_heads} heads x {head_dim}, {config.hidden_dim} -> {config.intermediate_dim} -> "
+        shape = (f"{config.num_heads} heads x {config.head_dim}, {config.hidden_dim} -> {config.intermediate_dim} -> "
                  f"{config.hidden_dim}")  # fmt: skip
         name = f"transformer_layer_0 .. {layers[-1][0]} ({len(layers)})"
         rows["transformer_layers"] = (name, shape, f"{len(layers)} x {each:,}")

@@ -587,7 +587,9 @@ class TextClassifier:
         Before its first step, it stays as it was: a new state hands
         back the optimizer state it continued (its params are the classifier's own); one restored from a checkpoint
         (`restored`) is dropped, so a fit refused while resuming (a damaged record) changes nothing."""
-        if (dispatched or not restored) and self._keep_trained(tx, state) and dispatched:
+        if not dispatched and restored:
+            return
+        if self._keep_trained(tx, state) and dispatched:
             self._fits += 1
 
     def _continued_optimizer_state(self, tx):
