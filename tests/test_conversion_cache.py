@@ -4,6 +4,8 @@ written."""
 import json
 import shutil
 
+import jax
+import numpy as np
 import pytest
 from conftest import HUB_REVISION as REVISION
 from hf_factory import BERT_SHAPES, random_model, save
@@ -102,3 +104,23 @@ def test_a_converted_copy_keeps_the_default_execution_not_a_choice_of_its_own(ti
     assert config["format_version"] == native.VERSION == 3
     assert (config["backbone"]["attention_kernel"], config["backbone"]["scan_layers"]) == ("auto", False)
     assert flaxbert.BertBackbone.from_preset("hf://org/tiny").config.attention_kernel == "auto"
+
+
+def test_a_damaged_converted_copy_says_to_delete_it(tiny_hub):
+    """A byte changed in the cache's copy is refused by its checksums, and the fix named is the cache's own: delete
+    the copy, and the next load converts the download again (not "save it again from its model")."""
+    _, target = tiny_hub
+    first = flaxbert.BertBackbone.from_preset("hf://org/tiny")
+    arrays = [p for p in (target / "params").rglob("*") if p.is_file() and p.parent.name == "d"]
+    largest = max(arrays, key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    largest.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"is corrupt. It is flaxbert's converted copy of a download: delete {target}, "
+                                         "and the next load converts again"):  # fmt: skip
+        flaxbert.BertBackbone.from_preset("hf://org/tiny")
+    shutil.rmtree(target)
+    again = flaxbert.BertBackbone.from_preset("hf://org/tiny")
+    assert (target / "checksums.json").is_file()
+    flat = zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params), strict=True)
+    assert all(np.array_equal(a, b) for a, b in flat)

@@ -105,6 +105,8 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
         classifier.save_to_preset(tmp_path / "taken")
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     classifier.save_to_preset(tmp_path / "preset")
+    # Orbax's own failures, as a preset saved before checksums.json meets them (with it, `file_checksums` refuses first)
+    (tmp_path / "preset" / "checksums.json").unlink()
     shutil.copytree(tmp_path / "preset", tmp_path / "truncated")
     shutil.rmtree(tmp_path / "preset" / "params")
     (tmp_path / "preset" / "params").mkdir()
@@ -115,6 +117,56 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # OCDBT's data files (arrays, b-tree nodes)
     with pytest.raises(ValueError, match="could not be read as the preset's params .*incomplete or corrupt"):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "truncated")
+
+
+def test_a_byte_changed_in_a_params_file_is_refused(tmp_path):
+    """Orbax checksums only its shard index: a byte flipped in a params data file loaded as other weights, without a
+    word. checksums.json (the CRC-32 of each file of params/) names the file; config.json stays editable by hand."""
+    classifier = _bert_classifier()
+    classifier.save_to_preset(tmp_path / "preset")
+    saved = json.loads((tmp_path / "preset" / "checksums.json").read_text())["crc32"]
+    params = {p.relative_to(tmp_path / "preset").as_posix() for p in (tmp_path / "preset" / "params").rglob("*")}
+    assert set(saved) == {name for name in params if (tmp_path / "preset" / name).is_file()}
+
+    def damaged(name, change):
+        shutil.copytree(tmp_path / "preset", tmp_path / name)
+        change(tmp_path / name)
+        return tmp_path / name
+
+    arrays = [p for p in (tmp_path / "preset" / "params").rglob("*") if p.is_file() and p.parent.name == "d"]
+    largest = max(arrays, key=lambda p: p.stat().st_size).relative_to(tmp_path / "preset")  # OCDBT data: the arrays
+
+    def flip(preset):
+        data = bytearray((preset / largest).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (preset / largest).write_bytes(bytes(data))
+
+    flipped = damaged("flipped", flip)
+    refusal = f"{flipped / largest} is not the file save_to_preset wrote .*CRC-32 differs.* the preset is corrupt. Copy"
+    with pytest.raises(ValueError, match=refusal):
+        flaxbert.TextClassifier.from_preset(flipped)
+    # what the checksum caught: without checksums.json the same files load as other numbers, without a word
+    (flipped / "checksums.json").unlink()
+    unchecked = flaxbert.TextClassifier.from_preset(flipped)
+    pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
+    assert sum(not np.array_equal(a, b) for a, b in pairs) == 1
+
+    missing = damaged("missing", lambda preset: (preset / largest).unlink())
+    with pytest.raises(FileNotFoundError, match=f"missing is incomplete: {largest} is missing. Copy it again"):
+        flaxbert.BertBackbone.from_preset(missing)
+    bad_list = damaged("bad_list", lambda preset: (preset / "checksums.json").write_text('{"crc32": [1, 2]}'))
+    with pytest.raises(ValueError, match=r"checksums.json: 'crc32' is a JSON list, not an object"):
+        flaxbert.TextClassifier.from_preset(bad_list)
+
+    # a hand edit of config.json (the head's class names) is the user's, not damage
+    def rename(preset):
+        config = (preset / "config.json").read_text()
+        (preset / "config.json").write_text(config.replace('"label_names": null', '"label_names": ["a", "b", "c"]'))
+
+    renamed = damaged("renamed", rename)
+    loaded = flaxbert.TextClassifier.from_preset(renamed)
+    assert loaded.head.label_names == ("a", "b", "c")
+    np.testing.assert_array_equal(loaded.predict(TEXTS, verbose=0), classifier.predict(TEXTS, verbose=0))
 
 
 def test_load_weights_false_reads_no_params(tmp_path):

@@ -5,6 +5,7 @@
     <dir>/vocabulary.txt     the WordPiece vocabulary, one token per line (when there is a tokenizer)
     <dir>/tokenizer.json     the same tokenizer in Hugging Face `tokenizers` format, for other tools
     <dir>/params/            the params tree as an Orbax checkpoint
+    <dir>/checksums.json     the CRC-32 of each file of params/ (`file_checksums`), checked as they are restored
 
 A preset is written into a temporary sibling directory and renamed into place at the end, so an interrupted save
 never leaves a directory that looks complete. Params restore straight onto the shardings the caller names.
@@ -12,6 +13,7 @@ never leaves a directory that looks complete. Params restore straight onto the s
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -27,6 +29,7 @@ import orbax.checkpoint as ocp
 from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.parallel.host import process_0s, wait_for_every_process
+from flaxbert.presets import file_checksums
 
 # Version 2 (session 22): attention_kernel "auto" became the default. Version 1 wrote the default of its time, "xla",
 # into every preset, so a version-1 "xla" is read as "auto" (`read`); flaxbert versions that know only version 1 say
@@ -82,6 +85,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         wait_for_every_process("flaxbert-preset-params")
         if lead:
             (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            file_checksums.record(staging, "params")  # every process's params files are in (the barrier above)
             _move_into_place(staging, directory)
         wait_for_every_process("flaxbert-preset-saved")  # no process returns before the preset is in place
     finally:
@@ -210,10 +214,26 @@ def head_config(config: dict):
 def restore_params(directory, abstract, shardings=None) -> dict:
     """The params tree restored onto `shardings` (a tree like `abstract`; None: the default device).
 
+    The files' checksums are computed in a thread while Orbax restores (zlib and TensorStore leave the GIL), and the
+    params are returned only once they match.
+
     Raises:
-        ValueError: the saved params do not fit `abstract` (names the array), or the files are unreadable.
+        ValueError: the saved params do not fit `abstract` (names the array), or the files are damaged or unreadable.
     """
     path = pathlib.Path(directory).absolute() / "params"
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flaxbert-checksums") as pool:
+        checked = pool.submit(file_checksums.check, path.parent)
+        try:
+            params = _restore(path, abstract, shardings)
+        except ValueError:
+            if checked.exception() is not None:  # a damaged file says which it is, not what Orbax made of it
+                raise checked.exception() from None
+            raise
+        checked.result()
+    return params
+
+
+def _restore(path: pathlib.Path, abstract, shardings) -> dict:
     _check_saved(path, abstract)
     if shardings is None:
         shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
