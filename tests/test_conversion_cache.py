@@ -12,7 +12,7 @@ from hf_factory import BERT_SHAPES, random_model, save
 
 import flaxbert
 from flaxbert import checkpoint
-from flaxbert.presets import conversion_cache, native
+from flaxbert.presets import conversion_cache, native, output_directory
 from flaxbert.presets.resolve import resolve
 
 
@@ -74,7 +74,7 @@ def test_an_unwritable_cache_warns_and_loads_the_download(tiny_hub, tmp_path, mo
     # In a multi-process job the save is collective (the other processes wait at process 0's barriers): a fallback
     # on process 0 alone would hang them, so the error stops the job.
     monkeypatch.setattr(conversion_cache.jax, "process_count", lambda: 2)
-    with pytest.raises(native.PresetWriteError, match="is a file"):
+    with pytest.raises(output_directory.PresetWriteError, match="is a file"):
         conversion_cache.converted(snapshot, "org/tiny")
 
 

@@ -217,9 +217,32 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         hf_export.export_transformers(tmp_path / "export", cfg, params)
     assert list(tmp_path.iterdir()) == []
-    (tmp_path / "export").mkdir()
-    with pytest.raises(FileExistsError):
+    (tmp_path / "export").mkdir()  # an empty directory made for the export is used, as save_to_preset uses it
+    with pytest.raises(OSError, match="disk full"):
         hf_export.export_transformers(tmp_path / "export", cfg, params)
+    assert [p.name for p in tmp_path.iterdir()] == ["export"] and not any((tmp_path / "export").iterdir())
+    (tmp_path / "export" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="export exists and is not empty; export_to_transformers writes a new"):
+        hf_export.export_transformers(tmp_path / "export", cfg, params)
+
+
+def test_a_directory_that_cannot_be_written_is_refused_before_anything_is(tmp_path, monkeypatch):
+    """export_transformers had no checks of its own: a TypeError from pathlib for None, FileExistsError naming a file
+    as the parent, a URL written as a relative path."""
+    cfg = BertConfig(**BERT)
+    params = _random_params(BertEncoder(cfg), cfg)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    refusals = {
+        None: "export_to_transformers writes a directory: pass a str or pathlib.Path, not None",
+        "s3://bucket/model": "'s3://bucket/model' is a URL; export_to_transformers writes a local directory",
+        tmp_path / "a-file": "a-file is a file; export_to_transformers writes a new directory",
+        tmp_path / "a-file" / "sub": r"cannot create the directory \S+/a-file/sub \(\S+/a-file is a file\)",
+    }
+    for directory, refusal in refusals.items():
+        with pytest.raises(ValueError, match=refusal):
+            hf_export.export_transformers(directory, cfg, params)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
 
 
 def test_classifier_object_exports_after_fine_tuning(tmp_path):

@@ -1,5 +1,6 @@
 """flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
 
+import contextlib
 import json
 import shutil
 
@@ -119,41 +120,55 @@ def test_saving_never_overwrites_and_corruption_is_named(tmp_path):
         flaxbert.BertTextClassifier.from_preset(tmp_path / "truncated")
 
 
-def test_a_byte_changed_in_a_params_file_is_refused(tmp_path):
-    """Orbax checksums only its shard index: a byte flipped in a params data file loaded as other weights, without a
-    word. checksums.json (the CRC-32 of each file of params/) names the file; config.json stays editable by hand."""
+def test_a_byte_changed_in_a_params_file_or_the_vocabulary_is_refused(tmp_path):
+    """Orbax checksums only its shard index: a byte flipped in a params data file loaded as other weights, and a cut
+    vocabulary.txt as a tokenizer reading the lost tokens as [UNK], without a word. checksums.json (the CRC-32 of each
+    file of params/ and of the vocabulary) names the file; config.json stays editable by hand."""
     classifier = _bert_classifier()
     classifier.save_to_preset(tmp_path / "preset")
     saved = json.loads((tmp_path / "preset" / "checksums.json").read_text())["crc32"]
     params = {p.relative_to(tmp_path / "preset").as_posix() for p in (tmp_path / "preset" / "params").rglob("*")}
-    assert set(saved) == {name for name in params if (tmp_path / "preset" / name).is_file()}
+    assert set(saved) == {name for name in params if (tmp_path / "preset" / name).is_file()} | {"vocabulary.txt"}
 
     def damaged(name, change):
         shutil.copytree(tmp_path / "preset", tmp_path / name)
         change(tmp_path / name)
         return tmp_path / name
 
-    arrays = [p for p in (tmp_path / "preset" / "params").rglob("*") if p.is_file() and p.parent.name == "d"]
-    largest = max(arrays, key=lambda p: p.stat().st_size).relative_to(tmp_path / "preset")  # OCDBT data: the arrays
+    files = [p for p in (tmp_path / "preset" / "params").rglob("*") if p.is_file() and p.parent.name == "d"]
+    largest = max(files, key=lambda p: p.stat().st_size).relative_to(tmp_path / "preset")  # OCDBT data: the arrays
 
-    def flip(preset):
-        data = bytearray((preset / largest).read_bytes())
-        data[len(data) // 2] ^= 0x01
-        (preset / largest).write_bytes(bytes(data))
+    def flip(where):
+        def change(preset):
+            data = bytearray((preset / largest).read_bytes())
+            data[int(len(data) * where)] ^= 0x01
+            (preset / largest).write_bytes(bytes(data))
 
-    flipped = damaged("flipped", flip)
-    refusal = f"{flipped / largest} is not the file save_to_preset wrote .*CRC-32 differs.* the preset is corrupt. Copy"
-    with pytest.raises(ValueError, match=refusal):
-        flaxbert.TextClassifier.from_preset(flipped)
-    # what the checksum caught: without checksums.json the same files load as other numbers, without a word
-    (flipped / "checksums.json").unlink()
-    unchecked = flaxbert.TextClassifier.from_preset(flipped)
-    pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
-    assert sum(not np.array_equal(a, b) for a, b in pairs) == 1
+        return change
+
+    changed = []
+    for where in (0.1, 0.25, 0.5):  # in compressed data: most such flips decode to other numbers, without an error
+        flipped = damaged(f"flipped{where}", flip(where))
+        refusal = f"{flipped / largest} is not the file save_to_preset wrote .*CRC-32 differs.* the preset is corrupt"
+        with pytest.raises(ValueError, match=refusal + ". Copy it again, or save it again from its model"):
+            flaxbert.TextClassifier.from_preset(flipped)
+        (flipped / "checksums.json").unlink()  # what the checksum caught: the same files load without it
+        with contextlib.suppress(ValueError):  # (or Orbax refuses them)
+            unchecked = flaxbert.TextClassifier.from_preset(flipped)
+            pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
+            changed.append(sum(not np.array_equal(a, b) for a, b in pairs))
+    assert 1 in changed  # one array read back as other numbers, and nothing said so
 
     missing = damaged("missing", lambda preset: (preset / largest).unlink())
     with pytest.raises(FileNotFoundError, match=f"missing is incomplete: {largest} is missing. Copy it again"):
         flaxbert.BertBackbone.from_preset(missing)
+    cut = damaged("cut", lambda preset: (preset / "vocabulary.txt").write_text("\n".join(VOCAB[:-2]) + "\n"))
+    with pytest.raises(ValueError, match=f"{cut / 'vocabulary.txt'} is not the file save_to_preset wrote"):
+        flaxbert.TextClassifier.from_preset(cut)
+    with pytest.raises(ValueError, match=f"{cut / 'vocabulary.txt'} is not the file save_to_preset wrote"):
+        flaxbert.BertTokenizer.from_preset(cut)
+    (cut / "checksums.json").unlink()  # what the checksum caught: the cut vocabulary loads, its lost tokens [UNK]
+    assert flaxbert.BertTokenizer.from_preset(cut).get_vocabulary() == VOCAB[:-2]
     bad_list = damaged("bad_list", lambda preset: (preset / "checksums.json").write_text('{"crc32": [1, 2]}'))
     with pytest.raises(ValueError, match=r"checksums.json: 'crc32' is a JSON list, not an object"):
         flaxbert.TextClassifier.from_preset(bad_list)
@@ -196,7 +211,7 @@ def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minil
     with pytest.raises(ValueError, match="was saved without a tokenizer"):
         flaxbert.BertTokenizer.from_preset(tmp_path / "bare")
     (tmp_path / "native" / "vocabulary.txt").unlink()  # a preset copied in part
-    with pytest.raises(FileNotFoundError, match=r"native is incomplete: .* vocabulary.txt is missing"):
+    with pytest.raises(FileNotFoundError, match=r"native is incomplete: .*vocabulary.txt is missing"):
         flaxbert.TextClassifier.from_preset(tmp_path / "native")
 
 
@@ -258,16 +273,30 @@ def test_params_of_another_config_are_refused_before_any_restore(saved, tmp_path
         flaxbert.BertBackbone.from_preset(deeper)
 
 
-def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_path):
+def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_path, monkeypatch):
     backbone = _tiny_backbone()
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ValueError, match="pass a str or pathlib.Path, not 123"):
         backbone.save_to_preset(123)
     with pytest.raises(ValueError, match=r"a-file is a file; save_to_preset writes a new directory"):
         backbone.save_to_preset(tmp_path / "a-file")
-    with pytest.raises(ValueError, match=r"cannot create the preset directory \S+/a-file/sub \(\S+/a-file is a file\)"):
+    with pytest.raises(ValueError, match=r"cannot create the directory \S+/a-file/sub \(\S+/a-file is a file\)"):
         backbone.save_to_preset(tmp_path / "a-file" / "sub")
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no staging directory left
+    with monkeypatch.context() as patch:
+        patch.chdir(tmp_path)  # a URL was taken as a relative path: ./gs:/bucket was made, then Orbax failed in it
+        with pytest.raises(ValueError, match="'gs://bucket/model' is a URL; save_to_preset writes a local directory"):
+            backbone.save_to_preset("gs://bucket/model")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+    # a link to an empty directory (or a dangling one) is written through: it was refused after the whole write
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "dangling").symlink_to(tmp_path / "elsewhere")
+    backbone.save_to_preset(tmp_path / "link")
+    backbone.save_to_preset(tmp_path / "dangling")
+    for written in ("link", "dangling"):
+        assert flaxbert.BertBackbone.from_preset(tmp_path / written).config == backbone.config
+    assert (tmp_path / "real" / "config.json").is_file() and (tmp_path / "elsewhere" / "config.json").is_file()
 
 
 def test_format_3_presets_and_version_1s_default_kernel(saved, tmp_path):

@@ -46,6 +46,16 @@ def test_unknown_name_lists_the_closest_presets():
         resolve("bert_tiny_en_uncase")
 
 
+def test_a_url_is_refused_with_the_handle_or_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "gs://bucket/x" was taken for the local path gs:/bucket/x
+    with pytest.raises(ValueError, match="preset 'gs://bucket/x': flaxbert reads no gs:// addresses; copy the preset"):
+        resolve("gs://bucket/x")
+    with pytest.raises(ValueError, match="a Hub repository is loaded by its handle: pass 'hf://google-bert/bert-base"):
+        resolve("https://huggingface.co/google-bert/bert-base-uncased")
+    with pytest.raises(ValueError, match="Did you mean 'bert_tiny_en_uncased'"):  # case is no typo
+        resolve("BERT_TINY_EN_UNCASED")
+
+
 def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
     monkeypatch.setitem(sys.modules, "kagglehub", None)  # kagglehub is an optional extra: as if not installed
     with pytest.raises(ValueError, match="needs kagglehub.* use its Hugging Face mirror 'hf://keras/bert_base_en'"):

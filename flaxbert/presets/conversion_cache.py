@@ -18,17 +18,17 @@ import warnings
 
 import jax
 
-from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
+from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, output_directory, text_assets
 
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
 # no problem_type is transformers' regression, cached as its encoder alone; 4: a head found by its weights where
 # config.json names no architectures, added tokens, another keras-hub task's backbone; 5: transformers' pair
 # truncation, longest_first, and the case settings of a tokenizer.json-only folder; 6: a sequence length capped by the
 # tokenizer's model_max_length; 7: checkpoints whose load warns or refuses something, a regression head among them,
-# are not converted): older copies are converted again rather than read as they were. (Copies in native
-# format 1 name attention_kernel "xla", the default then; `native.read` reads that as "auto", so the new default
-# needed no new conversion.)
-CONVERSION = 7
+# are not converted; 8: checksums.json, the CRC-32 of the params files and vocabulary that each load checks): older
+# copies are converted again rather than read as they were. (Copies in native format 1 name attention_kernel "xla",
+# the default then; `native.read` reads that as "auto", so the new default needed no new conversion.)
+CONVERSION = 8
 
 
 def cache_root() -> pathlib.Path:
@@ -64,7 +64,7 @@ def converted(source: pathlib.Path, repo_id: str) -> pathlib.Path:
     save = _converter(source, config)  # reads the download; an error here is the download's, not the cache's
     try:
         save(target)
-    except (OSError, native.PresetWriteError) as error:
+    except (OSError, output_directory.PresetWriteError) as error:
         # The save is collective (process 0 writes, the others wait at its barriers): a fallback on process 0 alone
         # would leave them waiting, so a multi-process job stops with the error instead.
         if jax.process_count() > 1:

@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
+import uuid
 import warnings
 
 import flax.linen as nn
@@ -23,7 +23,7 @@ from tokenizers import AddedToken, Tokenizer, processors
 
 from flaxbert.models.config import BertConfig
 from flaxbert.parallel.host import to_host, wait_for_every_process
-from flaxbert.presets import hf_convert, text_assets
+from flaxbert.presets import hf_convert, output_directory, text_assets
 
 
 def export_transformers(
@@ -38,8 +38,8 @@ def export_transformers(
     """Exports a backbone or a classifier as a transformers checkpoint directory.
 
     Args:
-        directory: where to write; it must not exist yet. Files go to a temporary sibling directory that is renamed
-            into place at the end, so a failed export leaves nothing at `directory`.
+        directory: where to write: a new or empty directory. Files go to a temporary sibling directory that is
+            renamed into place at the end, so a failed export leaves nothing at `directory`.
         backbone_config: the `BertConfig` / `DistilBertConfig`.
         params: the encoder's params, or with `head_config` the classifier's `{"backbone": ..., <head params>}`.
         head_config: a `BertHeadConfig` / `DistilBertHeadConfig` to write a `*ForSequenceClassification` checkpoint;
@@ -52,13 +52,12 @@ def export_transformers(
         The path of the written directory.
 
     Raises:
-        FileExistsError: `directory` already exists.
+        FileExistsError: `directory` exists and is not empty.
+        PresetWriteError: `directory` is no path, a URL, a file, or cannot be created there (nothing is written).
         ValueError: the model cannot be expressed in transformers (see `hf_convert.hf_config`) or `params` do not
             match `backbone_config`.
     """
-    target = pathlib.Path(directory)
-    if target.exists():
-        raise FileExistsError(f"{target} already exists; export_transformers writes a new directory.")
+    target = output_directory.new_directory(directory, "export_to_transformers")
     pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
     if tokenizer is not None:
         text_assets.check_vocabulary(tokenizer, backbone_config.vocabulary_size, "", "transformers would index past "
@@ -82,14 +81,14 @@ def export_transformers(
 
 
 def _write(target: pathlib.Path, config: dict, state: dict, tokenizer, backbone_config, sequence_length) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    output_directory.make_staging(staging, target)
     try:
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
             _write_tokenizer(staging, tokenizer, backbone_config, sequence_length)
-        os.replace(staging, target)
+        output_directory.move_into_place(staging, target, "export_to_transformers")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

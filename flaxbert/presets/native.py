@@ -5,7 +5,8 @@
     <dir>/vocabulary.txt     the WordPiece vocabulary, one token per line (when there is a tokenizer)
     <dir>/tokenizer.json     the same tokenizer in Hugging Face `tokenizers` format, for other tools
     <dir>/params/            the params tree as an Orbax checkpoint
-    <dir>/checksums.json     the CRC-32 of each file of params/ (`file_checksums`), checked as they are restored
+    <dir>/checksums.json     the CRC-32 of each file of params/ and of vocabulary.txt (`file_checksums`), checked as
+                             they are read
 
 A preset is written into a temporary sibling directory and renamed into place at the end, so an interrupted save
 never leaves a directory that looks complete. Params restore straight onto the shardings the caller names.
@@ -14,11 +15,8 @@ never leaves a directory that looks complete. Params restore straight onto the s
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import errno
 import json
-import os
 import pathlib
 import shutil
 import uuid
@@ -29,7 +27,7 @@ import orbax.checkpoint as ocp
 from flaxbert import checkpoint
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.parallel.host import process_0s, wait_for_every_process
-from flaxbert.presets import file_checksums
+from flaxbert.presets import file_checksums, output_directory
 
 # Version 2 (session 22): attention_kernel "auto" became the default. Version 1 wrote the default of its time, "xla",
 # into every preset, so a version-1 "xla" is read as "auto" (`read`); flaxbert versions that know only version 1 say
@@ -44,10 +42,6 @@ _HEADS = {"bert": BertHeadConfig, "distil_bert": DistilBertHeadConfig}
 _KEYS = ("architecture", "backbone", "task", "tokenizer", "preprocessor")
 
 
-class PresetWriteError(ValueError):
-    """A preset directory that cannot be created where asked: a read-only place, or a path at or under a file."""
-
-
 def is_native(config: dict) -> bool:
     return config.get("format") == FORMAT
 
@@ -56,10 +50,10 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head).
 
     Raises:
-        PresetWriteError: `directory` is no path, is a file, or cannot be created there (nothing is written).
+        PresetWriteError: `directory` is no path, a URL, a file, or cannot be created there (nothing is written).
         FileExistsError: `directory` holds files already, or another process wrote it while this save ran.
     """
-    directory = _new_directory(directory)
+    directory = output_directory.new_directory(directory, "save_to_preset")
     architecture = "bert" if isinstance(backbone_config, BertConfig) else "distil_bert"
     config = {
         "format": FORMAT,
@@ -76,7 +70,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     staging = directory.with_name(f".{directory.name}.partial-{process_0s(uuid.uuid4().int & 0xFFFFFFFF):08x}")
     try:
         if lead:
-            _make_staging(staging, directory)
+            output_directory.make_staging(staging, directory)
             if tokenizer is not None:
                 tokenizer.save_vocabulary(staging / "vocabulary.txt")
                 tokenizer.save_tokenizer_json(staging / "tokenizer.json")
@@ -85,51 +79,13 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         wait_for_every_process("flaxbert-preset-params")
         if lead:
             (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            file_checksums.record(staging, "params")  # every process's params files are in (the barrier above)
-            _move_into_place(staging, directory)
+            file_checksums.record(staging, ("params", "vocabulary.txt"))  # all params files are in (the barrier)
+            output_directory.move_into_place(staging, directory, "save_to_preset")
         wait_for_every_process("flaxbert-preset-saved")  # no process returns before the preset is in place
     finally:
         if lead:
             shutil.rmtree(staging, ignore_errors=True)
     return directory
-
-
-def _new_directory(directory) -> pathlib.Path:
-    """The absolute path a preset is saved to, refused before anything is written when it cannot be one."""
-    if not isinstance(directory, (str, os.PathLike)):
-        raise PresetWriteError(f"a preset is saved to a directory: pass a str or pathlib.Path, not {directory!r}.")
-    directory = pathlib.Path(directory).expanduser().absolute()
-    if directory.exists() and not directory.is_dir():
-        raise PresetWriteError(f"{directory} is a file; save_to_preset writes a new directory: pass another path.")
-    if directory.is_dir() and any(directory.iterdir()):
-        raise FileExistsError(f"{directory} exists and is not empty; save_to_preset writes a new directory.")
-    return directory
-
-
-def _make_staging(staging: pathlib.Path, directory: pathlib.Path) -> None:
-    # The staging directory is hidden from the user: an error names the directory they asked for.
-    try:
-        staging.mkdir(parents=True)
-    except OSError as e:
-        existing = next(p for p in staging.parents if p.exists())
-        why = f"{existing} is a file" if not existing.is_dir() else f"{existing}: {e.strerror}"
-        raise PresetWriteError(
-            f"cannot create the preset directory {directory} ({why}); pass a path in a writable directory."
-        ) from None
-
-
-def _move_into_place(staging: pathlib.Path, directory: pathlib.Path) -> None:
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            directory.rmdir()  # an empty directory made for the preset; any other is refused below or by rmdir
-        staging.rename(directory)  # atomic, and never over a directory with files in it
-    except OSError as e:
-        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        raise FileExistsError(
-            f"{directory} exists and is not empty: another process wrote it while this save ran; save_to_preset "
-            "writes a new directory."
-        ) from None
 
 
 def read(directory) -> dict:
@@ -222,7 +178,7 @@ def restore_params(directory, abstract, shardings=None) -> dict:
     """
     path = pathlib.Path(directory).absolute() / "params"
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flaxbert-checksums") as pool:
-        checked = pool.submit(file_checksums.check, path.parent)
+        checked = pool.submit(file_checksums.check, path.parent, "params")
         try:
             params = _restore(path, abstract, shardings)
         except ValueError:

@@ -16,6 +16,7 @@ import difflib
 import glob
 import os
 import pathlib
+import re
 
 from flaxbert.presets import conversion_cache, hf_checkpoint, keras_format, native
 from flaxbert.presets.registry import PRESETS
@@ -48,15 +49,30 @@ def resolve(preset, load_weights: bool = True) -> pathlib.Path:
         return _from_hub(preset, load_weights, name=preset)
     if preset.startswith("kaggle://"):
         return _from_kaggle(preset)
+    if _URL.match(preset):
+        raise ValueError(f"preset {preset!r}: {_url_fix(preset)}")
     if "/" in preset or preset.startswith((".", "~")) or pathlib.Path(preset).exists():  # a file: said so there
         return _local(preset)
-    close = [repr(c) for c in difflib.get_close_matches(preset, list(PRESETS), n=3, cutoff=0.5)]
+    by_case = {name.lower(): name for name in PRESETS}  # "BERT_TINY_EN_UNCASED" is still close to its name
+    close = [repr(by_case[c]) for c in difflib.get_close_matches(preset.lower(), list(by_case), n=3, cutoff=0.5)]
     close += [f"the local directory {folder}" for folder in _close_directories(pathlib.Path(preset))]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(
         f"Unknown preset {preset!r}.{hint} Built-in presets: {', '.join(sorted(PRESETS))}; or pass a local "
         "directory, an 'hf://org/repo' handle or a 'kaggle://...' handle."
     )
+
+
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_HUB_PAGE = re.compile(r"https?://huggingface\.co/([^/@?#]+/[^/@?#]+)/?$")
+
+
+def _url_fix(url: str) -> str:
+    page = _HUB_PAGE.match(url)
+    if page:
+        return f"a Hub repository is loaded by its handle: pass 'hf://{page.group(1)}'."
+    return (f"flaxbert reads no {_URL.match(url).group(1)}:// addresses; copy the preset to a local directory and "
+            "pass its path, or pass an 'hf://org/repo' or 'kaggle://...' handle.")  # fmt: skip
 
 
 def _local(preset) -> pathlib.Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
-from flaxbert.presets import json_file, keras_format, native
+from flaxbert.presets import file_checksums, json_file, keras_format, native
 from flaxbert.text.vocabulary import SPECIAL_TOKENS, SUFFIX_INDICATOR, read_hf_tokenizer
 
 
@@ -56,7 +56,10 @@ def tokenizer(tokenizer_cls, directory):
     config = _config(directory)
     if native.is_native(config):
         settings = native.read(directory)["tokenizer"]
-        return None if settings is None else tokenizer_cls(_vocabulary(directory, "vocabulary.txt"), **settings)
+        if settings is None:
+            return None
+        file_checksums.check(directory, "vocabulary.txt")
+        return tokenizer_cls(_vocabulary(directory, "vocabulary.txt"), **settings)
     if keras_format.is_keras(config):
         if not (directory / "tokenizer.json").is_file():
             return None
