@@ -233,6 +233,13 @@ def test_a_file_as_checkpoint_dir_is_refused_before_training(text_classifier, tm
         text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "ckpt" / "run")
     with pytest.raises(ValueError, match=r"checkpoint_dir '/proc/1/run' cannot be created \(.*: /proc/1/run\); pass"):
         text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir="/proc/1/run")
+    for step in ("1", "2"):  # the user's own folders, taken for damaged steps (and the fix was to delete them)
+        (tmp_path / "mine" / step).mkdir(parents=True)
+        (tmp_path / "mine" / step / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"checkpoint_dir '.*mine' holds folders named as checkpoint steps that are "
+                                         r"no checkpoints \(1, 2: without Orbax's .* pass a new or empty"):  # fmt: skip
+        text_classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["1", "2"]  # nothing written beside them
     assert _leaves_equal(before, text_classifier.params)
 
 

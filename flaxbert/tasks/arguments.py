@@ -193,7 +193,9 @@ def check_seed(seed) -> None:
 
 
 def check_checkpoint_dir(checkpoint_dir) -> None:
-    """None, or a path whose existing parts are directories."""
+    """None, or a path whose existing parts are directories, and whose integer-named folders (where Orbax keeps a
+    step each) are not all something else: someone's own "1/" and "2/" were taken for damaged steps, and the fix
+    named was to delete them. (Beside real steps, such a folder is a damaged step, which the resume names.)"""
     if checkpoint_dir is None:
         return
     if not isinstance(checkpoint_dir, str | pathlib.PurePath) or not str(checkpoint_dir):
@@ -202,6 +204,14 @@ def check_checkpoint_dir(checkpoint_dir) -> None:
     for place in (path, *path.absolute().parents):
         if place.exists() and not place.is_dir():
             raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r}: {str(place)!r} is a file; pass a directory.")
+    steps = sorted(p for p in path.iterdir() if p.is_dir() and p.name.isdigit()) if path.is_dir() else []
+    foreign = [p.name for p in steps if not (p / "_CHECKPOINT_METADATA").is_file()]
+    if foreign and len(foreign) == len(steps):
+        raise ValueError(
+            f"checkpoint_dir {str(checkpoint_dir)!r} holds folders named as checkpoint steps that are no checkpoints "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}: without Orbax's _CHECKPOINT_METADATA). "
+            "fit keeps each step in a folder named by its number: pass a new or empty checkpoint_dir."
+        )
 
 
 def unpack_validation(validation_data):
