@@ -248,13 +248,37 @@ CONFIG_EDITS = [
     ("missing_field", lambda c: c["backbone"].pop("hidden_dim"), r"'backbone' lacks hidden_dim\. Fix: save"),
     ("bad_value", lambda c: c["backbone"].update(hidden_dim="16"), r"'backbone': BertConfig.hidden_dim must be"),
     ("task_field", lambda c: c.update(task={"num_classes": 2, "foo": 1}), r"BertHeadConfig does not know: foo"),
-]
+    # the text settings were not checked: a TypeError from BertTokenizer.__init__ without the file's name
+    ("tokenizer_setting", lambda c: c.update(tokenizer={"lowercase": True, "bogus": 1}),
+     r"'tokenizer' has settings this flaxbert does not know: bogus\. Fix: upgrade flaxbert if a newer version"),
+    ("preprocessor_setting", lambda c: c.update(preprocessor={"sequence_length": 8, "pad_to": 2}),
+     r"'preprocessor' has settings this flaxbert does not know: pad_to\. Fix: upgrade"),
+    ("distil_bert", lambda c: c.update(architecture="distil_bert"),
+     r"DistilBertConfig does not know: num_segments\. Fix: upgrade flaxbert if .*; otherwise save the preset again"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "edit", "message"), CONFIG_EDITS, ids=[name for name, _, _ in CONFIG_EDITS])
 def test_a_damaged_or_newer_config_json_is_named_with_its_fix(saved, tmp_path, name, edit, message):
     with pytest.raises(ValueError, match=f"{name}/config.json does not fit this flaxbert: .*{message}"):
         flaxbert.BertBackbone.from_preset(_edited(saved, tmp_path, name, edit))
+
+
+def test_tokenizer_settings_that_build_no_tokenizer_name_the_file(tmp_path):
+    _bert_classifier().save_to_preset(tmp_path / "preset")
+    config = json.loads((tmp_path / "preset" / "config.json").read_text())
+    config["tokenizer"]["added_tokens"] = 5  # a TypeError from inside the tokenizer's added-token check
+    (tmp_path / "preset" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"preset/config.json: its \"tokenizer\" settings build no tokenizer \("):
+        flaxbert.TextClassifier.from_preset(tmp_path / "preset")
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "3"])
+def test_a_format_version_that_is_no_whole_number_is_damage(saved, tmp_path, version):
+    """true and 1.0 equal 1 in Python: they were read as version 1, and its rewrites applied."""
+    damaged = _edited(saved, tmp_path, "version", lambda c: c.update(format_version=version))
+    with pytest.raises(ValueError, match=r"config.json: format_version is \S+, not a version number; the file is"):
+        flaxbert.BertBackbone.from_preset(damaged)
 
 
 def test_params_of_another_config_are_refused_before_any_restore(saved, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import inspect
 import json
 import pathlib
 import shutil
@@ -98,9 +99,13 @@ def read(directory) -> dict:
         raise ValueError(f"{path} is not valid JSON ({e}); the preset is corrupt: save it again.") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds a JSON {type(config).__name__}, not a preset's settings; it is corrupt.")
-    if config.get("format_version") not in READS:
+    version = config.get("format_version")
+    if version is not None and type(version) is not int:  # true and 1.0 equal 1: damage, not version 1
+        raise ValueError(f"{path}: format_version is {json.dumps(version)}, not a version number; the file is "
+                         "corrupt: save the preset again from its model.")  # fmt: skip
+    if version not in READS:
         raise ValueError(
-            f"{path} is flaxbert format version {config.get('format_version')}; this flaxbert reads versions "
+            f"{path} is flaxbert format version {json.dumps(version)}; this flaxbert reads versions "
             f"{', '.join(map(str, READS))}: upgrade flaxbert (or re-save the preset with this version)."
         )
     _check_keys(config, path)  # the backbone is an object of config fields from here
@@ -129,13 +134,30 @@ def _check_keys(config: dict, path: pathlib.Path) -> None:
         for key, config_cls in (("backbone", _BACKBONES[architecture]), ("task", _HEADS[architecture])):
             unknown, wrong = _field_problems(config, key, config_cls, optional=key == "task")
             newer, damaged = newer + unknown, damaged + wrong
-    for key in ("tokenizer", "preprocessor"):
-        if not isinstance(config.get(key, {}), (dict, type(None))):
-            damaged.append(f"'{key}' is a {type(config[key]).__name__}, not an object or null")
+    for key, known in _text_settings().items():
+        values = config.get(key)
+        if not isinstance(values, (dict, type(None))):
+            damaged.append(f"'{key}' is a {type(values).__name__}, not an object or null")
+        elif values and set(values) - known:
+            newer.append(f"'{key}' has settings this flaxbert does not know: {', '.join(sorted(set(values) - known))}")
     if not (newer or damaged):
         return
-    fix = "upgrade flaxbert (a newer version wrote it)" if newer else "save the preset again from its model"
+    fix = "save the preset again from its model"
+    fix = f"upgrade flaxbert if a newer version wrote it; otherwise {fix}" if newer and not damaged else fix
     raise ValueError(f"{path} does not fit this flaxbert: {'; '.join(newer + damaged)}. Fix: {fix}.")
+
+
+def _text_settings() -> dict[str, set[str]]:
+    """The settings config.json's "tokenizer" and "preprocessor" may hold: their constructors' keywords."""
+    from flaxbert.text import BertTextClassifierPreprocessor, BertTokenizer  # here: flaxbert.text imports the presets
+
+    def keywords(cls, *taken) -> set[str]:
+        return set(inspect.signature(cls.__init__).parameters) - {"self", *taken}
+
+    return {
+        "tokenizer": keywords(BertTokenizer, "vocabulary"),
+        "preprocessor": keywords(BertTextClassifierPreprocessor, "tokenizer"),
+    }
 
 
 def _field_problems(config: dict, key: str, config_cls, optional: bool) -> tuple[list[str], list[str]]:

@@ -59,7 +59,14 @@ def tokenizer(tokenizer_cls, directory):
         if settings is None:
             return None
         file_checksums.check(directory, "vocabulary.txt")
-        return tokenizer_cls(_vocabulary(directory, "vocabulary.txt"), **settings)
+        vocabulary = _vocabulary(directory, "vocabulary.txt")
+        try:
+            return tokenizer_cls(vocabulary, **settings)
+        except (TypeError, ValueError) as e:  # a damaged value (the keys are checked by `native.read`)
+            raise ValueError(
+                f"{directory / 'config.json'}: its \"tokenizer\" settings build no tokenizer ({e}). Fix: save the "
+                "preset again from its model."
+            ) from None
     if keras_format.is_keras(config):
         if not (directory / "tokenizer.json").is_file():
             return None
