@@ -146,7 +146,7 @@ class Backbone:
     @classmethod
     def _read_preset(cls, preset, load_weights: bool, dtype, seed: int) -> tuple:
         """(config, params or None) of a preset of this backbone's architecture."""
-        preset = resolve(preset, load_weights)
+        preset = resolve(preset, load_weights, cls.architecture)
         saved = hf_checkpoint.read_config(preset)
         if native.is_native(saved):
             saved = native.read(preset)

@@ -260,9 +260,8 @@ _MISFIT = "does not fit this model and optimizer"
 def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointError:
     """The error for a latest checkpoint that cannot be resumed from: `why` (`_MISFIT`, or a kind of damage) and the
     fix for it."""
-    if isinstance(cause, Exception):  # without the TensorStore spec Orbax appends to a read error
-        text = str(cause).split(" See full TensorStore details")[0]
-        cause = f"{type(cause).__name__}: " + " ".join(text.split())[:300]
+    if isinstance(cause, Exception):
+        cause = short_cause(cause)
     where = pathlib.Path(mngr.directory) / str(step)
     fix = (
         f"Resume with the model, num_classes and optimizer that wrote it, or pass a new checkpoint_dir (or delete "
@@ -271,6 +270,13 @@ def _unusable(mngr, step: int, why: str, cause: Exception | str) -> CheckpointEr
         else f"Delete {where} to resume from the checkpoint before it, or pass a new checkpoint_dir"
     )
     return CheckpointError(f"the checkpoint of step {step} in {mngr.directory} {why} ({cause}). {fix}.")
+
+
+def short_cause(error: Exception) -> str:
+    """An Orbax or TensorStore error in one line of at most 300 characters, without the TensorStore spec (a page of
+    JSON) that a read error appends."""
+    text = str(error).split(" See full TensorStore details")[0]
+    return f"{type(error).__name__}: " + " ".join(text.split())[:300]
 
 
 _VALIDATED = "validated.json"  # beside the step directories (Orbax lists only integer-named ones)

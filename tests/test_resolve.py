@@ -13,6 +13,7 @@ from hf_factory import BERT_SHAPES, padded_batch, random_model, save
 
 import flaxbert
 from flaxbert.presets import conversion_cache
+from flaxbert.presets import resolve as resolve_module
 from flaxbert.presets.resolve import resolve
 
 BERT_CONFIG = json.dumps({"model_type": "bert", "vocab_size": 99, "hidden_size": 48, "num_hidden_layers": 1,
@@ -54,6 +55,19 @@ def test_a_url_is_refused_with_the_handle_or_the_fix(tmp_path, monkeypatch):
         resolve("https://huggingface.co/google-bert/bert-base-uncased")
     with pytest.raises(ValueError, match="Did you mean 'bert_tiny_en_uncased'"):  # case is no typo
         resolve("BERT_TINY_EN_UNCASED")
+
+
+def test_a_built_in_preset_of_the_other_architecture_is_refused_before_any_download(monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded")
+
+    monkeypatch.setattr(resolve_module, "_from_hub", no_download)
+    with pytest.raises(ValueError, match="'bert_large_en' holds a bert checkpoint; load it with BertBackbone"):
+        flaxbert.DistilBertTextClassifier.from_preset("bert_large_en")
+    with pytest.raises(ValueError, match="'distil_bert_base_en' holds a distil_bert checkpoint; load it with Distil"):
+        flaxbert.BertBackbone.from_preset("distil_bert_base_en")
+    with pytest.raises(ValueError, match="load_weights must be True or False, got 'no'"):  # "no" loaded the weights
+        flaxbert.TextClassifier.from_preset("bert_tiny_en_uncased", load_weights="no")
 
 
 def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):

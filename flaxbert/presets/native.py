@@ -220,7 +220,8 @@ def _restore(path: pathlib.Path, abstract, shardings) -> dict:
         return checkpoint.read_tree(path, target)
     except Exception as e:  # Orbax, TensorStore (a bare Exception for a truncated array file) and file errors
         raise ValueError(
-            f"{path} could not be restored into the model's params ({_cause(e)}); the preset may be corrupt."
+            f"{path} could not be restored into the model's params ({checkpoint.short_cause(e)}); the preset may be "
+            "corrupt."
         ) from None
 
 
@@ -233,8 +234,8 @@ def _check_saved(path: pathlib.Path, abstract) -> None:
         saved = checkpoint.saved_shapes(handler.metadata(path))
     except Exception as e:  # no params directory, no metadata, a damaged metadata file
         raise ValueError(
-            f"{path} could not be read as the preset's params ({_cause(e)}); the preset is incomplete or corrupt: "
-            "copy or save it again."
+            f"{path} could not be read as the preset's params ({checkpoint.short_cause(e)}); the preset is incomplete "
+            "or corrupt: copy or save it again."
         ) from None
     finally:
         handler.close()
@@ -248,7 +249,3 @@ def _check_saved(path: pathlib.Path, abstract) -> None:
             f"{path} does not fit {path.parent / 'config.json'}: {differ[0]}{more}. The params were saved with "
             "another config: save the preset again from its model."
         )
-
-
-def _cause(error: Exception) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300]

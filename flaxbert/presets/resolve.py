@@ -18,6 +18,9 @@ import os
 import pathlib
 import re
 
+import numpy as np
+
+from flaxbert.models.config import check_architecture
 from flaxbert.presets import conversion_cache, hf_checkpoint, keras_format, native
 from flaxbert.presets.registry import PRESETS
 
@@ -28,8 +31,9 @@ _ASSETS = "assets/"  # keras-hub's tokenizer assets
 _CONFIG_PATTERNS = ["*.json", "*.txt", "assets/**"]
 
 
-def resolve(preset, load_weights: bool = True) -> pathlib.Path:
-    """A local directory with the preset's files (downloading what is missing from the Hub's cache).
+def resolve(preset, load_weights: bool = True, architecture: str | None = None) -> pathlib.Path:
+    """A local directory with the preset's files (downloading what is missing from the Hub's cache). `architecture`
+    ("bert", "distil_bert": the loading class's) refuses a built-in preset of the other one before any download.
 
     Raises:
         FileNotFoundError: offline (or not found) with nothing cached; the message says how to fix it.
@@ -39,11 +43,14 @@ def resolve(preset, load_weights: bool = True) -> pathlib.Path:
         ValueError: an unknown name (the closest built-in names and local directories are listed), a file where a
             preset directory is expected, a malformed `hf://` handle or an unsupported scheme.
     """
+    if not isinstance(load_weights, bool | np.bool_):  # "no" is truthy: it loaded the weights
+        raise ValueError(f"load_weights must be True or False, got {load_weights!r}.")
     if isinstance(preset, os.PathLike) or (isinstance(preset, str) and pathlib.Path(preset).is_dir()):
         return _local(preset)
     if not isinstance(preset, str):
         raise ValueError(f"preset must be a name, an hf:// or kaggle:// handle, or a directory; got {preset!r}.")
     if preset in PRESETS:
+        check_architecture(PRESETS[preset].architecture, architecture, repr(preset))  # the registry knows it
         return _from_hub(PRESETS[preset].hf_handle, load_weights, name=preset)
     if preset.startswith("hf://"):
         return _from_hub(preset, load_weights, name=preset)

@@ -64,7 +64,7 @@ def tokenizer(tokenizer_cls, directory):
             return tokenizer_cls(vocabulary, **settings)
         except (TypeError, ValueError) as e:  # a damaged value (the keys are checked by `native.read`)
             raise ValueError(
-                f"{directory / 'config.json'}: its \"tokenizer\" settings build no tokenizer ({e}). Fix: save the "
+                f'{directory / "config.json"}: its "tokenizer" settings build no tokenizer ({e}). Fix: save the '
                 "preset again from its model."
             ) from None
     if keras_format.is_keras(config):

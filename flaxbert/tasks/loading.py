@@ -67,7 +67,7 @@ def load_text_classifier(cls, preset, load_weights: bool = True, *, num_classes:
         raise ValueError(f"num_classes must be None (the preset's head) or a positive integer, got {num_classes!r}.")
     check_execution(scan_layers, attention_kernel)  # before reading any weights
     execution = {"scan_layers": scan_layers, "attention_kernel": attention_kernel}
-    preset = resolve(preset, load_weights)
+    preset = resolve(preset, load_weights, cls.backbone_cls and cls.backbone_cls.architecture)
     saved_config = hf_checkpoint.read_config(preset)
     args = (preset, load_weights, num_classes, preprocessor, sequence_length, dtype, seed, execution, head_kwargs)
     if native.is_native(saved_config):
