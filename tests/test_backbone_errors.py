@@ -181,6 +181,20 @@ def test_bare_encoder_has_no_classifier_head(bert_dir):
         hf_checkpoint.load_classifier(bert_dir)
 
 
+def test_a_classifier_whose_index_leaves_out_the_head_is_called_incomplete(tmp_path):
+    """Its config.json names BertForSequenceClassification: it was called a bare encoder to attach a new head to."""
+    directory = save(random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"]), tmp_path, "sharded")
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    shard = index["weight_map"]["classifier.weight"]  # a shard left out of the index and the copy
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v != shard}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    (directory / shard).unlink()
+    assert any(k.startswith("bert.encoder.") for k in index["weight_map"])  # the encoder is all there
+    with pytest.raises(ValueError, match=r"config.json names BertForSequenceClassification, but its weights hold no "
+                                         r"classification head .*the checkpoint is incomplete"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(directory)
+
+
 @pytest.mark.parametrize(
     ("name", "pooler"),
     [

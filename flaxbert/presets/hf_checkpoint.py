@@ -235,6 +235,14 @@ def load_classifier(directory, dtype=None, expected: str | None = None, *, state
     _warn_dropout(directory)
     _warn_unused(state, cfg, source)
     if not _has_head(state):
+        architectures = read_config(directory).get("architectures") or []
+        named = [a for a in architectures if str(a).endswith("ForSequenceClassification")]
+        if named:  # a shard left out of the index, a partial copy: not a bare encoder
+            raise ValueError(
+                f"{source}'s config.json names {named[0]}, but its weights hold no classification head (no "
+                "'classifier.weight'): the checkpoint is incomplete (a shard left out, or a copy cut short). "
+                "Download or copy it again; its encoder alone loads as a backbone."
+            )
         raise ValueError(
             f"{source} has no classification head (no 'classifier.weight'); it is a bare encoder: "
             "load it as a backbone and attach a new head instead."
