@@ -38,6 +38,10 @@ def main(output: str, preset_dir: str | None = None) -> None:
             classifier.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=ckpt, seed=0)
         assert any("already trained" in str(w.message) for w in caught), [str(w.message) for w in caught]
     logits = classifier.predict(x, batch_size=8, verbose=0)
+    if jax.process_count() > 1:  # a mesh whose devices are not in the processes' order: rows came back swapped
+        order = np.array(jax.devices()[::-1]).reshape(-1, 1)
+        classifier.compile(mesh=jax.sharding.Mesh(order, ("data", "fsdp")))
+        np.testing.assert_allclose(classifier.predict(x, batch_size=8, verbose=0), logits, atol=1e-6)
     if preset_dir is not None:
         classifier.save_to_preset(preset_dir)
         classifier.export_to_transformers(preset_dir + "_hf")

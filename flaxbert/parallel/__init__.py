@@ -1,7 +1,7 @@
 """Device mesh, logical-axis rules, the host/device boundary and multi-process set-up."""
 
 from flaxbert.parallel.distributed import initialize_distributed
-from flaxbert.parallel.host import host_to_mesh, process_slice, to_global, to_host
+from flaxbert.parallel.host import host_to_mesh, to_global, to_host
 from flaxbert.parallel.mesh import (
     MESH_AXES,
     RULES,
@@ -23,7 +23,6 @@ __all__ = [
     "initialize_distributed",
     "make_mesh",
     "param_shardings",
-    "process_slice",
     "replicated",
     "to_global",
     "to_host",

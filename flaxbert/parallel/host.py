@@ -7,18 +7,14 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 
-def process_slice(global_size: int) -> slice:
-    """The rows of a global batch that this process feeds (processes split the batch evenly, in order)."""
-    count, index = jax.process_count(), jax.process_index()
-    if global_size % count:
-        raise ValueError(f"a global batch of {global_size} cannot be split over {count} processes.")
-    per = global_size // count
-    return slice(index * per, (index + 1) * per)
-
-
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Assembles this process's rows of every array into one global array sharded over the batch dim."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+    """A global batch, which every process holds whole, as global arrays sharded over the batch dim: each device
+    receives the rows the mesh gives it. (Each process used to feed an even, in-order share of the rows, which landed
+    wherever its devices sit in the mesh: on a mesh whose devices are not in the processes' order, predict returned
+    rows swapped.)"""
+    if jax.process_count() == 1:
+        return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+    return host_to_mesh({k: np.asarray(v) for k, v in batch.items()}, {k: sharding for k in batch})
 
 
 def host_to_mesh(tree, shardings):

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flaxbert import checkpoint
-from flaxbert.parallel import batch_sharding, process_slice, replicated, to_global, to_host
+from flaxbert.parallel import batch_sharding, replicated, to_global, to_host
 from flaxbert.training import compile_ahead, steps
 from flaxbert.training.batches import (
     ArrayData,
@@ -43,10 +43,8 @@ def _step_rows(rows: int | None, batch_size: int, mesh) -> int:
 
 
 def _feed(batch, mesh):
-    """This process's rows of a global numpy batch, as global arrays sharded over the mesh."""
-    rows = process_slice(len(batch["label"]))
-    local = jax.tree.map(lambda x: x[rows], batch)
-    return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], local)
+    """A global numpy batch (every process holds it whole) as global arrays sharded over the mesh."""
+    return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], batch)
 
 
 def batch_specs(data: ArrayData, lengths: list[int], rows: int, mesh) -> dict[int, dict]:
