@@ -18,7 +18,7 @@ from flaxbert.models.config import check_architecture, check_execution, config_a
 from flaxbert.models.inputs import check_inputs
 from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel.host import host_to_mesh, to_host
-from flaxbert.parallel.mesh import param_shardings
+from flaxbert.parallel.mesh import outside_mesh_context, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
@@ -32,6 +32,7 @@ class Backbone:
     architecture: str
 
     @classmethod
+    @outside_mesh_context
     def from_config(cls, config, params=None, *, seed: int = 0) -> Backbone:
         """Builds a backbone from a config, with the given params or freshly initialised ones (seeded).
 
@@ -69,6 +70,7 @@ class Backbone:
         params = None if self._params is None else to_host(self._params)
         return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable}
 
+    @outside_mesh_context
     def __setstate__(self, state: dict) -> None:
         params = state["params"]  # on the default device: host arrays would be copied over at every call
         self._build(state["config"], None if params is None else jax.device_put(params), state["seed"])
@@ -102,6 +104,7 @@ class Backbone:
             check_params(params, self.abstract_params(), f"{type(self).__name__} params")
         return params
 
+    @outside_mesh_context
     def init_params(self, mesh=None, abstract=None) -> None:
         """Creates the seeded random params if there are none yet, born sharded over `mesh` when one is given.
 
@@ -116,11 +119,13 @@ class Backbone:
         drawn = random_params(abstract, self._seed)
         self._params = jax.device_put(drawn) if mesh is None else host_to_mesh(drawn, param_shardings(abstract, mesh))
 
+    @outside_mesh_context
     def abstract_params(self):
         """The encoder's params as boxed shapes with logical axis names (`jax.eval_shape`; no memory used)."""
         return abstract_params(self.encoder, self.config)
 
     @classmethod
+    @outside_mesh_context
     def from_preset(cls, preset, load_weights: bool = True, *, dtype=None, seed: int = 0, scan_layers=None,
                     attention_kernel=None) -> Backbone:  # fmt: skip
         """Loads a backbone from a flaxbert preset or a Hugging Face transformers checkpoint.
@@ -167,10 +172,12 @@ class Backbone:
             return hf_checkpoint.load_config(preset, dtype, cls.architecture), None
         return hf_checkpoint.load_backbone(preset, dtype=dtype, expected=cls.architecture, seed=seed)
 
+    @outside_mesh_context
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""
         return hf_export.export_transformers(directory, self.config, self.params)
 
+    @outside_mesh_context
     def save_to_preset(self, preset_dir) -> None:
         """Writes this backbone as a flaxbert preset directory (config.json + Orbax params)."""
         native.save(preset_dir, backbone_config=self.config, params={"backbone": self.params})

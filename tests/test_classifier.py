@@ -784,3 +784,27 @@ def test_no_sample_weights_and_weights_of_one_are_the_same_data():
     x, y = _tiny_data(4)
     assert fingerprint(ArrayData(x, y)) == fingerprint(ArrayData(x, y, np.ones(4, np.float32)))
     assert fingerprint(ArrayData(x, y)) != fingerprint(ArrayData(x, y, np.full(4, 2.0, np.float32)))
+
+
+def test_a_jax_set_mesh_context_leaves_the_classifiers_own_mesh_in_charge(tmp_path):
+    """Under `jax.set_mesh` of an explicit-axes mesh set for the user's own code, fit failed inside jax ("context mesh
+    ... should match the mesh of sharding"); a classifier built under one mesh broke one built under another."""
+
+    def run():
+        preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
+        classifier = flaxbert.BertTextClassifier(
+            _small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor
+        )
+        history = classifier.fit(FEATURES, LABELS, batch_size=2, epochs=2, verbose=0)
+        classifier.save_to_preset(tmp_path / f"preset{len(list(tmp_path.iterdir()))}")
+        return history.history["loss"], classifier.predict(FEATURES, verbose=0), classifier.mesh.shape
+
+    want = run()
+    with jax.set_mesh(jax.make_mesh((2, 4), ("data", "fsdp"))):
+        run()
+    with jax.set_mesh(jax.make_mesh((4, 2), ("data", "fsdp"))):
+        loss, logits, mesh = run()
+        reloaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset2")
+        np.testing.assert_array_equal(reloaded.predict(FEATURES, verbose=0), logits)
+    assert loss == want[0] and mesh == want[2] == {"data": 8, "fsdp": 1}
+    np.testing.assert_array_equal(logits, want[1])

@@ -40,9 +40,12 @@ def abstract_params(module: nn.Module, cfg) -> dict:
 
 
 def _trace_abstract_params(module: nn.Module, cfg) -> dict:
+    """Shapes and dtypes only: under `jax.set_mesh` (an explicit-axes mesh) `eval_shape` gives each struct that mesh's
+    sharding, and a cached one handed to a classifier built under another mesh failed its fit inside jax."""
     init = lambda key: module.init(key, dummy_inputs(cfg))["params"]  # noqa: E731
     with gc_pause.paused():
-        return jax.eval_shape(init, jax.random.key(0))
+        traced = jax.eval_shape(init, jax.random.key(0))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), traced)
 
 
 _traced_abstract_params = functools.lru_cache(maxsize=32)(_trace_abstract_params)  # linen modules hash by fields

@@ -9,6 +9,7 @@ from flaxbert.parallel.mesh import (
     batch_sharding,
     check_hidden_dim,
     make_mesh,
+    outside_mesh_context,
     param_shardings,
     replicated,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "host_to_mesh",
     "initialize_distributed",
     "make_mesh",
+    "outside_mesh_context",
     "param_shardings",
     "replicated",
     "to_global",

@@ -6,6 +6,8 @@ their batch over both axes; params (which have no batch dim) shard their `embed`
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -40,6 +42,22 @@ def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
     # Auto axes: the compiler propagates shardings through the model (no sharding-in-types annotations needed).
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh((data, fsdp), MESH_AXES, axis_types=auto, devices=devices)
+
+
+def outside_mesh_context(method):
+    """Runs `method` (a classifier's or backbone's public method) with any `jax.set_mesh` context cleared: the mesh
+    its programs meet is the classifier's own (`compile(mesh=...)`). Traced under another (an explicit-axes
+    `jax.make_mesh` set for the user's own code), they failed inside jax: "context mesh ... should match the mesh of
+    sharding"."""
+
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        if jax.sharding.get_abstract_mesh().empty:
+            return method(*args, **kwargs)
+        with jax.set_mesh(None):
+            return method(*args, **kwargs)
+
+    return run
 
 
 def check_hidden_dim(mesh: Mesh, hidden_dim: int) -> None:

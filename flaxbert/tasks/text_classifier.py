@@ -24,7 +24,7 @@ from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.random_init import check_seed, random_params
-from flaxbert.parallel import check_hidden_dim, host_to_mesh, param_shardings, to_host
+from flaxbert.parallel import check_hidden_dim, host_to_mesh, outside_mesh_context, param_shardings, to_host
 from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
@@ -70,6 +70,7 @@ class TextClassifier:
     preprocessor_cls: type
     tokenizer_cls: type
 
+    @outside_mesh_context
     def __init__(self, backbone: Backbone, preprocessor=None, *, seed: int = 0, head_params=None, **head_kwargs):
         check_seed(seed)
         if not isinstance(backbone, self.backbone_cls):
@@ -100,6 +101,7 @@ class TextClassifier:
 
     # -- presets ------------------------------------------------------------------------------------------------
     @classmethod
+    @outside_mesh_context
     def from_preset(cls, preset, load_weights: bool = True, **kwargs) -> TextClassifier:
         """Loads a classifier from a preset; see `flaxbert.tasks.loading.load_text_classifier` for the arguments.
 
@@ -109,12 +111,14 @@ class TextClassifier:
 
         return load_text_classifier(cls, preset, load_weights, **kwargs)
 
+    @outside_mesh_context
     def save_to_preset(self, preset_dir) -> None:
         """Writes a flaxbert preset: configs, tokenizer and params (Orbax); `from_preset` restores it exactly."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
         native.save(preset_dir, backbone_config=self.backbone.config, params=self.params,
                     head_config=self.head, tokenizer=tokenizer, preprocessor=self.preprocessor)  # fmt: skip
 
+    @outside_mesh_context
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `*ForSequenceClassification` checkpoint (config, safetensors,
         tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads. The tokenizer's
@@ -260,6 +264,7 @@ class TextClassifier:
         """
         return self._state(pickling=True)
 
+    @outside_mesh_context
     def __deepcopy__(self, memo) -> TextClassifier:
         """A copy as pickling makes one, on the same mesh, with an optimizer and loss of the same functions as the
         original's (equal, not the same objects)."""
@@ -282,6 +287,7 @@ class TextClassifier:
                 "head_params": to_host(self.head_params), "seed": self._seed, "bucket": self.bucket,
                 "fits": self._fits, "compiled_with": compiled}  # fmt: skip
 
+    @outside_mesh_context
     def __setstate__(self, state: dict) -> None:
         self.backbone, self.preprocessor, self.head = state["backbone"], state["preprocessor"], state["head"]
         self.model = self.model_cls(self.backbone.config, self.head)
@@ -304,6 +310,7 @@ class TextClassifier:
         self._set_params(jax.device_put(self.params, self._steps("predict")[1]))
 
     # -- compile -------------------------------------------------------------------------------------------------
+    @outside_mesh_context
     def compile(self, optimizer="auto", loss="auto", metrics="auto", jit_compile=True, *, mesh=None, **keras_options):
         """Sets the optimizer, loss and device mesh for `fit` / `evaluate` (keras-hub's defaults with "auto").
 
@@ -424,6 +431,7 @@ class TextClassifier:
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
+    @outside_mesh_context
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
@@ -620,6 +628,7 @@ class TextClassifier:
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
+    @outside_mesh_context
     def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 1, *, sample_weight=None,
                  return_dict: bool = True, **keras_options) -> dict[str, float] | list[float]:  # fmt: skip
         """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
@@ -640,6 +649,7 @@ class TextClassifier:
                                          verbose)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
+    @outside_mesh_context
     def predict(self, x, batch_size: int = 32, verbose: int = 1, **keras_options):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`). Keras' `steps` and
         `callbacks` are taken where they ask for nothing (None), as fit's, evaluate's and compile's Keras-only
@@ -705,6 +715,7 @@ class BertTextClassifier(TextClassifier):
     presets = BertBackbone.presets
     preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
+    @outside_mesh_context
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
                  dropout: float = 0.1, *, label_names=None, seed: int = 0, head_params=None):  # fmt: skip
         super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
@@ -722,6 +733,7 @@ class DistilBertTextClassifier(TextClassifier):
     presets = DistilBertBackbone.presets
     preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
+    @outside_mesh_context
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
                  hidden_dim: int | None = None, dropout: float = 0.2, *, label_names=None, seed: int = 0,
                  head_params=None):  # fmt: skip
