@@ -83,8 +83,14 @@ def build_config(args, extra: list[str]):
         if value is not None:
             config = cfg.override(config, key, str(value))
     if args.mesh is not None:
-        data, _, fsdp = args.mesh.partition(",")
-        config = cfg.override(cfg.override(config, "mesh.data", data), "mesh.fsdp", fsdp or "1")
+        sizes = args.mesh.split(",")
+        if len(sizes) > 2 or not all(s.strip().lstrip("-").isdigit() for s in sizes):
+            raise cfg.ConfigError(
+                f"--mesh takes DATA,FSDP (two whole numbers, e.g. 1,8; DATA may be -1), got {args.mesh!r}"
+            )
+        config = cfg.override(
+            cfg.override(config, "mesh.data", sizes[0]), "mesh.fsdp", sizes[1] if len(sizes) > 1 else "1"
+        )
     if args.offline:
         config = dataclasses.replace(config, offline=True)
     if args.train_file or args.validation_file or args.test_file:

@@ -466,8 +466,19 @@ def test_wrong_backbone_and_compile_settings():
     classifier = flaxbert.DistilBertTextClassifier(distil, num_classes=2)
     with pytest.raises(ValueError, match="jit_compile=False is not supported"):
         classifier.compile(jit_compile=False)
-    with pytest.raises(ValueError, match="fsdp=3 must divide the number of devices"):
-        classifier.compile(mesh=(-1, 3))
+    refusals = {  # what fits instead; -1 and 0 were "needs -8 devices"; (2, 2) was told to pass devices compile lacks
+        (-1, 3): "fsdp=3 must divide the 8 devices: pick one of 1, 2, 4, 8",
+        (3, -1): r"fsdp=-1 must be a positive number of devices \(only data may be -1: the rest\)",
+        (-2, 4): "data=-2 must be a positive number of devices, or -1 for the devices fsdp leaves",
+        (0, 8): "data=0 must be a positive",
+        (
+            2,
+            2,
+        ): "data=2 x fsdp=2 makes 4 devices but 8 are in use: pass data=-1 to fill the mesh, or a jax.sharding.Mesh",
+    }
+    for shape, refusal in refusals.items():
+        with pytest.raises(ValueError, match=refusal):
+            classifier.compile(mesh=shape)
     for bad in ("auto", 1, (1, 2, 3), (1.0, 8)):
         with pytest.raises(ValueError, match=r"mesh must be None .*, a \(data, fsdp\) pair of ints"):
             classifier.compile(mesh=bad)

@@ -43,7 +43,14 @@ def test_a_bad_predict_file_or_mesh_stops_the_run_before_it_writes(tmp_path, pro
     """Both used to be found after training (the predict file) or after config.json was written (the mesh)."""
     if problem == "mesh":
         config = dataclasses.replace(_config(tmp_path), mesh=cfg.MeshConfig(data=3, fsdp=1))
-        with pytest.raises(cfg.ConfigError, match=r"mesh data=3 x fsdp=1 needs 3 devices"):
+        refusal = r"--mesh 3,1: data=3 x fsdp=1 makes 3 devices but \d+ are in use: set --mesh DATA,FSDP with DATA x"
+        with pytest.raises(cfg.ConfigError, match=refusal):
+            job.run(config)
+        # DATA=-1 with an FSDP that does not divide the devices: the message made up a DATA and said to pass -1
+        config = dataclasses.replace(_config(tmp_path), mesh=cfg.MeshConfig(data=-1, fsdp=3))
+        with pytest.raises(
+            cfg.ConfigError, match=r"--mesh -1,3: fsdp=3 must divide the 8 devices: pick one of 1, 2, 4"
+        ):
             job.run(config)
     else:
         with pytest.raises(data.DataError, match=r"nope.jsonl' does not exist"):

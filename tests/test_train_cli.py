@@ -155,6 +155,10 @@ def _error(*args, env=None):
 def test_bad_command_lines_fail_with_one_line(files, shared_data, tmp_path):
     base = _args(files, tmp_path / "bad")
     assert "unknown flag '--bogus'" in _error(*base, "--bogus")
+    # was "config key 'mesh.fsdp' takes a int, got '8,1'"
+    assert "--mesh takes DATA,FSDP (two whole numbers, e.g. 1,8; DATA may be -1), got '1,8,1'" in _error(
+        *base, "--mesh", "1,8,1"
+    )
     assert "unknown config key 'optimizer.lr'; did you mean" in _error(*base, "--config.optimizer.lr=1e-3")
     missing = _error("--preset", files["preset"], "--train-file", tmp_path / "nope.tsv", "--validation-file",
                      files["dev"], "--output-dir", tmp_path / "bad")  # fmt: skip

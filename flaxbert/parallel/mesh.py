@@ -31,17 +31,28 @@ RULES = (
 def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
     """A ("data", "fsdp") mesh over `devices` (default: every device); `data=-1` takes what `fsdp` leaves."""
     devices = list(jax.devices() if devices is None else devices)
-    if fsdp < 1 or len(devices) % fsdp:
-        raise ValueError(f"fsdp={fsdp} must divide the number of devices ({len(devices)}).")
-    data = len(devices) // fsdp if data == -1 else data
-    if data * fsdp != len(devices):
-        raise ValueError(
-            f"mesh ({data}, {fsdp}) needs {data * fsdp} devices but {len(devices)} are in use; "
-            f"use data=-1 to fill the mesh, or pass that many devices."
-        )
+    data, fsdp = mesh_shape(
+        data, fsdp, len(devices), "pass data=-1 to fill the mesh, or a jax.sharding.Mesh over that many"
+    )
     # Auto axes: the compiler propagates shardings through the model (no sharding-in-types annotations needed).
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh((data, fsdp), MESH_AXES, axis_types=auto, devices=devices)
+
+
+def mesh_shape(data: int, fsdp: int, devices: int, fix: str) -> tuple[int, int]:
+    """(data, fsdp) over `devices` devices, `data=-1` filled in; a ValueError that says what would fit otherwise
+    (`fix`, in the caller's words, where data x fsdp is another count)."""
+    if fsdp < 1:
+        raise ValueError(f"fsdp={fsdp} must be a positive number of devices (only data may be -1: the rest).")
+    if data != -1 and data < 1:
+        raise ValueError(f"data={data} must be a positive number of devices, or -1 for the devices fsdp leaves.")
+    if devices % fsdp:
+        divisors = [str(n) for n in range(1, devices + 1) if devices % n == 0]
+        raise ValueError(f"fsdp={fsdp} must divide the {devices} devices: pick one of {', '.join(divisors)}.")
+    data = devices // fsdp if data == -1 else data
+    if data * fsdp != devices:
+        raise ValueError(f"data={data} x fsdp={fsdp} makes {data * fsdp} devices but {devices} are in use: {fix}.")
+    return data, fsdp
 
 
 def outside_mesh_context(method):

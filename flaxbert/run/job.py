@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from flaxbert import data as datasets
+from flaxbert.parallel.mesh import mesh_shape
 from flaxbert.presets import json_file
 from flaxbert.run import curves
 from flaxbert.run.config import Config, ConfigError, to_dict
@@ -311,14 +312,11 @@ def write_predictions(classifier, config: Config, split: datasets.Split, target:
 
 # -- helpers -----------------------------------------------------------------------------------------------------------
 def _mesh(config: Config):
-    fsdp = config.mesh.fsdp
-    data = config.mesh.data if config.mesh.data != -1 else max(1, jax.device_count() // fsdp)
-    if data * fsdp != jax.device_count():
-        raise ConfigError(
-            f"mesh data={data} x fsdp={fsdp} needs {data * fsdp} devices, but {jax.device_count()} are visible; "
-            "set --mesh DATA,FSDP with DATA x FSDP equal to the device count (or DATA=-1)."
-        )
-    return (data, fsdp)
+    fix = "set --mesh DATA,FSDP with DATA x FSDP equal to the device count, or DATA=-1"
+    try:
+        return mesh_shape(config.mesh.data, config.mesh.fsdp, jax.device_count(), fix)
+    except ValueError as e:
+        raise ConfigError(f"--mesh {config.mesh.data},{config.mesh.fsdp}: {e}") from None
 
 
 def _resume_step(directory: Path) -> int | None:
