@@ -819,3 +819,26 @@ def test_a_jax_set_mesh_context_leaves_the_classifiers_own_mesh_in_charge(tmp_pa
         np.testing.assert_array_equal(reloaded.predict(FEATURES, verbose=0), logits)
     assert loss == want[0] and mesh == want[2] == {"data": 8, "fsdp": 1}
     np.testing.assert_array_equal(logits, want[1])
+
+
+def test_validation_batch_size_is_the_batch_of_each_epochs_validation(text_classifier, monkeypatch):
+    """Keras' keyword, once refused ("validation runs at fit's batch_size"); train.py's eval_batch_size reaches it."""
+    from flaxbert.training import loops
+
+    compiled = []
+    original = loops.compile_evaluate_ahead
+    monkeypatch.setattr(
+        loops, "compile_evaluate_ahead", lambda *a, **k: compiled.append(k["batch_size"]) or original(*a, **k)
+    )
+    state = jax.tree.map(np.array, text_classifier.params)
+    scores = []
+    for size in (None, 1, 4):
+        text_classifier.params = state
+        history = text_classifier.fit(FEATURES, LABELS, batch_size=2, validation_data=(FEATURES * 3, LABELS * 3),
+                                      validation_batch_size=size, seed=0, verbose=0)  # fmt: skip
+        scores.append(history.history["val_loss"])
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6)
+    np.testing.assert_allclose(scores[2], scores[0], rtol=1e-6)
+    assert list(dict.fromkeys(compiled)) == [2, 1, 4]  # each validation's programs: at the batch asked for
+    with pytest.raises(ValueError, match="validation_batch_size must be None or a positive integer, got 0"):
+        text_classifier.fit(FEATURES, LABELS, validation_data=(FEATURES, LABELS), validation_batch_size=0, verbose=0)

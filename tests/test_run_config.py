@@ -42,6 +42,11 @@ def test_unknown_keys_and_bad_values():
         cfg.validate(cfg.Config(preset="x", bucket=False, group_by_length=True))
     with pytest.raises(cfg.ConfigError, match=r"optimizer.warmup_fraction must be in \[0, 1\], got 1.5"):
         cfg.validate(cfg.Config(preset="x", optimizer=cfg.OptimizerConfig(name="recommended", warmup_fraction=1.5)))
+    # the Keras default optimizer reads none of these: --config.optimizer.weight_decay=0.5 trained as if unset
+    unread = cfg.OptimizerConfig(name="keras_default", weight_decay=0.5, clipnorm=2.0)
+    refusal = r"optimizer.weight_decay=0.5, optimizer.clipnorm=2.0: read by optimizer.name=recommended only .*add --"
+    with pytest.raises(cfg.ConfigError, match=refusal):
+        cfg.validate(cfg.Config(preset="x", optimizer=unread, data=cfg.DataConfig(train="t", validation="v")))
 
 
 def test_execution_fields_default_to_the_presets_and_parse_none():

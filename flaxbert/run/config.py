@@ -64,7 +64,7 @@ class Config:
     # "pallas" (flaxbert's kernels) or "cudnn" (see BertConfig)
     scan_layers: bool | None = None  # the encoder layers as one lax.scan: one layer to compile (GPU time to first step)
     batch_size: int = 32
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256  # the evaluations before and after training, each epoch's validation, predictions
     epochs: int = 3
     seed: int = 0
     log_every: int = 50  # steps between training-metric rows in metrics.jsonl
@@ -199,8 +199,17 @@ def _parse(text: str, kind, key: str):
     raise ConfigError(f"config key {key!r} takes a {name}, got {text!r}.")
 
 
+def _recommended_only(optimizer: OptimizerConfig) -> list[str]:
+    """The settings of `optimizer` only the "recommended" optimizer reads that differ from their defaults: the Keras
+    default one dropped them without a word."""
+    defaults = OptimizerConfig()
+    names = ("warmup_fraction", "weight_decay", "clipnorm")
+    return [f"optimizer.{n}={getattr(optimizer, n)}" for n in names if getattr(optimizer, n) != getattr(defaults, n)]
+
+
 def validate(config: Config, training: bool = True) -> None:
     """Checks values no type can express, before anything is loaded (`training=False`: no training file needed)."""
+    unread = _recommended_only(config.optimizer)
     checks = [
         (bool(config.preset), "preset is empty: pass --preset NAME_OR_PATH (or set preset in the config)"),
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
@@ -232,6 +241,11 @@ def validate(config: Config, training: bool = True) -> None:
             0 < config.optimizer.clipnorm < math.inf,
             f"optimizer.clipnorm must be positive and finite (the largest global gradient norm), got "
             f"{config.optimizer.clipnorm}",
+        ),
+        (
+            config.optimizer.name == "recommended" or not unread,
+            f"{', '.join(unread)}: read by optimizer.name=recommended only (this config's optimizer is "
+            f"{config.optimizer.name}); add --config.optimizer.name=recommended, or leave those settings out",
         ),
         (config.batch_size >= 1 and config.eval_batch_size >= 1, "batch sizes must be positive"),
         (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),

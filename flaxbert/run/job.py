@@ -232,6 +232,7 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
                 batch_size=config.batch_size,
                 epochs=config.epochs,
                 validation_data=(validation.texts, validation.labels),
+                validation_batch_size=config.eval_batch_size,
                 seed=config.seed,
                 checkpoint_dir=out / "checkpoints",
                 checkpoint_every=config.checkpoint_every or None,

@@ -152,7 +152,6 @@ _KERAS_KEYWORDS = {
     "steps_per_epoch": ((None,), "each epoch is one pass over x: pass fewer rows for fewer steps"),
     "validation_steps": ((None,), "validation covers all of validation_data: pass fewer rows for fewer steps"),
     "validation_freq": ((1,), "validation runs after every epoch"),
-    "validation_batch_size": ((None,), "validation runs at fit's batch_size"),
     "steps": ((None,), "it covers all of x: pass fewer rows for fewer steps"),
     "run_eagerly": ((False, None), "every step runs under jax.jit"),
     "steps_per_execution": ((1,), "each step is one jitted call, dispatched while the one before runs"),
@@ -162,7 +161,7 @@ _KERAS_KEYWORDS = {
 }  # fmt: skip
 _KERAS_KEYWORDS_OF = {
     "fit": ("callbacks", "class_weight", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
-            "validation_freq", "validation_batch_size"),
+            "validation_freq"),
     "evaluate": ("callbacks", "steps"),
     "predict": ("callbacks", "steps"),
     "compile": ("run_eagerly", "steps_per_execution", "weighted_metrics", "loss_weights"),

@@ -435,7 +435,8 @@ class TextClassifier:
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
-            group_by_length: bool = False, **keras_options) -> History:  # fmt: skip
+            group_by_length: bool = False, validation_batch_size: int | None = None,
+            **keras_options) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
         `x`, `y`, `batch_size`, `epochs` and `verbose` may be passed by position, in Keras' order; the rest by name.
@@ -467,9 +468,13 @@ class TextClassifier:
         transformers' `group_by_length` does: each batch is cut from a length-sorted window of 50 shuffled batches,
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
+        `validation_batch_size` (Keras' keyword; None: `batch_size`) is the batch of each epoch's validation.
         """
         arguments.keras_keywords(self.fit, keras_options)
         epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.batch_size(batch_size)
+        if validation_batch_size is None:
+            validation_batch_size = batch_size
+        validation_batch_size = arguments.positive_int("validation_batch_size", validation_batch_size, "None or ")
         verbose = arguments.verbosity(verbose)
         log_every = arguments.positive_int("log_every", log_every)
         if checkpoint_every is not None:
@@ -503,7 +508,7 @@ class TextClassifier:
             except ValueError as error:  # the checks speak of x and y: say which ones
                 raise ValueError(f"validation_data: {error}") from None
             val_step = self._steps("eval")[0]
-            val_batch = self._shrunk(batch_size, rows, len(val_data))
+            val_batch = self._shrunk(validation_batch_size, self._rows(validation_batch_size), len(val_data))
             validate = functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket)
             compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
