@@ -23,7 +23,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    epilog = (
+        "Any config field is set with --config.KEY=VALUE (e.g. --config.optimizer.name=recommended); an unknown key "
+        "lists the close ones. FLAXBERT_TRACEBACK=1 prints the traceback above a one-line error."
+    )
+    p = _Parser(description=__doc__.splitlines()[0], epilog=epilog, allow_abbrev=False)
     p.add_argument(
         "--config",
         default=str(HERE / "configs" / "sst2.py"),
@@ -32,21 +36,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="a built-in name, hf://org/repo, kaggle:// handle or local directory")
     data = p.add_argument_group("local data (instead of the config's Hub dataset)")
     data.add_argument("--train-file", help="TSV, CSV, JSONL, parquet, or .txt with 'LABEL text' lines")
-    data.add_argument("--validation-file")
-    data.add_argument("--test-file")
+    data.add_argument("--validation-file", help="scored before and after training, and after each epoch")
+    data.add_argument("--test-file", help="scored before and after training")
     data.add_argument("--text-column", help="the text column; two comma-separated names for sentence pairs")
-    data.add_argument("--label-column")
+    data.add_argument("--label-column", help="the column of class ids or names (default: the config's)")
     data.add_argument("--label-names", help="comma-separated class names, in class-id order, for labels given as names")
-    data.add_argument("--num-classes", type=int)
+    data.add_argument("--num-classes", type=int, help="the number of classes (default: the config's)")
     common = p.add_argument_group("common overrides")
-    common.add_argument("--epochs", type=int)
-    common.add_argument("--batch-size", type=int)
-    common.add_argument("--learning-rate", type=float)
-    common.add_argument("--sequence-length", type=int)
-    common.add_argument("--precision", choices=["float32", "bfloat16"])
+    common.add_argument("--epochs", type=int, help="passes over the training data")
+    common.add_argument("--batch-size", type=int, help="the global training batch, over every device")
+    common.add_argument("--learning-rate", type=float, help="the learning rate (recommended: the peak)")
+    common.add_argument("--sequence-length", type=int, help="the padded token length texts are cut to")
+    common.add_argument("--precision", choices=["float32", "bfloat16"], help="the compute dtype (params stay float32)")
     common.add_argument("--mesh", help="DATA,FSDP device-mesh shape, e.g. 1,8 for FSDP over 8 devices (-1: the rest)")
-    common.add_argument("--seed", type=int)
-    common.add_argument("--output-dir")
+    common.add_argument("--seed", type=int, help="the data order, dropout and any new head's init")
+    common.add_argument("--output-dir", help="default: the config's output_dir, else runs/<the last part of --preset>")
     run = p.add_argument_group("what to run")
     run.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
     run.add_argument("--eval-only", action="store_true", help="evaluate the preset on validation (and test) only")

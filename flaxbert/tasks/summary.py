@@ -44,9 +44,9 @@ def summary_lines(classifier) -> list[str]:
         lines.append(_row(f"  {name}", _shape(part), count_params(part)))
     lines += [
         rule,
-        f"Total params: {total:,} ({_megabytes(total)} in float32)",
-        f"Trainable params: {trainable:,} ({_megabytes(trainable)})",
-        f"Non-trainable params: {total - trainable:,} ({_megabytes(total - trainable)})",
+        f"Total params: {total:,} ({_size(total)} in float32)",
+        f"Trainable params: {trainable:,} ({_size(trainable)})",
+        f"Non-trainable params: {total - trainable:,} ({_size(total - trainable)})",
     ]
     return lines
 
@@ -86,8 +86,13 @@ def _shape(part: dict) -> str:
     return ", ".join(str(tuple(leaf.shape)) for leaf in jax.tree.leaves(part))
 
 
-def _megabytes(count: int) -> str:
-    return f"{count * 4 / 2**20:,.2f} MB"
+def _size(count: int) -> str:
+    """The bytes of `count` float32 values in the largest unit that keeps them at 1 or more, as Keras' summary says
+    them ("4.02 KB", "417.65 MB"; "0.00 MB" read as nothing for a small head)."""
+    size, units = count * 4.0, ["B", "KB", "MB", "GB", "TB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{size:,.2f} {units[0]}"
 
 
 def _row(name: str, shape: str, count) -> str:

@@ -296,13 +296,14 @@ class TextClassifier:
         compiled = dict(state["compiled_with"])
         if "mesh" not in compiled:  # a pickle: the same fsdp size over this process's devices, where it fits
             fsdp, devices = compiled.pop("fsdp"), jax.device_count()
-            if devices % fsdp:
+            if devices % fsdp and devices > 1:  # on one device, nothing to choose: say nothing
                 warnings.warn(
                     f"the pickled classifier was compiled with an fsdp mesh axis of {fsdp}, which does not divide "
                     f"the {devices} devices here: the copy uses every device data parallel; call compile(mesh=...) to "
                     "choose.",
                     stacklevel=2,
                 )
+            if devices % fsdp:
                 fsdp = 1
             compiled["mesh"] = (-1, fsdp)  # -1: the data axis takes the devices fsdp leaves
         self.compile(**compiled)
@@ -670,9 +671,8 @@ class TextClassifier:
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    """Whether `error` is XLA's out-of-device-memory one, and can take a note (Python 3.11+)."""
-    return (isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
-            and hasattr(error, "add_note"))  # fmt: skip
+    """Whether `error` is XLA's out-of-device-memory one."""
+    return isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
 
 
 def _computed(leaves) -> bool:
