@@ -72,8 +72,8 @@ def _fix(directory: pathlib.Path) -> str:
 
 
 def _crc32(path: pathlib.Path) -> int:
-    crc = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+    crc, buffer = 0, memoryview(bytearray(min(_CHUNK, path.stat().st_size + 1)))  # one buffer, no bytes per chunk
+    with path.open("rb", buffering=0) as f:
+        while size := f.readinto(buffer):
+            crc = zlib.crc32(buffer[:size], crc)
     return crc
