@@ -710,9 +710,15 @@ class BertTextClassifier(TextClassifier):
         head_params: trained head params to use instead of a random head (`from_preset` passes them).
 
     Example:
+        >>> vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
+        >>> preprocessor = flaxbert.BertTextClassifierPreprocessor(
+        ...     flaxbert.BertTokenizer(vocabulary, lowercase=True), sequence_length=16)
+        >>> backbone = flaxbert.BertBackbone(vocabulary_size=len(vocabulary), num_layers=2, num_heads=2, hidden_dim=32,
+        ...                                  intermediate_dim=64, max_sequence_length=16)
         >>> classifier = flaxbert.BertTextClassifier(backbone, num_classes=4, preprocessor=preprocessor)
-        >>> history = classifier.fit(x=["The quick brown fox jumped.", "I forgot my homework."], y=[0, 3], batch_size=2)
-        >>> classifier.predict(["The quick brown fox jumped."]).shape
+        >>> history = classifier.fit(x=["The quick brown fox jumped.", "I forgot my homework."], y=[0, 3],
+        ...                          batch_size=2, verbose=0)
+        >>> classifier.predict(["The quick brown fox jumped."], verbose=0).shape
         (1, 4)
     """
 
