@@ -837,8 +837,8 @@ def test_validation_batch_size_is_the_batch_of_each_epochs_validation(text_class
         history = text_classifier.fit(FEATURES, LABELS, batch_size=2, validation_data=(FEATURES * 3, LABELS * 3),
                                       validation_batch_size=size, seed=0, verbose=0)  # fmt: skip
         scores.append(history.history["val_loss"])
-    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6)
-    np.testing.assert_allclose(scores[2], scores[0], rtol=1e-6)
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5)  # the same sums, rounded in other batches
+    np.testing.assert_allclose(scores[2], scores[0], rtol=1e-5)
     assert list(dict.fromkeys(compiled)) == [2, 1, 4]  # each validation's programs: at the batch asked for
     with pytest.raises(ValueError, match="validation_batch_size must be None or a positive integer, got 0"):
         text_classifier.fit(FEATURES, LABELS, validation_data=(FEATURES, LABELS), validation_batch_size=0, verbose=0)
