@@ -806,16 +806,16 @@ def test_a_jax_set_mesh_context_leaves_the_classifiers_own_mesh_in_charge(tmp_pa
         classifier = flaxbert.BertTextClassifier(
             _small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor
         )
-        history = classifier.fit(FEATURES, LABELS, batch_size=2, epochs=2, verbose=0)
-        classifier.save_to_preset(tmp_path / f"preset{len(list(tmp_path.iterdir()))}")
-        return history.history["loss"], classifier.predict(FEATURES, verbose=0), classifier.mesh.shape
+        history = classifier.fit(FEATURES, LABELS, batch_size=2, verbose=0)
+        return history.history["loss"], classifier.predict(FEATURES, verbose=0), classifier.mesh.shape, classifier
 
     want = run()
     with jax.set_mesh(jax.make_mesh((2, 4), ("data", "fsdp"))):
         run()
     with jax.set_mesh(jax.make_mesh((4, 2), ("data", "fsdp"))):
-        loss, logits, mesh = run()
-        reloaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset2")
+        loss, logits, mesh, classifier = run()
+        classifier.save_to_preset(tmp_path / "preset")
+        reloaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset")
         np.testing.assert_array_equal(reloaded.predict(FEATURES, verbose=0), logits)
     assert loss == want[0] and mesh == want[2] == {"data": 8, "fsdp": 1}
     np.testing.assert_array_equal(logits, want[1])
@@ -832,13 +832,12 @@ def test_validation_batch_size_is_the_batch_of_each_epochs_validation(text_class
     )
     state = jax.tree.map(np.array, text_classifier.params)
     scores = []
-    for size in (None, 1, 4):
+    for size in (None, 4):
         text_classifier.params = state
         history = text_classifier.fit(FEATURES, LABELS, batch_size=2, validation_data=(FEATURES * 3, LABELS * 3),
                                       validation_batch_size=size, seed=0, verbose=0)  # fmt: skip
         scores.append(history.history["val_loss"])
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5)  # the same sums, rounded in other batches
-    np.testing.assert_allclose(scores[2], scores[0], rtol=1e-5)
-    assert list(dict.fromkeys(compiled)) == [2, 1, 4]  # each validation's programs: at the batch asked for
+    assert list(dict.fromkeys(compiled)) == [2, 4]  # each validation's programs: at the batch asked for
     with pytest.raises(ValueError, match="validation_batch_size must be None or a positive integer, got 0"):
         text_classifier.fit(FEATURES, LABELS, validation_data=(FEATURES, LABELS), validation_batch_size=0, verbose=0)

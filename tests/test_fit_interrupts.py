@@ -11,6 +11,15 @@ import flaxbert
 from flaxbert.training import loops
 
 
+@pytest.fixture(autouse=True)
+def _python_handles_sigint():
+    """Python's own SIGINT handler, whatever this process inherited: a shell that starts a job in the background
+    (`(pytest ... &)`) starts it with SIGINT ignored, and no Ctrl-C these tests send would raise."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _sending_sigint_in_step(n: int, calls: list):
     """loops.fit whose n-th train step sends this process SIGINT as it returns."""
     real_fit = loops.fit
