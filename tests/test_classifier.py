@@ -841,3 +841,15 @@ def test_validation_batch_size_is_the_batch_of_each_epochs_validation(text_class
     assert list(dict.fromkeys(compiled)) == [2, 4]  # each validation's programs: at the batch asked for
     with pytest.raises(ValueError, match="validation_batch_size must be None or a positive integer, got 0"):
         text_classifier.fit(FEATURES, LABELS, validation_data=(FEATURES, LABELS), validation_batch_size=0, verbose=0)
+
+
+def test_warnings_name_the_callers_line_not_flaxberts(tmp_path):
+    """The public methods run inside a wrapper (`outside_mesh_context`), one frame each: warnings had named the
+    wrapper's line in flaxbert/parallel/mesh.py instead of the user's."""
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=3)
+    with pytest.warns(UserWarning, match="batch_size=2 does not split over 8 devices") as caught:
+        classifier.fit(PREPROCESSED, [0, 1], batch_size=2, verbose=0)
+    classifier.save_to_preset(tmp_path / "preset")
+    with pytest.warns(UserWarning, match="3-class head; num_classes=5 gets a new") as new_head:
+        flaxbert.BertTextClassifier.from_preset(tmp_path / "preset", num_classes=5)
+    assert {w.filename for w in [*caught, *new_head]} == {__file__}

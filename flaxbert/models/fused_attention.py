@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from flaxbert.models.target_device import target_device
+from flaxbert.parallel.mesh import warning_stacklevel
 
 _ATTEND, _MASKED, _PADDING = 1, 0, -1  # per-key codes: a real key, a key the padding mask hides, length padding
 # The packed layout's axis 2: keys and values first, so that the backward pass's dk, dv kernel writes both as one
@@ -107,7 +108,7 @@ def attention_packed(qkv, padding_mask, keep=None, keep_scale: float = 1.0, *, b
         raise ValueError(f"flaxbert's attention kernels are written for GPUs (Triton); on {backend} use "
                          f"attention_kernel='xla'.")  # fmt: skip
     if backend == "cpu":
-        warnings.warn(CPU_WARNING, stacklevel=2)
+        warnings.warn(CPU_WARNING, stacklevel=warning_stacklevel(2))
     static = _settings(length, padded, head_dim, keep_scale, block_rows, warps, one_backward_kernel,
                        interpret=backend == "cpu")  # fmt: skip
     return _sharded(qkv, codes, keep, static)[:, :length]

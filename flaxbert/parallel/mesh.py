@@ -7,6 +7,7 @@ their batch over both axes; params (which have no batch dim) shard their `embed`
 from __future__ import annotations
 
 import functools
+import sys
 
 import flax.linen as nn
 import jax
@@ -68,7 +69,24 @@ def outside_mesh_context(method):
         with jax.set_mesh(None):
             return method(*args, **kwargs)
 
+    _WRAPPERS.add(run.__code__)
     return run
+
+
+_WRAPPERS: set = set()  # the code of `outside_mesh_context`'s wrapper (one code object, however many methods)
+
+
+def warning_stacklevel(level: int) -> int:
+    """warnings.warn's `stacklevel` that names the frame `level` would name without `outside_mesh_context` wrappers
+    on the stack, which are passed over: a warning says the user's line, not the wrapper's."""
+    frame, frames, left = sys._getframe(1), level, level - 1  # frame 1: the function that warns
+    while left > 0 and frame.f_back is not None:
+        frame = frame.f_back
+        if frame.f_code in _WRAPPERS:
+            frames += 1
+        else:
+            left -= 1
+    return frames
 
 
 def check_hidden_dim(mesh: Mesh, hidden_dim: int) -> None:

@@ -18,6 +18,7 @@ import warnings
 
 import jax
 
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, output_directory, text_assets
 
 # Bumped when a conversion would write something new (2: a transformers head's class names; 3: a one-label head with
@@ -81,7 +82,7 @@ def _uncached(source: pathlib.Path, target: pathlib.Path, error: Exception) -> p
         f"flaxbert cannot write its conversion cache at {target} ({type(error).__name__}: {error}); loading {source} "
         f"directly instead, which parses it again on every load. Fix: set FLAXBERT_CACHE (now "
         f"{repr(setting) if setting else 'unset: ~/.cache/flaxbert'}) to a writable directory.",
-        stacklevel=2,
+        stacklevel=warning_stacklevel(2),
     )
     return source
 

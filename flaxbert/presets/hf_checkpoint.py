@@ -19,6 +19,7 @@ from flaxbert.models import BertClassifier, BertEncoder, DistilBertClassifier, D
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.config import BertConfig, DistilBertConfig, check_architecture, compute_dtype
 from flaxbert.models.random_init import random_params
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets import hf_convert, json_file, torch_pickle
 
 # The weight files transformers reads, in its order of preference: the reader here and the hf:// download (resolve.py)
@@ -196,7 +197,7 @@ def load_backbone(directory, dtype=None, expected: str | None = None, *, state: 
             "BertForTokenClassification and BertForQuestionAnswering without it. flaxbert initialises it randomly "
             f"(seed {seed}), as transformers does: pooled_output is random until fine-tuned, and so is a "
             "classifier's input; sequence_output is the checkpoint's.",
-            stacklevel=4,  # the caller of BertBackbone.from_preset
+            stacklevel=warning_stacklevel(4),  # the caller of BertBackbone.from_preset
         )
         params["pooled_dense"] = _fresh_pooler(encoder, cfg, seed)
     params = _to_arrays(params)  # float32, as flaxbert's params always are: half-precision checkpoints are cast
@@ -262,7 +263,7 @@ def _warn_unused(state: dict, cfg, source: str) -> None:
             f"describes ({cfg.num_layers} layers), and are not used: {', '.join(unused[:4])}"
             f"{', ...' if len(unused) > 4 else ''}. transformers loads it so too (it reports them as unexpected); "
             "if the weights are the model, config.json is not theirs.",
-            stacklevel=4,
+            stacklevel=warning_stacklevel(4),
         )
 
 
@@ -270,7 +271,7 @@ def _warn_dropout(directory) -> None:
     # Here, where weights are read, not in load_config, which loaders also call just to look: one warning a load.
     note = hf_convert.dropout_note(read_config(directory), str(directory))
     if note is not None:
-        warnings.warn(note, stacklevel=3)
+        warnings.warn(note, stacklevel=warning_stacklevel(3))
 
 
 def load_config(directory, dtype=None, expected: str | None = None) -> BertConfig | DistilBertConfig:

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
+from flaxbert.parallel.mesh import warning_stacklevel
 
 MODEL_TYPES = {"bert": "bert", "distilbert": "distil_bert"}
 # HF's activation names -> flaxbert's. The tanh-form variants all compute 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))).
@@ -261,7 +262,7 @@ def label_names(hf: dict, source: str) -> tuple[str, ...] | None:
             f"{source}: config.json's id2label {str(id2label)[:200]} does not give classes 0..{len(id2label) - 1} "
             "one distinct name each, so the classifier has no label_names (its outputs are class ids only); pass "
             "label_names=[name of class 0, ...] to from_preset to name them.",
-            stacklevel=4,
+            stacklevel=warning_stacklevel(4),
         )
         return None
     return None if names == [f"LABEL_{i}" for i in range(len(names))] else tuple(names)

@@ -23,6 +23,7 @@ from tokenizers import AddedToken, Tokenizer, processors
 
 from flaxbert.models.config import BertConfig
 from flaxbert.parallel.host import to_host, wait_for_every_process
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets import hf_convert, output_directory, text_assets
 
 
@@ -68,7 +69,7 @@ def export_transformers(
                 f"this tokenizer matches [CLS], [SEP], [PAD] and [MASK] typed in text but splits {unk!r} (keras-hub's "
                 f"rule); transformers matches {unk!r} too whenever it matches the others, so a text holding the "
                 f"string {unk!r} gets other ids from the exported tokenizer.",
-                stacklevel=3,
+                stacklevel=warning_stacklevel(3),
             )
     # Everything that can fail on the user's input runs before anything touches the disk.
     config = hf_convert.hf_config(backbone_config, head_config, pad_token_id=pad_id)

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from flaxbert import data as datasets
-from flaxbert.parallel.mesh import mesh_shape
+from flaxbert.parallel.mesh import mesh_shape, warning_stacklevel
 from flaxbert.presets import json_file
 from flaxbert.run import curves
 from flaxbert.run.config import Config, ConfigError, to_dict
@@ -353,7 +353,7 @@ def _check_output(out: Path, config: Config, resume: bool, eval_only: bool) -> d
             f"--resume: the run in {str(out)!r} has checkpoints but its config.json is missing or damaged, so the "
             "command's settings cannot be compared with the run's; fit still refuses a checkpoint of another model, "
             "data, batch size or seed. config.json is written again.",
-            stacklevel=2,
+            stacklevel=warning_stacklevel(2),
         )
         return None
     if not (resume or eval_only) and (out / "checkpoints").exists():

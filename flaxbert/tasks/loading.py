@@ -22,6 +22,7 @@ from flaxbert.models.config import (
     with_execution,
 )
 from flaxbert.parallel import make_mesh, param_shardings
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, text_assets
 from flaxbert.presets.resolve import resolve
 
@@ -90,7 +91,7 @@ def _choose_head(preset, head, num_classes, head_kwargs, width: int):
             kept = ", ".join(f"{k}={v!r}" for k, v in saved.items() if k not in head_kwargs and v is not None)
             warnings.warn(f"{preset} has a {head.num_classes}-class head; num_classes={num_classes} gets a new, "
                           f"randomly initialised head" + (f" with the saved one's {kept}." if kept else "."),
-                          stacklevel=5)  # fmt: skip
+                          stacklevel=warning_stacklevel(5))  # fmt: skip
         return False, {**saved, **head_kwargs, "num_classes": num_classes}
     saved_dim = getattr(head, "hidden_dim", None) or width
     if head_kwargs.get("hidden_dim", saved_dim) != saved_dim:
@@ -241,12 +242,15 @@ def _saved_head(config: dict, preset, num_classes: int | None, load_weights: boo
         if num_classes is None:
             raise ValueError(f"{task.what} {task.encoder}")
         warnings.warn(f"{task.what} num_classes={num_classes} gets a new, randomly initialised head on its encoder.",
-                      stacklevel=5)  # fmt: skip
+                      stacklevel=warning_stacklevel(5))  # fmt: skip
         return None
     unsupported = hf_convert.unsupported_head(config, str(preset))
     if unsupported is None:
         return hf_convert.head_config(config, str(preset))
     if num_classes is None:
         raise ValueError(f"{unsupported} Pass num_classes for a new head on its encoder.")
-    warnings.warn(f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.", stacklevel=5)
+    warnings.warn(
+        f"{unsupported} num_classes={num_classes} gets a new, randomly initialised head.",
+        stacklevel=warning_stacklevel(5),
+    )
     return None

@@ -25,6 +25,7 @@ from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel import check_hidden_dim, host_to_mesh, outside_mesh_context, param_shardings, to_host
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
@@ -133,7 +134,7 @@ class TextClassifier:
                 "this classifier returns probabilities (activation='softmax'), but a transformers checkpoint has no "
                 f"output activation: the model in {written} returns logits (loaded by transformers, or by flaxbert "
                 "from_preset); apply a softmax to its outputs, or pass activation='softmax' when loading it here.",
-                stacklevel=2,
+                stacklevel=warning_stacklevel(2),
             )
         return written
 
@@ -280,7 +281,7 @@ class TextClassifier:
                 warnings.warn(
                     f"this classifier's {name} ({compiled[name]!r}) cannot be pickled, so the pickled copy has "
                     f"{name}='auto'; call compile({name}=...) on the copy to set it again.",
-                    stacklevel=2,
+                    stacklevel=warning_stacklevel(2),
                 )
                 compiled[name] = "auto"
         return {"backbone": self.backbone, "preprocessor": self.preprocessor, "head": self.head,
@@ -301,7 +302,7 @@ class TextClassifier:
                     f"the pickled classifier was compiled with an fsdp mesh axis of {fsdp}, which does not divide "
                     f"the {devices} devices here: the copy uses every device data parallel; call compile(mesh=...) to "
                     "choose.",
-                    stacklevel=2,
+                    stacklevel=warning_stacklevel(2),
                 )
             if devices % fsdp:
                 fsdp = 1
@@ -409,7 +410,7 @@ class TextClassifier:
                 f"batch_size={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
                 f"{rows} rows, and the padding rows carry no weight (results are exact; use a multiple of the device "
                 "count to waste no compute).",
-                stacklevel=3,
+                stacklevel=warning_stacklevel(3),
             )
         return rows
 
@@ -491,7 +492,7 @@ class TextClassifier:
             warnings.warn(
                 "num_classes=1: every label is class 0, and the cross-entropy over one class is 0 for every example, "
                 "so fit trains nothing (keras-hub's does the same). Use num_classes=2 for two classes.",
-                stacklevel=2,
+                stacklevel=warning_stacklevel(2),
             )
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True)
@@ -552,7 +553,7 @@ class TextClassifier:
                     f"checkpoint_dir {str(checkpoint_dir)!r} holds this run already trained to step {saved['step']} "
                     f"(epochs={epochs} is {last_step} steps): its params are restored and nothing is trained. Use a "
                     "new checkpoint_dir (or more epochs) to train again.",
-                    stacklevel=2,
+                    stacklevel=warning_stacklevel(2),
                 )
             state, history = loops.fit(state, train_fn, data, batch_size=step_batch, epochs=epochs, seed=seed,
                                        shuffle=shuffle, mesh=self.mesh, rows=step_rows, bucket=bucket,

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from flaxbert import checkpoint
 from flaxbert.parallel import batch_sharding, replicated, to_global, to_host
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.training import compile_ahead, steps
 from flaxbert.training.batches import (
     ArrayData,
@@ -226,7 +227,7 @@ def fit(
                         "finite, so the params no longer are either. Lower the learning rate (and check that it and "
                         "the loss are finite numbers), then train again from the params you had.",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=warning_stacklevel(3),
                     )
                 for key, value in summary.items():
                     history.setdefault(key, []).append(value)
