@@ -832,13 +832,23 @@ def test_validation_batch_size_is_the_batch_of_each_epochs_validation(text_class
     )
     state = jax.tree.map(np.array, text_classifier.params)
     scores = []
+    padded = []
     for size in (None, 4):
         text_classifier.params = state
-        history = text_classifier.fit(FEATURES, LABELS, batch_size=2, validation_data=(FEATURES * 3, LABELS * 3),
-                                      validation_batch_size=size, seed=0, verbose=0)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = text_classifier.fit(FEATURES, LABELS, batch_size=2, validation_data=(FEATURES * 3, LABELS * 3),
+                                          validation_batch_size=size, seed=0, verbose=0)  # fmt: skip
         scores.append(history.history["val_loss"])
+        padded.append(
+            [str(w.message).split(" does not split")[0] for w in caught if "does not split" in str(w.message)]
+        )
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5)  # the same sums, rounded in other batches
-    assert list(dict.fromkeys(compiled)) == [2, 4]  # each validation's programs: at the batch asked for
+    assert list(dict.fromkeys(compiled)) == [2, 4]
+    assert padded == [
+        ["batch_size=2"],
+        ["batch_size=2", "validation_batch_size=4"],
+    ]  # each said once, by its name  # each validation's programs: at the batch asked for
     with pytest.raises(ValueError, match="validation_batch_size must be None or a positive integer, got 0"):
         text_classifier.fit(FEATURES, LABELS, validation_data=(FEATURES, LABELS), validation_batch_size=0, verbose=0)
 

@@ -7,14 +7,15 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """A global batch, which every process holds whole, as global arrays sharded over the batch dim: each device
-    receives the rows the mesh gives it. (Each process used to feed an even, in-order share of the rows, which landed
-    wherever its devices sit in the mesh: on a mesh whose devices are not in the processes' order, predict returned
-    rows swapped.)"""
+def to_global(batch, sharding: NamedSharding):
+    """A global batch (a tree of host arrays), which every process holds whole, as global arrays with `sharding`:
+    each device receives the rows the mesh gives it. (Each process used to feed an even, in-order share of the rows,
+    which landed wherever its devices sit in the mesh: on a mesh whose devices are not in the processes' order,
+    predict returned rows swapped.)"""
+    batch = jax.tree.map(np.asarray, batch)
     if jax.process_count() == 1:
-        return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
-    return host_to_mesh({k: np.asarray(v) for k, v in batch.items()}, {k: sharding for k in batch})
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+    return host_to_mesh(batch, jax.tree.map(lambda _: sharding, batch))
 
 
 def host_to_mesh(tree, shardings):

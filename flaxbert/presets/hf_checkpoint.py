@@ -232,12 +232,12 @@ def load_classifier(directory, dtype=None, expected: str | None = None, *, state
     if task is not None:
         raise ValueError(f"{task.what} {task.encoder}")
     state = read_state_dict(directory) if state is None else state
-    head = hf_convert.head_config(checkpoint_config(directory, state), source)
+    hf = checkpoint_config(directory, state)
+    head = hf_convert.head_config(hf, source)
     _warn_dropout(directory)
     _warn_unused(state, cfg, source)
     if not _has_head(state):
-        architectures = read_config(directory).get("architectures") or []
-        named = [a for a in architectures if str(a).endswith("ForSequenceClassification")]
+        named = [a for a in hf.get("architectures") or [] if str(a).endswith("ForSequenceClassification")]
         if named:  # a shard left out of the index, a partial copy: not a bare encoder
             raise ValueError(
                 f"{source}'s config.json names {named[0]}, but its weights hold no classification head (no "

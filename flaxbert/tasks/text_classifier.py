@@ -402,12 +402,13 @@ class TextClassifier:
         step, shardings = self._steps(kind)
         return step, programs.model_params(jax.device_put(self.params, shardings), self.backbone.config.dtype)
 
-    def _rows(self, batch_size: int) -> int:
-        """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded."""
+    def _rows(self, batch_size: int, name: str = "batch_size") -> int:
+        """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded that
+        names the argument (`name`)."""
         rows = padded_rows(batch_size, self.mesh.size)
         if rows != batch_size:
             warnings.warn(
-                f"batch_size={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
+                f"{name}={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
                 f"{rows} rows, and the padding rows carry no weight (results are exact; use a multiple of the device "
                 "count to waste no compute).",
                 stacklevel=warning_stacklevel(3),
@@ -510,7 +511,10 @@ class TextClassifier:
             except ValueError as error:  # the checks speak of x and y: say which ones
                 raise ValueError(f"validation_data: {error}") from None
             val_step = self._steps("eval")[0]
-            val_batch = self._shrunk(validation_batch_size, self._rows(validation_batch_size), len(val_data))
+            val_rows = rows
+            if validation_batch_size != batch_size:  # a padding warning of its own, and none twice
+                val_rows = self._rows(validation_batch_size, "validation_batch_size")
+            val_batch = self._shrunk(validation_batch_size, val_rows, len(val_data))
             validate = functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket)
             compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
@@ -727,7 +731,6 @@ class BertTextClassifier(TextClassifier):
     presets = BertBackbone.presets
     preprocessor_cls, tokenizer_cls = BertTextClassifierPreprocessor, BertTokenizer
 
-    @outside_mesh_context
     def __init__(self, backbone: BertBackbone, num_classes: int, preprocessor=None, activation=None,
                  dropout: float = 0.1, *, label_names=None, seed: int = 0, head_params=None):  # fmt: skip
         super().__init__(backbone, preprocessor, seed=seed, head_params=head_params, num_classes=num_classes,
@@ -745,7 +748,6 @@ class DistilBertTextClassifier(TextClassifier):
     presets = DistilBertBackbone.presets
     preprocessor_cls, tokenizer_cls = DistilBertTextClassifierPreprocessor, DistilBertTokenizer
 
-    @outside_mesh_context
     def __init__(self, backbone: DistilBertBackbone, num_classes: int, preprocessor=None, activation=None,
                  hidden_dim: int | None = None, dropout: float = 0.2, *, label_names=None, seed: int = 0,
                  head_params=None):  # fmt: skip

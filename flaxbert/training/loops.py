@@ -45,7 +45,7 @@ def _step_rows(rows: int | None, batch_size: int, mesh) -> int:
 
 def _feed(batch, mesh):
     """A global numpy batch (every process holds it whole) as global arrays sharded over the mesh."""
-    return jax.tree.map(lambda x: to_global({"x": x}, batch_sharding(mesh))["x"], batch)
+    return to_global(batch, batch_sharding(mesh))
 
 
 def batch_specs(data: ArrayData, lengths: list[int], rows: int, mesh) -> dict[int, dict]:
