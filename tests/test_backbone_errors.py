@@ -65,6 +65,12 @@ def test_configs_flaxbert_cannot_reproduce_or_read_are_refused(tmp_path, bert_di
             r"\(flaxbert's hidden_dim is transformers' hidden_size\)",
         ),
         ({"type_vocab_size": 0}, "config.json's type_vocab_size=0 does not describe"),
+        # a width the heads do not split: named in transformers' keys, both of them (it was flaxbert's words alone)
+        (
+            {"num_attention_heads": 5},
+            r"config.json's hidden_size=48 does not describe .*must be divisible by num_heads.*\(flaxbert's "
+            r"hidden_dim is transformers' hidden_size, its num_heads is transformers' num_attention_heads\)",
+        ),
         ({"hidden_dropout_prob": 1.0}, r"config.json's hidden_dropout_prob=1.0 does not describe .*in \[0, 1\)"),
         ({"hidden_act": ["gelu"]}, r"activation \['gelu'\] is not supported; expected one of"),
     ]:
@@ -276,7 +282,8 @@ def test_trainable_takes_a_bool_only(backbone):
 
 
 def test_bad_configs():
-    with pytest.raises(ValueError, match="hidden_dim=10 must be divisible by num_heads=3"):
+    with pytest.raises(ValueError, match="BertConfig.hidden_dim must be divisible by num_heads, got hidden_dim=10 and "
+                       "num_heads=3"):  # fmt: skip
         flaxbert.BertBackbone(10, 1, 3, 10, 20)
     with pytest.raises(ValueError, match="dtype='int8' is not supported"):
         flaxbert.BertBackbone(10, 1, 2, 10, 20, dtype="int8")

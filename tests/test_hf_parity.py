@@ -1,5 +1,7 @@
 """fp32 parity with Hugging Face transformers on random-init checkpoints of unusual shapes, in every file format."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -59,6 +61,25 @@ def test_distil_bert_backbone_matches_transformers(tmp_path, shape, fmt):
     want = torch_outputs(model, batch).last_hidden_state.numpy()
     got = flaxbert.DistilBertBackbone.from_preset(path)(batch)
     assert _max_diff(got, want) <= ATOL
+
+
+def test_a_distil_bert_config_in_berts_generic_names_loads_as_transformers_reads_it(tmp_path):
+    """transformers' DistilBertConfig reads hidden_size, num_attention_heads and num_hidden_layers as dim, n_heads and
+    n_layers; flaxbert had called such a config.json incomplete."""
+    model = random_model("distil_bert", DISTIL_BERT_SHAPES[next(iter(DISTIL_BERT_SHAPES))])
+    path = save(model, tmp_path / "ckpt")
+    config = json.loads((path / "config.json").read_text())
+    for alias, key in [("hidden_size", "dim"), ("num_attention_heads", "n_heads"), ("num_hidden_layers", "n_layers")]:
+        config[alias] = config.pop(key)
+    (path / "config.json").write_text(json.dumps(config))
+    batch = padded_batch(model.config.vocab_size, 1)
+    del batch["segment_ids"]
+    want = torch_outputs(model, batch).last_hidden_state.numpy()
+    assert _max_diff(flaxbert.DistilBertBackbone.from_preset(path)(batch), want) <= ATOL
+    (path / "config.json").write_text(json.dumps({**config, "dim": config["hidden_size"] * 2}))
+    with pytest.raises(ValueError, match=rf"sets both dim={config['hidden_size'] * 2} and "
+                                         rf"hidden_size={config['hidden_size']}, which transformers"):  # fmt: skip
+        flaxbert.DistilBertBackbone.from_preset(path)
 
 
 @pytest.mark.parametrize("shape", list(BERT_SHAPES))

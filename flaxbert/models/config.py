@@ -67,8 +67,8 @@ def _check_common(cfg) -> None:
         _positive_int(cfg, field)
     if cfg.hidden_dim % cfg.num_heads:
         raise ValueError(
-            f"hidden_dim={cfg.hidden_dim} must be divisible by num_heads={cfg.num_heads} "
-            f"(each head gets hidden_dim // num_heads dimensions)."
+            f"{type(cfg).__name__}.hidden_dim must be divisible by num_heads, got hidden_dim={cfg.hidden_dim} and "
+            f"num_heads={cfg.num_heads} (each head gets hidden_dim // num_heads dimensions)."
         )
     _finite(cfg, "dropout", lambda rate: 0.0 <= rate < 1.0, "in [0, 1)")
     if cfg.activation not in ACTIVATIONS:

@@ -58,7 +58,7 @@ def _activation(name, source):
 def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig | DistilBertConfig:
     """Maps a transformers config.json dict to a flaxbert backbone config."""
     try:
-        return _backbone_config(hf, source, dtype)
+        return _backbone_config(_distil_bert_aliases(hf, source), source, dtype)
     except KeyError as missing:
         raise ValueError(
             f"{source}: config.json lacks {missing}, which a {hf.get('model_type')!r} config needs; the file is "
@@ -70,10 +70,36 @@ def backbone_config(hf: dict, source: str, dtype: str = "float32") -> BertConfig
         if field is None or field[1] not in keys:
             raise
         key = keys[field[1]]
+        named = [name for name in keys if re.search(rf"\b{name}\b", str(error))]  # the fields the message names
+        said = ", ".join(f"its {name} is transformers' {keys[name]}" for name in named if name != field[1])
         raise ValueError(
             f"{source}: config.json's {key}={hf.get(key)!r} does not describe a model flaxbert builds: {error} "
-            f"(flaxbert's {field[1]} is transformers' {key})."
+            f"(flaxbert's {field[1]} is transformers' {key}{', ' + said if said else ''})."
         ) from None
+
+
+# The generic names transformers' DistilBertConfig also reads (its attribute_map), and the keys they stand for
+_DISTIL_BERT_ALIASES = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
+
+
+def _distil_bert_aliases(hf: dict, source: str) -> dict:
+    """A DistilBERT config.json written with BERT's generic names (hidden_size, num_attention_heads,
+    num_hidden_layers), read as transformers reads it: as dim, n_heads and n_layers. Both names with different values
+    are refused: which one a model was trained with cannot be told."""
+    if architecture(hf, source) != "distil_bert":
+        return hf
+    hf = dict(hf)
+    for alias, key in _DISTIL_BERT_ALIASES.items():
+        if alias not in hf:
+            continue
+        value = hf.pop(alias)
+        if key in hf and hf[key] != value:
+            raise ValueError(
+                f"{source}: config.json sets both {key}={hf[key]!r} and {alias}={value!r}, which transformers' "
+                f"DistilBertConfig reads as the same setting; keep the one the model was trained with."
+            )
+        hf[key] = value
+    return hf
 
 
 # transformers' config.json key of each flaxbert config field it sets
