@@ -255,6 +255,47 @@ def test_a_head_saved_without_architectures_is_kept(tmp_path, hub_cache, kind):
         np.testing.assert_allclose(from_hub.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["bert", "distil_bert"])
+def test_a_head_saved_beside_its_base_checkpoints_config_is_kept(tmp_path, hub_cache, kind):
+    """A fine-tuned state dict saved beside the config.json copied from its base checkpoint, which names
+    BertForMaskedLM: transformers' AutoModelForSequenceClassification loads the head. flaxbert said "no classification
+    head to keep" and, given num_classes, put a random head in its place without a word (0.06 in logits)."""
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
+    model = random_model(f"{kind}_classifier", shape, num_labels=3)
+    path = save(model, tmp_path / kind)
+    config = json.loads((path / "config.json").read_text())
+    base = "BertForMaskedLM" if kind == "bert" else "DistilBertForMaskedLM"
+    (path / "config.json").write_text(json.dumps({**config, "architectures": [base]}))
+    batch = padded_batch(99, 3 if kind == "bert" else 1)
+    if kind != "bert":
+        del batch["segment_ids"]
+    want = torch_outputs(model, batch).logits.numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # kept, and silently so
+        for preset in (path, "hf://org/base_config"):
+            if preset != path:
+                hub_cache("org/base_config", path)
+            loaded = flaxbert.TextClassifier.from_preset(preset, preprocessor=None)
+            assert loaded.num_classes == 3
+            np.testing.assert_allclose(loaded.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+            np.testing.assert_allclose(flaxbert.TextClassifier.from_preset(preset, num_classes=3, preprocessor=None)
+                                       .predict(batch, batch_size=8, verbose=0), want, atol=1e-5)  # fmt: skip
+
+
+def test_another_tasks_checkpoint_says_what_it_is_from_the_hub_too(tmp_path, hub_cache):
+    """hf:// converted a multiple-choice checkpoint as a bare encoder: its copy said "no classification head to keep"
+    and took num_classes without the warning a local load gives."""
+    import transformers
+
+    config = transformers.BertConfig(**BERT_SHAPES["h48_heads3_l1_seg3"])
+    hub_cache("org/choices", save(transformers.BertForMultipleChoice(config), tmp_path / "choices"))
+    for _ in range(2):  # the second load is where a cached copy would be read
+        with pytest.raises(ValueError, match="is a BertForMultipleChoice checkpoint, a multiple choice model"):
+            flaxbert.TextClassifier.from_preset("hf://org/choices", preprocessor=None)
+        with pytest.warns(UserWarning, match="BertForMultipleChoice checkpoint.*num_classes=2 gets a new"):
+            flaxbert.TextClassifier.from_preset("hf://org/choices", num_classes=2, preprocessor=None)
+
+
 @pytest.mark.parametrize("kind", ["Bert", "DistilBert"])
 def test_a_multiple_choice_head_saved_without_architectures_is_named(tmp_path, kind):
     """Its one-row classifier beside the pooler read as a one-label sequence classifier, refused as a regression."""

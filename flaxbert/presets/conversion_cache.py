@@ -26,10 +26,11 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, ou
 # config.json names no architectures, added tokens, another keras-hub task's backbone; 5: transformers' pair
 # truncation, longest_first, and the case settings of a tokenizer.json-only folder; 6: a sequence length capped by the
 # tokenizer's model_max_length; 7: checkpoints whose load warns or refuses something, a regression head among them,
-# are not converted; 8: checksums.json, the CRC-32 of the params files and vocabulary that each load checks): older
+# are not converted; 8: checksums.json, the CRC-32 of the params files and vocabulary that each load checks; 9: a head
+# found by its weights where config.json names a pre-training model, and other tasks' checkpoints not converted): older
 # copies are converted again rather than read as they were. (Copies in native format 1 name attention_kernel "xla",
 # the default then; `native.read` reads that as "auto", so the new default needed no new conversion.)
-CONVERSION = 8
+CONVERSION = 9
 
 
 def cache_root() -> pathlib.Path:
@@ -111,8 +112,9 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
 def _says_something(source: pathlib.Path, config: dict) -> bool:
     """Whether loading the transformers checkpoint says something a native copy would not, so that it is loaded
     directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
-    multi-label head (refused, or replaced with a warning, saying what it is), two dropout rates or weights its
-    config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the model)."""
+    multi-label head or another task's (refused, or replaced with a warning, saying what it is), two dropout rates or
+    weights its config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the
+    model)."""
     from flaxbert.models.config import BertConfig
     from flaxbert.text import BertTokenizer
 
@@ -125,6 +127,8 @@ def _says_something(source: pathlib.Path, config: dict) -> bool:
         return True
     hf = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
     if hf_convert.is_classifier(hf) and hf_convert.unsupported_head(hf, str(source)) is not None:
+        return True
+    if hf_checkpoint.other_task(source, hf) is not None:  # says what it is, where a copy would be a bare encoder
         return True
     if hf_convert.dropout_note(hf, str(source)) is not None:
         return True

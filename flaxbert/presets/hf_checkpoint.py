@@ -114,13 +114,13 @@ def checkpoint_config(directory, state: dict | None = None) -> dict:
     """config.json as the checkpoint's weights complete it.
 
     A `*ForSequenceClassification` model saved as `config.save_pretrained` beside `torch.save(model.state_dict())`
-    (as training scripts often do) has a config without `architectures`; transformers builds whatever class it is
-    asked for and finds the head by its weights' names. So does flaxbert (`hf_convert.head_from_weights`): its head is
-    kept, not silently replaced by a random one. `state` (the read weights) spares reading them again; without it
-    only safetensors headers are read.
+    (as training scripts often do) has a config without `architectures`, or one copied from its base checkpoint that
+    names `BertForMaskedLM`; transformers builds whatever class it is asked for and finds the head by its weights'
+    names. So does flaxbert (`hf_convert.head_from_weights`): its head is kept, not silently replaced by a random one.
+    `state` (the read weights) spares reading them again; without it only safetensors headers are read.
     """
     hf = read_config(directory)
-    if hf.get("architectures"):
+    if hf_convert.names_its_head(hf):
         return hf
     shapes = weight_shapes(directory) if state is None else {key: np.shape(v) for key, v in state.items()}
     return hf_convert.head_from_weights(hf, shapes, str(directory))

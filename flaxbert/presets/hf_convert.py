@@ -215,16 +215,25 @@ def unused_encoder_weights(weight_names, cfg) -> list[str]:
     )
 
 
+def names_its_head(hf: dict) -> bool:
+    """Whether config.json names the head its weights hold: a sequence classifier or another task's model. A config
+    that names a pre-training model (ForMaskedLM, copied beside a fine-tuned state dict from the base checkpoint) or
+    none at all leaves the weights to say."""
+    return is_classifier(hf) or other_task(hf) is not None
+
+
 def head_from_weights(hf: dict, shapes: dict[str, tuple[int, ...]], source: str) -> dict:
-    """`hf` naming the `*ForSequenceClassification` architecture its weights `shapes` show, when it names none.
+    """`hf` naming the `*ForSequenceClassification` architecture its weights `shapes` show, when it names none or
+    only a pre-training model (`names_its_head`): transformers' AutoModelForSequenceClassification reads the head by
+    its weights' names, whatever `architectures` says.
 
     A sequence classification head is `classifier.weight` beside BERT's pooler (a token classification head has no
     pooler) or beside DistilBERT's `pre_classifier.weight`; its rows are the classes, which also set `num_labels`
     (`id2label` is kept only where it names as many). A one-row head where the config asks for more labels is a
-    multiple-choice one (transformers scores each choice with one output). A config that names its architectures is
-    returned as it is.
+    multiple-choice one (transformers scores each choice with one output). A config that names its head is returned
+    as it is.
     """
-    if hf.get("architectures"):
+    if names_its_head(hf):
         return hf
     bert = architecture(hf, source) == "bert"
     head = shapes.get("classifier.weight")
