@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     data = p.add_argument_group("local data (instead of the config's Hub dataset)")
     data.add_argument("--train-file", help="TSV, CSV, JSONL, parquet, or .txt with 'LABEL text' lines")
     data.add_argument("--validation-file", help="scored before and after training, and after each epoch")
-    data.add_argument("--test-file", help="scored before and after training")
+    data.add_argument("--test-file", help="scored after training")
     data.add_argument("--text-column", help="the text column; two comma-separated names for sentence pairs")
     data.add_argument("--label-column", help="the column of class ids or names (default: the config's)")
     data.add_argument("--label-names", help="comma-separated class names, in class-id order, for labels given as names")

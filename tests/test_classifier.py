@@ -141,7 +141,8 @@ def text_classifier():
         (dict(x=FEATURES), "y is missing"),
         (dict(x={"token_ids": np.ones((2, 4), int)}, y=LABELS), r"missing \['segment_ids', 'padding_mask'\]"),
         (dict(x=FEATURES, y=LABELS, batch_size=0), r"batch_size must be None \(32\) or a positive integer"),
-        (dict(x=FEATURES, y=LABELS, epochs=0), "epochs must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, epochs=-1), "epochs must be a non-negative integer, got -1"),
+        (dict(x=FEATURES, y=[0, 4], epochs=0), r"labels outside \[0, 4\)"),  # checked though nothing trains
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0]), "one weight per example"),
         (dict(x=FEATURES, y=LABELS, sample_weight=["a", "b"]), r"sample_weight is not one rectangular array.*'a'"),
         (dict(x=FEATURES, y=LABELS, sample_weight=[1.0, np.nan]), r"must be finite.*sample_weight\[1\] is nan"),
@@ -162,7 +163,7 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, log_every=0), "log_every must be a positive integer, got 0"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=-3), "checkpoint_every must be None .* or a positive integer"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=0), "checkpoint_every must be None .* or a positive integer"),
-        (dict(x=FEATURES, y=LABELS, epochs=np.int64(0)), "epochs must be a positive integer"),
+        (dict(x=FEATURES, y=LABELS, epochs=np.int64(-2)), "epochs must be a non-negative integer"),
         (dict(x=FEATURES, y=LABELS, batch_size=True), r"batch_size must be None \(32\) or a positive integer"),
         (dict(x=FEATURES, y=LABELS, seed=-1), r"seed must be None or an integer in \[0, 2\*\*31\), got -1"),
         (dict(x=FEATURES, y=LABELS, seed=1.5), r"seed must be None or an integer in \[0, 2\*\*31\), got 1.5"),
@@ -539,6 +540,48 @@ def test_label_names_in_y_are_the_classes_of_label_names():
     assert classifier.evaluate(FEATURES, y_names, verbose=0) != classifier.evaluate(FEATURES, y_ids[::-1], verbose=0)
     with pytest.raises(ValueError, match=r"not among this classifier's label_names \['positive', .*\]: \['pos'\]"):
         classifier.fit(FEATURES, ["pos", "mixed"], batch_size=2, verbose=0)
+
+
+def test_integer_labels_beside_label_names_that_are_other_numbers_are_said_to_be_ids():
+    """Star ratings named "1".."5": train.py reads a file's label 2 as the class named "2" (id 1), fit and evaluate
+    read the int 2 as id 2 (Keras' rule), and nothing said so (the same model scored 0.0 on ints, 0.25 on names).
+    The ids are kept, with a warning; a label only the names hold is refused saying why; names stay names."""
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=16)
+    stars = flaxbert.BertTextClassifier(
+        _small(flaxbert.BertBackbone),
+        num_classes=4,
+        preprocessor=preprocessor,
+        label_names=np.array(["1", "2", "3", "4"]),
+    )  # a LabelEncoder's classes_
+    assert stars.label_names == ("1", "2", "3", "4") and all(type(name) is str for name in stars.label_names)
+    with pytest.warns(
+        UserWarning,
+        match=r"label_names \['1', '2', '3', '4'\] are numbers, and integer labels are "
+        r"read as class ids .*the label 1 means the class named '2'",
+    ) as caught:
+        by_ids = stars.evaluate(FEATURES, [1, 2], verbose=0)
+    assert caught[0].filename == __file__  # the user's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names are names: nothing to say
+        assert stars.evaluate(FEATURES, ["2", "3"], verbose=0) == by_ids
+    with pytest.raises(ValueError, match=r"labels outside \[0, 4\).*e.g. \[4\].* \(the label_names .* are numbers"):
+        stars.fit(FEATURES, [3, 4], batch_size=2, verbose=0)
+    words = flaxbert.BertTextClassifier(
+        _small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor, label_names=["0", "1", "b", "c"]
+    )  # numbers that are their ids: no doubt
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        words.evaluate(FEATURES, [1, 2], verbose=0)
+    with pytest.raises(ValueError, match=r"\['7'\] \('7' looks like a class id: numpy reads a list of names and "
+                                         r"integers as strings, so pass all ids or all names\)"):  # fmt: skip
+        words.evaluate(FEATURES, ["b", 7], verbose=0)
+
+
+def test_zero_epochs_checks_the_inputs_and_trains_nothing_as_keras(text_classifier):
+    before = jax.tree.map(np.array, text_classifier.params)
+    history = text_classifier.fit(FEATURES, LABELS, epochs=0, batch_size=2, verbose=0)
+    assert (history.history, history.epoch) == ({}, [])
+    assert _leaves_equal(before, text_classifier.params)
 
 
 def test_predicting_short_texts_takes_host_memory_for_their_length_not_sequence_length():

@@ -9,6 +9,8 @@ import dataclasses
 import math
 import numbers
 
+import numpy as np
+
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
@@ -169,6 +171,8 @@ def _check_head(cfg) -> None:
     names = cfg.label_names
     if names is None:
         return
+    if isinstance(names, np.ndarray) and names.ndim == 1:  # an array of names (a LabelEncoder's classes_, say)
+        names = names.tolist()
     if isinstance(names, str) or not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"label_names must be a list of strings (one per class) or None, got {names!r}.")
     if len(names) != cfg.num_classes or len(set(names)) != len(names):

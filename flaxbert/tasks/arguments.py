@@ -32,6 +32,13 @@ def positive_int(name: str, value, alternatives: str = "") -> int:
     return int(value)
 
 
+def non_negative_int(name: str, value) -> int:
+    """`value` as an int (numpy integers too), 0 included, or a ValueError naming the argument."""
+    if not is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+    return int(value)
+
+
 def batch_size(value) -> int:
     """fit / evaluate / predict's `batch_size`: a positive integer, or None for Keras' default, 32."""
     return 32 if value is None else positive_int("batch_size", value, "None (32) or ")

@@ -9,10 +9,12 @@ leaves the model untouched.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 
 from flaxbert.models.inputs import as_array, check_inputs
+from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets.text_assets import check_vocabulary
 from flaxbert.training.batches import ArrayData
 
@@ -69,7 +71,8 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
     size = len(inputs["token_ids"])
     labels = _labels(y, size, num_classes, label_names) if y is not None else None
     if need_labels and labels is None:
-        raise ValueError("y is missing: pass integer class labels, one per example.")
+        names = " or names of label_names" if label_names else ""
+        raise ValueError(f"y is missing: pass class labels, one per example (integer class ids{names}).")
     return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
 
 
@@ -147,7 +150,7 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
     if len(labels) != size:
         raise ValueError(f"len(x) != len(y): {size} examples but {len(labels)} labels.")
     if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
-        _check_range(labels, num_classes)  # before the cast: 1e20 is said as given, not as int64's wrap of it
+        _check_range(labels, num_classes, label_names)  # before the cast: 1e20 is said as given, not as int64's wrap
         labels = labels.astype(np.int64)
     if labels.dtype.kind in "US" or (labels.dtype.kind == "O" and all(isinstance(n, str) for n in labels.tolist())):
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()]
@@ -161,16 +164,39 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
                 "in their labels."
             )
         raise ValueError(f"y must hold integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
-    _check_range(labels, num_classes)
+    _check_range(labels, num_classes, label_names)
+    if _numbers_not_their_ids(label_names):
+        warnings.warn(_numbers_note(label_names), stacklevel=warning_stacklevel(5))  # the caller of fit / evaluate
     return labels.astype(np.int32)
 
 
-def _check_range(labels: np.ndarray, num_classes: int) -> None:
+def _numbers_not_their_ids(label_names: tuple[str, ...] | None) -> bool:
+    """Whether some class name is an integer other than its class id ("1".."5" for star ratings, "-1" and "1"): an
+    integer label could then mean the id or the name, and train.py reads numbers in a data file as names."""
+    for i, name in enumerate(label_names or ()):
+        try:
+            if int(name) != i:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _numbers_note(label_names: tuple[str, ...]) -> str:
+    return (
+        f"the label_names {list(label_names)} are numbers, and integer labels are read as class ids (positions in "
+        f"label_names), as Keras reads them: the label 1 means the class named {label_names[1]!r}. To mean classes by "
+        "their names, pass the labels as strings (y.astype(str)), as train.py reads a data file's labels."
+    )
+
+
+def _check_range(labels: np.ndarray, num_classes: int, label_names: tuple[str, ...] | None) -> None:
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if bad.size:
+        names = f" ({_numbers_note(label_names)})" if _numbers_not_their_ids(label_names) else ""
         raise ValueError(
             f"y has labels outside [0, {num_classes}) (num_classes={num_classes}): e.g. {bad[:5].tolist()}; "
-            "fix the labels or build the classifier with more classes."
+            f"fix the labels or build the classifier with more classes{names}."
         )
 
 
@@ -198,9 +224,16 @@ def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ..
     ids = {name: i for i, name in enumerate(label_names)}
     unknown = sorted(set(names) - set(ids))
     if unknown:
+        ids_among_names = [name for name in unknown if name.lstrip("-").isdigit()]
+        mixed = (
+            f" ({ids_among_names[0]!r} looks like a class id: numpy reads a list of names and integers as strings, "
+            "so pass all ids or all names)"
+            if ids_among_names and len(ids_among_names) < len(set(names))
+            else ""
+        )
         raise ValueError(
             f"y holds label names that are not among this classifier's label_names {list(label_names)}: "
-            f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}; fix the labels, or pass integer class ids."
+            f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}{mixed}; fix the labels, or pass integer class ids."
         )
     return np.array([ids[name] for name in names], np.int32)
 

@@ -472,9 +472,10 @@ class TextClassifier:
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
         `validation_batch_size` (Keras' keyword; None: `batch_size`) is the batch of each epoch's validation.
+        `epochs=0` checks the inputs, trains nothing and returns an empty History, as Keras' fit does.
         """
         arguments.keras_keywords(self.fit, keras_options)
-        epochs, batch_size = arguments.positive_int("epochs", epochs), arguments.batch_size(batch_size)
+        epochs, batch_size = arguments.non_negative_int("epochs", epochs), arguments.batch_size(batch_size)
         if validation_batch_size is None:
             validation_batch_size = batch_size
         validation_batch_size = arguments.positive_int("validation_batch_size", validation_batch_size, "None or ")
@@ -519,6 +520,8 @@ class TextClassifier:
             compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
                                                    bucket=val_bucket)  # fmt: skip
+        if epochs == 0:  # the inputs checked, nothing to train: Keras' fit returns an empty History too
+            return History({}, [])
         (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", self.backbone.trainable)
         # A batch larger than the data trains as one batch of (a power of two over) its rows, as Keras' fit runs one of
         # len(x): the same examples and masks, without padding rows (a 2**21 batch over 4 examples ran out of memory).
