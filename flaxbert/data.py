@@ -356,9 +356,12 @@ def check_labels(split: Split, num_classes: int, column: str) -> None:
     low, high = int(split.labels.min()), int(split.labels.max())
     if low < 0 or high >= num_classes:
         hint = "" if low < 0 else f"; set --num-classes {high + 1} if the data really has {high + 1} classes"
+        held = (
+            f"hold label names whose class ids run {low}..{high}" if split.label_names else f"range over {low}..{high}"
+        )
         raise DataError(
-            f"{split.path!r}: labels in column {column!r} range over {low}..{high}, but the model has "
-            f"num_classes={num_classes} (labels must be 0..{num_classes - 1}){hint}."
+            f"{split.path!r}: labels in column {column!r} {held}, but the model has num_classes={num_classes} "
+            f"(labels must be 0..{num_classes - 1}){hint}."
         )
 
 

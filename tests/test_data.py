@@ -92,6 +92,11 @@ def test_errors_name_file_and_fix(tmp_path):
     split = data.read_split(path, ("sentence",), "label")
     with pytest.raises(data.DataError, match=r"range over 0\.\.1, but the model has num_classes=1"):
         data.check_labels(split, 1, "label")
+    # names are not said to be numbers (TREC's fine labels were said to "range over 0..49")
+    named = data.Split("names.tsv", ["a", "b", "c"], np.array([0, 2, 1], np.int32), ("ABBR:exp", "DESC:def", "HUM:ind"))
+    said = r"'label' hold label names whose class ids run 0\.\.2, but the model has num_classes=2 .*--num-classes 3"
+    with pytest.raises(data.DataError, match=said):
+        data.check_labels(named, 2, "label")
 
 
 @pytest.mark.parametrize("kind", ["tsv", "csv", "jsonl", "parquet"])
