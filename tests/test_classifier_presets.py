@@ -229,57 +229,35 @@ def test_wrong_classifier_class_and_missing_num_classes(tmp_path):
         flaxbert.BertTextClassifier.from_preset(path, preprocessor=None)
 
 
+@pytest.mark.parametrize("named", [None, "ForMaskedLM"])
 @pytest.mark.parametrize("kind", ["bert", "distil_bert"])
-def test_a_head_saved_without_architectures_is_kept(tmp_path, hub_cache, kind):
-    """config.save_pretrained + torch.save(state_dict) writes no architectures: transformers reloads the head, flaxbert
-    asked for num_classes (and with it silently made a random head) and hf:// cached the encoder alone. The weights
-    show the head; its class count is their rows, not config.json's id2label (dropped here: 2 classes by default)."""
+def test_a_head_whose_config_does_not_name_it_is_kept(tmp_path, hub_cache, kind, named):
+    """config.save_pretrained + torch.save(state_dict) writes no architectures, and a config copied from the base
+    checkpoint beside a fine-tuned state dict names BertForMaskedLM; transformers' AutoModelForSequenceClassification
+    reloads the head either way. flaxbert asked for num_classes (and with it silently made a random head: 0.06 in
+    logits), and hf:// cached the encoder alone. The weights show the head; its class count is their rows, not
+    config.json's id2label (dropped here: 2 classes by default)."""
     shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
     model = random_model(f"{kind}_classifier", shape, num_labels=3)
     path = save(model, tmp_path / kind, "bin")
     config = json.loads((path / "config.json").read_text())
     assert config.get("architectures") is None
     config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
+    if named is not None:
+        config["architectures"] = [("Bert" if kind == "bert" else "DistilBert") + named]
     (path / "config.json").write_text(json.dumps(config))
     batch = padded_batch(99, 3 if kind == "bert" else 1)
     if kind != "bert":
         del batch["segment_ids"]
     want = torch_outputs(model, batch).logits.numpy()
+    hub_cache("org/fine_tuned", path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # kept, and silently so
-        local = flaxbert.TextClassifier.from_preset(path, num_classes=3, preprocessor=None)
-    np.testing.assert_allclose(local.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
-    if kind == "bert":
-        hub_cache("org/no_architectures", path)
-        from_hub = flaxbert.TextClassifier.from_preset("hf://org/no_architectures", preprocessor=None)
-        np.testing.assert_allclose(from_hub.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["bert", "distil_bert"])
-def test_a_head_saved_beside_its_base_checkpoints_config_is_kept(tmp_path, hub_cache, kind):
-    """A fine-tuned state dict saved beside the config.json copied from its base checkpoint, which names
-    BertForMaskedLM: transformers' AutoModelForSequenceClassification loads the head. flaxbert said "no classification
-    head to keep" and, given num_classes, put a random head in its place without a word (0.06 in logits)."""
-    shape = BERT_SHAPES["h48_heads3_l1_seg3"] if kind == "bert" else DISTIL_BERT_SHAPES["h48_heads3_l1"]
-    model = random_model(f"{kind}_classifier", shape, num_labels=3)
-    path = save(model, tmp_path / kind)
-    config = json.loads((path / "config.json").read_text())
-    base = "BertForMaskedLM" if kind == "bert" else "DistilBertForMaskedLM"
-    (path / "config.json").write_text(json.dumps({**config, "architectures": [base]}))
-    batch = padded_batch(99, 3 if kind == "bert" else 1)
-    if kind != "bert":
-        del batch["segment_ids"]
-    want = torch_outputs(model, batch).logits.numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # kept, and silently so
-        for preset in (path, "hf://org/base_config"):
-            if preset != path:
-                hub_cache("org/base_config", path)
-            loaded = flaxbert.TextClassifier.from_preset(preset, preprocessor=None)
-            assert loaded.num_classes == 3
-            np.testing.assert_allclose(loaded.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
-            np.testing.assert_allclose(flaxbert.TextClassifier.from_preset(preset, num_classes=3, preprocessor=None)
-                                       .predict(batch, batch_size=8, verbose=0), want, atol=1e-5)  # fmt: skip
+        for preset in (path, "hf://org/fine_tuned"):
+            for num_classes in (None, 3):
+                loaded = flaxbert.TextClassifier.from_preset(preset, num_classes=num_classes, preprocessor=None)
+                assert loaded.num_classes == 3
+                np.testing.assert_allclose(loaded.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
 
 
 def test_another_tasks_checkpoint_says_what_it_is_from_the_hub_too(tmp_path, hub_cache):
