@@ -414,3 +414,19 @@ def test_a_preprocessor_changed_after_construction_is_checked_at_each_call():
         classifier.evaluate(["the fox"], [0], verbose=0)
     preprocessor.tokenizer = flaxbert.BertTokenizer(vocab)
     assert classifier.predict(["the fox"], verbose=0).shape == (1, 2)
+
+
+def test_a_row_whose_padding_mask_marks_no_token_is_said(backbone):
+    """Such a row has nothing to attend to: keras-hub (with dropout) gives its attention's bias alone there, and
+    transformers and flaxbert attend evenly over its padding (0.27 apart in sequence_output). It loaded silently."""
+    batch = _inputs(padding_mask=np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]))
+    with pytest.warns(UserWarning, match=r"padding_mask'\] marks no token in 1 row\(s\) \(the first: row 1\)") as said:
+        backbone(batch)
+    assert said[0].filename == __file__
+    classifier = flaxbert.BertTextClassifier(backbone, num_classes=2)
+    with pytest.warns(UserWarning, match="marks no token") as said:
+        classifier.predict(batch, verbose=0)
+    assert said[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backbone(_inputs())

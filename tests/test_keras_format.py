@@ -174,6 +174,41 @@ def test_a_new_head_keeps_the_saved_heads_settings_as_keras_hub_does(keras_hub, 
     assert flaxbert_head(**overrides)[1] == keras_hub_head(**overrides) == {**saved, **overrides}
 
 
+def test_weights_saved_over_a_sharded_save_are_read_as_keras_hub_reads_them(keras_hub, tmp_path):
+    """keras-hub's save_to_preset leaves an earlier sharded save's index and shards beside the new model.weights.h5,
+    and reads model.weights.h5 first; flaxbert read the old shards, without a word (0.11 in logits)."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=101, num_layers=1, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=20, max_sequence_length=24)  # fmt: skip
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None)
+    model.save_to_preset(str(tmp_path / "p"), max_shard_size=0.00003)
+    _randomize(model)
+    model.save_to_preset(str(tmp_path / "p"))
+    assert (tmp_path / "p" / "model.weights.json").is_file()  # the old index stays
+    x = _inputs(True, 101)
+    loaded = flaxbert.TextClassifier.from_preset(tmp_path / "p", preprocessor=None)
+    assert _max_diff(loaded.predict(x, batch_size=8, verbose=0), model(x)) <= ATOL
+
+
+def test_a_sigmoid_head_is_refused_as_saved_and_kept_as_logits_when_asked(keras_hub, tmp_path, hub_cache):
+    """keras-hub's multi-label head (activation="sigmoid") was refused in words that named no file, and the fix it
+    gave, activation=None, was refused too. hf:// would have failed in its conversion."""
+    import jax
+
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=101, num_layers=1, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=20, max_sequence_length=24)  # fmt: skip
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None, activation="sigmoid")
+    _randomize(model)
+    model.save_to_preset(str(tmp_path / "p"))
+    with pytest.raises(ValueError, match=r"/p: task.json's BertTextClassifier has activation='sigmoid'.*Pass "
+                                         r"activation=None to keep its trained weights"):  # fmt: skip
+        flaxbert.TextClassifier.from_preset(tmp_path / "p", preprocessor=None)
+    x = _inputs(True, 101)
+    hub_cache("org/sigmoid", tmp_path / "p")
+    for preset in (tmp_path / "p", "hf://org/sigmoid"):  # not converted: the keyword reaches the download itself
+        logits = flaxbert.TextClassifier.from_preset(preset, preprocessor=None, activation=None)
+        assert _max_diff(jax.nn.sigmoid(logits.predict(x, batch_size=8, verbose=0)), model(x)) <= ATOL
+
+
 @pytest.fixture(scope="module")
 def task_preset(keras_hub, tmp_path_factory):
     """A keras-hub BertTextClassifier preset with tokenizer files. keras-hub's tokenizer needs tensorflow-text, so
@@ -226,6 +261,18 @@ def _quantized(policy: str):  # what backbone.quantize(mode) then save_to_preset
     return quantize
 
 
+def _edit(file: str, *path: str, value):
+    def edit(preset):
+        saved = json.loads((preset / file).read_text())
+        node = saved
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        (preset / file).write_text(json.dumps(saved))
+
+    return edit
+
+
 def _add_third_dense_variable(preset):
     import h5py
 
@@ -253,6 +300,17 @@ def _add_third_dense_variable(preset):
         # each was an "unexpected variable" in the weights file
         (_quantized("QuantizedDTypePolicy"), ValueError, r"is a quantized keras-hub preset .*QuantizedDTypePolicy"),
         (_quantized("Int4DTypePolicy"), ValueError, r"is a quantized keras-hub preset .*holds Int4DTypePolicy"),
+        # a bare TypeError from BertHeadConfig (hidden_dim), and a message that named no file
+        (
+            _edit("task.json", "registered_name", value="keras_hub>DistilBertTextClassifier"),
+            ValueError,
+            r"task.json names a DistilBertTextClassifier but config.json a BertBackbone: the files come from two",
+        ),
+        (
+            _edit("config.json", "config", "num_layers", value="1"),
+            ValueError,
+            r"p?/copy: config.json does not describe a model flaxbert builds: BertConfig.num_layers must be a positive",
+        ),
     ],
     ids=[
         "task_json",
@@ -263,6 +321,8 @@ def _add_third_dense_variable(preset):
         "task_weights",
         "int8",
         "int4",
+        "task_class",
+        "config_value",
     ],  # fmt: skip
 )
 def test_damaged_side_files_are_named(task_preset, tmp_path, damage, error, message):
@@ -305,6 +365,14 @@ def test_task_preset_with_tokenizer_assets(task_preset):
     assert x["token_ids"].tolist() == [[2, 5, 6, 7, 8, 9, 3, 0, 0]]
     assert loaded.predict(["The quick brown fox."], batch_size=8, verbose=0).shape == (1, 2)
     assert flaxbert.BertTextClassifier.from_preset(task_preset, sequence_length=6).preprocessor.sequence_length == 6
+
+
+def test_another_tasks_preprocessor_json_is_not_read_as_in_keras_hub(task_preset, tmp_path):
+    """A masked LM's preprocessor.json: keras-hub's TextClassifier.from_preset builds its default preprocessor, and
+    flaxbert read its sequence_length (8, where keras-hub's 16 kept all 12 tokens of a text)."""
+    preset = _copy(task_preset, tmp_path, _edit("preprocessor.json", "class_name", value="BertMaskedLMPreprocessor"))
+    loaded = flaxbert.BertTextClassifier.from_preset(preset)
+    assert (loaded.preprocessor.sequence_length, loaded.preprocessor.truncate) == (16, "round_robin")
 
 
 def test_a_preset_saved_without_a_preprocessor_gets_a_length_its_positions_hold(task_preset, tmp_path):

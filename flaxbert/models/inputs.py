@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from flaxbert.models.config import BertConfig
+from flaxbert.parallel.mesh import warning_stacklevel
 
 
 def input_keys(cfg) -> tuple[str, ...]:
@@ -23,9 +26,12 @@ def as_array(value, name: str, fix: str, dtype=None) -> np.ndarray:
         raise ValueError(f"{name} is not one rectangular array of numbers (numpy: {reason}); {fix}") from None
 
 
-def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
+def check_inputs(inputs, cfg, warn_level: int = 3) -> dict[str, np.ndarray]:
     """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32 (the given
     arrays themselves where they are int32 numpy arrays already).
+
+    Warns about rows whose padding_mask marks no token, naming the frame `warn_level` up (the user's call: 3 for a
+    method that calls this directly).
 
     Raises:
         ValueError: a key is missing or unexpected, shapes differ, values are not integers, the length exceeds
@@ -64,6 +70,15 @@ def check_inputs(inputs, cfg) -> dict[str, np.ndarray]:
         raise ValueError(
             f"token_ids has length {shape[1]}, longer than max_sequence_length={cfg.max_sequence_length}; "
             f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
+        )
+    empty = np.flatnonzero(~arrays["padding_mask"].astype(bool).any(axis=1))
+    if empty.size:
+        warnings.warn(
+            f"inputs['padding_mask'] marks no token in {empty.size} row(s) (the first: row {empty[0]}): such a row "
+            "has nothing to attend to, so what the model gives for it means nothing, and the references disagree "
+            "(transformers attends evenly over its padding, as flaxbert does; keras-hub with dropout gives its "
+            "attention's bias alone). Drop those rows, or mark at least their [CLS] token.",
+            stacklevel=warning_stacklevel(warn_level),
         )
     _check_range(arrays["token_ids"], cfg.vocabulary_size, "token_ids", "vocabulary_size")
     if "segment_ids" in arrays:

@@ -27,7 +27,9 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, ou
 # truncation, longest_first, and the case settings of a tokenizer.json-only folder; 6: a sequence length capped by the
 # tokenizer's model_max_length; 7: checkpoints whose load warns or refuses something, a regression head among them,
 # are not converted; 8: checksums.json, the CRC-32 of the params files and vocabulary that each load checks; 9: a head
-# found by its weights where config.json names a pre-training model, and other tasks' checkpoints not converted): older
+# found by its weights where config.json names a pre-training model, other tasks' checkpoints and keras-hub sigmoid
+# heads not converted, a keras-hub model.weights.h5 read before stale shards, another task's preprocessor.json not
+# read): older
 # copies are converted again rather than read as they were. (Copies in native format 1 name attention_kernel "xla",
 # the default then; `native.read` reads that as "auto", so the new default needed no new conversion.)
 CONVERSION = 9
@@ -112,13 +114,22 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
 def _says_something(source: pathlib.Path, config: dict) -> bool:
     """Whether loading the transformers checkpoint says something a native copy would not, so that it is loaded
     directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
-    multi-label head or another task's (refused, or replaced with a warning, saying what it is), two dropout rates or
+    multi-label head or another task's (refused, or replaced with a warning, saying what it is; keras-hub's sigmoid
+    head too), two dropout rates or
     weights its config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the
     model)."""
     from flaxbert.models.config import BertConfig
     from flaxbert.text import BertTokenizer
 
-    if keras_format.is_keras(config):
+    if keras_format.is_keras(config):  # a head refused as saved (a sigmoid one): activation=None loads it directly
+        task = keras_format.read_task(source)
+        if not keras_format.is_classifier(task):
+            return False
+        architecture = "bert" if _is_bert(source, config) else "distil_bert"
+        try:
+            keras_format.head_config(task, str(source), architecture, {})
+        except ValueError:
+            return True
         return False
     names, backbone = hf_checkpoint.weight_shapes(source), hf_checkpoint.load_config(source)
     if isinstance(backbone, BertConfig) and not hf_convert.has_pooler(names):

@@ -84,9 +84,23 @@ def backbone_config(config: dict, source, dtype=None) -> BertConfig | DistilBert
     except KeyError as missing:
         raise ValueError(f"{source}: config.json lacks {missing}, which a keras-hub {name} config needs; the file is "
                          "incomplete: download or copy the preset again.") from None  # fmt: skip
-    if _BACKBONES[name] == "bert":
-        return BertConfig(**common, num_segments=c.get("num_segments", 2), activation="gelu_approximate")
-    return DistilBertConfig(**common, activation="gelu")
+    try:
+        if _BACKBONES[name] == "bert":
+            return BertConfig(**common, num_segments=c.get("num_segments", 2), activation="gelu_approximate")
+        return DistilBertConfig(**common, activation="gelu")
+    except ValueError as error:  # a value flaxbert's config refuses: say whose
+        raise ValueError(f"{source}: config.json does not describe a model flaxbert builds: {error}") from None
+
+
+# keras-hub's text classifier preprocessors, by their registered names and the older aliases presets may carry
+_CLASSIFIER_PREPROCESSORS = ("BertTextClassifierPreprocessor", "BertPreprocessor",
+                             "DistilBertTextClassifierPreprocessor", "DistilBertPreprocessor")  # fmt: skip
+
+
+def is_classifier_preprocessor(saved: dict, source) -> bool:
+    """Whether a preprocessor.json is a text classifier's. keras-hub's TextClassifier.from_preset reads no other (a
+    BertMaskedLMPreprocessor's length is for masking) and builds its default preprocessor instead."""
+    return _class(saved, source, "preprocessor.json") in _CLASSIFIER_PREPROCESSORS
 
 
 def read_task(directory) -> dict | None:
@@ -110,16 +124,31 @@ def task_name(task: dict) -> str:
     return _class(task, "a preset", "task.json")
 
 
-def head_config(task: dict, source) -> BertHeadConfig | DistilBertHeadConfig:
-    """The head config of a keras-hub text classifier's task.json."""
+def head_config(task: dict, source, architecture: str, overrides: dict) -> BertHeadConfig | DistilBertHeadConfig:
+    """The head config of a keras-hub text classifier's task.json, over a backbone of `architecture` (config.json's).
+    An activation flaxbert heads lack (keras-hub's sigmoid, for multi-label heads) is refused unless `overrides`
+    (from_preset's head keywords) set the activation: `activation=None` keeps the trained weights, as logits."""
     name = _class(task, source, "task.json")
     if name not in _TASKS:
         raise ValueError(f"{source}: keras-hub task {name!r} is not supported; flaxbert reads {sorted(_TASKS)}.")
+    if _TASKS[name] != architecture:
+        backbone = next(b for b, a in _BACKBONES.items() if a == architecture)
+        raise ValueError(
+            f"{source}: task.json names a {name} but config.json a {backbone}: the files come from two presets. "
+            "Copy or download the preset again."
+        )
     c = _settings(task, source, "task.json")
     if not isinstance(c.get("num_classes"), int):
         raise ValueError(f"{source}: task.json has no integer 'num_classes' for its {name}; it is corrupt.")
     activation = c.get("activation")
     activation = None if activation in (None, "linear") else activation
+    if activation not in (None, "softmax") and "activation" not in overrides:
+        raise ValueError(
+            f"{source}: task.json's {name} has activation={activation!r}; flaxbert heads output logits (None) or "
+            "'softmax' probabilities. Pass activation=None to keep its trained weights and get their logits "
+            "(jax.nn.sigmoid of them is a sigmoid head's output); fit then trains it as a single-label classifier."
+        )
+    activation = overrides.get("activation", activation)
     if _TASKS[name] == "bert":
         return BertHeadConfig(num_classes=c["num_classes"], activation=activation, dropout=c.get("dropout", 0.1))
     return DistilBertHeadConfig(num_classes=c["num_classes"], activation=activation, hidden_dim=c.get("hidden_dim"),
@@ -176,10 +205,13 @@ def _kind(layer_path: tuple[str, ...]) -> str:
 
 
 def backbone_params(directory, source) -> dict:
-    """The backbone params tree of `model.weights.h5` (or its shards listed in `model.weights.json`)."""
+    """The backbone params tree of `model.weights.h5`, or without one of the shards listed in `model.weights.json`:
+    keras-hub's order, which matters where a preset saved sharded was saved over without (keras-hub leaves the old
+    shards and their index beside the new file)."""
     directory = pathlib.Path(directory)
     index = directory / "model.weights.json"
-    names = _shard_names(index) if index.is_file() else ["model.weights.h5"]
+    single = (directory / "model.weights.h5").exists() or not index.is_file()
+    names = ["model.weights.h5"] if single else _shard_names(index)
     variables = {}
     for name in names:
         variables.update(_variables(directory / name))

@@ -86,15 +86,18 @@ def preprocessor_settings(directory) -> dict:
     is the least of 512, the model's `max_position_embeddings` and the tokenizer's `model_max_length` (where
     transformers' `truncation=True` and its pipelines cut texts), and the truncation is "longest_first", which
     transformers applies to them, so that ids are transformers' (keras-hub presets keep keras-hub's, round_robin). A
-    keras-hub preset saved without a preprocessor gets 512 or its position count where that is less (keras-hub's
-    512 would fail at the first call)."""
+    keras-hub preset saved without a text classifier's preprocessor gets 512 or its position count where that is less
+    (keras-hub's 512 would fail at the first call)."""
     directory = pathlib.Path(directory)
     config = _config(directory)
     if native.is_native(config):
         return dict(native.read(directory)["preprocessor"] or {})
     if keras_format.is_keras(config):
-        saved = directory / "preprocessor.json"
-        keras = _keras_settings(saved) if saved.is_file() else {}
+        saved, keras = directory / "preprocessor.json", {}
+        if saved.is_file():  # another task's preprocessor (a masked LM's) is not read, as in keras-hub
+            whole = json_file.read(saved)
+            if keras_format.is_classifier_preprocessor(whole, directory):
+                keras = json_file.member(whole, "config", saved)
         settings = {k: keras[k] for k in ("sequence_length", "truncate") if k in keras}
         positions = (config.get("config") or {}).get("max_sequence_length")
         if "sequence_length" not in settings and isinstance(positions, int) and 2 <= positions < 512:

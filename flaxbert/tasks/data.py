@@ -54,14 +54,14 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
                 "the texts as x and the labels as y (a tuple as x holds the segments of sentence pairs)."
             )
     if isinstance(x, dict):
-        inputs = check_inputs(x, backbone_config)
+        inputs = check_inputs(x, backbone_config, warn_level=5)  # the caller of fit / evaluate / predict
         is_text = False
     elif _is_text(x):
         _check_text(x, preprocessor, backbone_config)
         if bucket and not preprocessor.bucket:
             preprocessor = copy.copy(preprocessor)  # the user's own keeps its setting
             preprocessor.bucket = True
-        inputs = check_inputs(preprocessor(x), backbone_config)
+        inputs = check_inputs(preprocessor(x), backbone_config, warn_level=5)
         is_text = True
     else:
         raise ValueError(

@@ -113,7 +113,8 @@ def _load_keras(cls, saved_config, preset, load_weights, num_classes, preprocess
     cls = _class_for(cls, type(config), head_kwargs)
     check_architecture(config_architecture(config), cls.backbone_cls.architecture, preset)
     task = keras_format.read_task(preset)
-    head = keras_format.head_config(task, preset) if keras_format.is_classifier(task) else None
+    head = (keras_format.head_config(task, preset, cls.backbone_cls.architecture, head_kwargs)
+            if keras_format.is_classifier(task) else None)  # fmt: skip
     if task is not None and head is None and num_classes is None:
         raise ValueError(
             f"{preset} is a keras-hub {keras_format.task_name(task)} preset: its head is no text classifier, so only "
