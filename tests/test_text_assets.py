@@ -77,5 +77,6 @@ def test_a_keras_hub_preset_keeps_keras_hubs_default(tmp_path, preprocessor_json
     config = {"class_name": "BertTextClassifier", "registered_name": "keras_hub>BertTextClassifier", "config": {}}
     (tmp_path / "config.json").write_text(json.dumps(config))
     if preprocessor_json is not None:
-        (tmp_path / "preprocessor.json").write_text(json.dumps({"config": preprocessor_json}))
+        saved = {"class_name": "BertTextClassifierPreprocessor", "config": preprocessor_json}
+        (tmp_path / "preprocessor.json").write_text(json.dumps(saved))
     assert text_assets.preprocessor_settings(tmp_path) == (preprocessor_json or {})

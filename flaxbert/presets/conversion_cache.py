@@ -29,9 +29,9 @@ from flaxbert.presets import hf_checkpoint, hf_convert, keras_format, native, ou
 # are not converted; 8: checksums.json, the CRC-32 of the params files and vocabulary that each load checks; 9: a head
 # found by its weights where config.json names a pre-training model, other tasks' checkpoints and keras-hub sigmoid
 # heads not converted, a keras-hub model.weights.h5 read before stale shards, another task's preprocessor.json not
-# read): older
-# copies are converted again rather than read as they were. (Copies in native format 1 name attention_kernel "xla",
-# the default then; `native.read` reads that as "auto", so the new default needed no new conversion.)
+# read): older copies are converted again rather than read as they were. (Copies in native format 1 name
+# attention_kernel "xla", the default then; `native.read` reads that as "auto", so the new default needed no new
+# conversion.)
 CONVERSION = 9
 
 
@@ -112,12 +112,11 @@ def _has_head(source: pathlib.Path, config: dict) -> bool:
 
 
 def _says_something(source: pathlib.Path, config: dict) -> bool:
-    """Whether loading the transformers checkpoint says something a native copy would not, so that it is loaded
-    directly each time: a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or
-    multi-label head or another task's (refused, or replaced with a warning, saying what it is; keras-hub's sigmoid
-    head too), two dropout rates or
-    weights its config has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the
-    model)."""
+    """Whether loading the download says something a native copy would not, so that it is loaded directly each time:
+    a BERT without a pooler (one is made from the caller's seed, with a warning), a regression or multi-label head or
+    another task's (refused, or replaced with a warning, saying what it is), two dropout rates or weights its config
+    has no place for (warnings), a tokenizer flaxbert refuses (preprocessor=None still loads the model); of a
+    keras-hub preset, a head refused as saved (a sigmoid one, which activation=None loads)."""
     from flaxbert.models.config import BertConfig
     from flaxbert.text import BertTokenizer
 
