@@ -255,7 +255,9 @@ def _label_name(value) -> str:
     return str(value).strip()
 
 
-def _as_int(value) -> int | None:
+def whole_number(value) -> int | None:
+    """A label's value as a class id where it is a whole number (`3`, `"3"`, `"3.0"`), else None. fit and evaluate
+    use it too, to tell whether label names are numbers."""
     number = _number(value)
     return number if isinstance(number, int) else None
 
@@ -285,7 +287,7 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
         ids = _ids_by_name(values, label_names, path, column)
     else:
         _refuse_fractions(values, path, column)
-        ids = [_as_int(v) for v in values]
+        ids = [whole_number(v) for v in values]
         if any(i is None for i in ids):
             names = sorted({str(v) for v, i in zip(values, ids, strict=True) if i is None})
             raise DataError(
@@ -303,7 +305,7 @@ def to_label_ids(values: list, label_names: tuple[str, ...], path, column: str) 
 
 def _ids_by_name(values: list, label_names: tuple[str, ...], path, column: str) -> list[int]:
     names = [_label_name(name) for name in label_names]
-    numbers = [_as_int(name) for name in names]
+    numbers = [whole_number(name) for name in names]
     keys = [name if number is None else number for name, number in zip(names, numbers, strict=True)]  # 2 is "2.0"
     for i, key in enumerate(keys):
         if key in keys[:i]:
@@ -316,7 +318,7 @@ def _ids_by_name(values: list, label_names: tuple[str, ...], path, column: str) 
     numeric = any(number is not None for number in numbers)
     ids, unknown = [], set()
     for value in values:
-        name, number = _label_name(value), _as_int(value)
+        name, number = _label_name(value), whole_number(value)
         if name in index or number in index:
             ids.append(index[name] if name in index else index[number])
         elif number is not None and not numeric:  # names that are words: a number is a class id
@@ -336,7 +338,7 @@ def _names_of(values: list, path, column: str) -> tuple[str, ...]:
     (a stray name among integers would otherwise make every integer a name of its own), and so are numbers that
     are not whole (a score column: sorted as names, 0.5 and 1.5 would silently become classes)."""
     _refuse_fractions(values, path, column)
-    named = [_as_int(v) is None for v in values]
+    named = [whole_number(v) is None for v in values]
     if not any(named):
         return ()
     if not all(named):

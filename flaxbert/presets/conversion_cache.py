@@ -135,7 +135,7 @@ def _says_something(source: pathlib.Path, config: dict) -> bool:
         return True
     if hf_convert.unused_encoder_weights(names, backbone):
         return True
-    hf = hf_checkpoint.checkpoint_config(source)  # a config without architectures: the weights show the head
+    hf = hf_checkpoint.checkpoint_config(source, shapes=names)  # a config naming no head: the weights show it
     if hf_convert.is_classifier(hf) and hf_convert.unsupported_head(hf, str(source)) is not None:
         return True
     if hf_checkpoint.other_task(source, hf) is not None:  # says what it is, where a copy would be a bare encoder

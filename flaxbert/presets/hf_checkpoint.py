@@ -110,19 +110,21 @@ def shard_names(index: pathlib.Path) -> list[str]:
     return sorted(set(weight_map.values()))
 
 
-def checkpoint_config(directory, state: dict | None = None) -> dict:
+def checkpoint_config(directory, state: dict | None = None, shapes: dict | None = None) -> dict:
     """config.json as the checkpoint's weights complete it.
 
     A `*ForSequenceClassification` model saved as `config.save_pretrained` beside `torch.save(model.state_dict())`
     (as training scripts often do) has a config without `architectures`, or one copied from its base checkpoint that
     names `BertForMaskedLM`; transformers builds whatever class it is asked for and finds the head by its weights'
     names. So does flaxbert (`hf_convert.head_from_weights`): its head is kept, not silently replaced by a random one.
-    `state` (the read weights) spares reading them again; without it only safetensors headers are read.
+    `state` (the read weights) or `shapes` (`weight_shapes`') spare reading them again; without either only
+    safetensors headers are read (a pytorch_model.bin whole).
     """
     hf = read_config(directory)
     if hf_convert.names_its_head(hf):
         return hf
-    shapes = weight_shapes(directory) if state is None else {key: np.shape(v) for key, v in state.items()}
+    if shapes is None:
+        shapes = weight_shapes(directory) if state is None else {key: np.shape(v) for key, v in state.items()}
     return hf_convert.head_from_weights(hf, shapes, str(directory))
 
 

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from flaxbert.data import whole_number
 from flaxbert.models.inputs import as_array, check_inputs
 from flaxbert.parallel.mesh import warning_stacklevel
 from flaxbert.presets.text_assets import check_vocabulary
@@ -172,21 +173,18 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
 
 def _numbers_not_their_ids(label_names: tuple[str, ...] | None) -> bool:
     """Whether some class name is an integer other than its class id ("1".."5" for star ratings, "-1" and "1"): an
-    integer label could then mean the id or the name, and train.py reads numbers in a data file as names."""
-    for i, name in enumerate(label_names or ()):
-        try:
-            if int(name) != i:
-                return True
-        except ValueError:
-            continue
-    return False
+    integer label could then mean the id or the name, and train.py reads numbers in a data file as names (numbers by
+    its rule, `whole_number`)."""
+    numbers = [whole_number(name) for name in label_names or ()]
+    return any(number is not None and number != i for i, number in enumerate(numbers))
 
 
 def _numbers_note(label_names: tuple[str, ...]) -> str:
     return (
-        f"the label_names {list(label_names)} are numbers, and integer labels are read as class ids (positions in "
-        f"label_names), as Keras reads them: the label 1 means the class named {label_names[1]!r}. To mean classes by "
-        "their names, pass the labels as strings (y.astype(str)), as train.py reads a data file's labels."
+        f"the label_names {list(label_names)} hold numbers other than their positions, and integer labels are read "
+        f"as class ids (positions in label_names), as Keras reads them: the label 1 means the class named "
+        f"{label_names[1]!r}. To mean classes by their names, pass the labels as strings (y.astype(str)), as train.py "
+        "reads a data file's labels."
     )
 
 
@@ -224,7 +222,7 @@ def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ..
     ids = {name: i for i, name in enumerate(label_names)}
     unknown = sorted(set(names) - set(ids))
     if unknown:
-        ids_among_names = [name for name in unknown if name.lstrip("-").isdigit()]
+        ids_among_names = [name for name in unknown if whole_number(name) is not None]
         mixed = (
             f" ({ids_among_names[0]!r} looks like a class id: numpy reads a list of names and integers as strings, "
             "so pass all ids or all names)"
