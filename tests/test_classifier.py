@@ -418,6 +418,18 @@ def test_grouping_by_length_without_buckets_is_refused(text_classifier):
     assert _leaves_equal(before, text_classifier.params)
 
 
+def test_bucket_takes_true_or_false_only(text_classifier):
+    """`classifier.bucket = "no"` was taken, and being truthy, turned bucketing on."""
+    with pytest.raises(ValueError, match=r"classifier.bucket must be True or False, got 'no'"):
+        text_classifier.bucket = "no"
+    assert text_classifier.bucket is True  # as it was
+    text_classifier.bucket = np.False_
+    try:
+        assert text_classifier.bucket is False
+    finally:
+        text_classifier.bucket = True
+
+
 def test_a_run_grouped_by_length_resumes_only_as_one(text_classifier, tmp_path):
     fit = functools.partial(text_classifier.fit, FEATURES, LABELS, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
     assert fit(epochs=1, group_by_length=True).epoch == [0]

@@ -167,3 +167,80 @@ def test_one_example_of_ids_not_in_a_batch_is_told_to_add_the_batch_axis():
     x = {"token_ids": np.full(4, 5), "padding_mask": np.ones(4, int), "segment_ids": np.zeros(4, int)}
     with pytest.raises(ValueError, match=r"has shape \(4,\); every input must be 2-D, \[batch, length\] \(one example"):
         check_inputs(x, CONFIG)
+
+
+def test_ids_with_an_axis_too_many_are_told_to_drop_it_and_a_float_mask_to_be_cast():
+    """The 2-D message told a [1, B, L] input to add a leading axis; a 0./1. float mask was only said to be float."""
+    ids = np.full((1, 2, 4), 5)
+    x = {"token_ids": ids, "padding_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
+    with pytest.raises(ValueError, match=r"has shape \(1, 2, 4\); every input must be 2-D, .*\(drop the extra axes"):
+        check_inputs(x, CONFIG)
+    x = {"token_ids": np.full((2, 4), 5), "padding_mask": np.ones((2, 4)), "segment_ids": np.zeros((2, 4), int)}
+    with pytest.raises(ValueError, match=r"must hold integers \(1 for tokens, .*mask.astype\(int\), got dtype float"):
+        check_inputs(x, CONFIG)
+
+
+class _Sequence:
+    """A column as a Hugging Face `datasets` column is: sized and indexable, but neither a list nor convertible."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, index):
+        return self.values[index]
+
+    def __iter__(self):
+        return iter(self.values)
+
+
+def test_pyarrow_string_arrays_and_other_libraries_sequences_are_taken_as_lists():
+    """A pyarrow StringArray converts only with zero_copy_only=False, and a `datasets` column (`dataset["text"]`)
+    has no to_numpy: both were refused as not a list of strings, though a ChunkedArray of the same strings was taken."""
+    pa = pytest.importorskip("pyarrow")  # a test dependency
+    texts, seconds = ["the quick fox", "jumped ."], ["the fox", "."]
+    want = _prepare(texts).inputs["token_ids"]
+    for column in (pa.array(texts), pa.array(texts, pa.large_string()), pa.chunked_array([texts]), _Sequence(texts)):
+        np.testing.assert_array_equal(_prepare(column).inputs["token_ids"], want, err_msg=type(column).__name__)
+    paired = _prepare((pa.array(texts), _Sequence(seconds))).inputs["token_ids"]
+    np.testing.assert_array_equal(paired, _prepare((texts, seconds)).inputs["token_ids"])
+    labels = _prepare(texts, _Sequence([2, 0])).labels
+    np.testing.assert_array_equal(labels, [2, 0])
+
+
+class _Frame(_Column):
+    """A dataframe as pandas and polars have one: `to_numpy()` gives its [rows, columns] array."""
+
+    columns = ["sentence", "label"]
+
+
+def test_a_whole_table_as_x_is_told_to_pass_its_column_of_texts():
+    """A one-column DataFrame was said to be a numpy array of shape (n, 1), as if the user had passed one."""
+    pa = pytest.importorskip("pyarrow")
+    frame = _Frame([["the fox", 0], ["the", 1]])
+    with pytest.raises(ValueError, match=r"x is a whole _Frame with columns 'sentence', 'label': pass the column th"):
+        _prepare(frame)
+    # a pyarrow table, as a Hugging Face Dataset, names its columns as `column_names`
+    with pytest.raises(ValueError, match=r"x is a whole Table with columns 'text': .* e.g. x\['text'\]"):
+        _prepare(pa.table({"text": ["the fox", "the"]}))
+
+
+def test_maps_and_arrays_are_not_read_as_batches_of_texts():
+    """What is sized and indexable is taken as a sequence of texts, but not a mapping (a transformers BatchEncoding
+    would give its keys as texts) nor an array of another library (ids are passed as a dict)."""
+    from collections import UserDict
+
+    with pytest.raises(ValueError, match="x must be a list of strings, .* got UserDict"):
+        _prepare(UserDict({"input_ids": [[2, 5, 3]]}))
+    with pytest.raises(ValueError, match="x must be a list of strings, .* got ArrayImpl"):
+        _prepare(jax.numpy.zeros((2, 4), int))
+
+
+def test_boolean_labels_are_class_ids_as_keras_casts_them_and_a_dict_of_labels_is_named():
+    """Keras' sparse cross-entropy takes True / False as classes 1 / 0; flaxbert refused them as not integers. A dict
+    of labels (a dataset's columns) was said to be "shape ()"."""
+    np.testing.assert_array_equal(_prepare(["the", "fox"], np.array([True, False])).labels, [1, 0])
+    with pytest.raises(ValueError, match=r"y is a dict \(keys 'label'\): pass the labels themselves, .* y\['label'\]"):
+        _prepare(["the", "fox"], {"label": [0, 1]})

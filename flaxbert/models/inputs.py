@@ -54,11 +54,14 @@ def check_inputs(inputs, cfg, warn_level: int = 3) -> dict[str, np.ndarray]:
         if array.dtype == bool and key == "padding_mask":
             array = arrays[key] = array.astype(np.int32)
         if not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"inputs[{key!r}] must hold integers, got dtype {array.dtype}.")
+            cast = " (1 for tokens, 0 for padding; bool is taken too): pass mask.astype(int)" if (
+                key == "padding_mask" and array.dtype.kind == "f") else ""  # fmt: skip
+            raise ValueError(f"inputs[{key!r}] must hold integers{cast}, got dtype {array.dtype}.")
         if array.ndim != 2:
+            fix = ("one example is a batch of one: add a leading axis, e.g. np.asarray(ids)[None]" if array.ndim < 2
+                   else "drop the extra axes, e.g. ids.reshape(-1, ids.shape[-1]) for rows of one length")  # fmt: skip
             raise ValueError(
-                f"inputs[{key!r}] has shape {array.shape}; every input must be 2-D, [batch, length] (one example "
-                "is a batch of one: add a leading axis, e.g. np.asarray(ids)[None])."
+                f"inputs[{key!r}] has shape {array.shape}; every input must be 2-D, [batch, length] ({fix})."
             )
         if array.shape != shape:
             raise ValueError(

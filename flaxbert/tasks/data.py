@@ -1,8 +1,9 @@
 """Turns what a user passes to fit / evaluate / predict into checked, preprocessed arrays (`ArrayData`).
 
-Accepted `x`: raw strings (a list, a 1-D array or a dataframe column), sentence pairs as a tuple of two such batches
-(both need a preprocessor), or a dict of [N, L] int arrays matching the backbone's inputs. Accepted `y`: class ids, or
-class names when the classifier has `label_names`. Every check here runs before any device work, so a rejected call
+Accepted `x`: raw strings (a list, a 1-D array, or a column of pandas, polars, pyarrow or `datasets`), sentence pairs
+as a tuple of two such batches (both need a preprocessor), or a dict of [N, L] int arrays matching the backbone's
+inputs. Accepted `y`: class ids (booleans as 0 and 1, as Keras casts them), or class names when the classifier has
+`label_names`. Every check here runs before any device work, so a rejected call
 leaves the model untouched.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterable, Mapping, Set, Sized
 
 import numpy as np
 
@@ -78,14 +80,37 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
 
 
 def _from_column(x):
-    """A dataframe column (a pandas or polars Series: what has `to_numpy` without being a numpy array) as a numpy
-    array, as Keras takes one; anything else, or a column that will not convert, as it is (and refused as such)."""
-    if isinstance(x, (np.ndarray, dict, list, tuple, str, bytes)) or not callable(getattr(x, "to_numpy", None)):
+    """A column of a table as a numpy array or a list, as Keras takes one: a pandas or polars Series (what has
+    `to_numpy` without being a numpy array), a pyarrow array, or any other ordered, sized batch that is not a list,
+    such as a Hugging Face `datasets` column (`dataset["text"]`). A whole dataframe is refused, naming its columns;
+    anything else, or a column that will not convert, is returned as it is (and refused as such)."""
+    if isinstance(x, (np.ndarray, dict, list, tuple, str, bytes)):
         return x
-    try:
-        return np.asarray(x.to_numpy())
-    except Exception:  # e.g. a pyarrow string array, which converts only with zero_copy_only=False
-        return x
+    columns = getattr(x, "column_names", None)  # a Hugging Face dataset
+    if columns is None and callable(getattr(x, "to_numpy", None)):
+        columns = getattr(x, "columns", None)  # a pandas or polars dataframe
+    if columns is not None:
+        names = [str(name) for name in list(columns)]
+        shown = ", ".join(repr(name) for name in names[:5]) + (", ..." if len(names) > 5 else "")
+        example = repr(names[0]) if names else "'text'"
+        raise ValueError(
+            f"x is a whole {type(x).__name__} with columns {shown}: pass the column that holds the texts, e.g. "
+            f"x[{example}], or a tuple of two such columns for sentence pairs."
+        )
+    if callable(getattr(x, "to_numpy", None)):
+        try:
+            return np.asarray(x.to_numpy())
+        except Exception:  # a pyarrow string array converts only with zero_copy_only=False
+            pass
+        try:
+            return np.asarray(x.to_numpy(zero_copy_only=False))
+        except Exception:
+            return x
+    array_like = hasattr(x, "__array__") or hasattr(x, "dtype")  # jax, torch: said to be no batch of strings
+    if (isinstance(x, Sized) and isinstance(x, Iterable) and hasattr(x, "__getitem__") and not array_like
+            and not isinstance(x, (Set, Mapping))):  # fmt: skip
+        return list(x)  # a sequence of another library (a `datasets` column): its items, checked as a list's
+    return x
 
 
 def check_preprocessor(preprocessor, backbone_config) -> None:
@@ -142,7 +167,13 @@ def _starts_with_a_number(part) -> bool:
 
 
 def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None) -> np.ndarray:
+    if isinstance(y, Mapping):
+        keys = ", ".join(repr(key) for key in list(y)[:5])
+        raise ValueError(f"y is a {type(y).__name__} (keys {keys}): pass the labels themselves, one per example, "
+                         "e.g. y['label'].")  # fmt: skip
     labels = as_array(y, "y", "pass one integer class id per example.")
+    if labels.dtype == bool:  # Keras' sparse cross-entropy casts them: False is class 0, True class 1
+        labels = labels.astype(np.int64)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column of ids, which Keras' sparse cross-entropy takes too
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -156,7 +187,7 @@ def _labels(y, size: int, num_classes: int, label_names: tuple[str, ...] | None)
     if labels.dtype.kind in "US" or (labels.dtype.kind == "O" and all(isinstance(n, str) for n in labels.tolist())):
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in labels.tolist()]
         return _ids_of_names(names, num_classes, label_names)
-    if labels.dtype.kind not in "iu" or labels.dtype == bool:
+    if labels.dtype.kind not in "iu":
         missing = _missing_labels(labels)
         if missing.size:
             more = f" (and {missing.size - 1} more)" if missing.size > 1 else ""

@@ -173,6 +173,16 @@ class TextClassifier:
         raise AttributeError(_SET_BY_COMPILE.format(name="mesh"))
 
     @property
+    def bucket(self) -> bool:
+        """Whether raw-text batches are padded only to their length bucket (16, 24, 32, ...), not to the
+        preprocessor's `sequence_length` (default True; it changes the speed, not what is trained or predicted)."""
+        return self._bucket
+
+    @bucket.setter
+    def bucket(self, value) -> None:
+        self._bucket = arguments.flag("classifier.bucket", value)
+
+    @property
     def trainable(self) -> bool:
         """Always True: fit trains the head, and the backbone unless `backbone.trainable` is False. Setting True
         makes the backbone trainable too, as Keras' `model.trainable = True` does its layers; False is refused:
@@ -645,8 +655,9 @@ class TextClassifier:
     @outside_mesh_context
     def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 1, *, sample_weight=None,
                  return_dict: bool = True, **keras_options) -> dict[str, float] | list[float]:  # fmt: skip
-        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y` (exact for any batch size and mesh); `y` as
-        in `fit`: class ids, or names of `label_names`.
+        """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y`, each counted once whatever the batch size
+        and mesh (to float32 rounding: the sums' order follows the batches); `y` as in `fit`: class ids, or names
+        of `label_names`.
 
         The loss is weighted by `sample_weight`; the accuracy is the fraction of examples classified correctly, as
         Keras reports its compile metrics. `return_dict=False` returns Keras' list `[loss, accuracy]`; the default
