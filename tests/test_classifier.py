@@ -163,6 +163,7 @@ def text_classifier():
         (dict(x=FEATURES, y=LABELS, log_every=0), "log_every must be a positive integer, got 0"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=-3), "checkpoint_every must be None .* or a positive integer"),
         (dict(x=FEATURES, y=LABELS, checkpoint_every=0), "checkpoint_every must be None .* or a positive integer"),
+        (dict(x=FEATURES, y=LABELS, checkpoint_every=1), r"checkpoint_every=1 saves into checkpoint_dir, which is No"),
         (dict(x=FEATURES, y=LABELS, epochs=np.int64(-2)), "epochs must be a non-negative integer"),
         (dict(x=FEATURES, y=LABELS, batch_size=True), r"batch_size must be None \(32\) or a positive integer"),
         (dict(x=FEATURES, y=LABELS, seed=-1), r"seed must be None or an integer in \[0, 2\*\*31\), got -1"),
@@ -783,11 +784,14 @@ def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
         (lambda outputs, labels: outputs[:, :1], r"for outputs \[7, 4\] it returned shape \[7, 1\]"),
         (lambda outputs, labels: outputs @ labels, r"loss\(outputs \[B, 4\] float32, labels \[B\] int32\) failed"),
         ("keras", r"loss is a Keras loss \(SparseCategoricalCrossentropy\), which takes \(y_true, y_pred\)"),
+        # a 0/1 error trained nothing and reported a loss; a complex one failed inside jax.grad at the first step
+        (lambda outputs, labels: outputs.argmax(-1) != labels, r"real floating-point losses, .* it returned bool"),
+        (lambda outputs, labels: outputs[:, 0] * 1j, r"real floating-point losses, .* it returned complex64"),
     ],
 )
 def test_compile_checks_the_loss_it_is_given(loss, message, request):
     """A reduced or reshaped loss trained and evaluated wrongly (padding rows entered a mean, [B, 1] broadcast to
-    [B, B]); a Keras loss object failed at the first step, inside Keras."""
+    [B, B]); a Keras loss object failed at the first step, inside Keras; a loss without gradients was taken."""
     if loss == "keras":
         loss = request.getfixturevalue("keras").losses.SparseCategoricalCrossentropy(from_logits=True)
     classifier = _tiny()
@@ -795,6 +799,18 @@ def test_compile_checks_the_loss_it_is_given(loss, message, request):
     with pytest.raises(ValueError, match=message):
         classifier.compile(loss=loss)
     assert classifier.loss is kept
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "keras"])
+def test_a_keras_optimizer_is_refused_saying_what_to_pass(optimizer, request):
+    """Keras' names and objects were refused without a word of what flaxbert takes instead."""
+    if optimizer == "keras":
+        optimizer = request.getfixturevalue("keras").optimizers.Adam(1e-4)
+    classifier = _tiny()
+    with pytest.raises(ValueError, match=r"not taken: pass e.g. optax.adamw\(2e-5\), or flaxbert.training.optimizers"):
+        classifier.compile(optimizer=optimizer)
+    with pytest.raises(ValueError, match=r"an optax.GradientTransformation, got 3.$"):  # nothing to say of Keras
+        classifier.compile(optimizer=3)
 
 
 def test_a_small_input_runs_in_a_small_batch(text_classifier, monkeypatch):

@@ -1,4 +1,5 @@
-"""A train step that fails on the device (out of memory): the classifier keeps what it held before the fit."""
+"""A train step that fails on the device (out of memory): the classifier keeps what it held before the fit; a
+validation that does keeps what the fit trained, and each error says which batch size to lower."""
 
 import json
 import os
@@ -44,8 +45,18 @@ _CHILD = textwrap.dedent(
     for each in (classifier, reference):
         each.fit(x, y, batch_size=2, verbose=0)
     as_second = all(np.array_equal(a, b) for a, b in zip(leaves(reference), leaves(classifier), strict=True))
+    trained = float(np.abs(classifier.predict(x, verbose=0) - logits).max())
+    # The validation runs out of memory, after the epoch's steps trained: they are kept
+    before = leaves(classifier)
+    try:
+        classifier.fit(x, y, batch_size=2, verbose=0, validation_data=(large, np.arange(2048) % 2),
+                       validation_batch_size=2048)
+        validation_notes = None
+    except Exception as caught:
+        validation_notes = getattr(caught, "__notes__", [])
+    kept = not all(np.array_equal(a, b) for a, b in zip(before, leaves(classifier), strict=True))
     print(json.dumps({"error": error, "unchanged": unchanged, "same_logits": same_logits, "as_second": as_second,
-                      "trained": float(np.abs(classifier.predict(x, verbose=0) - logits).max())}))
+                      "trained": trained, "validation_notes": validation_notes, "kept": kept}))
     """
 )
 
@@ -65,3 +76,10 @@ def test_a_step_out_of_device_memory_leaves_the_classifier_as_it_was():
     ]
     assert result["unchanged"] and result["same_logits"]
     assert result["as_second"] and result["trained"] > 0  # and it trains on, the failed fit uncounted
+    # A validation out of memory was said to be the train step's, and the trained params said to be dropped.
+    assert result["validation_notes"] == [
+        "flaxbert: validating in batches of validation_batch_size=2048 did not fit in device memory; fit again with "
+        "a smaller validation_batch_size (with a checkpoint_dir, the run resumes at this validation). The classifier "
+        "holds the params of the steps it trained."
+    ]
+    assert result["kept"]

@@ -5,6 +5,7 @@ reference, through keras.Model.fit / evaluate on a keras-hub classifier without 
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -369,6 +370,24 @@ def test_a_loss_that_turns_non_finite_is_said_once(learning_rate):
     assert np.isnan(history.history["loss"]).all()
     assert len([w for w in caught if "training loss" in str(w.message)]) == 1
     assert not np.isfinite(jax.tree.leaves(classifier.params)[0]).all()
+
+
+def test_a_non_finite_loss_whose_steps_the_optimizer_skipped_is_said_to_leave_the_params_finite():
+    """The warning said the params were no longer finite where optax.apply_if_finite had kept them so, telling the
+    user to throw away params that were fine."""
+    x, y = _data(16)
+    classifier = _classifier()
+    before = _params(classifier)
+
+    def loss(outputs, labels):  # not finite for one class's rows: every batch's gradients are NaN
+        losses = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+        return losses * jnp.where(labels == 0, jnp.nan, 1.0)  # NaN gradients too (a NaN constant would have none)
+
+    classifier.compile(optimizer=optax.apply_if_finite(optax.sgd(0.1), 100), loss=loss)
+    with pytest.warns(RuntimeWarning, match=r"epoch 1 is nan, but the params are still finite numbers \(the opt"):
+        history = classifier.fit(x, y, batch_size=8, verbose=0, shuffle=False)
+    assert np.isnan(history.history["loss"]).all()
+    jax.tree.map(np.testing.assert_array_equal, _params(classifier), before)  # every step was skipped
 
 
 def test_one_class_trains_nothing_and_says_so():

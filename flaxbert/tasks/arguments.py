@@ -12,6 +12,7 @@ import pathlib
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -92,7 +93,8 @@ def check_loss(loss, num_classes: int) -> None:
     outputs = jax.ShapeDtypeStruct((rows, num_classes), np.float32)
     labels = jax.ShapeDtypeStruct((rows,), np.int32)
     try:
-        shape = jax.eval_shape(loss, outputs, labels).shape
+        out = jax.eval_shape(loss, outputs, labels)
+        shape, dtype = out.shape, out.dtype
     except Exception as error:  # whatever the user's function raises, said in the terms of the call
         raise ValueError(
             f"loss(outputs [B, {num_classes}] float32, labels [B] int32) failed ({type(error).__name__}: "
@@ -102,6 +104,11 @@ def check_loss(loss, num_classes: int) -> None:
         raise ValueError(
             f"loss must return one loss per example (shape [B]); for outputs [{rows}, {num_classes}] it returned "
             f"shape {list(shape)}: do not reduce or reshape it (fit weights and averages over the real rows itself)."
+        )
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"loss must return real floating-point losses, for gradients to follow; it returned {dtype} (a count "
+            "or a 0/1 error has no gradient: return a float function of outputs, e.g. a cross-entropy)."
         )
 
 

@@ -358,7 +358,10 @@ class TextClassifier:
             wrapped = optax.GradientTransformationExtraArgs(optimizer.init, optimizer.update)
             optimizer = self.optimizer if same_optimizer else wrapped
         if not isinstance(optimizer, optax.GradientTransformation):
-            raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}.")
+            keras = isinstance(optimizer, str) or type(optimizer).__module__.split(".")[0] == "keras"
+            hint = (" (Keras' optimizer names and objects are not taken: pass e.g. optax.adamw(2e-5), or "
+                    "flaxbert.training.optimizers.keras_default(1e-4) for Keras' Adam)") if keras else ""  # fmt: skip
+            raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}{hint}.")
         boxed = abstract_params(self.model, self.backbone.config)  # traced once for the model, its backbone included
         if optimizer is not _AUTO_OPTIMIZER:
             arguments.check_optimizer(optimizer, boxed)
@@ -494,6 +497,11 @@ class TextClassifier:
         if checkpoint_every is not None:
             checkpoint_every = arguments.positive_int("checkpoint_every", checkpoint_every,
                                                       "None (epoch ends only) or ")  # fmt: skip
+            if checkpoint_dir is None:  # it would save nothing, and the user would believe the run was saved
+                raise ValueError(
+                    f"checkpoint_every={checkpoint_every} saves into checkpoint_dir, which is None: pass "
+                    "checkpoint_dir (a directory the run is saved in and resumes from), or leave checkpoint_every out."
+                )
         shuffle = arguments.flag("shuffle", shuffle)
         group_by_length = arguments.flag("group_by_length", group_by_length)
         if on_log is not None and not callable(on_log):
@@ -526,7 +534,12 @@ class TextClassifier:
             if validation_batch_size != batch_size:  # a padding warning of its own, and none twice
                 val_rows = self._rows(validation_batch_size, "validation_batch_size")
             val_batch = self._shrunk(validation_batch_size, val_rows, len(val_data))
-            validate = functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket)
+            validate = _said_when_out_of_memory(
+                functools.partial(self._evaluate_prepared, val_step, val_data, *val_batch, val_bucket),
+                f"flaxbert: validating in batches of validation_batch_size={validation_batch_size} did not fit in "
+                "device memory; fit again with a smaller validation_batch_size (with a checkpoint_dir, the run "
+                "resumes at this validation). The classifier holds the params of the steps it trained.",
+            )
             compile_validation = functools.partial(loops.compile_evaluate_ahead, eval_fn=val_step, data=val_data,
                                                    batch_size=val_batch[0], rows=val_batch[1], mesh=self.mesh,
                                                    bucket=val_bucket)  # fmt: skip
@@ -584,7 +597,7 @@ class TextClassifier:
         except BaseException as error:
             for futures in early:
                 compile_ahead.cancel(futures, cause=error)
-            if _out_of_memory(error):
+            if _out_of_memory(error) and not _noted(error):
                 error.add_note(
                     f"flaxbert: a train step of batch_size={batch_size} did not fit in device memory; fit again with "
                     "a smaller batch_size (or a bfloat16 dtype). The classifier holds the params it had before "
@@ -692,6 +705,26 @@ class TextClassifier:
 def _out_of_memory(error: BaseException) -> bool:
     """Whether `error` is XLA's out-of-device-memory one."""
     return isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
+
+
+def _noted(error: BaseException) -> bool:
+    """Whether flaxbert already said what `error` means for the user (a note of `_said_when_out_of_memory`)."""
+    return any(note.startswith("flaxbert:") for note in getattr(error, "__notes__", ()))
+
+
+def _said_when_out_of_memory(run, note: str):
+    """`run`, whose out-of-device-memory errors carry `note`: what ran out, and what to change."""
+
+    @functools.wraps(run)
+    def noted(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except jax.errors.JaxRuntimeError as error:
+            if _out_of_memory(error):
+                error.add_note(note)
+            raise
+
+    return noted
 
 
 def _computed(leaves) -> bool:

@@ -7,6 +7,7 @@ import time
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -222,13 +223,8 @@ def fit(
                 summary = steps.summarize(jax.device_get(totals["epoch"]))
                 if not np.isfinite(summary["loss"]) and not warned_non_finite:
                     warned_non_finite = True
-                    warnings.warn(
-                        f"the training loss of epoch {epoch + 1} is {summary['loss']}: a step's gradients were not "
-                        "finite, so the params no longer are either. Lower the learning rate (and check that it and "
-                        "the loss are finite numbers), then train again from the params you had.",
-                        RuntimeWarning,
-                        stacklevel=warning_stacklevel(3),
-                    )
+                    warnings.warn(_non_finite_loss(epoch + 1, summary["loss"], state.params), RuntimeWarning,
+                                  stacklevel=warning_stacklevel(3))  # fmt: skip
                 for key, value in summary.items():
                     history.setdefault(key, []).append(value)
                 if verbose == 2:  # Keras' one line per epoch
@@ -248,6 +244,27 @@ def fit(
             on_interrupt(state, dispatched)
         raise
     return state, history
+
+
+def _non_finite_loss(epoch: int, loss: float, params) -> str:
+    """What a non-finite training loss of `epoch` means for `params`, which are looked at (once a fit) rather than
+    assumed ruined: an optimizer may skip the updates whose gradients were not finite (`optax.apply_if_finite`)."""
+    if bool(_all_finite(params)):
+        return (
+            f"the training loss of epoch {epoch} is {loss}, but the params are still finite numbers (the optimizer "
+            "skipped the steps whose gradients were not, as optax.apply_if_finite does, or only the loss overflowed): "
+            "check the data, the sample weights and the loss for what is not finite."
+        )
+    return (
+        f"the training loss of epoch {epoch} is {loss}: a step's gradients were not finite, so the params no longer "
+        "are either. Lower the learning rate (and check that it and the loss are finite numbers), then train again "
+        "from the params you had."
+    )
+
+
+@jax.jit
+def _all_finite(params) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(params)]))
 
 
 def _stop_if_asked(preemption: Preemption, interrupts) -> None:
