@@ -939,3 +939,16 @@ def test_warnings_name_the_callers_line_not_flaxberts(tmp_path):
     with pytest.warns(UserWarning, match="3-class head; num_classes=5 gets a new") as new_head:
         flaxbert.BertTextClassifier.from_preset(tmp_path / "preset", num_classes=5)
     assert {w.filename for w in [*caught, *new_head]} == {__file__}
+
+
+def test_a_fit_called_while_the_classifiers_fit_runs_is_refused():
+    """A fit from on_log trained, then the running fit took its own state: what the inner fit trained was dropped
+    without a word, and both fits were counted."""
+    classifier, (x, y) = _tiny(), _tiny_data(8)
+
+    def on_log(row):
+        classifier.fit(x, y, batch_size=4, verbose=0)
+
+    with pytest.raises(RuntimeError, match=r"fit was called on this classifier while its fit is running \(from on_l"):
+        classifier.fit(x, y, batch_size=4, verbose=0, on_log=on_log, log_every=1)
+    assert classifier.fit(x, y, batch_size=4, verbose=0).epoch == [0]  # the refusal did not leave it "running"

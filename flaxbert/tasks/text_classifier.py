@@ -43,6 +43,7 @@ from flaxbert.training.batches import fingerprint, num_batches, padded_rows
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
 _STEPS_LOCK = threading.Lock()
+_FITTING_LOCK = threading.Lock()  # each classifier's `_fitting`, checked and set at once
 _SET_BY_COMPILE = "classifier.{name} is set by compile: call classifier.compile({name}=...) to change it."
 # The "auto" optimizer and loss (on logits or on probabilities): one object each, so that classifiers compiled with
 # them share their compiled steps (`training/shared_steps.py`).
@@ -59,6 +60,28 @@ class History:
 
     history: dict[str, list[float]]
     epoch: list[int]
+
+
+def _one_fit_at_a_time(fit):
+    """`fit`, refused while the same classifier's fit runs (called from its `on_log`, or from another thread): the
+    running fit ends by taking its own state, so what the second one trained was silently dropped."""
+
+    @functools.wraps(fit)
+    def guarded(self, *args, **kwargs):
+        with _FITTING_LOCK:
+            if self._fitting:
+                raise RuntimeError(
+                    "fit was called on this classifier while its fit is running (from on_log, or from another "
+                    "thread): the running fit would overwrite what this one trains. Fit after it returns, or fit a "
+                    "copy (copy.deepcopy(classifier))."
+                )
+            self._fitting = True
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            self._fitting = False
+
+    return guarded
 
 
 class TextClassifier:
@@ -91,6 +114,7 @@ class TextClassifier:
         self.head_params, self._seed = head_params, seed
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
         self._fits = 0  # fit calls that trained: the next fit's default seed
+        self._fitting = False  # a fit is running (`_one_fit_at_a_time`)
         self.compile()
 
     def _init_head(self, mesh, boxed) -> None:
@@ -303,7 +327,7 @@ class TextClassifier:
         self.backbone, self.preprocessor, self.head = state["backbone"], state["preprocessor"], state["head"]
         self.model = self.model_cls(self.backbone.config, self.head)
         self._head_params, self._seed = state["head_params"], state["seed"]
-        self.bucket, self._fits = state["bucket"], state["fits"]
+        self.bucket, self._fits, self._fitting = state["bucket"], state["fits"], False
         compiled = dict(state["compiled_with"])
         if "mesh" not in compiled:  # a pickle: the same fsdp size over this process's devices, where it fits
             fsdp, devices = compiled.pop("fsdp"), jax.device_count()
@@ -447,6 +471,7 @@ class TextClassifier:
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
+    @_one_fit_at_a_time
     @outside_mesh_context
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,

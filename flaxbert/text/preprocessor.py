@@ -57,7 +57,19 @@ class BertTextClassifierPreprocessor:
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
         self.truncate = check_truncate(truncate)
-        self.bucket = bool(bucket)
+        self.bucket = bucket
+
+    @property
+    def bucket(self) -> bool:
+        """Whether each batch is padded only to its length bucket (`bucketing.bucket_lengths`), not to
+        `sequence_length`."""
+        return self._bucket
+
+    @bucket.setter
+    def bucket(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):  # bool("no") is True: a string would turn bucketing on
+            raise ValueError(f"bucket must be True or False, got {value!r}.")
+        self._bucket = bool(value)
 
     @property
     def sequence_length(self) -> int:

@@ -93,6 +93,17 @@ def test_sequence_length_is_settable(toy):
     assert toy.get_config() == {"sequence_length": 4, "truncate": "round_robin", "bucket": False}
 
 
+def test_bucket_is_true_or_false(toy):
+    """bucket="no" was taken as bool("no"), True: bucketing on."""
+    with pytest.raises(ValueError, match=r"bucket must be True or False, got 'no'"):
+        BertTextClassifierPreprocessor(toy.tokenizer, sequence_length=8, bucket="no")
+    with pytest.raises(ValueError, match=r"bucket must be True or False, got 1"):
+        toy.bucket = 1
+    assert toy.bucket is False  # as it was
+    toy.bucket = np.True_
+    assert toy.bucket is True and toy("THE FOX")["token_ids"].shape == (8,)  # one text pads to its bucket of 8
+
+
 def test_distil_bert_has_no_segment_ids():
     preprocessor = DistilBertTextClassifierPreprocessor(DistilBertTokenizer(TOY_VOCAB), sequence_length=8)
     x = preprocessor((["THE FOX"], ["QUICK"]))
