@@ -3,8 +3,7 @@
 Accepted `x`: raw strings (a list, a 1-D array, or a column of pandas, polars, pyarrow or `datasets`), sentence pairs
 as a tuple of two such batches (both need a preprocessor), or a dict of [N, L] int arrays matching the backbone's
 inputs. Accepted `y`: class ids (booleans as 0 and 1, as Keras casts them), or class names when the classifier has
-`label_names`. Every check here runs before any device work, so a rejected call
-leaves the model untouched.
+`label_names`. Every check here runs before any device work, so a rejected call leaves the model untouched.
 """
 
 from __future__ import annotations
