@@ -69,16 +69,22 @@ def outside_mesh_context(method):
         with jax.set_mesh(None):
             return method(*args, **kwargs)
 
-    _WRAPPERS.add(run.__code__)
-    return run
+    return passed_over_by_warnings(run)
 
 
-_WRAPPERS: set = set()  # the code of `outside_mesh_context`'s wrapper (one code object, however many methods)
+_WRAPPERS: set = set()  # the code of decorators' wrappers (one code object each, however many methods they wrap)
+
+
+def passed_over_by_warnings(wrapper):
+    """Marks `wrapper` (a decorator's wrapping function) as a frame that `warning_stacklevel` passes over."""
+    _WRAPPERS.add(wrapper.__code__)
+    return wrapper
 
 
 def warning_stacklevel(level: int) -> int:
-    """warnings.warn's `stacklevel` that names the frame `level` would name without `outside_mesh_context` wrappers
-    on the stack, which are passed over: a warning says the user's line, not the wrapper's."""
+    """warnings.warn's `stacklevel` that names the frame `level` would name without decorators' wrappers on the stack
+    (`outside_mesh_context`'s and the others `passed_over_by_warnings` marks): a warning says the user's line, not
+    the wrapper's."""
     frame, frames, left = sys._getframe(1), level, level - 1  # frame 1: the function that warns
     while left > 0 and frame.f_back is not None:
         frame = frame.f_back

@@ -25,7 +25,7 @@ from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel import check_hidden_dim, host_to_mesh, outside_mesh_context, param_shardings, to_host
-from flaxbert.parallel.mesh import warning_stacklevel
+from flaxbert.parallel.mesh import passed_over_by_warnings, warning_stacklevel
 from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
@@ -66,6 +66,7 @@ def _one_fit_at_a_time(fit):
     """`fit`, refused while the same classifier's fit runs (called from its `on_log`, or from another thread): the
     running fit ends by taking its own state, so what the second one trained was silently dropped."""
 
+    @passed_over_by_warnings
     @functools.wraps(fit)
     def guarded(self, *args, **kwargs):
         with _FITTING_LOCK:
