@@ -81,9 +81,14 @@ def mesh(value) -> Mesh:
     )
 
 
+def is_keras_object(value) -> bool:
+    """Whether `value` is an object of Keras' (a loss or optimizer a Keras user passes to compile)."""
+    return type(value).__module__.split(".")[0] == "keras"
+
+
 def check_loss(loss, num_classes: int) -> None:
     """A loss of the form fit and evaluate call, `loss(outputs [B, C], labels [B]) -> [B]`, on abstract arrays."""
-    if type(loss).__module__.split(".")[0] == "keras":
+    if is_keras_object(loss):
         raise ValueError(
             f"loss is a Keras loss ({type(loss).__name__}), which takes (y_true, y_pred) and reduces the batch; "
             "flaxbert calls loss(outputs, labels) for one loss per example: use loss='auto' (sparse categorical "

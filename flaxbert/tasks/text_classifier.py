@@ -383,7 +383,7 @@ class TextClassifier:
             wrapped = optax.GradientTransformationExtraArgs(optimizer.init, optimizer.update)
             optimizer = self.optimizer if same_optimizer else wrapped
         if not isinstance(optimizer, optax.GradientTransformation):
-            keras = isinstance(optimizer, str) or type(optimizer).__module__.split(".")[0] == "keras"
+            keras = isinstance(optimizer, str) or arguments.is_keras_object(optimizer)
             hint = (" (Keras' optimizer names and objects are not taken: pass e.g. optax.adamw(2e-5), or "
                     "flaxbert.training.optimizers.keras_default(1e-4) for Keras' Adam)") if keras else ""  # fmt: skip
             raise ValueError(f"optimizer must be 'auto' or an optax.GradientTransformation, got {optimizer!r}{hint}.")
