@@ -29,7 +29,21 @@ def read_vocabulary(path: str | os.PathLike) -> list[str]:
 
 
 def write_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> pathlib.Path:
-    """Writes `vocabulary` one token per line (the format `read_vocabulary` reads and HF's vocab.txt uses)."""
+    """Writes `vocabulary` one token per line (the format `read_vocabulary` reads and HF's vocab.txt uses).
+
+    Raises:
+        ValueError: a token would not read back as itself: one ending in whitespace (readers strip it, so it would
+            come back as another token's string and take that token's id) or holding a line break (every later id
+            would move). Nothing is written then.
+    """
+    for token_id, token in enumerate(vocabulary):
+        if token != token.rstrip() or "\n" in token or "\r" in token:
+            what = "holds a line break" if "\n" in token or "\r" in token else "ends in whitespace"
+            raise ValueError(
+                f"cannot write the vocabulary: token {token_id}, {token!r}, {what}, which a one-token-per-line file "
+                f"cannot keep (it would read back as other tokens, with other ids). No BERT text splits into such a "
+                f"token: remove it from the vocabulary or rename it (keeping the ids of the tokens after it)."
+            )
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

@@ -1,6 +1,7 @@
 """BertTokenizer / DistilBertTokenizer: keras-hub's documented examples and the object's API."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,24 @@ def test_config_and_vocabulary_round_trip(tmp_path, uncased):
     assert rebuilt.get_vocabulary() == uncased.get_vocabulary()
     texts = ["Crème brûlée [SEP] ĀĒĪ", "The quick brown fox."]
     assert rebuilt(texts) == uncased(texts)
+
+
+CANNOT_KEEP = [("fox ", "ends in whitespace"), ("fox\u00a0", "ends in whitespace"), ("fo\nx", "holds a line break"),
+               ("fo\rx", "holds a line break")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("token", "what"), CANNOT_KEEP)
+def test_a_token_a_vocabulary_file_cannot_keep_is_refused_before_writing(tmp_path, token, what):
+    """A vocabulary file is read with each line's trailing whitespace stripped (as keras-hub reads it), so "fox "
+    came back as a second "fox" and took that string's id: a saved preset tokenized "fox" as another id, with no
+    error. A line break inside a token moved every later id."""
+    tokenizer = BertTokenizer([*TOY_VOCAB, token])
+    with pytest.raises(ValueError, match=re.escape(f"token 13, {token!r}, {what}, which a one-token-per-line file")):
+        tokenizer.save_vocabulary(tmp_path / "vocabulary.txt")
+    assert not (tmp_path / "vocabulary.txt").exists()
+    empty = BertTokenizer([*TOY_VOCAB, ""])  # an empty line reads back as it is
+    saved = BertTokenizer(empty.save_vocabulary(tmp_path / "kept.txt"))
+    assert saved.get_vocabulary() == empty.get_vocabulary()
 
 
 def test_from_preset_reads_an_hf_checkpoint_folder(minilm_dir, uncased):
