@@ -1,7 +1,10 @@
 """flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
 
 import contextlib
+import errno
 import json
+import os
+import pathlib
 import shutil
 
 import jax
@@ -148,8 +151,10 @@ def test_a_byte_changed_in_a_params_file_or_the_vocabulary_is_refused(tmp_path):
         return change
 
     changed = []
-    for where in (0.1, 0.25, 0.5):  # in compressed data: most such flips decode to other numbers, without an error
-        flipped = damaged(f"flipped{where}", flip(where))
+    # In compressed data most flips decode to other numbers without an error; which ones do depends on how Orbax laid
+    # out this save's data file, so flips are tried along it until one does (three fixed places missed 1 run in 7).
+    for where in np.linspace(0.1, 0.9, 9):
+        flipped = damaged(f"flipped{where:.1f}", flip(where))
         refusal = f"{flipped / largest} is not the file save_to_preset wrote .*CRC-32 differs.* the preset is corrupt"
         with pytest.raises(ValueError, match=refusal + ". Copy it again, or save it again from its model"):
             flaxbert.TextClassifier.from_preset(flipped)
@@ -158,6 +163,8 @@ def test_a_byte_changed_in_a_params_file_or_the_vocabulary_is_refused(tmp_path):
             unchecked = flaxbert.TextClassifier.from_preset(flipped)
             pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
             changed.append(sum(not np.array_equal(a, b) for a, b in pairs))
+        if 1 in changed:
+            break
     assert 1 in changed  # one array read back as other numbers, and nothing said so
 
     missing = damaged("missing", lambda preset: (preset / largest).unlink())
@@ -322,6 +329,67 @@ def test_saving_where_no_preset_can_be_written_names_the_directory_given(tmp_pat
     for written in ("link", "dangling"):
         assert flaxbert.BertBackbone.from_preset(tmp_path / written).config == backbone.config
     assert (tmp_path / "real" / "config.json").is_file() and (tmp_path / "elsewhere" / "config.json").is_file()
+
+
+def test_an_empty_directory_that_cannot_be_replaced_is_refused_in_words(tmp_path, monkeypatch):
+    """A save fills a hidden sibling and renames it onto the empty directory given. Onto a mount point (a container's
+    volume) the rename failed after the whole write with a bare `OSError: [Errno 16] Device or resource busy`, and
+    a read-only parent was reported as "cannot create the directory" for one that existed."""
+    backbone = _tiny_backbone()
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    real_ismount = os.path.ismount
+    with monkeypatch.context() as patch:
+        patch.setattr(os.path, "ismount", lambda path: str(path) == str(volume) or real_ismount(path))
+        with pytest.raises(ValueError, match=rf"{volume} is a mount point; save_to_preset .* pass a path inside it, "
+                                             rf"such as {volume}/model"):  # fmt: skip
+            backbone.save_to_preset(volume)
+    real_mkdir = pathlib.Path.mkdir
+
+    def read_only_parent(path, *args, **kwargs):
+        if path.name.startswith(".volume.partial-"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "mkdir", read_only_parent)
+        with pytest.raises(ValueError, match=rf"cannot write {volume}: the files are first written to a hidden "
+                                             rf"directory beside it, .* and {tmp_path} refused it \(Read-only file "
+                                             rf"system\)\. Pass a path inside it, such as {volume}/model"):  # fmt: skip
+            backbone.save_to_preset(volume)
+
+    def busy(path, target):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "rename", busy)
+        with pytest.raises(ValueError, match=rf"cannot move the written files into {volume} \(Device or resource "
+                                             rf"busy\); nothing was written there"):  # fmt: skip
+            backbone.save_to_preset(volume)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"] and not any(volume.iterdir())
+    backbone.save_to_preset(volume)  # and where it can, it writes
+    assert flaxbert.BertBackbone.from_preset(volume).config == backbone.config
+
+
+def test_a_killed_saves_leftovers_are_named_by_the_next_save_to_that_path(tmp_path):
+    """A process killed mid-save left a hidden staging directory (a whole model's params) that nothing named."""
+    backbone = _tiny_backbone()
+    (tmp_path / ".model.partial-0338af7f" / "params").mkdir(parents=True)  # what a SIGKILL mid-save leaves
+    (tmp_path / ".other.partial-12345678").mkdir()  # another path's: not this save's business
+    with pytest.warns(UserWarning, match=rf"{tmp_path} holds \.model\.partial-0338af7f: the unfinished files of an "
+                                         rf"earlier write to {tmp_path}/model that was killed"):  # fmt: skip
+        backbone.save_to_preset(tmp_path / "model")
+    assert flaxbert.BertBackbone.from_preset(tmp_path / "model").config == backbone.config
+    classifier = _bert_classifier()
+    for write in (classifier.save_to_preset, classifier.export_to_transformers):
+        leftover = tmp_path / f".trained.partial-{write.__name__}"
+        leftover.mkdir()
+        with pytest.warns(UserWarning, match=rf"holds \.trained\.partial-{write.__name__}: the unfinished") as caught:
+            write(tmp_path / "trained")
+        assert [w.filename for w in caught if "unfinished files" in str(w.message)] == [__file__]  # the caller's
+        shutil.rmtree(tmp_path / "trained")
+        leftover.rmdir()
+    assert (tmp_path / ".model.partial-0338af7f").is_dir()  # left for the user to delete
 
 
 def test_format_3_presets_and_version_1s_default_kernel(saved, tmp_path):

@@ -71,7 +71,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
     staging = directory.with_name(f".{directory.name}.partial-{process_0s(uuid.uuid4().int & 0xFFFFFFFF):08x}")
     try:
         if lead:
-            output_directory.make_staging(staging, directory)
+            output_directory.make_staging(staging, directory, stacklevel=4)  # the saver's caller
             if tokenizer is not None:
                 tokenizer.save_vocabulary(staging / "vocabulary.txt")
                 tokenizer.save_tokenizer_json(staging / "tokenizer.json")
