@@ -1,6 +1,7 @@
 """Export to Hugging Face transformers: transformers itself loads the directory and is the reference for every value."""
 
 import json
+import warnings
 
 import flax.linen as nn
 import jax
@@ -265,6 +266,35 @@ def test_classifier_object_exports_after_fine_tuning(tmp_path):
     want = model(**encoded).logits.detach().numpy()
     np.testing.assert_allclose(classifier.predict(texts, batch_size=8, verbose=0), want, atol=1e-5)
     assert flaxbert.TextClassifier.from_preset(tmp_path / "hf").preprocessor.sequence_length == 8
+
+
+def test_a_pair_rule_transformers_lacks_is_said_at_export(tmp_path):
+    """keras-hub's round_robin gives the first sentence of an overflowing pair the odd token, transformers'
+    longest_first the second: the export of a round_robin classifier (every keras-hub preset's, and the default)
+    cut such pairs elsewhere in transformers, while the docstring promised the same token ids."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    pair = (["the quick brown fox the quick"], ["brown fox the quick brown fox"])  # 6 + 6 tokens, room for 5
+    backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
+    ids = {}
+    for truncate in ("round_robin", "longest_first"):
+        preprocessor = flaxbert.BertTextClassifierPreprocessor(
+            flaxbert.BertTokenizer(vocab, lowercase=True), 8, truncate=truncate
+        )
+        classifier = flaxbert.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+        ids[truncate] = np.asarray(preprocessor(pair)["segment_ids"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            classifier.export_to_transformers(tmp_path / truncate)
+        said = [w for w in caught if "truncates sentence pairs" in str(w.message)]
+        assert len(said) == (truncate == "round_robin"), [str(w.message) for w in caught]
+        if said:
+            assert "with 'round_robin' (keras-hub's rule), which transformers does not have" in str(said[0].message)
+            assert said[0].filename == __file__
+        hf = transformers.AutoTokenizer.from_pretrained(tmp_path / truncate)(*pair, truncation=True)
+        ids[f"transformers {truncate}"] = np.asarray(hf["token_type_ids"])
+    np.testing.assert_array_equal(ids["transformers longest_first"], ids["longest_first"])
+    np.testing.assert_array_equal(ids["transformers round_robin"], ids["longest_first"])  # the export's own rule
+    assert (ids["round_robin"] != ids["longest_first"]).any()  # what the warning is about
 
 
 def test_a_softmax_classifier_exports_its_logits_and_says_so(tmp_path):

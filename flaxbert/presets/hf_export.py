@@ -2,7 +2,8 @@
 
 The directory holds `config.json`, `model.safetensors` and, with a tokenizer, `vocab.txt`, `tokenizer.json`,
 `tokenizer_config.json` and `special_tokens_map.json`, so `AutoModel*.from_pretrained(dir)` and
-`AutoTokenizer.from_pretrained(dir)` rebuild the same model and the same token ids. Weight names come from the one
+`AutoTokenizer.from_pretrained(dir)` rebuild the same model and the same token ids (sentence pairs that overflow
+are cut by transformers' `longest_first` rule, whatever flaxbert's preprocessor used). Weight names come from the one
 table in `hf_convert`, the same one the reader uses.
 """
 
@@ -83,7 +84,7 @@ def export_transformers(
 
 def _write(target: pathlib.Path, config: dict, state: dict, tokenizer, backbone_config, sequence_length) -> None:
     staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    output_directory.make_staging(staging, target)
+    output_directory.make_staging(staging, target, stacklevel=5)  # the exporter's caller
     try:
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})

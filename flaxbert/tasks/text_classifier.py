@@ -149,9 +149,20 @@ class TextClassifier:
         """Writes a Hugging Face transformers `*ForSequenceClassification` checkpoint (config, safetensors,
         tokenizer files) that `transformers.AutoModelForSequenceClassification.from_pretrained` loads. The tokenizer's
         `model_max_length` is the preprocessor's `sequence_length`, so transformers truncates texts where this
-        classifier does."""
+        classifier does. Sentence pairs too if the preprocessor truncates them as transformers does
+        (`truncate="longest_first"`); keras-hub's `"round_robin"` and `"waterfall"` have no transformers equivalent,
+        so a pair that overflows may be cut elsewhere there (a warning says so)."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
         length = None if self.preprocessor is None else self.preprocessor.sequence_length
+        if self.preprocessor is not None and self.preprocessor.truncate != "longest_first":
+            warnings.warn(
+                f"this classifier's preprocessor truncates sentence pairs with {self.preprocessor.truncate!r} "
+                "(keras-hub's rule), which transformers does not have: with truncation=True it cuts pairs with "
+                "'longest_first', so a pair longer than sequence_length may keep other tokens of each sentence in the "
+                "exported model than here (single texts are cut alike). Set classifier.preprocessor.truncate = "
+                "'longest_first' before fine-tuning to train as the export will run.",
+                stacklevel=warning_stacklevel(2),
+            )
         written = hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
                                                 tokenizer=tokenizer, sequence_length=length)  # fmt: skip
         if self.activation == "softmax":
