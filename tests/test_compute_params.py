@@ -36,11 +36,12 @@ def _params(model):
     return jax.tree.map(jnp.asarray, random_params(abstract_params(model, model.backbone), seed=0))
 
 
-def _batch(n=6, length=12):
+def _batch(model, n=6, length=12):
     rng = np.random.default_rng(0)
     mask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
-    inputs = {"token_ids": rng.integers(1, 61, (n, length)).astype(np.int32) * mask,
-              "segment_ids": np.zeros((n, length), np.int32), "padding_mask": mask}  # fmt: skip
+    inputs = {"token_ids": rng.integers(1, 61, (n, length)).astype(np.int32) * mask, "padding_mask": mask}
+    if isinstance(model.backbone, BertConfig):
+        inputs["segment_ids"] = np.zeros((n, length), np.int32)
     return {"inputs": inputs, "label": rng.integers(0, 3, n).astype(np.int32), "weight": np.ones(n, np.float32),
             "mask": np.ones(n, np.float32)}  # fmt: skip
 
@@ -78,7 +79,7 @@ def test_train_steps_on_the_states_casts_equal_the_models_own_casts_bit_for_bit(
     kept = TrainState.create(_params(model), tx, compute_dtype="bfloat16")
     cast_inside = TrainState.create(_params(model), tx)
     assert cast_inside.compute_params is None and kept.compute_dtype == jnp.bfloat16
-    batch = _batch()
+    batch = _batch(model)
     zeroed = kept.replace(compute_params=jax.tree.map(jnp.zeros_like, kept.compute_params))
     assert float(step(zeroed, batch)[1]["loss_sum"]) != float(step(kept, batch)[1]["loss_sum"])  # the model reads them
     for _ in range(3):
@@ -126,7 +127,7 @@ def test_predict_evaluate_and_validation_run_their_steps_on_the_casts_to_the_sam
     backbone = flaxbert.BertBackbone(61, 2, 2, 16, 24, max_sequence_length=12, dtype="bfloat16", seed=0)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, seed=0)
     classifier.compile(mesh=(2, 4))
-    batch = _batch(n=16)
+    batch = _batch(MODELS["bert"], n=16)
     x, y = batch["inputs"], batch["label"]
     given = []  # (loop, the params it was given)
 

@@ -4,6 +4,7 @@ from flaxbert.models.bert import BertEncoder
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig, compute_dtype
 from flaxbert.models.distil_bert import DistilBertEncoder
 from flaxbert.models.heads import BertClassifier, DistilBertClassifier
+from flaxbert.models.inputs import check_inputs
 
 __all__ = [
     "BertClassifier",
@@ -14,5 +15,6 @@ __all__ = [
     "DistilBertConfig",
     "DistilBertEncoder",
     "DistilBertHeadConfig",
+    "check_inputs",
     "compute_dtype",
 ]

@@ -6,10 +6,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaxbert.models.config import BertConfig
+from flaxbert.models.config import BertConfig, check_config_types
+from flaxbert.models.inputs import check_traced
 from flaxbert.models.layers import (
     PositionEmbedding,
-    check_length,
     dense,
     embed,
     layer_norm,
@@ -32,8 +32,9 @@ class BertEncoder(nn.Module):
         self, inputs: dict[str, jax.Array], train: bool = False, first_token_only: bool = False
     ) -> dict[str, jax.Array]:
         cfg = self.cfg
+        check_config_types(self, cfg=BertConfig)
+        check_traced(inputs, cfg)
         token_ids, segment_ids = inputs["token_ids"], inputs["segment_ids"]  # [B, L]
-        check_length(cfg, token_ids.shape[-1])
         x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = x + embed(cfg.num_segments, cfg.hidden_dim, ("segments", "embed"), "segment_embedding")(segment_ids)

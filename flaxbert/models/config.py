@@ -229,3 +229,17 @@ def check_architecture(found: str, expected: str | None, source) -> None:
 
 def config_architecture(config) -> str:
     return "bert" if isinstance(config, BertConfig) else "distil_bert"
+
+
+def check_config_types(module, **expected) -> None:
+    """Raises naming the config a flax module was built with where it is not of the type the module reads (a
+    DistilBertConfig given to BertEncoder failed on a missing field, a DistilBertHeadConfig given to BertClassifier
+    ran with its hidden_dim ignored). `expected`: the module's field name -> the config class it takes."""
+    wrong = {name: kind for name, kind in expected.items() if not isinstance(getattr(module, name), kind)}
+    if wrong:
+        given = ", ".join(f"{name}={type(getattr(module, name)).__name__}" for name in wrong)
+        takes = ", ".join(f"{name}: {kind.__name__}" for name, kind in expected.items())
+        raise TypeError(
+            f"{type(module).__name__} takes {takes}; got {given}. Pair each model with its own architecture's "
+            "configs (hf_checkpoint.load_classifier returns the matching ones)."
+        )

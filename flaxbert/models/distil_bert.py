@@ -5,10 +5,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from flaxbert.models.config import DistilBertConfig
+from flaxbert.models.config import DistilBertConfig, check_config_types
+from flaxbert.models.inputs import check_traced
 from flaxbert.models.layers import (
     PositionEmbedding,
-    check_length,
     embed,
     layer_norm,
     sequence_dropout,
@@ -28,8 +28,9 @@ class DistilBertEncoder(nn.Module):
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False, first_token_only: bool = False) -> jax.Array:
         cfg = self.cfg
+        check_config_types(self, cfg=DistilBertConfig)
+        check_traced(inputs, cfg)
         token_ids = inputs["token_ids"]  # [B, L]
-        check_length(cfg, token_ids.shape[-1])
         x = embed(cfg.vocabulary_size, cfg.hidden_dim, ("vocab", "embed"), "token_embedding")(token_ids)
         x = x + PositionEmbedding(cfg.max_sequence_length, cfg.hidden_dim, name="position_embedding")(x.shape[-2])
         x = layer_norm(cfg, "embeddings_layer_norm")(x)  # [B, L, D]

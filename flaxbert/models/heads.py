@@ -11,7 +11,13 @@ import jax
 import jax.numpy as jnp
 
 from flaxbert.models.bert import BertEncoder
-from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
+from flaxbert.models.config import (
+    BertConfig,
+    BertHeadConfig,
+    DistilBertConfig,
+    DistilBertHeadConfig,
+    check_config_types,
+)
 from flaxbert.models.distil_bert import DistilBertEncoder
 from flaxbert.models.dropout_layer import Dropout
 from flaxbert.models.layers import dense
@@ -30,6 +36,7 @@ class BertClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
+        check_config_types(self, backbone=BertConfig, head=BertHeadConfig)
         encoded = BertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)  # [CLS] alone
         pooled = Dropout(self.head.dropout)(encoded["pooled_output"], deterministic=not train)  # [B, D]
         logits = dense(self.backbone, self.head.num_classes, ("embed", "classes"), "logits")(pooled)  # [B, C]
@@ -45,6 +52,7 @@ class DistilBertClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: dict[str, jax.Array], train: bool = False) -> jax.Array:
+        check_config_types(self, backbone=DistilBertConfig, head=DistilBertHeadConfig)
         x = DistilBertEncoder(self.backbone, name="backbone")(inputs, train, first_token_only=True)[:, 0]  # [B, D]
         hidden_dim = self.head.hidden_dim or self.backbone.hidden_dim
         x = jax.nn.relu(dense(self.backbone, hidden_dim, ("embed", "pooled"), "pooled_dense")(x))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -93,3 +94,56 @@ def _check_range(array: np.ndarray, size: int, key: str, field: str) -> None:
     low, high = int(array.min()), int(array.max())
     if low < 0 or high >= size:
         raise ValueError(f"{key} must be in [0, {size}) ({field}={size}); found values from {low} to {high}.")
+
+
+# transformers' names for the inputs, for the hint when a batch made for transformers reaches a flaxbert model
+_TRANSFORMERS_NAMES = {"input_ids": "token_ids", "attention_mask": "padding_mask", "token_type_ids": "segment_ids"}
+
+
+def check_traced(inputs, cfg) -> None:
+    """Checks what an encoder's `__call__` can see of its inputs while it is traced: the keys, and each array's rank,
+    shape and dtype (static under jit, so this costs nothing per step). The values (ids in range) are not visible
+    there: `check_inputs` checks them on the host, and the embedding lookups read an out-of-range id as NaN.
+
+    Raises:
+        ValueError: `inputs` is not a dict of arrays with exactly `input_keys(cfg)`, an array is not [batch, length]
+            like token_ids, an id array is not integer or padding_mask not integer or bool, the batch is empty, or
+            the length exceeds `max_sequence_length`.
+    """
+    keys = input_keys(cfg)
+    arrays = f"[batch, length] integer arrays with the keys {list(keys)}, as a preprocessor returns them"
+    if not isinstance(inputs, Mapping):
+        raise ValueError(f"the model takes a dict of {arrays}; got {type(inputs).__name__}.")
+    missing = [k for k in keys if k not in inputs]
+    extra = [k for k in inputs if k not in keys]
+    if missing or extra:
+        renamed = {theirs: ours for theirs, ours in _TRANSFORMERS_NAMES.items() if theirs in extra}
+        raise ValueError(
+            f"the model takes a dict of {arrays}; missing {missing}, unexpected {extra}."
+            + (f" transformers' names are flaxbert's {renamed}." if renamed else "")
+            + (" DistilBERT takes no segment_ids." if "segment_ids" in extra and "segment_ids" not in keys else "")
+        )
+    for key in keys:
+        if not (hasattr(inputs[key], "shape") and hasattr(inputs[key], "dtype")):
+            raise ValueError(f"inputs[{key!r}] is a {type(inputs[key]).__name__}; pass an array (np.asarray(...)).")
+    shape = tuple(inputs["token_ids"].shape)
+    for key in keys:
+        array = inputs[key]
+        if len(array.shape) != 2:
+            raise ValueError(f"inputs[{key!r}] has shape {tuple(array.shape)}; every input must be [batch, length].")
+        if tuple(array.shape) != shape:  # broadcasting would apply one row's mask or segments to every row
+            raise ValueError(
+                f"inputs[{key!r}] has shape {tuple(array.shape)}; every input must be [batch, length] like token_ids "
+                f"{shape}."
+            )
+        dtype = np.dtype(array.dtype)
+        if not (np.issubdtype(dtype, np.integer) or (key == "padding_mask" and dtype.kind == "b")):
+            cast = " (1 for tokens, 0 for padding; or bool)" if key == "padding_mask" else ""
+            raise ValueError(f"inputs[{key!r}] must hold integers{cast}, got dtype {dtype}.")
+    if 0 in shape:
+        raise ValueError(f"inputs are empty (shape {shape}); pass at least one token in one example.")
+    if shape[1] > cfg.max_sequence_length:
+        raise ValueError(
+            f"token_ids has length {shape[1]}, longer than max_sequence_length={cfg.max_sequence_length}; "
+            f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
+        )

@@ -101,9 +101,11 @@ class Embedding(nn.Module):
             raise ValueError(f"{self.name} looks up integer ids, got an array of {ids.dtype}.")
         shape = (self.num_embeddings, self.features)
         table = param(self, "embedding", _partitioned(_TRUNCATED_NORMAL, self.axes), shape)
-        if self.num_embeddings == 1:  # as nn.Embed: every id reads the one row
-            return jnp.broadcast_to(table, (*ids.shape, self.features))
-        return jnp.take(table, ids, axis=0)
+        # An id outside [0, num_embeddings) reads NaN (jit cannot raise on values; `inputs.check_inputs` refuses them
+        # on the host), negative ones too: jnp.take, as numpy, read -1 as the last row, a wrong result without a sign.
+        if self.num_embeddings == 1:  # nn.Embed broadcasts its one row to every id
+            return jnp.where((ids == 0)[..., None], table[0], jnp.nan)
+        return table.at[ids].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False)
 
 
 def embed(num_embeddings: int, features: int, axes: tuple[str, str], name: str) -> Embedding:
@@ -126,15 +128,6 @@ class PositionEmbedding(nn.Module):
             (self.max_sequence_length, self.features),
         )
         return table[:length]  # [L, D]
-
-
-def check_length(cfg, length: int) -> None:
-    """Rejects sequences the position table cannot hold (the shape is static, so this runs at trace time)."""
-    if length > cfg.max_sequence_length:
-        raise ValueError(
-            f"token_ids has length {length}, longer than max_sequence_length={cfg.max_sequence_length}; "
-            f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
-        )
 
 
 def draws_dropout(cfg, train: bool) -> bool:
@@ -335,6 +328,7 @@ def transformer_layers(
         _init_layers(encoder, x, padding_mask)
         return x[:, :1] if first_token_only else x  # init keeps only the params; the shape is what apply returns
     params = nn.unbox(encoder.variables["params"])
+    _check_layer_count(params, cfg.num_layers, encoder.scope.path)
     per_layer = [params[f"transformer_layer_{i}"] for i in range(cfg.num_layers)]
     dropout = draws_dropout(cfg, train)
     keys = jax.random.split(encoder.make_rng("dropout"), cfg.num_layers) if dropout else jnp.zeros(cfg.num_layers)
@@ -356,6 +350,20 @@ def transformer_layers(
         last = _layer_apply(cfg, train, first_token_only=True)
         x = _in_layer(where, cfg.num_layers - 1, last, per_layer[-1], x, padding_mask, keys[-1])
     return x
+
+
+def _check_layer_count(params, num_layers: int, where: tuple[str, ...]) -> None:
+    """Params of a deeper model ran on the config's first layers, and a shallower one's failed with a bare KeyError."""
+    want = {f"transformer_layer_{i}" for i in range(num_layers)}
+    found = {name for name in params if name.startswith("transformer_layer_")}
+    if found != want:
+        missing, extra = sorted(want - found), sorted(found - want)
+        raise ParamShapeError(
+            (*where, "transformer_layer_*"),
+            f"holds {len(found)} layers" + (f" (missing {missing})" if missing else f" (also {extra})"),
+            (num_layers,),
+            f"this model's config has num_layers={num_layers}",
+        )
 
 
 def _in_layer(where: tuple[str, ...], index: int, run, *args):

@@ -13,14 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flaxbert.models.compute_params import cast_dtype
+
 
 def sparse_categorical_crossentropy(outputs: jax.Array, labels: jax.Array, from_logits: bool = True) -> jax.Array:
-    """Per-example cross-entropy in float32; on probabilities it clips to [1e-7, 1 - 1e-7] like Keras."""
+    """Per-example cross-entropy in float32; on probabilities it clips to [1e-7, 1 - 1e-7] like Keras. A label outside
+    [0, num_classes) gives NaN (jit cannot raise on values; the classifiers refuse such labels on the host): the
+    lookups read label -1 as the last class, a finite loss of the wrong class."""
     outputs = outputs.astype(jnp.float32)
     if from_logits:
-        return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
-    probs = jnp.clip(outputs, 1e-7, 1.0 - 1e-7)
-    return -jnp.log(jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0])
+        loss = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+    else:
+        probs = jnp.clip(outputs, 1e-7, 1.0 - 1e-7)
+        loss = -jnp.log(jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0])
+    return jnp.where((labels >= 0) & (labels < outputs.shape[-1]), loss, jnp.nan)
 
 
 def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]:
@@ -36,7 +42,10 @@ def _metrics(loss: jax.Array, outputs: jax.Array, batch) -> dict[str, jax.Array]
 def train_step(state, batch, *, model, seed, loss_fn):
     """One optimizer step. Dropout keys come from `fold_in(seed, step)`, so a resumed run draws the same masks.
 
-    `seed`: an int, or a traced integer scalar (one compiled step for every seed)."""
+    `seed`: an int, or a traced integer scalar (one compiled step for every seed). `loss_fn(outputs, labels)` gets
+    what the model returns: with a softmax head (`activation="softmax"`) that is probabilities, so pass
+    `functools.partial(sparse_categorical_crossentropy, from_logits=False)`, as the classifier objects do."""
+    _check_compute_dtype(state, model)
     key = jax.random.fold_in(jax.random.key(seed), state.step)
 
     def objective(params):
@@ -51,6 +60,20 @@ def train_step(state, batch, *, model, seed, loss_fn):
     (value, (loss, outputs)), grads = jax.value_and_grad(objective, has_aux=True)(state.model_params)
     grads = jax.tree.map(lambda grad, param: grad.astype(param.dtype), grads, state.params)
     return state.apply_gradients(grads, value), _metrics(loss, outputs, batch)
+
+
+def _check_compute_dtype(state, model) -> None:
+    """A state keeping casts to another compute dtype than the model's fed it params cast to that dtype (a float32
+    model ran on bfloat16-rounded weights), without an error: checked as the step is traced. A state that keeps no
+    casts is right for any model (the model casts its float32 params itself)."""
+    cfg = getattr(model, "backbone", getattr(model, "cfg", None))
+    dtype = getattr(cfg, "dtype", None)
+    if dtype is not None and state.compute_dtype is not None and cast_dtype(dtype) != state.compute_dtype:
+        made = state.compute_dtype.name
+        raise ValueError(
+            f"the train state was made for compute dtype {made}, the model computes in {dtype}: make the state with "
+            f"TrainState.create(params, tx, compute_dtype=cfg.dtype) of the model's config (here {dtype!r})."
+        )
 
 
 def train_step_summed(state, sums: dict, batch, **step_args):
