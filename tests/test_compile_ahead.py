@@ -4,6 +4,7 @@ import concurrent.futures
 import gc
 import logging
 import re
+import threading
 import time
 import types
 import weakref
@@ -221,6 +222,44 @@ def test_a_program_whose_trace_compiles_another_ahead_and_waits_for_it_does_not_
     assert futures[3].result(timeout=60) is True
     pool.shutdown()
     assert waited == [set()]  # the inner compile was done, not left waiting
+
+
+class _Held:
+    """A stand-in for a jitted function whose lowering notes the thread that ran it and, for `held` programs, waits
+    until `release` is set (a long compile of another call's, holding the one compile thread)."""
+
+    def __init__(self, held=()):
+        self.held, self.release, self.lowered = set(held), threading.Event(), []
+
+    def lower(self, program):
+        self.lowered.append((program, threading.current_thread().name))
+        if program in self.held:
+            assert self.release.wait(timeout=60)
+        return types.SimpleNamespace(compile=lambda: None)
+
+
+def test_a_program_queued_behind_another_calls_compiles_is_compiled_by_the_loop_that_needs_it(monkeypatch):
+    """A CPU host's one compile thread serves compiles in the order they were asked for: a prediction service's
+    request for one new program waited behind another call's queued compiles (12.9 s where it took 1.2 s alone; 36 s
+    behind another classifier's fit). The loop that needs a program still queued compiles it at once, itself; the
+    compile thread, reaching it later, finds it taken and does not compile it again."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flaxbert-compile")
+    monkeypatch.setattr(compile_ahead, "_pool", pool)
+    fit = _Held(held={0})
+    fits = compile_ahead.compile_ahead(fit, {n: (n,) for n in range(3)})  # the thread is held in program 0
+    service = _Held()
+    wanted = compile_ahead.compile_ahead(service, {7: (7,)})
+    assert not wanted[7].running() and not wanted[7].done()  # queued behind the fit's
+    compile_ahead.wait(wanted, 7)
+    assert wanted[7].result() is True and service.lowered == [(7, threading.current_thread().name)]
+    assert not fits[0].done() and not fits[1].done()  # the other call's compiles still wait for the thread
+    fit.release.set()
+    for n in range(3):
+        compile_ahead.wait(fits, n)
+    pool.shutdown()
+    assert sorted(program for program, _ in fit.lowered) == [0, 1, 2]  # each once, by the thread or the loop
+    assert all(future.result() for future in fits.values())
+    assert service.lowered == [(7, threading.current_thread().name)]  # compiled once, by the loop
 
 
 def test_jax_settings_scoped_to_the_callers_thread_are_not_compiled_ahead_in_vain():

@@ -7,12 +7,13 @@ each (session 23's batch-32 step on an H200), while the GPU idles, and its valid
 the loop names the shapes it will meet before it starts, and a pool of threads compiles them, the first needed first,
 several at once on an accelerator's host (XLA compiles without holding the GIL), while the loop runs the programs
 already built; a fit also starts its validation's programs, which then wait ready for the epoch's end. The loop waits
-only for a program still compiling. Tracing and lowering a program is Python work, which threads do one at a time
-(the GIL), so the threads take turns at it, first needed first, and compile side by side. Started together, 4
-BERT-base train programs (bf16, 4 threads on a 2-core CPU) each finished lowering after 2.7-3.1 s, the first needed
-one too; in turn the first is ready for XLA after 1.0-1.2 s, and the others lower while it compiles. (Not yet
-measured on a GPU: `benchmarks/bucket_compiles.py`, queued in `gpu_session.sh`, times both ways, and a second fit in
-each process shows whether kernels autotuned while other work ran on the GPU came out slower.)
+only for a program still compiling, and compiles one still queued itself (queued behind another call's compiles, a
+prediction service's one new program waited for a whole fit's). Tracing and lowering a program is Python work, which
+threads do one at a time (the GIL), so the threads take turns at it, first needed first, and compile side by side.
+Started together, 4 BERT-base train programs (bf16, 4 threads on a 2-core CPU) each finished lowering after 2.7-3.1
+s, the first needed one too; in turn the first is ready for XLA after 1.0-1.2 s, and the others lower while it
+compiles. (Not yet measured on a GPU: `benchmarks/bucket_compiles.py`, queued in `gpu_session.sh`, times both ways,
+and a second fit in each process shows whether kernels autotuned while other work ran on the GPU came out slower.)
 
 jax keeps what `jitted.lower(*specs).compile()` built: calling `jitted` on arrays of those shapes, dtypes and
 shardings then runs that program without compiling again. A second request for a program already started (an
@@ -53,6 +54,7 @@ _pool: ThreadPoolExecutor | None = None
 _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {(jax settings, specs): Future}
 _told = False  # whether `cancel` has said why an exit waits, since the last compile was started
 _tickets = itertools.count()  # the order compiles were asked for in: the order they trace and lower in
+_claims = threading.Lock()  # who runs a queued compile: a compile thread, or a loop that needs it first
 
 
 class _InTurn:
@@ -105,6 +107,37 @@ def spec(tree):
     return jax.tree.map(one, tree)
 
 
+class _Ahead(concurrent.futures.Future):
+    """One program's compile, queued for the compile threads; whoever takes it first runs it (`claim`): a compile
+    thread reaching it, or a loop that needs it while it still waits behind other compiles (`wait`)."""
+
+    def __init__(self, jitted, args, context, ticket: int | None):
+        super().__init__()
+        self._job = (jitted, args, context, ticket)  # dropped once run or cancelled: it holds `jitted`
+
+    def claim(self) -> bool:
+        """True for the one caller that takes this compile while it is still queued."""
+        with _claims:
+            return not (self.running() or self.done()) and self.set_running_or_notify_cancel()
+
+    def run(self, in_turn: bool) -> None:
+        """Compiles (after `claim`), in the turn of its ticket or, from a loop that cannot wait, without one."""
+        jitted, args, context, ticket = self._job
+        self._job = None
+        self.set_result(_compile(jitted, args, context, ticket if in_turn else None))
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled:
+            self._job = None
+        return cancelled
+
+
+def _run_queued(future: _Ahead) -> None:
+    if future.claim():
+        future.run(in_turn=True)
+
+
 def compile_ahead(jitted, args_by_key: dict) -> dict:
     """Starts compiling `jitted` for each entry's arguments (a tuple of `spec`s), in the dict's order, and returns
     each key's `Future`: done once its program is compiled, with result True, or False where it was not (see
@@ -125,18 +158,24 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
                 # Asked for by code traced in its turn (a step whose code compiles another program and waits for
                 # it), it goes without one: waiting for the turn its asker holds would never end.
                 ticket = None if _lowering.held_here() else next(_tickets)
-                started[signature] = _threads().submit(_compile, jitted, args, context, ticket)
+                started[signature] = _Ahead(jitted, args, context, ticket)
+                _threads().submit(_run_queued, started[signature])
                 _told = False
             futures[key] = started[signature]
     return futures
 
 
 def wait(futures: dict, key) -> None:
-    """Waits until `key`'s program is compiled, if it was started ahead. It raises nothing: a program that was not
-    compiled (cancelled by another loop, or failed) is compiled by the loop's own call, which raises any error there,
-    in the caller's thread, as it would without compiling ahead."""
+    """Waits until `key`'s program is compiled, if it was started ahead; one still queued behind other compiles
+    (another loop's: a one-thread pool serves calls in the order they asked) is compiled here, at once. It raises
+    nothing: a program that was not compiled (cancelled by another loop, or failed) is compiled by the loop's own
+    call, which raises any error there, in the caller's thread, as it would without compiling ahead."""
     future = futures.get(key)
-    if future is not None and not future.done():  # called every step: a done future costs a lookup, no waiter
+    if future is None or future.done():  # called every step: a done future costs a lookup, no waiter
+        return
+    if future.claim():
+        future.run(in_turn=False)  # without a turn: the turns go in asking order, and this one cannot wait
+    else:
         concurrent.futures.wait([future])
 
 
