@@ -55,6 +55,7 @@ _started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # jitted -> {
 _told = False  # whether `cancel` has said why an exit waits, since the last compile was started
 _tickets = itertools.count()  # the order compiles were asked for in: the order they trace and lower in
 _claims = threading.Lock()  # who runs a queued compile: a compile thread, or a loop that needs it first
+_busy = 0  # compile threads running a compile (under `_claims`)
 
 
 class _InTurn:
@@ -115,16 +116,27 @@ class _Ahead(concurrent.futures.Future):
         super().__init__()
         self._job = (jitted, args, context, ticket)  # dropped once run or cancelled: it holds `jitted`
 
-    def claim(self) -> bool:
-        """True for the one caller that takes this compile while it is still queued."""
+    def claim(self, by_thread: bool) -> bool:
+        """True for the one caller that takes this compile while it is still queued: a compile thread (`by_thread`),
+        or a loop, only while every compile thread is busy with another (a thread about to take it from the queue
+        takes it: the loop would only compile beside it)."""
+        global _busy
         with _claims:
-            return not (self.running() or self.done()) and self.set_running_or_notify_cancel()
+            if self.running() or self.done() or not (by_thread or _busy >= _threads()._max_workers):
+                return False
+            _busy += by_thread
+            return self.set_running_or_notify_cancel()
 
-    def run(self, in_turn: bool) -> None:
+    def run(self, by_thread: bool) -> None:
         """Compiles (after `claim`), in the turn of its ticket or, from a loop that cannot wait, without one."""
+        global _busy
         jitted, args, context, ticket = self._job
         self._job = None
-        self.set_result(_compile(jitted, args, context, ticket if in_turn else None))
+        try:
+            self.set_result(_compile(jitted, args, context, ticket if by_thread else None))
+        finally:
+            with _claims:
+                _busy -= by_thread
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
@@ -134,8 +146,8 @@ class _Ahead(concurrent.futures.Future):
 
 
 def _run_queued(future: _Ahead) -> None:
-    if future.claim():
-        future.run(in_turn=True)
+    if future.claim(by_thread=True):
+        future.run(by_thread=True)
 
 
 def compile_ahead(jitted, args_by_key: dict) -> dict:
@@ -166,17 +178,18 @@ def compile_ahead(jitted, args_by_key: dict) -> dict:
 
 
 def wait(futures: dict, key) -> None:
-    """Waits until `key`'s program is compiled, if it was started ahead; one still queued behind other compiles
-    (another loop's: a one-thread pool serves calls in the order they asked) is compiled here, at once. It raises
+    """Waits until `key`'s program is compiled, if it was started ahead; one still queued while every compile thread
+    runs another (another loop's: the threads serve calls in the order they asked) is compiled here, at once. It raises
     nothing: a program that was not compiled (cancelled by another loop, or failed) is compiled by the loop's own
     call, which raises any error there, in the caller's thread, as it would without compiling ahead."""
     future = futures.get(key)
     if future is None or future.done():  # called every step: a done future costs a lookup, no waiter
         return
-    if future.claim():
-        future.run(in_turn=False)  # without a turn: the turns go in asking order, and this one cannot wait
-    else:
-        concurrent.futures.wait([future])
+    while not future.done():  # the threads may take up another call's compile while this one waits: look again
+        if future.claim(by_thread=False):
+            future.run(by_thread=False)  # without a turn: the turns go in asking order, and this one cannot wait
+            return
+        concurrent.futures.wait([future], timeout=0.05)
 
 
 def cancel(futures: dict, cause: BaseException | None = None) -> None:
