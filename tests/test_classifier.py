@@ -5,6 +5,7 @@ import functools
 import itertools
 import re
 import signal
+import sys
 import tracemalloc
 import types
 import warnings
@@ -209,6 +210,27 @@ def test_verbose_as_keras_reads_it(text_classifier, capsys):
     lines = out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"] and "step/s" not in err
     assert lines[1].startswith(f"epoch 2/2: loss: {history.history['loss'][1]:.4f} - accuracy: ")
+
+
+def test_the_default_verbose_draws_a_bar_only_where_it_redraws_in_place(text_classifier, capsys, monkeypatch):
+    """verbose defaulted to 1, so a service's every predict wrote a bar's redraws (carriage returns, and cursor-up
+    escapes from concurrent calls) into its log. The default is Keras' "auto": a bar on a terminal or in a
+    notebook, one line where output is a file or a pipe (as Keras' bar prints only its last line there)."""
+    from flaxbert.tasks import arguments
+
+    text_classifier.predict(FEATURES)
+    out, err = capsys.readouterr()  # captured: not a terminal
+    assert out.startswith("predict: 2 examples - ") and "\r" not in err and "step" not in err
+    monkeypatch.setattr(arguments, "interactive_output", lambda: True)
+    text_classifier.predict(FEATURES, batch_size=1)
+    out, err = capsys.readouterr()
+    assert out == "" and "2/2" in err
+    monkeypatch.undo()
+    fake_terminal = types.SimpleNamespace(isatty=lambda: True, write=sys.stderr.write, flush=sys.stderr.flush)
+    monkeypatch.setattr(sys, "stderr", fake_terminal)
+    assert arguments.verbosity("auto") == 1
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw, a daemon with stderr closed
+    assert arguments.verbosity("auto") == 2 and arguments.verbosity(1) == 1
 
 
 def test_numpy_integers_count_as_integers(text_classifier):

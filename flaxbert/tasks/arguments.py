@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import pathlib
+import sys
 
 import flax.linen as nn
 import jax
@@ -54,12 +55,22 @@ def flag(name: str, value) -> bool:
 
 def verbosity(value) -> int:
     """fit / evaluate / predict's `verbose`, as Keras takes it: 0 (silent), 1 (a progress bar), 2 (one line: per
-    epoch in fit, at the end in evaluate and predict) or "auto" (1)."""
+    epoch in fit, at the end in evaluate and predict) or "auto": 1 where a bar redraws in place (stderr a terminal,
+    or a notebook), else 2, as Keras' bar prints only its last line where output is not interactive (a service's or a
+    batch job's log got every redraw of every call's bar)."""
     if isinstance(value, str) and value == "auto":
-        return 1
+        return 1 if interactive_output() else 2
     if isinstance(value, (bool, np.bool_)) or (is_int(value) and 0 <= value <= 2):
         return int(value)
     raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar), 2 (one line) or 'auto', got {value!r}.")
+
+
+def interactive_output() -> bool:
+    """Whether a progress bar on stderr redraws in place: a terminal, or a Jupyter / Colab kernel (tqdm's widget)."""
+    if "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty())
 
 
 def mesh(value) -> Mesh:

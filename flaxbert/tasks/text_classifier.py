@@ -485,7 +485,7 @@ class TextClassifier:
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
     @_one_fit_at_a_time
     @outside_mesh_context
-    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, *, validation_data=None,
+    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose="auto", *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False, validation_batch_size: int | None = None,
@@ -703,7 +703,7 @@ class TextClassifier:
                               bucket=bucket, verbose=verbose)  # fmt: skip
 
     @outside_mesh_context
-    def evaluate(self, x, y=None, batch_size: int = 32, verbose: int = 1, *, sample_weight=None,
+    def evaluate(self, x, y=None, batch_size: int = 32, verbose="auto", *, sample_weight=None,
                  return_dict: bool = True, **keras_options) -> dict[str, float] | list[float]:  # fmt: skip
         """`{"loss": ..., "accuracy": ...}` over every example of `x`, `y`, each counted once whatever the batch size
         and mesh (to float32 rounding: the sums' order follows the batches); `y` as in `fit`: class ids, or names
@@ -725,7 +725,7 @@ class TextClassifier:
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
     @outside_mesh_context
-    def predict(self, x, batch_size: int = 32, verbose: int = 1, **keras_options):
+    def predict(self, x, batch_size: int = 32, verbose="auto", **keras_options):
         """Logits `[N, num_classes]` as numpy (probabilities when `activation="softmax"`). Keras' `steps` and
         `callbacks` are taken where they ask for nothing (None), as fit's, evaluate's and compile's Keras-only
         keywords are (`arguments.keras_keywords`), and refused otherwise, saying what to do instead."""
