@@ -239,6 +239,7 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
                 on_log=on_log,
                 log_every=config.log_every,
                 group_by_length=config.group_by_length,
+                verbose=1,  # train.py's bar (rate and ETA) in a job's log too, where "auto" would print per epoch
             )
     except ValueError as error:  # a checkpoint of another run, or a damaged one: fix it in train.py's words
         fix = f"a new --output-dir (or delete {out}, its run, to start it again)"
