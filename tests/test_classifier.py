@@ -1,6 +1,7 @@
 """The keras-hub task API: the seed pages' examples, freezing, and clear errors that leave the model unchanged."""
 
 import contextlib
+import copy
 import functools
 import itertools
 import re
@@ -231,6 +232,38 @@ def test_the_default_verbose_draws_a_bar_only_where_it_redraws_in_place(text_cla
     assert arguments.verbosity("auto") == 1
     monkeypatch.setattr(sys, "stderr", None)  # pythonw, a daemon with stderr closed
     assert arguments.verbosity("auto") == 2 and arguments.verbosity(1) == 1
+
+
+def test_params_already_on_the_mesh_are_not_placed_again_each_call(monkeypatch):
+    """Each predict and evaluate put every param array on the step's shardings again, a walk over the whole tree
+    (~2 ms a call for MiniLM-L6) that changed nothing once they were there. They are remembered by weak references:
+    new params (a fit, an assignment) are placed again, and the old ones are not kept alive."""
+    import gc
+    import weakref
+
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(50, 1, 2, 8, 16, max_sequence_length=8, seed=0),
+                                             num_classes=2, seed=0)  # fmt: skip
+    ones = np.ones((4, 8), int)
+    x = {"token_ids": ones, "segment_ids": 0 * ones, "padding_mask": ones}
+    placed = []
+    real = jax.device_put
+    monkeypatch.setattr(jax, "device_put", lambda tree, *args, **kwargs: placed.append(
+        len(jax.tree.leaves(tree))) or real(tree, *args, **kwargs))  # fmt: skip
+    n_params = len(jax.tree.leaves(classifier.params))
+    first = classifier.predict(x, batch_size=4, verbose=0)
+    assert placed.count(n_params) == 1
+    np.testing.assert_array_equal(classifier.predict(x, batch_size=4, verbose=0), first)
+    assert placed.count(n_params) == 1  # not again: the same arrays, already there
+    for _ in range(2):
+        classifier.evaluate(x, [0, 1, 0, 1], batch_size=4, verbose=0)
+    assert placed.count(n_params) == 2  # once for the eval step's shardings, then not again
+    old = weakref.ref(jax.tree.leaves(classifier.params)[0])
+    classifier.fit(x, [0, 1, 0, 1], batch_size=4, verbose=0)
+    gc.collect()
+    assert old() is None  # the remembered params hold nothing alive
+    trained = classifier.predict(x, batch_size=4, verbose=0)
+    assert placed.count(n_params) >= 2 and not np.array_equal(trained, first)  # the new params were placed and used
+    np.testing.assert_array_equal(trained, copy.deepcopy(classifier).predict(x, batch_size=4, verbose=0))
 
 
 def test_numpy_integers_count_as_integers(text_classifier):

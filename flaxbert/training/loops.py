@@ -348,6 +348,12 @@ def _batches(data: ArrayData, order, batch_size: int, rows: int, bucket: bool):
         yield indices, make_batch(data, indices, rows, bucket)
 
 
+def _threads(mesh, data: ArrayData, batch_size: int) -> int:
+    """The host threads an evaluate or predict runs its steps from: no more than it has batches (a one-batch call,
+    a service's single request, started and joined a thread pool for nothing: ~1 ms of its ~3)."""
+    return min(host_threads(mesh), num_batches(len(data), batch_size))
+
+
 def _progress(data: ArrayData, batch_size: int, desc: str, verbose: int):
     """evaluate's and predict's bar (`verbose=1`), counting steps as their results arrive."""
     return tqdm(total=num_batches(len(data), batch_size), desc=desc, unit="step", disable=verbose != 1,
@@ -376,7 +382,7 @@ def evaluate(
     programs = compile_evaluate_ahead(params, eval_fn, data, batch_size=batch_size, mesh=mesh, rows=rows,
                                       bucket=bucket)  # fmt: skip
     batches = (_feed(batch, mesh) for _, batch in _batches(data, order, batch_size, rows, bucket))
-    threads, began = host_threads(mesh), time.perf_counter()
+    threads, began = _threads(mesh, data, batch_size), time.perf_counter()
     try:
         with _progress(data, batch_size, "evaluate", verbose) as bar:
             if threads == 1:
@@ -435,7 +441,7 @@ def predict(
     try:
         with _progress(data, batch_size, "predict", verbose) as bar:
             outputs = []
-            for output in in_order(step, fed, threads=host_threads(mesh), ahead=_IN_FLIGHT):
+            for output in in_order(step, fed, threads=_threads(mesh, data, batch_size), ahead=_IN_FLIGHT):
                 outputs.append(output)
                 bar.update(1)
     except BaseException as error:  # cut short: the programs not yet begun are not needed
