@@ -322,3 +322,16 @@ def test_a_pickled_or_copied_tokenizer_splits_what_the_original_splits(tmp_path,
     for copied in (pickle.loads(pickle.dumps(tokenizer)), copy.deepcopy(tokenizer)):
         assert type(copied) is BertTokenizer and copied("a [UNK] <e> a") == theirs
         assert copied.get_config() == tokenizer.get_config()
+
+
+def test_a_large_batch_is_encoded_in_chunks_to_the_same_ids(monkeypatch):
+    """Encodings hold token strings and masks besides the ids (~5 KB a sentence): a batch is encoded a chunk at a
+    time, so a 100,000-sentence predict no longer holds all of them at once. The ids are the same."""
+    from flaxbert.text import tokenizer as tokenizer_module
+
+    tokenizer = BertTokenizer(TOY_VOCAB)
+    texts = ["the quick brown fox", "jumped .", "", "foxes", "the the", "brown jumps ."] * 3
+    whole = tokenizer(texts)
+    monkeypatch.setattr(tokenizer_module, "_ENCODE_CHUNK", 4)
+    assert tokenizer(texts) == whole and len(whole) == 18
+    assert tokenizer(np.asarray(texts)) == whole
