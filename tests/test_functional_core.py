@@ -166,7 +166,7 @@ def test_params_of_another_depth_are_refused_not_run_on_the_first_layers(bert):
                                                   r"num_layers=1"):  # fmt: skip
             BertClassifier(deeper_cfg, BertHeadConfig(3)).apply({"params": params}, _batch())
     shallow_params = shallow.init(jax.random.key(0), _batch())["params"]
-    with pytest.raises(ParamShapeError, match=r"holds 1 layers \(missing \['transformer_layer_1'\]\), but this "
+    with pytest.raises(ParamShapeError, match=r"holds 1 layer \(missing \['transformer_layer_1'\]\), but this "
                                               r"model's config has num_layers=2"):  # fmt: skip
         model.apply({"params": shallow_params}, _batch())
 

@@ -360,7 +360,8 @@ def _check_layer_count(params, num_layers: int, where: tuple[str, ...]) -> None:
         missing, extra = sorted(want - found), sorted(found - want)
         raise ParamShapeError(
             (*where, "transformer_layer_*"),
-            f"holds {len(found)} layers" + (f" (missing {missing})" if missing else f" (also {extra})"),
+            f"holds {len(found)} layer{'s' * (len(found) != 1)}"
+            + (f" (missing {missing})" if missing else f" (also {extra})"),
             (num_layers,),
             f"this model's config has num_layers={num_layers}",
         )
