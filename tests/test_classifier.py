@@ -261,8 +261,11 @@ def test_params_already_on_the_mesh_are_not_placed_again_each_call(monkeypatch):
     classifier.fit(x, [0, 1, 0, 1], batch_size=4, verbose=0)
     gc.collect()
     assert old() is None  # the remembered params hold nothing alive
+    before = placed.count(n_params)
     trained = classifier.predict(x, batch_size=4, verbose=0)
-    assert placed.count(n_params) >= 2 and not np.array_equal(trained, first)  # the new params were placed and used
+    assert placed.count(n_params) == before + 1 and not np.array_equal(trained, first)  # new params: placed, used
+    classifier.predict(x, batch_size=4, verbose=0)
+    assert placed.count(n_params) == before + 1  # and remembered in turn
     np.testing.assert_array_equal(trained, copy.deepcopy(classifier).predict(x, batch_size=4, verbose=0))
 
 

@@ -123,7 +123,8 @@ BAD_BATCHES = [
      r"inputs\['padding_mask'\] has shape \(1, 6\); every input must be \[batch, length\] like token_ids \(2, 6\)"),
     (lambda b: {**b, "segment_ids": np.int32(0)}, r"inputs\['segment_ids'\] has shape \(\); every input must be"),
     (lambda b: {**b, "padding_mask": b["padding_mask"].astype(np.float32)},
-     r"inputs\['padding_mask'\] must hold integers \(1 for tokens, 0 for padding; or bool\), got dtype float32"),
+     r"inputs\['padding_mask'\] must hold integers \(1 for tokens, 0 for padding; bool is taken too\): pass "
+     r"mask.astype\(int\), got dtype float32"),
     (lambda b: {"input_ids": b["token_ids"], "attention_mask": b["padding_mask"], "token_type_ids": b["segment_ids"]},
      r"missing \['token_ids', 'segment_ids', 'padding_mask'\].* transformers' names are flaxbert's \{'input_ids': "
      r"'token_ids', 'attention_mask': 'padding_mask', 'token_type_ids': 'segment_ids'\}"),

@@ -28,53 +28,20 @@ def as_array(value, name: str, fix: str, dtype=None) -> np.ndarray:
 
 
 def check_inputs(inputs, cfg, warn_level: int = 3) -> dict[str, np.ndarray]:
-    """Validates a dict of [B, L] integer arrays for a backbone config and returns them as numpy int32 (the given
-    arrays themselves where they are int32 numpy arrays already).
+    """Validates a dict of [B, L] integer arrays for a backbone config on the host, values included, and returns
+    them as numpy int32 (the given arrays themselves where they are int32 numpy arrays already).
 
     Warns about rows whose padding_mask marks no token, naming the frame `warn_level` up (the user's call: 3 for a
     method that calls this directly).
 
     Raises:
-        ValueError: a key is missing or unexpected, shapes differ, values are not integers, the length exceeds
-            `max_sequence_length`, or an id is outside the vocabulary / segment range.
+        ValueError: what `check_traced` refuses (keys, ranks, shapes, dtypes, an empty batch, the length), an input
+            that is not one rectangular array, or an id outside the vocabulary / segment range.
     """
-    keys = input_keys(cfg)
-    if not isinstance(inputs, dict):
-        raise ValueError(f"inputs must be a dict with keys {list(keys)}, got {type(inputs).__name__}.")
-    missing = [k for k in keys if k not in inputs]
-    extra = [k for k in inputs if k not in keys]
-    if missing or extra:
-        raise ValueError(
-            f"inputs must have exactly the keys {list(keys)}; missing {missing}, unexpected {extra}."
-            + (" DistilBERT takes no segment_ids." if "segment_ids" in extra else "")
-        )
+    keys = _check_keys(inputs, cfg)
     pad = "pad every example to one length (the preprocessor does) and mark the padding with 0 in padding_mask."
     arrays = {k: as_array(inputs[k], f"inputs[{k!r}]", pad) for k in keys}
-    shape = arrays["token_ids"].shape
-    for key, array in arrays.items():
-        if array.dtype == bool and key == "padding_mask":
-            array = arrays[key] = array.astype(np.int32)
-        if not np.issubdtype(array.dtype, np.integer):
-            cast = " (1 for tokens, 0 for padding; bool is taken too): pass mask.astype(int)" if (
-                key == "padding_mask" and array.dtype.kind == "f") else ""  # fmt: skip
-            raise ValueError(f"inputs[{key!r}] must hold integers{cast}, got dtype {array.dtype}.")
-        if array.ndim != 2:
-            fix = ("one example is a batch of one: add a leading axis, e.g. np.asarray(ids)[None]" if array.ndim < 2
-                   else "drop the extra axes, e.g. ids.reshape(-1, ids.shape[-1]) for rows of one length")  # fmt: skip
-            raise ValueError(
-                f"inputs[{key!r}] has shape {array.shape}; every input must be 2-D, [batch, length] ({fix})."
-            )
-        if array.shape != shape:
-            raise ValueError(
-                f"inputs[{key!r}] has shape {array.shape}; every input must be [batch, length] like token_ids {shape}."
-            )
-    if shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"inputs are empty (shape {shape}); pass at least one token in one example.")
-    if shape[1] > cfg.max_sequence_length:
-        raise ValueError(
-            f"token_ids has length {shape[1]}, longer than max_sequence_length={cfg.max_sequence_length}; "
-            f"truncate the input (e.g. the preprocessor's sequence_length) to at most {cfg.max_sequence_length}."
-        )
+    _check_arrays(arrays, cfg)
     empty = np.flatnonzero(~arrays["padding_mask"].astype(bool).any(axis=1))
     if empty.size:
         warnings.warn(
@@ -90,16 +57,6 @@ def check_inputs(inputs, cfg, warn_level: int = 3) -> dict[str, np.ndarray]:
     return {k: a.astype(np.int32, copy=False) for k, a in arrays.items()}  # int32 already (a preprocessor's): no copy
 
 
-def _check_range(array: np.ndarray, size: int, key: str, field: str) -> None:
-    low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= size:
-        raise ValueError(f"{key} must be in [0, {size}) ({field}={size}); found values from {low} to {high}.")
-
-
-# transformers' names for the inputs, for the hint when a batch made for transformers reaches a flaxbert model
-_TRANSFORMERS_NAMES = {"input_ids": "token_ids", "attention_mask": "padding_mask", "token_type_ids": "segment_ids"}
-
-
 def check_traced(inputs, cfg) -> None:
     """Checks what an encoder's `__call__` can see of its inputs while it is traced: the keys, and each array's rank,
     shape and dtype (static under jit, so this costs nothing per step). The values (ids in range) are not visible
@@ -110,6 +67,25 @@ def check_traced(inputs, cfg) -> None:
             like token_ids, an id array is not integer or padding_mask not integer or bool, the batch is empty, or
             the length exceeds `max_sequence_length`.
     """
+    keys = _check_keys(inputs, cfg)
+    for key in keys:
+        if not (hasattr(inputs[key], "shape") and hasattr(inputs[key], "dtype")):
+            raise ValueError(f"inputs[{key!r}] is a {type(inputs[key]).__name__}; pass an array (np.asarray(...)).")
+    _check_arrays({key: inputs[key] for key in keys}, cfg)
+
+
+def _check_range(array: np.ndarray, size: int, key: str, field: str) -> None:
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= size:
+        raise ValueError(f"{key} must be in [0, {size}) ({field}={size}); found values from {low} to {high}.")
+
+
+# transformers' names for the inputs, for the hint when a batch made for transformers reaches a flaxbert model
+_TRANSFORMERS_NAMES = {"input_ids": "token_ids", "attention_mask": "padding_mask", "token_type_ids": "segment_ids"}
+
+
+def _check_keys(inputs, cfg) -> tuple[str, ...]:
+    """`input_keys(cfg)`, once `inputs` is found to be a dict with exactly those keys."""
     keys = input_keys(cfg)
     arrays = f"[batch, length] integer arrays with the keys {list(keys)}, as a preprocessor returns them"
     if not isinstance(inputs, Mapping):
@@ -123,14 +99,20 @@ def check_traced(inputs, cfg) -> None:
             + (f" transformers' names are flaxbert's {renamed}." if renamed else "")
             + (" DistilBERT takes no segment_ids." if "segment_ids" in extra and "segment_ids" not in keys else "")
         )
-    for key in keys:
-        if not (hasattr(inputs[key], "shape") and hasattr(inputs[key], "dtype")):
-            raise ValueError(f"inputs[{key!r}] is a {type(inputs[key]).__name__}; pass an array (np.asarray(...)).")
-    shape = tuple(inputs["token_ids"].shape)
-    for key in keys:
-        array = inputs[key]
+    return keys
+
+
+def _check_arrays(arrays: dict, cfg) -> None:
+    """Ranks, shapes, dtypes, an empty batch and the length of `arrays` (numpy or jax arrays, or tracers)."""
+    shape = tuple(arrays["token_ids"].shape)
+    for key, array in arrays.items():
         if len(array.shape) != 2:
-            raise ValueError(f"inputs[{key!r}] has shape {tuple(array.shape)}; every input must be [batch, length].")
+            fix = ("one example is a batch of one: add a leading axis, e.g. np.asarray(ids)[None]"
+                   if len(array.shape) < 2
+                   else "drop the extra axes, e.g. ids.reshape(-1, ids.shape[-1]) for rows of one length")  # fmt: skip
+            raise ValueError(
+                f"inputs[{key!r}] has shape {tuple(array.shape)}; every input must be 2-D, [batch, length] ({fix})."
+            )
         if tuple(array.shape) != shape:  # broadcasting would apply one row's mask or segments to every row
             raise ValueError(
                 f"inputs[{key!r}] has shape {tuple(array.shape)}; every input must be [batch, length] like token_ids "
@@ -138,7 +120,8 @@ def check_traced(inputs, cfg) -> None:
             )
         dtype = np.dtype(array.dtype)
         if not (np.issubdtype(dtype, np.integer) or (key == "padding_mask" and dtype.kind == "b")):
-            cast = " (1 for tokens, 0 for padding; or bool)" if key == "padding_mask" else ""
+            cast = " (1 for tokens, 0 for padding; bool is taken too): pass mask.astype(int)" if (
+                key == "padding_mask" and dtype.kind == "f") else ""  # fmt: skip
             raise ValueError(f"inputs[{key!r}] must hold integers{cast}, got dtype {dtype}.")
     if 0 in shape:
         raise ValueError(f"inputs are empty (shape {shape}); pass at least one token in one example.")
