@@ -117,6 +117,23 @@ def test_the_casts_are_sharded_as_their_params_and_checkpoints_leave_them_out():
     np.testing.assert_equal(jax.device_get(recast.params), jax.device_get(state.params))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_the_model_params_spec_is_the_spec_of_the_model_params_without_casting(dtype):
+    """predict and evaluate keep the spec their programs compile for with the params they placed (built once, not
+    in every call): it must be what `model_params` gives the step, casts and their shardings included."""
+    from flaxbert.training import compile_ahead
+
+    model = MODELS["bert"]
+    mesh = make_mesh(2, 4)
+    _, shardings = programs.state_shardings(model, model.backbone, optax.adam(1e-3), mesh)
+    params = jax.device_put(_params(model), shardings.params)
+    spec = programs.model_params_spec(params, dtype)
+    expected = compile_ahead.spec(programs.model_params(params, dtype))
+    assert jax.tree.structure(spec) == jax.tree.structure(expected)
+    assert jax.tree.leaves(spec) == jax.tree.leaves(expected)
+    assert {s.dtype for s in jax.tree.leaves(spec)} == {jnp.dtype("float32"), jnp.dtype(dtype)}
+
+
 def test_predict_evaluate_and_validation_run_their_steps_on_the_casts_to_the_same_numbers(monkeypatch):
     """`predict` and `evaluate` give their steps the params cast once per call, and a fit's validation its train
     state's casts, instead of each step casting them again: the same numbers as steps on the float32 params, bit for

@@ -447,32 +447,37 @@ class TextClassifier:
             return self._jitted[key]
 
     def _inference_step(self, kind: str):
-        """`(step, params)` for "eval" or "predict": the jitted step, and the params as it reads them, on its
-        shardings and cast to the compute dtype once (`programs.model_params`), not in each step."""
+        """`(step, params, spec)` for "eval" or "predict": the jitted step, the params as it reads them (on its
+        shardings, cast to the compute dtype once, not in each step: `programs.model_params`), and their
+        `compile_ahead.spec`, which the loop compiles for."""
         step, shardings = self._steps(kind)
-        return step, programs.model_params(self._placed(shardings), self.backbone.config.dtype)
+        params, spec = self._placed(shardings)
+        return step, programs.model_params(params, self.backbone.config.dtype), spec
 
     def _placed(self, shardings):
-        """`self.params` on `shardings`. Params found there already are remembered by weak references to their
-        arrays (jax arrays are immutable: the same arrays, the same values), so the next call skips placing them
-        again (a walk over every array: ~2 ms a call for MiniLM-L6), and holds nothing alive."""
+        """`(params, spec)`: `self.params` on `shardings`, and the spec of the params the step reads. Params placed
+        there are kept as the classifier's own (the same values: params a preset loaded or a user assigned come in
+        on one device or as numpy) and remembered by weak references to their arrays, with that spec (jax arrays are
+        immutable: the same arrays, the same values), so the next call skips placing them again and building their
+        spec (a walk over every array each: ~8 ms and ~0.5 ms a call for MiniLM-L6), and holds nothing alive."""
         params = self.params
         leaves = jax.tree.leaves(params)
-        known = self.__dict__.setdefault("_placed_leaves", {})  # id(shardings) -> (shardings, weak references)
-        shardings_and_refs = known.get(id(shardings))
+        known = self.__dict__.setdefault("_placed_leaves", {})  # id(shardings) -> (shardings, weak references, spec)
+        remembered = known.get(id(shardings))
         if (
-            shardings_and_refs is not None
-            and shardings_and_refs[0] is shardings
-            and len(shardings_and_refs[1]) == len(leaves)
-            and all(ref() is leaf for ref, leaf in zip(shardings_and_refs[1], leaves, strict=True))
+            remembered is not None
+            and remembered[0] is shardings
+            and len(remembered[1]) == len(leaves)
+            and all(ref() is leaf for ref, leaf in zip(remembered[1], leaves, strict=True))
         ):
-            return params
+            return params, remembered[2]
         placed = jax.device_put(params, shardings)
-        if all(a is b for a, b in zip(jax.tree.leaves(placed), leaves, strict=True)):
-            if len(known) >= 4:  # the predict and eval steps' shardings, and a compile's new ones: keep a few
-                known.clear()
-            known[id(shardings)] = (shardings, [weakref.ref(leaf) for leaf in leaves])
-        return placed
+        spec = programs.model_params_spec(placed, self.backbone.config.dtype)
+        if len(known) >= 4:  # the predict and eval steps' shardings, and a compile's new ones: keep a few
+            known.clear()
+        known[id(shardings)] = (shardings, [weakref.ref(leaf) for leaf in jax.tree.leaves(placed)], spec)
+        self._set_params(placed)
+        return placed, spec
 
     def _rows(self, batch_size: int, name: str = "batch_size") -> int:
         """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded that
@@ -721,9 +726,9 @@ class TextClassifier:
             early.append(compile_validation(spec.model_params))
         return early
 
-    def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0):
+    def _evaluate_prepared(self, eval_fn, data, batch_size, rows, bucket, params, verbose=0, params_spec=None):
         return loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
-                              bucket=bucket, verbose=verbose)  # fmt: skip
+                              bucket=bucket, verbose=verbose, params_spec=params_spec)  # fmt: skip
 
     @outside_mesh_context
     def evaluate(self, x, y=None, batch_size: int = 32, verbose="auto", *, sample_weight=None,
@@ -742,9 +747,9 @@ class TextClassifier:
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
-        eval_fn, params = self._inference_step("eval")
+        eval_fn, params, spec = self._inference_step("eval")
         scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
-                                         verbose)  # fmt: skip
+                                         verbose, params_spec=spec)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
     @outside_mesh_context
@@ -756,10 +761,10 @@ class TextClassifier:
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
-        predict_fn, params = self._inference_step("predict")
+        predict_fn, params, spec = self._inference_step("predict")
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
-                             bucket=bucket, verbose=verbose)  # fmt: skip
+                             bucket=bucket, verbose=verbose, params_spec=spec)  # fmt: skip
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -369,18 +369,18 @@ def compile_evaluate_ahead(params, eval_fn, data: ArrayData, *, batch_size: int,
     return _compile_for_batches(eval_fn, data, order, batch_size, rows, bucket, mesh, lambda b: (*head, b))
 
 
-def evaluate(
-    params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
-):
+def evaluate(params, eval_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False,
+             verbose: int = 1, params_spec=None):  # fmt: skip
     """Loss and accuracy over every example (the padded last batch is masked, so the numbers are exact).
+    `params_spec`: `compile_ahead.spec(params)` where the caller keeps it (by default built here).
 
     On one thread the totals are carried from step to step on the device. On several (`concurrent_steps`), each step
     starts from zeros and the host adds its totals in batch order, the same float32 adds in the same order: the
     same numbers.
     """
     rows, order = _step_rows(rows, batch_size, mesh), _inference_order(data, bucket)
-    programs = compile_evaluate_ahead(params, eval_fn, data, batch_size=batch_size, mesh=mesh, rows=rows,
-                                      bucket=bucket)  # fmt: skip
+    programs = compile_evaluate_ahead(params if params_spec is None else params_spec, eval_fn, data,
+                                      batch_size=batch_size, mesh=mesh, rows=rows, bucket=bucket)  # fmt: skip
     batches = (_feed(batch, mesh) for _, batch in _batches(data, order, batch_size, rows, bucket))
     threads, began = _threads(mesh, data, batch_size), time.perf_counter()
     try:
@@ -416,21 +416,20 @@ def evaluate(
     return scores
 
 
-def predict(
-    params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False, verbose: int = 1
-):
-    """Model outputs for every example as one numpy array, in input order.
+def predict(params, predict_fn, data: ArrayData, *, batch_size: int, mesh, rows=None, bucket: bool = False,
+            verbose: int = 1, params_spec=None):  # fmt: skip
+    """Model outputs for every example as one numpy array, in input order. `params_spec`: as `evaluate`'s.
 
     Up to `_IN_FLIGHT` steps run ahead of the one the host waits for (`concurrent_steps.in_order`: on CPU from
     several threads at once), so the device computes while the host builds the next batches. Outputs stay on the
     device until the end. With `bucket`, the examples are computed longest first and put back in input order.
     """
     rows, order = _step_rows(rows, batch_size, mesh), _inference_order(data, bucket)
-    head = compile_ahead.spec(params)
+    head = compile_ahead.spec(params) if params_spec is None else params_spec
     programs = _compile_for_batches(predict_fn, data, order, batch_size, rows, bucket, mesh,
                                     lambda batch: (head, batch["inputs"]))  # fmt: skip
     batches = _batches(data, order, batch_size, rows, bucket)
-    fed = ((indices, _feed(batch, mesh)["inputs"]) for indices, batch in batches)
+    fed = ((indices, _feed(batch["inputs"], mesh)) for indices, batch in batches)
     began = time.perf_counter()
 
     def step(item):
