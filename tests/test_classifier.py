@@ -275,6 +275,32 @@ def test_params_already_on_the_mesh_are_not_placed_again_each_call(monkeypatch):
     np.testing.assert_array_equal(trained, copy.deepcopy(classifier).predict(x, batch_size=4, verbose=0))
 
 
+def test_a_predict_never_puts_back_params_a_fit_in_another_thread_replaced_meanwhile(monkeypatch):
+    """A predict keeps the params it placed as the classifier's own. A service that fine-tunes in one thread and
+    predicts in another must not lose the fit's result: a fit that ends while a predict places the old params (here
+    made to happen inside that placement) keeps its trained params."""
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(50, 1, 2, 8, 16, max_sequence_length=8, seed=0),
+                                             num_classes=2, seed=0)  # fmt: skip
+    ones = np.ones((4, 8), int)
+    x = {"token_ids": ones, "segment_ids": 0 * ones, "padding_mask": ones}
+    classifier.compile()
+    classifier.params = jax.tree.map(np.asarray, classifier.params)  # to be placed by the next predict
+    trained = jax.tree.map(lambda a: jnp.asarray(a) + 1.0, classifier.params)  # what the other thread's fit sets
+    n_params = len(jax.tree.leaves(trained))
+    real = jax.device_put
+
+    def placing_while_a_fit_ends(tree, *args, **kwargs):
+        placed = real(tree, *args, **kwargs)
+        if len(jax.tree.leaves(tree)) == n_params:
+            classifier._set_params(trained)
+        return placed
+
+    monkeypatch.setattr(jax, "device_put", placing_while_a_fit_ends)
+    classifier.predict(x, batch_size=4, verbose=0)
+    monkeypatch.undo()
+    assert all(a is b for a, b in zip(jax.tree.leaves(classifier.params), jax.tree.leaves(trained), strict=True))
+
+
 def test_numpy_integers_count_as_integers(text_classifier):
     assert text_classifier.predict(FEATURES, batch_size=np.int64(2), verbose=0).shape == (2, 4)
     with pytest.raises(ValueError, match="y is missing"):  # past the epochs and batch_size checks

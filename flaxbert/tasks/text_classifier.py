@@ -44,6 +44,9 @@ from flaxbert.training.batches import fingerprint, num_batches, padded_rows
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
 _STEPS_LOCK = threading.Lock()
+# Held while a classifier's params are replaced: a predict keeping the params it placed (`_placed`) takes them only if
+# they are still the ones it began with, not over a fit's trained params set by another thread meanwhile.
+_PARAMS_LOCK = threading.RLock()
 _FITTING_LOCK = threading.Lock()  # each classifier's `_fitting`, checked and set at once
 _SET_BY_COMPILE = "classifier.{name} is set by compile: call classifier.compile({name}=...) to change it."
 # The "auto" optimizer and loss (on logits or on probabilities): one object each, so that classifiers compiled with
@@ -260,14 +263,16 @@ class TextClassifier:
             )
         head = {k: v for k, v in params.items() if k != "backbone"}
         self._check_head(head)
-        self.backbone.params = params["backbone"]  # checked there
-        self._head_params = head
+        with _PARAMS_LOCK:
+            self.backbone.params = params["backbone"]  # checked there
+            self._head_params = head
 
     def _set_params(self, params) -> None:
         """Takes params the train step made from checked ones (its out_shardings fix their shapes and dtypes), without
         tracing the model again to check them: the end of every fit comes here."""
-        self.backbone._params = params["backbone"]
-        self._head_params = {k: v for k, v in params.items() if k != "backbone"}
+        with _PARAMS_LOCK:
+            self.backbone._params = params["backbone"]
+            self._head_params = {k: v for k, v in params.items() if k != "backbone"}
 
     @property
     def head_params(self) -> dict | None:
@@ -464,19 +469,17 @@ class TextClassifier:
         leaves = jax.tree.leaves(params)
         known = self.__dict__.setdefault("_placed_leaves", {})  # id(shardings) -> (shardings, weak references, spec)
         remembered = known.get(id(shardings))
-        if (
-            remembered is not None
-            and remembered[0] is shardings
-            and len(remembered[1]) == len(leaves)
-            and all(ref() is leaf for ref, leaf in zip(remembered[1], leaves, strict=True))
-        ):
+        if remembered is not None and remembered[0] is shardings and _same_arrays(leaves, [r() for r in remembered[1]]):
             return params, remembered[2]
         placed = jax.device_put(params, shardings)
         spec = programs.model_params_spec(placed, self.backbone.config.dtype)
-        if len(known) >= 4:  # the predict and eval steps' shardings, and a compile's new ones: keep a few
-            known.clear()
-        known[id(shardings)] = (shardings, [weakref.ref(leaf) for leaf in jax.tree.leaves(placed)], spec)
-        self._set_params(placed)
+        with _PARAMS_LOCK:  # a fit in another thread that ended meanwhile set its trained params: they stay
+            if not _same_arrays(jax.tree.leaves(self.params), leaves):
+                return placed, spec
+            self._set_params(placed)
+            if len(known) >= 4:  # the predict and eval steps' shardings, and a compile's new ones: keep a few
+                known.clear()
+            known[id(shardings)] = (shardings, [weakref.ref(leaf) for leaf in jax.tree.leaves(placed)], spec)
         return placed, spec
 
     def _rows(self, batch_size: int, name: str = "batch_size") -> int:
@@ -765,6 +768,11 @@ class TextClassifier:
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose, params_spec=spec)  # fmt: skip
+
+
+def _same_arrays(these: list, those: list) -> bool:
+    """Whether two lists hold the very same arrays, in order (jax arrays are immutable: the same values)."""
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
 
 
 def _out_of_memory(error: BaseException) -> bool:
