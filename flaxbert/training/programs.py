@@ -15,7 +15,7 @@ from flaxbert.compilation import inference_compiler_options, train_compiler_opti
 from flaxbert.models.abstract import abstract_params
 from flaxbert.models.compute_params import cast_dtype, compute_copies, projections, with_copies
 from flaxbert.parallel import RULES, batch_sharding, check_hidden_dim, replicated
-from flaxbert.training import compile_ahead, steps
+from flaxbert.training import steps
 from flaxbert.training.state import TrainState
 
 
@@ -158,14 +158,6 @@ def model_params(params, dtype):
 
 
 _cast_copies = jax.jit(compute_copies, static_argnums=1)
-
-
-def model_params_spec(params, dtype):
-    """The spec (`compile_ahead.spec`) of `model_params(params, dtype)`, without casting anything: the casts have
-    their params' shapes and shardings."""
-    spec, dtype = compile_ahead.spec(params), cast_dtype(dtype)
-    found = None if dtype is None else projections(spec)
-    return spec if found is None else with_copies(spec, jax.tree.map(lambda s: s.update(dtype=dtype), found))
 
 
 def state_spec(abstract, shardings):
