@@ -6,6 +6,7 @@ They call the linen encoders in `flaxbert.models` in inference mode and add no m
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import flax.linen as nn
 import jax
@@ -22,6 +23,11 @@ from flaxbert.parallel.mesh import outside_mesh_context, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
+
+# Held while params are replaced, and while a classifier reads its own whole (its backbone's and its head's): no
+# reader sees one part old and the other new, and a predict that keeps the params it placed never puts back params
+# replaced meanwhile by another thread (a fit ending, an assignment).
+PARAMS_LOCK = threading.RLock()
 
 
 class Backbone:
@@ -67,7 +73,12 @@ class Backbone:
     def __getstate__(self) -> dict:
         """Pickled as its config, seed, `trainable` and params, the params as numpy (gathered to the host); random
         params not made yet stay unmade (the copy makes the same ones from the seed). The jitted call is rebuilt."""
-        params = None if self._params is None else to_host(self._params)
+        return self._state_with(self._params)
+
+    def _state_with(self, params) -> dict:
+        """`__getstate__`'s state with `params` (this backbone's, read earlier: a classifier's copy takes its
+        backbone's and its head's params of one moment)."""
+        params = None if params is None else to_host(params)
         return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable}
 
     @outside_mesh_context
@@ -96,7 +107,9 @@ class Backbone:
 
     @params.setter
     def params(self, value: dict) -> None:
-        self._params = self._checked(value)
+        checked = self._checked(value)
+        with PARAMS_LOCK:
+            self._params = checked
 
     def _checked(self, params):
         """`params` if they fit this encoder (names, shapes, float32), else a ValueError naming what does not."""

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from flaxbert import checkpoint
-from flaxbert.backbones import Backbone, BertBackbone, DistilBertBackbone
+from flaxbert.backbones import PARAMS_LOCK, Backbone, BertBackbone, DistilBertBackbone
 from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.compute_params import cast_dtype, projections, with_copies
@@ -45,9 +45,6 @@ from flaxbert.training.batches import fingerprint, num_batches, padded_rows
 # Guards each classifier's cache of jitted steps (one lock for all: a classifier stays picklable, and building a
 # step's shardings takes well under a second).
 _STEPS_LOCK = threading.Lock()
-# Held while a classifier's params are replaced: a predict keeping the params it placed (`_placed`) takes them only if
-# they are still the ones it began with, not over a fit's trained params set by another thread meanwhile.
-_PARAMS_LOCK = threading.RLock()
 _FITTING_LOCK = threading.Lock()  # each classifier's `_fitting`, checked and set at once
 _SET_BY_COMPILE = "classifier.{name} is set by compile: call classifier.compile({name}=...) to change it."
 # The "auto" optimizer and loss (on logits or on probabilities): one object each, so that classifiers compiled with
@@ -252,7 +249,8 @@ class TextClassifier:
     def params(self) -> dict:
         """The whole model's params: `{"backbone": ..., <head params>}` (the backbone object owns its subtree).
         Assigning checks them whole (names, shapes, float32) before taking any: a refusal changes nothing."""
-        return {"backbone": self.backbone.params, **self.head_params}
+        with PARAMS_LOCK:  # both parts of one moment, while another thread's fit may be setting its trained ones
+            return {"backbone": self.backbone.params, **self.head_params}
 
     @params.setter
     def params(self, params: dict) -> None:
@@ -264,14 +262,14 @@ class TextClassifier:
             )
         head = {k: v for k, v in params.items() if k != "backbone"}
         self._check_head(head)
-        with _PARAMS_LOCK:
+        with PARAMS_LOCK:
             self.backbone.params = params["backbone"]  # checked there
             self._head_params = head
 
     def _set_params(self, params) -> None:
         """Takes params the train step made from checked ones (its out_shardings fix their shapes and dtypes), without
         tracing the model again to check them: the end of every fit comes here."""
-        with _PARAMS_LOCK:
+        with PARAMS_LOCK:
             self.backbone._params = params["backbone"]
             self._head_params = {k: v for k, v in params.items() if k != "backbone"}
 
@@ -284,7 +282,8 @@ class TextClassifier:
     def head_params(self, params) -> None:
         if params is not None:
             self._check_head(params)
-        self._head_params = params
+        with PARAMS_LOCK:
+            self._head_params = params
 
     def _check_head(self, params) -> None:
         boxed = abstract_params(self.model, self.backbone.config)
@@ -337,13 +336,21 @@ class TextClassifier:
                     stacklevel=warning_stacklevel(2),
                 )
                 compiled[name] = "auto"
-        return {"backbone": self.backbone, "preprocessor": self.preprocessor, "head": self.head,
-                "head_params": to_host(self.head_params), "seed": self._seed, "bucket": self.bucket,
-                "fits": self._fits, "compiled_with": compiled}  # fmt: skip
+        with PARAMS_LOCK:  # the backbone's and the head's params and the count of fits of one moment (a fit may end)
+            backbone_params, head_params, fits = self.backbone._params, self.head_params, self._fits
+        backbone = (type(self.backbone), self.backbone._state_with(backbone_params))
+        return {"backbone": backbone, "preprocessor": self.preprocessor, "head": self.head,
+                "head_params": to_host(head_params), "seed": self._seed, "bucket": self.bucket, "fits": fits,
+                "compiled_with": compiled}  # fmt: skip
 
     @outside_mesh_context
     def __setstate__(self, state: dict) -> None:
-        self.backbone, self.preprocessor, self.head = state["backbone"], state["preprocessor"], state["head"]
+        backbone = state["backbone"]
+        if isinstance(backbone, tuple):  # (class, its state) since session 45; a backbone object before
+            cls, backbone_state = backbone
+            backbone = cls.__new__(cls)
+            backbone.__setstate__(backbone_state)
+        self.backbone, self.preprocessor, self.head = backbone, state["preprocessor"], state["head"]
         self.model = self.model_cls(self.backbone.config, self.head)
         self._head_params, self._seed = state["head_params"], state["seed"]
         self.bucket, self._fits, self._fitting = state["bucket"], state["fits"], False
@@ -420,15 +427,22 @@ class TextClassifier:
                              "jax.jit (jit_compile=True or 'auto', the default).")  # fmt: skip
         mesh = arguments.mesh(mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
-        continued = same_optimizer and mesh == self.mesh  # its state is laid out on the mesh
-        self._optimizer, self._loss, self._mesh, self._compiled_with = optimizer, loss, mesh, requested
+        continued = same_optimizer and getattr(self, "_mesh", None) == mesh  # its state is laid out on the mesh
+        with _FITTING_LOCK, _STEPS_LOCK:  # no step is built for the settings being replaced and cached with the new
+            if getattr(self, "_fitting", False):
+                raise RuntimeError(
+                    "compile was called on this classifier while its fit is running (from on_log, or from another "
+                    "thread): the running fit keeps its optimizer and mesh, and would hand its optimizer state to the "
+                    "next fit. Call compile after fit returns."
+                )
+            self._optimizer, self._loss, self._mesh, self._compiled_with = optimizer, loss, mesh, requested
+            self._jitted = {}
+            if not continued:
+                self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
         self.backbone.init_params(mesh, boxed["backbone"])
         if self.head_params is None:
             self._init_head(mesh, boxed)
-        self._jitted = {}
-        if not continued:
-            self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
 
     def _steps(self, kind: str, trainable: bool = True):
         """The jitted step of `kind` for the current compile settings (`shared_steps`: the same functions, programs
@@ -477,7 +491,7 @@ class TextClassifier:
         placed = jax.device_put(params, shardings)
         model = programs.model_params(placed, dtype)
         spec, casts = compile_ahead.spec(model), None if cast_dtype(dtype) is None else projections(model)
-        with _PARAMS_LOCK:  # a fit in another thread that ended meanwhile set its trained params: they stay
+        with PARAMS_LOCK:  # a fit in another thread that ended meanwhile set its trained params: they stay
             if not _same_arrays(jax.tree.leaves(self.params), leaves):
                 return model, spec
             self._set_params(placed)
@@ -680,8 +694,9 @@ class TextClassifier:
         finally:  # also when a checkpoint is refused: an open manager's threads fail at interpreter exit
             if mngr is not None:
                 mngr.close()
-        self._fits += 1
-        self._keep_trained(tx, state)
+        with PARAMS_LOCK:  # a copy taken meanwhile holds the count and the params of before the fit, or of after it
+            self._fits += 1
+            self._keep_trained(tx, state)
         first_epoch = epochs - len(next(iter(history.values()), []))
         return History(history, list(range(first_epoch, epochs)))
 
@@ -707,8 +722,9 @@ class TextClassifier:
         (`restored`) is dropped, so a fit refused while resuming (a damaged record) changes nothing."""
         if not dispatched and restored:
             return
-        if self._keep_trained(tx, state) and dispatched:
-            self._fits += 1
+        with PARAMS_LOCK:
+            if self._keep_trained(tx, state) and dispatched:
+                self._fits += 1
 
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,
