@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import pickle
 import threading
+import typing
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -118,6 +119,7 @@ class TextClassifier:
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
         self._fits = 0  # fit calls that trained: the next fit's default seed
         self._fitting = False  # a fit is running (`_one_fit_at_a_time`)
+        self._placed_params: dict[int, _Placed] = {}  # id(shardings) -> what `_placed` remembers for them
         self.compile()
 
     def _init_head(self, mesh, boxed) -> None:
@@ -354,6 +356,7 @@ class TextClassifier:
         self.model = self.model_cls(self.backbone.config, self.head)
         self._head_params, self._seed = state["head_params"], state["seed"]
         self.bucket, self._fits, self._fitting = state["bucket"], state["fits"], False
+        self._placed_params = {}
         compiled = dict(state["compiled_with"])
         if "mesh" not in compiled:  # a pickle: the same fsdp size over this process's devices, where it fits
             fsdp, devices = compiled.pop("fsdp"), jax.device_count()
@@ -368,7 +371,7 @@ class TextClassifier:
                 fsdp = 1
             compiled["mesh"] = (-1, fsdp)  # -1: the data axis takes the devices fsdp leaves
         self.compile(**compiled)
-        # Placed on the mesh now, as built params are: predict and evaluate would otherwise copy them at every call.
+        # Placed on the mesh now, as built params are (a predict would place them at its first call otherwise).
         self._set_params(jax.device_put(self.params, self._steps("predict")[1]))
 
     # -- compile -------------------------------------------------------------------------------------------------
@@ -427,9 +430,9 @@ class TextClassifier:
                              "jax.jit (jit_compile=True or 'auto', the default).")  # fmt: skip
         mesh = arguments.mesh(mesh)
         check_hidden_dim(mesh, self.backbone.config.hidden_dim)
-        continued = same_optimizer and getattr(self, "_mesh", None) == mesh  # its state is laid out on the mesh
+        continued = same_optimizer and mesh == self.mesh  # its state is laid out on the mesh
         with _FITTING_LOCK, _STEPS_LOCK:  # no step is built for the settings being replaced and cached with the new
-            if getattr(self, "_fitting", False):
+            if self._fitting:
                 raise RuntimeError(
                     "compile was called on this classifier while its fit is running (from on_log, or from another "
                     "thread): the running fit keeps its optimizer and mesh, and would hand its optimizer state to the "
@@ -484,10 +487,9 @@ class TextClassifier:
         dtype = self.backbone.config.dtype
         params = self.params
         leaves = jax.tree.leaves(params)
-        known = self.__dict__.setdefault("_placed_leaves", {})  # id(shardings) -> (shardings, weak refs, spec, casts)
-        remembered = known.get(id(shardings))
-        if remembered is not None and remembered[0] is shardings and _same_arrays(leaves, [r() for r in remembered[1]]):
-            return with_copies(params, remembered[3]), remembered[2]
+        known = self._placed_params.get(id(shardings))
+        if known is not None and known.shardings is shardings and _same_arrays(leaves, [r() for r in known.refs]):
+            return with_copies(params, known.casts), known.spec
         placed = jax.device_put(params, shardings)
         model = programs.model_params(placed, dtype)
         spec, casts = compile_ahead.spec(model), None if cast_dtype(dtype) is None else projections(model)
@@ -495,9 +497,10 @@ class TextClassifier:
             if not _same_arrays(jax.tree.leaves(self.params), leaves):
                 return model, spec
             self._set_params(placed)
-            if len(known) >= 4:  # the predict and eval steps' shardings, and a compile's new ones: keep a few
-                known.clear()
-            known[id(shardings)] = (shardings, [weakref.ref(leaf) for leaf in jax.tree.leaves(placed)], spec, casts)
+            if len(self._placed_params) >= 4:  # the predict and eval steps' shardings, a compile's new ones: a few
+                self._placed_params.clear()
+            refs = [weakref.ref(leaf) for leaf in jax.tree.leaves(placed)]
+            self._placed_params[id(shardings)] = _Placed(shardings, refs, spec, casts)
         return model, spec
 
     def _rows(self, batch_size: int, name: str = "batch_size") -> int:
@@ -663,7 +666,7 @@ class TextClassifier:
                                                 compile_validation, batch_size=step_batch, epochs=epochs, seed=seed,
                                                 shuffle=shuffle, rows=step_rows, bucket=bucket,
                                                 group_by_length=group_by_length, start=start)  # fmt: skip
-            self.__dict__.pop("_placed_leaves", None)  # the casts predict kept: not read while training
+            self._placed_params.clear()  # the casts predict kept: not read while training
             state = self._initial_state(mngr, saved, create_state, tx, abstract, shardings)
             if start >= last_step:
                 warnings.warn(
@@ -789,6 +792,16 @@ class TextClassifier:
         batch_size, rows = self._shrunk(batch_size, rows, len(data))
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
                              bucket=bucket, verbose=verbose, params_spec=spec)  # fmt: skip
+
+
+class _Placed(typing.NamedTuple):
+    """What `_placed` remembers of the params it placed on `shardings`: weak references to their arrays, the spec
+    of the params the step reads, and their 16-bit casts (None in float32)."""
+
+    shardings: object
+    refs: list
+    spec: object
+    casts: dict | None
 
 
 def _same_arrays(these: list, those: list) -> bool:
