@@ -73,7 +73,7 @@ def main():
     compiled = train_fn.lower(state[0], sums[0], batch, seed).compile()
     report(f"train step, batch {shape.batch}", compiled, train, args.steps, args.top)
 
-    predict_fn, params, _ = classifier._inference_step("predict")  # the params as `predict` gives them
+    predict_fn, params = classifier._inference_step("predict")[:2]  # the params as `predict` gives them
     inputs = jax.device_put(x, sharding)
 
     def predict():

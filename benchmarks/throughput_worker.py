@@ -268,7 +268,7 @@ def _flaxbert(shape, seq, steps, repeats, backend, pb, rows, scan_layers=False, 
     step_s = _best(lambda: train_steps(steps), backend.sync, repeats)
     rows.add(jitted, train_examples_per_s=steps * shape.batch / step_s)
     state.clear()  # frees the device copy of the train state before predicting
-    predict_fn, params, _ = classifier._inference_step("predict")  # the params as `predict` gives them
+    predict_fn, params = classifier._inference_step("predict")[:2]  # the params as `predict` gives them
     inputs = jax.device_put({k: v[:pb] for k, v in px.items()}, batch_sharding(classifier.mesh))
     backend.sync(predict_fn(params, inputs))
     raw_predict_s = _best(lambda: [predict_fn(params, inputs) for _ in range(steps)], backend.sync, repeats)

@@ -3,6 +3,7 @@ thread fine-tunes it, assigns its params, compiles or copies it. Each test force
 wrong (a patched function waits inside the other thread's call), so none depends on timing luck."""
 
 import copy
+import functools
 import pickle
 import threading
 import time
@@ -136,6 +137,33 @@ def test_a_compile_that_overlaps_a_predict_building_its_step_leaves_the_new_mesh
     step_meshes = {sharding.mesh for sharding in jax.tree.leaves(classifier._steps("predict")[1])}
     assert step_meshes == {one_device}
     np.testing.assert_allclose(classifier.predict(X, verbose=0), _classifier().predict(X, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["predict", "evaluate"])
+def test_a_call_that_a_compile_with_a_new_mesh_overlaps_runs_on_the_mesh_it_started_with(monkeypatch, kind):
+    """predict and evaluate read `self.mesh` again after taking their step: a `compile(mesh=...)` landing in between
+    fed the old mesh's step batches laid out for the new one, and the call failed with jax's sharding error."""
+    one_device = jax.sharding.Mesh(np.array(jax.devices()[1:2]).reshape(1, 1), ("data", "fsdp"))
+    expected = _classifier().evaluate(X, Y, verbose=0) if kind == "evaluate" else _classifier().predict(X, verbose=0)
+    classifier = _classifier()
+    real = text_classifier.TextClassifier._placed
+    compiled = []
+
+    def placed_then_compiled(self, shardings):  # the step and its params taken; the mesh replaced before the loop
+        result = real(self, shardings)
+        if not compiled:
+            compiled.append(self.compile(mesh=one_device))
+        return result
+
+    monkeypatch.setattr(text_classifier.TextClassifier, "_placed", placed_then_compiled)
+    call = classifier.predict if kind == "predict" else functools.partial(classifier.evaluate, y=Y)
+    during = call(X, verbose=0)
+    assert compiled and classifier.mesh is one_device
+    if kind == "predict":
+        np.testing.assert_allclose(during, expected, atol=1e-6)
+        np.testing.assert_allclose(classifier.predict(X, verbose=0), expected, atol=1e-6)
+    else:
+        assert during == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])

@@ -470,11 +470,13 @@ class TextClassifier:
             return self._jitted[key]
 
     def _inference_step(self, kind: str):
-        """`(step, params, spec)` for "eval" or "predict": the jitted step, the params as it reads them (on its
-        shardings, cast to the compute dtype once, not in each step: `programs.model_params`), and their
-        `compile_ahead.spec`, which the loop compiles for."""
+        """`(step, params, spec, mesh)` for "eval" or "predict": the jitted step, the params as it reads them (on its
+        shardings, cast to the compute dtype once, not in each step: `programs.model_params`), their
+        `compile_ahead.spec`, which the loop compiles for, and the mesh the step was built for. A call runs on that
+        mesh throughout, not on `self.mesh` read again: a `compile(mesh=...)` from another thread meanwhile changes
+        the next call's, not this one's."""
         step, shardings = self._steps(kind)
-        return (step, *self._placed(shardings))
+        return (step, *self._placed(shardings), jax.tree.leaves(shardings)[0].mesh)
 
     def _placed(self, shardings):
         """`(params, spec)`: `self.params` on `shardings` as the step reads them (`programs.model_params`), and their
@@ -503,26 +505,29 @@ class TextClassifier:
             self._placed_params[id(shardings)] = _Placed(shardings, refs, spec, casts)
         return model, spec
 
-    def _rows(self, batch_size: int, name: str = "batch_size") -> int:
-        """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes, with a warning when padded that
-        names the argument (`name`)."""
-        rows = padded_rows(batch_size, self.mesh.size)
+    def _rows(self, batch_size: int, name: str = "batch_size", mesh=None) -> int:
+        """The rows a step of `batch_size` (checked: `arguments.batch_size`) takes on `mesh` (None: the classifier's),
+        with a warning when padded that names the argument (`name`)."""
+        mesh = self.mesh if mesh is None else mesh
+        rows = padded_rows(batch_size, mesh.size)
         if rows != batch_size:
             warnings.warn(
-                f"{name}={batch_size} does not split over {self.mesh.size} devices: each step is padded to "
+                f"{name}={batch_size} does not split over {mesh.size} devices: each step is padded to "
                 f"{rows} rows, and the padding rows carry no weight (results are exact; use a multiple of the device "
                 "count to waste no compute).",
                 stacklevel=warning_stacklevel(3),
             )
         return rows
 
-    def _shrunk(self, batch_size: int, rows: int, size: int) -> tuple[int, int]:
-        """(batch_size, rows) for training, evaluating or predicting `size` examples: a batch larger than they need
-        shrinks to the next power of two (so at most one program per doubling) that splits over the devices."""
+    def _shrunk(self, batch_size: int, rows: int, size: int, mesh=None) -> tuple[int, int]:
+        """(batch_size, rows) for training, evaluating or predicting `size` examples on `mesh` (None: the
+        classifier's): a batch larger than they need shrinks to the next power of two (so at most one program per
+        doubling) that splits over the devices."""
         if size >= batch_size:
             return batch_size, rows
-        smaller = min(batch_size, max(1 << (size - 1).bit_length(), self.mesh.size))
-        return smaller, min(rows, padded_rows(smaller, self.mesh.size))
+        devices = (self.mesh if mesh is None else mesh).size
+        smaller = min(batch_size, max(1 << (size - 1).bit_length(), devices))
+        return smaller, min(rows, padded_rows(smaller, devices))
 
     def _prepare(self, x, y, sample_weight, need_labels: bool, training: bool = False):
         """`(ArrayData, bucket)`: the checked data and whether its batches are cut to their length buckets. Raw text
@@ -772,11 +777,11 @@ class TextClassifier:
         if not isinstance(return_dict, (bool, np.bool_)):
             raise ValueError(f"return_dict must be True (a dict) or False ([loss, accuracy]), got {return_dict!r}.")
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
-        rows = self._rows(batch_size)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
-        eval_fn, params, spec = self._inference_step("eval")
-        scores = self._evaluate_prepared(eval_fn, data, *self._shrunk(batch_size, rows, len(data)), bucket, params,
-                                         verbose, params_spec=spec)  # fmt: skip
+        eval_fn, params, spec, mesh = self._inference_step("eval")
+        batch = self._shrunk(batch_size, self._rows(batch_size, mesh=mesh), len(data), mesh)
+        scores = loops.evaluate(params, eval_fn, data, batch_size=batch[0], mesh=mesh, rows=batch[1], bucket=bucket,
+                                verbose=verbose, params_spec=spec)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
     @outside_mesh_context
@@ -786,12 +791,11 @@ class TextClassifier:
         keywords are (`arguments.keras_keywords`), and refused otherwise, saying what to do instead."""
         arguments.keras_keywords(self.predict, keras_options)
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
-        rows = self._rows(batch_size)
         data, bucket = self._prepare(x, None, None, need_labels=False)
-        predict_fn, params, spec = self._inference_step("predict")
-        batch_size, rows = self._shrunk(batch_size, rows, len(data))
-        return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=self.mesh, rows=rows,
-                             bucket=bucket, verbose=verbose, params_spec=spec)  # fmt: skip
+        predict_fn, params, spec, mesh = self._inference_step("predict")
+        batch_size, rows = self._shrunk(batch_size, self._rows(batch_size, mesh=mesh), len(data), mesh)
+        return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=mesh, rows=rows, bucket=bucket,
+                             verbose=verbose, params_spec=spec)  # fmt: skip
 
 
 class _Placed(typing.NamedTuple):
