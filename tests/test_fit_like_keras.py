@@ -90,6 +90,25 @@ def test_accuracy_counts_correct_examples_whatever_their_weight_as_keras_reports
     assert classifier.evaluate(x, y, verbose=0, sample_weight=weights)["accuracy"] == unweighted
 
 
+def test_class_weight_trains_as_keras_class_weight(keras_hub, keras, keras_run):
+    """Keras' fit(class_weight=...) was refused, with a recipe through sample_weight. It now weighs each training
+    example by its class as Keras does (a class left out weighs 1), and validation stays unweighted, as in Keras."""
+    class_weight = {0: 0.5, 2: 3.0}
+    x, y, validation = keras_run["x"], keras_run["y"], keras_run["validation"][:2]
+    model = keras_hub.models.BertTextClassifier.from_preset(keras_run["preset"])
+    want = keras.Model.fit(model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, class_weight=class_weight,
+                           validation_data=validation).history  # fmt: skip
+    classifier = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
+    got = classifier.fit(x, y, batch_size=4, verbose=0, shuffle=False, class_weight=class_weight,
+                         validation_data=validation).history  # fmt: skip
+    for name in ("loss", "val_loss"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+    np.testing.assert_allclose(classifier.predict(x, verbose=0), np.asarray(keras.Model.predict(model, x, verbose=0)),
+                               rtol=0, atol=1e-6)  # fmt: skip
+    unweighted = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
+    assert unweighted.fit(x, y, batch_size=4, verbose=0, shuffle=False).history["loss"] != pytest.approx(got["loss"])
+
+
 def _classifier(seed: int = 1):
     backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=8, dropout=0.0, seed=0)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, dropout=0.0, seed=seed)
@@ -290,7 +309,6 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
     assert set(classifier.evaluate(x, y, verbose=0, steps=None)) == {"loss", "accuracy"}
     before = _params(classifier)
     refusals = {
-        "class_weight": ({0: 1.0, 1: 2.0, 2: 1.0}, "sample_weight=np.take"),
         "callbacks": ([object()], "on_log=fn"),
         "validation_split": (0.2, "validation_data=.x_val, y_val."),
         "initial_epoch": (1, "checkpoint_dir=.*resumes"),
@@ -304,6 +322,8 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
         classifier.compile(run_eagerly=True)
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'; did you mean 'epochs'"):
         classifier.fit(x, y, epoch=2)
+    with pytest.raises(ValueError, match=r"class_weight has the class id 3, outside \[0, 3\)"):
+        classifier.fit(x, y, batch_size=8, verbose=0, class_weight={1: 2.0, 3: 1.0})
     _assert_same(_params(classifier), before)
 
 

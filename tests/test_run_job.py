@@ -158,6 +158,7 @@ def test_offline_reaches_the_presets_download_too(tmp_path, monkeypatch):
     ("changes", "message"),
     [
         (dict(seed=-1), r"seed must be an integer in \[0, 2\*\*31\), got -1"),
+        (dict(class_weight="inverse"), r"class_weight must be 'balanced' or '' \(every example weighs 1\), got 'inv"),
         (dict(seed=2**31), r"seed must be an integer in \[0, 2\*\*31\), got 2147483648"),
         (dict(optimizer=cfg.OptimizerConfig(clipnorm=-1.0)), r"optimizer.clipnorm must be positive and finite"),
         (dict(optimizer=cfg.OptimizerConfig(learning_rate=float("inf"))), r"learning_rate must be positive and fin"),
@@ -335,3 +336,27 @@ def test_a_checkpoint_fit_refuses_is_fixed_in_train_pys_words(tmp_path):
     with pytest.raises(job.RunError, match=r"validated.json is damaged .* pass a new --output-dir \(or delete ") as e:
         job.run(config, resume=True)
     assert "checkpoint_dir" not in str(e.value)
+
+
+def test_balanced_class_weight_is_scikit_learns_and_reaches_fit(tmp_path, monkeypatch):
+    """`class_weight=balanced`: n / (k x count), k the classes the training split holds (scikit-learn's
+    `compute_class_weight("balanced", classes=np.unique(y), y=y)`), passed to fit for the training data."""
+    assert job.balanced_class_weight(np.array([1, 1, 1, 0])) == {0: 2.0, 1: pytest.approx(4 / 6)}
+    assert job.balanced_class_weight(np.array([2, 0, 2, 2, 0, 2])) == {0: 1.5, 2: 0.75}  # class 1 absent: weighs 1
+    import flaxbert
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16, epochs=1, num_classes=2,
+                     class_weight="balanced")  # fmt: skip
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na\tpos\nb\tpos\nc\tpos\nd\tneg\n")
+    real, given = flaxbert.TextClassifier.fit, []
+
+    def fit(self, *args, **kwargs):
+        given.append(kwargs["class_weight"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(flaxbert.TextClassifier, "fit", fit)
+    job.run(config)
+    assert given == [{0: 2.0, 1: pytest.approx(4 / 6)}]  # neg (class 0) once, pos (class 1) three times
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["class_weight"] == "balanced"

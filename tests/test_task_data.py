@@ -244,3 +244,50 @@ def test_boolean_labels_are_class_ids_as_keras_casts_them_and_a_dict_of_labels_i
     np.testing.assert_array_equal(_prepare(["the", "fox"], np.array([True, False])).labels, [1, 0])
     with pytest.raises(ValueError, match=r"y is a dict \(keys 'label'\): pass the labels themselves, .* y\['label'\]"):
         _prepare(["the", "fox"], {"label": [0, 1]})
+
+
+def _weighted(y, class_weight, *, label_names=None, sample_weight=None):
+    data, _ = prepare(["the fox"] * len(y), y, sample_weight, preprocessor=_preprocessor(), backbone_config=CONFIG,
+                      num_classes=3, need_labels=True, label_names=label_names, class_weight=class_weight)  # fmt: skip
+    return data.sample_weight
+
+
+def test_class_weight_weighs_each_example_by_its_class_as_keras_does(keras):
+    """Keras' `class_weight_to_sample_weights` is the reference: a class left out of the dict weighs 1."""
+    from keras.src.trainers.data_adapters.data_adapter_utils import class_weight_to_sample_weights
+
+    y = np.array([0, 2, 1, 1, 0, 2, 2])
+    for class_weight in ({0: 0.5, 2: 3.0}, {1: 0.0}, {}, {np.int64(2): np.float32(1.5), 0: 2}):
+        got = _weighted(y, class_weight)
+        np.testing.assert_array_equal(got, class_weight_to_sample_weights(y, class_weight))
+        assert got.dtype == np.float32
+    names = ("negative", "neutral", "positive")  # flaxbert's own: names of label_names, as y may hold them
+    np.testing.assert_array_equal(_weighted(np.array(names)[y], {"negative": 0.5, 2: 3.0}, label_names=names),
+                                  _weighted(y, {0: 0.5, 2: 3.0}))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "label_names", "message"),
+    [
+        ([1.0, 2.0, 1.0], None, r"must be a dict \{class: weight\}.* is dict\(enumerate\(weights\)\)"),
+        ({3: 2.0}, None, r"class id 3, outside \[0, 3\) \(num_classes=3\): class ids count from 0"),
+        ({-1: 2.0}, None, r"class id -1, outside \[0, 3\)"),
+        ({1.0: 2.0}, None, r"keys must be class ids \(integers\) or names of label_names, got 1.0 \(float\)"),
+        ({True: 2.0}, None, r"keys must be class ids .* got True \(bool\)"),
+        ({"pos": 2.0}, None, r"names the class 'pos', and this classifier has no label_names"),
+        ({"postive": 2.0}, ("negative", "neutral", "positive"), r"not among .* \(did you mean 'positive'\?\)"),
+        ({2: 2.0, "positive": 1.0}, ("negative", "neutral", "positive"), r"weighs class 2 twice, as 2 and 'positive'"),
+        ({0: -1.0}, None, r"class_weight\[0\] must be a finite, non-negative number .* got -1.0"),
+        ({0: float("nan")}, None, r"class_weight\[0\] must be a finite, non-negative number .* got nan"),
+        ({0: 1e39}, None, r"at most float32's largest"),
+        ({0: "2"}, None, r"class_weight\[0\] must be a finite, non-negative number .* got '2'"),
+    ],
+)
+def test_bad_class_weights_are_refused_naming_what_is_wrong(class_weight, label_names, message):
+    with pytest.raises(ValueError, match=message):
+        _weighted(np.array([0, 1, 2]), class_weight, label_names=label_names)
+
+
+def test_class_weight_with_sample_weight_is_refused_as_keras_refuses_it():
+    with pytest.raises(ValueError, match=r"both class_weight and sample_weight .* pass their product"):
+        _weighted(np.array([0, 1, 2]), {0: 2.0}, sample_weight=[1.0, 1.0, 1.0])

@@ -58,6 +58,9 @@ class Config:
     sequence_length: int = 128
     bucket: bool = True  # pad each batch to its length bucket instead of sequence_length
     group_by_length: bool = False  # batch sentences of similar length together: buckets pad far less (needs bucket)
+    # "balanced": each training example weighs n / (k x its class's count), k the classes in the training split
+    # (scikit-learn's "balanced"): rare classes count as much as common ones in the loss. "": every example weighs 1.
+    class_weight: str = ""
     # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, auto, False).
     precision: str | None = None  # compute dtype: float32 or bfloat16 (params stay float32)
     attention_kernel: str | None = None  # "auto" (Pallas on a recent NVIDIA GPU in 16 bits, else "xla"), "xla",
@@ -80,6 +83,7 @@ PRECISIONS = ("float32", "bfloat16")
 # As flaxbert.models.config's; repeated so that this module imports no jax.
 ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
 OPTIMIZERS = ("keras_default", "recommended")
+CLASS_WEIGHTS = ("", "balanced")
 
 
 def load(path) -> Config:
@@ -215,6 +219,10 @@ def validate(config: Config, training: bool = True) -> None:
         (config.num_classes >= 2, f"num_classes must be at least 2, got {config.num_classes}"),
         (config.sequence_length >= 8, f"sequence_length must be at least 8, got {config.sequence_length}"),
         (config.bucket or not config.group_by_length, "group_by_length=true needs bucket=true (it only helps buckets)"),
+        (
+            config.class_weight in CLASS_WEIGHTS,
+            f"class_weight must be 'balanced' or '' (every example weighs 1), got {config.class_weight!r}",
+        ),
         (
             config.precision in (*PRECISIONS, None),
             f"precision must be one of {PRECISIONS} (or none: the preset's), got {config.precision!r}",

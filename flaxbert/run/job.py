@@ -197,6 +197,13 @@ def make_optimizer(config: Config, num_steps: int):
     return tx, optimizers.warmup_linear_decay(num_steps, opt.learning_rate, opt.warmup_fraction)
 
 
+def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
+    """scikit-learn's "balanced" class weights for class ids `labels`: n / (k x count of the class), k the classes
+    present, so that the examples' weights average 1 and each present class weighs n / k in all."""
+    ids, counts = np.unique(labels, return_counts=True)
+    return {int(i): len(labels) / (len(ids) * int(count)) for i, count in zip(ids, counts, strict=True)}
+
+
 def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, writer: bool) -> dict:
     train_split, validation = splits["train"], splits["validation"]
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
@@ -239,6 +246,7 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
                 on_log=on_log,
                 log_every=config.log_every,
                 group_by_length=config.group_by_length,
+                class_weight=balanced_class_weight(train_split.labels) if config.class_weight == "balanced" else None,
                 verbose=1,  # train.py's bar (rate and ETA) in a job's log too, where "auto" would print per epoch
             )
     except ValueError as error:  # a checkpoint of another run, or a damaged one: fix it in train.py's words

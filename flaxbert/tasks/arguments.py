@@ -176,7 +176,6 @@ def check_metrics(metrics) -> None:
 _KERAS_KEYWORDS = {
     "callbacks": ((None, []), "fit(on_log=fn) gets every logged row of training metrics and each validation's, and "
                   "fit(checkpoint_dir=...) saves checkpoints; Keras callbacks do not run here"),
-    "class_weight": ((None,), "weight each example by its class with sample_weight=np.take(class_weights, y)"),
     "initial_epoch": ((0,), "fit(checkpoint_dir=...) resumes an interrupted run exactly where it stopped"),
     "validation_split": ((0,), "split off the validation rows and pass them as validation_data=(x_val, y_val)"),
     "steps_per_epoch": ((None,), "each epoch is one pass over x: pass fewer rows for fewer steps"),
@@ -190,7 +189,7 @@ _KERAS_KEYWORDS = {
     "loss_weights": ((None,), "a classifier has one output and one loss"),
 }  # fmt: skip
 _KERAS_KEYWORDS_OF = {
-    "fit": ("callbacks", "class_weight", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
+    "fit": ("callbacks", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
             "validation_freq"),
     "evaluate": ("callbacks", "steps"),
     "predict": ("callbacks", "steps"),

@@ -9,6 +9,7 @@ inputs. Accepted `y`: class ids (booleans as 0 and 1, as Keras casts them), or c
 from __future__ import annotations
 
 import copy
+import difflib
 import warnings
 from collections.abc import Iterable, Mapping, Set, Sized
 
@@ -26,11 +27,13 @@ def _is_text(x) -> bool:
 
 
 def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: int, need_labels: bool,
-            label_names: tuple[str, ...] | None = None, bucket: bool = False):  # fmt: skip
+            label_names: tuple[str, ...] | None = None, bucket: bool = False, class_weight=None):  # fmt: skip
     """Returns `(ArrayData, is_text)`.
 
     Args:
         label_names: the classifier's class names: `y` may then hold names, mapped to their index in it.
+        class_weight: Keras' `fit(class_weight=...)`, `{class: weight}` (class ids, or names of `label_names`):
+            each example is weighted by its class's weight, 1 for a class left out. Not with `sample_weight`.
         bucket: pack raw text only as wide as the length bucket of its longest row (`preprocessor.bucket`), not to
             `sequence_length`, so memory follows the texts' lengths. For callers that cut every batch to its bucket
             (`make_batch(..., bucket=True)`): those batches come out the same from either width, as every bucket
@@ -38,8 +41,10 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
 
     Raises:
         ValueError: empty input, strings without a preprocessor, wrong dict keys, labels that are missing, not
-            integers (nor names of `label_names`), out of range or of another length than `x`, bad sample weights.
+            integers (nor names of `label_names`), out of range or of another length than `x`, bad sample weights
+            or class weights.
     """
+    per_class = _class_weights(class_weight, sample_weight, num_classes, label_names)  # before any tokenizing
     x = _from_column(x)
     if isinstance(x, tuple):
         x = tuple(_from_column(part) for part in x)
@@ -75,7 +80,8 @@ def prepare(x, y, sample_weight, *, preprocessor, backbone_config, num_classes: 
     if need_labels and labels is None:
         names = " or names of label_names" if label_names else ""
         raise ValueError(f"y is missing: pass class labels, one per example (integer class ids{names}).")
-    return ArrayData(inputs, labels, _weights(sample_weight, size)), is_text
+    weights = _weights(sample_weight, size) if per_class is None else per_class[labels]
+    return ArrayData(inputs, labels, weights), is_text
 
 
 def _from_column(x):
@@ -264,6 +270,71 @@ def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ..
             f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}{mixed}; fix the labels, or pass integer class ids."
         )
     return np.array([ids[name] for name in names], np.int32)
+
+
+def _class_weights(class_weight, sample_weight, num_classes: int, label_names) -> np.ndarray | None:
+    """Keras' `class_weight` as one float32 weight per class id (1 for a class it leaves out), checked: keys are class
+    ids in range or names of `label_names`, each class given once; weights as `sample_weight`'s."""
+    if class_weight is None:
+        return None
+    if sample_weight is not None:
+        raise ValueError(
+            "fit got both class_weight and sample_weight (Keras refuses the pair too): pass one. To weigh by both, "
+            "pass their product, sample_weight=sample_weight * np.take(weight_of_each_class_id, y)."
+        )
+    if not isinstance(class_weight, Mapping):
+        listed = " (a list of one weight per class id is dict(enumerate(weights)))" if isinstance(
+            class_weight, (list, tuple, np.ndarray)) else ""  # fmt: skip
+        raise ValueError(
+            f"class_weight must be a dict {{class: weight}} keyed by class ids or names of label_names, got "
+            f"{type(class_weight).__name__}{listed}."
+        )
+    table, given = np.ones(num_classes, np.float64), {}
+    largest = float(np.finfo(np.float32).max)  # the steps weigh in float32
+    for key, value in class_weight.items():
+        class_id = _class_id(key, num_classes, label_names)
+        if class_id in given:
+            raise ValueError(
+                f"class_weight weighs class {class_id} twice, as {given[class_id]!r} and {key!r}: keep one."
+            )
+        given[class_id] = key
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        if not (number and np.isfinite(value) and 0 <= value <= largest):
+            raise ValueError(
+                f"class_weight[{key!r}] must be a finite, non-negative number (at most float32's largest, "
+                f"{largest:.4g}), got {value!r}."
+            )
+        table[class_id] = float(value)
+    return table.astype(np.float32)
+
+
+def _class_id(key, num_classes: int, label_names) -> int:
+    """A key of `class_weight` as its class id."""
+    if isinstance(key, str):
+        if label_names is None:
+            raise ValueError(
+                f"class_weight names the class {key!r}, and this classifier has no label_names to map names through: "
+                f"key it by class ids in [0, {num_classes}), or build the classifier with label_names."
+            )
+        if key not in label_names:
+            close = difflib.get_close_matches(key, label_names, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ValueError(
+                f"class_weight names the class {key!r}, which is not among this classifier's label_names "
+                f"{list(label_names)}{hint}."
+            )
+        return label_names.index(key)
+    if not isinstance(key, (int, np.integer)) or isinstance(key, (bool, np.bool_)):
+        raise ValueError(
+            f"class_weight's keys must be class ids (integers) or names of label_names, got {key!r} "
+            f"({type(key).__name__})."
+        )
+    if not 0 <= key < num_classes:
+        raise ValueError(
+            f"class_weight has the class id {key}, outside [0, {num_classes}) (num_classes={num_classes}): class ids "
+            "count from 0."
+        )
+    return int(key)
 
 
 def _weights(sample_weight, size: int) -> np.ndarray | None:

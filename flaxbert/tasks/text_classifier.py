@@ -529,14 +529,14 @@ class TextClassifier:
         smaller = min(batch_size, max(1 << (size - 1).bit_length(), devices))
         return smaller, min(rows, padded_rows(smaller, devices))
 
-    def _prepare(self, x, y, sample_weight, need_labels: bool, training: bool = False):
+    def _prepare(self, x, y, sample_weight, need_labels: bool, training: bool = False, class_weight=None):
         """`(ArrayData, bucket)`: the checked data and whether its batches are cut to their length buckets. Raw text
         to evaluate or predict is packed only as wide as its longest row's bucket (memory follows the texts, not
         sequence_length); training data keeps the full width, as a resumed fit's data digest covers the shapes."""
         data, is_text = prepare(x, y, sample_weight, preprocessor=self.preprocessor,
                                 backbone_config=self.backbone.config, num_classes=self.num_classes,
                                 need_labels=need_labels, label_names=self.label_names,
-                                bucket=self.bucket and not training)  # fmt: skip
+                                bucket=self.bucket and not training, class_weight=class_weight)  # fmt: skip
         return data, is_text and self.bucket
 
     # -- fit / evaluate / predict ----------------------------------------------------------------------------------
@@ -545,14 +545,17 @@ class TextClassifier:
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, verbose="auto", *, validation_data=None,
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
-            group_by_length: bool = False, validation_batch_size: int | None = None,
+            group_by_length: bool = False, validation_batch_size: int | None = None, class_weight=None,
             **keras_options) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
         `x`, `y`, `batch_size`, `epochs` and `verbose` may be passed by position, in Keras' order; the rest by name.
         `y` holds class ids, or class names where the classifier has `label_names` (each name is its index there).
         The history's accuracy is the fraction of examples classified correctly, whatever their `sample_weight`
-        (Keras' compile metrics ignore it); the loss is weighted.
+        (Keras' compile metrics ignore it); the loss is weighted. `class_weight` (Keras'), `{class: weight}` keyed by
+        class ids or names of `label_names`, weighs each training example by its class instead (1 for a class left
+        out), say `{0: 1.0, 1: 4.0}` where class 1 is four times rarer; it is not passed with `sample_weight`, and
+        validation is not weighted by it.
 
         Unlike keras-hub, list and array inputs are reshuffled every epoch (`shuffle=True`). `seed` fixes the data
         order and the dropout masks; None (the default) takes the classifier's count of earlier fits (0, 1, ...), so
@@ -609,7 +612,7 @@ class TextClassifier:
                 stacklevel=warning_stacklevel(2),
             )
         rows = self._rows(batch_size)
-        data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True)
+        data, bucket = self._prepare(x, y, sample_weight, need_labels=True, training=True, class_weight=class_weight)
         if group_by_length and not bucket:
             why = "x is preprocessed, not raw text" if self.bucket else "classifier.bucket is False"
             raise ValueError(
