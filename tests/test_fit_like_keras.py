@@ -109,6 +109,22 @@ def test_class_weight_trains_as_keras_class_weight(keras_hub, keras, keras_run):
     assert unweighted.fit(x, y, batch_size=4, verbose=0, shuffle=False).history["loss"] != pytest.approx(got["loss"])
 
 
+def test_validation_split_holds_out_the_last_rows_as_keras_does(keras_hub, keras, keras_run):
+    """Keras' fit(validation_split=...) was refused. The last quarter of x (and of y and sample_weight) now
+    validates each epoch, before any shuffling, as Keras' `train_validation_split` cuts it."""
+    x, y, weights = keras_run["x"], keras_run["y"], keras_run["weights"]
+    fit = dict(batch_size=4, epochs=2, shuffle=False, verbose=0, sample_weight=weights, validation_split=0.25)
+    model = keras_hub.models.BertTextClassifier.from_preset(keras_run["preset"])
+    want = keras.Model.fit(model, x, y, **fit).history
+    classifier = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
+    got = classifier.fit(x, y, **fit).history
+    assert len(got["val_loss"]) == 2
+    for name in ("loss", "val_loss"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+    for name in ("accuracy", "val_accuracy"):
+        np.testing.assert_allclose(got[name], want[f"{name.removesuffix('accuracy')}sparse_categorical_accuracy"])
+
+
 def _classifier(seed: int = 1):
     backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=8, dropout=0.0, seed=0)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, dropout=0.0, seed=seed)
@@ -126,6 +142,39 @@ def _assert_same(a, b):
 
 def _differ(a, b) -> bool:
     return any(jax.tree.leaves(jax.tree.map(lambda u, v: not np.array_equal(u, v), a, b)))
+
+
+def test_validation_split_validates_on_the_last_rows_of_any_x_and_never_with_class_weights():
+    """Keras takes validation_split for arrays only; here it cuts whatever x fit takes (after checking it), so it
+    trains and validates exactly as the same rows passed as validation_data do. Class weights weigh training only."""
+    x, y = _data(16, vocab=100)
+    last = {k: v[12:] for k, v in x.items()}
+    split, given = _classifier(), _classifier()
+    by_split = split.fit(x, y, batch_size=4, epochs=2, verbose=0, seed=3, validation_split=0.25).history
+    first = {k: v[:12] for k, v in x.items()}
+    by_data = given.fit(first, y[:12], batch_size=4, epochs=2, verbose=0, seed=3, validation_data=(last, y[12:]))
+    assert by_split == by_data.history
+    _assert_same(_params(split), _params(given))
+    weighted = _classifier()
+    history = weighted.fit(x, y, batch_size=4, verbose=0, validation_split=0.25, class_weight={0: 5.0, 1: 0.2})
+    assert history.history["val_loss"][-1] == pytest.approx(weighted.evaluate(last, y[12:], verbose=0)["loss"])
+
+
+def test_bad_validation_splits_are_refused_and_one_beside_validation_data_is_said_unused():
+    x, y = _data(8, vocab=100)
+    classifier = _classifier()
+    before = _params(classifier)
+    for bad in (1.0, -0.1, True, "0.1", None):
+        with pytest.raises(ValueError, match=rf"validation_split must be a number in \[0, 1\).* got {bad!r}"):
+            classifier.fit(x, y, verbose=0, validation_split=bad)
+    with pytest.raises(ValueError, match=r"validation_split=1e-17 of 8 examples leaves no validation example"):
+        classifier.fit(x, y, verbose=0, validation_split=1e-17)  # 8 x (1 - 1e-17) rounds to 8 rows to train
+    with pytest.raises(ValueError, match=r"validation_split=0.99 of 8 examples leaves no training example"):
+        classifier.fit(x, y, verbose=0, validation_split=0.99)
+    _assert_same(_params(classifier), before)
+    with pytest.warns(UserWarning, match=r"validation_split=0.5 is not used: validation_data is given"):
+        history = classifier.fit(x, y, batch_size=8, verbose=0, validation_split=0.5, validation_data=(x, y))
+    assert history.history["val_loss"][0] == pytest.approx(classifier.evaluate(x, y, verbose=0)["loss"])
 
 
 def test_an_optax_schedule_continues_across_fits():
@@ -310,7 +359,6 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
     before = _params(classifier)
     refusals = {
         "callbacks": ([object()], "on_log=fn"),
-        "validation_split": (0.2, "validation_data=.x_val, y_val."),
         "initial_epoch": (1, "checkpoint_dir=.*resumes"),
     }
     for keyword, (value, instead) in refusals.items():

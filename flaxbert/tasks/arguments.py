@@ -46,6 +46,16 @@ def batch_size(value) -> int:
     return 32 if value is None else positive_int("batch_size", value, "None (32) or ")
 
 
+def validation_split(value) -> float:
+    """fit's `validation_split` (Keras'): the fraction of the examples, the last ones, held out for validation."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and 0 <= value < 1):
+        raise ValueError(
+            f"validation_split must be a number in [0, 1), the fraction of x held out (its last rows), got {value!r}."
+        )
+    return float(value)
+
+
 def flag(name: str, value) -> bool:
     """`value` as a bool (numpy's too), or a ValueError naming the argument."""
     if not isinstance(value, (bool, np.bool_)):
@@ -177,7 +187,6 @@ _KERAS_KEYWORDS = {
     "callbacks": ((None, []), "fit(on_log=fn) gets every logged row of training metrics and each validation's, and "
                   "fit(checkpoint_dir=...) saves checkpoints; Keras callbacks do not run here"),
     "initial_epoch": ((0,), "fit(checkpoint_dir=...) resumes an interrupted run exactly where it stopped"),
-    "validation_split": ((0,), "split off the validation rows and pass them as validation_data=(x_val, y_val)"),
     "steps_per_epoch": ((None,), "each epoch is one pass over x: pass fewer rows for fewer steps"),
     "validation_steps": ((None,), "validation covers all of validation_data: pass fewer rows for fewer steps"),
     "validation_freq": ((1,), "validation runs after every epoch"),
@@ -189,8 +198,7 @@ _KERAS_KEYWORDS = {
     "loss_weights": ((None,), "a classifier has one output and one loss"),
 }  # fmt: skip
 _KERAS_KEYWORDS_OF = {
-    "fit": ("callbacks", "initial_epoch", "validation_split", "steps_per_epoch", "validation_steps",
-            "validation_freq"),
+    "fit": ("callbacks", "initial_epoch", "steps_per_epoch", "validation_steps", "validation_freq"),
     "evaluate": ("callbacks", "steps"),
     "predict": ("callbacks", "steps"),
     "compile": ("run_eagerly", "steps_per_execution", "weighted_metrics", "loss_weights"),

@@ -272,6 +272,26 @@ def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ..
     return np.array([ids[name] for name in names], np.int32)
 
 
+def split_validation(data: ArrayData, validation_split: float, class_weighted: bool) -> tuple[ArrayData, ArrayData]:
+    """Keras' `validation_split`: `(train, validation)`, the validation part the last `validation_split` of the rows,
+    as they were given (before any shuffling). The validation rows keep their `sample_weight`, not class weights
+    (`class_weighted`: `data`'s weights are those), which Keras applies to training data only."""
+    size = len(data)
+    split_at = int(np.floor(size * (1.0 - validation_split)))  # Keras' rounding
+    if split_at in (0, size):
+        raise ValueError(
+            f"validation_split={validation_split} of {size} examples leaves "
+            f"{'no training' if split_at == 0 else 'no validation'} example: pass more examples or another "
+            "validation_split."
+        )
+
+    def part(rows: slice, weighted: bool) -> ArrayData:
+        weights = data.sample_weight[rows] if weighted and data.sample_weight is not None else None
+        return ArrayData({k: v[rows] for k, v in data.inputs.items()}, data.labels[rows], weights)
+
+    return part(slice(0, split_at), True), part(slice(split_at, size), not class_weighted)
+
+
 def _class_weights(class_weight, sample_weight, num_classes: int, label_names) -> np.ndarray | None:
     """Keras' `class_weight` as one float32 weight per class id (1 for a class it leaves out), checked: keys are class
     ids in range or names of `label_names`, each class given once; weights as `sample_weight`'s."""

@@ -32,7 +32,7 @@ from flaxbert.parallel.mesh import passed_over_by_warnings, warning_stacklevel
 from flaxbert.presets import hf_export, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.tasks import arguments, resume
-from flaxbert.tasks.data import check_preprocessor, prepare
+from flaxbert.tasks.data import check_preprocessor, prepare, split_validation
 from flaxbert.tasks.summary import summary_lines
 from flaxbert.text import (
     BertTextClassifierPreprocessor,
@@ -546,7 +546,7 @@ class TextClassifier:
             shuffle: bool = True, sample_weight=None, seed: int | None = None, checkpoint_dir=None,
             checkpoint_every: int | None = None, on_log=None, log_every: int = 50,
             group_by_length: bool = False, validation_batch_size: int | None = None, class_weight=None,
-            **keras_options) -> History:  # fmt: skip
+            validation_split: float = 0.0, **keras_options) -> History:  # fmt: skip
         """Fine-tunes on `x`, `y`; returns a `History` of per-epoch loss and accuracy (and `val_*` ones).
 
         `x`, `y`, `batch_size`, `epochs` and `verbose` may be passed by position, in Keras' order; the rest by name.
@@ -581,6 +581,9 @@ class TextClassifier:
         transformers' `group_by_length` does: each batch is cut from a length-sorted window of 50 shuffled batches,
         so bucketed batches pad far less (SST-2: 21 instead of 48 positions on average; an epoch ran 1.8x faster on
         CPU); which sentences share a batch changes, so results differ from ungrouped training as another seed's do.
+        `validation_split` (Keras'), a fraction in [0, 1), holds out the last rows of `x` (before shuffling) and
+        validates on them after each epoch, as Keras does, for any `x` fit takes (Keras' needs arrays); given with
+        `validation_data`, it is not used (a warning says so).
         `validation_batch_size` (Keras' keyword; None: `batch_size`) is the batch of each epoch's validation.
         `epochs=0` checks the inputs, trains nothing and returns an empty History, as Keras' fit does.
         """
@@ -605,6 +608,13 @@ class TextClassifier:
             raise ValueError(f"on_log must be a function of one row (a dict) or None, got {on_log!r}.")
         arguments.check_seed(seed)
         arguments.check_checkpoint_dir(checkpoint_dir)
+        validation_split = arguments.validation_split(validation_split)
+        if validation_split and validation_data is not None:
+            warnings.warn(
+                f"validation_split={validation_split} is not used: validation_data is given, and validates instead "
+                "(as in Keras). Pass one of them.",
+                stacklevel=warning_stacklevel(2),
+            )
         if self.num_classes == 1:  # a one-logit head predicts (a regression checkpoint's, say), but trains nothing
             warnings.warn(
                 "num_classes=1: every label is class 0, and the cross-entropy over one class is 0 for every example, "
@@ -619,13 +629,17 @@ class TextClassifier:
                 f"group_by_length=True only helps length-bucketed batches, and {why}: pass raw strings with "
                 "classifier.bucket = True, or leave group_by_length off."
             )
-        validate = compile_validation = None
+        validate = compile_validation = val_data = None
         if validation_data is not None:
             val_x, val_y, val_weight = arguments.unpack_validation(validation_data)
             try:
                 val_data, val_bucket = self._prepare(val_x, val_y, val_weight, need_labels=True)
             except ValueError as error:  # the checks speak of x and y: say which ones
                 raise ValueError(f"validation_data: {error}") from None
+        elif validation_split:
+            data, val_data = split_validation(data, validation_split, class_weighted=class_weight is not None)
+            val_bucket = bucket
+        if val_data is not None:
             val_step = self._steps("eval")[0]
             val_rows = rows
             if validation_batch_size != batch_size:  # a padding warning of its own, and none twice
