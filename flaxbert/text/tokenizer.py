@@ -230,9 +230,9 @@ class BertTokenizer:
         return self._tokenizer.decode(self._checked_ids(ids, "ids"), skip_special_tokens=False)
 
     def _checked_ids(self, ids, what: str) -> list[int]:
-        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or _rank(ids) == 0:
             raise TypeError(f"{what} must be a sequence of integer token ids, got {type(ids).__name__} ({ids!r:.40}).")
-        array = np.asarray(list(ids))
+        array = np.asarray(ids) if _rank(ids) is not None else np.asarray(list(ids))
         if array.size and (array.ndim != 1 or array.dtype.kind not in "iu"):
             raise TypeError(f"{what} must be a 1-D sequence of integer token ids, got {array.dtype} {array.shape}.")
         bad = array[(array < 0) | (array >= len(self._tokens))]
@@ -306,9 +306,17 @@ class DistilBertTokenizer(BertTokenizer):
     presets = presets_for("distil_bert")
 
 
+def _rank(ids) -> int | None:
+    """The rank of an array (numpy, jax, torch: whatever has an integer `ndim`), None for a list or other sequence."""
+    rank = getattr(ids, "ndim", None)
+    return rank if isinstance(rank, int) else None
+
+
 def _is_batch_of_ids(ids) -> bool:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
         return False  # not ids at all: `_checked_ids` says so
+    if _rank(ids) is not None:  # an array's rank says; its items need not (a jax array's scalars have __iter__)
+        return _rank(ids) == 2
     return hasattr(next(iter(ids), None), "__iter__")
 
 

@@ -3,6 +3,7 @@
 import json
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -63,7 +64,14 @@ def test_detokenize_joins_words_with_spaces(uncased):
         "the quick [PAD] [PAD] [PAD] [PAD]",
     ]
     assert tokenizer.detokenize([]) == ""
+    # jax arrays, as keras-hub's preprocessor hands them out: a 1-D one was taken for a batch (its scalars are
+    # iterable) and failed inside jax
+    assert tokenizer.detokenize(jnp.array([2, 5, 8, 3])) == "[CLS] the fox [SEP]"
+    assert tokenizer.detokenize(jnp.array([[5, 8], [6, 0]])) == ["the fox", "quick [PAD]"]
     for ids, error in [("1996", r"ids must be a sequence of integer token ids, got str"), (5, "got int"),
+                       (jnp.array(5), "ids must be a sequence of integer token ids, got ArrayImpl"),
+                       (np.array(5), "got ndarray"),
+                       (np.zeros((1, 1, 2), int), r"1-D sequence of integer token ids, got int64 \(1, 1, 2\)"),
                        ([5.7], "must be a 1-D sequence of integer token ids, got float64"),
                        ([5, 13], r"ids: ids outside the vocabulary's 0..12: e.g. \[13\]"), ([-1], r"e.g. \[-1\]"),
                        ([[5], [99]], r"row 1 of ids: ids outside")]:  # fmt: skip
