@@ -375,6 +375,35 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
     _assert_same(_params(classifier), before)
 
 
+def test_keras_model_attributes_a_classifier_lacks_say_what_to_use_instead():
+    """`classifier.train_on_batch`, `.get_weights()`, `.save(...)` or `classifier(x)` in a ported notebook met a bare
+    AttributeError or "object is not callable"; each now names what does the job here, and those recipes run."""
+    classifier = _classifier()
+    hints = {
+        "train_on_batch": r"fit\(x, y, batch_size=len\(x\), shuffle=False\) trains one step on x",
+        "predict_on_batch": r"predict\(x, batch_size=len\(x\)\) runs x as one batch",
+        "test_on_batch": r"evaluate\(x, y, batch_size=len\(x\), return_dict=False\)",
+        "get_weights": r"params holds every weight",
+        "save": r"save_to_preset\(directory\) writes the classifier",
+        "layers": r"backbone is the encoder",
+    }
+    for name, instead in hints.items():
+        with pytest.raises(
+            AttributeError, match=rf"BertTextClassifier has no {name} \(a keras.Model attribute\): {instead}"
+        ):
+            getattr(classifier, name)
+    assert not hasattr(classifier, "predict_on_batch")
+    with pytest.raises(AttributeError, match=r"^'BertTextClassifier' object has no attribute 'nonexistent'$"):
+        classifier.nonexistent  # noqa: B018
+    with pytest.raises(TypeError, match=r"not called as a Keras model is: predict\(x\) returns its logits"):
+        classifier({})
+    x, y = _data(8, vocab=100)
+    before = classifier.predict(x, batch_size=len(x), verbose=0)
+    assert len(classifier.evaluate(x, y, batch_size=len(x), return_dict=False, verbose=0)) == 2
+    classifier.fit(x, y, batch_size=len(x), shuffle=False, verbose=0)
+    assert not np.array_equal(classifier.predict(x, batch_size=len(x), verbose=0), before)  # one step trained
+
+
 def test_compile_takes_keras_spellings_of_accuracy_and_jit_and_refuses_the_rest(keras):
     classifier = _classifier()
     for metrics in (("sparse_categorical_accuracy",), ["acc"], [keras.metrics.SparseCategoricalAccuracy()]):

@@ -122,6 +122,20 @@ class TextClassifier:
         self._placed_params: dict[int, _Placed] = {}  # id(shardings) -> what `_placed` remembers for them
         self.compile()
 
+    def __getattr__(self, name):
+        # Only for attributes not found: keras.Model's that a ported notebook reaches for get what to use instead.
+        instead = _KERAS_MODEL_ATTRIBUTES.get(name)
+        if instead is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise AttributeError(f"{type(self).__name__} has no {name} (a keras.Model attribute): {instead}.")
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"a {type(self).__name__} is not called as a Keras model is: predict(x) returns its logits as numpy; "
+            "for a jax function of params and inputs, use classifier.model.apply({'params': classifier.params}, "
+            "inputs) (README: The functional core)."
+        )
+
     def _init_head(self, mesh, boxed) -> None:
         """Seeded random head params (drawn on the host: `models/random_init.py`), born sharded over `mesh`;
         `boxed`: the model's `abstract_params`."""
@@ -813,6 +827,35 @@ class TextClassifier:
         batch_size, rows = self._shrunk(batch_size, self._rows(batch_size, mesh=mesh), len(data), mesh)
         return loops.predict(params, predict_fn, data, batch_size=batch_size, mesh=mesh, rows=rows, bucket=bucket,
                              verbose=verbose, params_spec=spec)  # fmt: skip
+
+
+_WEIGHTS = (
+    "params holds every weight, a dict of arrays (assign classifier.params = ... to replace them; "
+    "backbone.trainable says whether fit trains the encoder)"
+)
+_SAVING = (
+    "save_to_preset(directory) writes the classifier (config, weights, preprocessor) and "
+    "flaxbert.TextClassifier.from_preset(directory) loads it; export_to_transformers(directory) writes a "
+    "transformers checkpoint"
+)
+# keras.Model attributes a classifier does not have, and what to use instead (`TextClassifier.__getattr__`).
+_KERAS_MODEL_ATTRIBUTES = {
+    "predict_on_batch": "predict(x, batch_size=len(x)) runs x as one batch",
+    "test_on_batch": "evaluate(x, y, batch_size=len(x), return_dict=False) scores x as one batch",
+    "train_on_batch": ("fit(x, y, batch_size=len(x), shuffle=False) trains one step on x (the optimizer state "
+                       "carries over from one fit to the next)"),
+    **dict.fromkeys(("get_weights", "set_weights", "weights", "trainable_weights", "non_trainable_weights",
+                     "variables", "trainable_variables", "non_trainable_variables"), _WEIGHTS),
+    **dict.fromkeys(("save", "save_weights", "load_weights"), _SAVING),
+    **dict.fromkeys(("get_config", "from_config"), f"{_SAVING}; backbone.get_config() is the encoder's config"),
+    "layers": "backbone is the encoder and model the flax module of encoder and head, whose weights are params",
+    **dict.fromkeys(("metrics", "metrics_names", "reset_metrics"), (
+        "fit returns a History of 'loss' and 'accuracy' per epoch and evaluate their values; nothing is kept "
+        "between calls")),
+    "history": "fit returns the History (history.history maps 'loss', 'accuracy', 'val_loss', ... to lists)",
+    "stop_training": ("a fit stops at an exception raised by its on_log, or at Ctrl-C / SIGTERM (saved first with a "
+                      "checkpoint_dir)"),
+}  # fmt: skip
 
 
 class _Placed(typing.NamedTuple):
