@@ -90,30 +90,13 @@ def test_accuracy_counts_correct_examples_whatever_their_weight_as_keras_reports
     assert classifier.evaluate(x, y, verbose=0, sample_weight=weights)["accuracy"] == unweighted
 
 
-def test_class_weight_trains_as_keras_class_weight(keras_hub, keras, keras_run):
-    """Keras' fit(class_weight=...) was refused, with a recipe through sample_weight. It now weighs each training
-    example by its class as Keras does (a class left out weighs 1), and validation stays unweighted, as in Keras."""
-    class_weight = {0: 0.5, 2: 3.0}
-    x, y, validation = keras_run["x"], keras_run["y"], keras_run["validation"][:2]
-    model = keras_hub.models.BertTextClassifier.from_preset(keras_run["preset"])
-    want = keras.Model.fit(model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, class_weight=class_weight,
-                           validation_data=validation).history  # fmt: skip
-    classifier = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
-    got = classifier.fit(x, y, batch_size=4, verbose=0, shuffle=False, class_weight=class_weight,
-                         validation_data=validation).history  # fmt: skip
-    for name in ("loss", "val_loss"):
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
-    np.testing.assert_allclose(classifier.predict(x, verbose=0), np.asarray(keras.Model.predict(model, x, verbose=0)),
-                               rtol=0, atol=1e-6)  # fmt: skip
-    unweighted = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
-    assert unweighted.fit(x, y, batch_size=4, verbose=0, shuffle=False).history["loss"] != pytest.approx(got["loss"])
-
-
-def test_validation_split_holds_out_the_last_rows_as_keras_does(keras_hub, keras, keras_run):
-    """Keras' fit(validation_split=...) was refused. The last quarter of x (and of y and sample_weight) now
-    validates each epoch, before any shuffling, as Keras' `train_validation_split` cuts it."""
-    x, y, weights = keras_run["x"], keras_run["y"], keras_run["weights"]
-    fit = dict(batch_size=4, epochs=2, shuffle=False, verbose=0, sample_weight=weights, validation_split=0.25)
+def test_class_weight_and_validation_split_train_as_keras_does(keras_hub, keras, keras_run):
+    """Keras' fit(class_weight=..., validation_split=...) were refused, with recipes through sample_weight and
+    validation_data. Each training example is now weighed by its class as Keras does (a class left out weighs 1),
+    and the last quarter of x validates each epoch, unweighted, cut before any shuffling as Keras'
+    `train_validation_split` cuts it."""
+    fit = dict(batch_size=4, epochs=2, shuffle=False, verbose=0, class_weight={0: 0.5, 2: 3.0}, validation_split=0.25)
+    x, y = keras_run["x"], keras_run["y"]
     model = keras_hub.models.BertTextClassifier.from_preset(keras_run["preset"])
     want = keras.Model.fit(model, x, y, **fit).history
     classifier = flaxbert.BertTextClassifier.from_preset(keras_run["preset"])
@@ -123,6 +106,8 @@ def test_validation_split_holds_out_the_last_rows_as_keras_does(keras_hub, keras
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
     for name in ("accuracy", "val_accuracy"):
         np.testing.assert_allclose(got[name], want[f"{name.removesuffix('accuracy')}sparse_categorical_accuracy"])
+    np.testing.assert_allclose(classifier.predict(x, verbose=0), np.asarray(keras.Model.predict(model, x, verbose=0)),
+                               rtol=0, atol=1e-6)  # fmt: skip
 
 
 def _classifier(seed: int = 1):
@@ -148,11 +133,14 @@ def test_validation_split_validates_on_the_last_rows_of_any_x_and_never_with_cla
     """Keras takes validation_split for arrays only; here it cuts whatever x fit takes (after checking it), so it
     trains and validates exactly as the same rows passed as validation_data do. Class weights weigh training only."""
     x, y = _data(16, vocab=100)
+    weights = np.linspace(0.2, 2.0, 16)  # kept on the validation rows, as Keras keeps them
     last = {k: v[12:] for k, v in x.items()}
     split, given = _classifier(), _classifier()
-    by_split = split.fit(x, y, batch_size=4, epochs=2, verbose=0, seed=3, validation_split=0.25).history
+    by_split = split.fit(x, y, batch_size=4, epochs=2, verbose=0, seed=3, sample_weight=weights,
+                         validation_split=0.25).history  # fmt: skip
     first = {k: v[:12] for k, v in x.items()}
-    by_data = given.fit(first, y[:12], batch_size=4, epochs=2, verbose=0, seed=3, validation_data=(last, y[12:]))
+    by_data = given.fit(first, y[:12], batch_size=4, epochs=2, verbose=0, seed=3, sample_weight=weights[:12],
+                        validation_data=(last, y[12:], weights[12:]))  # fmt: skip
     assert by_split == by_data.history
     _assert_same(_params(split), _params(given))
     weighted = _classifier()
