@@ -1,6 +1,5 @@
 """flaxbert's native preset format: exact round trips, restoring onto the mesh, atomic writes, clear errors."""
 
-import contextlib
 import errno
 import json
 import os
@@ -150,22 +149,29 @@ def test_a_byte_changed_in_a_params_file_or_the_vocabulary_is_refused(tmp_path):
 
         return change
 
-    changed = []
-    # In compressed data most flips decode to other numbers without an error; which ones do depends on how Orbax laid
-    # out this save's data file, so flips are tried along it until one does (three fixed places missed 1 run in 7).
-    for where in np.linspace(0.1, 0.9, 9):
+    changed, refused_by_orbax, places = [], 0, np.linspace(0.1, 0.9, 9)
+    # In most saves some flips decode to other numbers without an error; which ones do depends on how Orbax laid out
+    # this save's data file, so flips are tried along it until one does (three fixed places missed 1 run in 7). In
+    # some layouts of this tiny save Orbax refuses every flip itself ("Error decoding b-tree node: CRC-32C checksum
+    # verification failed" at 50 places along the file; seen in session 46's CI run): the checksum's refusal is
+    # checked at every place all the same.
+    for where in places:
         flipped = damaged(f"flipped{where:.1f}", flip(where))
         refusal = f"{flipped / largest} is not the file save_to_preset wrote .*CRC-32 differs.* the preset is corrupt"
         with pytest.raises(ValueError, match=refusal + ". Copy it again, or save it again from its model"):
             flaxbert.TextClassifier.from_preset(flipped)
         (flipped / "checksums.json").unlink()  # what the checksum caught: the same files load without it
-        with contextlib.suppress(ValueError):  # (or Orbax refuses them)
+        try:
             unchecked = flaxbert.TextClassifier.from_preset(flipped)
-            pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
-            changed.append(sum(not np.array_equal(a, b) for a, b in pairs))
+        except ValueError:  # Orbax's own refusal
+            refused_by_orbax += 1
+            continue
+        pairs = zip(jax.tree.leaves(unchecked.params), jax.tree.leaves(classifier.params), strict=True)
+        changed.append(sum(not np.array_equal(a, b) for a, b in pairs))
         if 1 in changed:
             break
-    assert 1 in changed  # one array read back as other numbers, and nothing said so
+    # one array read back as other numbers, and nothing said so; or a layout where Orbax caught every flip itself
+    assert 1 in changed or refused_by_orbax == len(places), (changed, refused_by_orbax)
 
     missing = damaged("missing", lambda preset: (preset / largest).unlink())
     with pytest.raises(FileNotFoundError, match=f"missing is incomplete: {largest} is missing. Copy it again"):
