@@ -272,6 +272,14 @@ def _ids_of_names(names: list[str], num_classes: int, label_names: tuple[str, ..
     return np.array([ids[name] for name in names], np.int32)
 
 
+_LARGEST_WEIGHT = float(np.finfo(np.float32).max)  # the steps weigh in float32: a larger weight would become inf
+
+
+def _bad_weights(weights: np.ndarray) -> np.ndarray:
+    """Where sample or class weights (float64) are not finite, negative or beyond `_LARGEST_WEIGHT`."""
+    return ~(np.isfinite(weights) & (weights >= 0) & (weights <= _LARGEST_WEIGHT))
+
+
 def split_validation(data: ArrayData, validation_split: float, class_weighted: bool) -> tuple[ArrayData, ArrayData]:
     """Keras' `validation_split`: `(train, validation)`, the validation part the last `validation_split` of the rows,
     as they were given (before any shuffling). The validation rows keep their `sample_weight`, not class weights
@@ -310,7 +318,6 @@ def _class_weights(class_weight, sample_weight, num_classes: int, label_names) -
             f"{type(class_weight).__name__}{listed}."
         )
     table, given = np.ones(num_classes, np.float64), {}
-    largest = float(np.finfo(np.float32).max)  # the steps weigh in float32
     for key, value in class_weight.items():
         class_id = _class_id(key, num_classes, label_names)
         if class_id in given:
@@ -319,10 +326,10 @@ def _class_weights(class_weight, sample_weight, num_classes: int, label_names) -
             )
         given[class_id] = key
         number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-        if not (number and np.isfinite(value) and 0 <= value <= largest):
+        if not number or _bad_weights(np.float64(value)):
             raise ValueError(
                 f"class_weight[{key!r}] must be a finite, non-negative number (at most float32's largest, "
-                f"{largest:.4g}), got {value!r}."
+                f"{_LARGEST_WEIGHT:.4g}), got {value!r}."
             )
         table[class_id] = float(value)
     return table.astype(np.float32)
@@ -365,12 +372,11 @@ def _weights(sample_weight, size: int) -> np.ndarray | None:
         weights = weights[:, 0]
     if weights.shape != (size,):
         raise ValueError(f"sample_weight must have one weight per example ({size}), got shape {weights.shape}.")
-    largest = float(np.finfo(np.float32).max)  # the steps weigh in float32: a larger weight would become inf there
-    bad = ~(np.isfinite(weights) & (weights >= 0) & (weights <= largest))
+    bad = _bad_weights(weights)
     if bad.any():
         first = int(np.argmax(bad))
         raise ValueError(
-            f"sample_weight must be finite, non-negative and at most {largest:.4g} (float32's largest); "
+            f"sample_weight must be finite, non-negative and at most {_LARGEST_WEIGHT:.4g} (float32's largest); "
             f"sample_weight[{first}] is {float(weights[first])!r}."
         )
     return weights.astype(np.float32)

@@ -810,8 +810,8 @@ class TextClassifier:
         batch_size, verbose = arguments.batch_size(batch_size), arguments.verbosity(verbose)
         data, bucket = self._prepare(x, y, sample_weight, need_labels=True)
         eval_fn, params, spec, mesh = self._inference_step("eval")
-        batch = self._shrunk(batch_size, self._rows(batch_size, mesh=mesh), len(data), mesh)
-        scores = loops.evaluate(params, eval_fn, data, batch_size=batch[0], mesh=mesh, rows=batch[1], bucket=bucket,
+        batch_size, rows = self._shrunk(batch_size, self._rows(batch_size, mesh=mesh), len(data), mesh)
+        scores = loops.evaluate(params, eval_fn, data, batch_size=batch_size, mesh=mesh, rows=rows, bucket=bucket,
                                 verbose=verbose, params_spec=spec)  # fmt: skip
         return scores if return_dict else [scores["loss"], scores["accuracy"]]
 
