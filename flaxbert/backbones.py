@@ -6,6 +6,7 @@ They call the linen encoders in `flaxbert.models` in inference mode and add no m
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import threading
 
 import flax.linen as nn
@@ -13,14 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype
+from flaxbert.models import BertConfig, BertEncoder, DistilBertConfig, DistilBertEncoder, compute_dtype, lora
 from flaxbert.models.abstract import abstract_params, check_params, count_params
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
 from flaxbert.models.random_init import check_seed, random_params
 from flaxbert.parallel.host import host_to_mesh, to_host
 from flaxbert.parallel.mesh import outside_mesh_context, param_shardings
-from flaxbert.presets import hf_checkpoint, hf_export, keras_format, native
+from flaxbert.presets import hf_checkpoint, hf_export, keras_format, lora_file, native
 from flaxbert.presets.registry import presets_for
 from flaxbert.presets.resolve import resolve
 
@@ -187,13 +188,94 @@ class Backbone:
 
     @outside_mesh_context
     def export_to_transformers(self, directory):
-        """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory."""
-        return hf_export.export_transformers(directory, self.config, self.params)
+        """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory (LoRA adapters
+        merged into their kernels)."""
+        return hf_export.export_transformers(directory, lora.merged_config(self.config), lora.merged(self.params))
 
     @outside_mesh_context
     def save_to_preset(self, preset_dir) -> None:
-        """Writes this backbone as a flaxbert preset directory (config.json + Orbax params)."""
-        native.save(preset_dir, backbone_config=self.config, params={"backbone": self.params})
+        """Writes this backbone as a flaxbert preset directory (config.json + Orbax params). LoRA adapters are
+        merged into their kernels, as keras-hub saves them: the preset computes the same function without LoRA
+        (`save_lora_weights` keeps the adapters apart)."""
+        native.save(preset_dir, backbone_config=lora.merged_config(self.config),
+                    params={"backbone": lora.merged(self.params)})  # fmt: skip
+
+    # -- LoRA ------------------------------------------------------------------------------------------------------
+    @outside_mesh_context
+    def enable_lora(self, rank: int, target_layer_names=None) -> None:
+        """keras-hub's `Backbone.enable_lora`: freezes the backbone's weights and adds a LoRA adapter of `rank` to
+        each of `target_layer_names` in every transformer layer (keras-hub's names; None: `["query", "value"]`, the
+        attention's). A classifier's fit then trains the adapters, the adapted layers' biases and its head, as
+        keras-hub's does; `lora_kernel_b` starts at zero, so the backbone computes what it did until trained.
+
+        The layers that take one: query, key, value, attention_output, feedforward_intermediate_dense,
+        feedforward_output_dense, and BERT's pooled_dense. Sets `trainable = True`, as keras-hub does. Once per
+        backbone: a second call is refused.
+        """
+        if self.config.lora_rank:
+            raise ValueError(
+                f"LoRA is enabled on this backbone already (rank {self.config.lora_rank} on "
+                f"{list(self.config.lora_targets)}); keras-hub enables it once. Load the backbone again to start over."
+            )
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+            raise ValueError(f"enable_lora(rank={rank!r}): the rank must be a positive integer, e.g. 4 or 8.")
+        targets = lora.DEFAULT_TARGETS if target_layer_names is None else target_layer_names
+        if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
+            raise ValueError(f"target_layer_names must be a non-empty list of layer names, e.g. ['query', 'value']; "
+                             f"got {targets!r}.")  # fmt: skip
+        lora.check_targets(targets, type(self.config).__name__)
+        self._adapt(dataclasses.replace(self.config, lora_rank=int(rank), lora_targets=tuple(targets)), {})
+
+    @outside_mesh_context
+    def save_lora_weights(self, filepath) -> None:
+        """keras-hub's `save_lora_weights`: writes the LoRA adapters alone to `filepath` (ending in `.lora.h5`), in
+        keras-hub's layout, so keras-hub's `load_lora_weights` reads it too. Written atomically."""
+        if not self.config.lora_rank:
+            raise ValueError("this backbone has no LoRA adapters to save; call backbone.enable_lora(rank) first.")
+        lora_file.write(filepath, self.config, to_host(self.params))
+
+    @outside_mesh_context
+    def load_lora_weights(self, filepath) -> None:
+        """keras-hub's `load_lora_weights`: sets the LoRA adapters from a `.lora.h5` file (flaxbert's or keras-hub's),
+        first enabling LoRA with the file's rank and layers where it is not enabled. The file is checked whole
+        (rank, layers, shapes) before anything changes."""
+        rank, factors = lora_file.read(filepath)
+        targets = lora_file.targets_of(self.config, factors, repr(str(filepath)))
+        if self.config.lora_rank and (rank, targets) != (self.config.lora_rank, self.config.lora_targets):
+            raise ValueError(
+                f"{str(filepath)!r} holds LoRA weights of rank {rank} for {list(targets)}, but this backbone's LoRA is "
+                f"rank {self.config.lora_rank} on {list(self.config.lora_targets)}; both must match (or load the "
+                "file into a backbone without LoRA, which takes the file's)."
+            )
+        config = dataclasses.replace(self.config, lora_rank=rank, lora_targets=targets)
+        paths = lora_file.layer_entries(config)
+        self._adapt(config, {paths[index]: pair for index, pair in factors.items()}, source=repr(str(filepath)))
+
+    def _adapt(self, config, factors: dict, source: str = "") -> None:
+        """Takes `config` (LoRA enabled) with this backbone's params and the adapters: `factors` {params path: (a,
+        b)} where given, else the ones there already, else drawn from the seed (He-uniform and zeros, as Keras').
+        Everything is checked before anything is set."""
+        abstract = nn.unbox(abstract_params(self.encoder_cls(config), config))
+        with PARAMS_LOCK:
+            params = jax.tree.map(lambda leaf: leaf, self.params)  # new dicts: the adapters go into the copies
+            for path in lora_file.layer_entries(config).values():
+                layer, want = params, abstract
+                for name in path:
+                    layer, want = layer[name], want[name]
+                if path in factors:
+                    for factor, value in zip(lora.ADAPTER_PARAMS, factors[path], strict=True):
+                        if value.shape != want[factor].shape:
+                            raise ValueError(
+                                f"{source} holds {'/'.join(path)}/{factor} of shape {value.shape}, but this backbone's "
+                                f"is {want[factor].shape}: the file was saved from a backbone of another size."
+                            )
+                        layer[factor] = jnp.asarray(value)
+                elif lora.ADAPTER_PARAMS[0] not in layer:
+                    drawn = random_params({k: want[k] for k in lora.ADAPTER_PARAMS}, self._seed, path)
+                    layer.update(jax.tree.map(jnp.asarray, drawn))
+            trainable = self.trainable if self.config.lora_rank else True  # enabling makes the backbone trainable
+            self._build(config, params, self._seed)
+            self.trainable = trainable
 
     def __call__(self, inputs: dict) -> dict[str, jax.Array] | jax.Array:
         """Runs the encoder in inference mode on a dict of [batch, length] int arrays."""

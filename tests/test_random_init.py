@@ -24,13 +24,18 @@ MODELS = {
     "bert": (BertClassifier, BertConfig(**DIMS), BertHeadConfig(3)),
     "distil_bert": (DistilBertClassifier, DistilBertConfig(**DIMS), DistilBertHeadConfig(3, hidden_dim=40)),
 }
+_EVERY_TARGET = ("query", "key", "value", "attention_output", "feedforward_intermediate_dense",
+                 "feedforward_output_dense", "pooled_dense")  # fmt: skip
+WITH_LORA = {"bert_lora": (BertClassifier, BertConfig(**DIMS, lora_rank=4, lora_targets=_EVERY_TARGET),
+                           BertHeadConfig(3))}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [*MODELS, *WITH_LORA])
 def test_every_leaf_follows_the_initializer_flax_init_uses(name):
-    """Zeros where flax's init gives zeros, ones where ones, and elsewhere the same truncated normal: inside two
-    stddevs of 0.02, with flax's spread (a leaf of 64 values or more: within sampling error)."""
-    cls, cfg, head = MODELS[name]
+    """Zeros where flax's init gives zeros, ones where ones, LoRA's first factors Keras' He-uniform, and elsewhere
+    the same truncated normal: inside two stddevs of 0.02, with flax's spread (a leaf of 64 values or more: within
+    sampling error)."""
+    cls, cfg, head = {**MODELS, **WITH_LORA}[name]
     model = cls(cfg, head)
     drawn = random_params(abstract_params(model, cfg), seed=0)
     flax_init = nn.unbox(model.init(jax.random.key(0), dummy_inputs(cfg))["params"])
@@ -42,6 +47,11 @@ def test_every_leaf_follows_the_initializer_flax_init_uses(name):
         assert ours.shape == theirs.shape and ours.dtype == theirs.dtype == np.float32, path
         if np.all(theirs == 0) or np.all(theirs == 1):
             np.testing.assert_array_equal(ours, theirs, err_msg=str(path))
+            continue
+        if path[-1].key == "lora_kernel_a":  # uniform in +-sqrt(6 / fan_in), Keras' fan_in (lora.he_uniform_limit)
+            limit = np.sqrt(6 / np.prod(ours.shape[:-1]))
+            for values in (ours, theirs):
+                assert np.abs(values).max() <= limit and abs(values.std() - limit / np.sqrt(3)) < 0.15 * limit, path
             continue
         normal += 1
         assert np.abs(ours).max() <= 0.04 and np.abs(theirs).max() <= 0.04, path

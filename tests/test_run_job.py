@@ -164,6 +164,9 @@ def test_offline_reaches_the_presets_download_too(tmp_path, monkeypatch):
         (dict(optimizer=cfg.OptimizerConfig(learning_rate=float("inf"))), r"learning_rate must be positive and fin"),
         (dict(optimizer=cfg.OptimizerConfig(weight_decay=float("nan"))), r"weight_decay must be non-negative and fin"),
         (dict(mesh=cfg.MeshConfig(data=1, fsdp=-1)), r"mesh sizes must be positive \(DATA may be -1: .*got 1,-1"),
+        (dict(lora_rank=-2), r"lora_rank must be 0 \(no LoRA\) or a positive rank, got -2"),
+        (dict(lora_targets=("query",)), r"lora_targets=query needs a lora_rank \(e.g. --config.lora_rank=8\)"),
+        (dict(lora_rank=4, lora_targets=("querry",)), r"lora_targets must name layers among \('query', 'key'"),
     ],
 )
 def test_values_no_run_can_use_are_refused_up_front(tmp_path, changes, message):
@@ -360,3 +363,32 @@ def test_balanced_class_weight_is_scikit_learns_and_reaches_fit(tmp_path, monkey
     job.run(config)
     assert given == [{0: 2.0, 1: pytest.approx(4 / 6)}]  # neg (class 0) once, pos (class 1) three times
     assert json.loads((tmp_path / "out" / "config.json").read_text())["class_weight"] == "balanced"
+
+
+def test_lora_rank_trains_adapters_and_writes_them_apart_and_merged(tmp_path):
+    """`--config.lora_rank=2`: the backbone's frozen weights come out as the preset had them (the key kernel), the
+    adapted ones merged (the query kernel moved); adapter.lora.h5 holds the adapters alone, in keras-hub's layout, and
+    the preset's backbone with them computes what model/'s does."""
+    import flaxbert
+    from flaxbert.models import lora
+    from flaxbert.run.config import LORA_TARGETS
+    from tests.tiny_preset import write_tiny_preset
+
+    assert lora.TARGETS["BertConfig"] == LORA_TARGETS  # repeated in run/config.py, which imports no jax
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16, epochs=2, num_classes=2,
+                     lora_rank=2, optimizer=cfg.OptimizerConfig(learning_rate=1e-2))  # fmt: skip
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na b\tpos\nb c\tpos\nc d\tneg\nd a\tneg\n")
+    summary = job.run(config)
+    assert summary["lora_weights"] == str(tmp_path / "out" / "adapter.lora.h5")
+    trained = flaxbert.BertTextClassifier.from_preset(tmp_path / "out" / "model")
+    original = flaxbert.BertTextClassifier.from_preset(tmp_path / "preset")
+    assert trained.backbone.config.lora_rank == 0
+    layer, was = (c.backbone.params["transformer_layer_0"]["self_attention"] for c in (trained, original))
+    np.testing.assert_array_equal(layer["key"]["kernel"], was["key"]["kernel"])
+    assert not np.array_equal(layer["query"]["kernel"], was["query"]["kernel"])
+    original.backbone.load_lora_weights(tmp_path / "out" / "adapter.lora.h5")
+    assert original.backbone.config.lora_targets == ("query", "value")
+    for name in ("query", "value"):  # the biases trained too: compare the kernels
+        merged = lora.merged(original.backbone.params)["transformer_layer_0"]["self_attention"][name]["kernel"]
+        np.testing.assert_allclose(merged, layer[name]["kernel"], rtol=0, atol=1e-7)

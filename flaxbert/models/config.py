@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from flaxbert.models import lora
+
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
@@ -83,6 +85,7 @@ def _check_common(cfg) -> None:
         raise ValueError(f"a config needs scan_layers (True or False) and attention_kernel (one of "
                          f"{ATTENTION_KERNELS}); got {cfg.scan_layers!r} and {cfg.attention_kernel!r}.")  # fmt: skip
     check_execution(cfg.scan_layers, cfg.attention_kernel)
+    lora.check_config(cfg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,8 @@ class BertConfig:
     bfloat16 or float16 at lengths up to 128 and head sizes up to 64, and "xla" everywhere else
     (`layers.auto_attention_kernel`): extrapolated from one H200 measurement (bert_base, length 128, batch 256:
     train +10%, predict +12%; benchmarks/RESULTS.md).
+    `lora_rank` and `lora_targets` (keras-hub's layer names) put LoRA adapters on those layers (`models/lora.py`);
+    `backbone.enable_lora(rank)` sets them. 0 and () (the default): none.
     """
 
     vocabulary_size: int
@@ -120,6 +125,8 @@ class BertConfig:
     dtype: str = "float32"
     scan_layers: bool = False
     attention_kernel: str = "auto"
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ()
 
     def __post_init__(self):
         _check_common(self)
@@ -134,7 +141,8 @@ class BertConfig:
 class DistilBertConfig:
     """keras-hub `DistilBertBackbone`'s arguments (REFERENCE §2); DistilBERT always uses exact GELU.
 
-    `dtype`, `scan_layers` and `attention_kernel` mean what they do in `BertConfig`.
+    `dtype`, `scan_layers`, `attention_kernel`, `lora_rank` and `lora_targets` mean what they do in `BertConfig`
+    (no `pooled_dense` here: DistilBERT has no pooler).
     """
 
     vocabulary_size: int
@@ -149,6 +157,8 @@ class DistilBertConfig:
     dtype: str = "float32"
     scan_layers: bool = False
     attention_kernel: str = "auto"
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ()
 
     def __post_init__(self):
         _check_common(self)

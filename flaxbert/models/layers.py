@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxbert.models import fused_attention
+from flaxbert.models import fused_attention, lora
 from flaxbert.models import layer_norm as layer_norms  # the module; `layer_norm` here is the factory below
 from flaxbert.models.activations import ACTIVATION_FNS
 from flaxbert.models.dropout import dropped, keep_scale
@@ -28,6 +28,8 @@ from flaxbert.models.target_device import runs_triton_kernels, target_device
 # (flaxbert's objects draw it on the host: `random_init.py`).
 INIT_STDDEV = 0.02
 _TRUNCATED_NORMAL = jax.nn.initializers.truncated_normal(INIT_STDDEV)
+# Keras' "he_uniform" of a LoRA adapter's first factor: fan_in is its second-last axis times the axes before it
+_HE_UNIFORM = jax.nn.initializers.he_uniform(in_axis=-2, out_axis=-1)
 
 
 def _partitioned(init, axes):
@@ -48,12 +50,17 @@ class Projection(nn.Module):
     compute dtype, without applying them: for a caller that multiplies by several projections' kernels side by side.
     Called with `bias_apart`, it returns the product without the bias, as the matmul's [rows, features], and the
     bias: for a caller that adds it itself (a block's residual LayerNorm, `layer_norm.Branch`).
+
+    With a `lora_rank`, it also has keras-hub's LoRA adapter (`models/lora.py`): `lora_kernel_a` [*kernel's axes but
+    the last, rank] and `lora_kernel_b` [rank, kernel's last axis], and multiplies by `kernel + a @ b`, merged in
+    float32 before the cast to the compute dtype, as Keras' `EinsumDense.kernel` does.
     """
 
     features: tuple[int, ...]
     axes: tuple[str, ...]
     dtype: object
     contract: int = 1
+    lora_rank: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array, weights_only: bool = False, bias_apart: bool = False):
@@ -61,6 +68,12 @@ class Projection(nn.Module):
         kernel = param(self, "kernel", _partitioned(_TRUNCATED_NORMAL, self.axes), (*inputs, *self.features))
         bias_init = _partitioned(nn.initializers.zeros_init(), self.axes[self.contract :])
         bias = param(self, "bias", bias_init, self.features)
+        if self.lora_rank:
+            a_init = _partitioned(_HE_UNIFORM, (*self.axes[:-1], "lora"))
+            a = param(self, "lora_kernel_a", a_init, (*kernel.shape[:-1], self.lora_rank))
+            b_init = _partitioned(nn.initializers.zeros_init(), ("lora", self.axes[-1]))
+            b = param(self, "lora_kernel_b", b_init, (self.lora_rank, kernel.shape[-1]))
+            kernel = kernel + a @ b
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         rows = x.reshape(-1, math.prod(inputs))
         if weights_only:
@@ -73,7 +86,7 @@ class Projection(nn.Module):
 
 def dense(cfg, features: int, axes: tuple[str, str], name: str) -> Projection:
     """A dense layer with float32 params, `cfg.dtype` compute and truncated-normal(0.02) kernels."""
-    return Projection((features,), axes, cfg.dtype, name=name)
+    return Projection((features,), axes, cfg.dtype, lora_rank=lora.rank_of(cfg, name), name=name)
 
 
 def layer_norm(cfg, name: str) -> LayerNorm:
@@ -153,10 +166,14 @@ class SelfAttention(nn.Module):
         cfg = self.cfg
 
         def projection(name):
-            return Projection((cfg.num_heads, cfg.head_dim), ("embed", "heads", "kv"), cfg.dtype, name=name)
+            rank = lora.rank_of(cfg, name)
+            return Projection((cfg.num_heads, cfg.head_dim), ("embed", "heads", "kv"), cfg.dtype, lora_rank=rank,
+                              name=name)  # fmt: skip
 
         def output(context):  # [B, Q, H, K] -> [B * Q, D] (less its bias), [D]
-            dense = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, name="output")
+            rank = lora.rank_of(cfg, "attention_output")  # keras-hub's name of this layer
+            dense = Projection((cfg.hidden_dim,), ("heads", "kv", "embed"), cfg.dtype, contract=2, lora_rank=rank,
+                               name="output")  # fmt: skip
             return dense(context, bias_apart=True)
 
         kernel = cfg.attention_kernel

@@ -6,9 +6,10 @@ encoder compiled the whole model's init for its two arrays (XLA dropped the rest
 its own numpy stream, keyed by the seed and the parameter's path, so its values depend on neither the mesh, the
 process, nor the other parameters. The distributions are the modules' initializers (`layers.dense`, `layers.embed`,
 `layers.layer_norm`): kernels and embeddings truncated normal with stddev 0.02 cut at two stddevs (keras-hub's
-`TruncatedNormal(stddev=0.02)`), biases zeros, LayerNorm scales ones; `tests/test_random_init.py` holds them to flax's
-`model.init` leaf by leaf. A seed gives the same values under the same numpy version (numpy keeps the right to change
-a Generator's algorithms between versions, NEP 19), not those of flax's `model.init` for that seed.
+`TruncatedNormal(stddev=0.02)`), biases zeros, LayerNorm scales ones, LoRA adapters Keras' He-uniform and zeros;
+`tests/test_random_init.py` holds them to flax's `model.init` leaf by leaf. A seed gives the same values under the
+same numpy version (numpy keeps the right to change a Generator's algorithms between versions, NEP 19), not those of
+flax's `model.init` for that seed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from flaxbert.models import lora
 from flaxbert.models.layers import INIT_STDDEV
 
 _CUT = 2.0  # in stddevs, as `jax.nn.initializers.truncated_normal`
@@ -49,14 +51,17 @@ def random_params(abstract, seed: int, path: tuple[str, ...] = ()) -> dict:
 
 def _draw(names: tuple[str, ...], shape: tuple[int, ...], seed: int) -> np.ndarray:
     kind = names[-1]
-    if kind == "bias":
+    if kind in ("bias", "lora_kernel_b"):
         return np.zeros(shape, np.float32)
     if kind == "scale":
         return np.ones(shape, np.float32)
-    if kind not in ("kernel", "embedding"):
+    if kind not in ("kernel", "embedding", "lora_kernel_a"):
         raise ValueError(f"no random init is defined for the parameter {'/'.join(names)}.")
     # numpy takes non-negative entropy only; jax keys take any int, and so do flaxbert's seeds
     rng = np.random.default_rng([int(seed) % 2**64, zlib.crc32("/".join(names).encode())])
+    if kind == "lora_kernel_a":  # Keras' He-uniform
+        limit = np.float32(lora.he_uniform_limit(shape))
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
     values = rng.standard_normal(shape, dtype=np.float32).reshape(-1)
     outside = np.flatnonzero((values > _CUT) | (values < -_CUT))  # no float temporary: 10x faster than abs()
     while outside.size:  # redrawn until inside the cut (4.6% at first): the normal distribution truncated there

@@ -26,6 +26,7 @@ RULES = (
     ("mlp", None),
     ("pooled", None),
     ("classes", None),
+    ("lora", None),
 )
 
 

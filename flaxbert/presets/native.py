@@ -60,7 +60,7 @@ def save(directory, *, backbone_config, params: dict, head_config=None, tokenize
         "format": FORMAT,
         "format_version": VERSION,
         "architecture": architecture,
-        "backbone": dataclasses.asdict(backbone_config),
+        "backbone": _saved_fields(backbone_config),
         "task": None if head_config is None else dataclasses.asdict(head_config),
         "tokenizer": None if tokenizer is None else tokenizer.get_config(),
         "preprocessor": None if preprocessor is None else preprocessor.get_config(),
@@ -178,6 +178,15 @@ def _field_problems(config: dict, key: str, config_cls, optional: bool) -> tuple
     except (ValueError, TypeError) as e:
         return [], [f"'{key}': {str(e).rstrip('.')}"]
     return [], []
+
+
+def _saved_fields(backbone_config) -> dict:
+    """A backbone config's fields as config.json holds them: without LoRA's when it has none (savers merge adapters
+    first), so presets stay as flaxbert wrote them before LoRA, readable by those versions."""
+    fields = dataclasses.asdict(backbone_config)
+    if not backbone_config.lora_rank:
+        del fields["lora_rank"], fields["lora_targets"]
+    return fields
 
 
 def backbone_config(config: dict, dtype: str | None = None):

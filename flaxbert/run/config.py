@@ -61,6 +61,10 @@ class Config:
     # "balanced": each training example weighs n / (k x its class's count), k the classes in the training split
     # (scikit-learn's "balanced"): rare classes count as much as common ones in the loss. "": every example weighs 1.
     class_weight: str = ""
+    # > 0: fine-tune LoRA adapters of this rank (keras-hub's backbone.enable_lora), the rest of the backbone frozen;
+    # model/ gets them merged into its kernels, and adapter.lora.h5 the adapters alone (keras-hub's format).
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ()  # the layers they adapt, keras-hub's names; () is keras-hub's: query, value
     # How the model computes; None keeps the preset's (a flaxbert preset saves them; others: float32, auto, False).
     precision: str | None = None  # compute dtype: float32 or bfloat16 (params stay float32)
     attention_kernel: str | None = None  # "auto" (Pallas on a recent NVIDIA GPU in 16 bits, else "xla"), "xla",
@@ -84,6 +88,9 @@ PRECISIONS = ("float32", "bfloat16")
 ATTENTION_KERNELS = ("auto", "xla", "pallas", "cudnn")
 OPTIMIZERS = ("keras_default", "recommended")
 CLASS_WEIGHTS = ("", "balanced")
+# As flaxbert.models.lora.TARGETS (BERT's; DistilBERT has no pooled_dense): repeated for the same reason.
+LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_intermediate_dense",
+                "feedforward_output_dense", "pooled_dense")  # fmt: skip
 
 
 def load(path) -> Config:
@@ -222,6 +229,15 @@ def validate(config: Config, training: bool = True) -> None:
         (
             config.class_weight in CLASS_WEIGHTS,
             f"class_weight must be 'balanced' or '' (every example weighs 1), got {config.class_weight!r}",
+        ),
+        (config.lora_rank >= 0, f"lora_rank must be 0 (no LoRA) or a positive rank, got {config.lora_rank}"),
+        (
+            config.lora_rank > 0 or not config.lora_targets,
+            f"lora_targets={','.join(config.lora_targets)} needs a lora_rank (e.g. --config.lora_rank=8)",
+        ),
+        (
+            all(name in LORA_TARGETS for name in config.lora_targets),
+            f"lora_targets must name layers among {LORA_TARGETS}, got {config.lora_targets}",
         ),
         (
             config.precision in (*PRECISIONS, None),

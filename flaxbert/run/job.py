@@ -58,6 +58,8 @@ def run(config: Config, *, resume: bool = False, eval_only: bool = False, predic
     else:  # the data first: a bad file must not cost a model load
         config, splits = load_splits(config)
         classifier = build_classifier(config)
+        if config.lora_rank:
+            _enable_lora(classifier, config)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         json_file.write(out / "config.json", to_dict(config))
@@ -168,6 +170,14 @@ def _from_preset(cls, config: Config, num_classes: int | None, label_names: tupl
         # the data's class names (a kept head's saved ones otherwise) go into model/ and the predictions
         **({"label_names": label_names} if label_names else {}),
     )
+
+
+def _enable_lora(classifier, config: Config) -> None:
+    """LoRA adapters on the preset's backbone (`--config.lora_rank`), in train.py's words where refused."""
+    try:
+        classifier.backbone.enable_lora(config.lora_rank, list(config.lora_targets) or None)
+    except ValueError as error:  # a target this architecture lacks (DistilBERT's pooled_dense)
+        raise ConfigError(f"--config.lora_targets: {error}") from None
 
 
 def _with_head(config: Config, classifier) -> Config:
@@ -285,8 +295,14 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
         after.update(evaluate_splits(classifier, {"test": splits["test"]}, config, log, end_step, config.epochs))
     if not (out / "model").exists():  # there already (written whole, atomically): a resumed run that had finished
         classifier.save_to_preset(out / "model")
+    adapters = {}
+    if config.lora_rank:
+        if writer:
+            classifier.backbone.save_lora_weights(out / "adapter.lora.h5")
+        adapters["lora_weights"] = str(out / "adapter.lora.h5")
     epochs_run = len(history.epoch)
     return {
+        **adapters,
         "before": before,
         "after": after,
         "epochs": config.epochs,
@@ -481,5 +497,7 @@ def format_summary(summary: dict) -> str:
             f"{summary['train_seconds']:.1f} s (per epoch: {per_epoch} s; the first includes compiling); "
             f"model: {summary['model']}"
         )
+    if "lora_weights" in summary:
+        lines.append(f"LoRA adapters alone (keras-hub's .lora.h5): {summary['lora_weights']}; model/ has them merged")
     lines.append(f"outputs: {summary['output_dir']}")
     return "\n".join(lines)

@@ -17,7 +17,10 @@ def trained_model(backbone_config, head, loss, architecture: str) -> dict:
     """What a resumed run must train as it began: the architecture, the backbone's and head's hyper-parameters and the
     loss, flattened to dotted names, so a refusal names the field that differs."""
     parts = {"backbone": dataclasses.asdict(backbone_config), "head": dataclasses.asdict(head)}
-    model = {f"{part}.{k}": v for part, fields in parts.items() for k, v in fields.items() if k not in _NOT_COMPARED}
+    if not backbone_config.lora_rank:  # as records were before LoRA: runs without it resume as they did
+        parts["backbone"] = {k: v for k, v in parts["backbone"].items() if k not in ("lora_rank", "lora_targets")}
+    model = {f"{part}.{k}": list(v) if isinstance(v, tuple) else v  # as the record's JSON reads back
+             for part, fields in parts.items() for k, v in fields.items() if k not in _NOT_COMPARED}  # fmt: skip
     model["loss"] = loss_name(loss)
     return dict(model, architecture=architecture)
 

@@ -11,6 +11,7 @@ import re
 import flax.linen as nn
 import jax
 
+from flaxbert.models import lora
 from flaxbert.models.abstract import abstract_params, count_params
 
 _LAYER = re.compile(r"transformer_layer_(\d+)$")
@@ -27,7 +28,11 @@ def summary_lines(classifier) -> list[str]:
     encoder, head = shapes["backbone"], {k: v for k, v in shapes.items() if k != "backbone"}
     backbone_count, head_count = count_params(encoder), count_params(head)
     total = backbone_count + head_count
-    trainable = total if classifier.backbone.trainable else head_count
+    trainable = head_count
+    if classifier.backbone.trainable:  # with LoRA, the adapters and the adapted layers' biases alone
+        mask = lora.trained_mask(encoder) if config.lora_rank else jax.tree.map(lambda _: True, encoder)
+        pairs = zip(jax.tree.leaves(encoder), jax.tree.leaves(mask), strict=True)
+        trainable += sum(leaf.size for leaf, trained in pairs if trained)
     names = f", label_names {list(classifier.label_names)}" if classifier.label_names else ""
     output = "probabilities" if classifier.activation == "softmax" else "logits"
     lines = [f'Model: "{type(classifier).__name__}" ({classifier.num_classes} classes{names}; outputs {output})']
@@ -36,6 +41,8 @@ def summary_lines(classifier) -> list[str]:
     rule = "-" * sum(_WIDTHS)
     lines += [rule, _row("Layer", "Shape", "Param #"), "=" * sum(_WIDTHS)]
     frozen = "" if classifier.backbone.trainable else ", frozen"
+    if config.lora_rank and classifier.backbone.trainable:
+        frozen = f", LoRA rank {config.lora_rank}"
     compute = f"{config.dtype} compute" if config.dtype != "float32" else "float32"
     lines.append(_row(f"backbone ({type(classifier.backbone).__name__}, {compute}{frozen})", "", backbone_count))
     lines += [_row(f"  {name}", shape, count) for name, shape, count in _encoder_rows(encoder, config)]

@@ -17,13 +17,14 @@ import warnings
 import weakref
 from collections.abc import Mapping
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
 
 from flaxbert import checkpoint
 from flaxbert.backbones import PARAMS_LOCK, Backbone, BertBackbone, DistilBertBackbone
-from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
+from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig, lora
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.compute_params import cast_dtype, projections, with_copies
 from flaxbert.models.random_init import check_seed, random_params
@@ -114,7 +115,6 @@ class TextClassifier:
             check_preprocessor(preprocessor, backbone.config)
         self.backbone, self.preprocessor = backbone, preprocessor
         self.head = self.head_cls(**head_kwargs)
-        self.model = self.model_cls(backbone.config, self.head)
         self.head_params, self._seed = head_params, seed
         self.bucket = True  # pad raw-text batches to their length bucket, not to sequence_length
         self._fits = 0  # fit calls that trained: the next fit's default seed
@@ -157,10 +157,13 @@ class TextClassifier:
 
     @outside_mesh_context
     def save_to_preset(self, preset_dir) -> None:
-        """Writes a flaxbert preset: configs, tokenizer and params (Orbax); `from_preset` restores it exactly."""
+        """Writes a flaxbert preset: configs, tokenizer and params (Orbax); `from_preset` restores it exactly. LoRA
+        adapters are merged into their kernels, as keras-hub saves them (`backbone.save_lora_weights` keeps them
+        apart)."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
-        native.save(preset_dir, backbone_config=self.backbone.config, params=self.params,
-                    head_config=self.head, tokenizer=tokenizer, preprocessor=self.preprocessor)  # fmt: skip
+        native.save(preset_dir, backbone_config=lora.merged_config(self.backbone.config),
+                    params=lora.merged(self.params), head_config=self.head, tokenizer=tokenizer,
+                    preprocessor=self.preprocessor)  # fmt: skip
 
     @outside_mesh_context
     def export_to_transformers(self, directory):
@@ -181,8 +184,9 @@ class TextClassifier:
                 "'longest_first' before fine-tuning to train as the export will run.",
                 stacklevel=warning_stacklevel(2),
             )
-        written = hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
-                                                tokenizer=tokenizer, sequence_length=length)  # fmt: skip
+        written = hf_export.export_transformers(directory, lora.merged_config(self.backbone.config),
+                                                lora.merged(self.params), head_config=self.head, tokenizer=tokenizer,
+                                                sequence_length=length)  # fmt: skip
         if self.activation == "softmax":
             warnings.warn(
                 "this classifier returns probabilities (activation='softmax'), but a transformers checkpoint has no "
@@ -193,6 +197,16 @@ class TextClassifier:
         return written
 
     # -- state ---------------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        """The flax model (`BertClassifier` / `DistilBertClassifier`) of the backbone's config as it is now
+        (`backbone.enable_lora` changes it) and the head's: `model.apply({"params": classifier.params}, inputs)`."""
+        config = self.backbone.config
+        model = self.__dict__.get("_model")
+        if model is None or model.backbone != config:
+            model = self._model = self.model_cls(config, self.head)
+        return model
+
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
@@ -367,7 +381,6 @@ class TextClassifier:
             backbone = cls.__new__(cls)
             backbone.__setstate__(backbone_state)
         self.backbone, self.preprocessor, self.head = backbone, state["preprocessor"], state["head"]
-        self.model = self.model_cls(self.backbone.config, self.head)
         self._head_params, self._seed = state["head_params"], state["seed"]
         self.bucket, self._fits, self._fitting = state["bucket"], state["fits"], False
         self._placed_params = {}
@@ -455,7 +468,7 @@ class TextClassifier:
             self._optimizer, self._loss, self._mesh, self._compiled_with = optimizer, loss, mesh, requested
             self._jitted = {}
             if not continued:
-                self._optimizer_state = None  # (tx, opt_state) after the last fit: the next one continues it
+                self._optimizer_state = None  # (tx, opt_state, params' tree) after the last fit: the next continues it
         # Random params not made yet are born sharded on this mesh: abstract init -> shardings -> host draws, per shard.
         self.backbone.init_params(mesh, boxed["backbone"])
         if self.head_params is None:
@@ -469,17 +482,18 @@ class TextClassifier:
         `(train_fn, create_state), tx, (abstract state, shardings)`; for "eval" and "predict",
         `(step, param_shardings)`. The train step takes its dropout seed as an argument: one program for every
         seed."""
-        key = (kind, trainable)
+        model = self.model  # the backbone's config of now: enable_lora makes another model, with other steps
+        key = (kind, trainable, model)
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
-                cfg, own_loss = self.backbone.config, any(self.loss is loss for loss in _AUTO_LOSSES.values())
+                cfg, own_loss = model.backbone, any(self.loss is loss for loss in _AUTO_LOSSES.values())
                 if kind == "train":
-                    built = shared_steps.train_steps(self.model, cfg, self.mesh, self.optimizer, self.loss, trainable,
+                    built = shared_steps.train_steps(model, cfg, self.mesh, self.optimizer, self.loss, trainable,
                                                      share=own_loss and self.optimizer is _AUTO_OPTIMIZER)  # fmt: skip
                 elif kind == "eval":
-                    built = shared_steps.eval_step(self.model, cfg, self.mesh, self.loss, share=own_loss)
+                    built = shared_steps.eval_step(model, cfg, self.mesh, self.loss, share=own_loss)
                 else:
-                    built = shared_steps.predict_step(self.model, cfg, self.mesh)
+                    built = shared_steps.predict_step(model, cfg, self.mesh)
                 self._jitted[key] = built
             return self._jitted[key]
 
@@ -749,7 +763,7 @@ class TextClassifier:
         the call it first traced, which may hold an optimizer equal to this one but not the same object.)"""
         if _computed(jax.tree.leaves((state.params, state.opt_state))):
             self._set_params(state.params)
-            self._optimizer_state = (tx, state.opt_state)
+            self._optimizer_state = (tx, state.opt_state, jax.tree.structure(state.params))
             return True
         return False
 
@@ -768,10 +782,12 @@ class TextClassifier:
     def _continued_optimizer_state(self, tx):
         """The optimizer state the last fit left, handed over for the next to continue (the train step donates it,
         so it is no longer kept), or None for a new one: none kept, or one of another optimizer (compile() made a
-        new one; a toggled `backbone.trainable` trains other params). Params cannot change shape under it: every
-        assignment is checked against the model, fixed at construction."""
+        new one; a toggled `backbone.trainable` trains other params), or of other params (`backbone.enable_lora` added
+        adapters). Params cannot change shape under it: every assignment is checked against the model."""
         kept, self._optimizer_state = self._optimizer_state, None
-        return kept[1] if kept is not None and kept[0] is tx else None
+        if kept is None or kept[0] is not tx or kept[2] != jax.tree.structure(self.params):
+            return None
+        return kept[1]
 
     def _initial_state(self, mngr, saved, create_state, tx, abstract, shardings):
         """The state to train from: restored from the checkpoint of `saved` (`resume.resumable`'s), or a new one."""

@@ -1,4 +1,5 @@
-"""Optimizer recipes: keras-hub's compile default, the recommended fine-tuning recipe, and backbone freezing."""
+"""Optimizer recipes: keras-hub's compile default, the recommended fine-tuning recipe, and what trains: the backbone
+frozen, or its LoRA adapters alone."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numbers
 import jax
 import optax
 
+from flaxbert.models import lora
 from flaxbert.training.keras_adam import keras_adam
 
 
@@ -21,12 +23,13 @@ def keras_default(learning_rate: float = 5e-5) -> optax.GradientTransformation:
 
 
 def weight_decay_mask(params):
-    """Decay kernels and embeddings; never biases or LayerNorm scales (the standard BERT fine-tuning recipe)."""
+    """Decay kernels, embeddings and LoRA adapters; never biases or LayerNorm scales (the standard BERT fine-tuning
+    recipe)."""
 
     def decays(path, _):
         # The last dict key names the parameter (boxed abstract params add an attribute key after it).
         names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
-        return names[-1] in ("kernel", "embedding")
+        return names[-1] in ("kernel", "embedding", *lora.ADAPTER_PARAMS)
 
     return jax.tree_util.tree_map_with_path(decays, params)
 
@@ -75,5 +78,22 @@ def freeze_backbone(tx: optax.GradientTransformation) -> optax.GradientTransform
     def labels(params):
         label = {k: "frozen" if k == "backbone" else "train" for k in params}
         return {k: jax.tree.map(lambda _, name=label[k]: name, v) for k, v in params.items()}
+
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+@functools.lru_cache(maxsize=16)
+def train_lora(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Applies `tx` to the head and to what `enable_lora` trains in the backbone (its adapters and the adapted
+    layers' biases: `lora.trained_mask`), and zero updates to the rest of the backbone, which keeps no optimizer
+    state. One object per `tx`, as `freeze_backbone`'s."""
+
+    def labels(params):
+        def label(trained):
+            return "train" if trained else "frozen"
+
+        backbone = jax.tree.map(label, lora.trained_mask(params["backbone"]))
+        rest = {k: jax.tree.map(lambda _: "train", v) for k, v in params.items() if k != "backbone"}
+        return {"backbone": backbone, **rest}
 
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
