@@ -68,6 +68,8 @@ class Backbone:
                 " overrides a preset's)."
             )
         self.config, self.encoder, self.trainable = config, self.encoder_cls(config), True
+        self._adapters_only = bool(config.lora_rank)  # a LoRA config trains its adapters, as after enable_lora
+        self.__dict__.setdefault("_fits_running", 0)  # classifiers' fits on this backbone now (kept when LoRA rebuilds)
         self._params, self._seed = self._checked(params), seed  # random params are created lazily, where they will live
         self._apply = jax.jit(lambda p, inputs: self.encoder.apply({"params": p}, inputs))
 
@@ -80,24 +82,34 @@ class Backbone:
         """`__getstate__`'s state with `params` (this backbone's, read earlier: a classifier's copy takes its
         backbone's and its head's params of one moment)."""
         params = None if params is None else to_host(params)
-        return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable}
+        return {"config": self.config, "params": params, "seed": self._seed, "trainable": self.trainable,
+                "adapters_only": self._adapters_only}  # fmt: skip
 
     @outside_mesh_context
     def __setstate__(self, state: dict) -> None:
         params = state["params"]  # on the default device: host arrays would be copied over at every call
         self._build(state["config"], None if params is None else jax.device_put(params), state["seed"])
         self.trainable = state["trainable"]
+        self._adapters_only = state.get("adapters_only", False)  # pickles before LoRA have none
 
     @property
     def trainable(self) -> bool:
-        """Whether a classifier's fit updates the encoder (False: only its head trains)."""
+        """Whether a classifier's fit updates the encoder (False: only its head trains). After `enable_lora` it is
+        True and only the adapters (and the adapted layers' biases) train; setting it, as in Keras, ends that: True
+        then trains the whole encoder, adapters included, and False freezes it all."""
         return self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
         if not isinstance(value, bool | np.bool_):  # "False" (from a config file) would train: it is truthy
             raise ValueError(f"trainable must be True or False, got {value!r}.")
-        self._trainable = bool(value)
+        self._trainable, self._adapters_only = bool(value), False
+
+    @property
+    def _trains(self) -> bool | str:
+        """What a classifier's fit trains here: True (everything), False (nothing: the head alone) or "adapters"
+        (what `enable_lora` trains)."""
+        return "adapters" if self._trainable and self._adapters_only else self._trainable
 
     @property
     def params(self) -> dict:
@@ -201,6 +213,10 @@ class Backbone:
                     params={"backbone": lora.merged(self.params)})  # fmt: skip
 
     # -- LoRA ------------------------------------------------------------------------------------------------------
+    def default_lora_layer_names(self) -> list[str]:
+        """keras-hub's: the layers `enable_lora` adapts by default, the attention's query and value."""
+        return list(lora.DEFAULT_TARGETS)
+
     @outside_mesh_context
     def enable_lora(self, rank: int, target_layer_names=None) -> None:
         """keras-hub's `Backbone.enable_lora`: freezes the backbone's weights and adds a LoRA adapter of `rank` to
@@ -209,8 +225,9 @@ class Backbone:
         keras-hub's does; `lora_kernel_b` starts at zero, so the backbone computes what it did until trained.
 
         The layers that take one: query, key, value, attention_output, feedforward_intermediate_dense,
-        feedforward_output_dense, and BERT's pooled_dense. Sets `trainable = True`, as keras-hub does. Once per
-        backbone: a second call is refused.
+        feedforward_output_dense, and BERT's pooled_dense. As in keras-hub, `trainable` is True afterwards, and
+        setting it again ends the adapters-only training (`trainable`). Once per backbone: a second call is
+        refused, and so is a call while a classifier's fit on this backbone runs.
         """
         if self.config.lora_rank:
             raise ValueError(
@@ -220,7 +237,8 @@ class Backbone:
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
             raise ValueError(f"enable_lora(rank={rank!r}): the rank must be a positive integer, e.g. 4 or 8.")
         targets = lora.DEFAULT_TARGETS if target_layer_names is None else target_layer_names
-        if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
+        names = isinstance(targets, list | tuple) and all(isinstance(name, str) for name in targets)
+        if not names or not targets:
             raise ValueError(f"target_layer_names must be a non-empty list of layer names, e.g. ['query', 'value']; "
                              f"got {targets!r}.")  # fmt: skip
         lora.check_targets(targets, type(self.config).__name__)
@@ -257,6 +275,12 @@ class Backbone:
         Everything is checked before anything is set."""
         abstract = nn.unbox(abstract_params(self.encoder_cls(config), config))
         with PARAMS_LOCK:
+            if self._fits_running:
+                raise RuntimeError(
+                    "LoRA was enabled or loaded on this backbone while a classifier's fit on it runs (from on_log, or "
+                    "from another thread): the fit would end by putting back params without these adapters. Call it "
+                    "after fit returns."
+                )
             params = jax.tree.map(lambda leaf: leaf, self.params)  # new dicts: the adapters go into the copies
             for path in lora_file.layer_entries(config).values():
                 layer, want = params, abstract
@@ -273,9 +297,10 @@ class Backbone:
                 elif lora.ADAPTER_PARAMS[0] not in layer:
                     drawn = random_params({k: want[k] for k in lora.ADAPTER_PARAMS}, self._seed, path)
                     layer.update(jax.tree.map(jnp.asarray, drawn))
-            trainable = self.trainable if self.config.lora_rank else True  # enabling makes the backbone trainable
+            enabling = not self.config.lora_rank
+            trains = (True, True) if enabling else (self.trainable, self._adapters_only)  # keras-hub's enable_lora
             self._build(config, params, self._seed)
-            self.trainable = trainable
+            self._trainable, self._adapters_only = trains
 
     def __call__(self, inputs: dict) -> dict[str, jax.Array] | jax.Array:
         """Runs the encoder in inference mode on a dict of [batch, length] int arrays."""
@@ -355,6 +380,8 @@ class BertBackbone(Backbone):
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
         attention_kernel: str = "auto",
+        lora_rank: int = 0,
+        lora_targets=(),
         seed: int = 0,
     ):
         config = BertConfig(
@@ -371,6 +398,8 @@ class BertBackbone(Backbone):
             compute_dtype(dtype),
             scan_layers,
             attention_kernel,
+            lora_rank,
+            lora_targets,
         )
         self._build(config, None, seed)
 
@@ -403,6 +432,8 @@ class DistilBertBackbone(Backbone):
         layer_norm_epsilon: float = 1e-12,
         scan_layers: bool = False,
         attention_kernel: str = "auto",
+        lora_rank: int = 0,
+        lora_targets=(),
         seed: int = 0,
     ):
         config = DistilBertConfig(
@@ -418,5 +449,7 @@ class DistilBertBackbone(Backbone):
             compute_dtype(dtype),
             scan_layers,
             attention_kernel,
+            lora_rank,
+            lora_targets,
         )
         self._build(config, None, seed)

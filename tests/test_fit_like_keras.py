@@ -255,11 +255,12 @@ def test_a_fit_cut_short_keeps_the_optimizer_state_of_its_last_step_or_none():
             raise RuntimeError("a step failed")
         return new
 
-    failed._jitted[("train", True)] = ((fails_at_step_2, create_state), tx, shardings)
+    key = ("train", True, failed.model)
+    failed._jitted[key] = ((fails_at_step_2, create_state), tx, shardings)
     with pytest.raises(RuntimeError, match="a step failed"):
         failed.fit(x, y, batch_size=8, verbose=0, shuffle=False)
     _assert_same(_params(failed), before)
-    failed._jitted[("train", True)] = ((train_fn, create_state), tx, shardings)
+    failed._jitted[key] = ((train_fn, create_state), tx, shardings)
     failed.fit(x, y, batch_size=8, verbose=0, shuffle=False)
     reset.compile(optimizer=optax.adam(1e-2))  # a new optimizer: a new state
     reset.fit(x, y, batch_size=8, verbose=0, shuffle=False)

@@ -193,7 +193,8 @@ def test_lora_trains_alike_scanned_and_sharded_and_a_frozen_backbone_freezes_the
 
 def test_enable_lora_then_a_fit_continues_nothing_of_the_frozen_fit_before():
     """A frozen-backbone fit, then enable_lora and the backbone frozen again: the same optimizer object, but params
-    with adapters, so the next fit starts a new optimizer state (the kept one's tree no longer fits them)."""
+    with adapters, so the next fit starts a new optimizer state (the kept one's tree no longer fits them). Then
+    `trainable = True` trains everything, adapters and kernels, as Keras' does."""
     classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(**_SMALL), num_classes=2)
     x, y = _inputs(rows=4, length=6), np.array([0, 1, 0, 1])
     classifier.backbone.trainable = False
@@ -205,6 +206,13 @@ def test_enable_lora_then_a_fit_continues_nothing_of_the_frozen_fit_before():
     classifier.fit(x, y, batch_size=4, verbose=0)
     trained = classifier.head_params["logits"]["kernel"]
     assert not np.array_equal(np.asarray(trained), np.asarray(head["logits"]["kernel"]))
+    classifier.backbone.trainable = True
+    before = classifier.backbone.params["transformer_layer_0"]["self_attention"]
+    classifier.fit(x, y, batch_size=4, verbose=0)
+    after = classifier.backbone.params["transformer_layer_0"]["self_attention"]
+    for name in ("kernel", "lora_kernel_b"):  # (a's gradient is b's transpose times the kernel's: b was zero)
+        assert not np.array_equal(np.asarray(after["query"][name]), np.asarray(before["query"][name])), name
+    assert not np.array_equal(np.asarray(after["key"]["kernel"]), np.asarray(before["key"]["kernel"]))
 
 
 def test_a_lora_run_resumes_as_it_began_and_a_run_without_lora_is_refused_its_checkpoints(tmp_path):
@@ -250,6 +258,7 @@ def _unchanged(backbone, call):
             r"'quer' is not a layer LoRA adapts in a Bert backbone \(closest: \['qu",
         ),
         (lambda b: b.enable_lora(2, ["query", "query"]), r"name a layer twice"),
+        (lambda b: b.enable_lora(2, [1]), r"target_layer_names must be a non-empty list of layer names, .* got \[1\]"),
         (lambda b: b.save_lora_weights("x.lora.h5"), r"no LoRA adapters to save; call backbone.enable_lora"),
     ],
 )
@@ -297,6 +306,16 @@ def test_refusals_leave_the_backbone_as_it_was(tmp_path):
     refused["width"] = (lambda: backbone.load_lora_weights(tmp_path / "wider.lora.h5"),
                         r"transformer_layer_0/self_attention/value/lora_kernel_a of shape \(16, 2, 2\), but this "
                         r"backbone's is \(8, 2, 2\)")  # fmt: skip
+    (tmp_path / "folder.lora.h5").mkdir()
+    refused["folder"] = (lambda: backbone.save_lora_weights(tmp_path / "folder.lora.h5"), r"is a directory; pass")
+    import h5py
+
+    with h5py.File(tmp_path / "mixed.lora.h5", "w") as f:  # a rank-2 header over rank-3 factors
+        f.create_dataset("lora/vars/rank", data=np.int64(2))
+        f.create_dataset("lora/11/vars/lora_kernel_a", data=np.zeros((8, 2, 3), "float32"))
+        f.create_dataset("lora/11/vars/lora_kernel_b", data=np.zeros((3, 4), "float32"))
+    refused["mixed"] = (lambda: backbone.load_lora_weights(tmp_path / "mixed.lora.h5"),
+                        r"is damaged: its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 3\)")  # fmt: skip
     for name, (call, message) in refused.items():
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             _unchanged(backbone, call)
@@ -336,3 +355,71 @@ def test_adapters_are_drawn_as_keras_draws_them_and_decayed_as_kernels():
     assert not np.asarray(query["lora_kernel_b"]).any()
     mask = optimizers.weight_decay_mask(backbone.params)["transformer_layer_0"]["self_attention"]["query"]
     assert mask == {"kernel": True, "bias": False, "lora_kernel_a": True, "lora_kernel_b": True}
+
+
+def test_trainable_after_enable_lora_counts_as_keras_hubs(keras_hub, keras):
+    """keras-hub: enable_lora trains the adapters and adapted biases; `trainable = False` freezes them too; setting
+    `trainable = True` afterwards (on the backbone, or the classifier) trains everything, adapters included."""
+    keras.utils.set_random_seed(0)
+    dims = dict(_SMALL, num_layers=1, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
+    reference = keras_hub.models.BertTextClassifier(keras_hub.models.BertBackbone(**dims), 2, preprocessor=None)
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(**dims), num_classes=2)
+
+    def trainable(model) -> int:
+        if model is reference:
+            return sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+        lines = []
+        classifier.summary(print_fn=lines.append)
+        return int(next(line for line in lines if line.startswith("Trainable")).split()[2].replace(",", ""))
+
+    steps = [lambda m: m.backbone.enable_lora(2), lambda m: setattr(m.backbone, "trainable", False),
+             lambda m: setattr(m.backbone, "trainable", True), lambda m: setattr(m.backbone, "trainable", False),
+             lambda m: setattr(m, "trainable", True)]  # fmt: skip
+    counts = []
+    for step in steps:
+        for model in (reference, classifier):
+            step(model)
+        counts.append((trainable(reference), trainable(classifier)))
+    assert [ours for _, ours in counts] == [theirs for theirs, _ in counts], counts
+    assert counts[0][0] < counts[1][0] + 1000 < counts[2][0]  # adapters < all (the sizes differ as they should)
+
+
+def test_get_config_builds_the_same_backbone_and_lora_calls_during_a_fit_are_refused(tmp_path):
+    """`BertBackbone(**backbone.get_config())`, Keras' round trip, takes the LoRA fields (a LoRA config trains its
+    adapters alone, as after enable_lora). enable_lora and load_lora_weights while a fit of a classifier on the
+    backbone runs are refused: the fit ends by putting back its own params."""
+    plain = flaxbert.BertBackbone(**_SMALL)
+    assert flaxbert.BertBackbone(**plain.get_config()).config == plain.config
+    plain.enable_lora(2, ["value"])
+    rebuilt = flaxbert.DistilBertBackbone(**flaxbert.DistilBertBackbone(**_SMALL).get_config())
+    assert rebuilt.config.lora_rank == 0
+    again = flaxbert.BertBackbone(**plain.get_config())
+    assert again.config == plain.config and again._trains == "adapters"
+    plain.save_lora_weights(tmp_path / "v.lora.h5")
+
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(**_SMALL), num_classes=2)
+    x, y = _inputs(rows=4, length=6), np.array([0, 1, 0, 1])
+    refused = []
+
+    def on_log(row):
+        for call in (lambda: classifier.backbone.enable_lora(2),
+                     lambda: classifier.backbone.load_lora_weights(tmp_path / "v.lora.h5")):  # fmt: skip
+            with pytest.raises(RuntimeError, match=r"while a classifier's fit on it runs .* after fit returns"):
+                call()
+            refused.append(row["step"])
+
+    classifier.fit(x, y, batch_size=4, epochs=1, verbose=0, on_log=on_log, log_every=1)
+    assert refused and classifier.backbone.config.lora_rank == 0
+    classifier.backbone.load_lora_weights(tmp_path / "v.lora.h5")  # after the fit: taken
+    assert classifier.predict(x, verbose=0).shape == (4, 2)
+
+
+def test_params_with_or_without_adapters_say_how_to_fit_them():
+    with_lora = flaxbert.BertBackbone(**_SMALL)
+    with_lora.enable_lora(2)
+    plain = flaxbert.BertBackbone(**_SMALL)
+    with pytest.raises(ValueError, match=r"they hold LoRA adapters, which this model has not: call backbone.enable"):
+        plain.params = with_lora.params
+    with pytest.raises(ValueError, match=r"this model has LoRA adapters and they have none"):
+        with_lora.params = plain.params
+    plain.params = lora.merged(with_lora.params)  # the merged params fit the plain model

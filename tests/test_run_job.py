@@ -392,3 +392,13 @@ def test_lora_rank_trains_adapters_and_writes_them_apart_and_merged(tmp_path):
     for name in ("query", "value"):  # the biases trained too: compare the kernels
         merged = lora.merged(original.backbone.params)["transformer_layer_0"]["self_attention"][name]["kernel"]
         np.testing.assert_allclose(merged, layer[name]["kernel"], rtol=0, atol=1e-7)
+
+
+def test_resume_takes_the_same_lora_layers_in_any_order_or_by_keras_hubs_default_name():
+    saved = cfg.to_dict(cfg.Config(preset="p", lora_rank=4, lora_targets=("query", "key")))
+    assert job._changed(saved, cfg.Config(preset="p", lora_rank=4, lora_targets=("key", "query"))) == []
+    default = cfg.to_dict(cfg.Config(preset="p", lora_rank=4))
+    assert job._changed(default, cfg.Config(preset="p", lora_rank=4, lora_targets=("value", "query"))) == []
+    assert job._changed(default, cfg.Config(preset="p", lora_rank=4, lora_targets=("key",))) == [
+        "lora_targets: () -> ('key',)"
+    ]

@@ -79,9 +79,16 @@ def check_params(params, abstract, source: str) -> None:
         for name, w in want.items()
         if name in got and _dtype(got[name]) != np.dtype(w.dtype)
     ]
-    problems += [f"unexpected {name}" for name in got if name not in want]
+    unexpected = [name for name in got if name not in want]
+    problems += [f"unexpected {name}" for name in unexpected]
     if problems:
-        raise ValueError(f"{source}: the weights do not fit the model: " + "; ".join(problems[:10]))
+        hint = ""
+        if any(name.endswith("lora_kernel_a") for name in unexpected):
+            hint = (" (they hold LoRA adapters, which this model has not: call backbone.enable_lora(rank) with "
+                    "their rank and layers first, or merge them: flaxbert.models.lora.merged(params))")  # fmt: skip
+        elif any(name.endswith("lora_kernel_a") for name in want if name not in got):
+            hint = " (this model has LoRA adapters and they have none: assign them before enable_lora)"
+        raise ValueError(f"{source}: the weights do not fit the model{hint}: " + "; ".join(problems[:10]))
 
 
 def _dtype(leaf) -> np.dtype:

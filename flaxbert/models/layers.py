@@ -52,8 +52,9 @@ class Projection(nn.Module):
     bias: for a caller that adds it itself (a block's residual LayerNorm, `layer_norm.Branch`).
 
     With a `lora_rank`, it also has keras-hub's LoRA adapter (`models/lora.py`): `lora_kernel_a` [*kernel's axes but
-    the last, rank] and `lora_kernel_b` [rank, kernel's last axis], and multiplies by `kernel + a @ b`, merged in
-    float32 before the cast to the compute dtype, as Keras' `EinsumDense.kernel` does.
+    the last, rank] and `lora_kernel_b` [rank, kernel's last axis], and multiplies by `kernel + a @ b` (Keras'
+    `EinsumDense.kernel`), merged in float32 before the cast to the compute dtype. (Under a mixed policy Keras merges
+    the bfloat16 casts instead: the two differ by bfloat16 rounding.)
     """
 
     features: tuple[int, ...]

@@ -81,6 +81,8 @@ def write(filepath, cfg, params) -> None:
     """Writes the adapters of a backbone's `params` (of `cfg`, LoRA enabled) in keras-hub's layout, atomically: a
     file that was there stays whole until the new one replaces it."""
     path = check_filename(filepath)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory; pass the path of the .lora.h5 file to write.")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -124,4 +126,10 @@ def read(filepath) -> tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
         raise ValueError(f"{str(path)!r} gives a LoRA rank of {rank!r}; a rank is a positive integer.")
     if not factors:
         raise ValueError(f"{str(path)!r} holds a LoRA rank but no layer's LoRA weights.")
+    for index, (a, b) in factors.items():
+        if a.ndim < 2 or b.ndim != 2 or a.shape[-1] != rank or b.shape[0] != rank:
+            raise ValueError(
+                f"{str(path)!r} is damaged: its rank is {int(rank)}, but layer {index}'s LoRA factors have shapes "
+                f"{a.shape} and {b.shape} (a rank-{int(rank)} pair is [..., {int(rank)}] and [{int(rank)}, ...])."
+            )
     return int(rank), dict(sorted(factors.items()))

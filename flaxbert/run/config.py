@@ -91,6 +91,7 @@ CLASS_WEIGHTS = ("", "balanced")
 # As flaxbert.models.lora.TARGETS (BERT's; DistilBERT has no pooled_dense): repeated for the same reason.
 LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_intermediate_dense",
                 "feedforward_output_dense", "pooled_dense")  # fmt: skip
+LORA_DEFAULT_TARGETS = ("query", "value")  # lora.DEFAULT_TARGETS
 
 
 def load(path) -> Config:

@@ -24,7 +24,7 @@ from flaxbert import data as datasets
 from flaxbert.parallel.mesh import mesh_shape, warning_stacklevel
 from flaxbert.presets import json_file
 from flaxbert.run import curves
-from flaxbert.run.config import Config, ConfigError, to_dict
+from flaxbert.run.config import LORA_DEFAULT_TARGETS, Config, ConfigError, to_dict
 from flaxbert.run.metrics_log import MetricsLog, read
 from flaxbert.training import optimizers
 
@@ -422,6 +422,11 @@ _RESUMABLE = {"output_dir", "offline", "mesh.data", "mesh.fsdp", "scan_layers", 
 _DATA_FILES = ("data.train", "data.validation", "data.test")
 
 
+def _lora_layers(targets, flat: dict) -> tuple[str, ...]:
+    """The layers a run's LoRA adapts: its `lora_targets` as a set, keras-hub's default where it names none."""
+    return tuple(sorted(targets or (LORA_DEFAULT_TARGETS if flat.get("lora_rank") else ())))
+
+
 def _changed(saved: dict, config: Config) -> list[str]:
     """The settings of `config` that differ from the run's saved config.json, as "key: then -> now"."""
     then, now = _flat(saved), _flat(to_dict(config))
@@ -431,6 +436,8 @@ def _changed(saved: dict, config: Config) -> list[str]:
         a, b = then.get(key), now.get(key)
         if key in _RESUMABLE or a == b:
             continue
+        if key == "lora_targets" and _lora_layers(a, then) == _lora_layers(b, now):
+            continue  # the same layers, named in another order, or keras-hub's default named
         if key == "data.label_names" and not b:  # inferred from the training file again (saved after inference);
             continue  # other labels would change the data, which fit's checkpoint compares
         if local and key in _DATA_FILES and a and b and os.path.realpath(a) == os.path.realpath(b):

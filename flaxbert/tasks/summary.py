@@ -28,10 +28,10 @@ def summary_lines(classifier) -> list[str]:
     encoder, head = shapes["backbone"], {k: v for k, v in shapes.items() if k != "backbone"}
     backbone_count, head_count = count_params(encoder), count_params(head)
     total = backbone_count + head_count
-    trainable = head_count
-    if classifier.backbone.trainable:  # with LoRA, the adapters and the adapted layers' biases alone
-        mask = lora.trained_mask(encoder) if config.lora_rank else jax.tree.map(lambda _: True, encoder)
-        pairs = zip(jax.tree.leaves(encoder), jax.tree.leaves(mask), strict=True)
+    trains = classifier.backbone._trains
+    trainable = head_count + (backbone_count if trains is True else 0)
+    if trains == "adapters":  # after enable_lora: the adapters and the adapted layers' biases
+        pairs = zip(jax.tree.leaves(encoder), jax.tree.leaves(lora.trained_mask(encoder)), strict=True)
         trainable += sum(leaf.size for leaf, trained in pairs if trained)
     names = f", label_names {list(classifier.label_names)}" if classifier.label_names else ""
     output = "probabilities" if classifier.activation == "softmax" else "logits"
@@ -40,9 +40,9 @@ def summary_lines(classifier) -> list[str]:
         lines.append(_preprocessor_line(classifier.preprocessor))
     rule = "-" * sum(_WIDTHS)
     lines += [rule, _row("Layer", "Shape", "Param #"), "=" * sum(_WIDTHS)]
-    frozen = "" if classifier.backbone.trainable else ", frozen"
-    if config.lora_rank and classifier.backbone.trainable:
-        frozen = f", LoRA rank {config.lora_rank}"
+    frozen = "" if trains else ", frozen"
+    if config.lora_rank and trains:
+        frozen = f", LoRA rank {config.lora_rank}" + ("" if trains == "adapters" else ", all trainable")
     compute = f"{config.dtype} compute" if config.dtype != "float32" else "float32"
     lines.append(_row(f"backbone ({type(classifier.backbone).__name__}, {compute}{frozen})", "", backbone_count))
     lines += [_row(f"  {name}", shape, count) for name, shape, count in _encoder_rows(encoder, config)]

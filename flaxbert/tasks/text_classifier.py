@@ -81,9 +81,14 @@ def _one_fit_at_a_time(fit):
                     "copy (copy.deepcopy(classifier))."
                 )
             self._fitting = True
+        backbone = self.backbone
+        with PARAMS_LOCK:  # the backbone refuses enable_lora meanwhile: the fit ends by putting its params back
+            backbone._fits_running += 1
         try:
             return fit(self, *args, **kwargs)
         finally:
+            with PARAMS_LOCK:
+                backbone._fits_running -= 1
             self._fitting = False
 
     return guarded
@@ -684,12 +689,13 @@ class TextClassifier:
                                                    bucket=val_bucket)  # fmt: skip
         if epochs == 0:  # the inputs checked, nothing to train: Keras' fit returns an empty History too
             return History({}, [])
-        (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", self.backbone.trainable)
+        trains = self.backbone._trains  # True, False, or "adapters" after enable_lora
+        (train_fn, create_state), tx, (abstract, shardings) = self._steps("train", trains)
         # A batch larger than the data trains as one batch of (a power of two over) its rows, as Keras' fit runs one of
         # len(x): the same examples and masks, without padding rows (a 2**21 batch over 4 examples ran out of memory).
         step_batch, step_rows = self._shrunk(batch_size, rows, len(data))
         trained = resume.trained_model(self.backbone.config, self.head, self.loss, type(self.model).__name__)
-        record = {"examples": len(data), "batch_size": batch_size, "trainable": self.backbone.trainable,
+        record = {"examples": len(data), "batch_size": batch_size, "trainable": trains,
                   "group_by_length": group_by_length, "shuffle": shuffle, "data": fingerprint(data),
                   "model": trained}  # fmt: skip
         if validation_data is not None:  # its scores are the run's history too: a resume must score the same data

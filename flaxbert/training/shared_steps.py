@@ -34,15 +34,15 @@ _kept: collections.OrderedDict = collections.OrderedDict()
 def train_steps(model, cfg, mesh, optimizer, loss_fn, trainable: bool = True, share: bool = False):
     """`(train_fn, create_state), tx, (abstract, shardings)`: `programs.jit_train_step` and
     `programs.jit_create_state` for the optimizer `tx` (`optimizer`; with a frozen backbone
-    `optimizers.freeze_backbone(optimizer)`, with LoRA enabled `optimizers.train_lora(optimizer)`), and the train
-    state's abstract shape and shardings
+    `optimizers.freeze_backbone(optimizer)`, with LoRA's adapters alone (`trainable="adapters"`)
+    `optimizers.train_lora(optimizer)`), and the train state's abstract shape and shardings
     (`programs.state_shardings`); kept and shared with `share`, built anew without."""
 
     def build():
-        if not trainable:
-            tx = optimizers.freeze_backbone(optimizer)
+        if trainable == "adapters":  # a backbone after enable_lora (`Backbone._trains`)
+            tx = optimizers.train_lora(optimizer)
         else:
-            tx = optimizers.train_lora(optimizer) if cfg.lora_rank else optimizer
+            tx = optimizer if trainable else optimizers.freeze_backbone(optimizer)
         abstract, shardings = programs.state_shardings(model, cfg, tx, mesh)
         train_fn = programs.jit_train_step(model, mesh, shardings, loss_fn=loss_fn)
         return (train_fn, programs.jit_create_state(tx, shardings)), tx, (abstract, shardings)
