@@ -423,3 +423,33 @@ def test_params_with_or_without_adapters_say_how_to_fit_them():
     with pytest.raises(ValueError, match=r"this model has LoRA adapters and they have none"):
         with_lora.params = plain.params
     plain.params = lora.merged(with_lora.params)  # the merged params fit the plain model
+
+
+def test_a_distil_bert_lora_fit_on_every_layer_trains_as_keras_hubs(keras_hub, keras, tmp_path):
+    """DistilBERT with adapters on all six layer kinds: its head's own `pooled_dense` (the classifier's, not the
+    backbone's) stays a plain trained layer, as in keras-hub; one epoch gives Keras' losses and logits."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DistilBertBackbone(**dict(_SMALL, num_layers=1, hidden_dim=16, intermediate_dim=32,
+                                                          max_sequence_length=16), dropout=0.0)  # fmt: skip
+    keras_hub.models.DistilBertTextClassifier(
+        backbone=backbone, num_classes=3, preprocessor=None, dropout=0.0
+    ).save_to_preset(str(tmp_path / "preset"))
+    x, y = _inputs(rows=8, length=8, segments=False, seed=2), np.arange(8) % 3
+    model = keras_hub.models.DistilBertTextClassifier.from_preset(str(tmp_path / "preset"))
+    model.backbone.enable_lora(2, _EVERY_LAYER)
+    model.backbone.save_lora_weights(str(tmp_path / "initial.lora.h5"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+    want = keras.Model.fit(model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+
+    classifier = flaxbert.DistilBertTextClassifier.from_preset(tmp_path / "preset")
+    classifier.backbone.load_lora_weights(tmp_path / "initial.lora.h5")
+    classifier.compile(optimizer=optimizers.keras_default(1e-2))
+    got = classifier.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(classifier.predict(x, verbose=0), keras.Model.predict(model, x, verbose=0), atol=1e-6)
+    assert "lora_kernel_a" not in str(jax.tree_util.tree_structure(classifier.head_params))
+    lines = []
+    classifier.summary(print_fn=lines.append)
+    keras_count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert f"Trainable params: {keras_count:,} " in "\n".join(lines)
