@@ -453,3 +453,14 @@ def test_a_distil_bert_lora_fit_on_every_layer_trains_as_keras_hubs(keras_hub, k
     classifier.summary(print_fn=lines.append)
     keras_count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert f"Trainable params: {keras_count:,} " in "\n".join(lines)
+
+
+def test_the_steps_of_the_model_before_enable_lora_are_let_go():
+    classifier = flaxbert.BertTextClassifier(flaxbert.BertBackbone(**_SMALL), num_classes=2)
+    x = _inputs(rows=2, length=4)
+    classifier.predict(x, verbose=0)
+    before = classifier.model
+    assert any(key[2] == before for key in classifier._jitted)
+    classifier.backbone.enable_lora(2)
+    classifier.predict(x, verbose=0)
+    assert classifier.model != before and all(key[2] == classifier.model for key in classifier._jitted)

@@ -491,6 +491,8 @@ class TextClassifier:
         key = (kind, trainable, model)
         with _STEPS_LOCK:  # threads predicting at once on a new classifier: one step each, not one per thread
             if key not in self._jitted:
+                # the steps of a model before enable_lora are never asked for again: not kept alive here
+                self._jitted = {k: v for k, v in self._jitted.items() if k[2] == model}
                 cfg, own_loss = model.backbone, any(self.loss is loss for loss in _AUTO_LOSSES.values())
                 if kind == "train":
                     built = shared_steps.train_steps(model, cfg, self.mesh, self.optimizer, self.loss, trainable,
