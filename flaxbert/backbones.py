@@ -19,7 +19,7 @@ from flaxbert.models.abstract import abstract_params, check_params, count_params
 from flaxbert.models.config import check_architecture, check_execution, config_architecture, with_execution
 from flaxbert.models.inputs import check_inputs
 from flaxbert.models.random_init import check_seed, random_params
-from flaxbert.parallel.host import host_to_mesh, to_host
+from flaxbert.parallel.host import host_to_mesh, to_host, wait_for_every_process
 from flaxbert.parallel.mesh import outside_mesh_context, param_shardings
 from flaxbert.presets import hf_checkpoint, hf_export, keras_format, lora_file, native
 from flaxbert.presets.registry import presets_for
@@ -247,10 +247,16 @@ class Backbone:
     @outside_mesh_context
     def save_lora_weights(self, filepath) -> None:
         """keras-hub's `save_lora_weights`: writes the LoRA adapters alone to `filepath` (ending in `.lora.h5`), in
-        keras-hub's layout, so keras-hub's `load_lora_weights` reads it too. Written atomically."""
+        keras-hub's layout, so keras-hub's `load_lora_weights` reads it too. Written atomically. In a multi-process
+        job every process calls it, as `save_to_preset`: the adapters are gathered from all of them, process 0
+        writes the file, and every process returns once it is written."""
         if not self.config.lora_rank:
             raise ValueError("this backbone has no LoRA adapters to save; call backbone.enable_lora(rank) first.")
-        lora_file.write(filepath, self.config, to_host(self.params))
+        lora_file.check_filename(filepath)  # on every process, before the collective gather
+        params = to_host(self.params)
+        if jax.process_index() == 0:
+            lora_file.write(filepath, self.config, params)
+        wait_for_every_process("flaxbert_save_lora_weights")
 
     @outside_mesh_context
     def load_lora_weights(self, filepath) -> None:

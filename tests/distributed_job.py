@@ -1,7 +1,7 @@
 """A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz
 [PRESET_DIR]` (with PRESET_DIR, the fitted classifier saved there as a native preset, and beside it, in
 PRESET_DIR_hf, as a transformers checkpoint, by every process together; the fit then checkpoints in
-PRESET_DIR_ckpt and is restored from it).
+PRESET_DIR_ckpt and is restored from it; then LoRA adapters are trained and saved in PRESET_DIR_adapters.lora.h5).
 
 The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
 """
@@ -49,6 +49,10 @@ def main(output: str, preset_dir: str | None = None) -> None:
         flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.params))[0]
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
         np.savez(output, logits=logits, devices=jax.device_count(), **arrays)
+    if preset_dir is not None:  # LoRA adapters trained over the processes, gathered from all and written by process 0
+        classifier.backbone.enable_lora(2)
+        classifier.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+        classifier.backbone.save_lora_weights(preset_dir + "_adapters.lora.h5")
 
 
 if __name__ == "__main__":

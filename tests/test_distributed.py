@@ -1,5 +1,5 @@
 """Two processes on this machine (CPU, localhost coordinator) train to the same params as one process, and save them
-together as one preset."""
+together as one preset (and LoRA adapters as one .lora.h5 file)."""
 
 import os
 import pathlib
@@ -64,3 +64,9 @@ def test_two_process_fit_equals_one_process(tmp_path):
     np.testing.assert_array_equal(exported["classifier.weight"], two["['logits']['kernel']"].T)
     np.testing.assert_array_equal(exported["bert.embeddings.word_embeddings.weight"],
                                   two["['backbone']['token_embedding']['embedding']"])  # fmt: skip
+    # The LoRA adapters the processes trained: gathered from both, written once, whole.
+    backbone = flaxbert.BertBackbone.from_config(reloaded.backbone.config, reloaded.backbone.params)
+    backbone.load_lora_weights(tmp_path / "two_preset_adapters.lora.h5")
+    query = backbone.params["transformer_layer_0"]["self_attention"]["query"]
+    assert np.asarray(query["lora_kernel_b"]).any() and backbone.config.lora_rank == 2
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -296,9 +296,8 @@ def train(classifier, splits, config: Config, mesh, out: Path, resume: bool, wri
     if not (out / "model").exists():  # there already (written whole, atomically): a resumed run that had finished
         classifier.save_to_preset(out / "model")
     adapters = {}
-    if config.lora_rank:
-        if writer:
-            classifier.backbone.save_lora_weights(out / "adapter.lora.h5")
+    if config.lora_rank:  # on every process: the adapters are gathered from all of them (process 0 writes)
+        classifier.backbone.save_lora_weights(out / "adapter.lora.h5")
         adapters["lora_weights"] = str(out / "adapter.lora.h5")
     epochs_run = len(history.epoch)
     return {
