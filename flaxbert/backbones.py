@@ -202,15 +202,14 @@ class Backbone:
     def export_to_transformers(self, directory):
         """Writes a Hugging Face transformers `BertModel` / `DistilBertModel` checkpoint directory (LoRA adapters
         merged into their kernels)."""
-        return hf_export.export_transformers(directory, lora.merged_config(self.config), lora.merged(self.params))
+        return hf_export.export_transformers(directory, self.config, self.params)
 
     @outside_mesh_context
     def save_to_preset(self, preset_dir) -> None:
         """Writes this backbone as a flaxbert preset directory (config.json + Orbax params). LoRA adapters are
         merged into their kernels, as keras-hub saves them: the preset computes the same function without LoRA
         (`save_lora_weights` keeps the adapters apart)."""
-        native.save(preset_dir, backbone_config=lora.merged_config(self.config),
-                    params={"backbone": lora.merged(self.params)})  # fmt: skip
+        native.save(preset_dir, backbone_config=self.config, params={"backbone": self.params})
 
     # -- LoRA ------------------------------------------------------------------------------------------------------
     def default_lora_layer_names(self) -> list[str]:
@@ -241,8 +240,8 @@ class Backbone:
         if not names or not targets:
             raise ValueError(f"target_layer_names must be a non-empty list of layer names, e.g. ['query', 'value']; "
                              f"got {targets!r}.")  # fmt: skip
-        lora.check_targets(targets, type(self.config).__name__)
-        self._adapt(dataclasses.replace(self.config, lora_rank=int(rank), lora_targets=tuple(targets)), {})
+        config = dataclasses.replace(self.config, lora_rank=int(rank), lora_targets=tuple(targets))  # checks names
+        self._adapt(config, {})
 
     @outside_mesh_context
     def save_lora_weights(self, filepath) -> None:
@@ -303,10 +302,10 @@ class Backbone:
                 elif lora.ADAPTER_PARAMS[0] not in layer:
                     drawn = random_params({k: want[k] for k in lora.ADAPTER_PARAMS}, self._seed, path)
                     layer.update(jax.tree.map(jnp.asarray, drawn))
-            enabling = not self.config.lora_rank
-            trains = (True, True) if enabling else (self.trainable, self._adapters_only)  # keras-hub's enable_lora
-            self._build(config, params, self._seed)
-            self._trainable, self._adapters_only = trains
+            kept, enabling = (self._trainable, self._adapters_only), not self.config.lora_rank
+            self._build(config, params, self._seed)  # a LoRA config trains its adapters alone (keras-hub's enable_lora)
+            if not enabling:  # new adapters in place of others: what trains stays
+                self._trainable, self._adapters_only = kept
 
     def __call__(self, inputs: dict) -> dict[str, jax.Array] | jax.Array:
         """Runs the encoder in inference mode on a dict of [batch, length] int arrays."""

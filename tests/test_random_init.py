@@ -15,6 +15,7 @@ from flaxbert.models import (
     DistilBertClassifier,
     DistilBertConfig,
     DistilBertHeadConfig,
+    lora,
 )
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.models.random_init import random_params
@@ -24,9 +25,7 @@ MODELS = {
     "bert": (BertClassifier, BertConfig(**DIMS), BertHeadConfig(3)),
     "distil_bert": (DistilBertClassifier, DistilBertConfig(**DIMS), DistilBertHeadConfig(3, hidden_dim=40)),
 }
-_EVERY_TARGET = ("query", "key", "value", "attention_output", "feedforward_intermediate_dense",
-                 "feedforward_output_dense", "pooled_dense")  # fmt: skip
-WITH_LORA = {"bert_lora": (BertClassifier, BertConfig(**DIMS, lora_rank=4, lora_targets=_EVERY_TARGET),
+WITH_LORA = {"bert_lora": (BertClassifier, BertConfig(**DIMS, lora_rank=4, lora_targets=lora.TARGETS["BertConfig"]),
                            BertHeadConfig(3))}  # fmt: skip
 
 

@@ -371,10 +371,11 @@ def test_lora_rank_trains_adapters_and_writes_them_apart_and_merged(tmp_path):
     the preset's backbone with them computes what model/'s does."""
     import flaxbert
     from flaxbert.models import lora
-    from flaxbert.run.config import LORA_TARGETS
+    from flaxbert.run.config import LORA_DEFAULT_TARGETS, LORA_TARGETS
     from tests.tiny_preset import write_tiny_preset
 
     assert lora.TARGETS["BertConfig"] == LORA_TARGETS  # repeated in run/config.py, which imports no jax
+    assert lora.DEFAULT_TARGETS == LORA_DEFAULT_TARGETS
     write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
     config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16, epochs=2, num_classes=2,
                      lora_rank=2, optimizer=cfg.OptimizerConfig(learning_rate=1e-2))  # fmt: skip

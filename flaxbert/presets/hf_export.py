@@ -22,6 +22,7 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, processors
 
+from flaxbert.models import lora
 from flaxbert.models.config import BertConfig
 from flaxbert.parallel.host import to_host, wait_for_every_process
 from flaxbert.parallel.mesh import warning_stacklevel
@@ -44,6 +45,7 @@ def export_transformers(
             renamed into place at the end, so a failed export leaves nothing at `directory`.
         backbone_config: the `BertConfig` / `DistilBertConfig`.
         params: the encoder's params, or with `head_config` the classifier's `{"backbone": ..., <head params>}`.
+            LoRA adapters are merged into their kernels (`lora.merged`): transformers' models have none.
         head_config: a `BertHeadConfig` / `DistilBertHeadConfig` to write a `*ForSequenceClassification` checkpoint;
             `None` writes a bare `BertModel` / `DistilBertModel`.
         tokenizer: a flaxbert `BertTokenizer` / `DistilBertTokenizer` to write alongside, or `None`.
@@ -60,6 +62,7 @@ def export_transformers(
             match `backbone_config`.
     """
     target = output_directory.new_directory(directory, "export_to_transformers")
+    backbone_config, params = lora.merged_config(backbone_config), lora.merged(params)
     pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
     if tokenizer is not None:
         text_assets.check_vocabulary(tokenizer, backbone_config.vocabulary_size, "", "transformers would index past "

@@ -18,11 +18,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from flaxbert.models import lora
+
 _EMBEDDING_ENTRIES = 4  # BERT: token, position, segment embeddings and their LayerNorm; DistilBERT's four alike
 _PER_LAYER = 10
 _IN_LAYER = {"feedforward_output_dense": 1, "feedforward_intermediate_dense": 2, "attention_output": 6, "value": 7,
              "key": 8, "query": 9}  # fmt: skip
-_FACTORS = ("lora_kernel_a", "lora_kernel_b")
 _IN_ATTENTION = {"query": "query", "key": "key", "value": "value", "attention_output": "output"}  # flaxbert's names
 
 
@@ -33,48 +34,46 @@ def check_filename(filepath) -> Path:
     return Path(filepath)
 
 
-def layer_entries(cfg, targets=None) -> dict[int, tuple[str, ...]]:
-    """{Keras' index of each adapted layer: the path of its params in the backbone's params} for `cfg`'s layers and
-    `targets` (keras-hub's names; None: `cfg.lora_targets`)."""
-    targets = cfg.lora_targets if targets is None else targets
+def _entries(cfg, targets) -> dict[int, tuple[str, int | None, tuple[str, ...]]]:
+    """{Keras' index of each layer of `targets` (keras-hub's names) in a backbone of `cfg`: (its name, its
+    transformer layer or None, the path of its params in the backbone's params)}, by index."""
     entries = {}
     for i in range(cfg.num_layers):
         for name in targets:
             if name in _IN_LAYER:
                 inner = ("self_attention", _IN_ATTENTION[name]) if name in _IN_ATTENTION else (name,)
-                entries[_EMBEDDING_ENTRIES + _PER_LAYER * i + _IN_LAYER[name]] = (f"transformer_layer_{i}", *inner)
+                path = (f"transformer_layer_{i}", *inner)
+                entries[_EMBEDDING_ENTRIES + _PER_LAYER * i + _IN_LAYER[name]] = (name, i, path)
     if "pooled_dense" in targets:
-        entries[_EMBEDDING_ENTRIES + _PER_LAYER * cfg.num_layers] = ("pooled_dense",)
+        entries[_EMBEDDING_ENTRIES + _PER_LAYER * cfg.num_layers] = ("pooled_dense", None, ("pooled_dense",))
     return dict(sorted(entries.items()))
+
+
+def layer_entries(cfg) -> dict[int, tuple[str, ...]]:
+    """{Keras' index of each layer `cfg`'s LoRA adapts: the path of its params in the backbone's params}."""
+    return {index: path for index, (_, _, path) in _entries(cfg, cfg.lora_targets).items()}
 
 
 def targets_of(cfg, indices, source) -> tuple[str, ...]:
     """The keras-hub layer names whose adapters sit at Keras' `indices` in a backbone of `cfg`: a file's targets. An
     index no target of `cfg`'s architecture has, or a layer adapted in some transformer layers and not in others
     (keras-hub adapts a name in all of them), is refused."""
-    from flaxbert.models.lora import TARGETS
-
-    every = layer_entries(cfg, TARGETS[type(cfg).__name__])
+    every = _entries(cfg, lora.TARGETS[type(cfg).__name__])
     unknown = sorted(set(indices) - set(every))
     if unknown:
         raise ValueError(
             f"{source} holds LoRA weights for layers {unknown}, which this backbone ({cfg.num_layers} transformer "
             "layers) has no adapter place for: it was saved from another architecture or depth."
         )
-    found = {every[i][-1] for i in indices}
-    names = tuple(sorted(name for name in TARGETS[type(cfg).__name__] if _flaxbert_name(name) in found))
-    if set(layer_entries(cfg, names)) != set(indices):
-        layers = sorted({int(every[i][0].rsplit("_", 1)[1]) for i in indices if every[i][0] != "pooled_dense"})
+    names = tuple(sorted({every[i][0] for i in indices}))
+    if set(_entries(cfg, names)) != set(indices):
+        layers = sorted({every[i][1] for i in indices if every[i][1] is not None})
         raise ValueError(
             f"{source} adapts {list(names)} in transformer layers {layers} only, but keras-hub's enable_lora adapts "
             f"a layer name in every transformer layer, and this backbone has {cfg.num_layers}: the file was saved "
             "from a backbone of another depth."
         )
     return names
-
-
-def _flaxbert_name(name: str) -> str:
-    return _IN_ATTENTION.get(name, name)
 
 
 def write(filepath, cfg, params) -> None:
@@ -93,7 +92,7 @@ def write(filepath, cfg, params) -> None:
                 layer = params
                 for name in names:
                     layer = layer[name]
-                for factor in _FACTORS:
+                for factor in lora.ADAPTER_PARAMS:
                     f.create_dataset(f"lora/{index}/vars/{factor}", data=np.asarray(layer[factor], np.float32))
         os.replace(temporary, path)
     except BaseException:
@@ -116,9 +115,9 @@ def read(filepath) -> tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
             for key, group in f["lora"].items():
                 if key == "vars":
                     continue
-                if not key.isdigit() or "vars" not in group or set(group["vars"]) != set(_FACTORS):
+                if not key.isdigit() or "vars" not in group or set(group["vars"]) != set(lora.ADAPTER_PARAMS):
                     raise ValueError(f"{str(path)!r} holds an entry lora/{key} that is not a layer's two LoRA factors.")
-                factors[int(key)] = tuple(np.asarray(group["vars"][name], np.float32) for name in _FACTORS)
+                factors[int(key)] = tuple(np.asarray(group["vars"][name], np.float32) for name in lora.ADAPTER_PARAMS)
     except OSError as error:  # h5py's word for a file that is not HDF5, or is cut short
         raise ValueError(f"{str(path)!r} cannot be read as an HDF5 file ({error}): it is damaged or not a "
                          ".lora.h5 file.") from None  # fmt: skip

@@ -26,6 +26,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from flaxbert import checkpoint
+from flaxbert.models import lora
 from flaxbert.models.config import BertConfig, BertHeadConfig, DistilBertConfig, DistilBertHeadConfig
 from flaxbert.parallel.host import process_0s, wait_for_every_process
 from flaxbert.presets import file_checksums, output_directory
@@ -48,13 +49,16 @@ def is_native(config: dict) -> bool:
 
 
 def save(directory, *, backbone_config, params: dict, head_config=None, tokenizer=None, preprocessor=None):
-    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head).
+    """Writes a native preset. `params` is `{"backbone": ..., <head params>}` (head params only with a head). A preset
+    holds no LoRA adapters: they are merged into their kernels (`lora.merged`), as keras-hub's `save_to_preset` does,
+    so it computes the same function without LoRA.
 
     Raises:
         PresetWriteError: `directory` is no path, a URL, a file, or cannot be created there (nothing is written).
         FileExistsError: `directory` holds files already, or another process wrote it while this save ran.
     """
     directory = output_directory.new_directory(directory, "save_to_preset")
+    backbone_config, params = lora.merged_config(backbone_config), lora.merged(params)
     architecture = "bert" if isinstance(backbone_config, BertConfig) else "distil_bert"
     config = {
         "format": FORMAT,
@@ -181,11 +185,10 @@ def _field_problems(config: dict, key: str, config_cls, optional: bool) -> tuple
 
 
 def _saved_fields(backbone_config) -> dict:
-    """A backbone config's fields as config.json holds them: without LoRA's when it has none (savers merge adapters
-    first), so presets stay as flaxbert wrote them before LoRA, readable by those versions."""
+    """A (merged) backbone config's fields as config.json holds them: without LoRA's, which a preset never has, so
+    presets stay as flaxbert wrote them before LoRA, readable by those versions."""
     fields = dataclasses.asdict(backbone_config)
-    if not backbone_config.lora_rank:
-        del fields["lora_rank"], fields["lora_targets"]
+    del fields["lora_rank"], fields["lora_targets"]
     return fields
 
 

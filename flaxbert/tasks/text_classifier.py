@@ -24,7 +24,7 @@ import optax
 
 from flaxbert import checkpoint
 from flaxbert.backbones import PARAMS_LOCK, Backbone, BertBackbone, DistilBertBackbone
-from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig, lora
+from flaxbert.models import BertClassifier, BertHeadConfig, DistilBertClassifier, DistilBertHeadConfig
 from flaxbert.models.abstract import abstract_params, check_params
 from flaxbert.models.compute_params import cast_dtype, projections, with_copies
 from flaxbert.models.random_init import check_seed, random_params
@@ -166,9 +166,8 @@ class TextClassifier:
         adapters are merged into their kernels, as keras-hub saves them (`backbone.save_lora_weights` keeps them
         apart)."""
         tokenizer = None if self.preprocessor is None else self.preprocessor.tokenizer
-        native.save(preset_dir, backbone_config=lora.merged_config(self.backbone.config),
-                    params=lora.merged(self.params), head_config=self.head, tokenizer=tokenizer,
-                    preprocessor=self.preprocessor)  # fmt: skip
+        native.save(preset_dir, backbone_config=self.backbone.config, params=self.params,
+                    head_config=self.head, tokenizer=tokenizer, preprocessor=self.preprocessor)  # fmt: skip
 
     @outside_mesh_context
     def export_to_transformers(self, directory):
@@ -189,9 +188,8 @@ class TextClassifier:
                 "'longest_first' before fine-tuning to train as the export will run.",
                 stacklevel=warning_stacklevel(2),
             )
-        written = hf_export.export_transformers(directory, lora.merged_config(self.backbone.config),
-                                                lora.merged(self.params), head_config=self.head, tokenizer=tokenizer,
-                                                sequence_length=length)  # fmt: skip
+        written = hf_export.export_transformers(directory, self.backbone.config, self.params, head_config=self.head,
+                                                tokenizer=tokenizer, sequence_length=length)  # fmt: skip
         if self.activation == "softmax":
             warnings.warn(
                 "this classifier returns probabilities (activation='softmax'), but a transformers checkpoint has no "
