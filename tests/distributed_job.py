@@ -1,7 +1,8 @@
 """A tiny fit run as one process of a `jax.distributed` job (or alone): `python tests/distributed_job.py OUTPUT.npz
 [PRESET_DIR]` (with PRESET_DIR, the fitted classifier saved there as a native preset, and beside it, in
 PRESET_DIR_hf, as a transformers checkpoint, by every process together; the fit then checkpoints in
-PRESET_DIR_ckpt and is restored from it; then LoRA adapters are trained and saved in PRESET_DIR_adapters.lora.h5).
+PRESET_DIR_ckpt and is restored from it). Then LoRA adapters are trained: OUTPUT_lora.npz holds them, and with
+PRESET_DIR, PRESET_DIR_adapters.lora.h5 too.
 
 The coordinator comes from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set.
 """
@@ -15,6 +16,7 @@ initialize_distributed()  # before any other jax call
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 import flaxbert  # noqa: E402
 
@@ -49,9 +51,16 @@ def main(output: str, preset_dir: str | None = None) -> None:
         flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.params))[0]
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
         np.savez(output, logits=logits, devices=jax.device_count(), **arrays)
-    if preset_dir is not None:  # LoRA adapters trained over the processes, gathered from all and written by process 0
-        classifier.backbone.enable_lora(2)
-        classifier.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    # LoRA adapters trained over the processes (saved beside OUTPUT as OUTPUT_lora.npz by process 0), and with a
+    # preset, gathered from all of them and written by process 0.
+    classifier.backbone.enable_lora(2)
+    classifier.compile(optimizer=optax.adam(1e-3))  # adapters that move well away from their zero start
+    classifier.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+    if jax.process_index() == 0:
+        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(classifier.backbone.params))[0]
+        adapters = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat if "lora_kernel" in str(path)}
+        np.savez(output.removesuffix(".npz") + "_lora.npz", **adapters)
+    if preset_dir is not None:
         classifier.backbone.save_lora_weights(preset_dir + "_adapters.lora.h5")
 
 

@@ -64,9 +64,18 @@ def test_two_process_fit_equals_one_process(tmp_path):
     np.testing.assert_array_equal(exported["classifier.weight"], two["['logits']['kernel']"].T)
     np.testing.assert_array_equal(exported["bert.embeddings.word_embeddings.weight"],
                                   two["['backbone']['token_embedding']['embedding']"])  # fmt: skip
-    # The LoRA adapters the processes trained: gathered from both, written once, whole.
+    # The LoRA adapters the processes trained equal one process's, and the file they wrote together holds them whole.
+    two_lora, one_lora = np.load(tmp_path / "p0_lora.npz"), np.load(tmp_path / "single_lora.npz")
+    assert sorted(two_lora.files) == sorted(one_lora.files) and len(one_lora.files) == 4  # query, value: a and b
+    for key in one_lora.files:
+        np.testing.assert_allclose(two_lora[key], one_lora[key], atol=1e-6, err_msg=key)
+    assert np.abs(one_lora["['transformer_layer_0']['self_attention']['query']['lora_kernel_b']"]).max() > 1e-4
     backbone = flaxbert.BertBackbone.from_config(reloaded.backbone.config, reloaded.backbone.params)
     backbone.load_lora_weights(tmp_path / "two_preset_adapters.lora.h5")
-    query = backbone.params["transformer_layer_0"]["self_attention"]["query"]
-    assert np.asarray(query["lora_kernel_b"]).any() and backbone.config.lora_rank == 2
+    assert backbone.config.lora_rank == 2 and backbone.config.lora_targets == ("query", "value")
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(backbone.params))[0]
+    loaded = {jax.tree_util.keystr(path): leaf for path, leaf in flat if "lora_kernel" in str(path)}
+    assert sorted(loaded) == sorted(two_lora.files)
+    for key, leaf in loaded.items():
+        np.testing.assert_array_equal(leaf, two_lora[key], err_msg=key)
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -75,7 +75,7 @@ def test_outputs_match_transformers(backbone, batch, reference, exact):
     # Against float64: flaxbert's float32 error at real tokens (measured 2.9e-6) is no larger than transformers'
     # (3.8e-6), and at padded positions, whose rows attend to the real tokens, it is 2.0e-5 where transformers' own
     # float32 is 9.4e-5 off. (Bounding padded rows by transformers' float32 measured its noise: 9.7e-5 there.)
-    errors = {name: np.abs(out - exact[0]) for name, out in (("flaxbert", sequence), ("transformers", reference[0]))}
+    errors = {name: np.abs(got - exact[0]) for name, got in (("flaxbert", sequence), ("transformers", reference[0]))}
     assert np.max(errors["flaxbert"][real]) <= 4e-6
     assert np.max(errors["flaxbert"][~real]) <= 4e-5
     assert np.max(errors["flaxbert"]) < np.max(errors["transformers"])
