@@ -65,9 +65,10 @@
 #    whether kernels autotuned beside other GPU work came out slower.
 # 8. If 100 s are left, bert_base fp32 (TF32) batch 256 beside the peers (session 23: 0.94x keras-hub in training,
 #    before the cuBLAS default).
-# Overrides for a CPU smoke test of the script itself (~3 minutes; step 0 skips its tests, which need a GPU, and a
-# small END_S skips the last steps):
-#   END_S=260 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
+# Overrides for a CPU smoke test of the script itself (step 0 skips its tests, which need a GPU; with .whl/ moved
+# aside where this machine's Python is not 3.12, as its wheels are cp312). END_S=800 runs every step (9m50s on a slow
+# 2-core VM, session 49); END_S=260 stops after step 3 on such a VM (~3-5 minutes):
+#   END_S=800 DEVICE=cpu BIG=bert_tiny:16:float32 SMALL=bert_tiny:8:float32 FIRST=bert_tiny:8:float32 \
 #     PROFILE=bert_tiny:4:float32:xla,bert_tiny:4:float32:xla:autodiff,bert_tiny:4:float32:xla:fit \
 #     AB=bert_tiny:4:float32:xla BUCKETS=bert_tiny:8:float32 FP32=bert_tiny:16:float32 ATTENTION=2:24:2:16 OUT=/tmp/o \
 #     bash benchmarks/gpu_session.sh
