@@ -202,9 +202,10 @@ def test_hard_cases_reach_the_edges(minilm_dir):
 
 
 def _random_texts(vocab_file, count: int, seed: int) -> list[str]:
-    """`count` seeded strings of vocabulary words (some upper-cased, "##" dropped) glued to spaces and to code points
-    from every plane up to U+2FFFF: ASCII controls, Latin with accents, combining marks, punctuation of every script,
-    CJK, private use, emoji; no surrogates (a Python `str` may hold one; UTF-8 text cannot)."""
+    """`count` seeded strings of vocabulary words (some upper-cased, "##" dropped), special token strings and spaces,
+    glued to code points from every plane up to U+2FFFF: ASCII controls, Latin with accents, combining marks,
+    punctuation of every script, CJK, private use, emoji; no surrogates (a Python `str` may hold one; UTF-8 text
+    cannot)."""
     rng = random.Random(seed)
     words = [w.removeprefix("##") for w in vocab_file.read_text(encoding="utf-8").splitlines() if w[:1] != "["]
 
@@ -213,8 +214,10 @@ def _random_texts(vocab_file, count: int, seed: int) -> list[str]:
         if r < 0.5:
             word = rng.choice(words)
             return word.upper() if r < 0.15 else word
-        if r < 0.6:
+        if r < 0.57:
             return " "
+        if r < 0.6:
+            return rng.choice(["[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "[sep]"])
         code = rng.randrange(0x3000) if r < 0.85 else rng.randrange(0x3000, 0x10000 if r < 0.97 else 0x30000)
         return "" if 0xD800 <= code < 0xE000 else chr(code)
 
@@ -240,9 +243,11 @@ def test_random_texts_equal_transformers(minilm_dir, lowercase, strip_accents, s
 
     vocab_file = minilm_dir / "vocab.txt"
     texts = _random_texts(vocab_file, 2000, seed=0)
-    assert sum(map(len, texts)) > 2000 * 20  # not vacuous: ~29 characters a string on average
+    assert sum(map(len, texts)) > 2000 * 40  # not vacuous: ~50 characters a string on average
+    # "[UNK]" as a transformers folder declares it (vocabulary.read_hf_tokenizer): a special added token
+    unk = {"content": "[UNK]", "special": True, "normalized": False}
     ours = BertTokenizer(vocab_file, lowercase=lowercase, strip_accents=strip_accents,
-                         special_tokens_in_strings=special_tokens_in_strings)(texts)  # fmt: skip
+                         special_tokens_in_strings=special_tokens_in_strings, added_tokens=[unk])(texts)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sequences longer than the model's 512 positions
         reference = FastBertTokenizer(vocab=str(vocab_file), do_lower_case=lowercase, strip_accents=strip_accents,
@@ -255,3 +260,5 @@ def test_random_texts_equal_transformers(minilm_dir, lowercase, strip_accents, s
     pieces = vocab_file.read_text(encoding="utf-8").splitlines()
     assert flat.count(100) > 1000 and len(set(flat)) > 1500
     assert sum(pieces[i].startswith("##") for i in set(flat)) > 200
+    # "[CLS]", "[SEP]" and "[MASK]" typed in the text are their ids exactly where they are matched, not split
+    assert ({101, 102, 103} <= set(flat)) == special_tokens_in_strings
