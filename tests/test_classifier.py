@@ -472,6 +472,28 @@ def test_an_interrupted_fit_keeps_the_steps_it_completed():
     assert _leaves_equal(jax.tree.map(np.array, three_steps.params), interrupted.params)
 
 
+def test_bucketed_predict_and_evaluate_give_each_row_its_own_fixed_length_numbers():
+    """Bucketed inference visits the rows longest first, each batch cut to its bucket: the outputs come back in the
+    input's order, and a row one token past a bucket (17, 25, 33 tokens) keeps its last token. Scores count the real
+    rows only: each step here pads to 8 rows (one per device) with copies of row 0 that carry its label, so some
+    label of row 0 is the padding rows' class."""
+    preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(VOCAB), sequence_length=48)
+    classifier = flaxbert.BertTextClassifier(_small(flaxbert.BertBackbone), num_classes=4, preprocessor=preprocessor)
+    words = ["quick", "brown", "fox", "The", "jumped", "."]  # a token each
+    texts = [" ".join(itertools.islice(itertools.cycle(words), n - 2)) for n in (9, 33, 3, 17, 25)]  # n tokens each
+    assert [len(t) for t in preprocessor.tokenizer(texts)] == [7, 31, 1, 15, 23]  # [CLS] and [SEP] make n
+    classifier.bucket = False
+    fixed = classifier.predict(texts, batch_size=2, verbose=0)
+    classifier.bucket = True
+    np.testing.assert_allclose(classifier.predict(texts, batch_size=2, verbose=0), fixed, rtol=1e-5, atol=1e-6)
+    for first in range(4):
+        labels = np.array([first, 1, 2, 3, 0])
+        scores = classifier.evaluate(texts, labels, batch_size=2, verbose=0)
+        loss = optax.softmax_cross_entropy_with_integer_labels(fixed, labels).mean()
+        assert scores["loss"] == pytest.approx(float(loss), rel=1e-5)
+        assert scores["accuracy"] == pytest.approx(float(np.mean(fixed.argmax(-1) == labels)))
+
+
 @pytest.mark.parametrize("arch", ["bert", "distil_bert"])
 def test_length_bucketing_trains_as_fixed_length_training_with_dropout(arch):
     """Dropout masks were drawn over the padded batch's shape, so a batch padded to its bucket (16 positions) got
