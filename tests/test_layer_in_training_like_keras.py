@@ -75,7 +75,7 @@ def _keras_encoder(keras_hub, keras, params, masks):
 
 
 def _keras_weight(tree, path: str):
-    """The leaf of `tree` (keyed as `_keras_encoder` keys flaxbert's params) under keras' weight `path`."""
+    """The leaf of `tree` (a `_by_keras_names` tree) under keras' weight `path` (its layer's own name dropped)."""
     module, name = path.split("/", 1)[1].rsplit("/", 1)
     return tree[module][name]
 
