@@ -91,7 +91,8 @@ def test_a_layer_in_training_equals_keras_hubs_given_its_dropout_masks(keras_hub
     padding_mask[0, 4:] = 0  # trailing padding
     padding_mask[2, 1] = 0  # and a hidden key inside the text
     key = jax.random.key(5)
-    ours = TransformerLayer(CFG, first_token_only).apply({"params": params}, x, padding_mask, True, key)
+    layer = TransformerLayer(CFG, first_token_only)
+    ours = layer.apply({"params": params}, x, padding_mask, True, key)
     masks = [np.asarray(m) for m in layer_keep_masks(CFG, key, BATCH, LENGTH, LENGTH)]  # the whole layer's
     assert all(0.5 < m.mean() < 0.95 for m in masks)  # each drops some and keeps most
     encoder, applied = _keras_encoder(keras_hub, keras, params, masks)
@@ -107,7 +108,7 @@ def test_a_layer_in_training_equals_keras_hubs_given_its_dropout_masks(keras_hub
     cotangent = rng.standard_normal((BATCH, queries, CFG.hidden_dim)).astype(np.float32)
 
     def our_loss(params, x):
-        out = TransformerLayer(CFG, first_token_only).apply({"params": params}, x, padding_mask, True, key)
+        out = layer.apply({"params": params}, x, padding_mask, True, key)
         return jnp.sum(out * cotangent)
 
     seeds = [v.value for v in encoder.non_trainable_variables]  # its Dropout layers' seed states, unread here
