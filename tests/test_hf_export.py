@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+import tokenizers
 import transformers
 from hf_factory import padded_batch, torch_outputs
 
@@ -68,13 +69,23 @@ def _batch(cfg):
     return batch if isinstance(cfg, BertConfig) else {k: v for k, v in batch.items() if k != "segment_ids"}
 
 
+# Dropout rates other than the configs' default 0.1, so that a rate the export does not write is seen.
 CLASSIFIERS = {
     "bert_gelu_approximate": (
         BertClassifier,
-        BertConfig(**BERT, layer_norm_epsilon=1e-6),
+        BertConfig(**BERT, layer_norm_epsilon=1e-6, dropout=0.05),
         BertHeadConfig(3, dropout=0.3),
     ),
-    "distil_bert": (DistilBertClassifier, DistilBertConfig(**DISTIL), DistilBertHeadConfig(4, dropout=0.15)),
+    "distil_bert": (
+        DistilBertClassifier,
+        DistilBertConfig(**DISTIL, dropout=0.2),
+        DistilBertHeadConfig(4, dropout=0.15),
+    ),
+}
+# transformers' names for the encoder's rate (hidden states, attention probabilities) and the head's.
+DROPOUT_NAMES = {
+    "BertConfig": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
+    "DistilBertConfig": ("dropout", "attention_dropout", "seq_classif_dropout"),
 }
 
 
@@ -92,6 +103,9 @@ def test_classifier_logits_match_transformers_and_round_trip(tmp_path, name):
     want = torch_outputs(hf, batch).logits.numpy()
     got = _apply(model, params, batch)
     assert want.shape == (3, head.num_classes) and _max_diff(got, want) <= ATOL
+    # Fine-tuning the export in transformers drops at the rates flaxbert trained with.
+    rates = [getattr(hf.config, name) for name in DROPOUT_NAMES[type(cfg).__name__]]
+    assert rates == [cfg.dropout, cfg.dropout, head.dropout]
     # flaxbert's own reader gets back the very same bits and configs.
     cfg2, head2, params2 = hf_checkpoint.load_classifier(path)
     assert (cfg2, head2) == (cfg, head)
@@ -156,17 +170,33 @@ def _check_tokenizer(tmp_path, tokenizer, cfg):
         assert hf(text)["input_ids"] == [cls, *tokenizer(text), sep], text
         assert hf(text, add_special_tokens=False)["input_ids"] == tokenizer(text), text
     first, second = SENTENCES[:2]
-    assert hf(first, second)["input_ids"] == [cls, *tokenizer(first), sep, *tokenizer(second), sep]
+    pair = hf(first, second, return_token_type_ids=True)  # DistilBERT's model takes none, but they are made
+    assert pair["input_ids"] == [cls, *tokenizer(first), sep, *tokenizer(second), sep]
+    assert pair["token_type_ids"] == [0] * (len(tokenizer(first)) + 2) + [1] * (len(tokenizer(second)) + 1)
+    # transformers' BertTokenizer builds its own [CLS]/[SEP] template; readers of tokenizer.json alone (the tokenizers
+    # library, text-embeddings-inference) take the file's: they must pack as transformers does.
+    rust = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+    assert [rust.encode(text).ids for text in SENTENCES] == [hf(text)["input_ids"] for text in SENTENCES]
+    assert (rust.encode(first, second).ids, rust.encode(first, second).type_ids) == (
+        pair["input_ids"],
+        pair["token_type_ids"],
+    )
     return hf
 
 
-@pytest.mark.parametrize("strip_accents", [False, None])
-def test_tokenizer_small_vocabulary(tmp_path, strip_accents):
-    tokenizer = DistilBertTokenizer(SMALL_VOCAB, lowercase=True, strip_accents=strip_accents)
+@pytest.mark.parametrize(
+    ("lowercase", "strip_accents", "the_cafe"),
+    [
+        (True, False, [5, 8, 10]),  # accents kept: "the caf ##é"
+        (True, None, [5, 7]),  # stripped, as lowercasing does by default: "the cafe"
+        (False, None, [1, 8, 10]),  # cased: "The" is not in the vocabulary, and the accent stays
+    ],
+)
+def test_tokenizer_small_vocabulary(tmp_path, lowercase, strip_accents, the_cafe):
+    tokenizer = DistilBertTokenizer(SMALL_VOCAB, lowercase=lowercase, strip_accents=strip_accents)
     hf = _check_tokenizer(tmp_path, tokenizer, DistilBertConfig(**DISTIL))
     assert type(hf).__name__ == "DistilBertTokenizer"
-    ids = tokenizer("The café")
-    assert ids == ([5, 8, 10] if strip_accents is False else [5, 7])  # kept: "caf ##é"; stripped: "cafe"
+    assert tokenizer("The café") == the_cafe
 
 
 def test_tokenizer_real_uncased_vocabulary(tmp_path, minilm_dir):

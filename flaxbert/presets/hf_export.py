@@ -3,8 +3,9 @@
 The directory holds `config.json`, `model.safetensors` and, with a tokenizer, `vocab.txt`, `tokenizer.json`,
 `tokenizer_config.json` and `special_tokens_map.json`, so `AutoModel*.from_pretrained(dir)` and
 `AutoTokenizer.from_pretrained(dir)` rebuild the same model and the same token ids (sentence pairs that overflow
-are cut by transformers' `longest_first` rule, whatever flaxbert's preprocessor used). Weight names come from the one
-table in `hf_convert`, the same one the reader uses.
+are cut by transformers' `longest_first` rule, whatever flaxbert's preprocessor used), and `tokenizer.json` read
+alone (`tokenizers.Tokenizer.from_file`) packs and splits special tokens typed in text as transformers does. Weight
+names come from the one table in `hf_convert`, the same one the reader uses.
 """
 
 from __future__ import annotations
@@ -105,11 +106,14 @@ def _write_tokenizer(directory: pathlib.Path, tokenizer, backbone_config, sequen
     specials["unk_token"] = tokenizer.oov_token
     tokenizer.save_vocabulary(directory / "vocab.txt")
     tokenizer.save_tokenizer_json(directory / "tokenizer.json")
-    # flaxbert's pipeline packs [CLS]/[SEP] itself, so its tokenizer.json has no post-processor and, unless special
-    # tokens are matched in text, lists BERT's special tokens among no added tokens; transformers expects both there.
-    # (Tokens added to the vocabulary are in the file already, after the vocabulary: transformers reads them there.)
+    # flaxbert's pipeline packs [CLS]/[SEP] itself, so its tokenizer.json has no post-processor: readers of the file
+    # alone (the tokenizers library, text-embeddings-inference) need one. A special token among the file's added
+    # tokens is matched where typed in text, by them and by transformers, so BERT's are listed only where flaxbert
+    # matches them too; transformers registers them from special_tokens_map.json either way, and splits them as
+    # `split_special_tokens` says. (Tokens added to the vocabulary are in the file already, after the vocabulary.)
     rust = Tokenizer.from_file(str(directory / "tokenizer.json"))
-    rust.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
+    if settings["special_tokens_in_strings"]:
+        rust.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials.values()])
     cls, sep = specials["cls_token"], specials["sep_token"]
     rust.post_processor = processors.TemplateProcessing(
         single=f"{cls}:0 $A:0 {sep}:0",
