@@ -859,7 +859,8 @@ def test_sigterm_is_caught_only_where_a_checkpoint_saves_the_run(text_classifier
 
 def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
     """Another classifier fit on other data of the same size, in a finished run's directory, silently took that
-    run's params and trained nothing; a resume with another shuffle setting was accepted."""
+    run's params and trained nothing; a resume with another shuffle setting was accepted (and with the seed left out
+    of the comparison, a resume with another seed passed the suite)."""
     x, y = _tiny_data(4)
     done = _tiny()
     done.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
@@ -873,6 +874,8 @@ def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
         other.fit(other_x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"'shuffle': \(True, False\)"):
         other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path, shuffle=False)
+    with pytest.raises(ValueError, match=r"'seed': \(0, 5\)"):  # another data order and other dropout masks
+        other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path, seed=5)
     # Another model of the same shapes (its head's activation, its dropout) silently took the run's params.
     backbone = flaxbert.BertBackbone(100, 1, 2, 16, 16, max_sequence_length=12, dropout=0.3)
     with pytest.raises(ValueError, match=r"at step 2 .*'model backbone.dropout': \(0.1, 0.3\)\}"):
