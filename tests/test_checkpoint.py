@@ -4,6 +4,7 @@ checkpoints), the restore is bit for bit, and damage is named."""
 import asyncio
 import inspect
 import json
+import shutil
 import sys
 import types
 
@@ -92,9 +93,12 @@ def test_reports_of_reads_posting_to_a_closed_event_loop_are_dropped_and_no_othe
 
 def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_delete(tmp_path):
     """A truncated array file used to be reported as a checkpoint that "does not fit this model and optimizer", with
-    300 characters of TensorStore spec and the advice to resume with the model that wrote it: the wrong fix."""
+    300 characters of TensorStore spec and the advice to resume with the model that wrote it: the wrong fix. The
+    advice given works: the checkpoint before it is kept (with only the latest kept, the suite passed)."""
     state = {"params": {"kernel": np.arange(4096, dtype=np.float32).reshape(64, 64)}, "step": np.int32(7)}
+    earlier = {"params": {"kernel": -state["params"]["kernel"]}, "step": np.int32(5)}
     mngr = checkpoint.manager(tmp_path)
+    checkpoint.save(mngr, 5, earlier, {"batch": 1})
     checkpoint.save(mngr, 7, state, {"batch": 3})
     data_files = list((tmp_path / "7" / "state" / "ocdbt.process_0" / "d").iterdir())  # the arrays' chunks
     assert data_files
@@ -109,6 +113,10 @@ def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_d
     assert f"step 7 in {tmp_path} is damaged (the array params.kernel cannot be read: a file under" in message
     assert f"Delete {step_dir} to resume from the checkpoint before it" in message
     assert "does not fit" not in message and "TensorStore" not in message
+    shutil.rmtree(step_dir)
+    restored = checkpoint.restore_latest(checkpoint.manager(tmp_path), abstract, shardings)
+    assert int(restored["step"]) == 5
+    np.testing.assert_array_equal(restored["params"]["kernel"], earlier["params"]["kernel"])
 
 
 @pytest.mark.parametrize("where", [1 / 3, 1 / 2])
