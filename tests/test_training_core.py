@@ -151,6 +151,11 @@ def test_grouping_by_length_batches_similar_rows_and_keeps_the_plain_order_other
         return np.ptp(lengths[order[:full]].reshape(-1, batch), axis=1).mean()
 
     assert spread(grouped) < 0.1 * spread(epoch_order(size, 5, 1, True))
+    # Shuffled, the full batches run in random order, not each window's longest first (without the batches' shuffle,
+    # the suite passed).
+    longest = lengths[grouped[:full]].reshape(-1, batch).max(axis=1)
+    runs = longest[: len(longest) // GROUP_WINDOW * GROUP_WINDOW].reshape(-1, GROUP_WINDOW)  # whole windows' worth
+    assert not np.all(np.diff(runs, axis=1) <= 0, axis=1).any()
     plain = epoch_order(size, 5, 1, False, lengths, batch)  # no shuffle: each window sorted longest first, in place
     window = GROUP_WINDOW * batch
     for start in range(0, size, window):
