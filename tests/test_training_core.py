@@ -209,6 +209,7 @@ def test_fit_history_and_log_rows_equal_the_summed_step_metrics(group_by_length)
     np.testing.assert_allclose(history["loss"], [loss for loss, _ in epochs], rtol=1e-6)
     np.testing.assert_allclose(history["accuracy"], [accuracy for _, accuracy in epochs], rtol=1e-6)
     assert [r["step"] for r in rows] == [at for at, _, _ in windows] == [3, 5, 6, 9, 10]
+    assert [r["epoch"] for r in rows] == [0.6, 1.0, 1.2, 1.8, 2.0]  # five steps an epoch; whole epochs passed before
     np.testing.assert_allclose([r["loss"] for r in rows], [loss for _, loss, _ in windows], rtol=1e-6)
     np.testing.assert_allclose([r["accuracy"] for r in rows], [acc for _, _, acc in windows], rtol=1e-6)
     assert all(r["examples_per_second"] > 0 for r in rows)
