@@ -177,10 +177,8 @@ def _check_tokenizer(tmp_path, tokenizer, cfg):
     # library, text-embeddings-inference) take the file's: they must pack as transformers does.
     rust = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
     assert [rust.encode(text).ids for text in SENTENCES] == [hf(text)["input_ids"] for text in SENTENCES]
-    assert (rust.encode(first, second).ids, rust.encode(first, second).type_ids) == (
-        pair["input_ids"],
-        pair["token_type_ids"],
-    )
+    packed = rust.encode(first, second)
+    assert (packed.ids, packed.type_ids) == (pair["input_ids"], pair["token_type_ids"])
     return hf
 
 

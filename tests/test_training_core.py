@@ -221,7 +221,8 @@ def test_each_step_draws_its_dropout_masks_from_the_seed_and_its_step_number():
     passed: resuming was exact all the same."""
     batch = make_batch(_data(n=8), np.arange(8), 8)
     step = jax.jit(partial(steps.train_step, model=MODEL, seed=3, loss_fn=sparse_categorical_crossentropy))
-    state, params = TrainState.create(_params(), optax.sgd(0.0)), _params()  # rate 0: only the step number moves
+    params = _params()
+    state = TrainState.create(params, optax.sgd(0.0))  # rate 0: only the step number moves
     losses, want = [], []
     for number in range(3):
         state, metrics = step(state, batch)
