@@ -107,6 +107,55 @@ def test_no_warmup_starts_at_the_full_rate(num_steps, warmup_fraction, want):
     np.testing.assert_allclose(updates["kernel"], [-1e-2, 1e-2, 0.0], rtol=1e-4)
 
 
+def test_recommended_moves_params_as_torch_adamw_with_transformers_linear_warmup():
+    """The recommended recipe, against the one transformers users run: `clip_grad_norm_(1.0)`, then torch's AdamW
+    (eps 1e-6, decay 0.01 on kernels and embeddings only) stepped by `get_linear_schedule_with_warmup`. Gradients
+    above and below the clip norm, 10 steps with 2 of warmup; every param agrees to float32 rounding at every step."""
+    import torch
+    import transformers
+
+    rng = np.random.default_rng(3)
+    start = {"dense": {"kernel": rng.normal(size=(4, 3)), "bias": rng.normal(size=3)},
+             "norm": {"scale": 1 + 0.1 * rng.normal(size=3)}, "embedding": rng.normal(size=(5, 2))}  # fmt: skip
+    start = jax.tree.map(lambda a: a.astype(np.float32), start)
+    # global norms between ~0.1 and ~6: clipping bites on some steps only
+    grads = [jax.tree.map(lambda a, s=scale: (s * rng.normal(size=a.shape)).astype(np.float32), start)
+             for scale in (0.03, 1.5, 0.5, 0.02, 1.0, 0.01, 0.3, 2.0, 0.05, 0.8)]  # fmt: skip
+    for g in grads:  # gradients down to ~1e-6 (a rare token's embedding), where Adam's epsilon counts
+        g["embedding"] *= 1e-4
+    num_steps, learning_rate = len(grads), 0.05
+
+    tx = optimizers.recommended(num_steps, learning_rate=learning_rate, warmup_fraction=0.2)
+    update = jax.jit(tx.update)
+    params, state = start, tx.init(start)
+    ours = []
+    for g in grads:
+        updates, state = update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        ours.append(params)
+
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(start)[0]]
+    tensors = [torch.tensor(np.array(a), requires_grad=True) for a in jax.tree.leaves(start)]
+    decayed = jax.tree.leaves(optimizers.weight_decay_mask(start))
+    assert [path for path, d in zip(paths, decayed, strict=True) if d] == ["['dense']['kernel']", "['embedding']"]
+    reference = torch.optim.AdamW(
+        [{"params": [t for t, d in zip(tensors, decayed, strict=True) if d], "weight_decay": 0.01},
+         {"params": [t for t, d in zip(tensors, decayed, strict=True) if not d], "weight_decay": 0.0}],
+        lr=learning_rate, betas=(0.9, 0.999), eps=1e-6,
+    )  # fmt: skip
+    schedule = transformers.get_linear_schedule_with_warmup(reference, 2, num_steps)
+    for step, g in enumerate(grads):
+        for t, value in zip(tensors, jax.tree.leaves(g), strict=True):
+            t.grad = torch.tensor(np.array(value))
+        torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+        reference.step()
+        schedule.step()
+        for path, t, value in zip(paths, tensors, jax.tree.leaves(ours[step]), strict=True):
+            np.testing.assert_allclose(value, t.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{path}, step {step}")
+    for moved, was in zip(jax.tree.leaves(ours[-1]), jax.tree.leaves(start), strict=True):  # a real run, not a no-op
+        assert np.abs(moved - was).max() > 1e-2
+
+
 @pytest.mark.parametrize(
     ("num_steps", "warmup_fraction", "match"), [(0, 0.1, "num_steps"), (10, 1.5, "warmup_fraction")]
 )
