@@ -172,6 +172,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, shardings):
         abstract_state,
     )
     step = mngr.latest_step()
+    if step is None:
+        raise CheckpointError(f"{mngr.directory} holds no finished checkpoint to restore (no step folder).")
     _check_fits(mngr, step, abstract_state)
     try:
         both = mngr.restore(step, args=ocp.args.Composite(state=_restore(target), record=ocp.args.JsonRestore()))

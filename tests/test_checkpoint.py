@@ -94,7 +94,8 @@ def test_reports_of_reads_posting_to_a_closed_event_loop_are_dropped_and_no_othe
 def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_delete(tmp_path):
     """A truncated array file used to be reported as a checkpoint that "does not fit this model and optimizer", with
     300 characters of TensorStore spec and the advice to resume with the model that wrote it: the wrong fix. The
-    advice given works: the checkpoint before it is kept (with only the latest kept, the suite passed)."""
+    advice given works: the checkpoint before it is kept (with only the latest kept, the suite passed). With none
+    left, the error says so (it named "step None" before)."""
     state = {"params": {"kernel": np.arange(4096, dtype=np.float32).reshape(64, 64)}, "step": np.int32(7)}
     earlier = {"params": {"kernel": -state["params"]["kernel"]}, "step": np.int32(5)}
     mngr = checkpoint.manager(tmp_path)
@@ -117,6 +118,9 @@ def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_d
     restored = checkpoint.restore_latest(checkpoint.manager(tmp_path), abstract, shardings)
     assert int(restored["step"]) == 5
     np.testing.assert_array_equal(restored["params"]["kernel"], earlier["params"]["kernel"])
+    shutil.rmtree(tmp_path / "5")
+    with pytest.raises(checkpoint.CheckpointError, match=f"^{tmp_path} holds no finished checkpoint to restore"):
+        checkpoint.restore_latest(checkpoint.manager(tmp_path), abstract, shardings)
 
 
 @pytest.mark.parametrize("where", [1 / 3, 1 / 2])
