@@ -150,6 +150,26 @@ def test_from_preset_reads_an_hf_checkpoint_folder(minilm_dir, uncased):
     assert uncased("Crème [SEP]") == [100, 1031, 19802, 1033]  # keras-hub settings: accent kept, "[SEP]" split
 
 
+def test_vocabulary_lines_lose_trailing_whitespace_as_in_keras_hub_and_transformers(tmp_path, keras_hub):
+    """A vocab.txt line's trailing spaces, tabs, Unicode spaces and Windows line end are not part of its token, in
+    keras-hub's `WordPieceTokenizer` and in transformers 5's `BertTokenizer` alike: "fox " is the token "fox", and a
+    line of one no-break space is the empty token (which no text matches), keeping the ids after it."""
+    import transformers
+
+    lines = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox ", "jump\t", "\u00a0", "##ed\u3000", "."]
+    (tmp_path / "vocab.txt").write_bytes("\r\n".join(lines).encode("utf-8") + b"\r\n")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}', encoding="utf-8")
+    want = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox", "jump", "", "##ed", "."]
+    keras = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=str(tmp_path / "vocab.txt"), lowercase=True)
+    assert BertTokenizer(tmp_path / "vocab.txt").get_vocabulary() == keras.get_vocabulary() == want
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert BertTokenizer.from_preset(tmp_path).get_vocabulary() == hf.convert_ids_to_tokens(range(len(hf))) == want
+    text = "The fox jumped."
+    assert (
+        BertTokenizer.from_preset(tmp_path)(text) == hf(text, add_special_tokens=False)["input_ids"] == [5, 6, 7, 9, 10]
+    )
+
+
 def test_from_preset_with_only_tokenizer_json(tmp_path, minilm_dir):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / name).write_bytes((minilm_dir / name).read_bytes())
