@@ -50,7 +50,8 @@ def test_added_and_extra_special_tokens_get_transformers_ids(tmp_path, split_spe
 def test_added_tokens_of_a_transformers_4_folder(tmp_path):
     """transformers 4's slow tokenizers saved vocab.txt with added_tokens.json and special_tokens_map.json."""
     _vocab_file(tmp_path)
-    (tmp_path / "added_tokens.json").write_text(json.dumps({"covid19": 21, "[NEW_ENTITY]": 22}))
+    # listed out of id order: the ids, not the order in the file, place the tokens
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"[NEW_ENTITY]": 22, "covid19": 21}))
     (tmp_path / "special_tokens_map.json").write_text(json.dumps({"additional_special_tokens": ["[NEW_ENTITY]"]}))
     # transformers 5 loads added_tokens.json's entries as plain, normalized tokens, even one named special: lower case
     # and split_special_tokens do not split it (flaxbert made it special, so "[new_entity]" was split)
@@ -61,6 +62,19 @@ def test_added_tokens_of_a_transformers_4_folder(tmp_path):
         reference = transformers.AutoTokenizer.from_pretrained(tmp_path)
         ours = BertTokenizer.from_preset(tmp_path)
         assert [list(ours(text)) for text in texts] == _transformers_ids(reference, texts)
+
+
+def test_an_extra_special_token_named_only_by_a_string_is_matched_in_the_raw_text(tmp_path):
+    """An extra special token listed as a bare string (special_tokens_map.json, no added_tokens.json entry) is added
+    unnormalised, as transformers adds it: matched in the text as typed, before lower-casing."""
+    _vocab_file(tmp_path)
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"additional_special_tokens": ["[NEW_ENTITY]"]}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    reference = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = BertTokenizer.from_preset(tmp_path)
+    texts = [*TEXTS, "a [new_entity] said", "a [NEW_ENTITY] said"]
+    assert [list(ours(text)) for text in texts] == _transformers_ids(reference, texts)
+    assert ours("a [NEW_ENTITY] said") == [2, 21, 8]  # [UNK], the new token after the vocabulary's 21, "said"
 
 
 def test_special_tokens_bert_does_not_name_are_refused(tmp_path):

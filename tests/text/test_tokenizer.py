@@ -176,6 +176,12 @@ def test_from_preset_with_only_tokenizer_json(tmp_path, minilm_dir):
     tokenizer = DistilBertTokenizer.from_preset(tmp_path)
     assert isinstance(tokenizer, DistilBertTokenizer)
     assert tokenizer.get_vocabulary() == BertTokenizer(minilm_dir / "vocab.txt").get_vocabulary()
+    # a vocab with an id missing would move every later token onto its neighbour's id: refused
+    saved = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    del saved["model"]["vocab"]["[unused4]"]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"the WordPiece ids in .*tokenizer.json are not 0..30520 without gaps"):
+        DistilBertTokenizer.from_preset(tmp_path)
 
 
 def test_from_preset_errors(tmp_path):
