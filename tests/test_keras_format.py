@@ -37,7 +37,7 @@ def _max_diff(a, b):
 def test_backbone_preset_matches_keras_hub(keras_hub, tmp_path, arch):
     bert = arch == "bert"
     kwargs = dict(vocabulary_size=99, num_layers=2, num_heads=3, hidden_dim=48, intermediate_dim=37,
-                  max_sequence_length=40)  # fmt: skip
+                  max_sequence_length=40, dropout=0.15)  # fmt: skip
     if bert:
         reference = keras_hub.models.BertBackbone(**kwargs, num_segments=3)
     else:
@@ -46,7 +46,9 @@ def test_backbone_preset_matches_keras_hub(keras_hub, tmp_path, arch):
     reference.save_to_preset(str(tmp_path / "preset"))
     x = _inputs(bert, 99, 3)
     want = reference(x)
-    got = (flaxbert.BertBackbone if bert else flaxbert.DistilBertBackbone).from_preset(tmp_path / "preset")(x)
+    loaded = (flaxbert.BertBackbone if bert else flaxbert.DistilBertBackbone).from_preset(tmp_path / "preset")
+    assert loaded.config.dropout == 0.15  # what fine-tuning it applies: config.json's rate, not the default 0.1
+    got = loaded(x)
     if bert:
         assert _max_diff(got["sequence_output"], want["sequence_output"]) <= ATOL
         assert _max_diff(got["pooled_output"], want["pooled_output"]) <= ATOL
@@ -61,10 +63,11 @@ def test_task_preset_matches_keras_hub(keras_hub, tmp_path, arch):
                   max_sequence_length=24)  # fmt: skip
     if bert:
         backbone = keras_hub.models.BertBackbone(**kwargs)
-        reference = keras_hub.models.BertTextClassifier(backbone, num_classes=4, preprocessor=None)
+        reference = keras_hub.models.BertTextClassifier(backbone, num_classes=4, preprocessor=None, dropout=0.3)
     else:
         backbone = keras_hub.models.DistilBertBackbone(**kwargs)
-        reference = keras_hub.models.DistilBertTextClassifier(backbone, num_classes=4, preprocessor=None, hidden_dim=12)
+        reference = keras_hub.models.DistilBertTextClassifier(backbone, num_classes=4, preprocessor=None, hidden_dim=12,
+                                                              dropout=0.3)  # fmt: skip
     _randomize(reference)
     reference.save_to_preset(str(tmp_path / "preset"))
     x = _inputs(bert, 101)
@@ -72,6 +75,7 @@ def test_task_preset_matches_keras_hub(keras_hub, tmp_path, arch):
     loaded = flaxbert.TextClassifier.from_preset(tmp_path / "preset", preprocessor=None)
     assert type(loaded).__name__ == ("BertTextClassifier" if bert else "DistilBertTextClassifier")
     assert loaded.num_classes == 4 and loaded.backbone.config.activation == ("gelu_approximate" if bert else "gelu")
+    assert loaded.head.dropout == 0.3 and (bert or loaded.head.hidden_dim == 12)  # task.json's, not the defaults
     assert _max_diff(loaded.predict(x, batch_size=8, verbose=0), want) <= ATOL
     with pytest.raises(ValueError, match="load it with"):
         (flaxbert.DistilBertTextClassifier if bert else flaxbert.BertTextClassifier).from_preset(
