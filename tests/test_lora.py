@@ -316,6 +316,20 @@ def test_refusals_leave_the_backbone_as_it_was(tmp_path):
         f.create_dataset("lora/11/vars/lora_kernel_b", data=np.zeros((3, 4), "float32"))
     refused["mixed"] = (lambda: backbone.load_lora_weights(tmp_path / "mixed.lora.h5"),
                         r"is damaged: its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 3\)")  # fmt: skip
+    damaged = {  # name: (rank, layer 11's datasets, what is said)
+        "b_rank": (np.int64(2), {"lora_kernel_a": (8, 2, 2), "lora_kernel_b": (3, 4)},
+                   r"its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 2\) and \(3, 4\)"),
+        "float_rank": (np.float64(2.0), {"lora_kernel_a": (8, 2, 2), "lora_kernel_b": (2, 4)},
+                       r"gives a LoRA rank of .*2\.0.*; a rank is a positive integer"),
+        "one_factor": (np.int64(2), {"lora_kernel_a": (8, 2, 2)},
+                       r"holds an entry lora/11 that is not a layer's two LoRA factors"),
+    }  # fmt: skip
+    for name, (rank, datasets, message) in damaged.items():
+        with h5py.File(tmp_path / f"{name}.lora.h5", "w") as f:
+            f.create_dataset("lora/vars/rank", data=rank)
+            for factor, shape in datasets.items():
+                f.create_dataset(f"lora/11/vars/{factor}", data=np.zeros(shape, "float32"))
+        refused[name] = (lambda path=tmp_path / f"{name}.lora.h5": backbone.load_lora_weights(path), message)
     for name, (call, message) in refused.items():
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             _unchanged(backbone, call)
