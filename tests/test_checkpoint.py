@@ -4,6 +4,7 @@ checkpoints), the restore is bit for bit, and damage is named."""
 import asyncio
 import inspect
 import json
+import re
 import shutil
 import sys
 import types
@@ -119,7 +120,8 @@ def test_a_damaged_training_checkpoint_is_called_damaged_and_names_the_step_to_d
     assert int(restored["step"]) == 5
     np.testing.assert_array_equal(restored["params"]["kernel"], earlier["params"]["kernel"])
     shutil.rmtree(tmp_path / "5")
-    with pytest.raises(checkpoint.CheckpointError, match=f"^{tmp_path} holds no finished checkpoint to restore"):
+    empty = f"^{re.escape(str(tmp_path))} holds no finished checkpoint to restore"
+    with pytest.raises(checkpoint.CheckpointError, match=empty):
         checkpoint.restore_latest(checkpoint.manager(tmp_path), abstract, shardings)
 
 
