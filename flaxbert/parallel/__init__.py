@@ -5,7 +5,6 @@ from flaxbert.parallel.host import host_to_mesh, to_global, to_host
 from flaxbert.parallel.mesh import (
     MESH_AXES,
     RULES,
-    batch_multiple,
     batch_sharding,
     check_hidden_dim,
     make_mesh,
@@ -17,7 +16,6 @@ from flaxbert.parallel.mesh import (
 __all__ = [
     "MESH_AXES",
     "RULES",
-    "batch_multiple",
     "batch_sharding",
     "check_hidden_dim",
     "host_to_mesh",

@@ -114,8 +114,3 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
-
-
-def batch_multiple(mesh: Mesh) -> int:
-    """Global batches must be a multiple of this to split evenly over the mesh."""
-    return mesh.size
