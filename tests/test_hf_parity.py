@@ -82,6 +82,53 @@ def test_a_distil_bert_config_in_berts_generic_names_loads_as_transformers_reads
         flaxbert.DistilBertBackbone.from_preset(path)
 
 
+@pytest.mark.parametrize(
+    "kind, activation",
+    [("bert", "gelu"), ("bert", "gelu_pytorch_tanh"), ("bert", "gelu_fast"), ("distil_bert", "gelu")],
+)
+def test_a_config_without_the_fields_at_transformers_defaults_loads_as_transformers_reads_it(
+    tmp_path, kind, activation
+):
+    """Configs written by older transformers leave out fields at their defaults (`layer_norm_eps`, `hidden_act`,
+    `type_vocab_size`, ...), and transformers fills them in; flaxbert must fill in the same values (every test
+    checkpoint written today has them all). The feed-forward input kernels are scaled up so that its activations reach
+    where the GELU forms differ, as do LayerNorm epsilons of 1e-12 and 1e-6."""
+    import torch
+    import transformers
+
+    distil = kind == "distil_bert"
+    shape = dict(DISTIL_BERT_SHAPES["h48_heads3_l1"] if distil else BERT_SHAPES["h48_heads3_l1_seg3"])
+    shape.pop("type_vocab_size", None)
+    shape["activation" if distil else "hidden_act"] = activation
+    model = random_model(kind, shape)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("intermediate.dense.weight", "ffn.lin1.weight")):
+                param.mul_(4.0)
+    path = save(model, tmp_path / "ckpt")
+    config = json.loads((path / "config.json").read_text())
+    defaults = type(model.config)().to_dict()
+    kept = {k: v for k, v in config.items() if k == "model_type" or k not in defaults or v != defaults[k]}
+    left_out = {"activation", "dropout"} if distil else {"layer_norm_eps", "type_vocab_size", "hidden_dropout_prob"}
+    assert left_out <= set(config) - set(kept)
+    assert (("activation" if distil else "hidden_act") in kept) == (activation != "gelu")
+    (path / "config.json").write_text(json.dumps(kept))
+    reference_cls = transformers.DistilBertModel if distil else transformers.BertModel
+    reference = reference_cls.from_pretrained(path, attn_implementation="eager").eval()
+    batch = padded_batch(reference.config.vocab_size, 1 if distil else reference.config.type_vocab_size)
+    if distil:
+        del batch["segment_ids"]
+    want = torch_outputs(reference, batch)
+    backbone = (flaxbert.DistilBertBackbone if distil else flaxbert.BertBackbone).from_preset(path)
+    assert backbone.config.dropout == (reference.config.dropout if distil else reference.config.hidden_dropout_prob)
+    got = backbone(batch)
+    if distil:
+        assert _max_diff(got, want.last_hidden_state.numpy()) <= ATOL
+    else:
+        assert _max_diff(got["sequence_output"], want.last_hidden_state.numpy()) <= ATOL
+        assert _max_diff(got["pooled_output"], want.pooler_output.numpy()) <= ATOL
+
+
 @pytest.mark.parametrize("shape", list(BERT_SHAPES))
 def test_bert_classifier_head_matches_transformers(tmp_path, shape):
     model = random_model("bert_classifier", BERT_SHAPES[shape], num_labels=3)
