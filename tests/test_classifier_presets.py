@@ -50,6 +50,17 @@ def test_a_regression_checkpoint_gives_its_encoder_a_new_head_and_a_kept_head_ke
         flaxbert.TextClassifier.from_preset(distil_dir[0], hidden_dim=20)
 
 
+def test_a_multi_label_checkpoint_is_refused_not_read_as_a_softmax_head(tmp_path):
+    """transformers trains problem_type "multi_label_classification" with a sigmoid per class; its logits read as one
+    softmax over the classes would be a silently different model."""
+    model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=3)
+    model.config.problem_type = "multi_label_classification"
+    path = save(model, tmp_path / "multi_label")
+    refused = "problem_type 'multi_label_classification' is not supported.*Pass num_classes"
+    with pytest.raises(ValueError, match=refused):
+        flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+
+
 def test_one_label_without_a_problem_type_is_a_regression_head(tmp_path, hub_cache):
     """transformers trains num_labels=1 with no problem_type as a regression (mean squared error). flaxbert loaded it
     as a 1-class classifier, whose cross-entropy is 0 for any params: fine-tuning it changed nothing."""
@@ -258,6 +269,12 @@ def test_a_head_whose_config_does_not_name_it_is_kept(tmp_path, hub_cache, kind,
                 loaded = flaxbert.TextClassifier.from_preset(preset, num_classes=num_classes, preprocessor=None)
                 assert loaded.num_classes == 3
                 np.testing.assert_allclose(loaded.predict(batch, batch_size=8, verbose=0), want, atol=1e-5)
+    # id2label is kept where it names the head's 3 classes, and dropped where it names another count
+    for names, kept in ((["neg", "neu", "pos"], ("neg", "neu", "pos")), (["neg", "pos"], None)):
+        labelled = {**config, "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+        (path / "config.json").write_text(json.dumps(labelled))
+        loaded = flaxbert.TextClassifier.from_preset(path, preprocessor=None)
+        assert (loaded.num_classes, loaded.label_names) == (3, kept)
 
 
 def test_another_tasks_checkpoint_says_what_it_is_from_the_hub_too(tmp_path, hub_cache):
@@ -321,6 +338,8 @@ def test_a_checkpoint_without_a_pooler_gets_a_seeded_random_one_and_a_warning(tm
         classifier = flaxbert.TextClassifier.from_preset(path, num_classes=2, preprocessor=None, seed=5)
     pooler = backbone.params["pooled_dense"]["kernel"]
     np.testing.assert_array_equal(classifier.backbone.params["pooled_dense"]["kernel"], pooler)
+    born = flaxbert.BertBackbone.from_config(backbone.config, seed=5).params["pooled_dense"]  # the one it is born with
+    jax.tree.map(np.testing.assert_array_equal, backbone.params["pooled_dense"], born)
     assert 0.01 < float(np.std(pooler)) < 0.03  # BERT's truncated normal(0.02) init
 
 

@@ -277,8 +277,9 @@ def test_a_directory_that_cannot_be_written_is_refused_before_anything_is(tmp_pa
 def test_classifier_object_exports_after_fine_tuning(tmp_path):
     """The object-level export of a fine-tuned classifier, with its tokenizer, loads in transformers unchanged, and
     truncates long texts where the classifier's preprocessor does (8 tokens on a 12-position model), loaded back
-    into flaxbert too."""
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
+    into flaxbert too. Its [PAD] is id 1, which config.json's pad_token_id must say (transformers keeps that
+    embedding row out of training)."""
+    vocab = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "."]
     preprocessor = flaxbert.BertTextClassifierPreprocessor(flaxbert.BertTokenizer(vocab, lowercase=True), 8)
     backbone = flaxbert.BertBackbone(len(vocab), 1, 2, 16, 24, max_sequence_length=12)
     classifier = flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor)
@@ -291,6 +292,8 @@ def test_classifier_object_exports_after_fine_tuning(tmp_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     encoded = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     assert encoded["input_ids"].shape == (4, 8)
+    assert model.config.pad_token_id == tokenizer.pad_token_id == 1
+    assert model.bert.embeddings.word_embeddings.padding_idx == 1
     want = model(**encoded).logits.detach().numpy()
     np.testing.assert_allclose(classifier.predict(texts, batch_size=8, verbose=0), want, atol=1e-5)
     assert flaxbert.TextClassifier.from_preset(tmp_path / "hf").preprocessor.sequence_length == 8

@@ -51,6 +51,28 @@ def test_weights_beyond_the_configs_model_are_said_and_the_model_is_transformers
     assert _max_diff(backbone(batch)["sequence_output"], torch_outputs(reference, batch).last_hidden_state) <= ATOL
 
 
+@pytest.mark.parametrize(
+    "first, second", [("safetensors", "sharded"), ("sharded", "bin"), ("safetensors", "bin"), ("bin", "sharded_bin")]
+)
+def test_a_folder_with_two_checkpoints_loads_the_one_transformers_loads(tmp_path, first, second):
+    """A folder can hold weights in two formats (a repo that added safetensors beside its pytorch_model.bin, say), and
+    they need not be the same weights: flaxbert must read the file transformers prefers."""
+    import shutil
+
+    import transformers
+
+    shape = BERT_SHAPES["h48_heads3_l1_seg3"]
+    path = save(random_model("bert", shape, seed=0), tmp_path / "ckpt", first)
+    other = save(random_model("bert", shape, seed=1), tmp_path / "other", second)
+    for file in other.iterdir():
+        if file.name != "config.json":
+            shutil.copy(file, path / file.name)
+    reference = transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
+    batch = padded_batch(reference.config.vocab_size, reference.config.type_vocab_size)
+    want = torch_outputs(reference, batch).last_hidden_state.numpy()
+    assert _max_diff(flaxbert.BertBackbone.from_preset(path)(batch)["sequence_output"], want) <= ATOL
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 @pytest.mark.parametrize("shape", list(DISTIL_BERT_SHAPES))
 def test_distil_bert_backbone_matches_transformers(tmp_path, shape, fmt):
