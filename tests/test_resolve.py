@@ -1,6 +1,7 @@
 """Preset resolution: built-in names, hf:// through the real huggingface_hub cache code, kaggle://, local paths."""
 
 import json
+import pathlib
 import re
 import shutil
 import sys
@@ -76,6 +77,8 @@ def test_kaggle_without_kagglehub_names_the_hf_mirror(monkeypatch):
         resolve("kaggle://keras/bert/keras/bert_base_en/3")
     with pytest.raises(ValueError, match="mirror 'hf://keras/bert_base_en_uncased'"):
         resolve("kaggle://keras/bert/keras/bert_base_en_uncased/2")
+    with pytest.raises(ValueError, match="mirror 'hf://keras/bert_tiny_en_uncased_sst2'"):  # not bert_tiny_en_uncased's
+        resolve("kaggle://keras/bert/keras/bert_tiny_en_uncased_sst2/5")
 
 
 def test_a_kaggle_download_that_fails_is_one_clear_error(monkeypatch):
@@ -92,6 +95,16 @@ def test_a_kaggle_download_that_fails_is_one_clear_error(monkeypatch):
 def test_missing_local_directory():
     with pytest.raises(FileNotFoundError, match="preset directory .*nowhere does not exist"):
         resolve("./nowhere")
+
+
+def test_a_directory_named_like_a_built_in_preset_is_the_one_loaded(tmp_path, monkeypatch, hub_cache):
+    """As in transformers, a directory that exists is what its name means: a preset saved as ./bert_tiny_en_uncased
+    loads from there, offline, not from the Hub."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bert_tiny_en_uncased").mkdir()
+    assert resolve("bert_tiny_en_uncased") == pathlib.Path("bert_tiny_en_uncased")
+    with pytest.raises(FileNotFoundError, match="bert_base_en_uncased"):  # no such directory: the built-in, offline
+        resolve("bert_base_en_uncased")
 
 
 def test_a_file_is_refused_naming_its_directory(tmp_path, monkeypatch):
@@ -182,6 +195,24 @@ def test_one_weight_format_and_top_level_files_only_are_downloaded(fake_hub):
     assert set(fetched) == {"config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "model.safetensors"}
 
 
+@pytest.mark.parametrize("handle, revision", [("hf://org/bert", None), ("hf://org/bert@main", "main")])
+def test_weights_are_downloaded_at_the_commit_the_configs_came_from(fake_hub, monkeypatch, handle, revision):
+    """The configs are downloaded first, then the weights: a branch pushed to in between would pair the new commit's
+    weights with the old commit's config.json, so the weights are asked for at the configs' commit."""
+    import huggingface_hub
+
+    fake_hub({"config.json": BERT_CONFIG, "model.safetensors": "x"})
+    download, asked = huggingface_hub.snapshot_download, []
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        asked.append(revision)
+        return download(repo_id, revision=revision, allow_patterns=allow_patterns)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    resolve(handle)
+    assert asked == [revision, REVISION]
+
+
 def test_a_sharded_checkpoint_downloads_its_index_and_shards(fake_hub):
     shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     index = json.dumps({"weight_map": {"a": shards[0], "b": shards[1], "c": shards[1]}})
@@ -197,7 +228,10 @@ def test_a_keras_preset_downloads_its_weights_h5_files_only(fake_hub):
              "assets/tokenizer/vocabulary.txt": "x", "model.weights.h5": "x", "task.weights.h5": "x",
              "model.safetensors": "x", "old/model.weights.h5": "x"}  # fmt: skip
     fetched = fake_hub(files)
-    resolve("bert_tiny_en_uncased")  # a built-in name: keras-hub's mirror on the Hub
+    resolve("bert_tiny_en_uncased", load_weights=False)  # a built-in name: keras-hub's mirror on the Hub
+    assert set(fetched) == set(files) - {"model.safetensors", "old/model.weights.h5", "model.weights.h5",
+                                         "task.weights.h5"}  # fmt: skip
+    resolve("bert_tiny_en_uncased")
     assert set(fetched) == set(files) - {"model.safetensors", "old/model.weights.h5"}
     assert set(fetched.values()) == {"keras/bert_tiny_en_uncased"}
 

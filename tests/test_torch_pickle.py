@@ -59,11 +59,29 @@ def test_views_inside_their_storage_load_like_torch(tmp_path):
         ),
         (_Tensor(3, (2,), (1,)), r"tensor 'w' of shape \(2,\) \(offset 3, strides \(1,\)\) reaches element 4"),
         (_Tensor(3, (2,), (-1,)), r"tensor 'w' has offset 3, shape \(2,\) and strides \(-1,\)"),
+        (_Tensor(4, (1,), (1,)), r"tensor 'w' of shape \(1,\) \(offset 4, strides \(1,\)\) reaches element 4"),
+        (_Tensor(-1, (2,), (1,)), r"tensor 'w' has offset -1, shape \(2,\) and strides \(1,\)"),
     ],
-    ids=["shape", "offset", "negative_stride"],
+    ids=["shape", "offset", "negative_stride", "one_element_past_the_end", "negative_offset"],
 )
 def test_a_view_past_its_storage_is_refused(tmp_path, tensor, message):
     """A tensor claiming more elements than its storage holds was read from the memory past it (garbage)."""
     path = _write(tmp_path / "bad.bin", w=tensor)
     with pytest.raises(ValueError, match=message):
         torch_pickle.load_state_dict(path)
+
+
+def test_every_storage_type_loads_as_torch_reads_it(tmp_path):
+    """Each dtype torch writes into a state dict, its bytes read as that dtype (a float64 file read as float32 is
+    garbage of the right shape)."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((3, 5)) * 100
+    state = {str(dtype): torch.from_numpy(values).to(dtype)[:, 1:4] for dtype in
+             (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+              torch.int8, torch.uint8, torch.bool)}  # fmt: skip
+    torch.save(state, tmp_path / "all.bin")
+    ours = torch_pickle.load_state_dict(tmp_path / "all.bin")
+    assert set(ours) == set(state)
+    for name, want in state.items():
+        assert ours[name].dtype.name == name.removeprefix("torch."), name  # numpy's names are torch's
+        np.testing.assert_array_equal(np.asarray(ours[name], np.float64), want.double().numpy(), err_msg=name)

@@ -1,13 +1,15 @@
 """Turns what a user passes as `preset` into a local directory: a path, a built-in name, `hf://org/repo[@revision]`
 or `kaggle://...`.
 
-Built-in names resolve to keras-hub's own mirror on the Hugging Face Hub (`hf://keras/<name>`), which huggingface_hub
-downloads into its cache (`HF_HOME`, `HF_HUB_CACHE`) and serves from there offline (`HF_HUB_OFFLINE=1`). Only the
-files a load needs are fetched: the repository's listing is read first, then its top-level configs and vocabularies
-(and keras-hub's `assets/`), plus, when weights are wanted, the one weight format the preset's config.json says its
-loader reads (a transformers repository often holds safetensors, a torch `.bin`, TensorFlow, Flax and ONNX copies of
-the same weights, and Trainer checkpoints in subfolders). A downloaded keras or transformers preset is converted once
-into flaxbert's native format (`conversion_cache`).
+A directory that exists is loaded from, whatever its name, as transformers does: a preset saved as
+`./bert_tiny_en_uncased` loads from there, offline. Other built-in names resolve to keras-hub's own mirror on the
+Hugging Face Hub (`hf://keras/<name>`), which huggingface_hub downloads into its cache (`HF_HOME`, `HF_HUB_CACHE`)
+and serves from there offline (`HF_HUB_OFFLINE=1`). Only the files a load needs are fetched: the repository's listing
+is read first, then its top-level configs and vocabularies (and keras-hub's `assets/`), plus, when weights are
+wanted, the one weight format the preset's config.json says its loader reads (a transformers repository often holds
+safetensors, a torch `.bin`, TensorFlow, Flax and ONNX copies of the same weights, and Trainer checkpoints in
+subfolders). A downloaded keras or transformers preset is converted once into flaxbert's native format
+(`conversion_cache`).
 """
 
 from __future__ import annotations
