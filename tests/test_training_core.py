@@ -41,6 +41,13 @@ def _params():
     return nn.unbox(MODEL.init(jax.random.key(0), dummy_inputs(CFG))["params"])
 
 
+def test_a_mesh_is_laid_over_the_devices_it_is_given():
+    """Not the first devices of the host: a job that gives half its devices to another model gets the other half."""
+    devices = jax.devices()[4:8]
+    mesh = make_mesh(2, 2, devices=devices)
+    assert set(mesh.devices.flat) == set(devices) and dict(mesh.shape) == {"data": 2, "fsdp": 2}
+
+
 def _train(mesh_shape, tx, steps=3, batch_size=8):
     devices = jax.devices()[: mesh_shape[0] * mesh_shape[1]]
     mesh = make_mesh(*mesh_shape, devices=devices)
