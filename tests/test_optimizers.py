@@ -85,6 +85,21 @@ def test_keras_adam_rejects_bad_hyperparameters(name, value):
         keras_adam(1e-3, **{name: value})
 
 
+@pytest.mark.parametrize(("b1", "b2"), [(0.0, 0.999), (0.9, 0.0)])
+def test_keras_adam_takes_the_ends_of_the_ranges_keras_takes(keras, b1, b2):
+    """b1 = 0 (no momentum) and b2 = 0 are in Keras' ranges: its Adam runs them, and so does keras_adam, bit for bit."""
+    start = np.asarray([0.3, -1.2, 0.7], np.float32)
+    variable, reference = keras.Variable(start), keras.optimizers.Adam(1e-2, beta_1=b1, beta_2=b2)
+    tx = keras_adam(1e-2, b1=b1, b2=b2)
+    params, state = {"w": jnp.asarray(start)}, tx.init({"w": start})
+    for g in ([1e-3, -2e-3, 5e-4], [-1e-3, 4e-3, 0.0], [2e-3, 1e-3, -5e-4]):
+        g = jnp.asarray(g, jnp.float32)
+        reference.apply_gradients([(g, variable)])
+        updates, state = tx.update({"w": g}, state, params)
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_array_equal(params["w"], variable.value)
+
+
 def test_warmup_then_linear_decay_keeps_its_values():
     schedule = optimizers.warmup_linear_decay(num_steps=10, learning_rate=1.0, warmup_fraction=0.2)
     got = [float(schedule(step)) for step in (0, 1, 2, 3, 6, 9, 10)]
