@@ -196,6 +196,51 @@ def test_eval_only_label_names_name_a_head_saved_without_names(tmp_path):
     assert row["label"] in ("neg", "pos") and summary["examples"] == {"validation": 1}
 
 
+def test_names_in_the_validation_file_beside_ids_in_the_training_file_are_refused(tmp_path):
+    """Only the training file's labels may name the classes: names inferred from the validation file would be mapped
+    to ids in their sorted order, silently, whatever the training file's ids mean."""
+    config = _config(tmp_path, num_classes=2)
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\na\t1\nb\t0\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nd\tpos\ne\tneg\n")
+    with pytest.raises(data.DataError, match=r"dev.tsv': column 'label' holds label names such as \['neg', 'pos'\]; "
+                                             r"say which integer each name means with --label-names"):  # fmt: skip
+        job.load_splits(config)
+
+
+def _other(value):
+    """A value of the same kind as a config.json value, and not equal to it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list | tuple):
+        return [*value, "x"]
+    assert value is None, value
+    return "x"
+
+
+def test_a_resume_refuses_every_setting_but_where_it_writes_and_how_it_executes():
+    """Each key of a run's config.json is changed in turn: only where the run writes, its Hub access, its mesh, the
+    encoder's execution options and the evaluation batch may differ when it resumes; any other (the weight decay, the
+    class names, ...) changes what the run computes, and is refused by name."""
+    base = cfg.Config(preset="p", data=dataclasses.replace(cfg.Config().data, hub_repo="", label_names=("neg", "pos")))
+    resumable = {"output_dir", "offline", "mesh.data", "mesh.fsdp", "scan_layers", "attention_kernel",
+                 "eval_batch_size"}  # fmt: skip
+    keys = list(job._flat(cfg.to_dict(base)))
+    assert len(keys) > 30 and {"optimizer.weight_decay", "data.label_names", "seed"} <= set(keys)
+    for key in keys:
+        saved = cfg.to_dict(base)
+        *parents, leaf = key.split(".")
+        node = saved
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = _other(node[leaf])
+        changed = [change.split(":")[0] for change in job._changed(saved, base)]
+        assert changed == ([] if key in resumable else [key]), key
+
+
 def test_the_summary_of_a_resumed_run_times_only_the_epochs_it_trained():
     """A resume of a finished run printed "trained 0 epoch(s) ... (per epoch:  s; ...)"."""
     summary = {"before": {}, "after": {}, "examples": {"train": 8}, "train_seconds": 3.0, "model": "m",
@@ -255,6 +300,8 @@ def test_eval_only_scores_the_presets_trained_head_whatever_its_size(tmp_path, c
         job.run(swapped, eval_only=True)
     job.run(config, eval_only=True)
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
+    logged = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["split"] for line in logged] == ["validation"]  # this run's row, not the runs' before
 
     backbone.save_to_preset(tmp_path / "encoder")  # no head: a random one would be scored
     with pytest.raises(job.RunError, match=r"--eval-only scores a trained classifier, but preset .* has no "
@@ -287,7 +334,9 @@ def test_resume_without_label_names_keeps_those_the_run_started_with(tmp_path):
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=str(tmp_path / "ids.tsv"),
                                                                   validation=str(tmp_path / "ids.tsv")))  # fmt: skip
     named = dataclasses.replace(config, data=dataclasses.replace(config.data, label_names=("neg", "pos")))
-    job.run(named)
+    (tmp_path / "new.tsv").write_text("sentence\nc d\n")
+    job.run(named, predict_file=str(tmp_path / "new.tsv"))
+    predictions = (tmp_path / "out" / "predictions.jsonl").read_text()
     shutil.rmtree(tmp_path / "out" / "model")  # so that the resume writes it again
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -295,6 +344,7 @@ def test_resume_without_label_names_keeps_those_the_run_started_with(tmp_path):
     assert not [w for w in caught if "already trained" in str(w.message)]
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["data"]["label_names"] == ["neg", "pos"]
+    assert (tmp_path / "out" / "predictions.jsonl").read_text() == predictions  # the run's own, kept by its resume
     from flaxbert import TextClassifier
 
     assert TextClassifier.from_preset(str(tmp_path / "out" / "model")).label_names == ("neg", "pos")
@@ -403,3 +453,51 @@ def test_resume_takes_the_same_lora_layers_in_any_order_or_by_keras_hubs_default
     assert job._changed(default, cfg.Config(preset="p", lora_rank=4, lora_targets=("key",))) == [
         "lora_targets: () -> ('key',)"
     ]
+
+
+def test_a_run_limits_only_its_training_split_scores_each_split_and_logs_its_schedule(tmp_path, monkeypatch):
+    """A sentence-pair run end to end, in-process, with train.py's "recommended" optimizer: `train_limit` cuts the
+    training file only; the test split's scores are the test file's; each training row's learning rate is the
+    schedule's at the step it trained (ceil(5 / 2) = 3 steps an epoch, so 6 in all); each epoch is timed on its own;
+    the predictions name both sentences of a pair."""
+    import types
+
+    import flaxbert
+    from flaxbert.training import optimizers
+    from tests.tiny_preset import write_tiny_preset
+
+    write_tiny_preset(tmp_path / "preset", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"])
+    optimizer = cfg.OptimizerConfig(name="recommended", learning_rate=1e-2, warmup_fraction=0.5, weight_decay=0.05,
+                                    clipnorm=0.5)  # fmt: skip
+    config = _config(tmp_path, preset=str(tmp_path / "preset"), sequence_length=16, epochs=2, batch_size=2,
+                     log_every=1, optimizer=optimizer)  # fmt: skip
+    config = dataclasses.replace(config, num_classes=2, data=dataclasses.replace(
+        config.data, test=str(tmp_path / "test.tsv"), text_columns=("first", "second"), train_limit=5))  # fmt: skip
+    rows = ["a b\tc\tpos", "b\td d\tneg", "c a\tb\tpos", "d\ta\tneg", "a a\tb c\tneg", "b\tb\tpos", "c\td\tneg"]
+    header = "first\tsecond\tlabel\n"
+    (tmp_path / "train.tsv").write_text(header + "\n".join(rows) + "\n")  # 7 rows, limited to 5
+    (tmp_path / "dev.tsv").write_text(header + "\n".join(rows[1:]) + "\n")  # 6 rows, more than the limit
+    (tmp_path / "test.tsv").write_text(header + "\n".join(rows[::2]) + "\n")  # other rows than dev's
+    (tmp_path / "new.tsv").write_text("first\tsecond\nc c\td\n")
+    built = []
+    recommended = optimizers.recommended
+    monkeypatch.setattr(optimizers, "recommended", lambda *args: built.append(args) or recommended(*args))
+    monkeypatch.setattr(job, "time", types.SimpleNamespace(perf_counter=iter(range(0, 1000, 10)).__next__))
+    summary = job.run(config, predict_file=str(tmp_path / "new.tsv"))
+
+    assert summary["examples"] == {"train": 5, "validation": 6, "test": 4}
+    assert built == [(6, 1e-2, 0.5, 0.05, 0.5)]  # 6 steps: the schedule decays to 0 at the run's last step
+    schedule = optimizers.warmup_linear_decay(6, 1e-2, 0.5)
+    logged = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in logged if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert [r["learning_rate"] for r in train] == [pytest.approx(float(schedule(step))) for step in range(6)]
+    assert summary["epoch_seconds"] == [10, 10]  # a clock read at the start and at each epoch's validation row
+
+    model = flaxbert.TextClassifier.from_preset(tmp_path / "out" / "model")
+    for split, file in (("validation", "dev.tsv"), ("test", "test.tsv")):
+        read = data.read_split(str(tmp_path / file), ("first", "second"), "label", ("neg", "pos"))
+        scores = model.evaluate(read.texts, read.labels, verbose=0)
+        assert summary["after"][split] == pytest.approx(scores, abs=1e-6), split
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert row["text"] == ["c c", "d"]
