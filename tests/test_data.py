@@ -293,6 +293,45 @@ def test_numbers_among_numeric_label_names_are_not_class_ids(tmp_path):
     assert words.labels.tolist() == [3, 2, 1, 3, 0]
 
 
+def test_with_some_names_numbers_a_number_no_name_spells_is_refused(tmp_path):
+    """Names that mix words and numbers ('neg', '1'): any number is a name, so a 0 names no class, not class 0."""
+    path = tmp_path / "mixed.tsv"
+    path.write_text("sentence\tlabel\na\tneg\nb\t1\nc\t0\n")
+    with pytest.raises(data.DataError, match=r"labels \['0'\] .* not among label_names \['neg', '1'\]; as some names "
+                                             r"are numbers, a number is not read as a class id"):  # fmt: skip
+        data.read_split(path, ("sentence",), "label", label_names=("neg", "1"))
+
+
+def test_json_true_and_false_labels_are_names(tmp_path):
+    """JSON's booleans are names ("False", "True"), not the class ids 0 and 1 Python's bool would make of them."""
+    path = tmp_path / "bools.jsonl"
+    path.write_text("".join(json.dumps({"sentence": s, "label": y}) + "\n" for s, y in [("a", True), ("b", False)]))
+    split = data.read_split(path, ("sentence",), "label", infer_label_names=True)
+    assert (split.label_names, split.labels.tolist()) == (("False", "True"), [1, 0])
+    with pytest.raises(data.DataError, match="label names"):
+        data.read_split(path, ("sentence",), "label")
+
+
+def test_a_pinned_dataset_revision_is_read_at_that_commit(tmp_path, monkeypatch):
+    """`data.hub_revision` reaches huggingface_hub: a cache holding two commits of the dataset serves the pinned one,
+    not the branch's newest."""
+    import pathlib
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "datasets--org--glue"
+    pinned, newest = "a" * 40, "b" * 40
+    for commit in (pinned, newest):
+        (repo / "snapshots" / commit / "sst2").mkdir(parents=True)
+        (repo / "snapshots" / commit / "sst2" / "train.tsv").write_text(commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(newest)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for revision, commit in ((pinned, pinned), ("main", newest)):
+        path = data.hub_file("org/glue", "sst2/train.tsv", revision, offline=True)
+        assert pathlib.Path(path).read_text() == commit
+
+
 def test_label_names_are_compared_without_surrounding_whitespace(tmp_path):
     """'pos' and 'pos ' were two classes, and --label-names neg,pos refused the file's 'pos ' (' 1' was already 1)."""
     path = tmp_path / "spaces.tsv"

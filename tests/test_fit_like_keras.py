@@ -349,6 +349,8 @@ def test_keras_only_keywords_are_taken_at_their_defaults_and_otherwise_say_what_
     refusals = {
         "callbacks": ([object()], "on_log=fn"),
         "initial_epoch": (1, "checkpoint_dir=.*resumes"),
+        "steps_per_epoch": (1, "each epoch is one pass over x"),
+        "validation_freq": (2, "validation runs after every epoch"),
     }
     for keyword, (value, instead) in refusals.items():
         with pytest.raises(ValueError, match=rf"fit\({keyword}=.*flaxbert's fit has no {keyword}; .*{instead}"):

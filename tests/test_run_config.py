@@ -49,6 +49,22 @@ def test_unknown_keys_and_bad_values():
         cfg.validate(cfg.Config(preset="x", optimizer=unread, data=cfg.DataConfig(train="t", validation="v")))
 
 
+def test_the_recommended_optimizers_settings_default_to_its_own_defaults_and_are_checked():
+    """`--config.optimizer.name=recommended` alone trains with `optimizers.recommended`'s defaults (10% warmup, weight
+    decay 0.01, clipnorm 1), and a negative `data.train_limit` (which would cut rows off the end) is refused."""
+    import inspect
+
+    from flaxbert.training import optimizers
+
+    defaults = {k: p.default for k, p in inspect.signature(optimizers.recommended).parameters.items()}
+    config = cfg.OptimizerConfig()
+    assert (config.learning_rate, config.warmup_fraction, config.weight_decay, config.clipnorm) == (
+        defaults["learning_rate"], defaults["warmup_fraction"], defaults["weight_decay"], defaults["clipnorm"]
+    )  # fmt: skip
+    with pytest.raises(cfg.ConfigError, match=r"data.train_limit must be >= 0"):
+        cfg.validate(cfg.Config(preset="x", data=cfg.DataConfig(train_limit=-5)))
+
+
 def test_execution_fields_default_to_the_presets_and_parse_none():
     c = cfg.Config()
     assert (c.precision, c.attention_kernel, c.scan_layers) == (None, None, None)

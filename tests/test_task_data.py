@@ -9,9 +9,9 @@ import pytest
 import flaxbert
 from flaxbert.models import BertConfig
 from flaxbert.models.inputs import check_inputs
-from flaxbert.tasks.data import prepare
+from flaxbert.tasks.data import prepare, split_validation
 from flaxbert.text.bucketing import bucket_length, bucket_lengths
-from flaxbert.training.batches import longest_first, make_batch
+from flaxbert.training.batches import ArrayData, longest_first, make_batch
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox", "jumped", "."]
 CONFIG = BertConfig(vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=8)
@@ -291,3 +291,21 @@ def test_bad_class_weights_are_refused_naming_what_is_wrong(class_weight, label_
 def test_class_weight_with_sample_weight_is_refused_as_keras_refuses_it():
     with pytest.raises(ValueError, match=r"both class_weight and sample_weight .* pass their product"):
         _weighted(np.array([0, 1, 2]), {0: 2.0}, sample_weight=[1.0, 1.0, 1.0])
+
+
+def test_validation_split_cuts_the_rows_where_keras_cuts_them(keras):
+    """Keras' own split of arrays (its fit's `validation_split`) is the reference, at sizes that do not divide."""
+    from keras.src.trainers.data_adapters.array_slicing import train_validation_split
+
+    for size in range(2, 25):
+        rows = np.arange(size)
+        data = ArrayData({"token_ids": rows[:, None]}, rows, None)
+        for fraction in (0.1, 0.2, 0.25, 0.3, 1 / 3, 0.5, 0.7, 0.9):
+            try:
+                (train,), (validation,) = train_validation_split((rows,), validation_split=fraction)
+            except ValueError:  # Keras leaves no row on one side: refused here too
+                with pytest.raises(ValueError, match=f"validation_split={fraction} of {size} examples leaves no"):
+                    split_validation(data, fraction, class_weighted=False)
+                continue
+            ours = split_validation(data, fraction, class_weighted=False)
+            assert [part.labels.tolist() for part in ours] == [list(train), list(validation)], (size, fraction)
