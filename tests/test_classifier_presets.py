@@ -310,8 +310,10 @@ def test_load_weights_false_builds_the_saved_head(tmp_path):
     model = random_model("bert_classifier", BERT_SHAPES["h48_heads3_l1_seg3"], num_labels=3)
     model.config.id2label = {0: "neg", 1: "neu", 2: "pos"}
     path = save(model, tmp_path / "classifier")
-    random = flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None)
+    random = flaxbert.TextClassifier.from_preset(path, load_weights=False, preprocessor=None, seed=7)
     assert (random.num_classes, random.label_names) == (3, ("neg", "neu", "pos"))
+    born = flaxbert.BertBackbone.from_config(random.backbone.config, seed=7)  # the encoder of the seed asked for
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(random.backbone.params), jax.device_get(born.params))
     model.config.architectures = None  # save_pretrained set them; a config saved on its own has none
     path = save(model, tmp_path / "no_architectures", "bin")
     with pytest.raises(ValueError, match="names no architectures.*load_weights=False reads none: pass num_classes"):

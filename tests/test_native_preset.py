@@ -207,6 +207,10 @@ def test_load_weights_false_reads_no_params(tmp_path):
     assert random.head == classifier.head and random.preprocessor.sequence_length == 24
     saved_kernel = jax.device_get(classifier.backbone.params["pooled_dense"]["kernel"])
     assert not np.array_equal(jax.device_get(random.backbone.params["pooled_dense"]["kernel"]), saved_kernel)
+    for seed in (0, 7):  # the encoder from_config builds with the seed asked for
+        seeded = flaxbert.BertTextClassifier.from_preset(tmp_path / "preset", load_weights=False, seed=seed)
+        born = flaxbert.BertBackbone.from_config(classifier.backbone.config, seed=seed)
+        jax.tree.map(np.testing.assert_array_equal, jax.device_get(seeded.backbone.params), jax.device_get(born.params))
 
 
 def test_tokenizer_and_preprocessor_from_presets_of_every_format(tmp_path, minilm_dir):
