@@ -310,13 +310,9 @@ def test_refusals_leave_the_backbone_as_it_was(tmp_path):
     refused["folder"] = (lambda: backbone.save_lora_weights(tmp_path / "folder.lora.h5"), r"is a directory; pass")
     import h5py
 
-    with h5py.File(tmp_path / "mixed.lora.h5", "w") as f:  # a rank-2 header over rank-3 factors
-        f.create_dataset("lora/vars/rank", data=np.int64(2))
-        f.create_dataset("lora/11/vars/lora_kernel_a", data=np.zeros((8, 2, 3), "float32"))
-        f.create_dataset("lora/11/vars/lora_kernel_b", data=np.zeros((3, 4), "float32"))
-    refused["mixed"] = (lambda: backbone.load_lora_weights(tmp_path / "mixed.lora.h5"),
-                        r"is damaged: its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 3\)")  # fmt: skip
     damaged = {  # name: (rank, layer 11's datasets, what is said)
+        "mixed": (np.int64(2), {"lora_kernel_a": (8, 2, 3), "lora_kernel_b": (3, 4)},  # a rank-2 header, rank-3 factors
+                  r"is damaged: its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 3\)"),
         "b_rank": (np.int64(2), {"lora_kernel_a": (8, 2, 2), "lora_kernel_b": (3, 4)},
                    r"its rank is 2, but layer 11's LoRA factors have shapes \(8, 2, 2\) and \(3, 4\)"),
         "float_rank": (np.float64(2.0), {"lora_kernel_a": (8, 2, 2), "lora_kernel_b": (2, 4)},

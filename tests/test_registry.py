@@ -7,7 +7,6 @@ compare it with its sources."""
 import re
 
 from flaxbert.presets.registry import PRESETS
-from flaxbert.tasks.text_classifier import BertTextClassifier, DistilBertTextClassifier, TextClassifier
 
 
 def _keras_hub_presets(keras_hub) -> dict:
@@ -62,9 +61,3 @@ def test_every_preset_is_the_row_reference_writes_down(reference_doc):
         task = re.search(r"num_classes=(\d+)", hf)
         assert preset.num_classes == (int(task[1]) if task else None), name
         assert preset.hf_equivalent == (None if task else hf.strip("`")), name
-
-
-def test_each_classifier_lists_the_presets_of_its_architecture():
-    assert TextClassifier.presets == PRESETS
-    assert set(BertTextClassifier.presets) == {n for n in PRESETS if not n.startswith("distil_bert")}
-    assert set(DistilBertTextClassifier.presets) == {n for n in PRESETS if n.startswith("distil_bert")}

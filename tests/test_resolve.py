@@ -103,7 +103,8 @@ def test_a_directory_named_like_a_built_in_preset_is_the_one_loaded(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bert_tiny_en_uncased").mkdir()
     assert resolve("bert_tiny_en_uncased") == pathlib.Path("bert_tiny_en_uncased")
-    with pytest.raises(FileNotFoundError, match="bert_base_en_uncased"):  # no such directory: the built-in, offline
+    offline = r"'bert_base_en_uncased' \(hf://keras/bert_base_en_uncased\) is not in the Hugging Face cache"
+    with pytest.raises(FileNotFoundError, match=offline):  # no such directory: the built-in, from the (offline) Hub
         resolve("bert_base_en_uncased")
 
 

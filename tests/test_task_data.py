@@ -309,3 +309,4 @@ def test_validation_split_cuts_the_rows_where_keras_cuts_them(keras):
                 continue
             ours = split_validation(data, fraction, class_weighted=False)
             assert [part.labels.tolist() for part in ours] == [list(train), list(validation)], (size, fraction)
+            assert [part.inputs["token_ids"][:, 0].tolist() for part in ours] == [list(train), list(validation)]
