@@ -10,7 +10,15 @@ import pytest
 from jax.extend.random import threefry_2x32
 from jax.sharding import NamedSharding, PartitionSpec
 
-from flaxbert.models import BertClassifier, BertConfig, BertHeadConfig, dropout_layer
+from flaxbert.models import (
+    BertClassifier,
+    BertConfig,
+    BertHeadConfig,
+    DistilBertClassifier,
+    DistilBertConfig,
+    DistilBertHeadConfig,
+    dropout_layer,
+)
 from flaxbert.models.abstract import abstract_params, dummy_inputs
 from flaxbert.models.dropout import drop_threshold, keep_bytes, keep_bytes_together, keep_mask, threefry2x32
 from flaxbert.models.dropout_layer import Dropout, keep_masks
@@ -201,3 +209,29 @@ def test_mask_is_the_same_on_any_mesh():
     out = jax.jit(drop)(sharded)
     assert len(out.sharding.device_set) == 8
     np.testing.assert_array_equal(out, jax.jit(drop)(x))
+
+
+@pytest.mark.parametrize("arch", ["bert", "distil_bert"])
+def test_each_heads_dropout_drops_what_feeds_its_logits_in_training_only(arch):
+    """keras-hub's heads drop the pooled output (BERT) or the relu'd `pooled_dense` output (DistilBERT) just before
+    `logits`. With the encoder's dropout off and `logits` made the identity, a train-mode output is that vector with
+    each entry dropped or scaled by 1 / keep, about half of them dropped at rate 0.5."""
+    shape = dict(vocabulary_size=40, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
+                 max_sequence_length=12, dropout=0.0)  # fmt: skip
+    if arch == "bert":
+        model = BertClassifier(BertConfig(**shape), BertHeadConfig(16, dropout=0.5))
+    else:
+        model = DistilBertClassifier(DistilBertConfig(**shape), DistilBertHeadConfig(16, dropout=0.5))
+    rng = np.random.default_rng(0)
+    batch = {"token_ids": rng.integers(1, 40, (16, 6)).astype(np.int32), "padding_mask": np.ones((16, 6), np.int32)}
+    if arch == "bert":
+        batch["segment_ids"] = np.zeros((16, 6), np.int32)
+    params = dict(model.init(jax.random.key(0), batch)["params"])
+    params["logits"] = {"kernel": jnp.eye(16), "bias": jnp.zeros(16)}
+    fed = np.asarray(model.apply({"params": params}, batch))  # what the head's dropout gets
+    dropped = np.asarray(model.apply({"params": params}, batch, train=True, rngs={"dropout": jax.random.key(1)}))
+    live = fed != 0  # DistilBERT's relu zeroes some entries before any dropout
+    assert live.sum() > 100
+    gone = live & (dropped == 0)
+    assert 0.4 < gone.sum() / live.sum() < 0.6
+    np.testing.assert_allclose(dropped[live & ~gone], fed[live & ~gone] / 0.5, rtol=1e-5)
