@@ -872,6 +872,9 @@ def test_a_finished_or_different_run_in_checkpoint_dir_is_said(tmp_path):
         match=r"at step 2 .*'data': 'the same number of examples, but other texts, labels or weights \(or texts tok",
     ):
         other.fit(other_x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path)
+    for labels, weights in (((y + 1) % 4, None), (y, np.full(4, 0.5))):  # the same texts, other labels or weights
+        with pytest.raises(ValueError, match=r"at step 2 .*'data': 'the same number of examples, but other texts"):
+            other.fit(x, labels, batch_size=2, verbose=0, checkpoint_dir=tmp_path, sample_weight=weights)
     with pytest.raises(ValueError, match=r"'shuffle': \(True, False\)"):
         other.fit(x, y, batch_size=2, verbose=0, checkpoint_dir=tmp_path, shuffle=False)
     with pytest.raises(ValueError, match=r"'seed': \(0, 5\)"):  # another data order and other dropout masks

@@ -28,7 +28,8 @@ def _data(rows: int, seed: int = 0, vocab: int = 50, length: int = 8):
 @pytest.fixture(scope="module")
 def keras_run(keras_hub, keras, tmp_path_factory):
     """A keras-hub classifier without dropout, saved as a preset, then fit twice for one epoch with sample weights
-    and weighted validation data (no shuffle, batch 4: four steps per epoch) and evaluated, by Keras itself."""
+    and weighted validation data, some weights 0 (no shuffle, batch 4: four steps per epoch) and evaluated, by Keras
+    itself."""
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
                                              intermediate_dim=32, max_sequence_length=16, dropout=0.0)  # fmt: skip
@@ -38,7 +39,8 @@ def keras_run(keras_hub, keras, tmp_path_factory):
     ).save_to_preset(preset)
     x, y = _data(16)
     weights = np.linspace(0.2, 2.0, 16)
-    validation = (*_data(12, seed=1), np.linspace(2.0, 0.1, 12))
+    weights[[5, 14]] = 0.0  # rows that train nothing still count in the accuracy and in the loss's denominator
+    validation = (*_data(12, seed=1), np.where(np.arange(12) == 3, 0.0, np.linspace(2.0, 0.1, 12)))
     model = keras_hub.models.BertTextClassifier.from_preset(preset)
     fit = functools.partial(keras.Model.fit, model, x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
                             sample_weight=weights, validation_data=validation)  # fmt: skip

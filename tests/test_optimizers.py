@@ -104,6 +104,10 @@ def test_warmup_then_linear_decay_keeps_its_values():
     schedule = optimizers.warmup_linear_decay(num_steps=10, learning_rate=1.0, warmup_fraction=0.2)
     got = [float(schedule(step)) for step in (0, 1, 2, 3, 6, 9, 10)]
     np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 7 / 8, 4 / 8, 1 / 8, 0.0], atol=1e-7)
+    # int(15 * 0.1) = 1 warmup step, rounded down as documented (rounding would warm up for 2)
+    schedule = optimizers.warmup_linear_decay(num_steps=15, learning_rate=1.0, warmup_fraction=0.1)
+    got = [float(schedule(step)) for step in (0, 1, 2, 8, 15)]
+    np.testing.assert_allclose(got, [0.0, 1.0, 13 / 14, 7 / 14, 0.0], atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +176,8 @@ def test_recommended_moves_params_as_torch_adamw_with_transformers_linear_warmup
 
 
 @pytest.mark.parametrize(
-    ("num_steps", "warmup_fraction", "match"), [(0, 0.1, "num_steps"), (10, 1.5, "warmup_fraction")]
+    ("num_steps", "warmup_fraction", "match"),
+    [(0, 0.1, "num_steps"), (10, 1.5, "warmup_fraction"), (10, -0.1, "warmup_fraction")],
 )
 def test_schedule_rejects_bad_arguments(num_steps, warmup_fraction, match):
     with pytest.raises(ValueError, match=match):

@@ -321,3 +321,19 @@ def test_the_bars_show_running_scores_only_once_the_device_has_them(monkeypatch)
     scores = loops.evaluate(params, evaluate, data, batch_size=8, mesh=mesh, verbose=1)
     assert [n for n, _ in postfixes] == [11, 21, 24]
     assert postfixes[-1][1] == loops._scores(scores)  # the last shows the scores evaluate returns
+
+
+def test_the_loss_equals_keras_on_logits_and_on_probabilities_with_zeros_and_ones(keras):
+    """`sparse_categorical_crossentropy` against Keras' own, on logits up to +-100 and, as a softmax head gives them,
+    on probabilities where some are exactly 0 or 1 (Keras clips them to [1e-7, 1 - 1e-7]: no infinite loss)."""
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 2, 1, 0, 1])
+    logits = np.concatenate([rng.normal(0, 3, (4, 3)), [[100.0, -100.0, 0.0], [-50, 60, 0], [0, 0, 0]]])
+    logits = logits.astype(np.float32)
+    probs = np.array(jax.nn.softmax(logits[:4], -1).tolist() + [[1, 0, 0], [0, 1, 0], [1, 0, 0]], np.float32)
+    keras_loss = keras.losses.sparse_categorical_crossentropy
+    for outputs, from_logits in ((logits, True), (probs, False)):
+        got = np.asarray(sparse_categorical_crossentropy(outputs, labels, from_logits=from_logits))
+        want = np.asarray(keras_loss(labels, outputs, from_logits=from_logits))
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
