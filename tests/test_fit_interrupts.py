@@ -151,6 +151,26 @@ def test_ctrl_c_with_a_checkpoint_dir_saves_after_the_step_and_resumes_exactly(t
                                             jax.tree.map(np.array, interrupted.params))))  # fmt: skip
 
 
+@pytest.mark.parametrize("installed", ["a user's handler", "ignored"])
+def test_with_a_checkpoint_dir_a_sigint_python_does_not_handle_stays_where_it_was_sent(tmp_path, installed):
+    """The first Ctrl-C becomes a stop to save only where Python's own handler would raise KeyboardInterrupt: a
+    handler the user installed still gets it after the step, and a SIGINT this process ignores (a background job)
+    stays ignored. Either way the fit runs to its end, with no checkpoint at the step the signal came in."""
+    received = []
+    handler = signal.SIG_IGN if installed == "ignored" else lambda signum, frame: received.append(signum)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        try:
+            history = _fit_sending_sigints(_classifier(), tmp_path / "ckpt", at_steps=(3,))
+        except KeyboardInterrupt:  # pytest would take it for the user stopping the session
+            pytest.fail("fit raised KeyboardInterrupt on a SIGINT that Python's default handler was not handling")
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert history.epoch == [0, 1] and 3 not in _steps_saved(tmp_path / "ckpt")
+    assert received == ([] if installed == "ignored" else [signal.SIGINT])
+
+
 def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
     rows = []
     with pytest.raises(KeyboardInterrupt):

@@ -63,6 +63,9 @@ def test_what_changes_a_program_gets_its_own_steps():
     a frozen backbone gets steps of its own."""
     base = _classifier()
     train_fn, _, eval_fn, predict_fn = _functions(base)
+    frozen = _classifier()  # asked for while base's steps are still kept (the 8 latest sets are)
+    assert frozen._steps("train", False)[0][0] is not train_fn
+    assert frozen._steps("train", False)[0][0] is _classifier()._steps("train", False)[0][0]
     sgd = _classifier()
     sgd.compile(optimizer=optax.sgd(0.1))
     assert _functions(sgd)[0] is not train_fn and _functions(sgd)[2:] == (eval_fn, predict_fn)
@@ -72,9 +75,6 @@ def test_what_changes_a_program_gets_its_own_steps():
     assert not set(_functions(three)) & {train_fn, eval_fn, predict_fn}
     fsdp = _classifier(mesh=(1, 8))
     assert not set(_functions(fsdp)) & {train_fn, eval_fn, predict_fn}
-    frozen = _classifier()
-    assert frozen._steps("train", False)[0][0] is not train_fn
-    assert frozen._steps("train", False)[0][0] is _classifier()._steps("train", False)[0][0]
 
 
 class _ScaledLoss:
