@@ -52,6 +52,11 @@ def timed_pass(answer, requests) -> np.ndarray:
     return np.array(seconds)
 
 
+def percentiles_ms(seconds) -> dict[int, float]:
+    """The 50th, 90th and 99th percentiles of request times given in seconds, in milliseconds."""
+    return {q: float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99)}
+
+
 def flaxbert_answer(preset: str):
     import flaxbert
 
@@ -122,7 +127,7 @@ def main():
             results[name] = {}
             for size in sizes:
                 seconds = timed_pass(answer, requests_of(sentences, size, args.requests))
-                results[name][str(size)] = {q: float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99)}
+                results[name][str(size)] = percentiles_ms(seconds)
                 print(f"   {size} per request: {results[name][str(size)]}", flush=True)
         except Exception as error:  # one failing peer must not stop the others
             results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}

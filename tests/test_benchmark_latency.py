@@ -2,6 +2,8 @@
 
 import sys
 
+import numpy as np
+import pytest
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmarks import each other as top-level modules
@@ -31,3 +33,8 @@ def test_the_table_has_a_row_per_peer_and_a_failed_peer_says_why(capsys):
     assert "| flaxbert | 9.5 / 13.8 / 26.4 | 9.5 / 13.8 / 26.4 |" in out
     assert "| keras_hub | error: ImportError: no keras | |" in out
     assert "keras-hub's row is its model alone" in out
+
+
+def test_percentiles_are_of_the_request_times_in_milliseconds():
+    seconds = np.random.default_rng(0).permutation(np.arange(1, 101)) / 1000  # 1 ms .. 100 ms, shuffled
+    assert predict_latency.percentiles_ms(seconds) == pytest.approx({50: 50.5, 90: 90.1, 99: 99.01})

@@ -189,3 +189,71 @@ def test_a_report_of_another_benchmark_is_named_not_a_key_error(tmp_path):
     for report in ({"peers": {}}, {"benchmark": "rerun_cell"}, [1, 2]):
         assert plot.write_png(report, json_path) == plot.NOT_DRAWN
     assert not json_path.with_suffix(".png").exists()
+
+
+@pytest.mark.parametrize("model", ["bert_tiny", "bert_base", "distil_bert_base"])
+def test_the_flops_formula_counts_the_models_own_non_embedding_params(model):
+    """The issue's formula, 6 * N * L + 12 * layers * L^2 * hidden per training example, with N counted from the
+    classifier flaxbert builds (its params' shapes, nothing computed): every param but the embedding tables and their
+    LayerNorm."""
+    import jax
+
+    from flaxbert import models
+    from flaxbert.models.abstract import abstract_params
+
+    arch, layers, heads, hidden, inter = peers.MODELS[model]
+    dims = dict(vocabulary_size=peers.VOCAB, num_layers=layers, num_heads=heads, hidden_dim=hidden,
+                intermediate_dim=inter, max_sequence_length=peers.MAX_POSITIONS)  # fmt: skip
+    if arch == "bert":
+        module = models.BertClassifier(models.BertConfig(**dims), models.BertHeadConfig(peers.NUM_CLASSES))
+    else:
+        module = models.DistilBertClassifier(
+            models.DistilBertConfig(**dims), models.DistilBertHeadConfig(peers.NUM_CLASSES)
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(abstract_params(module, module.backbone))
+    sizes = {jax.tree_util.keystr(path): leaf.size for path, leaf in leaves}
+    embeddings = [path for path in sizes if "embedding" in path]  # the tables and the LayerNorm after them
+    assert len(embeddings) == (5 if arch == "bert" else 4)
+    n = sum(sizes.values()) - sum(sizes[path] for path in embeddings)
+    assert peers.non_embedding_params(model) == n
+    assert peers.train_flops_per_example(model, SEQ) == 6 * n * SEQ + 12 * layers * SEQ**2 * hidden
+
+
+def test_rounds_merge_into_each_rates_best_round(capsys):
+    """Train from the fastest train round (with that round's other columns), predict from the fastest predict round,
+    the first step from the quickest; every round's rates kept."""
+    rows = []
+    for round_, (train, predict, first) in enumerate([(300.0, 900.0, 14.0), (400.0, 700.0, 12.5), (350.0, 800.0, 13)]):
+        worker = throughput_worker._Rows("flaxbert", SHAPE, SEQ, BACKEND)
+        worker.add(path="fit", predict_batch=256, first_step_s=first, train_examples_per_s=train, fit_fixed_s=round_)
+        worker.finish(predict_examples_per_s=predict)
+        rows += [dict(r, round=round_) for r in throughput.worker_rows(capsys.readouterr().out, "", "")]
+    (best,) = throughput.best_of_rounds(rows)
+    assert (best["train_examples_per_s"], best["fit_fixed_s"], best["predict_examples_per_s"]) == (400.0, 1, 900.0)
+    assert best["predict_tokens_per_s"] == 900.0 * SEQ and best["first_step_s"] == 12.5 and "round" not in best
+    assert best["train_examples_per_s_rounds"] == [300.0, 400.0, 350.0]
+    assert best["predict_examples_per_s_rounds"] == [900.0, 700.0, 800.0]
+
+
+def test_the_flaxbert_workers_rates_are_the_rows_it_ran_over_the_seconds_they_took(monkeypatch, capsys):
+    """The real flaxbert worker on bert_tiny (sequence length 8, train batch 8, predict batch 16), with the timings
+    fixed: each rate is the rows that call ran (fit's batch, predict's rows, the jitted loops' steps x batch) over
+    its seconds."""
+    shape, seq, steps, predict_batch = peers.Shape.parse("bert_tiny:8:float32"), 8, 2, 16
+    monkeypatch.setattr(throughput_worker, "_fit_step_s", lambda *args, **kwargs: (0.5, 0.1, "whole fit"))
+
+    def best(fn, sync, repeats):
+        sync(fn())  # runs what would be timed, once
+        return 4.0
+
+    monkeypatch.setattr(throughput_worker, "_best", best)
+    backend = throughput_worker._Backend("flaxbert", "cpu", None)
+    rows = throughput_worker._Rows("flaxbert", shape, seq, backend)
+    throughput_worker._flaxbert(shape, seq, steps, 1, backend, predict_batch, rows)
+    public, jitted = throughput.worker_rows(capsys.readouterr().out, "exit status 0", "")
+    assert "error" not in public and "error" not in jitted
+    assert (public["train_examples_per_s"], public["fit_fixed_s"], public["train_estimate"]) == (16.0, 0.1, "whole fit")
+    assert public["predict_examples_per_s"] == steps * predict_batch / 4.0  # the rows predicted: 32 in 4 s
+    assert jitted["train_examples_per_s"] == steps * shape.batch / 4.0
+    assert jitted["predict_examples_per_s"] == steps * predict_batch / 4.0
+    assert public["first_step_s"] > 0 and public["peak_memory_bytes"] > 2**20
