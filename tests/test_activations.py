@@ -15,6 +15,10 @@ def test_gelu_matches_jax_and_its_float32_gradient(approximate, dtype):
     np.testing.assert_array_equal(np.asarray(gelu(x, approximate), np.float32),
                                   np.asarray(jax.nn.gelu(x, approximate=approximate), np.float32))  # fmt: skip
     weights = jax.random.normal(jax.random.key(1), x.shape)
+    # differentiated, the forward value is the same GELU's too (a custom_vjp computes it apart, as training does)
+    value, _ = jax.vjp(lambda x: gelu(x, approximate), x)
+    np.testing.assert_array_equal(np.asarray(value, np.float32),
+                                  np.asarray(jax.nn.gelu(x, approximate=approximate), np.float32))  # fmt: skip
     got = jax.grad(lambda x: jnp.sum(gelu(x, approximate).astype(jnp.float32) * weights))(x)
     # the reference: jax's GELU differentiated in float32, rounded once to the input's dtype as ours is
     wide = jax.grad(lambda x: jnp.sum(jax.nn.gelu(x, approximate=approximate) * weights))(x.astype(jnp.float32))
