@@ -308,6 +308,9 @@ _SIZES = dict(vocabulary_size=10, num_layers=1, num_heads=2, hidden_dim=10, inte
         (lambda: DistilBertHeadConfig(2, hidden_dim=True), "hidden_dim must be a positive integer or None, got True"),
         (lambda: BertHeadConfig(num_classes=True), "BertHeadConfig.num_classes must be a positive integer, got True"),
         (lambda: BertHeadConfig(2, dropout=True), r"BertHeadConfig.dropout must be in \[0, 1\), got True"),
+        # a rate of 1 drops every value, and the kept ones' scale 1 / (1 - rate) is infinite
+        (lambda: DistilBertHeadConfig(2, dropout=1.0), r"DistilBertHeadConfig.dropout must be in \[0, 1\), got 1.0"),
+        (lambda: BertConfig(**_SIZES, dropout=1.0), r"BertConfig.dropout must be in \[0, 1\), got 1.0"),
     ],
 )
 def test_configs_refuse_bools_and_non_finite_numbers(make, match):

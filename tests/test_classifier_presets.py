@@ -154,6 +154,19 @@ def test_id2label_that_names_a_class_twice_is_dropped_and_said(distil_dir, tmp_p
     assert named.label_names == ("neg", "also neg", "pos")
 
 
+def test_id2label_listed_out_of_order_names_each_class_by_its_id_as_transformers_does(distil_dir, tmp_path):
+    import transformers
+
+    source, _ = distil_dir
+    path = shutil.copytree(source, tmp_path / "unordered")
+    config = json.loads((path / "config.json").read_text())
+    config["id2label"] = {"2": "positive", "0": "negative", "1": "neutral"}
+    (path / "config.json").write_text(json.dumps(config))
+    want = transformers.AutoConfig.from_pretrained(path).id2label
+    assert flaxbert.TextClassifier.from_preset(path).label_names == tuple(want[i] for i in range(3))
+    assert want[0] == "negative"
+
+
 @pytest.mark.parametrize(
     ("kind", "rate"), [("bert", dict(classifier_dropout=0.3)), ("distil_bert", dict(seq_classif_dropout=0.35))]
 )

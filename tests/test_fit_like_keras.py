@@ -417,8 +417,13 @@ def test_what_compile_sets_is_not_assigned_around_it_and_trainable_false_is_refu
     for name in ("optimizer", "loss", "mesh"):
         with pytest.raises(AttributeError, match=rf"classifier.{name} is set by compile: call classifier.compile"):
             setattr(classifier, name, optax.sgd(0.0))
-    with pytest.raises(ValueError, match="set classifier.backbone.trainable = False"):
-        classifier.trainable = False
+    classifier.backbone.trainable = False
+    for value in (False, np.False_, 0, None, "no"):  # each would have made the frozen backbone trainable again
+        with pytest.raises(ValueError, match="set classifier.backbone.trainable = False"):
+            classifier.trainable = value
+        assert not classifier.backbone.trainable
+    classifier.trainable = np.True_
+    assert classifier.backbone.trainable
     classifier.backbone.trainable = False
     classifier.trainable = True  # as Keras' model.trainable = True makes every layer trainable
     assert classifier.backbone.trainable and classifier.trainable

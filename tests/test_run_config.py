@@ -1,5 +1,6 @@
 """The train.py config system: typed dotted overrides, unknown keys rejected, every field read by the run."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -152,3 +153,25 @@ def test_every_field_is_read_by_the_run():
         if not any(re.search(p, source) for p in patterns):
             unread.append(key)
     assert not unread, f"config fields nothing reads: {unread}"
+
+
+def test_each_command_line_flag_sets_its_own_config_field_and_no_other():
+    """train.py's flags, each set to a value unlike the config file's: --batch-size read into another field (or any
+    flag into a neighbour's) trained at the file's value without a word."""
+    import train
+
+    default = train.build_config(train.parser().parse_args(["--preset", "p"]), [])
+    flags = ["--preset", "p", "--num-classes", "3", "--epochs", "4", "--batch-size", "48", "--learning-rate", "3e-5",
+             "--sequence-length", "96", "--precision", "bfloat16", "--seed", "7", "--output-dir", "out",
+             "--text-column", "a,b", "--label-column", "y", "--label-names", "neg,pos,mid", "--mesh", "2,4",
+             "--offline"]  # fmt: skip
+    config = train.build_config(train.parser().parse_args(flags), [])
+    want = dataclasses.replace(
+        default, num_classes=3, epochs=4, batch_size=48, sequence_length=96, precision="bfloat16", seed=7,
+        output_dir="out", offline=True, mesh=cfg.MeshConfig(data=2, fsdp=4),
+        optimizer=dataclasses.replace(default.optimizer, learning_rate=3e-5),
+        data=dataclasses.replace(default.data, text_columns=("a", "b"), label_column="y",
+                                 label_names=("neg", "pos", "mid")),
+    )  # fmt: skip
+    assert config == want
+    assert default.batch_size != 48 and default.eval_batch_size == config.eval_batch_size
