@@ -114,13 +114,18 @@ def padded_batch(vocab_size: int, num_segments: int, lengths=(11, 7, 3), seed: i
     return {"token_ids": token_ids, "segment_ids": segment_ids * mask, "padding_mask": mask}
 
 
-def torch_outputs(model, batch: dict[str, np.ndarray]):
-    """The reference forward pass, in eval mode, as numpy."""
+def torch_inputs(batch: dict[str, np.ndarray]) -> dict:
+    """flaxbert's batch as a transformers model's keyword arguments (token_type_ids where it has segment ids)."""
     kwargs = {
         "input_ids": torch.as_tensor(batch["token_ids"], dtype=torch.long),
         "attention_mask": torch.as_tensor(batch["padding_mask"], dtype=torch.long),
     }
     if "segment_ids" in batch:
         kwargs["token_type_ids"] = torch.as_tensor(batch["segment_ids"], dtype=torch.long)
+    return kwargs
+
+
+def torch_outputs(model, batch: dict[str, np.ndarray]):
+    """The reference forward pass, in eval mode, as numpy."""
     with torch.no_grad():
-        return model(**kwargs)
+        return model(**torch_inputs(batch))

@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_outputs
+from hf_factory import BERT_SHAPES, DISTIL_BERT_SHAPES, padded_batch, random_model, save, torch_inputs, torch_outputs
 
 import flaxbert
 from flaxbert.models import BertClassifier, DistilBertClassifier
@@ -164,7 +164,7 @@ def test_bert_classifier_head_matches_transformers(tmp_path, shape):
     assert _max_diff(got, want) <= ATOL
     # The same directory (weights under the `bert.` prefix) also loads as a bare backbone.
     pooled = flaxbert.BertBackbone.from_preset(path)(batch)["pooled_output"]
-    assert _max_diff(pooled, model.bert(**_torch_kwargs(batch)).pooler_output.detach().numpy()) <= ATOL
+    assert _max_diff(pooled, model.bert(**torch_inputs(batch)).pooler_output.detach().numpy()) <= ATOL
 
 
 @pytest.mark.parametrize("shape", list(DISTIL_BERT_SHAPES))
@@ -195,16 +195,6 @@ def test_softmax_head_returns_probabilities(tmp_path):
     np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-6)
 
 
-def _torch_kwargs(batch):
-    import torch
-
-    return {
-        "input_ids": torch.as_tensor(batch["token_ids"], dtype=torch.long),
-        "attention_mask": torch.as_tensor(batch["padding_mask"], dtype=torch.long),
-        "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long),
-    }
-
-
 @pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
 def test_half_precision_checkpoints_load_as_float32(tmp_path, half, fmt):
@@ -226,14 +216,14 @@ def test_half_precision_checkpoints_load_as_float32(tmp_path, half, fmt):
 @pytest.mark.parametrize("kind", ["bert", "distil_bert"])
 def test_a_training_steps_loss_and_every_gradient_match_transformers_backward_pass(tmp_path, kind):
     """The forward parity tests run inference; here the training path, differentiated: flaxbert's model applied with
-    train=True (dropout off in the checkpoint, since the two frameworks draw other masks) and its cross-entropy,
+    train=True (dropout off in the checkpoint, since the two frameworks draw other masks) and fit's cross-entropy,
     against transformers' in train mode and torch's backward pass. Two layers with the erf GELU both HF BERT and
     DistilBERT use, padded rows, three classes; each gradient is mapped to transformers' names by the export's own
     layout (`hf_convert.state_dict_from_params`)."""
-    import optax
     import torch
 
     from flaxbert.presets import hf_convert
+    from flaxbert.training import steps
 
     if kind == "bert":
         shape = dict(BERT_SHAPES["h48_heads3_l1_seg3"], num_hidden_layers=2, hidden_dropout_prob=0.0,
@@ -247,10 +237,7 @@ def test_a_training_steps_loss_and_every_gradient_match_transformers_backward_pa
     if kind == "distil_bert":
         del batch["segment_ids"]
     labels = np.array([2, 0, 1])
-    kwargs = _torch_kwargs(dict(batch, segment_ids=batch.get("segment_ids", batch["token_ids"])))
-    if kind == "distil_bert":
-        del kwargs["token_type_ids"]
-    want_loss = torch.nn.functional.cross_entropy(model(**kwargs).logits, torch.as_tensor(labels))
+    want_loss = torch.nn.functional.cross_entropy(model(**torch_inputs(batch)).logits, torch.as_tensor(labels))
     want_loss.backward()
     want = {name: p.grad.numpy() for name, p in model.named_parameters()}
 
@@ -259,7 +246,7 @@ def test_a_training_steps_loss_and_every_gradient_match_transformers_backward_pa
 
     def loss(params):
         logits = module.apply({"params": params}, batch, train=True, rngs={"dropout": jax.random.key(0)})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return steps.sparse_categorical_crossentropy(logits, labels).mean()  # the loss fit trains with
 
     got_loss, grads = jax.value_and_grad(loss)(params)
     np.testing.assert_allclose(got_loss, want_loss.item(), rtol=1e-6)

@@ -21,8 +21,8 @@ PREPROCESSED = {
 }
 
 
-def _bert_classifier():
-    backbone = flaxbert.BertBackbone(50, 2, 2, 16, 32, max_sequence_length=32, seed=4)
+def _bert_classifier(dtype="float32"):
+    backbone = flaxbert.BertBackbone(50, 2, 2, 16, 32, max_sequence_length=32, seed=4, dtype=dtype)
     tokenizer = flaxbert.BertTokenizer(VOCAB, lowercase=True)
     preprocessor = flaxbert.BertTextClassifierPreprocessor(tokenizer, sequence_length=24, truncate="waterfall")
     return flaxbert.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor, dropout=0.2, seed=5)
@@ -100,22 +100,16 @@ def test_backbone_presets_and_heads(tmp_path):
     assert other.head_params["logits"]["kernel"].shape == (16, 5)
 
 
-def _bert_classifier_in(dtype):
-    backbone = flaxbert.BertBackbone(50, 2, 2, 16, 32, max_sequence_length=32, seed=4, dtype=dtype)
-    return flaxbert.BertTextClassifier(backbone, num_classes=3, dropout=0.2, seed=5)
-
-
 def test_dtype_given_to_from_preset_replaces_the_saved_one_and_none_keeps_it(tmp_path):
-    inputs = dict(PREPROCESSED, segment_ids=np.zeros((2, 5), int))
-    made = {dtype: _bert_classifier_in(dtype) for dtype in ("float32", "bfloat16")}  # the same float32 params
-    want = {dtype: made[dtype].predict(inputs, batch_size=8, verbose=0) for dtype in made}
+    made = {dtype: _bert_classifier(dtype) for dtype in ("float32", "bfloat16")}  # the same float32 params
+    want = {dtype: made[dtype].predict(TEXTS, batch_size=8, verbose=0) for dtype in made}
     assert not np.array_equal(want["float32"], want["bfloat16"])  # the two compute dtypes tell apart here
     for saved in made:
         made[saved].save_to_preset(tmp_path / saved)
         for asked, runs_in in ((None, saved), ("float32", "float32"), ("bfloat16", "bfloat16")):
             loaded = flaxbert.TextClassifier.from_preset(tmp_path / saved, dtype=asked)
             assert loaded.backbone.config.dtype == runs_in, (saved, asked)
-            np.testing.assert_array_equal(loaded.predict(inputs, batch_size=8, verbose=0), want[runs_in])
+            np.testing.assert_array_equal(loaded.predict(TEXTS, batch_size=8, verbose=0), want[runs_in])
     backbone = flaxbert.BertBackbone.from_preset(tmp_path / "float32", dtype="bfloat16")
     assert backbone.config.dtype == "bfloat16"
 
